@@ -1,0 +1,203 @@
+//! Everything that can happen to a `TradingAccount`. Events are facts: never edited, never deleted;
+//! mistakes are answered by compensating events.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientOrderId, Market, Quantity, RiskLimits, Side, SignalId, UsdAmount};
+
+/// The schema version every event is written with today. Older stored versions are brought up to
+/// date on load by the upcasters in `upcasting.rs`.
+pub const EVENT_VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    AccountOpened {
+        display_name: String,
+        limits: RiskLimits,
+        opened_at: DateTime<Utc>,
+    },
+    SignalReceived {
+        signal_id: SignalId,
+        idempotency_key: String,
+        market: Market,
+        side: Side,
+        size: Quantity,
+        reference_price: Decimal,
+        received_at: DateTime<Utc>,
+    },
+    RiskApproved {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        market: Market,
+        side: Side,
+        size: Quantity,
+        notional_usd: UsdAmount,
+    },
+    RiskRejected {
+        signal_id: SignalId,
+        rule: String,
+        detail: String,
+    },
+    /// The signal was not taken up at all (the alert is recorded, nothing else happens).
+    SignalRejected {
+        signal_id: SignalId,
+        idempotency_key: String,
+        reason: RejectionReason,
+        received_at: DateTime<Utc>,
+    },
+    OrderSubmitted {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        market: Market,
+        side: Side,
+        size: Quantity,
+        submitted_at: DateTime<Utc>,
+    },
+    OrderFilled {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        market: Market,
+        side: Side,
+        price: Decimal,
+        size: Quantity,
+        fee_usd: UsdAmount,
+        filled_at: DateTime<Utc>,
+    },
+    OrderRejected {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    OrderFailed {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Compensation: an approved signal that did not trade gives back the daily volume it reserved.
+    RiskReservationReleased {
+        signal_id: SignalId,
+        notional_usd: UsdAmount,
+    },
+    PositionOpened {
+        signal_id: SignalId,
+        market: Market,
+        side: Side,
+        size: Quantity,
+        entry_price: Decimal,
+    },
+    PositionIncreased {
+        signal_id: SignalId,
+        market: Market,
+        size_delta: Quantity,
+        new_size: Quantity,
+        average_entry_price: Decimal,
+    },
+    PositionReduced {
+        signal_id: SignalId,
+        market: Market,
+        size_delta: Quantity,
+        new_size: Quantity,
+        realized_pnl_usd: UsdAmount,
+    },
+    PositionClosed {
+        signal_id: SignalId,
+        market: Market,
+        size_delta: Quantity,
+        realized_pnl_usd: UsdAmount,
+    },
+    NotificationSent {
+        signal_id: SignalId,
+        channel: String,
+        at: DateTime<Utc>,
+    },
+    NotificationFailed {
+        signal_id: SignalId,
+        channel: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    TradingHalted {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    TradingResumed {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RejectionReason {
+    /// The idempotency key was seen before; `original_signal_id` is the signal it produced.
+    Duplicate { original_signal_id: SignalId },
+    Stale { detail: String },
+    Halted { detail: String },
+}
+
+impl AccountEvent {
+    /// The signal this event belongs to, if any.
+    pub fn signal_id(&self) -> Option<&SignalId> {
+        use AccountEvent::*;
+        match self {
+            SignalReceived { signal_id, .. }
+            | RiskApproved { signal_id, .. }
+            | RiskRejected { signal_id, .. }
+            | SignalRejected { signal_id, .. }
+            | OrderSubmitted { signal_id, .. }
+            | OrderFilled { signal_id, .. }
+            | OrderRejected { signal_id, .. }
+            | OrderFailed { signal_id, .. }
+            | RiskReservationReleased { signal_id, .. }
+            | PositionOpened { signal_id, .. }
+            | PositionIncreased { signal_id, .. }
+            | PositionReduced { signal_id, .. }
+            | PositionClosed { signal_id, .. }
+            | NotificationSent { signal_id, .. }
+            | NotificationFailed { signal_id, .. } => Some(signal_id),
+            AccountOpened { .. } | TradingHalted { .. } | TradingResumed { .. } => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        use AccountEvent::*;
+        match self {
+            AccountOpened { .. } => "AccountOpened",
+            SignalReceived { .. } => "SignalReceived",
+            RiskApproved { .. } => "RiskApproved",
+            RiskRejected { .. } => "RiskRejected",
+            SignalRejected { .. } => "SignalRejected",
+            OrderSubmitted { .. } => "OrderSubmitted",
+            OrderFilled { .. } => "OrderFilled",
+            OrderRejected { .. } => "OrderRejected",
+            OrderFailed { .. } => "OrderFailed",
+            RiskReservationReleased { .. } => "RiskReservationReleased",
+            PositionOpened { .. } => "PositionOpened",
+            PositionIncreased { .. } => "PositionIncreased",
+            PositionReduced { .. } => "PositionReduced",
+            PositionClosed { .. } => "PositionClosed",
+            NotificationSent { .. } => "NotificationSent",
+            NotificationFailed { .. } => "NotificationFailed",
+            TradingHalted { .. } => "TradingHalted",
+            TradingResumed { .. } => "TradingResumed",
+        }
+    }
+}
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}

@@ -1,0 +1,22 @@
+//! The domain of ledgerhook: one `TradingAccount` aggregate per user, its commands, its events and
+//! its risk rules.
+//!
+//! Architecture invariant: this crate knows nothing about HTTP, SQL, the clock or randomness. Every
+//! time and identifier it needs arrives inside a command, so replaying the same events always
+//! reproduces the same state.
+
+mod account;
+mod commands;
+mod events;
+mod position;
+mod risk;
+mod upcasting;
+mod values;
+
+pub use account::{AccountError, SignalStage, TradingAccount, IDEMPOTENCY_WINDOW_HOURS};
+pub use commands::{AccountCommand, ExecutionReport, Fill, NotificationOutcome, SignalIntent};
+pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
+pub use position::Position;
+pub use risk::{RiskCheck, RiskLimits};
+pub use upcasting::upcasters;
+pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};
