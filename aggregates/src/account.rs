@@ -1,7 +1,7 @@
 //! The `TradingAccount` aggregate: the state one user's events fold into, and the decisions its
 //! commands make on that state.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -13,9 +13,15 @@ use crate::{
     Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, SignalIntent, UsdAmount,
 };
 
-/// How long an idempotency key is remembered. It must cover TradingView's resends (3 × 5 s) with a
-/// wide margin, and bounds the state an account carries.
+/// How long an alert's explicit id is remembered. It must cover TradingView's resends (3 × 5 s)
+/// with a wide margin, and bounds the state an account carries.
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+/// Keys with this prefix are fingerprints of alerts that carried no id. Two identical alerts without
+/// an id can be two real trades, so a fingerprint is only remembered long enough to absorb
+/// TradingView's resends of one request (three retries, 5 s apart, after a 3 s timeout).
+pub const FINGERPRINT_KEY_PREFIX: &str = "fp:";
+pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -39,15 +45,23 @@ pub struct TradingAccount {
     pub profile: Option<Profile>,
     pub halt: Option<Halt>,
     /// Idempotency keys seen inside the window, with the signal each produced.
-    pub seen_keys: BTreeMap<String, SignalId>,
-    /// The same keys in arrival order, so the oldest can be forgotten cheaply.
-    seen_order: VecDeque<(DateTime<Utc>, String)>,
+    pub seen_keys: BTreeMap<String, SeenKey>,
+    /// The same keys ordered by when they expire, so expired keys can be forgotten cheaply.
+    key_expiry: BTreeSet<(DateTime<Utc>, String)>,
+    /// When the most recent signal arrived: the UTC day its approved volume counts toward.
+    last_signal_at: Option<DateTime<Utc>>,
     /// Signals with work still to do, by id. Finished signals leave this map.
     pub in_flight: BTreeMap<SignalId, InFlight>,
     pub positions: BTreeMap<Market, Position>,
     pub daily_volume: DailyVolume,
     pub signals_received: u64,
     pub orders_filled: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenKey {
+    pub signal_id: SignalId,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,12 +211,16 @@ impl TradingAccount {
 
     fn receive_signal(&self, intent: SignalIntent) -> Result<Vec<AccountEvent>, AccountError> {
         let profile = self.profile()?;
-        if let Some(original) = self.seen_keys.get(&intent.idempotency_key) {
+        let seen = self
+            .seen_keys
+            .get(&intent.idempotency_key)
+            .filter(|seen| seen.expires_at > intent.received_at);
+        if let Some(original) = seen {
             return Ok(vec![AccountEvent::SignalRejected {
                 signal_id: intent.signal_id,
                 idempotency_key: intent.idempotency_key,
                 reason: RejectionReason::Duplicate {
-                    original_signal_id: original.clone(),
+                    original_signal_id: original.signal_id.clone(),
                 },
                 received_at: intent.received_at,
             }]);
@@ -227,25 +245,25 @@ impl TradingAccount {
             received_at: intent.received_at,
         };
         let traded_today = self.daily_volume.on(intent.received_at.date_naive());
-        let verdict = match profile.limits.check(
-            &intent,
-            self.positions.get(&intent.market),
-            traded_today,
-        ) {
-            Ok(notional_usd) => AccountEvent::RiskApproved {
-                client_order_id: ClientOrderId::for_signal(&intent.signal_id),
-                signal_id: intent.signal_id,
-                market: intent.market,
-                side: intent.side,
-                size: intent.size,
-                notional_usd,
-            },
-            Err(failed) => AccountEvent::RiskRejected {
-                signal_id: intent.signal_id,
-                rule: failed.rule.to_owned(),
-                detail: failed.detail,
-            },
-        };
+        let verdict =
+            match profile
+                .limits
+                .check(&intent, self.positions.get(&intent.market), traded_today)
+            {
+                Ok(notional_usd) => AccountEvent::RiskApproved {
+                    client_order_id: ClientOrderId::for_signal(&intent.signal_id),
+                    signal_id: intent.signal_id,
+                    market: intent.market,
+                    side: intent.side,
+                    size: intent.size,
+                    notional_usd,
+                },
+                Err(failed) => AccountEvent::RiskRejected {
+                    signal_id: intent.signal_id,
+                    rule: failed.rule.to_owned(),
+                    detail: failed.detail,
+                },
+            };
         Ok(vec![received, verdict])
     }
 
@@ -437,7 +455,10 @@ impl TradingAccount {
             | PositionIncreased { market, .. }
             | PositionReduced { market, .. }
             | PositionClosed { market, .. } => {
-                self.positions.entry(market.clone()).or_default().apply(event);
+                self.positions
+                    .entry(market.clone())
+                    .or_default()
+                    .apply(event);
             }
             NotificationSent { signal_id, .. } | NotificationFailed { signal_id, .. } => {
                 self.in_flight.remove(signal_id);
@@ -461,23 +482,38 @@ impl TradingAccount {
 
     /// The UTC day of the most recent signal: the day a risk approval's volume counts toward.
     fn last_key_day(&self) -> NaiveDate {
-        self.seen_order
-            .back()
-            .map(|(at, _)| at.date_naive())
+        self.last_signal_at
+            .map(|at| at.date_naive())
             .unwrap_or_default()
     }
 
     fn remember_key(&mut self, key: &str, signal_id: &SignalId, received_at: DateTime<Utc>) {
-        self.seen_keys.insert(key.to_owned(), signal_id.clone());
-        self.seen_order.push_back((received_at, key.to_owned()));
-        let horizon = received_at - Duration::hours(IDEMPOTENCY_WINDOW_HOURS);
-        while let Some((at, _)) = self.seen_order.front() {
-            if *at >= horizon {
+        self.last_signal_at = Some(received_at);
+        while let Some((expires_at, _)) = self.key_expiry.first() {
+            if *expires_at > received_at {
                 break;
             }
-            if let Some((_, old_key)) = self.seen_order.pop_front() {
-                self.seen_keys.remove(&old_key);
+            if let Some((_, expired)) = self.key_expiry.pop_first() {
+                self.seen_keys.remove(&expired);
             }
         }
+        let window = if key.starts_with(FINGERPRINT_KEY_PREFIX) {
+            Duration::seconds(FINGERPRINT_WINDOW_SECONDS)
+        } else {
+            Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
+        };
+        let expires_at = received_at + window;
+        let previous = self.seen_keys.insert(
+            key.to_owned(),
+            SeenKey {
+                signal_id: signal_id.clone(),
+                expires_at,
+            },
+        );
+        if let Some(previous) = previous {
+            self.key_expiry
+                .remove(&(previous.expires_at, key.to_owned()));
+        }
+        self.key_expiry.insert((expires_at, key.to_owned()));
     }
 }

@@ -138,9 +138,15 @@ pub enum AccountEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RejectionReason {
     /// The idempotency key was seen before; `original_signal_id` is the signal it produced.
-    Duplicate { original_signal_id: SignalId },
-    Stale { detail: String },
-    Halted { detail: String },
+    Duplicate {
+        original_signal_id: SignalId,
+    },
+    Stale {
+        detail: String,
+    },
+    Halted {
+        detail: String,
+    },
 }
 
 impl AccountEvent {

@@ -13,7 +13,10 @@ mod risk;
 mod upcasting;
 mod values;
 
-pub use account::{AccountError, SignalStage, TradingAccount, IDEMPOTENCY_WINDOW_HOURS};
+pub use account::{
+    AccountError, InFlight, SeenKey, SignalStage, TradingAccount, FINGERPRINT_KEY_PREFIX,
+    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
+};
 pub use commands::{AccountCommand, ExecutionReport, Fill, NotificationOutcome, SignalIntent};
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use position::Position;

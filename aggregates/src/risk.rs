@@ -48,7 +48,10 @@ impl RiskLimits {
         if !self.allowed_markets.is_empty() && !self.allowed_markets.contains(&intent.market) {
             return Err(RiskCheck {
                 rule: "allowed_markets",
-                detail: format!("{} is not among this account's allowed markets", intent.market),
+                detail: format!(
+                    "{} is not among this account's allowed markets",
+                    intent.market
+                ),
             });
         }
         if intent.reference_price <= Decimal::ZERO {
@@ -57,7 +60,17 @@ impl RiskLimits {
                 detail: "no positive reference price to value the order".to_owned(),
             });
         }
-        let notional = UsdAmount::new(intent.size.value() * intent.reference_price);
+        let too_large = || RiskCheck {
+            rule: "max_order_notional",
+            detail: "order notional is beyond any limit".to_owned(),
+        };
+        let notional = UsdAmount::new(
+            intent
+                .size
+                .value()
+                .checked_mul(intent.reference_price)
+                .ok_or_else(too_large)?,
+        );
         if notional.value() > self.max_order_notional_usd {
             return Err(RiskCheck {
                 rule: "max_order_notional",
@@ -68,8 +81,15 @@ impl RiskLimits {
             });
         }
         let current = position.map_or(Decimal::ZERO, |p| p.size);
-        let after = (current + intent.side.sign() * intent.size.value()).abs();
-        let position_notional = UsdAmount::new(after * intent.reference_price);
+        let after = current
+            .checked_add(intent.side.sign() * intent.size.value())
+            .ok_or_else(too_large)?
+            .abs();
+        let position_notional = UsdAmount::new(
+            after
+                .checked_mul(intent.reference_price)
+                .ok_or_else(too_large)?,
+        );
         // A trade that shrinks the position is always allowed: it lowers risk.
         if after > current.abs() && position_notional.value() > self.max_position_notional_usd {
             return Err(RiskCheck {

@@ -26,7 +26,9 @@ impl Market {
         let (base, quote) = ticker.split_once('-').ok_or(ParseError::Market)?;
         let well_formed = |part: &str| {
             (1..=12).contains(&part.len())
-                && part.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         };
         if well_formed(base) && well_formed(quote) {
             Ok(Self(ticker.to_owned()))
@@ -131,7 +133,9 @@ impl fmt::Display for Quantity {
 
 /// An amount of USD (the quote asset of every dYdX market), quantized to cents-of-a-cent so that
 /// sums are exact and stable across replays.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct UsdAmount(Decimal);
 
@@ -213,7 +217,15 @@ mod tests {
     fn markets_parse_only_when_well_formed() {
         assert!(Market::parse("BTC-USD").is_ok());
         assert!(Market::parse("1INCH-USD").is_ok());
-        for bad in ["btc-usd", "BTCUSD", "BTC-", "-USD", "BTC-USD-X", "ВТС-USD", ""] {
+        for bad in [
+            "btc-usd",
+            "BTCUSD",
+            "BTC-",
+            "-USD",
+            "BTC-USD-X",
+            "ВТС-USD",
+            "",
+        ] {
             assert_eq!(Market::parse(bad), Err(ParseError::Market), "{bad}");
         }
     }

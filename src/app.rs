@@ -1,0 +1,103 @@
+//! Wiring: the store, the ledger, the exchange, the saga and the HTTP server, started together
+//! and shut down in order (stop accepting, finish requests, finish the saga's page, drain the
+//! committers).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use aggregates::{upcasters, Market};
+
+use crate::exchange::{Exchange, PaperExchange};
+use crate::execution::ExecutionSaga;
+use crate::http::{self, AppState};
+use crate::ingest::Ingest;
+use crate::ledger::{Ledger, LedgerOptions};
+use crate::markets::MarketList;
+use crate::notify::LogNotifier;
+use crate::store::Store;
+
+pub struct AppConfig {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub paper_prices: HashMap<Market, Decimal>,
+}
+
+/// Connects to the store and applies pending migrations.
+pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A ledger with its committers, for commands run outside the server (CLI).
+pub fn start_ledger(store: Store, tasks: &mut JoinSet<()>) -> Ledger {
+    let options = LedgerOptions::for_store(&store);
+    Ledger::start(store, options, upcasters(), tasks)
+}
+
+pub struct RunningApp {
+    pub address: SocketAddr,
+    pub store: Store,
+    pub ledger: Ledger,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    saga: tokio::task::JoinHandle<()>,
+    committers: JoinSet<()>,
+}
+
+impl RunningApp {
+    pub async fn start(config: AppConfig) -> anyhow::Result<Self> {
+        let store = open_store(&config.database_url).await?;
+        let mut committers = JoinSet::new();
+        let ledger = start_ledger(store.clone(), &mut committers);
+        let markets = MarketList::default();
+        let exchange: Arc<dyn Exchange> = Arc::new(PaperExchange::new(
+            store.clone(),
+            markets.clone(),
+            config.paper_prices,
+        ));
+        let (shutdown, shutdown_requested) = watch::channel(false);
+        let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), Arc::new(LogNotifier));
+        let saga = tokio::spawn(saga.run(shutdown_requested.clone()));
+        let ingest = Arc::new(Ingest::new(ledger.clone(), markets, exchange));
+        let router = http::router(AppState { ingest });
+        let listener = TcpListener::bind(config.listen).await?;
+        let address = listener.local_addr()?;
+        let mut stop_serving = shutdown_requested;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_serving.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        Ok(Self {
+            address,
+            store,
+            ledger,
+            shutdown,
+            server,
+            saga,
+            committers,
+        })
+    }
+
+    /// Stops accepting connections, lets in-flight requests and the saga's current page finish,
+    /// then waits for every queued append to be committed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let served = self.server.await;
+        let _ = self.saga.await;
+        drop(self.ledger);
+        let mut committers = self.committers;
+        while committers.join_next().await.is_some() {}
+        served??;
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! `ledgerhook replay USER_ID`: an account's events, each with the state it left the account in.
+
+use clap::Args;
+use cqrs_es::Aggregate;
+use serde_json::json;
+
+use aggregates::TradingAccount;
+
+use super::GlobalArgs;
+use crate::app::{open_store, start_ledger};
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The user (account) id.
+    pub user_id: String,
+    /// One JSON object a line: sequence, event_type, recorded_at, payload, state.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<()> {
+    let store = open_store(&global.database_url).await?;
+    let mut committers = tokio::task::JoinSet::new();
+    let ledger = start_ledger(store, &mut committers);
+    let history = ledger.history(&args.user_id).await?;
+    anyhow::ensure!(
+        !history.is_empty(),
+        "no events for account {}",
+        args.user_id
+    );
+    let mut state = TradingAccount::default();
+    for recorded in history {
+        state.apply(recorded.event.clone());
+        let recorded_at = recorded.recorded_at.map(|at| at.to_rfc3339());
+        if args.json {
+            let line = json!({
+                "sequence": recorded.sequence,
+                "event_type": recorded.event_type,
+                "recorded_at": recorded_at,
+                "payload": recorded.event,
+                "state": state,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "#{:<5} {}  {}",
+                recorded.sequence,
+                recorded_at.as_deref().unwrap_or("-"),
+                recorded.event_type
+            );
+            println!(
+                "       payload: {}",
+                serde_json::to_string(&recorded.event)?
+            );
+            println!("       state:   {}", serde_json::to_string(&state)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Exchanges behind one trait. Orders are identified by a client order id derived from the signal,
+//! so placing the same order twice is recognised by the exchange and never trades twice.
+
+mod paper;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use aggregates::{ClientOrderId, Fill, Market, Quantity, Side};
+
+pub use self::paper::{PaperExchange, DEFAULT_PAPER_PRICES};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    pub account_id: String,
+    pub client_order_id: ClientOrderId,
+    pub market: Market,
+    pub side: Side,
+    pub size: Quantity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderOutcome {
+    Filled {
+        exchange_order_id: String,
+        fill: Fill,
+    },
+    /// The exchange saw the order and refused it; retrying will not help.
+    Rejected { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The exchange could not be reached or did not answer: the order may or may not exist.
+    #[error("exchange unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Exchange: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The price risk checks value an order at (the mark price).
+    fn reference_price(&self, market: &Market) -> Option<Decimal>;
+
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError>;
+
+    /// What became of an order placed earlier with this client id, if it reached the exchange.
+    async fn find_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderOutcome>, ExchangeError>;
+}

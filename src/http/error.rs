@@ -1,0 +1,87 @@
+//! The one error type of the HTTP layer. Every error leaves as `{"error","code","timestamp"}`;
+//! internal details are logged here and never returned.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+
+use crate::ingest::IngestError;
+use crate::ledger::LedgerError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The same answer for every credential failure, so a caller learns nothing from it.
+    pub fn invalid_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid token")
+    }
+
+    /// The service failed: the detail goes to the log, the caller gets a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "request failed inside the service");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "The service could not record the request; it was not processed",
+        )
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Payload(error) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PAYLOAD",
+                error.to_string(),
+            ),
+            IngestError::Market(error) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_MARKET",
+                error.to_string(),
+            ),
+            IngestError::NoReferencePrice(market) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "NO_REFERENCE_PRICE",
+                format!("{market} has no reference price to check the order against"),
+            ),
+            IngestError::Ledger(LedgerError::Contended) => {
+                tracing::warn!("account contended past the retry limit");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CONTENDED",
+                    "The account is busy; the signal was not recorded, retry",
+                )
+            }
+            IngestError::Ledger(error) => Self::internal(error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": self.message,
+            "code": self.code,
+            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}

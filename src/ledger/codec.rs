@@ -1,0 +1,126 @@
+//! Between the domain's events and the store's serialized rows: upcasting, metadata, sequences.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent};
+
+use aggregates::{AccountEvent, TradingAccount};
+
+/// Who or what caused an event, and when it was recorded. Stored as the event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContext {
+    pub recorded_at: DateTime<Utc>,
+    /// `webhook`, `execution`, `cli`, ...
+    pub actor: String,
+    pub request_id: Option<String>,
+}
+
+impl EventContext {
+    pub fn new(actor: &str, recorded_at: DateTime<Utc>) -> Self {
+        Self {
+            recorded_at,
+            actor: actor.to_owned(),
+            request_id: None,
+        }
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    fn to_metadata(&self) -> HashMap<String, String> {
+        let mut metadata = HashMap::from([
+            ("recorded_at".to_owned(), self.recorded_at.to_rfc3339()),
+            ("actor".to_owned(), self.actor.clone()),
+        ]);
+        if let Some(request_id) = &self.request_id {
+            metadata.insert("request_id".to_owned(), request_id.clone());
+        }
+        metadata
+    }
+}
+
+/// An event as read back from the ledger, upcast to the current schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub account_id: String,
+    pub sequence: usize,
+    pub event_type: String,
+    pub stored_version: String,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub metadata: HashMap<String, String>,
+    pub event: AccountEvent,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event {account_id}#{sequence} ({event_type}) cannot be read: {reason}")]
+pub struct DecodeError {
+    pub account_id: String,
+    pub sequence: usize,
+    pub event_type: String,
+    pub reason: String,
+}
+
+pub fn encode(
+    account_id: &str,
+    first_sequence: usize,
+    events: &[AccountEvent],
+    context: &EventContext,
+) -> Result<Vec<SerializedEvent>, serde_json::Error> {
+    let metadata = serde_json::to_value(context.to_metadata())?;
+    events
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| {
+            Ok(SerializedEvent {
+                aggregate_id: account_id.to_owned(),
+                sequence: first_sequence + offset,
+                aggregate_type: TradingAccount::TYPE.to_owned(),
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serde_json::to_value(event)?,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
+}
+
+pub fn decode(
+    stored: SerializedEvent,
+    upcasters: &[Box<dyn EventUpcaster>],
+) -> Result<RecordedEvent, DecodeError> {
+    let stored_version = stored.event_version.clone();
+    let upcast = upcasters.iter().fold(stored, |event, upcaster| {
+        if upcaster.can_upcast(&event.event_type, &event.event_version) {
+            upcaster.upcast(event)
+        } else {
+            event
+        }
+    });
+    let fail = |reason: String| DecodeError {
+        account_id: upcast.aggregate_id.clone(),
+        sequence: upcast.sequence,
+        event_type: upcast.event_type.clone(),
+        reason,
+    };
+    let event: AccountEvent =
+        serde_json::from_value(upcast.payload.clone()).map_err(|e| fail(e.to_string()))?;
+    let metadata: HashMap<String, String> =
+        serde_json::from_value(upcast.metadata.clone()).map_err(|e| fail(e.to_string()))?;
+    let recorded_at = metadata
+        .get("recorded_at")
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|time| time.with_timezone(&Utc));
+    Ok(RecordedEvent {
+        account_id: upcast.aggregate_id,
+        sequence: upcast.sequence,
+        event_type: upcast.event_type,
+        stored_version,
+        recorded_at,
+        metadata,
+        event,
+    })
+}

@@ -1,0 +1,14 @@
+//! ledgerhook: TradingView alerts in, trades on dYdX v4 out, every step in an event-sourced ledger.
+//! See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod cli;
+pub mod exchange;
+pub mod execution;
+pub mod http;
+pub mod ingest;
+pub mod ledger;
+pub mod markets;
+pub mod notify;
+pub mod store;
+pub mod users;

@@ -1,0 +1,181 @@
+//! The ledger's storage: cqrs-es 0.5.0's event tables on PostgreSQL or SQLite, plus what those
+//! crates lack — a gap-safe global order, batched appends, checkpoints — and the few plain tables
+//! the service keeps beside the ledger (users, the paper exchange's book).
+//!
+//! Architecture invariant: only this module writes SQL.
+
+mod postgres;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to one of the same accounts first (optimistic concurrency).
+    #[error("another writer appended to the account first")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("event store error: {0}")]
+    Persistence(PersistenceError),
+    #[error("unsupported database url (expected postgres://... or sqlite://...)")]
+    UnsupportedUrl,
+}
+
+impl From<PersistenceError> for StoreError {
+    fn from(error: PersistenceError) -> Self {
+        match error {
+            PersistenceError::OptimisticLockError => Self::Conflict,
+            other => Self::Persistence(other),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A place in the global order of all events. On PostgreSQL it is (writing transaction id, insert
+/// order); on SQLite, where commits are serial, `tx_id` is always 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPosition {
+    pub tx_id: i64,
+    pub global_seq: i64,
+}
+
+/// One event as a catch-up reader sees it.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub position: LogPosition,
+    pub event: SerializedEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub user_id: String,
+    pub display_name: String,
+    pub webhook_token_sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An order as the paper exchange booked it. Amounts are decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaperOrder {
+    pub client_order_id: String,
+    pub account_id: String,
+    pub market: String,
+    pub side: String,
+    pub size: String,
+    pub price: String,
+    pub fee: String,
+    pub exchange_order_id: String,
+    pub placed_at: DateTime<Utc>,
+}
+
+/// The two supported stores behind one set of operations.
+#[derive(Clone)]
+pub enum Store {
+    Postgres(PostgresStore),
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(store) => store.$method($($arg),*).await,
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to `postgres://...` or `sqlite://...` (the SQLite file is created if missing).
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PostgresStore::connect(url).await?))
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self.migrate())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self.ping())
+    }
+
+    /// Every event of one account, in sequence order, as stored (not yet upcast).
+    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
+        dispatch!(self.load_account(account_id))
+    }
+
+    /// The events of one account after `sequence`.
+    pub async fn load_account_after(
+        &self,
+        account_id: &str,
+        sequence: usize,
+    ) -> Result<Vec<SerializedEvent>> {
+        dispatch!(self.load_account_after(account_id, sequence))
+    }
+
+    /// Appends events of one or more accounts in one transaction: all or none. Fails with
+    /// `StoreError::Conflict` when any (account, sequence) already exists.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+        dispatch!(self.append(events))
+    }
+
+    /// Up to `limit` events after `after` in the global order. Never returns an event while an
+    /// earlier one may still commit, so a reader that resumes from the last position it saw
+    /// misses nothing.
+    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
+        dispatch!(self.read_log(after, limit))
+    }
+
+    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
+        dispatch!(self.checkpoint(name))
+    }
+
+    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
+        dispatch!(self.save_checkpoint(name, position))
+    }
+
+    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
+        dispatch!(self.insert_user(user))
+    }
+
+    pub async fn user_by_token_sha256(&self, token_sha256: &str) -> Result<Option<String>> {
+        dispatch!(self.user_by_token_sha256(token_sha256))
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        dispatch!(self.count_users())
+    }
+
+    /// Books `order` unless its client order id is already booked; returns what is booked.
+    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
+        dispatch!(self.book_paper_order(order))
+    }
+
+    pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
+        dispatch!(self.paper_order(client_order_id))
+    }
+
+    pub async fn count_paper_orders(&self) -> Result<i64> {
+        dispatch!(self.count_paper_orders())
+    }
+}

@@ -1,0 +1,248 @@
+//! SQLite, the embedded default. Durable: WAL with synchronous=FULL, so an acknowledged signal
+//! survives power loss, not just a process crash.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use sqlite_es::SqliteEventRepository;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use aggregates::TradingAccount;
+
+use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, StoreError};
+
+/// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 8;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    events: Arc<SqliteEventRepository>,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        if let Some(parent) = Path::new(options.get_filename()).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        let events = Arc::new(SqliteEventRepository::new(pool.clone()));
+        Ok(Self { pool, events })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
+        Ok(self.events.get_events::<TradingAccount>(account_id).await?)
+    }
+
+    pub async fn load_account_after(
+        &self,
+        account_id: &str,
+        sequence: usize,
+    ) -> Result<Vec<SerializedEvent>> {
+        Ok(self
+            .events
+            .get_last_events::<TradingAccount>(account_id, sequence)
+            .await?)
+    }
+
+    /// sqlite-es writes every event of the batch in one transaction; a primary-key clash (another
+    /// writer got there first) comes back as an optimistic-lock error.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        Ok(self.events.persist::<TradingAccount>(events, None).await?)
+    }
+
+    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
+        let rows = sqlx::query(
+            "SELECT l.position, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                    e.event_version, e.payload, e.metadata
+               FROM event_log l
+               JOIN events e ON e.aggregate_type = l.aggregate_type
+                            AND e.aggregate_id = l.aggregate_id
+                            AND e.sequence = l.sequence
+              WHERE l.position > ?
+              ORDER BY l.position
+              LIMIT ?",
+        )
+        .bind(after.global_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(logged_event).collect()
+    }
+
+    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
+        let row = sqlx::query("SELECT tx_id, global_seq FROM checkpoints WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|row| LogPosition {
+                tx_id: row.get("tx_id"),
+                global_seq: row.get("global_seq"),
+            })
+            .unwrap_or_default())
+    }
+
+    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE
+                SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(name)
+        .bind(position.tx_id)
+        .bind(position.global_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (user_id, display_name, webhook_token_sha256, created_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&user.user_id)
+        .bind(&user.display_name)
+        .bind(&user.webhook_token_sha256)
+        .bind(user.created_at.to_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_token_sha256(&self, token_sha256: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT user_id FROM users WHERE webhook_token_sha256 = ?")
+            .bind(token_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.get("user_id")))
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
+        sqlx::query(
+            "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
+                                       exchange_order_id, placed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (client_order_id) DO NOTHING",
+        )
+        .bind(&order.client_order_id)
+        .bind(&order.account_id)
+        .bind(&order.market)
+        .bind(&order.side)
+        .bind(&order.size)
+        .bind(&order.price)
+        .bind(&order.fee)
+        .bind(&order.exchange_order_id)
+        .bind(order.placed_at.to_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        self.paper_order(&order.client_order_id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
+        let row = sqlx::query("SELECT * FROM paper_orders WHERE client_order_id = ?")
+            .bind(client_order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| -> Result<PaperOrder> {
+            let placed_at: String = row.try_get("placed_at")?;
+            Ok(PaperOrder {
+                client_order_id: row.try_get("client_order_id")?,
+                account_id: row.try_get("account_id")?,
+                market: row.try_get("market")?,
+                side: row.try_get("side")?,
+                size: row.try_get("size")?,
+                price: row.try_get("price")?,
+                fee: row.try_get("fee")?,
+                exchange_order_id: row.try_get("exchange_order_id")?,
+                placed_at: parse_time(&placed_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn count_paper_orders(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM paper_orders")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
+}
+
+fn logged_event(row: &SqliteRow) -> Result<LoggedEvent> {
+    let sequence: i64 = row.try_get("sequence")?;
+    let payload: String = row.try_get("payload")?;
+    let metadata: String = row.try_get("metadata")?;
+    let json = |text: &str| {
+        serde_json::from_str(text)
+            .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
+    };
+    Ok(LoggedEvent {
+        position: LogPosition {
+            tx_id: 0,
+            global_seq: row.try_get("position")?,
+        },
+        event: SerializedEvent {
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: usize::try_from(sequence).unwrap_or_default(),
+            aggregate_type: row.try_get("aggregate_type")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: json(&payload)?,
+            metadata: json(&metadata)?,
+        },
+    })
+}
