@@ -26,6 +26,9 @@ pub struct AppConfig {
     pub database_url: String,
     pub listen: SocketAddr,
     pub paper_prices: HashMap<Market, Decimal>,
+    /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
+    /// need a signal acknowledged but not yet executed).
+    pub execute_signals: bool,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -64,7 +67,11 @@ impl RunningApp {
         ));
         let (shutdown, shutdown_requested) = watch::channel(false);
         let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), Arc::new(LogNotifier));
-        let saga = tokio::spawn(saga.run(shutdown_requested.clone()));
+        let saga = if config.execute_signals {
+            tokio::spawn(saga.run(shutdown_requested.clone()))
+        } else {
+            tokio::spawn(async {})
+        };
         let ingest = Arc::new(Ingest::new(ledger.clone(), markets, exchange));
         let router = http::router(AppState { ingest });
         let listener = TcpListener::bind(config.listen).await?;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -84,11 +85,12 @@ pub struct DailyVolume {
 }
 
 impl DailyVolume {
+    /// Volume counted against `day`. A signal stamped slightly earlier than the latest one (clock
+    /// skew between instances) counts toward the latest day: the day never moves backwards.
     fn on(&self, day: NaiveDate) -> UsdAmount {
-        if self.day == Some(day) {
-            self.traded_usd
-        } else {
-            UsdAmount::ZERO
+        match self.day {
+            Some(current) if current >= day => self.traded_usd,
+            _ => UsdAmount::ZERO,
         }
     }
 }
@@ -225,6 +227,18 @@ impl TradingAccount {
                 received_at: intent.received_at,
             }]);
         }
+        // A signal id still in flight is the same alert again (a fingerprint that expired while
+        // its order was being worked): approving it again would reuse its client order id.
+        if self.in_flight.contains_key(&intent.signal_id) {
+            return Ok(vec![AccountEvent::SignalRejected {
+                signal_id: intent.signal_id.clone(),
+                idempotency_key: intent.idempotency_key,
+                reason: RejectionReason::Duplicate {
+                    original_signal_id: intent.signal_id,
+                },
+                received_at: intent.received_at,
+            }]);
+        }
         if let Some(halt) = &self.halt {
             return Ok(vec![AccountEvent::SignalRejected {
                 signal_id: intent.signal_id,
@@ -248,7 +262,7 @@ impl TradingAccount {
         let verdict =
             match profile
                 .limits
-                .check(&intent, self.positions.get(&intent.market), traded_today)
+                .check(&intent, self.exposure(&intent.market), traded_today)
             {
                 Ok(notional_usd) => AccountEvent::RiskApproved {
                     client_order_id: ClientOrderId::for_signal(&intent.signal_id),
@@ -413,13 +427,18 @@ impl TradingAccount {
                 size,
                 notional_usd,
             } => {
-                let day = self.last_key_day();
-                if self.daily_volume.day != Some(day) {
+                let signal_day = self.last_key_day();
+                if self
+                    .daily_volume
+                    .day
+                    .is_none_or(|current| signal_day > current)
+                {
                     self.daily_volume = DailyVolume {
-                        day: Some(day),
+                        day: Some(signal_day),
                         traded_usd: UsdAmount::ZERO,
                     };
                 }
+                let day = self.daily_volume.day.unwrap_or(signal_day);
                 self.daily_volume.traded_usd = self.daily_volume.traded_usd + *notional_usd;
                 self.in_flight.insert(
                     signal_id.clone(),
@@ -448,7 +467,8 @@ impl TradingAccount {
             } => {
                 let reserved_on = self.in_flight.get(signal_id).map(|f| f.reserved_on);
                 if reserved_on.is_some() && reserved_on == self.daily_volume.day {
-                    self.daily_volume.traded_usd = self.daily_volume.traded_usd - *notional_usd;
+                    let left = self.daily_volume.traded_usd - *notional_usd;
+                    self.daily_volume.traded_usd = left.max(UsdAmount::ZERO);
                 }
             }
             PositionOpened { market, .. }
@@ -472,6 +492,16 @@ impl TradingAccount {
             }
             TradingResumed { .. } => self.halt = None,
         }
+    }
+
+    /// The signed size the account holds in a market once every approved, unfilled order fills:
+    /// what the position limit must be checked against.
+    fn exposure(&self, market: &Market) -> Decimal {
+        let filled = self.positions.get(market).map_or(Decimal::ZERO, |p| p.size);
+        self.in_flight
+            .values()
+            .filter(|f| &f.market == market && f.stage == SignalStage::AwaitingExecution)
+            .fold(filled, |total, f| total + f.side.sign() * f.size.value())
     }
 
     fn conclude(&mut self, signal_id: &SignalId) {

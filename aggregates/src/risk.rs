@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{Market, Position, SignalIntent, UsdAmount};
+use crate::{Market, SignalIntent, UsdAmount};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskLimits {
@@ -38,11 +38,12 @@ pub struct RiskCheck {
 }
 
 impl RiskLimits {
-    /// Returns the order's notional when every rule passes.
+    /// Returns the order's notional when every rule passes. `exposure` is the signed position
+    /// the account would hold if every order already approved filled.
     pub fn check(
         &self,
         intent: &SignalIntent,
-        position: Option<&Position>,
+        exposure: Decimal,
         traded_today_usd: UsdAmount,
     ) -> Result<UsdAmount, RiskCheck> {
         if !self.allowed_markets.is_empty() && !self.allowed_markets.contains(&intent.market) {
@@ -80,7 +81,7 @@ impl RiskLimits {
                 ),
             });
         }
-        let current = position.map_or(Decimal::ZERO, |p| p.size);
+        let current = exposure;
         let after = current
             .checked_add(intent.side.sign() * intent.size.value())
             .ok_or_else(too_large)?

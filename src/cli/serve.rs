@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Do not create a demo user on a fresh embedded store.
     #[arg(long, env = "LEDGERHOOK_NO_DEMO")]
     pub no_demo: bool,
+    /// Record signals but do not execute them (an ingest-only instance).
+    #[arg(long, env = "LEDGERHOOK_NO_EXECUTION")]
+    pub no_execution: bool,
 }
 
 /// What `serve` remembers of the demo user it made, so every start can print a working URL.
@@ -38,6 +41,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         database_url: global.database_url.clone(),
         listen: global.listen,
         paper_prices: paper_prices(&args.paper_prices)?,
+        execute_signals: !args.no_execution,
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");

@@ -95,7 +95,9 @@ async fn execute(
         side: in_flight.side,
         size: in_flight.size,
     };
-    let report = match place_with_retries(saga, &order).await {
+    let placed = place_with_retries(saga, &order).await;
+    crash_here_if_asked();
+    let report = match placed {
         Ok(OrderOutcome::Filled {
             exchange_order_id,
             fill,
@@ -193,5 +195,15 @@ async fn record(
             Ok(())
         }
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Fault injection for the crash-recovery tests: with `LEDGERHOOK_CRASH_AFTER_PLACEMENT=1` the
+/// process dies the moment an order is placed and before its outcome is recorded, the window in
+/// which a careless saga would place the order twice.
+fn crash_here_if_asked() {
+    if std::env::var_os("LEDGERHOOK_CRASH_AFTER_PLACEMENT").is_some_and(|value| value == "1") {
+        eprintln!("LEDGERHOOK_CRASH_AFTER_PLACEMENT: aborting after placement");
+        std::process::abort();
     }
 }

@@ -88,7 +88,15 @@ impl Ingest {
                 &size.to_string(),
             ),
         };
-        let signal_id = signal_id_for(account_id, &idempotency_key);
+        let signal_id = match &alert.id {
+            Some(_) => signal_id_for(account_id, &idempotency_key),
+            // A fingerprint is forgotten after minutes and the same alert may then be a new
+            // trade, which must not reuse the old signal's id (and so its client order id).
+            None => signal_id_for(
+                account_id,
+                &format!("{idempotency_key}@{}", received_at.timestamp_micros()),
+            ),
+        };
         let command = AccountCommand::ReceiveSignal(SignalIntent {
             signal_id: signal_id.clone(),
             idempotency_key,
