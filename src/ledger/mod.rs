@@ -25,7 +25,10 @@ use self::committer::{CommitError, Committer};
 use crate::store::{Store, StoreError};
 
 /// Attempts after the first when another process appended to the same account meanwhile.
-pub const MAX_CONFLICT_RETRIES: usize = 4;
+pub const MAX_CONFLICT_RETRIES: u32 = 8;
+/// Upper bound of the random pause before the first retry; doubles with each further retry, so
+/// two processes racing on one account stop colliding.
+const CONFLICT_BACKOFF_MS: u64 = 2;
 
 #[derive(Debug, Clone)]
 pub struct LedgerOptions {
@@ -130,7 +133,7 @@ impl Ledger {
         if slot.is_none() {
             *slot = Some(self.load(account_id).await?);
         }
-        for _ in 0..=MAX_CONFLICT_RETRIES {
+        for attempt in 0..=MAX_CONFLICT_RETRIES {
             let Some(account) = slot.as_mut() else {
                 break;
             };
@@ -156,6 +159,9 @@ impl Ledger {
                     });
                 }
                 Err(CommitError::Conflict) => {
+                    let ceiling_ms = CONFLICT_BACKOFF_MS << attempt.min(6);
+                    let pause_ms = rand::random_range(0..=ceiling_ms);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
                     let newer = self
                         .inner
                         .store

@@ -1,0 +1,9 @@
+//! One test binary for everything that needs a store or the real service.
+//!
+//! `store` runs one conformance suite against both stores; `service` starts the real binary and
+//! talks to it over HTTP, including kill -9 at the worst moments. PostgreSQL comes from
+//! `DATABASE_URL`, else 127.0.0.1:5432, else a private throwaway cluster (see support/postgres.rs).
+
+mod service;
+mod store;
+mod support;

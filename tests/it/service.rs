@@ -1,0 +1,328 @@
+//! Black-box: the real binary, over HTTP, on both stores. Given an account, when TradingView sends
+//! an alert, then the ledger holds the trade — including when the process is killed mid-way.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use ledgerhook::store::Store;
+
+use crate::on_both_stores;
+use crate::support::eventually;
+use crate::support::service::{create_user, replay, Options, Service};
+use crate::support::stores::{Backend, TestStore};
+
+fn alert(id: &str, side: &str, size: &str) -> String {
+    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"{side}","size":"{size}","id":"{id}"}}"#)
+}
+
+/// The event types of one account, in sequence order, as stored.
+async fn account_events(store: &Store, account: &str) -> Vec<String> {
+    store
+        .load_account(account)
+        .await
+        .expect("the account loads")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}
+
+fn count(events: &[String], event_type: &str) -> usize {
+    events.iter().filter(|e| e.as_str() == event_type).count()
+}
+
+/// Waits until `n` signals of the account are notified (the last step of the saga).
+async fn wait_until_notified(store: &Store, account: &str, n: usize) -> Vec<String> {
+    eventually(&format!("{n} notifications for {account}"), || async {
+        let events = account_events(store, account).await;
+        (count(&events, "NotificationSent") >= n).then_some(events)
+    })
+    .await
+}
+
+async fn an_alert_becomes_a_filled_trade_visible_in_replay(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "alice").await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let (status, body) = service
+        .post_signal(&user.webhook_token, &alert("a-1", "buy", "0.01"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted");
+    let signal_id = body["signal_id"].as_str().expect("a signal id").to_owned();
+    let store = test.open().await;
+    wait_until_notified(&store, &user.user_id, 1).await;
+
+    let replayed = replay(&test.url, &user.user_id).await;
+    let types: Vec<&str> = replayed
+        .iter()
+        .map(|line| line["event_type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "AccountOpened",
+            "SignalReceived",
+            "RiskApproved",
+            "OrderSubmitted",
+            "OrderFilled",
+            "PositionOpened",
+            "NotificationSent"
+        ]
+    );
+    for (index, line) in replayed.iter().enumerate() {
+        assert_eq!(line["sequence"], index + 1);
+        assert!(line["recorded_at"].is_string(), "{line}");
+        assert!(
+            line["payload"].is_object() && line["state"].is_object(),
+            "{line}"
+        );
+    }
+    let filled = &replayed[4]["payload"]["OrderFilled"];
+    assert_eq!(filled["signal_id"], Value::from(signal_id.clone()));
+    assert_eq!(filled["market"], "BTC-USD");
+    assert_eq!(filled["size"], "0.01");
+    let last_state = &replayed[6]["state"];
+    assert_eq!(last_state["positions"]["BTC-USD"]["size"], "0.01");
+    assert_eq!(last_state["in_flight"], serde_json::json!({}));
+    service.stop().await;
+}
+on_both_stores!(an_alert_becomes_a_filled_trade_visible_in_replay);
+
+async fn a_repeated_id_is_a_duplicate_even_after_a_restart(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "bob").await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let (_, first) = service
+        .post_signal(&user.webhook_token, &alert("same", "buy", "0.01"))
+        .await;
+    service.stop().await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let (status, again) = service
+        .post_signal(&user.webhook_token, &alert("same", "buy", "0.01"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["signal_id"], first["signal_id"]);
+    // Another user's identical alert is that user's own signal.
+    let carol = create_user(&test.url, "carol").await;
+    let (_, theirs) = service
+        .post_signal(&carol.webhook_token, &alert("same", "buy", "0.01"))
+        .await;
+    assert_eq!(theirs["status"], "accepted");
+    assert_ne!(theirs["signal_id"], first["signal_id"]);
+    let store = test.open().await;
+    wait_until_notified(&store, &carol.user_id, 1).await;
+    let events = wait_until_notified(&store, &user.user_id, 1).await;
+    assert_eq!(count(&events, "OrderFilled"), 1);
+    assert_eq!(count(&events, "SignalRejected"), 1);
+    service.stop().await;
+}
+on_both_stores!(a_repeated_id_is_a_duplicate_even_after_a_restart);
+
+async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "dave").await;
+    let service = Service::start(
+        &test.url,
+        Options {
+            no_execution: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let cases = [
+        (
+            "not-a-token",
+            alert("x", "buy", "0.01"),
+            401,
+            "INVALID_TOKEN",
+        ),
+        ("", alert("x", "buy", "0.01"), 401, "INVALID_TOKEN"),
+        (
+            user.webhook_token.as_str(),
+            "{nope".to_owned(),
+            400,
+            "INVALID_PAYLOAD",
+        ),
+        (
+            user.webhook_token.as_str(),
+            alert("x", "hold", "0.01"),
+            400,
+            "INVALID_PAYLOAD",
+        ),
+        (
+            user.webhook_token.as_str(),
+            alert("x", "buy", "-1"),
+            400,
+            "INVALID_PAYLOAD",
+        ),
+        (
+            user.webhook_token.as_str(),
+            r#"{"symbol":"NOPEUSDT","side":"buy","size":"1"}"#.to_owned(),
+            422,
+            "INVALID_MARKET",
+        ),
+    ];
+    for (token, body, status, code) in cases {
+        let (got, json) = service.post_signal(token, &body).await;
+        assert_eq!(got, status, "{body}: {json}");
+        assert_eq!(json["code"], code, "{json}");
+        assert!(
+            json["error"].is_string() && json["timestamp"].is_string(),
+            "{json}"
+        );
+        assert!(
+            !json.to_string().contains(&user.webhook_token),
+            "no secret echoed"
+        );
+    }
+    let store = test.open().await;
+    let events = account_events(&store, &user.user_id).await;
+    assert_eq!(
+        events,
+        ["AccountOpened"],
+        "bad requests leave no trace in the ledger"
+    );
+    service.stop().await;
+}
+on_both_stores!(bad_requests_get_clear_errors_and_change_nothing);
+
+/// kill -9 after the acknowledgement but before execution: the restarted service executes the
+/// acknowledged signal, once.
+async fn a_signal_acknowledged_before_a_crash_is_executed_after_it(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "erin").await;
+    let ingest_only = Service::start(
+        &test.url,
+        Options {
+            no_execution: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, body) = ingest_only
+        .post_signal(&user.webhook_token, &alert("k9-1", "sell", "0.02"))
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
+    ingest_only.kill_9().await;
+    let store = test.open().await;
+    assert_eq!(store.count_paper_orders().await.expect("count"), 0);
+
+    let service = Service::start(&test.url, Options::default()).await;
+    let events = wait_until_notified(&store, &user.user_id, 1).await;
+    assert_eq!(count(&events, "OrderSubmitted"), 1);
+    assert_eq!(count(&events, "PositionOpened"), 1);
+    assert_eq!(store.count_paper_orders().await.expect("count"), 1);
+    service.stop().await;
+}
+on_both_stores!(a_signal_acknowledged_before_a_crash_is_executed_after_it);
+
+/// The process dies right after the exchange took the order and before the ledger recorded it —
+/// the window where a careless saga orders twice — and again after everything was recorded.
+async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "frank").await;
+    let crashing = Service::start(
+        &test.url,
+        Options {
+            crash_after_placement: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, _) = crashing
+        .post_signal(&user.webhook_token, &alert("k9-2", "buy", "0.03"))
+        .await;
+    assert_eq!(status, 200);
+    crashing.wait_for_crash().await;
+    let store = test.open().await;
+    assert_eq!(
+        store.count_paper_orders().await.expect("count"),
+        1,
+        "the order was placed"
+    );
+    let before = account_events(&store, &user.user_id).await;
+    assert_eq!(count(&before, "OrderSubmitted"), 0, "but not recorded");
+
+    let service = Service::start(&test.url, Options::default()).await;
+    let events = wait_until_notified(&store, &user.user_id, 1).await;
+    assert_eq!(count(&events, "OrderSubmitted"), 1);
+    assert_eq!(count(&events, "OrderFilled"), 1);
+    assert_eq!(
+        store.count_paper_orders().await.expect("count"),
+        1,
+        "never placed twice"
+    );
+    // kill -9 after execution, restart: nothing is done again.
+    service.kill_9().await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let (_, body) = service
+        .post_signal(&user.webhook_token, &alert("after", "buy", "0.01"))
+        .await;
+    assert_eq!(body["status"], "accepted");
+    let events = wait_until_notified(&store, &user.user_id, 2).await;
+    assert_eq!(count(&events, "OrderFilled"), 2);
+    assert_eq!(count(&events, "NotificationSent"), 2);
+    assert_eq!(store.count_paper_orders().await.expect("count"), 2);
+    service.stop().await;
+}
+on_both_stores!(a_crash_after_placement_never_places_the_order_twice);
+
+/// Many simultaneous alerts, for one account and across accounts: each is acknowledged, recorded
+/// once and executed once.
+async fn simultaneous_signals_are_each_processed_exactly_once(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(create_user(&test.url, &format!("u{i}")).await);
+    }
+    let service = std::sync::Arc::new(Service::start(&test.url, Options::default()).await);
+    let per_user = 30;
+    let mut requests = JoinSet::new();
+    for user in &users {
+        for n in 0..per_user {
+            let service = service.clone();
+            let token = user.webhook_token.clone();
+            requests.spawn(async move {
+                // Each alert twice, at once: one is accepted, the other a duplicate.
+                let body = alert(&format!("c-{n}"), "buy", "0.001");
+                let (first, second) = tokio::join!(
+                    service.post_signal(&token, &body),
+                    service.post_signal(&token, &body)
+                );
+                (first, second)
+            });
+        }
+    }
+    let mut statuses = HashMap::<String, usize>::new();
+    while let Some(result) = requests.join_next().await {
+        let ((s1, b1), (s2, b2)) = result.expect("request task");
+        assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+        assert_eq!(b1["signal_id"], b2["signal_id"]);
+        for body in [b1, b2] {
+            *statuses
+                .entry(body["status"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+    }
+    let total = users.len() * per_user;
+    assert_eq!(statuses.get("accepted"), Some(&total), "{statuses:?}");
+    assert_eq!(statuses.get("duplicate"), Some(&total), "{statuses:?}");
+    let store = test.open().await;
+    for user in &users {
+        let events = wait_until_notified(&store, &user.user_id, per_user).await;
+        assert_eq!(count(&events, "RiskApproved"), per_user);
+        assert_eq!(count(&events, "OrderSubmitted"), per_user);
+        assert_eq!(count(&events, "NotificationSent"), per_user);
+    }
+    assert_eq!(
+        store.count_paper_orders().await.expect("count"),
+        i64::try_from(total).expect("small")
+    );
+    if let Ok(service) = std::sync::Arc::try_unwrap(service) {
+        service.stop().await;
+    }
+}
+on_both_stores!(simultaneous_signals_are_each_processed_exactly_once);

@@ -1,0 +1,41 @@
+pub mod postgres;
+pub mod service;
+pub mod stores;
+
+/// Runs an async test body once per store, as two tests named `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::support::stores::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$test($crate::support::stores::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Waits for `check` to return `Some`, polling an observable condition until `what` is true or
+/// the deadline passes (then the test fails, naming what it waited for).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

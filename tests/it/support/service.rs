@@ -1,0 +1,172 @@
+//! The real `ledgerhook` binary, started as a child process on a free loopback port.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use super::eventually;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_ledgerhook");
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    pub webhook_token: String,
+}
+
+/// Runs a CLI command against `database_url` and returns its stdout.
+pub async fn cli(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the ledgerhook binary runs");
+    assert!(
+        output.status.success(),
+        "ledgerhook {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("CLI output is UTF-8")
+}
+
+pub async fn create_user(database_url: &str, name: &str) -> User {
+    let out = cli(database_url, &["users", "create", "--name", name, "--json"]).await;
+    let json: Value = serde_json::from_str(out.trim()).expect("users create prints JSON");
+    let field = |name: &str| {
+        json[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("users create prints {name}: {json}"))
+            .to_owned()
+    };
+    assert!(field("webhook_url").ends_with(&field("webhook_token")));
+    User {
+        user_id: field("user_id"),
+        webhook_token: field("webhook_token"),
+    }
+}
+
+/// `ledgerhook replay USER --json`, one object per event.
+pub async fn replay(database_url: &str, user_id: &str) -> Vec<Value> {
+    cli(database_url, &["replay", user_id, "--json"])
+        .await
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("replay --json prints JSON lines"))
+        .collect()
+}
+
+pub struct Service {
+    pub base_url: String,
+    child: Child,
+    http: reqwest::Client,
+}
+
+#[derive(Default, Clone)]
+pub struct Options {
+    pub no_execution: bool,
+    pub crash_after_placement: bool,
+}
+
+impl Service {
+    pub async fn start(database_url: &str, options: Options) -> Self {
+        let port = free_port();
+        let mut command = Command::new(BINARY);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LEDGERHOOK_NO_DEMO", "true")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        if options.no_execution {
+            command.env("LEDGERHOOK_NO_EXECUTION", "true");
+        }
+        if options.crash_after_placement {
+            command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
+        }
+        let child = command.spawn().expect("the ledgerhook binary starts");
+        let service = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
+        };
+        let http = service.http.clone();
+        let health = format!("{}/healthz", service.base_url);
+        eventually("the service to answer /healthz", || {
+            let http = http.clone();
+            let health = health.clone();
+            async move {
+                let response = http.get(&health).send().await.ok()?;
+                response.status().is_success().then_some(())
+            }
+        })
+        .await;
+        service
+    }
+
+    pub async fn post_signal(&self, token: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/webhook?token={token}", self.base_url))
+            .header("content-type", "text/plain")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the webhook answers");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed that was not already durable.
+    pub async fn kill_9(mut self) {
+        self.child.kill().await.expect("the service can be killed");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the service stops within 20 s of SIGTERM")
+            .expect("the service's exit status");
+        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    }
+
+    /// Waits for the process to die by itself (after an injected crash).
+    pub async fn wait_for_crash(mut self) {
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the service crashes as injected")
+            .expect("the service's exit status");
+        assert!(!status.success());
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}

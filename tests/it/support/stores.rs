@@ -1,0 +1,49 @@
+//! A fresh, migrated store of either kind for one test.
+
+use ledgerhook::store::Store;
+
+use super::postgres::TestDatabase;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test; removed when dropped.
+pub struct TestStore {
+    pub url: String,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _postgres: Option<TestDatabase>,
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory for SQLite");
+                let url = format!("sqlite://{}/ledger.db", dir.path().display());
+                Self {
+                    url,
+                    _sqlite_dir: Some(dir),
+                    _postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                Self {
+                    url: database.url.clone(),
+                    _sqlite_dir: None,
+                    _postgres: Some(database),
+                }
+            }
+        }
+    }
+
+    /// Connects and migrates, as the service does at start-up.
+    pub async fn open(&self) -> Store {
+        ledgerhook::app::open_store(&self.url)
+            .await
+            .expect("the test store opens and migrates")
+    }
+}
