@@ -1,10 +1,9 @@
 //! `ledgerhook replay USER_ID`: an account's events, each with the state it left the account in.
 
 use clap::Args;
-use cqrs_es::Aggregate;
 use serde_json::json;
 
-use aggregates::TradingAccount;
+use projections::Timeline;
 
 use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
@@ -28,31 +27,27 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<()> {
         "no events for account {}",
         args.user_id
     );
-    let mut state = TradingAccount::default();
-    for recorded in history {
-        state.apply(recorded.event.clone());
-        let recorded_at = recorded.recorded_at.map(|at| at.to_rfc3339());
+    let steps = Timeline::new(history.iter().map(|r| (r.sequence, r, &r.event)));
+    for step in steps {
+        let recorded_at = step.meta.recorded_at.map(|at| at.to_rfc3339());
         if args.json {
             let line = json!({
-                "sequence": recorded.sequence,
-                "event_type": recorded.event_type,
+                "sequence": step.sequence,
+                "event_type": step.meta.event_type,
                 "recorded_at": recorded_at,
-                "payload": recorded.event,
-                "state": state,
+                "payload": step.event,
+                "state": step.state,
             });
             println!("{line}");
         } else {
             println!(
                 "#{:<5} {}  {}",
-                recorded.sequence,
+                step.sequence,
                 recorded_at.as_deref().unwrap_or("-"),
-                recorded.event_type
+                step.meta.event_type
             );
-            println!(
-                "       payload: {}",
-                serde_json::to_string(&recorded.event)?
-            );
-            println!("       state:   {}", serde_json::to_string(&state)?);
+            println!("       payload: {}", serde_json::to_string(step.event)?);
+            println!("       state:   {}", serde_json::to_string(&step.state)?);
         }
     }
     Ok(())
