@@ -164,6 +164,15 @@ async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
             422,
             "INVALID_MARKET",
         ),
+        (
+            user.webhook_token.as_str(),
+            format!(
+                r#"{{"symbol":"BTCUSDT","side":"buy","size":"1","pad":"{}"}}"#,
+                "x".repeat(100_000)
+            ),
+            413,
+            "INVALID_BODY",
+        ),
     ];
     for (token, body, status, code) in cases {
         let (got, json) = service.post_signal(token, &body).await;
@@ -326,3 +335,56 @@ async fn simultaneous_signals_are_each_processed_exactly_once(backend: Backend) 
     }
 }
 on_both_stores!(simultaneous_signals_are_each_processed_exactly_once);
+
+/// SIGTERM while alerts are arriving: requests in flight are finished, and every alert that was
+/// acknowledged is in the ledger and gets executed after the restart.
+async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "gina").await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let base_url = service.base_url.clone();
+    let mut requests = JoinSet::new();
+    for n in 0..60 {
+        let url = format!("{base_url}/api/webhook?token={}", user.webhook_token);
+        requests.spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .body(alert(&format!("g-{n}"), "buy", "0.001"))
+                .send()
+                .await
+                .ok()?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.ok()?;
+            Some((status, body))
+        });
+    }
+    let first = requests
+        .join_next()
+        .await
+        .expect("a request")
+        .expect("task");
+    service.stop().await;
+    let mut acknowledged: Vec<String> = Vec::new();
+    for (status, body) in first
+        .into_iter()
+        .chain(requests.join_all().await.into_iter().flatten())
+    {
+        assert_eq!(status, 200, "{body}");
+        if status == 200 {
+            acknowledged.push(body["signal_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(!acknowledged.is_empty());
+    let service = Service::start(&test.url, Options::default()).await;
+    let store = test.open().await;
+    wait_until_notified(&store, &user.user_id, acknowledged.len()).await;
+    let history = replay(&test.url, &user.user_id).await;
+    for signal_id in &acknowledged {
+        let filled = history.iter().any(|line| {
+            line["payload"]["OrderFilled"]["signal_id"].as_str() == Some(signal_id.as_str())
+        });
+        assert!(filled, "acknowledged signal {signal_id} was executed");
+    }
+    service.stop().await;
+}
+on_both_stores!(graceful_shutdown_finishes_in_flight_requests);
