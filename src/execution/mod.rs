@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::exchange::Exchange;
 use crate::ledger::{decode, Ledger};
 use crate::notify::Notifier;
-use crate::store::{LogPosition, LoggedEvent};
+use crate::store::{Lease, LogPosition, LoggedEvent};
 
 use self::steps::Step;
 
@@ -28,6 +28,8 @@ const PAGE_SIZE: i64 = 1_000;
 const MAX_CONCURRENT_ACCOUNTS: usize = 64;
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a standby instance tries to take over the saga.
+const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// Pause before re-reading a page whose handling hit a store error.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -50,6 +52,9 @@ impl ExecutionSaga {
     /// Runs until `shutdown` turns true; the page in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let store = self.ledger.store().clone();
+        let Some(mut lease) = self.acquire_lease(&mut shutdown).await else {
+            return;
+        };
         let mut checkpoint = loop {
             match store.checkpoint(CHECKPOINT_NAME).await {
                 Ok(position) => break position,
@@ -62,6 +67,17 @@ impl ExecutionSaga {
             }
         };
         while !*shutdown.borrow() {
+            if !lease.is_held().await {
+                tracing::warn!("execution saga lost its lease; waiting to take it again");
+                let Some(renewed) = self.acquire_lease(&mut shutdown).await else {
+                    return;
+                };
+                lease = renewed;
+                // Another process may have moved on meanwhile.
+                if let Ok(position) = store.checkpoint(CHECKPOINT_NAME).await {
+                    checkpoint = checkpoint.max(position);
+                }
+            }
             let appended = self.ledger.appended().notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
@@ -80,6 +96,26 @@ impl ExecutionSaga {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits until this process is the one running the saga (other instances sharing the store
+    /// stand by); `None` when shutdown comes first.
+    async fn acquire_lease(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Lease> {
+        let mut announced = false;
+        loop {
+            match self.ledger.store().try_lease(CHECKPOINT_NAME).await {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) if !announced => {
+                    tracing::info!("another instance runs the execution saga; standing by");
+                    announced = true;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "cannot take the execution lease"),
+            }
+            if wait_or_shutdown(shutdown, LEASE_RETRY_INTERVAL).await {
+                return None;
             }
         }
     }

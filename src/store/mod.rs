@@ -178,4 +178,31 @@ impl Store {
     pub async fn count_paper_orders(&self) -> Result<i64> {
         dispatch!(self.count_paper_orders())
     }
+
+    /// Tries to become the one holder of `name` among every process sharing the store, so that a
+    /// single execution saga works the log at a time. `None` while another process holds it.
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>> {
+        match self {
+            Store::Postgres(store) => Ok(store.try_lease(name).await?.map(Lease::Postgres)),
+            // An embedded store belongs to one process.
+            Store::Sqlite(_) => Ok(Some(Lease::Embedded)),
+        }
+    }
+}
+
+/// Held while it lives; on PostgreSQL it is a session advisory lock, released when its connection
+/// closes — also when the process dies.
+pub enum Lease {
+    Postgres(postgres::AdvisoryLease),
+    Embedded,
+}
+
+impl Lease {
+    /// Whether the lease is still held (its connection still alive).
+    pub async fn is_held(&mut self) -> bool {
+        match self {
+            Lease::Postgres(lease) => lease.is_held().await,
+            Lease::Embedded => true,
+        }
+    }
 }

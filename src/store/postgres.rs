@@ -6,7 +6,7 @@ use std::time::Duration;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use aggregates::TradingAccount;
@@ -221,6 +221,32 @@ impl PostgresStore {
         Ok(sqlx::query_scalar("SELECT count(*) FROM paper_orders")
             .fetch_one(&self.pool)
             .await?)
+    }
+}
+
+/// A session-level advisory lock on a connection of its own, taken out of the pool so that dropping
+/// the lease closes the connection and so releases the lock.
+pub struct AdvisoryLease {
+    connection: PgConnection,
+}
+
+impl AdvisoryLease {
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.connection)
+            .await
+            .is_ok()
+    }
+}
+
+impl PostgresStore {
+    pub async fn try_lease(&self, name: &str) -> Result<Option<AdvisoryLease>> {
+        let mut connection = self.pool.acquire().await?.detach();
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("ledgerhook:{name}"))
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(held.then_some(AdvisoryLease { connection }))
     }
 }
 

@@ -387,3 +387,29 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
     assert_eq!(store.count_paper_orders().await.expect("count"), 1);
 }
 on_both_stores!(the_paper_book_keeps_one_order_per_client_id);
+
+/// One execution saga at a time among processes sharing a PostgreSQL store; when the holder dies
+/// (its connection closes), another takes over. An embedded store has a single process.
+async fn the_saga_lease_has_one_holder_at_a_time(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let other_process = test.open().await;
+    let mut first = store
+        .try_lease("execution")
+        .await
+        .expect("lease")
+        .expect("free");
+    assert!(first.is_held().await);
+    let second = other_process.try_lease("execution").await.expect("lease");
+    match backend {
+        Backend::Postgres => assert!(second.is_none(), "a second holder while the first lives"),
+        Backend::Sqlite => assert!(second.is_some()),
+    }
+    drop(second);
+    drop(first);
+    eventually("the lease to pass to the other process", || async {
+        other_process.try_lease("execution").await.expect("lease")
+    })
+    .await;
+}
+on_both_stores!(the_saga_lease_has_one_holder_at_a_time);
