@@ -24,6 +24,10 @@ pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 pub const FINGERPRINT_KEY_PREFIX: &str = "fp:";
 pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
+/// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
+/// field or `evolve` changes, so stored snapshots written by older code are ignored.
+pub const STATE_VERSION: &str = "1";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
     #[error("the account is not open")]

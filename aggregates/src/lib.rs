@@ -15,7 +15,7 @@ mod values;
 
 pub use account::{
     AccountError, InFlight, SeenKey, SignalStage, TradingAccount, FINGERPRINT_KEY_PREFIX,
-    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
+    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
 pub use commands::{AccountCommand, ExecutionReport, Fill, NotificationOutcome, SignalIntent};
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};

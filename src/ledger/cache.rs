@@ -10,9 +10,12 @@ use tokio::sync::Mutex;
 use aggregates::TradingAccount;
 
 /// An account's state as of `version` (the sequence of its last event; 0 before any).
+#[derive(Default)]
 pub struct LoadedAccount {
     pub state: TradingAccount,
     pub version: usize,
+    /// The version of the newest snapshot known to be stored.
+    pub snapshot_version: usize,
 }
 
 /// `None` until the account is loaded, and again after a failed append whose outcome is unknown.

@@ -16,13 +16,17 @@ use cqrs_es::Aggregate;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use aggregates::{AccountCommand, AccountError, AccountEvent, InFlight, SignalId, TradingAccount};
+use aggregates::{AccountCommand, AccountError, AccountEvent, InFlight, SignalId, STATE_VERSION};
 
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
 pub use self::codec::{decode, encode, DecodeError, EventContext, RecordedEvent};
 use self::committer::{CommitError, Committer};
-use crate::store::{Store, StoreError};
+use crate::store::{Snapshot, Store, StoreError};
+
+/// A snapshot is stored once an account has this many events beyond its last one: a load then
+/// reads at most this many events, whatever the length of the history.
+pub const SNAPSHOT_INTERVAL_EVENTS: usize = 256;
 
 /// Attempts after the first when another process appended to the same account meanwhile.
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
@@ -153,6 +157,7 @@ impl Ledger {
                     }
                     account.version += events.len();
                     self.inner.appended.notify_waiters();
+                    self.snapshot_if_due(account_id, account);
                     return Ok(Committed {
                         version: account.version,
                         events,
@@ -195,15 +200,63 @@ impl Ledger {
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
     }
 
-    /// Loads an account from the store (not the cache): its state and version.
+    /// Loads an account from the store (not the cache): from its snapshot when there is a
+    /// usable one, then the events after it.
     pub async fn load(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
-        let mut account = LoadedAccount {
-            state: TradingAccount::default(),
-            version: 0,
+        let store = &self.inner.store;
+        let mut account = match store.snapshot(account_id).await {
+            Ok(Some(snapshot)) => restore(snapshot).unwrap_or_default(),
+            Ok(None) => LoadedAccount::default(),
+            Err(error) => {
+                tracing::warn!(%error, account_id, "snapshot unreadable; replaying all events");
+                LoadedAccount::default()
+            }
         };
+        let stored = if account.version == 0 {
+            store.load_account(account_id).await?
+        } else {
+            store
+                .load_account_after(account_id, account.version)
+                .await?
+        };
+        self.fold(&mut account, stored)?;
+        Ok(account)
+    }
+
+    /// Loads an account by replaying every event, ignoring snapshots.
+    pub async fn load_from_events(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
+        let mut account = LoadedAccount::default();
         let stored = self.inner.store.load_account(account_id).await?;
         self.fold(&mut account, stored)?;
         Ok(account)
+    }
+
+    /// Stores the account's state in the background once enough events have passed. Failing to
+    /// store one costs only a longer load later.
+    fn snapshot_if_due(&self, account_id: &str, account: &mut LoadedAccount) {
+        if account.version - account.snapshot_version < SNAPSHOT_INTERVAL_EVENTS {
+            return;
+        }
+        let state = match serde_json::to_value(&account.state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%error, account_id, "account state not serializable");
+                return;
+            }
+        };
+        account.snapshot_version = account.version;
+        let snapshot = Snapshot {
+            version: account.version,
+            state_version: snapshot_state_version(),
+            state,
+        };
+        let store = self.inner.store.clone();
+        let account_id = account_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = store.save_snapshot(&account_id, &snapshot).await {
+                tracing::warn!(%error, account_id, "snapshot not stored");
+            }
+        });
     }
 
     /// Every event of an account, upcast and decoded, in sequence order.
@@ -227,4 +280,22 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Who may trust a snapshot: the same state schema, written by the same release.
+fn snapshot_state_version() -> String {
+    format!("{STATE_VERSION}/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The account a snapshot holds, if this code may trust it.
+fn restore(snapshot: Snapshot) -> Option<LoadedAccount> {
+    if snapshot.state_version != snapshot_state_version() {
+        return None;
+    }
+    let state = serde_json::from_value(snapshot.state).ok()?;
+    Some(LoadedAccount {
+        state,
+        version: snapshot.version,
+        snapshot_version: snapshot.version,
+    })
 }

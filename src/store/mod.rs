@@ -62,6 +62,14 @@ pub struct NewUser {
     pub created_at: DateTime<Utc>,
 }
 
+/// An account's state as of `version`, serialized by the code named by `state_version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: usize,
+    pub state_version: String,
+    pub state: serde_json::Value,
+}
+
 /// An order as the paper exchange booked it. Amounts are decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaperOrder {
@@ -144,6 +152,15 @@ impl Store {
     /// misses nothing.
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
         dispatch!(self.read_log(after, limit))
+    }
+
+    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
+        dispatch!(self.snapshot(account_id))
+    }
+
+    /// Stores a snapshot unless a newer one is already stored.
+    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
+        dispatch!(self.save_snapshot(account_id, snapshot))
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use aggregates::TradingAccount;
 
-use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, StoreError};
+use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
 
 /// Enough connections for the group committers, the execution saga and request-time reads
 /// without crowding a small server's default `max_connections` (100) when instances share it.
@@ -119,6 +119,43 @@ impl PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(logged_event).collect()
+    }
+
+    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
+        let row = sqlx::query(
+            "SELECT version, state_version, state FROM account_snapshots WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<Snapshot> {
+            let version: i64 = row.try_get("version")?;
+            Ok(Snapshot {
+                version: usize::try_from(version).unwrap_or_default(),
+                state_version: row.try_get("state_version")?,
+                state: row.try_get("state")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_snapshots (account_id, version, state_version, state)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id) DO UPDATE
+                SET version = EXCLUDED.version, state_version = EXCLUDED.state_version,
+                    state = EXCLUDED.state, taken_at = now()
+              WHERE account_snapshots.version < EXCLUDED.version
+                 OR account_snapshots.state_version <> EXCLUDED.state_version",
+        )
+        .bind(account_id)
+        .bind(sequence_to_i64(snapshot.version))
+        .bind(&snapshot.state_version)
+        .bind(&snapshot.state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use aggregates::TradingAccount;
 
-use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, StoreError};
+use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,6 +106,44 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(logged_event).collect()
+    }
+
+    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
+        let row = sqlx::query(
+            "SELECT version, state_version, state FROM account_snapshots WHERE account_id = ?",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<Snapshot> {
+            let version: i64 = row.try_get("version")?;
+            let state: String = row.try_get("state")?;
+            Ok(Snapshot {
+                version: usize::try_from(version).unwrap_or_default(),
+                state_version: row.try_get("state_version")?,
+                state: json(&state)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_snapshots (account_id, version, state_version, state)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (account_id) DO UPDATE
+                SET version = excluded.version, state_version = excluded.state_version,
+                    state = excluded.state, taken_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+              WHERE account_snapshots.version < excluded.version
+                 OR account_snapshots.state_version <> excluded.state_version",
+        )
+        .bind(account_id)
+        .bind(i64::try_from(snapshot.version).unwrap_or(i64::MAX))
+        .bind(&snapshot.state_version)
+        .bind(snapshot.state.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
@@ -219,6 +257,11 @@ impl SqliteStore {
 fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
+}
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
         .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
 }
 
