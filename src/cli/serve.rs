@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::builder::FalseyValueParser;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,10 @@ pub struct ServeArgs {
     )]
     pub paper_prices: Vec<String>,
     /// Do not create a demo user on a fresh embedded store.
-    #[arg(long, env = "LEDGERHOOK_NO_DEMO")]
+    #[arg(long, env = "LEDGERHOOK_NO_DEMO", value_parser = FalseyValueParser::new())]
     pub no_demo: bool,
     /// Record signals but do not execute them (an ingest-only instance).
-    #[arg(long, env = "LEDGERHOOK_NO_EXECUTION")]
+    #[arg(long, env = "LEDGERHOOK_NO_EXECUTION", value_parser = FalseyValueParser::new())]
     pub no_execution: bool,
 }
 
