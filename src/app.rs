@@ -21,6 +21,7 @@ use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
 use crate::notify::LogNotifier;
 use crate::store::Store;
+use crate::users::Authenticator;
 
 pub struct AppConfig {
     pub database_url: String,
@@ -73,7 +74,11 @@ impl RunningApp {
             tokio::spawn(async {})
         };
         let ingest = Arc::new(Ingest::new(ledger.clone(), markets, exchange));
-        let router = http::router(AppState { ingest });
+        let authenticator = Arc::new(Authenticator::new(store.clone()));
+        let router = http::router(AppState {
+            ingest,
+            authenticator,
+        });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let mut stop_serving = shutdown_requested;

@@ -2,6 +2,9 @@
 //! SHA-256 is the right hash for it (argon2's cost is for low-entropy secrets such as passwords)
 //! and a lookup by hash compares nothing secret in variable time.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -61,12 +64,49 @@ pub async fn create_user(
     })
 }
 
-/// The user a webhook token belongs to.
-pub async fn authenticate(store: &Store, token: &str) -> Result<Option<String>, StoreError> {
-    if token.len() != TOKEN_BYTES * 2 {
-        return Ok(None);
+/// Resolves webhook tokens to users. Known tokens are remembered so the webhook path costs no
+/// query; unknown ones always ask the store (a token issued by another instance works at once).
+/// Nothing revokes a token yet; when rotation arrives it must evict here (and notify other
+/// instances) before its old token may be considered dead.
+pub struct Authenticator {
+    store: Store,
+    known: RwLock<HashMap<String, String>>,
+}
+
+/// Tokens remembered at most; past it the memory is cleared and refilled from the store.
+const MAX_REMEMBERED_TOKENS: usize = 100_000;
+
+impl Authenticator {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            known: RwLock::new(HashMap::new()),
+        }
     }
-    store.user_by_token_sha256(&token_sha256(token)).await
+
+    /// The user a webhook token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, StoreError> {
+        if token.len() != TOKEN_BYTES * 2 {
+            return Ok(None);
+        }
+        let digest = token_sha256(token);
+        if let Some(user_id) = self.read_known().get(&digest) {
+            return Ok(Some(user_id.clone()));
+        }
+        let found = self.store.user_by_token_sha256(&digest).await?;
+        if let Some(user_id) = &found {
+            let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= MAX_REMEMBERED_TOKENS {
+                known.clear();
+            }
+            known.insert(digest, user_id.clone());
+        }
+        Ok(found)
+    }
+
+    fn read_known(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
+        self.known.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn new_token() -> String {

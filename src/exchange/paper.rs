@@ -68,10 +68,8 @@ impl Exchange for PaperExchange {
         self.prices.get(market).copied()
     }
 
+    /// Booking is insert-or-get by client order id: placing an order again returns the first one.
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
-        if let Some(existing) = self.find_order(&order.client_order_id).await? {
-            return Ok(existing);
-        }
         let (Some(spec), Some(reference)) = (
             self.markets.get(&order.market),
             self.reference_price(&order.market),

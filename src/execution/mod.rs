@@ -22,10 +22,12 @@ use crate::store::{Lease, LogPosition, LoggedEvent};
 use self::steps::Step;
 
 pub const CHECKPOINT_NAME: &str = "execution";
-/// Events read per page of the global order.
-const PAGE_SIZE: i64 = 1_000;
-/// Accounts worked on at once; steps of one account run in order.
-const MAX_CONCURRENT_ACCOUNTS: usize = 64;
+/// Events read per page of the global order. Small pages keep the saga's work smooth: a large
+/// page arrives as a burst of exchange calls and appends that delays acknowledgements.
+const PAGE_SIZE: i64 = 256;
+/// Accounts worked on at once; steps of one account run in order. Kept well under the store's
+/// connection pool so the webhook path never queues behind the saga for a connection.
+const MAX_CONCURRENT_ACCOUNTS: usize = 8;
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a standby instance tries to take over the saga.

@@ -20,6 +20,7 @@ use tracing::Level;
 
 pub use self::error::ApiError;
 use crate::ingest::Ingest;
+use crate::users::Authenticator;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// TradingView alerts are a few hundred bytes; this is generous and still cheap to buffer.
@@ -30,6 +31,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub ingest: Arc<Ingest>,
+    pub authenticator: Arc<Authenticator>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::error::{ApiError, Result};
 use super::AppState;
 use crate::ingest::ReceiptStatus;
-use crate::users;
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -26,7 +25,9 @@ pub async fn receive(
         .ok()
         .and_then(|Query(mut params)| params.remove("token"))
         .unwrap_or_default();
-    let account_id = users::authenticate(state.ingest.ledger().store(), &token)
+    let account_id = state
+        .authenticator
+        .authenticate(&token)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(ApiError::invalid_token)?;

@@ -17,6 +17,8 @@ use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, Sto
 /// without crowding a small server's default `max_connections` (100) when instances share it.
 const MAX_CONNECTIONS: u32 = 24;
 
+const MIN_CONNECTIONS: u32 = 8;
+
 const UNIQUE_VIOLATION: &str = "23505";
 
 #[derive(Clone)]
@@ -29,6 +31,8 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // Opened up front: a connection set up mid-burst costs the request that waits for it.
+            .min_connections(MIN_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
@@ -214,7 +218,7 @@ impl PostgresStore {
     }
 
     pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        sqlx::query(
+        let booked = sqlx::query(
             "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
                                        exchange_order_id, placed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -231,6 +235,9 @@ impl PostgresStore {
         .bind(order.placed_at)
         .execute(&self.pool)
         .await?;
+        if booked.rows_affected() == 1 {
+            return Ok(order.clone());
+        }
         self.paper_order(&order.client_order_id)
             .await?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))

@@ -203,7 +203,7 @@ impl SqliteStore {
     }
 
     pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        sqlx::query(
+        let booked = sqlx::query(
             "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
                                        exchange_order_id, placed_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -220,6 +220,9 @@ impl SqliteStore {
         .bind(order.placed_at.to_rfc3339())
         .execute(&self.pool)
         .await?;
+        if booked.rows_affected() == 1 {
+            return Ok(order.clone());
+        }
         self.paper_order(&order.client_order_id)
             .await?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
