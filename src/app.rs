@@ -23,6 +23,9 @@ use crate::notify::LogNotifier;
 use crate::store::Store;
 use crate::users::Authenticator;
 
+/// Store connections opened before serving: the committers, the saga and a few request reads.
+const WARM_CONNECTIONS: usize = 12;
+
 pub struct AppConfig {
     pub database_url: String,
     pub listen: SocketAddr,
@@ -58,6 +61,7 @@ pub struct RunningApp {
 impl RunningApp {
     pub async fn start(config: AppConfig) -> anyhow::Result<Self> {
         let store = open_store(&config.database_url).await?;
+        store.warm_up(WARM_CONNECTIONS).await?;
         let mut committers = JoinSet::new();
         let ledger = start_ledger(store.clone(), &mut committers);
         let markets = MarketList::default();

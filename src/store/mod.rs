@@ -123,6 +123,14 @@ impl Store {
         dispatch!(self.migrate())
     }
 
+    /// Opens connections before traffic arrives (PostgreSQL; SQLite opens files lazily and cheaply).
+    pub async fn warm_up(&self, connections: usize) -> Result<()> {
+        match self {
+            Store::Postgres(store) => store.warm_up(connections).await,
+            Store::Sqlite(_) => Ok(()),
+        }
+    }
+
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self.ping())
     }

@@ -17,8 +17,6 @@ use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, Sto
 /// without crowding a small server's default `max_connections` (100) when instances share it.
 const MAX_CONNECTIONS: u32 = 24;
 
-const MIN_CONNECTIONS: u32 = 8;
-
 const UNIQUE_VIOLATION: &str = "23505";
 
 #[derive(Clone)]
@@ -31,8 +29,6 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            // Opened up front: a connection set up mid-burst costs the request that waits for it.
-            .min_connections(MIN_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
@@ -48,6 +44,16 @@ impl PostgresStore {
         sqlx::migrate!("migrations/postgres")
             .run(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Opens `connections` pool connections now: one set up mid-burst costs the request that
+    /// waits for it.
+    pub async fn warm_up(&self, connections: usize) -> Result<()> {
+        let mut held = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            held.push(self.pool.acquire().await?);
+        }
         Ok(())
     }
 
