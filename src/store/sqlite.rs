@@ -14,6 +14,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::Row;
+use tokio::sync::Mutex;
 
 use aggregates::TradingAccount;
 
@@ -27,6 +28,10 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct SqliteStore {
     pool: SqlitePool,
     events: Arc<SqliteEventRepository>,
+    /// Writers of this process queue here, first come first served. SQLite has one write lock and
+    /// settles contention by sleeping and retrying, which under load lets one writer lose for
+    /// seconds; queueing in-process keeps every write's wait proportional to the queue.
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -48,7 +53,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
-        Ok(Self { pool, events })
+        Ok(Self {
+            pool,
+            events,
+            writer: Arc::new(Mutex::new(())),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -83,6 +92,7 @@ impl SqliteStore {
     /// sqlite-es writes every event of the batch in one transaction; a primary-key clash (another
     /// writer got there first) comes back as an optimistic-lock error.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+        let _writing = self.writer.lock().await;
         if events.is_empty() {
             return Ok(());
         }
@@ -128,6 +138,7 @@ impl SqliteStore {
     }
 
     pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO account_snapshots (account_id, version, state_version, state)
              VALUES (?, ?, ?, ?)
@@ -160,6 +171,7 @@ impl SqliteStore {
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
              ON CONFLICT (name) DO UPDATE
@@ -175,6 +187,7 @@ impl SqliteStore {
     }
 
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO users (user_id, display_name, webhook_token_sha256, created_at)
              VALUES (?, ?, ?, ?)",
@@ -203,6 +216,7 @@ impl SqliteStore {
     }
 
     pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
+        let _writing = self.writer.lock().await;
         let booked = sqlx::query(
             "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
                                        exchange_order_id, placed_at)
