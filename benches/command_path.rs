@@ -24,6 +24,10 @@
 //! PostgreSQL server to create the scratch database on; `BENCH_STORES` (default
 //! `sqlite,postgres`) picks the stores. See `benches/README.md`.
 
+mod support;
+
+use support::{interrupted, with_database};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -539,39 +543,4 @@ impl Leftovers {
         }
         std::process::exit(130);
     }
-}
-
-#[cfg(unix)]
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted",
-            _ = terminate.recv() => "terminated",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "interrupted"
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn interrupted() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "interrupted"
-}
-
-/// `url` with its path (the database name) replaced by `database`.
-fn with_database(url: &str, database: &str) -> Option<String> {
-    let scheme_end = url.find("://")? + 3;
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let after = &rest[authority_end..];
-    let query = after.find('?').map_or("", |at| &after[at..]);
-    Some(format!(
-        "{}{}/{database}{query}",
-        &url[..scheme_end],
-        &rest[..authority_end]
-    ))
 }

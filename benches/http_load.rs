@@ -13,6 +13,10 @@
 //! `LOAD_RATE` [2000], `LOAD_SECONDS` [10], `LOAD_CONCURRENCY` [64], `LOAD_USERS` [200].
 //! See `benches/README.md`.
 
+mod support;
+
+use support::{interrupted, with_database};
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -1096,27 +1100,6 @@ async fn create_users(
         .collect()
 }
 
-#[cfg(unix)]
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted",
-            _ = terminate.recv() => "terminated",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "interrupted"
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn interrupted() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "interrupted"
-}
-
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
@@ -1177,18 +1160,4 @@ impl Database {
             eprintln!("http_load: could not drop database {name}: {error}");
         }
     }
-}
-
-/// `url` with its path (the database name) replaced by `database`.
-fn with_database(url: &str, database: &str) -> Option<String> {
-    let scheme_end = url.find("://")? + 3;
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let after = &rest[authority_end..];
-    let query = after.find('?').map_or("", |at| &after[at..]);
-    Some(format!(
-        "{}{}/{database}{query}",
-        &url[..scheme_end],
-        &rest[..authority_end]
-    ))
 }
