@@ -197,7 +197,8 @@ fn start_ledger(store: &Store, committers: &mut JoinSet<()>) -> Ledger {
 }
 
 /// Lets a short-lived ledger load the account and take a signal through its life, as the service
-/// would; an account past `SNAPSHOT_INTERVAL_EVENTS` gets its snapshot then, which this waits for.
+/// would; an account past twice `SNAPSHOT_INTERVAL_EVENTS` (the longest interval an account can
+/// draw) gets its snapshot then, which this waits for.
 async fn prime_snapshot(store: &Store, account: &str) {
     let mut committers = JoinSet::new();
     let ledger = start_ledger(store, &mut committers);
@@ -205,7 +206,7 @@ async fn prime_snapshot(store: &Store, account: &str) {
     conclude(&ledger, account, &committed).await;
     drop(ledger);
     while committers.join_next().await.is_some() {}
-    if committed.version < SNAPSHOT_INTERVAL_EVENTS {
+    if committed.version < 2 * SNAPSHOT_INTERVAL_EVENTS {
         return;
     }
     let waiting = Instant::now();

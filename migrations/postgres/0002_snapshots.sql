@@ -6,6 +6,6 @@ CREATE TABLE account_snapshots
     version       bigint      NOT NULL CHECK (version > 0),
     -- Which code wrote it: a snapshot is only trusted by the same state schema and release.
     state_version text        NOT NULL,
-    state         jsonb       NOT NULL,
+    state         json        NOT NULL,
     taken_at      timestamptz NOT NULL DEFAULT now()
 );

@@ -24,8 +24,9 @@ pub use self::codec::{decode, encode, DecodeError, EventContext, RecordedEvent};
 use self::committer::{CommitError, Committer};
 use crate::store::{Snapshot, Store, StoreError};
 
-/// A snapshot is stored once an account has this many events beyond its last one: a load then
-/// reads at most this many events, whatever the length of the history.
+/// A snapshot is stored once an account has this many events (up to twice this, see
+/// `snapshot_interval`) beyond its last one: a load then reads a bounded tail, whatever the length
+/// of the history.
 pub const SNAPSHOT_INTERVAL_EVENTS: usize = 256;
 
 /// Attempts after the first when another process appended to the same account meanwhile.
@@ -234,7 +235,7 @@ impl Ledger {
     /// Stores the account's state in the background once enough events have passed. Failing to
     /// store one costs only a longer load later.
     fn snapshot_if_due(&self, account_id: &str, account: &mut LoadedAccount) {
-        if account.version - account.snapshot_version < SNAPSHOT_INTERVAL_EVENTS {
+        if account.version - account.snapshot_version < snapshot_interval(account_id) {
             return;
         }
         let state = match serde_json::to_value(&account.state) {
@@ -280,6 +281,15 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Between `SNAPSHOT_INTERVAL_EVENTS` and twice that, fixed per account: accounts that trade in
+/// step (one strategy's alerts to many users) would otherwise all snapshot in the same instant.
+fn snapshot_interval(account_id: &str) -> usize {
+    let spread = account_id.bytes().fold(0_usize, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(usize::from(byte))
+    });
+    SNAPSHOT_INTERVAL_EVENTS + spread % SNAPSHOT_INTERVAL_EVENTS
 }
 
 /// Who may trust a snapshot: the same state schema, written by the same release.

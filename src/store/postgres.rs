@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use postgres_es::PostgresEventRepository;
-use serde_json::Value;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
@@ -85,13 +84,13 @@ impl PostgresStore {
         }
         let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
         let sequences: Vec<i64> = events.iter().map(|e| sequence_to_i64(e.sequence)).collect();
-        let payloads: Vec<Value> = events.iter().map(|e| e.payload.clone()).collect();
-        let metadata: Vec<Value> = events.iter().map(|e| e.metadata.clone()).collect();
+        let payloads = column(|e| e.payload.to_string());
+        let metadata = column(|e| e.metadata.to_string());
         let result = sqlx::query(
             "INSERT INTO events
                  (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::jsonb[], $7::jsonb[])",
+                                  $6::text[]::json[], $7::text[]::json[])",
         )
         .bind(column(|e| e.aggregate_type.clone()))
         .bind(column(|e| e.aggregate_id.clone()))
@@ -152,7 +151,7 @@ impl PostgresStore {
     pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
         sqlx::query(
             "INSERT INTO account_snapshots (account_id, version, state_version, state)
-             VALUES ($1, $2, $3, $4)
+             VALUES ($1, $2, $3, $4::json)
              ON CONFLICT (account_id) DO UPDATE
                 SET version = EXCLUDED.version, state_version = EXCLUDED.state_version,
                     state = EXCLUDED.state, taken_at = now()
@@ -162,7 +161,7 @@ impl PostgresStore {
         .bind(account_id)
         .bind(sequence_to_i64(snapshot.version))
         .bind(&snapshot.state_version)
-        .bind(&snapshot.state)
+        .bind(snapshot.state.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -422,8 +422,9 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
         )
         .await
         .expect("open");
-    // Two events a signal: past one snapshot interval and into the next.
-    let signals = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS * 3 / 4;
+    // Two events a signal: past the longest snapshot interval an account can draw (twice the
+    // base) and into the next.
+    let signals = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS * 3 / 2;
     for n in 0..signals {
         writer
             .execute("long", signal(&format!("s{n}")), &context())
