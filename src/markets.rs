@@ -65,10 +65,6 @@ impl MarketList {
         self.specs.iter().find(|spec| &spec.market == market)
     }
 
-    pub fn markets(&self) -> impl Iterator<Item = &Market> {
-        self.specs.iter().map(|spec| &spec.market)
-    }
-
     /// Maps a TradingView symbol to a listed market.
     pub fn normalize(&self, symbol: &str) -> Result<&MarketSpec, MarketError> {
         let unknown = || MarketError::Unknown(symbol.chars().take(64).collect());

@@ -38,8 +38,6 @@ pub enum ExchangeError {
 
 #[async_trait]
 pub trait Exchange: Send + Sync {
-    fn name(&self) -> &'static str;
-
     /// The price risk checks value an order at (the mark price).
     fn reference_price(&self, market: &Market) -> Option<Decimal>;
 

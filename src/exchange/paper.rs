@@ -60,10 +60,6 @@ impl PaperExchange {
 
 #[async_trait]
 impl Exchange for PaperExchange {
-    fn name(&self) -> &'static str {
-        "paper"
-    }
-
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.prices.get(market).copied()
     }

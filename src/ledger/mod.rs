@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinSet;
 
 use aggregates::{AccountCommand, AccountError, AccountEvent, InFlight, SignalId, STATE_VERSION};
@@ -133,11 +133,7 @@ impl Ledger {
         command: AccountCommand,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
-        let slot = self.inner.accounts.slot(account_id);
-        let mut slot = slot.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.load(account_id).await?);
-        }
+        let mut slot = self.locked_account(account_id).await?;
         for attempt in 0..=MAX_CONFLICT_RETRIES {
             let Some(account) = slot.as_mut() else {
                 break;
@@ -191,14 +187,22 @@ impl Ledger {
         account_id: &str,
         signal_id: &SignalId,
     ) -> Result<Option<InFlight>, LedgerError> {
-        let slot = self.inner.accounts.slot(account_id);
-        let mut slot = slot.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.load(account_id).await?);
-        }
+        let slot = self.locked_account(account_id).await?;
         Ok(slot
             .as_ref()
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
+    }
+
+    /// The account's cache slot, locked, with the account loaded into it.
+    async fn locked_account(
+        &self,
+        account_id: &str,
+    ) -> Result<OwnedMutexGuard<Option<LoadedAccount>>, LedgerError> {
+        let mut slot = self.inner.accounts.slot(account_id).lock_owned().await;
+        if slot.is_none() {
+            *slot = Some(self.load(account_id).await?);
+        }
+        Ok(slot)
     }
 
     /// Loads an account from the store (not the cache): from its snapshot when there is a
@@ -213,13 +217,9 @@ impl Ledger {
                 LoadedAccount::default()
             }
         };
-        let stored = if account.version == 0 {
-            store.load_account(account_id).await?
-        } else {
-            store
-                .load_account_after(account_id, account.version)
-                .await?
-        };
+        let stored = store
+            .load_account_after(account_id, account.version)
+            .await?;
         self.fold(&mut account, stored)?;
         Ok(account)
     }

@@ -33,9 +33,6 @@ struct LosesResponses {
 
 #[async_trait]
 impl Exchange for LosesResponses {
-    fn name(&self) -> &'static str {
-        "loses-responses"
-    }
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.inner.reference_price(market)
     }
@@ -64,9 +61,6 @@ struct Down {
 
 #[async_trait]
 impl Exchange for Down {
-    fn name(&self) -> &'static str {
-        "down"
-    }
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.prices.reference_price(market)
     }
