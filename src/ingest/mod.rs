@@ -80,22 +80,23 @@ impl Ingest {
             .exchange
             .reference_price(&spec.market)
             .ok_or_else(|| IngestError::NoReferencePrice(spec.market.to_string()))?;
-        let idempotency_key = match &alert.id {
-            Some(id) => format!("id:{id}"),
-            None => fingerprint(
-                &spec.market.to_string(),
-                alert.side.as_str(),
-                &size.to_string(),
-            ),
-        };
-        let signal_id = match &alert.id {
-            Some(_) => signal_id_for(account_id, &idempotency_key),
-            // A fingerprint is forgotten after minutes and the same alert may then be a new
-            // trade, which must not reuse the old signal's id (and so its client order id).
-            None => signal_id_for(
-                account_id,
-                &format!("{idempotency_key}@{}", received_at.timestamp_micros()),
-            ),
+        let (idempotency_key, signal_id) = match &alert.id {
+            Some(id) => {
+                let key = format!("id:{id}");
+                let signal_id = signal_id_for(account_id, &key);
+                (key, signal_id)
+            }
+            None => {
+                let key = fingerprint(
+                    &spec.market.to_string(),
+                    alert.side.as_str(),
+                    &size.to_string(),
+                );
+                // A fingerprint is forgotten after minutes and the same alert may then be a new
+                // trade, which must not reuse the old signal's id (and so its client order id).
+                let unique = format!("{key}@{}", received_at.timestamp_micros());
+                (key, signal_id_for(account_id, &unique))
+            }
         };
         let command = AccountCommand::ReceiveSignal(SignalIntent {
             signal_id: signal_id.clone(),
