@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use aggregates::{upcasters, Market};
 
+use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
 use crate::http::{self, AppState};
@@ -52,6 +53,7 @@ pub struct RunningApp {
     pub address: SocketAddr,
     pub store: Store,
     pub ledger: Ledger,
+    pub emergency: Arc<EmergencySwitch>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     saga: tokio::task::JoinHandle<()>,
@@ -71,6 +73,10 @@ impl RunningApp {
             config.paper_prices,
         ));
         let (shutdown, shutdown_requested) = watch::channel(false);
+        let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
+        let refresher = emergency.clone();
+        let stop_refreshing = shutdown_requested.clone();
+        tokio::spawn(async move { refresher.keep_refreshed(stop_refreshing).await });
         let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), Arc::new(LogNotifier));
         let saga = if config.execute_signals {
             tokio::spawn(saga.run(shutdown_requested.clone()))
@@ -97,6 +103,7 @@ impl RunningApp {
             address,
             store,
             ledger,
+            emergency,
             shutdown,
             server,
             saga,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod emergency;
 pub mod exchange;
 pub mod execution;
 pub mod http;

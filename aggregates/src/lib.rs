@@ -7,6 +7,7 @@
 
 mod account;
 mod commands;
+mod emergency;
 mod events;
 mod position;
 mod risk;
@@ -18,6 +19,9 @@ pub use account::{
     FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
 pub use commands::{AccountCommand, ExecutionReport, Fill, NotificationOutcome, SignalIntent};
+pub use emergency::{
+    EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, StopNotice, EMERGENCY_STOP_ID,
+};
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use position::Position;
 pub use risk::{RiskCheck, RiskLimits};

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, `users create`, `replay`.
 
+mod halt;
 mod replay;
 mod serve;
 
@@ -79,6 +80,10 @@ pub enum Command {
     Users(UsersCommand),
     /// Print an account's events, each with the account state after it.
     Replay(replay::ReplayArgs),
+    /// Halt trading for one account, or for everyone (emergency stop) without USER_ID.
+    Halt(halt::HaltArgs),
+    /// Resume trading for one account, or release the emergency stop without USER_ID.
+    Resume(halt::HaltArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +124,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Replay(args)) => replay::run(&cli.global, args).await,
+        Some(Command::Halt(args)) => halt::run(&cli.global, halt::Switch::Halt, args).await,
+        Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,
     }
 }
 

@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cqrs_es::Aggregate;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+use aggregates::TradingAccount;
 
 use crate::exchange::Exchange;
 use crate::ledger::{decode, Ledger};
@@ -147,6 +150,10 @@ impl ExecutionSaga {
     async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), String> {
         let mut by_account: BTreeMap<String, Vec<Step>> = BTreeMap::new();
         for logged in page {
+            // The log also carries other streams (the emergency stop); the saga works accounts.
+            if logged.event.aggregate_type != TradingAccount::TYPE {
+                continue;
+            }
             let account_id = logged.event.aggregate_id.clone();
             let recorded =
                 decode(logged.event, self.ledger.upcasters()).map_err(|e| e.to_string())?;

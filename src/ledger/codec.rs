@@ -70,15 +70,25 @@ pub fn encode(
     events: &[AccountEvent],
     context: &EventContext,
 ) -> Result<Vec<SerializedEvent>, serde_json::Error> {
+    encode_for::<TradingAccount>(account_id, first_sequence, events, context)
+}
+
+/// Serializes events of any aggregate the ledger stores, numbered from `first_sequence`.
+pub fn encode_for<A: Aggregate>(
+    aggregate_id: &str,
+    first_sequence: usize,
+    events: &[A::Event],
+    context: &EventContext,
+) -> Result<Vec<SerializedEvent>, serde_json::Error> {
     let metadata = serde_json::to_value(context.to_metadata())?;
     events
         .iter()
         .enumerate()
         .map(|(offset, event)| {
             Ok(SerializedEvent {
-                aggregate_id: account_id.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
                 sequence: first_sequence + offset,
-                aggregate_type: TradingAccount::TYPE.to_owned(),
+                aggregate_type: A::TYPE.to_owned(),
                 event_type: event.event_type(),
                 event_version: event.event_version(),
                 payload: serde_json::to_value(event)?,

@@ -20,7 +20,7 @@ use aggregates::{AccountCommand, AccountError, AccountEvent, InFlight, SignalId,
 
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
-pub use self::codec::{decode, encode, DecodeError, EventContext, RecordedEvent};
+pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, RecordedEvent};
 use self::committer::{CommitError, Committer};
 use crate::store::{Snapshot, Store, StoreError};
 

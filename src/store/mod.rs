@@ -24,6 +24,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("event store error: {0}")]
     Persistence(PersistenceError),
+    #[error("one append holds events of more than one aggregate type")]
+    MixedBatch,
     #[error("unsupported database url (expected postgres://... or sqlite://...)")]
     UnsupportedUrl,
 }
@@ -138,6 +140,11 @@ impl Store {
     /// Every event of one account, in sequence order, as stored (not yet upcast).
     pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
         dispatch!(self.load_account(account_id))
+    }
+
+    /// The global emergency stop's events, in sequence order.
+    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
+        dispatch!(self.load_emergency_stop())
     }
 
     /// The events of one account after `sequence`.

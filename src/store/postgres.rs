@@ -8,7 +8,7 @@ use postgres_es::PostgresEventRepository;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use aggregates::TradingAccount;
+use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
 use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
 
@@ -63,6 +63,13 @@ impl PostgresStore {
 
     pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
         Ok(self.events.get_events::<TradingAccount>(account_id).await?)
+    }
+
+    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
+        Ok(self
+            .events
+            .get_events::<EmergencyStop>(EMERGENCY_STOP_ID)
+            .await?)
     }
 
     pub async fn load_account_after(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use cqrs_es::Aggregate;
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -16,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use tokio::sync::Mutex;
 
-use aggregates::TradingAccount;
+use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
 use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
 
@@ -78,6 +79,13 @@ impl SqliteStore {
         Ok(self.events.get_events::<TradingAccount>(account_id).await?)
     }
 
+    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
+        Ok(self
+            .events
+            .get_events::<EmergencyStop>(EMERGENCY_STOP_ID)
+            .await?)
+    }
+
     pub async fn load_account_after(
         &self,
         account_id: &str,
@@ -96,7 +104,17 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        Ok(self.events.persist::<TradingAccount>(events, None).await?)
+        // sqlite-es stamps every row with `A::TYPE`, not the event's own aggregate type: one batch
+        // holds one aggregate type (the committer batches only accounts).
+        let aggregate_type = events[0].aggregate_type.as_str();
+        if events.iter().any(|e| e.aggregate_type != aggregate_type) {
+            return Err(StoreError::MixedBatch);
+        }
+        if aggregate_type == EmergencyStop::TYPE {
+            Ok(self.events.persist::<EmergencyStop>(events, None).await?)
+        } else {
+            Ok(self.events.persist::<TradingAccount>(events, None).await?)
+        }
     }
 
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {

@@ -13,6 +13,7 @@ use aggregates::{
     upcasters, AccountCommand, AccountEvent, Market, Quantity, RiskLimits, Side, SignalId,
     SignalIntent,
 };
+use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerOptions};
 use ledgerhook::store::{LogPosition, PaperOrder, Store, StoreError};
 
@@ -464,3 +465,55 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
     }
 }
 on_both_stores!(snapshots_load_to_the_same_state_as_a_full_replay);
+
+async fn the_emergency_stop_is_its_own_stream_seen_by_every_process(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let operator = EmergencySwitch::load(store.clone()).await.expect("loads");
+    // Another process's view of the same store.
+    let other = EmergencySwitch::load(test.open().await)
+        .await
+        .expect("loads");
+    let at = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap();
+    assert!(operator
+        .engage("ops", "exchange outage", at)
+        .await
+        .expect("engages"));
+    assert!(!operator.engage("ops", "again", at).await.expect("no-op"));
+    assert_eq!(other.engaged(), None, "not refreshed yet");
+    other.refresh().await.expect("refreshes");
+    assert_eq!(
+        other.engaged().map(|stop| (stop.by, stop.reason)),
+        Some(("ops".to_owned(), "exchange outage".to_owned()))
+    );
+    // The other process releases it on its (refreshed) view; the first sees that too.
+    assert!(other
+        .release("ops2", "resolved", at)
+        .await
+        .expect("releases"));
+    operator.refresh().await.expect("refreshes");
+    assert_eq!(operator.engaged(), None);
+    let types: Vec<(String, String, usize)> = store
+        .load_emergency_stop()
+        .await
+        .expect("loads")
+        .into_iter()
+        .map(|e| (e.aggregate_type, e.event_type, e.sequence))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (
+                "EmergencyStop".to_owned(),
+                "EmergencyStopEngaged".to_owned(),
+                1
+            ),
+            (
+                "EmergencyStop".to_owned(),
+                "EmergencyStopReleased".to_owned(),
+                2
+            )
+        ]
+    );
+}
+on_both_stores!(the_emergency_stop_is_its_own_stream_seen_by_every_process);

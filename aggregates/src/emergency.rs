@@ -1,0 +1,200 @@
+//! The operator's global emergency stop: one stream for the whole service, so engaging and
+//! releasing it are events in the ledger with who and why, like a per-account halt.
+//!
+//! The stop itself is enforced where signals and orders are decided: ingest hands the engaged
+//! stop to `TradingAccount` (which records the refused signal), and the execution saga cancels
+//! approved orders it has not placed yet.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+/// The one emergency-stop stream's aggregate id.
+pub const EMERGENCY_STOP_ID: &str = "global";
+pub const EMERGENCY_EVENT_VERSION: &str = "1.0";
+
+/// Who engaged the stop, why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopNotice {
+    pub by: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmergencyStop {
+    pub engaged: Option<StopNotice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EmergencyCommand {
+    Engage {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Release {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EmergencyEvent {
+    EmergencyStopEngaged {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    EmergencyStopReleased {
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmergencyError {
+    #[error("who and why are required")]
+    Unattributed,
+}
+
+impl EmergencyStop {
+    /// Engaging an engaged stop, or releasing a released one, records nothing: the ledger holds
+    /// only real changes of state.
+    pub fn decide(&self, command: EmergencyCommand) -> Result<Vec<EmergencyEvent>, EmergencyError> {
+        let (by, reason) = match &command {
+            EmergencyCommand::Engage { by, reason, .. }
+            | EmergencyCommand::Release { by, reason, .. } => (by, reason),
+        };
+        if by.trim().is_empty() || reason.trim().is_empty() {
+            return Err(EmergencyError::Unattributed);
+        }
+        Ok(match command {
+            EmergencyCommand::Engage { by, reason, at } if self.engaged.is_none() => {
+                vec![EmergencyEvent::EmergencyStopEngaged { by, reason, at }]
+            }
+            EmergencyCommand::Release { by, reason, at } if self.engaged.is_some() => {
+                vec![EmergencyEvent::EmergencyStopReleased { by, reason, at }]
+            }
+            _ => vec![],
+        })
+    }
+
+    pub fn evolve(&mut self, event: &EmergencyEvent) {
+        self.engaged = match event {
+            EmergencyEvent::EmergencyStopEngaged { by, reason, at } => Some(StopNotice {
+                by: by.clone(),
+                reason: reason.clone(),
+                at: *at,
+            }),
+            EmergencyEvent::EmergencyStopReleased { .. } => None,
+        };
+    }
+}
+
+impl Aggregate for EmergencyStop {
+    const TYPE: &'static str = "EmergencyStop";
+    type Command = EmergencyCommand;
+    type Event = EmergencyEvent;
+    type Error = EmergencyError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.evolve(&event);
+    }
+}
+
+impl DomainEvent for EmergencyEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::EmergencyStopEngaged { .. } => "EmergencyStopEngaged",
+            Self::EmergencyStopReleased { .. } => "EmergencyStopReleased",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EMERGENCY_EVENT_VERSION.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    fn engage() -> EmergencyCommand {
+        EmergencyCommand::Engage {
+            by: "ops-alice".into(),
+            reason: "exchange outage".into(),
+            at: at(),
+        }
+    }
+
+    fn release() -> EmergencyCommand {
+        EmergencyCommand::Release {
+            by: "ops-bob".into(),
+            reason: "exchange back".into(),
+            at: at(),
+        }
+    }
+
+    fn run(stop: &mut EmergencyStop, command: EmergencyCommand) -> Vec<EmergencyEvent> {
+        let events = stop.decide(command).expect("attributed command");
+        for event in &events {
+            stop.evolve(event);
+        }
+        events
+    }
+
+    #[test]
+    fn engaging_records_who_and_why_once() {
+        let mut stop = EmergencyStop::default();
+        assert_eq!(run(&mut stop, engage()).len(), 1);
+        assert_eq!(
+            stop.engaged
+                .as_ref()
+                .map(|n| (n.by.as_str(), n.reason.as_str())),
+            Some(("ops-alice", "exchange outage"))
+        );
+        assert!(run(&mut stop, engage()).is_empty(), "already engaged");
+    }
+
+    #[test]
+    fn releasing_clears_the_stop_and_only_when_engaged() {
+        let mut stop = EmergencyStop::default();
+        assert!(run(&mut stop, release()).is_empty(), "nothing to release");
+        run(&mut stop, engage());
+        assert_eq!(run(&mut stop, release()).len(), 1);
+        assert_eq!(stop.engaged, None);
+    }
+
+    #[test]
+    fn a_stop_without_who_or_why_is_refused() {
+        let stop = EmergencyStop::default();
+        let command = EmergencyCommand::Engage {
+            by: " ".into(),
+            reason: "x".into(),
+            at: at(),
+        };
+        assert_eq!(stop.decide(command), Err(EmergencyError::Unattributed));
+    }
+}
