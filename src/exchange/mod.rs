@@ -43,6 +43,15 @@ pub trait Exchange: Send + Sync {
 
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError>;
 
+    /// Places several orders; one answer per order, in order. Exchanges that can take a batch in
+    /// one call override this; by default the orders go out one by one, concurrently.
+    async fn place_orders(
+        &self,
+        orders: &[OrderRequest],
+    ) -> Vec<Result<OrderOutcome, ExchangeError>> {
+        futures::future::join_all(orders.iter().map(|order| self.place_order(order))).await
+    }
+
     /// What became of an order placed earlier with this client id, if it reached the exchange.
     async fn find_order(
         &self,

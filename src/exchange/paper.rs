@@ -53,6 +53,33 @@ impl PaperExchange {
             .collect()
     }
 
+    /// The order as the paper exchange would fill it, or why it cannot trade it.
+    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, OrderOutcome> {
+        let (Some(spec), Some(reference)) = (
+            self.markets.get(&order.market),
+            self.reference_price(&order.market),
+        ) else {
+            return Err(OrderOutcome::Rejected {
+                reason: format!("{} is not traded on the paper exchange", order.market),
+            });
+        };
+        let price = spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE));
+        let fee = (price * order.size.value() * FEE_RATE)
+            .round_dp(6)
+            .normalize();
+        Ok(PaperOrder {
+            client_order_id: order.client_order_id.0.clone(),
+            account_id: order.account_id.clone(),
+            market: order.market.to_string(),
+            side: order.side.as_str().to_owned(),
+            size: order.size.to_string(),
+            price: price.to_string(),
+            fee: fee.to_string(),
+            exchange_order_id: format!("paper-{}", order.client_order_id),
+            placed_at: Utc::now(),
+        })
+    }
+
     fn unavailable(error: impl ToString) -> ExchangeError {
         ExchangeError::Unavailable(error.to_string())
     }
@@ -66,34 +93,41 @@ impl Exchange for PaperExchange {
 
     /// Booking is insert-or-get by client order id: placing an order again returns the first one.
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
-        let (Some(spec), Some(reference)) = (
-            self.markets.get(&order.market),
-            self.reference_price(&order.market),
-        ) else {
-            return Ok(OrderOutcome::Rejected {
-                reason: format!("{} is not traded on the paper exchange", order.market),
-            });
+        let mut outcomes = self.place_orders(std::slice::from_ref(order)).await;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Self::unavailable("no answer for the order")))
+    }
+
+    /// One transaction books the whole batch, so a page of the saga costs one commit, not one per
+    /// order.
+    async fn place_orders(
+        &self,
+        orders: &[OrderRequest],
+    ) -> Vec<Result<OrderOutcome, ExchangeError>> {
+        let priced: Vec<Result<PaperOrder, OrderOutcome>> =
+            orders.iter().map(|order| self.price(order)).collect();
+        let bookable: Vec<PaperOrder> = priced
+            .iter()
+            .filter_map(|priced| priced.as_ref().ok().cloned())
+            .collect();
+        let booked = match self.store.book_paper_orders(&bookable).await {
+            Ok(booked) => booked,
+            Err(error) => {
+                let error = Self::unavailable(error);
+                return orders.iter().map(|_| Err(error.clone())).collect();
+            }
         };
-        let price = spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE));
-        let fee = (price * order.size.value() * FEE_RATE)
-            .round_dp(6)
-            .normalize();
-        let booked = self
-            .store
-            .book_paper_order(&PaperOrder {
-                client_order_id: order.client_order_id.0.clone(),
-                account_id: order.account_id.clone(),
-                market: order.market.to_string(),
-                side: order.side.as_str().to_owned(),
-                size: order.size.to_string(),
-                price: price.to_string(),
-                fee: fee.to_string(),
-                exchange_order_id: format!("paper-{}", order.client_order_id),
-                placed_at: Utc::now(),
+        let mut booked = booked.iter();
+        priced
+            .into_iter()
+            .map(|priced| match priced {
+                Err(rejected) => Ok(rejected),
+                Ok(_) => booked
+                    .next()
+                    .map_or_else(|| Err(Self::unavailable("order not booked")), outcome_of),
             })
-            .await
-            .map_err(Self::unavailable)?;
-        outcome_of(&booked)
+            .collect()
     }
 
     async fn find_order(

@@ -7,13 +7,11 @@
 
 mod steps;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
@@ -28,9 +26,6 @@ pub const CHECKPOINT_NAME: &str = "execution";
 /// Events read per page of the global order. Small pages keep the saga's work smooth: a large
 /// page arrives as a burst of exchange calls and appends that delays acknowledgements.
 const PAGE_SIZE: i64 = 256;
-/// Accounts worked on at once; steps of one account run in order. Kept well under the store's
-/// connection pool so the webhook path never queues behind the saga for a connection.
-const MAX_CONCURRENT_ACCOUNTS: usize = 8;
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a standby instance tries to take over the saga.
@@ -147,8 +142,10 @@ impl ExecutionSaga {
         Ok(Some(last))
     }
 
+    /// Executes the page's approved signals as one batch, then notifies its concluded ones.
     async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), String> {
-        let mut by_account: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+        let mut approved = Vec::new();
+        let mut concluded = Vec::new();
         for logged in page {
             // The log also carries other streams (the emergency stop); the saga works accounts.
             if logged.event.aggregate_type != TradingAccount::TYPE {
@@ -157,31 +154,17 @@ impl ExecutionSaga {
             let account_id = logged.event.aggregate_id.clone();
             let recorded =
                 decode(logged.event, self.ledger.upcasters()).map_err(|e| e.to_string())?;
-            if let Some(step) = Step::after(&recorded.event) {
-                by_account.entry(account_id).or_default().push(step);
-            }
-        }
-        let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_ACCOUNTS));
-        let mut accounts = JoinSet::new();
-        for (account_id, steps) in by_account {
-            let saga = self.clone();
-            let permits = permits.clone();
-            accounts.spawn(async move {
-                let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-                for step in steps {
-                    step.run(&saga, &account_id).await?;
+            match Step::after(&recorded.event) {
+                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id)),
+                Some(Step::Notify { signal_id, message }) => {
+                    concluded.push((account_id, signal_id, message));
                 }
-                Ok::<(), String>(())
-            });
-        }
-        let mut first_error = None;
-        while let Some(joined) = accounts.join_next().await {
-            let result = joined.map_err(|e| e.to_string()).and_then(|r| r);
-            if let Err(error) = result {
-                first_error.get_or_insert(error);
+                None => {}
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let executed = steps::execute_all(self, approved).await;
+        let notified = steps::notify_all(self, concluded).await;
+        executed.and(notified)
     }
 }
 

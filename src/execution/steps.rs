@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::stream::{self, StreamExt};
 
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
@@ -17,6 +18,10 @@ const MAX_PLACEMENT_ATTEMPTS: u32 = 5;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 const ACTOR: &str = "execution";
+/// Lookups, placements and records in progress at once: enough for the group committer to batch
+/// a page's records into a few transactions, few enough to leave the store's connections to the
+/// webhook path.
+const MAX_CONCURRENT_STEPS: usize = 16;
 
 pub enum Step {
     /// Place the approved signal's order and record what the exchange did.
@@ -61,95 +66,158 @@ impl Step {
             _ => None,
         }
     }
-
-    pub async fn run(self, saga: &ExecutionSaga, account_id: &str) -> Result<(), String> {
-        match self {
-            Self::Execute { signal_id } => execute(saga, account_id, signal_id).await,
-            Self::Notify { signal_id, message } => {
-                notify(saga, account_id, signal_id, &message).await
-            }
-        }
-    }
 }
 
-async fn execute(
+/// Places the orders of every signal in `approved` that still awaits execution, as one batch, and
+/// records each outcome. Signals already executed (a page re-read after a crash) are skipped.
+pub async fn execute_all(
     saga: &ExecutionSaga,
-    account_id: &str,
-    signal_id: SignalId,
+    approved: Vec<(String, SignalId)>,
 ) -> Result<(), String> {
-    let Some(in_flight) = saga
-        .ledger
-        .in_flight(account_id, &signal_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(());
-    };
-    if in_flight.stage != SignalStage::AwaitingExecution {
+    let lookups = stream::iter(approved)
+        .map(|(account_id, signal_id)| {
+            let saga = saga.clone();
+            async move {
+                let in_flight = saga
+                    .ledger
+                    .in_flight(&account_id, &signal_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(
+                    in_flight
+                        .filter(|f| f.stage == SignalStage::AwaitingExecution)
+                        .map(|f| {
+                            let order = OrderRequest {
+                                account_id,
+                                client_order_id: f.client_order_id,
+                                market: f.market,
+                                side: f.side,
+                                size: f.size,
+                            };
+                            (signal_id, order)
+                        }),
+                )
+            }
+        })
+        .buffered(MAX_CONCURRENT_STEPS)
+        .collect::<Vec<_>>()
+        .await;
+    let (signals, orders): (Vec<SignalId>, Vec<OrderRequest>) =
+        first_error(lookups)?.into_iter().flatten().unzip();
+    if orders.is_empty() {
         return Ok(());
     }
-    let order = OrderRequest {
-        account_id: account_id.to_owned(),
-        client_order_id: in_flight.client_order_id.clone(),
-        market: in_flight.market.clone(),
-        side: in_flight.side,
-        size: in_flight.size,
-    };
-    let placed = place_with_retries(saga, &order).await;
+    let answers = saga.exchange.place_orders(&orders).await;
+    let outcomes = stream::iter(orders.clone().into_iter().zip(answers))
+        .map(|(order, answer)| {
+            let saga = saga.clone();
+            async move {
+                match answer {
+                    Err(error) => retry_placement(&saga, &order, error).await,
+                    answered => answered,
+                }
+            }
+        })
+        .buffered(MAX_CONCURRENT_STEPS)
+        .collect::<Vec<_>>()
+        .await;
     crash_here_if_asked();
-    let report = match placed {
+    let recorded = stream::iter(signals.into_iter().zip(orders).zip(outcomes))
+        .map(|((signal_id, order), outcome)| {
+            let saga = saga.clone();
+            async move {
+                let report = report(signal_id, &order, outcome);
+                record(
+                    &saga,
+                    &order.account_id,
+                    AccountCommand::RecordExecution(report),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_STEPS)
+        .collect::<Vec<_>>()
+        .await;
+    first_error(recorded).map(drop)
+}
+
+/// Tells each trader how their signal ended and records it.
+pub async fn notify_all(
+    saga: &ExecutionSaga,
+    concluded: Vec<(String, SignalId, String)>,
+) -> Result<(), String> {
+    let notified = stream::iter(concluded)
+        .map(|(account_id, signal_id, message)| {
+            let saga = saga.clone();
+            async move { notify(&saga, &account_id, signal_id, &message).await }
+        })
+        .buffer_unordered(MAX_CONCURRENT_STEPS)
+        .collect::<Vec<_>>()
+        .await;
+    first_error(notified).map(drop)
+}
+
+/// Every result is awaited before failing, so no step is abandoned halfway through an append.
+fn first_error<T>(results: Vec<Result<T, String>>) -> Result<Vec<T>, String> {
+    results.into_iter().collect()
+}
+
+fn report(
+    signal_id: SignalId,
+    order: &OrderRequest,
+    placed: Result<OrderOutcome, ExchangeError>,
+) -> ExecutionReport {
+    let client_order_id = order.client_order_id.clone();
+    match placed {
         Ok(OrderOutcome::Filled {
             exchange_order_id,
             fill,
         }) => ExecutionReport::Filled {
             signal_id,
-            client_order_id: order.client_order_id,
+            client_order_id,
             exchange_order_id,
             fill,
             at: Utc::now(),
         },
         Ok(OrderOutcome::Rejected { reason }) => ExecutionReport::Rejected {
             signal_id,
-            client_order_id: order.client_order_id,
+            client_order_id,
             reason,
             at: Utc::now(),
         },
         Err(error) => ExecutionReport::Failed {
             signal_id,
-            client_order_id: order.client_order_id,
+            client_order_id,
             reason: error.to_string(),
             at: Utc::now(),
         },
-    };
-    record(saga, account_id, AccountCommand::RecordExecution(report)).await
+    }
 }
 
-/// Places the order; before every retry asks the exchange whether the first try got through.
-async fn place_with_retries(
+/// Retries a placement whose first answer was an error; before every retry asks the exchange
+/// whether an earlier try got through.
+async fn retry_placement(
     saga: &ExecutionSaga,
     order: &OrderRequest,
+    first: ExchangeError,
 ) -> Result<OrderOutcome, ExchangeError> {
     let mut delay = FIRST_RETRY_DELAY;
-    let mut attempt = 1;
-    loop {
-        let result = match attempt {
-            1 => saga.exchange.place_order(order).await,
-            _ => match saga.exchange.find_order(&order.client_order_id).await {
-                Ok(Some(outcome)) => Ok(outcome),
-                Ok(None) => saga.exchange.place_order(order).await,
-                Err(error) => Err(error),
-            },
+    let mut error = first;
+    for attempt in 2..=MAX_PLACEMENT_ATTEMPTS {
+        tracing::warn!(%error, attempt, client_order_id = %order.client_order_id, "placement failed, retrying");
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        let result = match saga.exchange.find_order(&order.client_order_id).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => saga.exchange.place_order(order).await,
+            Err(error) => Err(error),
         };
         match result {
-            Err(error) if attempt < MAX_PLACEMENT_ATTEMPTS => {
-                tracing::warn!(%error, attempt, client_order_id = %order.client_order_id, "placement failed, retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            result => return result,
+            Err(failed) => error = failed,
+            answered => return answered,
         }
     }
+    Err(error)
 }
 
 async fn notify(

@@ -200,7 +200,18 @@ impl Store {
 
     /// Books `order` unless its client order id is already booked; returns what is booked.
     pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        dispatch!(self.book_paper_order(order))
+        self.book_paper_orders(std::slice::from_ref(order))
+            .await?
+            .pop()
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// Books many orders in one transaction, each as `book_paper_order` would.
+    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.book_paper_orders(orders))
     }
 
     pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {

@@ -1,8 +1,10 @@
 //! PostgreSQL, the production store. Several service instances may share one database.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -229,30 +231,48 @@ impl PostgresStore {
             .await?)
     }
 
-    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        let booked = sqlx::query(
-            "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
-                                       exchange_order_id, placed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (client_order_id) DO NOTHING",
+    /// Books every order in one statement; each comes back as booked, which for a client order id
+    /// seen before is the first booking. (The CTE's insert is invisible to the statement's own
+    /// snapshot, so the second half returns exactly the rows booked earlier.)
+    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
+        let column = |f: fn(&PaperOrder) -> String| orders.iter().map(f).collect::<Vec<_>>();
+        let placed_at: Vec<DateTime<Utc>> = orders.iter().map(|order| order.placed_at).collect();
+        let rows = sqlx::query(
+            "WITH booked AS (
+                 INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price,
+                                           fee, exchange_order_id, placed_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+                 ON CONFLICT (client_order_id) DO NOTHING
+                 RETURNING *)
+             SELECT * FROM booked
+             UNION ALL
+             SELECT * FROM paper_orders WHERE client_order_id = ANY($1)",
         )
-        .bind(&order.client_order_id)
-        .bind(&order.account_id)
-        .bind(&order.market)
-        .bind(&order.side)
-        .bind(&order.size)
-        .bind(&order.price)
-        .bind(&order.fee)
-        .bind(&order.exchange_order_id)
-        .bind(order.placed_at)
-        .execute(&self.pool)
+        .bind(column(|o| o.client_order_id.clone()))
+        .bind(column(|o| o.account_id.clone()))
+        .bind(column(|o| o.market.clone()))
+        .bind(column(|o| o.side.clone()))
+        .bind(column(|o| o.size.clone()))
+        .bind(column(|o| o.price.clone()))
+        .bind(column(|o| o.fee.clone()))
+        .bind(column(|o| o.exchange_order_id.clone()))
+        .bind(placed_at)
+        .fetch_all(&self.pool)
         .await?;
-        if booked.rows_affected() == 1 {
-            return Ok(order.clone());
-        }
-        self.paper_order(&order.client_order_id)
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        let by_id: HashMap<String, PaperOrder> = rows
+            .iter()
+            .map(|row| paper_order_row(row).map(|order| (order.client_order_id.clone(), order)))
+            .collect::<Result<_>>()?;
+        orders
+            .iter()
+            .map(|order| {
+                by_id
+                    .get(&order.client_order_id)
+                    .cloned()
+                    .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+            })
+            .collect()
     }
 
     pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
@@ -260,17 +280,7 @@ impl PostgresStore {
             .bind(client_order_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|row| PaperOrder {
-            client_order_id: row.get("client_order_id"),
-            account_id: row.get("account_id"),
-            market: row.get("market"),
-            side: row.get("side"),
-            size: row.get("size"),
-            price: row.get("price"),
-            fee: row.get("fee"),
-            exchange_order_id: row.get("exchange_order_id"),
-            placed_at: row.get("placed_at"),
-        }))
+        row.as_ref().map(paper_order_row).transpose()
     }
 
     pub async fn count_paper_orders(&self) -> Result<i64> {
@@ -304,6 +314,20 @@ impl PostgresStore {
             .await?;
         Ok(held.then_some(AdvisoryLease { connection }))
     }
+}
+
+fn paper_order_row(row: &PgRow) -> Result<PaperOrder> {
+    Ok(PaperOrder {
+        client_order_id: row.try_get("client_order_id")?,
+        account_id: row.try_get("account_id")?,
+        market: row.try_get("market")?,
+        side: row.try_get("side")?,
+        size: row.try_get("size")?,
+        price: row.try_get("price")?,
+        fee: row.try_get("fee")?,
+        exchange_order_id: row.try_get("exchange_order_id")?,
+        placed_at: row.try_get("placed_at")?,
+    })
 }
 
 fn logged_event(row: &PgRow) -> Result<LoggedEvent> {

@@ -233,31 +233,40 @@ impl SqliteStore {
             .await?)
     }
 
-    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
+    /// Books every order in one transaction; each comes back as booked, which for a client order
+    /// id seen before is the first booking.
+    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
         let _writing = self.writer.lock().await;
-        let booked = sqlx::query(
-            "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee,
-                                       exchange_order_id, placed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (client_order_id) DO NOTHING",
-        )
-        .bind(&order.client_order_id)
-        .bind(&order.account_id)
-        .bind(&order.market)
-        .bind(&order.side)
-        .bind(&order.size)
-        .bind(&order.price)
-        .bind(&order.fee)
-        .bind(&order.exchange_order_id)
-        .bind(order.placed_at.to_rfc3339())
-        .execute(&self.pool)
-        .await?;
-        if booked.rows_affected() == 1 {
-            return Ok(order.clone());
+        let mut transaction = self.pool.begin().await?;
+        for order in orders {
+            sqlx::query(
+                "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price,
+                                           fee, exchange_order_id, placed_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (client_order_id) DO NOTHING",
+            )
+            .bind(&order.client_order_id)
+            .bind(&order.account_id)
+            .bind(&order.market)
+            .bind(&order.side)
+            .bind(&order.size)
+            .bind(&order.price)
+            .bind(&order.fee)
+            .bind(&order.exchange_order_id)
+            .bind(order.placed_at.to_rfc3339())
+            .execute(&mut *transaction)
+            .await?;
         }
-        self.paper_order(&order.client_order_id)
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        let mut booked = Vec::with_capacity(orders.len());
+        for order in orders {
+            let row = sqlx::query("SELECT * FROM paper_orders WHERE client_order_id = ?")
+                .bind(&order.client_order_id)
+                .fetch_one(&mut *transaction)
+                .await?;
+            booked.push(paper_order_row(&row)?);
+        }
+        transaction.commit().await?;
+        Ok(booked)
     }
 
     pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
@@ -265,21 +274,7 @@ impl SqliteStore {
             .bind(client_order_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| -> Result<PaperOrder> {
-            let placed_at: String = row.try_get("placed_at")?;
-            Ok(PaperOrder {
-                client_order_id: row.try_get("client_order_id")?,
-                account_id: row.try_get("account_id")?,
-                market: row.try_get("market")?,
-                side: row.try_get("side")?,
-                size: row.try_get("size")?,
-                price: row.try_get("price")?,
-                fee: row.try_get("fee")?,
-                exchange_order_id: row.try_get("exchange_order_id")?,
-                placed_at: parse_time(&placed_at)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(paper_order_row).transpose()
     }
 
     pub async fn count_paper_orders(&self) -> Result<i64> {
@@ -322,5 +317,20 @@ fn logged_event(row: &SqliteRow) -> Result<LoggedEvent> {
             payload: json(&payload)?,
             metadata: json(&metadata)?,
         },
+    })
+}
+
+fn paper_order_row(row: &SqliteRow) -> Result<PaperOrder> {
+    let placed_at: String = row.try_get("placed_at")?;
+    Ok(PaperOrder {
+        client_order_id: row.try_get("client_order_id")?,
+        account_id: row.try_get("account_id")?,
+        market: row.try_get("market")?,
+        side: row.try_get("side")?,
+        size: row.try_get("size")?,
+        price: row.try_get("price")?,
+        fee: row.try_get("fee")?,
+        exchange_order_id: row.try_get("exchange_order_id")?,
+        placed_at: parse_time(&placed_at)?,
     })
 }

@@ -375,6 +375,23 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
     assert_eq!(first, order);
     assert_eq!(again, order, "the second booking returns the first order");
     assert_eq!(store.count_paper_orders().await.expect("count"), 1);
+
+    // A batch mixing new and known client ids answers each, in order, as booked.
+    let new_one = PaperOrder {
+        client_order_id: "lh-2".into(),
+        exchange_order_id: "paper-lh-2".into(),
+        ..order.clone()
+    };
+    let repriced_known = PaperOrder {
+        price: "1".into(),
+        ..order.clone()
+    };
+    let batch = store
+        .book_paper_orders(&[new_one.clone(), repriced_known])
+        .await
+        .expect("book a batch");
+    assert_eq!(batch, [new_one, order]);
+    assert_eq!(store.count_paper_orders().await.expect("count"), 2);
 }
 on_both_stores!(the_paper_book_keeps_one_order_per_client_id);
 
