@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, Quantity, RejectionReason, SignalId, SignalIntent, SignalStage,
-    TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS,
-    IDEMPOTENCY_WINDOW_HOURS,
+    NotificationOutcome, OrderType, Quantity, RejectionReason, SignalId, SignalIntent, SignalStage,
+    TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
+    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{at, dec, limits, market, open_command, replay};
@@ -302,17 +302,28 @@ impl Sim {
             SignalId(format!("sig-{}", self.alerts))
         };
         self.issued.push(signal_id.clone());
-        let intent = SignalIntent {
-            signal_id: signal_id.clone(),
-            idempotency_key: key.clone(),
-            market: market(ticker),
+        let instruction = TradeInstruction::Order {
             side: if buy {
                 aggregates::Side::Buy
             } else {
                 aggregates::Side::Sell
             },
             size: Quantity::new(Decimal::new(size_units, scale)).unwrap(),
+        };
+        let intent = SignalIntent {
+            signal_id: signal_id.clone(),
+            idempotency_key: key.clone(),
+            key_expires_at: self.now + window(&key),
+            market: market(ticker),
+            instruction,
+            order_type: OrderType::Market,
+            take_profit: None,
+            stop_loss: None,
+            alert_price: None,
             reference_price: moved(dec(price), price_bp),
+            sent_at: None,
+            max_lag_seconds: 30,
+            emergency_stop: None,
             received_at: self.now,
         };
         let original = self
