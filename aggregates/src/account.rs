@@ -379,7 +379,7 @@ impl TradingAccount {
 
     /// The signed size the account holds in a market once every approved, unfilled order fills:
     /// what the position limit must be checked against.
-    pub(crate) fn exposure(&self, market: &Market) -> Decimal {
+    pub fn exposure(&self, market: &Market) -> Decimal {
         let filled = self.positions.get(market).map_or(Decimal::ZERO, |p| p.size);
         self.in_flight
             .values()

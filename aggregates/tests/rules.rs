@@ -357,10 +357,6 @@ fn run(history: &mut Vec<AccountEvent>, command: AccountCommand) -> Vec<AccountE
     events
 }
 
-fn names(events: &[AccountEvent]) -> Vec<&'static str> {
-    events.iter().map(AccountEvent::name).collect()
-}
-
 #[tokio::test]
 async fn the_third_failure_in_a_row_halts_the_account_as_risk() {
     let mut history = approved_signals(3, 3);

@@ -311,3 +311,8 @@ pub fn history(commands: impl IntoIterator<Item = AccountCommand>) -> Vec<Accoun
     }
     all
 }
+
+/// The names of `events`, in order.
+pub fn names(events: &[AccountEvent]) -> Vec<&'static str> {
+    events.iter().map(AccountEvent::name).collect()
+}
