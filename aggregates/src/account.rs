@@ -104,7 +104,7 @@ impl DailyVolume {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     pub stage: SignalStage,
     pub market: Market,

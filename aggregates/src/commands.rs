@@ -74,7 +74,7 @@ pub struct SignalIntent {
 }
 
 /// What the alert asks the account to do in its market.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TradeInstruction {
     /// Buy or sell this many base units (already quantized to the market's step by ingest).
     Order { side: Side, size: Quantity },
@@ -86,7 +86,7 @@ pub enum TradeInstruction {
     Close,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderType {
     Market,
     Limit { price: Decimal },
