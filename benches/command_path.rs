@@ -45,7 +45,8 @@ use tokio::task::JoinSet;
 
 use aggregates::{
     AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, Quantity, RiskLimits, Side, SignalIntent, TradingAccount,
+    NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalIntent, TradeInstruction,
+    TradingAccount, IDEMPOTENCY_WINDOW_HOURS,
 };
 use ledgerhook::app::open_store;
 use ledgerhook::ingest::signal_id_for;
@@ -303,10 +304,17 @@ fn intent(account: &str, idempotency_key: String, side: Side, at: DateTime<Utc>)
     SignalIntent {
         signal_id: signal_id_for(account, &idempotency_key),
         idempotency_key,
+        key_expires_at: at + chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
         market: Market::parse("BTC-USD").expect("market"),
-        side,
-        size: size(),
+        instruction: TradeInstruction::Order { side, size: size() },
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+        alert_price: None,
         reference_price: price(),
+        sent_at: None,
+        max_lag_seconds: 60,
+        emergency_stop: None,
         received_at: at,
     }
 }

@@ -77,13 +77,23 @@ impl RunningApp {
         let refresher = emergency.clone();
         let stop_refreshing = shutdown_requested.clone();
         tokio::spawn(async move { refresher.keep_refreshed(stop_refreshing).await });
-        let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), Arc::new(LogNotifier));
+        let saga = ExecutionSaga::new(
+            ledger.clone(),
+            exchange.clone(),
+            Arc::new(LogNotifier),
+            emergency.clone(),
+        );
         let saga = if config.execute_signals {
             tokio::spawn(saga.run(shutdown_requested.clone()))
         } else {
             tokio::spawn(async {})
         };
-        let ingest = Arc::new(Ingest::new(ledger.clone(), markets, exchange));
+        let ingest = Arc::new(Ingest::new(
+            ledger.clone(),
+            markets,
+            exchange,
+            emergency.clone(),
+        ));
         let authenticator = Arc::new(Authenticator::new(store.clone()));
         let router = http::router(AppState {
             ingest,

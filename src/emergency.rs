@@ -9,7 +9,7 @@ use cqrs_es::persist::SerializedEvent;
 use tokio::sync::watch;
 
 use aggregates::{
-    EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, StopNotice, EMERGENCY_STOP_ID,
+    EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, Halt, EMERGENCY_STOP_ID,
 };
 
 use crate::ledger::{encode_for, EventContext};
@@ -34,7 +34,7 @@ pub enum SwitchError {
 
 pub struct EmergencySwitch {
     store: Store,
-    current: watch::Sender<Option<StopNotice>>,
+    current: watch::Sender<Option<Halt>>,
 }
 
 impl EmergencySwitch {
@@ -47,7 +47,7 @@ impl EmergencySwitch {
     }
 
     /// The stop as last seen: `Some` while trading is stopped for everyone.
-    pub fn engaged(&self) -> Option<StopNotice> {
+    pub fn engaged(&self) -> Option<Halt> {
         self.current.borrow().clone()
     }
 

@@ -3,30 +3,32 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, Market, NotificationOutcome,
-    Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, SignalIntent, UsdAmount,
+    AccountCommand, AccountEvent, ClientOrderId, Market, NotificationOutcome, OrderType, Position,
+    Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount,
 };
 
-/// How long an alert's explicit id is remembered. It must cover TradingView's resends (3 × 5 s)
-/// with a wide margin, and bounds the state an account carries.
+/// The service's default for how long an alert's explicit id is remembered (each signal carries
+/// its own `key_expires_at`). It must cover TradingView's resends (3 × 5 s) with a wide margin,
+/// and bounds the state an account carries.
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
 /// Keys with this prefix are fingerprints of alerts that carried no id. Two identical alerts without
 /// an id can be two real trades, so a fingerprint is only remembered long enough to absorb
-/// TradingView's resends of one request (three retries, 5 s apart, after a 3 s timeout).
+/// TradingView's resends of one request (three retries, 5 s apart, after a 3 s timeout). This is
+/// the service's default window for them.
 pub const FINGERPRINT_KEY_PREFIX: &str = "fp:";
 pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "1";
+pub const STATE_VERSION: &str = "2";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -52,15 +54,18 @@ pub struct TradingAccount {
     /// Idempotency keys seen inside the window, with the signal each produced.
     pub seen_keys: BTreeMap<String, SeenKey>,
     /// The same keys ordered by when they expire, so expired keys can be forgotten cheaply.
-    key_expiry: BTreeSet<(DateTime<Utc>, String)>,
+    pub(crate) key_expiry: BTreeSet<(DateTime<Utc>, String)>,
     /// When the most recent signal arrived: the UTC day its approved volume counts toward.
-    last_signal_at: Option<DateTime<Utc>>,
+    pub(crate) last_signal_at: Option<DateTime<Utc>>,
     /// Signals with work still to do, by id. Finished signals leave this map.
     pub in_flight: BTreeMap<SignalId, InFlight>,
     pub positions: BTreeMap<Market, Position>,
     pub daily_volume: DailyVolume,
     pub signals_received: u64,
     pub orders_filled: u64,
+    /// Orders that could not be placed since the exchange last answered: the automatic halt's
+    /// count.
+    pub consecutive_failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +96,7 @@ pub struct DailyVolume {
 impl DailyVolume {
     /// Volume counted against `day`. A signal stamped slightly earlier than the latest one (clock
     /// skew between instances) counts toward the latest day: the day never moves backwards.
-    fn on(&self, day: NaiveDate) -> UsdAmount {
+    pub(crate) fn on(&self, day: NaiveDate) -> UsdAmount {
         match self.day {
             Some(current) if current >= day => self.traded_usd,
             _ => UsdAmount::ZERO,
@@ -105,6 +110,10 @@ pub struct InFlight {
     pub market: Market,
     pub side: Side,
     pub size: Quantity,
+    pub reduce_only: bool,
+    pub order_type: OrderType,
+    pub take_profit: Option<Decimal>,
+    pub stop_loss: Option<Decimal>,
     pub client_order_id: ClientOrderId,
     pub reserved_usd: UsdAmount,
     pub reserved_on: NaiveDate,
@@ -115,7 +124,7 @@ pub struct InFlight {
 pub enum SignalStage {
     /// Risk approved it; the order is yet to be placed.
     AwaitingExecution,
-    /// Its outcome (filled, rejected, failed) is recorded; the user is yet to be told.
+    /// Its outcome (filled, rejected, failed, cancelled) is recorded; the user is yet to be told.
     AwaitingNotification,
 }
 
@@ -188,6 +197,22 @@ impl TradingAccount {
                     },
                 }])
             }
+            AccountCommand::SetRiskLimits {
+                limits,
+                by,
+                reason,
+                at,
+            } => {
+                if self.profile()?.limits == limits {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AccountEvent::RiskLimitsChanged {
+                    limits,
+                    by,
+                    reason,
+                    at,
+                }])
+            }
             AccountCommand::HaltTrading { by, reason, at } => {
                 self.profile()?;
                 if self.halt.is_some() {
@@ -205,188 +230,14 @@ impl TradingAccount {
         }
     }
 
-    fn profile(&self) -> Result<&Profile, AccountError> {
+    pub(crate) fn profile(&self) -> Result<&Profile, AccountError> {
         self.profile.as_ref().ok_or(AccountError::NotOpened)
     }
 
-    fn in_flight_signal(&self, signal_id: &SignalId) -> Result<&InFlight, AccountError> {
+    pub(crate) fn in_flight_signal(&self, signal_id: &SignalId) -> Result<&InFlight, AccountError> {
         self.in_flight
             .get(signal_id)
             .ok_or_else(|| AccountError::NotInFlight(signal_id.clone()))
-    }
-
-    fn receive_signal(&self, intent: SignalIntent) -> Result<Vec<AccountEvent>, AccountError> {
-        let profile = self.profile()?;
-        let seen = self
-            .seen_keys
-            .get(&intent.idempotency_key)
-            .filter(|seen| seen.expires_at > intent.received_at);
-        if let Some(original) = seen {
-            return Ok(vec![AccountEvent::SignalRejected {
-                signal_id: intent.signal_id,
-                idempotency_key: intent.idempotency_key,
-                reason: RejectionReason::Duplicate {
-                    original_signal_id: original.signal_id.clone(),
-                },
-                received_at: intent.received_at,
-            }]);
-        }
-        // A signal id still in flight is the same alert again (a fingerprint that expired while
-        // its order was being worked): approving it again would reuse its client order id.
-        if self.in_flight.contains_key(&intent.signal_id) {
-            return Ok(vec![AccountEvent::SignalRejected {
-                signal_id: intent.signal_id.clone(),
-                idempotency_key: intent.idempotency_key,
-                reason: RejectionReason::Duplicate {
-                    original_signal_id: intent.signal_id,
-                },
-                received_at: intent.received_at,
-            }]);
-        }
-        if let Some(halt) = &self.halt {
-            return Ok(vec![AccountEvent::SignalRejected {
-                signal_id: intent.signal_id,
-                idempotency_key: intent.idempotency_key,
-                reason: RejectionReason::Halted {
-                    detail: format!("trading halted by {}: {}", halt.by, halt.reason),
-                },
-                received_at: intent.received_at,
-            }]);
-        }
-        let received = AccountEvent::SignalReceived {
-            signal_id: intent.signal_id.clone(),
-            idempotency_key: intent.idempotency_key.clone(),
-            market: intent.market.clone(),
-            side: intent.side,
-            size: intent.size,
-            reference_price: intent.reference_price,
-            received_at: intent.received_at,
-        };
-        let traded_today = self.daily_volume.on(intent.received_at.date_naive());
-        let verdict =
-            match profile
-                .limits
-                .check(&intent, self.exposure(&intent.market), traded_today)
-            {
-                Ok(notional_usd) => AccountEvent::RiskApproved {
-                    client_order_id: ClientOrderId::for_signal(&intent.signal_id),
-                    signal_id: intent.signal_id,
-                    market: intent.market,
-                    side: intent.side,
-                    size: intent.size,
-                    notional_usd,
-                },
-                Err(failed) => AccountEvent::RiskRejected {
-                    signal_id: intent.signal_id,
-                    rule: failed.rule.to_owned(),
-                    detail: failed.detail,
-                },
-            };
-        Ok(vec![received, verdict])
-    }
-
-    fn record_execution(&self, report: ExecutionReport) -> Result<Vec<AccountEvent>, AccountError> {
-        let signal_id = report.signal_id().clone();
-        let in_flight = self.in_flight_signal(&signal_id)?;
-        if in_flight.stage != SignalStage::AwaitingExecution {
-            // Already recorded: a resumed saga reports again. Nothing new happened.
-            return Ok(vec![]);
-        }
-        let reported = match &report {
-            ExecutionReport::Filled {
-                client_order_id, ..
-            }
-            | ExecutionReport::Rejected {
-                client_order_id, ..
-            }
-            | ExecutionReport::Failed {
-                client_order_id, ..
-            } => client_order_id,
-        };
-        if reported != &in_flight.client_order_id {
-            return Err(AccountError::ClientOrderIdMismatch {
-                expected: in_flight.client_order_id.clone(),
-                reported: reported.clone(),
-            });
-        }
-        let submitted = |at: DateTime<Utc>| AccountEvent::OrderSubmitted {
-            signal_id: signal_id.clone(),
-            client_order_id: in_flight.client_order_id.clone(),
-            market: in_flight.market.clone(),
-            side: in_flight.side,
-            size: in_flight.size,
-            submitted_at: at,
-        };
-        let released = AccountEvent::RiskReservationReleased {
-            signal_id: signal_id.clone(),
-            notional_usd: in_flight.reserved_usd,
-        };
-        Ok(match report {
-            ExecutionReport::Filled {
-                client_order_id,
-                exchange_order_id,
-                fill,
-                at,
-                ..
-            } => {
-                let position = self
-                    .positions
-                    .get(&in_flight.market)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut events = vec![
-                    submitted(at),
-                    AccountEvent::OrderFilled {
-                        signal_id: signal_id.clone(),
-                        client_order_id,
-                        exchange_order_id,
-                        market: in_flight.market.clone(),
-                        side: in_flight.side,
-                        price: fill.price,
-                        size: fill.size,
-                        fee_usd: UsdAmount::new(fill.fee),
-                        filled_at: at,
-                    },
-                ];
-                events.extend(position.events_for_fill(
-                    &signal_id,
-                    &in_flight.market,
-                    in_flight.side,
-                    fill.size,
-                    fill.price,
-                ));
-                events
-            }
-            ExecutionReport::Rejected {
-                client_order_id,
-                reason,
-                at,
-                ..
-            } => vec![
-                submitted(at),
-                AccountEvent::OrderRejected {
-                    signal_id: signal_id.clone(),
-                    client_order_id,
-                    reason,
-                    at,
-                },
-                released,
-            ],
-            ExecutionReport::Failed {
-                client_order_id,
-                reason,
-                at,
-                ..
-            } => vec![
-                AccountEvent::OrderFailed {
-                    signal_id: signal_id.clone(),
-                    client_order_id,
-                    reason,
-                    at,
-                },
-                released,
-            ],
-        })
     }
 
     /// Folds one event into the state. Never fails: an event is a fact that already happened.
@@ -406,21 +257,23 @@ impl TradingAccount {
             SignalReceived {
                 signal_id,
                 idempotency_key,
+                key_expires_at,
                 received_at,
                 ..
             } => {
                 self.signals_received += 1;
-                self.remember_key(idempotency_key, signal_id, *received_at);
+                self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
             }
             SignalRejected {
                 signal_id,
                 idempotency_key,
+                key_expires_at,
                 reason,
                 received_at,
             } => {
                 self.signals_received += 1;
                 if !matches!(reason, RejectionReason::Duplicate { .. }) {
-                    self.remember_key(idempotency_key, signal_id, *received_at);
+                    self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
                 }
             }
             RiskApproved {
@@ -429,6 +282,10 @@ impl TradingAccount {
                 market,
                 side,
                 size,
+                reduce_only,
+                order_type,
+                take_profit,
+                stop_loss,
                 notional_usd,
             } => {
                 let signal_day = self.last_key_day();
@@ -451,6 +308,10 @@ impl TradingAccount {
                         market: market.clone(),
                         side: *side,
                         size: *size,
+                        reduce_only: *reduce_only,
+                        order_type: order_type.clone(),
+                        take_profit: *take_profit,
+                        stop_loss: *stop_loss,
                         client_order_id: client_order_id.clone(),
                         reserved_usd: *notional_usd,
                         reserved_on: day,
@@ -460,11 +321,20 @@ impl TradingAccount {
             RiskRejected { .. } | OrderSubmitted { .. } => {}
             OrderFilled { signal_id, .. } => {
                 self.orders_filled += 1;
+                self.consecutive_failures = 0;
                 self.conclude(signal_id);
             }
-            OrderRejected { signal_id, .. } | OrderFailed { signal_id, .. } => {
+            // The exchange answered, so it is reachable: the failure streak is over.
+            OrderRejected { signal_id, .. } => {
+                self.consecutive_failures = 0;
                 self.conclude(signal_id);
             }
+            OrderFailed { signal_id, .. } => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.conclude(signal_id);
+            }
+            // Never sent: says nothing about the exchange.
+            OrderCancelled { signal_id, .. } => self.conclude(signal_id),
             RiskReservationReleased {
                 signal_id,
                 notional_usd,
@@ -487,6 +357,11 @@ impl TradingAccount {
             NotificationSent { signal_id, .. } | NotificationFailed { signal_id, .. } => {
                 self.in_flight.remove(signal_id);
             }
+            RiskLimitsChanged { limits, .. } => {
+                if let Some(profile) = &mut self.profile {
+                    profile.limits = limits.clone();
+                }
+            }
             TradingHalted { by, reason, at } => {
                 self.halt = Some(Halt {
                     by: by.clone(),
@@ -494,13 +369,17 @@ impl TradingAccount {
                     at: *at,
                 });
             }
-            TradingResumed { .. } => self.halt = None,
+            // Resuming is the operator saying the exchange is worth trying again.
+            TradingResumed { .. } => {
+                self.halt = None;
+                self.consecutive_failures = 0;
+            }
         }
     }
 
     /// The signed size the account holds in a market once every approved, unfilled order fills:
     /// what the position limit must be checked against.
-    fn exposure(&self, market: &Market) -> Decimal {
+    pub fn exposure(&self, market: &Market) -> Decimal {
         let filled = self.positions.get(market).map_or(Decimal::ZERO, |p| p.size);
         self.in_flight
             .values()
@@ -521,7 +400,13 @@ impl TradingAccount {
             .unwrap_or_default()
     }
 
-    fn remember_key(&mut self, key: &str, signal_id: &SignalId, received_at: DateTime<Utc>) {
+    fn remember_key(
+        &mut self,
+        key: &str,
+        signal_id: &SignalId,
+        received_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) {
         self.last_signal_at = Some(received_at);
         while let Some((expires_at, _)) = self.key_expiry.first() {
             if *expires_at > received_at {
@@ -531,12 +416,6 @@ impl TradingAccount {
                 self.seen_keys.remove(&expired);
             }
         }
-        let window = if key.starts_with(FINGERPRINT_KEY_PREFIX) {
-            Duration::seconds(FINGERPRINT_WINDOW_SECONDS)
-        } else {
-            Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
-        };
-        let expires_at = received_at + window;
         let previous = self.seen_keys.insert(
             key.to_owned(),
             SeenKey {

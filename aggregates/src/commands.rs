@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientOrderId, Market, Quantity, RiskLimits, Side, SignalId};
+use crate::{ClientOrderId, Halt, Market, Quantity, RiskLimits, Side, SignalId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountCommand {
@@ -14,8 +14,8 @@ pub enum AccountCommand {
         limits: RiskLimits,
         opened_at: DateTime<Utc>,
     },
-    /// A parsed, authenticated alert. The aggregate decides: duplicate, halted, risk-rejected or
-    /// approved.
+    /// A parsed, authenticated alert. The aggregate decides: duplicate, halted, stale, nothing to
+    /// do, risk-rejected or approved.
     ReceiveSignal(SignalIntent),
     /// The execution saga reports what the exchange did with the signal's order.
     RecordExecution(ExecutionReport),
@@ -24,6 +24,13 @@ pub enum AccountCommand {
         signal_id: SignalId,
         channel: String,
         outcome: NotificationOutcome,
+        at: DateTime<Utc>,
+    },
+    /// Replaces the account's risk limits; who and why are kept in the ledger.
+    SetRiskLimits {
+        limits: RiskLimits,
+        by: String,
+        reason: String,
         at: DateTime<Utc>,
     },
     HaltTrading {
@@ -43,12 +50,46 @@ pub struct SignalIntent {
     pub signal_id: SignalId,
     /// The alert's own id, or a canonical fingerprint of it when it has none.
     pub idempotency_key: String,
+    /// Until when the key is remembered for duplicate detection (ingest derives it from the
+    /// configured window: explicit ids ~24 h, fingerprints ~120 s).
+    pub key_expires_at: DateTime<Utc>,
     pub market: Market,
-    pub side: Side,
-    pub size: Quantity,
-    /// The price the risk checks value the order at (the exchange's mark price at receipt).
+    pub instruction: TradeInstruction,
+    pub order_type: OrderType,
+    /// Bracket prices carried to the approved order, tick-quantized by ingest.
+    pub take_profit: Option<Decimal>,
+    pub stop_loss: Option<Decimal>,
+    /// The price the alert says the market was at, if given: checked against `reference_price`
+    /// by the price-deviation circuit breaker.
+    pub alert_price: Option<Decimal>,
+    /// The exchange's price at receipt, which risk values the order at.
     pub reference_price: Decimal,
+    /// When the alert says it was sent, and the largest lag allowed between that and
+    /// `received_at`.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub max_lag_seconds: u32,
+    /// Set when the operator's global emergency stop is engaged.
+    pub emergency_stop: Option<Halt>,
     pub received_at: DateTime<Utc>,
+}
+
+/// What the alert asks the account to do in its market.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TradeInstruction {
+    /// Buy or sell this many base units (already quantized to the market's step by ingest).
+    Order { side: Side, size: Quantity },
+    /// Hold this signed position afterwards (base units, quantized, 0 = flat). The aggregate
+    /// orders the difference from its exposure; going toward zero without crossing it is
+    /// reduce-only.
+    TargetPosition { size: Decimal },
+    /// Close the whole position with a reduce-only order.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderType {
+    Market,
+    Limit { price: Decimal },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +115,13 @@ pub enum ExecutionReport {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The saga decided not to place the approved order (a halt was engaged before placement).
+    Cancelled {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl ExecutionReport {
@@ -81,7 +129,25 @@ impl ExecutionReport {
         match self {
             Self::Filled { signal_id, .. }
             | Self::Rejected { signal_id, .. }
-            | Self::Failed { signal_id, .. } => signal_id,
+            | Self::Failed { signal_id, .. }
+            | Self::Cancelled { signal_id, .. } => signal_id,
+        }
+    }
+
+    pub fn client_order_id(&self) -> &ClientOrderId {
+        match self {
+            Self::Filled {
+                client_order_id, ..
+            }
+            | Self::Rejected {
+                client_order_id, ..
+            }
+            | Self::Failed {
+                client_order_id, ..
+            }
+            | Self::Cancelled {
+                client_order_id, ..
+            } => client_order_id,
         }
     }
 }

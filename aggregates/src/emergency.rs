@@ -10,21 +10,16 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::Halt;
+
 /// The one emergency-stop stream's aggregate id.
 pub const EMERGENCY_STOP_ID: &str = "global";
 pub const EMERGENCY_EVENT_VERSION: &str = "1.0";
 
-/// Who engaged the stop, why and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StopNotice {
-    pub by: String,
-    pub reason: String,
-    pub at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmergencyStop {
-    pub engaged: Option<StopNotice>,
+    /// Who engaged the stop, why and when; `None` while released.
+    pub engaged: Option<Halt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,7 +80,7 @@ impl EmergencyStop {
 
     pub fn evolve(&mut self, event: &EmergencyEvent) {
         self.engaged = match event {
-            EmergencyEvent::EmergencyStopEngaged { by, reason, at } => Some(StopNotice {
+            EmergencyEvent::EmergencyStopEngaged { by, reason, at } => Some(Halt {
                 by: by.clone(),
                 reason: reason.clone(),
                 at: *at,

@@ -6,11 +6,14 @@ use cqrs_es::DomainEvent;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientOrderId, Market, Quantity, RiskLimits, Side, SignalId, UsdAmount};
+use crate::{
+    ClientOrderId, Market, OrderType, Quantity, RiskLimits, Side, SignalId, TradeInstruction,
+    UsdAmount,
+};
 
 /// The schema version every event is written with today. Older stored versions are brought up to
 /// date on load by the upcasters in `upcasting.rs`.
-pub const EVENT_VERSION: &str = "1.0";
+pub const EVENT_VERSION: &str = "2.0";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountEvent {
@@ -19,21 +22,33 @@ pub enum AccountEvent {
         limits: RiskLimits,
         opened_at: DateTime<Utc>,
     },
+    /// The alert as it asked, before it is resolved into an order. Always followed by
+    /// `RiskApproved` or `RiskRejected`.
     SignalReceived {
         signal_id: SignalId,
         idempotency_key: String,
+        key_expires_at: DateTime<Utc>,
         market: Market,
-        side: Side,
-        size: Quantity,
+        instruction: TradeInstruction,
+        order_type: OrderType,
+        take_profit: Option<Decimal>,
+        stop_loss: Option<Decimal>,
+        alert_price: Option<Decimal>,
         reference_price: Decimal,
+        sent_at: Option<DateTime<Utc>>,
         received_at: DateTime<Utc>,
     },
+    /// The order the signal resolved to, as the exchange is to receive it.
     RiskApproved {
         signal_id: SignalId,
         client_order_id: ClientOrderId,
         market: Market,
         side: Side,
         size: Quantity,
+        reduce_only: bool,
+        order_type: OrderType,
+        take_profit: Option<Decimal>,
+        stop_loss: Option<Decimal>,
         notional_usd: UsdAmount,
     },
     RiskRejected {
@@ -41,10 +56,12 @@ pub enum AccountEvent {
         rule: String,
         detail: String,
     },
-    /// The signal was not taken up at all (the alert is recorded, nothing else happens).
+    /// The signal was not taken up at all: it stands alone, without `SignalReceived`. Its key is
+    /// remembered until `key_expires_at` unless it is itself a duplicate.
     SignalRejected {
         signal_id: SignalId,
         idempotency_key: String,
+        key_expires_at: DateTime<Utc>,
         reason: RejectionReason,
         received_at: DateTime<Utc>,
     },
@@ -74,6 +91,13 @@ pub enum AccountEvent {
         at: DateTime<Utc>,
     },
     OrderFailed {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The saga decided not to place an approved order (a halt was engaged before placement).
+    OrderCancelled {
         signal_id: SignalId,
         client_order_id: ClientOrderId,
         reason: String,
@@ -122,6 +146,13 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    RiskLimitsChanged {
+        limits: RiskLimits,
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// `by` is an operator, or `risk` for the automatic halt after repeated exchange failures.
     TradingHalted {
         by: String,
         reason: String,
@@ -144,7 +175,13 @@ pub enum RejectionReason {
     Stale {
         detail: String,
     },
+    /// The account is halted, or the operator's global emergency stop is engaged.
     Halted {
+        detail: String,
+    },
+    /// The signal asks for what the account already holds (a target already met, a close when
+    /// flat).
+    NoChange {
         detail: String,
     },
 }
@@ -162,6 +199,7 @@ impl AccountEvent {
             | OrderFilled { signal_id, .. }
             | OrderRejected { signal_id, .. }
             | OrderFailed { signal_id, .. }
+            | OrderCancelled { signal_id, .. }
             | RiskReservationReleased { signal_id, .. }
             | PositionOpened { signal_id, .. }
             | PositionIncreased { signal_id, .. }
@@ -169,7 +207,10 @@ impl AccountEvent {
             | PositionClosed { signal_id, .. }
             | NotificationSent { signal_id, .. }
             | NotificationFailed { signal_id, .. } => Some(signal_id),
-            AccountOpened { .. } | TradingHalted { .. } | TradingResumed { .. } => None,
+            AccountOpened { .. }
+            | RiskLimitsChanged { .. }
+            | TradingHalted { .. }
+            | TradingResumed { .. } => None,
         }
     }
 
@@ -185,6 +226,7 @@ impl AccountEvent {
             OrderFilled { .. } => "OrderFilled",
             OrderRejected { .. } => "OrderRejected",
             OrderFailed { .. } => "OrderFailed",
+            OrderCancelled { .. } => "OrderCancelled",
             RiskReservationReleased { .. } => "RiskReservationReleased",
             PositionOpened { .. } => "PositionOpened",
             PositionIncreased { .. } => "PositionIncreased",
@@ -192,6 +234,7 @@ impl AccountEvent {
             PositionClosed { .. } => "PositionClosed",
             NotificationSent { .. } => "NotificationSent",
             NotificationFailed { .. } => "NotificationFailed",
+            RiskLimitsChanged { .. } => "RiskLimitsChanged",
             TradingHalted { .. } => "TradingHalted",
             TradingResumed { .. } => "TradingResumed",
         }

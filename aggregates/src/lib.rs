@@ -9,21 +9,27 @@ mod account;
 mod commands;
 mod emergency;
 mod events;
+mod execution;
 mod position;
 mod risk;
+mod signal;
 mod upcasting;
 mod values;
 
 pub use account::{
-    AccountError, InFlight, SeenKey, SignalStage, TradingAccount, FINGERPRINT_KEY_PREFIX,
-    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
+    AccountError, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage, TradingAccount,
+    FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
-pub use commands::{AccountCommand, ExecutionReport, Fill, NotificationOutcome, SignalIntent};
+pub use commands::{
+    AccountCommand, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,
+    TradeInstruction,
+};
 pub use emergency::{
-    EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, StopNotice, EMERGENCY_STOP_ID,
+    EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, EMERGENCY_STOP_ID,
 };
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
+pub use execution::AUTOMATIC_HALT_BY;
 pub use position::Position;
-pub use risk::{RiskCheck, RiskLimits};
+pub use risk::{rule, RiskCheck, RiskLimits};
 pub use upcasting::upcasters;
 pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};

@@ -124,10 +124,7 @@ async fn an_approved_signal_reserves_its_notional_under_a_derived_client_order_i
                 client_order_id,
                 &ClientOrderId::for_signal(&signal.signal_id)
             );
-            assert_eq!(
-                notional_usd.value(),
-                signal.size.value() * signal.reference_price
-            );
+            assert_eq!(notional_usd.value(), dec("0.5") * signal.reference_price);
         }
         other => panic!("expected RiskApproved, got {other:?}"),
     }
@@ -154,6 +151,7 @@ async fn a_repeated_idempotency_key_is_rejected_as_a_duplicate_of_the_original()
         .then_expect_events(vec![AccountEvent::SignalRejected {
             signal_id: resend.signal_id.clone(),
             idempotency_key: "key-s1".to_owned(),
+            key_expires_at: resend.key_expires_at,
             reason: RejectionReason::Duplicate {
                 original_signal_id: first.signal_id.clone(),
             },
@@ -346,6 +344,7 @@ async fn a_signal_on_a_halted_account_is_rejected_as_halted() {
     .then_expect_events(vec![AccountEvent::SignalRejected {
         signal_id: signal.signal_id.clone(),
         idempotency_key: signal.idempotency_key.clone(),
+        key_expires_at: signal.key_expires_at,
         reason: RejectionReason::Halted {
             detail: "trading halted by ops: maintenance".to_owned(),
         },

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, Quantity, RejectionReason, SignalId, SignalIntent, SignalStage,
-    TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS,
-    IDEMPOTENCY_WINDOW_HOURS,
+    NotificationOutcome, OrderType, Quantity, RejectionReason, SignalId, SignalIntent, SignalStage,
+    TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
+    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::{at, dec, limits, market, open_command, replay};
@@ -40,6 +40,15 @@ fn account_limits() -> aggregates::RiskLimits {
     )
 }
 
+/// The other limits an operator switches to: a size cap, and no automatic halt.
+fn other_limits() -> aggregates::RiskLimits {
+    let mut limits = account_limits();
+    limits.max_order_size.insert(market("SOL-USD"), dec("20"));
+    limits.max_position_size.insert(market("ETH-USD"), dec("5"));
+    limits.halt_after_consecutive_failures = 0;
+    limits
+}
+
 #[derive(Debug, Clone)]
 enum Target {
     /// One of the signals currently in flight (any signal issued so far when none is).
@@ -57,12 +66,23 @@ enum Outcome {
     },
     Rejected,
     Failed,
+    Cancelled,
+}
+
+/// What a generated alert asks for.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    Order,
+    /// Hold this many signed size units afterwards.
+    Target(i64),
+    Close,
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Signal {
         market: usize,
+        ask: Ask,
         buy: bool,
         size_units: i64,
         price_bp: i64,
@@ -81,6 +101,8 @@ enum Op {
     Halt,
     Resume,
     Reopen,
+    /// Switch between the account's two sets of limits.
+    SetLimits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,12 +127,22 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         }),
         1 => Just(Outcome::Rejected),
         1 => Just(Outcome::Failed),
+        1 => Just(Outcome::Cancelled),
+    ]
+}
+
+fn ask() -> impl Strategy<Value = Ask> {
+    prop_oneof![
+        6 => Just(Ask::Order),
+        3 => (-600i64..=600).prop_map(Ask::Target),
+        1 => Just(Ask::Close),
     ]
 }
 
 fn op(config: Config) -> impl Strategy<Value = Op> {
     let signal = (
         0..MARKETS.len(),
+        ask(),
         any::<bool>(),
         1i64..=600,
         -500i64..=500,
@@ -118,8 +150,9 @@ fn op(config: Config) -> impl Strategy<Value = Op> {
         any::<bool>(),
     )
         .prop_map(
-            move |(market, buy, size_units, price_bp, reuse_key, fp)| Op::Signal {
+            move |(market, ask, buy, size_units, price_bp, reuse_key, fp)| Op::Signal {
                 market,
+                ask,
                 buy,
                 size_units,
                 price_bp,
@@ -142,6 +175,7 @@ fn op(config: Config) -> impl Strategy<Value = Op> {
         1 => Just(Op::Halt),
         2 => Just(Op::Resume),
         1 => Just(Op::Reopen),
+        1 => Just(Op::SetLimits),
     ]
 }
 
@@ -186,6 +220,7 @@ struct Sim {
     issued: Vec<SignalId>,
     halted: bool,
     alerts: usize,
+    other_limits: bool,
 }
 
 impl Sim {
@@ -200,6 +235,7 @@ impl Sim {
             issued: Vec::new(),
             halted: false,
             alerts: 0,
+            other_limits: false,
         };
         let opened = sim.run(open_command(account_limits())).unwrap();
         assert_eq!(opened.len(), 1);
@@ -235,12 +271,21 @@ impl Sim {
         match op {
             Op::Signal {
                 market: m,
+                ask,
                 buy,
                 size_units,
                 price_bp,
                 reuse_key,
                 fingerprint,
-            } => self.signal(*m, *buy, *size_units, *price_bp, reuse_key, *fingerprint),
+            } => self.signal(
+                *m,
+                *ask,
+                *buy,
+                *size_units,
+                *price_bp,
+                reuse_key,
+                *fingerprint,
+            ),
             Op::Execute {
                 target,
                 outcome,
@@ -263,12 +308,45 @@ impl Sim {
                     Err(AccountError::AlreadyOpened)
                 );
             }
+            Op::SetLimits => {
+                self.other_limits = !self.other_limits;
+                let limits = if self.other_limits {
+                    other_limits()
+                } else {
+                    account_limits()
+                };
+                let events = self
+                    .run(AccountCommand::SetRiskLimits {
+                        limits,
+                        by: "ops".to_owned(),
+                        reason: "switch".to_owned(),
+                        at: self.now,
+                    })
+                    .unwrap();
+                assert_eq!(common::names(&events), ["RiskLimitsChanged"]);
+            }
         }
     }
 
+    /// The signed size the account holds in `market` once every order awaiting execution fills.
+    fn exposure(&self, market: &Market) -> Decimal {
+        let held = self
+            .state
+            .positions
+            .get(market)
+            .map_or(Decimal::ZERO, |p| p.size);
+        self.state
+            .in_flight
+            .values()
+            .filter(|f| &f.market == market && f.stage == SignalStage::AwaitingExecution)
+            .fold(held, |sum, f| sum + f.side.sign() * f.size.value())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn signal(
         &mut self,
         m: usize,
+        ask: Ask,
         buy: bool,
         size_units: i64,
         price_bp: i64,
@@ -302,17 +380,40 @@ impl Sim {
             SignalId(format!("sig-{}", self.alerts))
         };
         self.issued.push(signal_id.clone());
+        let wanted_target = match ask {
+            Ask::Order => None,
+            Ask::Target(units) => Some(Decimal::new(units, scale)),
+            Ask::Close => Some(Decimal::ZERO),
+        };
+        let instruction = match ask {
+            Ask::Order => TradeInstruction::Order {
+                side: if buy {
+                    aggregates::Side::Buy
+                } else {
+                    aggregates::Side::Sell
+                },
+                size: Quantity::new(Decimal::new(size_units, scale)).unwrap(),
+            },
+            Ask::Target(units) => TradeInstruction::TargetPosition {
+                size: Decimal::new(units, scale),
+            },
+            Ask::Close => TradeInstruction::Close,
+        };
+        let exposure = self.exposure(&market(ticker));
         let intent = SignalIntent {
             signal_id: signal_id.clone(),
             idempotency_key: key.clone(),
+            key_expires_at: self.now + window(&key),
             market: market(ticker),
-            side: if buy {
-                aggregates::Side::Buy
-            } else {
-                aggregates::Side::Sell
-            },
-            size: Quantity::new(Decimal::new(size_units, scale)).unwrap(),
+            instruction,
+            order_type: OrderType::Market,
+            take_profit: None,
+            stop_loss: None,
+            alert_price: None,
             reference_price: moved(dec(price), price_bp),
+            sent_at: None,
+            max_lag_seconds: 30,
+            emergency_stop: None,
             received_at: self.now,
         };
         let original = self
@@ -335,8 +436,41 @@ impl Sim {
                 reason: RejectionReason::Halted { .. },
                 ..
             }] => assert!(self.halted && original.is_none(), "{key}"),
-            [AccountEvent::SignalReceived { .. }, AccountEvent::RiskApproved { .. } | AccountEvent::RiskRejected { .. }] =>
-            {
+            [AccountEvent::SignalRejected {
+                reason: RejectionReason::NoChange { .. },
+                ..
+            }] => {
+                assert!(!self.halted && original.is_none(), "{key}");
+                assert_eq!(wanted_target, Some(exposure), "{events:?}");
+            }
+            [AccountEvent::SignalReceived { .. }, AccountEvent::RiskApproved {
+                side,
+                size,
+                reduce_only,
+                ..
+            }] => {
+                assert!(!self.halted && original.is_none(), "{key}: {events:?}");
+                let after = exposure + side.sign() * size.value();
+                if let Some(target) = wanted_target {
+                    assert_eq!(after, target, "{events:?}");
+                }
+                // Reduce-only: toward zero, never across it.
+                if *reduce_only {
+                    assert!(
+                        !exposure.is_zero() && after.abs() < exposure.abs(),
+                        "{events:?}"
+                    );
+                    assert!(
+                        after.is_zero() || after.is_sign_negative() == exposure.is_sign_negative()
+                    );
+                }
+                assert_eq!(
+                    *reduce_only,
+                    wanted_target.is_some_and(|t| after.abs() < exposure.abs()
+                        && (t.is_zero() || t.is_sign_negative() == exposure.is_sign_negative()))
+                );
+            }
+            [AccountEvent::SignalReceived { .. }, AccountEvent::RiskRejected { .. }] => {
                 assert!(!self.halted && original.is_none(), "{key}: {events:?}")
             }
             other => panic!("unexpected decision on a signal: {other:?}"),
@@ -391,6 +525,12 @@ impl Sim {
                 reason: "exchange unreachable".to_owned(),
                 at: when,
             },
+            Outcome::Cancelled => ExecutionReport::Cancelled {
+                signal_id: signal_id.clone(),
+                client_order_id,
+                reason: "halted before placement".to_owned(),
+                at: when,
+            },
         };
         let result = self.run(AccountCommand::RecordExecution(report));
         let Some(in_flight) = in_flight else {
@@ -426,7 +566,19 @@ impl Sim {
                 names,
                 ["OrderSubmitted", "OrderRejected", "RiskReservationReleased"]
             ),
-            Outcome::Failed => assert_eq!(names, ["OrderFailed", "RiskReservationReleased"]),
+            Outcome::Failed => {
+                assert_eq!(names[..2], ["OrderFailed", "RiskReservationReleased"]);
+                // The automatic halt, only ever on an account not already halted.
+                if names.len() == 3 {
+                    assert_eq!(names[2], "TradingHalted");
+                    assert!(!self.halted);
+                    self.halted = true;
+                }
+                assert!(names.len() <= 3);
+            }
+            Outcome::Cancelled => {
+                assert_eq!(names, ["OrderCancelled", "RiskReservationReleased"])
+            }
         }
         assert_eq!(
             self.state.in_flight[&signal_id].stage,
@@ -540,7 +692,8 @@ impl Sim {
                     assert!(concluded.insert(signal_id), "{signal_id} concluded twice");
                 }
                 AccountEvent::OrderRejected { signal_id, .. }
-                | AccountEvent::OrderFailed { signal_id, .. } => {
+                | AccountEvent::OrderFailed { signal_id, .. }
+                | AccountEvent::OrderCancelled { signal_id, .. } => {
                     assert!(reserved.contains_key(signal_id));
                     assert!(concluded.insert(signal_id), "{signal_id} concluded twice");
                 }
@@ -698,6 +851,7 @@ fn a_busy_history_reaches_every_kind_of_event() {
         "OrderFilled",
         "OrderRejected",
         "OrderFailed",
+        "OrderCancelled",
         "RiskReservationReleased",
         "PositionOpened",
         "PositionIncreased",
@@ -705,6 +859,7 @@ fn a_busy_history_reaches_every_kind_of_event() {
         "PositionClosed",
         "NotificationSent",
         "NotificationFailed",
+        "RiskLimitsChanged",
         "TradingHalted",
         "TradingResumed",
     ];
@@ -731,5 +886,165 @@ proptest! {
             "2024-03-01T16:00:00Z",
             &steps,
         );
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Target positions heal: whatever the account held and whenever the orders fill, once every order
+// has filled the position is the last target.
+
+#[derive(Debug, Clone)]
+enum Move {
+    /// A plain order of signed size units, before any target.
+    Order(i64),
+    /// A target of signed size units (0 = flat), or a close when None.
+    Target(Option<i64>),
+}
+
+/// Plain orders first, then targets; each with whether it fills at once or at the very end.
+type Moves = (Vec<(i64, bool)>, Vec<(Option<i64>, bool)>);
+
+fn moves() -> impl Strategy<Value = Moves> {
+    let signed = prop_oneof![(-50i64..=-1), (1i64..=50)];
+    let prefix = proptest::collection::vec((signed, any::<bool>()), 0..4);
+    let target = proptest::option::weighted(0.85, -50i64..=50);
+    let targets = proptest::collection::vec((target, any::<bool>()), 1..12);
+    (prefix, targets)
+}
+
+struct Healing {
+    state: TradingAccount,
+    events: Vec<AccountEvent>,
+    now: DateTime<Utc>,
+    count: usize,
+}
+
+impl Healing {
+    fn run(&mut self, command: AccountCommand) -> Vec<AccountEvent> {
+        let events = self.state.decide(command).expect("decided");
+        for event in &events {
+            self.state.apply(event.clone());
+        }
+        self.events.extend(events.clone());
+        events
+    }
+
+    fn position(&self) -> Decimal {
+        self.state
+            .positions
+            .get(&market("BTC-USD"))
+            .map_or(Decimal::ZERO, |p| p.size)
+    }
+
+    fn send(&mut self, instruction: TradeInstruction) -> Option<SignalId> {
+        self.count += 1;
+        self.now += Duration::seconds(7);
+        let id = format!("h{}", self.count);
+        let signal = common::signal(&id, "BTC-USD", instruction, "60000", &self.now.to_rfc3339());
+        let exposure = self.state.exposure(&market("BTC-USD"));
+        match self.run(AccountCommand::ReceiveSignal(signal)).as_slice() {
+            [AccountEvent::SignalReceived { .. }, AccountEvent::RiskApproved {
+                side,
+                size,
+                reduce_only,
+                ..
+            }] => {
+                // Reduce-only is judged against the exposure: toward zero, never across it.
+                let after = exposure + side.sign() * size.value();
+                if *reduce_only {
+                    assert!(after.abs() < exposure.abs(), "{exposure} -> {after}");
+                    assert!(
+                        after.is_zero() || after.is_sign_negative() == exposure.is_sign_negative()
+                    );
+                }
+                Some(common::sid(&id))
+            }
+            [AccountEvent::SignalRejected {
+                reason: RejectionReason::NoChange { .. },
+                ..
+            }] => None,
+            other => panic!("unexpected decision: {other:?}"),
+        }
+    }
+
+    /// Fills the signal's order whole. When nothing else is pending, the position is what its
+    /// reduce-only flag was judged against, so such an order must move it toward zero only.
+    fn fill(&mut self, signal_id: &SignalId) {
+        let alone = self.state.in_flight.len() == 1;
+        let order = self.state.in_flight[signal_id].clone();
+        let before = self.position();
+        self.now += Duration::seconds(1);
+        self.run(AccountCommand::RecordExecution(ExecutionReport::Filled {
+            signal_id: signal_id.clone(),
+            client_order_id: order.client_order_id.clone(),
+            exchange_order_id: format!("ex-{signal_id}"),
+            fill: Fill {
+                price: dec("60000"),
+                size: order.size,
+                fee: Decimal::ZERO,
+            },
+            at: self.now,
+        }));
+        let after = self.position();
+        if order.reduce_only && alone {
+            assert!(after.abs() < before.abs(), "{before} -> {after}");
+            assert!(after.is_zero() || after.is_sign_negative() == before.is_sign_negative());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn once_every_order_fills_the_position_is_the_last_target((prefix, targets) in moves()) {
+        let mut sim = Healing {
+            state: TradingAccount::default(),
+            events: Vec::new(),
+            now: at("2024-03-01T09:00:00Z"),
+            count: 0,
+        };
+        sim.run(open_command(limits("1000000000", "1000000000", "1000000000", &[])));
+        let mut pending = Vec::new();
+        let moves = prefix
+            .into_iter()
+            .map(|(units, now)| (Move::Order(units), now))
+            .chain(targets.into_iter().map(|(units, now)| (Move::Target(units), now)));
+        let mut last_target = Decimal::ZERO;
+        for (step, fill_now) in moves {
+            let instruction = match step {
+                Move::Order(units) => TradeInstruction::Order {
+                    side: if units > 0 { aggregates::Side::Buy } else { aggregates::Side::Sell },
+                    size: Quantity::new(Decimal::new(units.abs(), 2)).unwrap(),
+                },
+                Move::Target(Some(units)) => {
+                    last_target = Decimal::new(units, 2);
+                    TradeInstruction::TargetPosition { size: last_target }
+                }
+                Move::Target(None) => {
+                    last_target = Decimal::ZERO;
+                    TradeInstruction::Close
+                }
+            };
+            if let Some(signal_id) = sim.send(instruction) {
+                if fill_now {
+                    sim.fill(&signal_id);
+                } else {
+                    pending.push(signal_id);
+                }
+            }
+        }
+        for signal_id in &pending {
+            sim.fill(signal_id);
+        }
+        prop_assert_eq!(sim.position(), last_target);
+        // No signal's order is submitted twice, and the history replays to the same account.
+        let mut submitted = BTreeSet::new();
+        for event in &sim.events {
+            if let AccountEvent::OrderSubmitted { signal_id, .. } = event {
+                prop_assert!(submitted.insert(signal_id.clone()), "{} submitted twice", signal_id);
+            }
+        }
+        prop_assert_eq!(replay(&sim.events), sim.state);
     }
 }

@@ -6,7 +6,7 @@ mod paper;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use aggregates::{ClientOrderId, Fill, Market, Quantity, Side};
+use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 pub use self::paper::{PaperExchange, DEFAULT_PAPER_PRICES};
 
@@ -17,6 +17,12 @@ pub struct OrderRequest {
     pub market: Market,
     pub side: Side,
     pub size: Quantity,
+    /// May only shrink the position (closes, reductions toward a target).
+    pub reduce_only: bool,
+    pub order_type: OrderType,
+    /// Bracket prices the exchange attaches to the position the order opens or adds to.
+    pub take_profit: Option<Decimal>,
+    pub stop_loss: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rust_decimal::Decimal;
 
-use aggregates::{ClientOrderId, Fill, Market, Quantity, Side};
+use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
 use crate::markets::MarketList;
@@ -64,6 +64,23 @@ impl PaperExchange {
             });
         };
         let price = spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE));
+        // A limit order fills only if marketable: the paper exchange keeps no resting book.
+        if let OrderType::Limit { price: limit } = order.order_type {
+            let marketable = match order.side {
+                Side::Buy => price <= limit,
+                Side::Sell => price >= limit,
+            };
+            if !marketable {
+                return Err(OrderOutcome::Rejected {
+                    reason: format!(
+                        "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
+                         fills marketable orders only",
+                        order.side.as_str(),
+                        order.market
+                    ),
+                });
+            }
+        }
         let fee = (price * order.size.value() * FEE_RATE)
             .round_dp(6)
             .normalize();

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
+use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
 use crate::ledger::{decode, Ledger};
 use crate::notify::Notifier;
@@ -38,14 +39,21 @@ pub struct ExecutionSaga {
     ledger: Ledger,
     exchange: Arc<dyn Exchange>,
     notifier: Arc<dyn Notifier>,
+    emergency: Arc<EmergencySwitch>,
 }
 
 impl ExecutionSaga {
-    pub fn new(ledger: Ledger, exchange: Arc<dyn Exchange>, notifier: Arc<dyn Notifier>) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        exchange: Arc<dyn Exchange>,
+        notifier: Arc<dyn Notifier>,
+        emergency: Arc<EmergencySwitch>,
+    ) -> Self {
         Self {
             ledger,
             exchange,
             notifier,
+            emergency,
         }
     }
 

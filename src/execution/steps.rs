@@ -63,13 +63,27 @@ impl Step {
                 signal_id: signal_id.clone(),
                 message: format!("order could not be placed: {reason}"),
             }),
+            AccountEvent::OrderCancelled {
+                signal_id, reason, ..
+            } => Some(Self::Notify {
+                signal_id: signal_id.clone(),
+                message: format!("order cancelled before placement: {reason}"),
+            }),
             _ => None,
         }
     }
 }
 
+/// What the saga does with an approved signal's order.
+enum Plan {
+    Place(SignalId, OrderRequest),
+    /// A halt (the account's or the emergency stop) was engaged after approval.
+    Cancel(SignalId, OrderRequest, String),
+}
+
 /// Places the orders of every signal in `approved` that still awaits execution, as one batch, and
-/// records each outcome. Signals already executed (a page re-read after a crash) are skipped.
+/// records each outcome. Signals already executed (a page re-read after a crash) are skipped;
+/// under a halt the order is cancelled instead of placed.
 pub async fn execute_all(
     saga: &ExecutionSaga,
     approved: Vec<(String, SignalId)>,
@@ -78,61 +92,88 @@ pub async fn execute_all(
         .map(|(account_id, signal_id)| {
             let saga = saga.clone();
             async move {
-                let in_flight = saga
+                let pending = saga
                     .ledger
-                    .in_flight(&account_id, &signal_id)
+                    .awaiting_execution(&account_id, &signal_id)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(
-                    in_flight
-                        .filter(|f| f.stage == SignalStage::AwaitingExecution)
-                        .map(|f| {
-                            let order = OrderRequest {
-                                account_id,
-                                client_order_id: f.client_order_id,
-                                market: f.market,
-                                side: f.side,
-                                size: f.size,
-                            };
-                            (signal_id, order)
-                        }),
-                )
+                Ok::<_, String>(pending.map(|(in_flight, account_halt)| {
+                    let order = OrderRequest {
+                        account_id,
+                        client_order_id: in_flight.client_order_id,
+                        market: in_flight.market,
+                        side: in_flight.side,
+                        size: in_flight.size,
+                        reduce_only: in_flight.reduce_only,
+                        order_type: in_flight.order_type,
+                        take_profit: in_flight.take_profit,
+                        stop_loss: in_flight.stop_loss,
+                    };
+                    let halt = saga
+                        .emergency
+                        .engaged()
+                        .map(|stop| {
+                            format!("emergency stop engaged by {}: {}", stop.by, stop.reason)
+                        })
+                        .or_else(|| {
+                            account_halt.map(|halt| {
+                                format!("trading halted by {}: {}", halt.by, halt.reason)
+                            })
+                        });
+                    match halt {
+                        Some(reason) => Plan::Cancel(signal_id, order, reason),
+                        None => Plan::Place(signal_id, order),
+                    }
+                }))
             }
         })
         .buffered(MAX_CONCURRENT_STEPS)
         .collect::<Vec<_>>()
         .await;
-    let (signals, orders): (Vec<SignalId>, Vec<OrderRequest>) =
-        first_error(lookups)?.into_iter().flatten().unzip();
-    if orders.is_empty() {
-        return Ok(());
+    let mut to_place = Vec::new();
+    let mut reports = Vec::new();
+    for plan in first_error(lookups)?.into_iter().flatten() {
+        match plan {
+            Plan::Place(signal_id, order) => to_place.push((signal_id, order)),
+            Plan::Cancel(signal_id, order, reason) => reports.push((
+                order.account_id,
+                ExecutionReport::Cancelled {
+                    signal_id,
+                    client_order_id: order.client_order_id,
+                    reason,
+                    at: Utc::now(),
+                },
+            )),
+        }
     }
-    let answers = saga.exchange.place_orders(&orders).await;
-    let outcomes = stream::iter(orders.clone().into_iter().zip(answers))
-        .map(|(order, answer)| {
-            let saga = saga.clone();
-            async move {
-                match answer {
-                    Err(error) => retry_placement(&saga, &order, error).await,
-                    answered => answered,
+    if !to_place.is_empty() {
+        let (signals, orders): (Vec<SignalId>, Vec<OrderRequest>) = to_place.into_iter().unzip();
+        let answers = saga.exchange.place_orders(&orders).await;
+        let outcomes = stream::iter(orders.clone().into_iter().zip(answers))
+            .map(|(order, answer)| {
+                let saga = saga.clone();
+                async move {
+                    match answer {
+                        Err(error) => retry_placement(&saga, &order, error).await,
+                        answered => answered,
+                    }
                 }
-            }
-        })
-        .buffered(MAX_CONCURRENT_STEPS)
-        .collect::<Vec<_>>()
-        .await;
-    crash_here_if_asked();
-    let recorded = stream::iter(signals.into_iter().zip(orders).zip(outcomes))
-        .map(|((signal_id, order), outcome)| {
+            })
+            .buffered(MAX_CONCURRENT_STEPS)
+            .collect::<Vec<_>>()
+            .await;
+        crash_here_if_asked();
+        for ((signal_id, order), outcome) in signals.into_iter().zip(orders).zip(outcomes) {
+            let report = report(signal_id, &order, outcome);
+            reports.push((order.account_id, report));
+        }
+    }
+    let recorded = stream::iter(reports)
+        .map(|(account_id, report)| {
             let saga = saga.clone();
             async move {
-                let report = report(signal_id, &order, outcome);
-                record(
-                    &saga,
-                    &order.account_id,
-                    AccountCommand::RecordExecution(report),
-                )
-                .await
+                let command = AccountCommand::RecordExecution(report);
+                record(&saga, &account_id, command).await
             }
         })
         .buffer_unordered(MAX_CONCURRENT_STEPS)

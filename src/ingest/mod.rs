@@ -6,15 +6,17 @@ mod payload;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use aggregates::{
-    AccountCommand, AccountEvent, RejectionReason, SignalId, SignalIntent, FINGERPRINT_KEY_PREFIX,
+    AccountCommand, AccountEvent, OrderType, RejectionReason, SignalId, SignalIntent,
+    TradeInstruction, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 
 pub use self::payload::{AlertPayload, PayloadError, MAX_ID_CHARS};
+use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
 use crate::ledger::{EventContext, Ledger, LedgerError};
 use crate::markets::{MarketError, MarketList};
@@ -47,18 +49,28 @@ pub enum IngestError {
     Ledger(#[from] LedgerError),
 }
 
+/// How far behind its own `timestamp` an alert may arrive when it names no `max_lag`.
+pub const DEFAULT_MAX_LAG_SECONDS: u32 = 60;
+
 pub struct Ingest {
     ledger: Ledger,
     markets: MarketList,
     exchange: Arc<dyn Exchange>,
+    emergency: Arc<EmergencySwitch>,
 }
 
 impl Ingest {
-    pub fn new(ledger: Ledger, markets: MarketList, exchange: Arc<dyn Exchange>) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        markets: MarketList,
+        exchange: Arc<dyn Exchange>,
+        emergency: Arc<EmergencySwitch>,
+    ) -> Self {
         Self {
             ledger,
             markets,
             exchange,
+            emergency,
         }
     }
 
@@ -80,11 +92,15 @@ impl Ingest {
             .exchange
             .reference_price(&spec.market)
             .ok_or_else(|| IngestError::NoReferencePrice(spec.market.to_string()))?;
-        let (idempotency_key, signal_id) = match &alert.id {
+        let (idempotency_key, signal_id, key_expires_at) = match &alert.id {
             Some(id) => {
                 let key = format!("id:{id}");
                 let signal_id = signal_id_for(account_id, &key);
-                (key, signal_id)
+                (
+                    key,
+                    signal_id,
+                    received_at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
+                )
             }
             None => {
                 let key = fingerprint(
@@ -95,16 +111,27 @@ impl Ingest {
                 // A fingerprint is forgotten after minutes and the same alert may then be a new
                 // trade, which must not reuse the old signal's id (and so its client order id).
                 let unique = format!("{key}@{}", received_at.timestamp_micros());
-                (key, signal_id_for(account_id, &unique))
+                let expires = received_at + Duration::seconds(FINGERPRINT_WINDOW_SECONDS);
+                (key, signal_id_for(account_id, &unique), expires)
             }
         };
         let command = AccountCommand::ReceiveSignal(SignalIntent {
             signal_id: signal_id.clone(),
             idempotency_key,
+            key_expires_at,
             market: spec.market.clone(),
-            side: alert.side,
-            size,
+            instruction: TradeInstruction::Order {
+                side: alert.side,
+                size,
+            },
+            order_type: OrderType::Market,
+            take_profit: None,
+            stop_loss: None,
+            alert_price: None,
             reference_price,
+            sent_at: None,
+            max_lag_seconds: DEFAULT_MAX_LAG_SECONDS,
+            emergency_stop: self.emergency.engaged(),
             received_at,
         });
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);
@@ -149,7 +176,10 @@ fn receipt(signal_id: SignalId, events: &[AccountEvent]) -> Receipt {
                 }
             }
             AccountEvent::SignalRejected {
-                reason: RejectionReason::Halted { detail } | RejectionReason::Stale { detail },
+                reason:
+                    RejectionReason::Halted { detail }
+                    | RejectionReason::Stale { detail }
+                    | RejectionReason::NoChange { detail },
                 ..
             } => ReceiptStatus::Rejected {
                 reason: detail.clone(),

@@ -16,7 +16,10 @@ use cqrs_es::Aggregate;
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::task::JoinSet;
 
-use aggregates::{AccountCommand, AccountError, AccountEvent, InFlight, SignalId, STATE_VERSION};
+use aggregates::{
+    AccountCommand, AccountError, AccountEvent, Halt, InFlight, SignalId, SignalStage,
+    STATE_VERSION,
+};
 
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
@@ -191,6 +194,21 @@ impl Ledger {
         Ok(slot
             .as_ref()
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
+    }
+
+    /// A signal still awaiting its order, with the account's halt if one is engaged: what the
+    /// saga needs to decide between placing and cancelling.
+    pub async fn awaiting_execution(
+        &self,
+        account_id: &str,
+        signal_id: &SignalId,
+    ) -> Result<Option<(InFlight, Option<Halt>)>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().and_then(|account| {
+            let in_flight = account.state.in_flight.get(signal_id)?;
+            (in_flight.stage == SignalStage::AwaitingExecution)
+                .then(|| (in_flight.clone(), account.state.halt.clone()))
+        }))
     }
 
     /// The account's cache slot, locked, with the account loaded into it.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use aggregates::{upcasters, ClientOrderId, Market};
+use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
 use ledgerhook::execution::ExecutionSaga;
 use ledgerhook::ingest::{Ingest, ReceiptStatus};
@@ -115,9 +116,15 @@ impl Harness {
             .await
             .expect("user")
             .user_id;
-        let ingest = Ingest::new(ledger.clone(), MarketList::default(), exchange.clone());
+        let emergency = Arc::new(EmergencySwitch::load(store.clone()).await.expect("loads"));
+        let ingest = Ingest::new(
+            ledger.clone(),
+            MarketList::default(),
+            exchange.clone(),
+            emergency.clone(),
+        );
         let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier);
+        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency);
         let saga = tokio::spawn(saga.run(stopped));
         Self {
             store,

@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use aggregates::{
-    upcasters, AccountCommand, AccountEvent, Market, Quantity, RiskLimits, Side, SignalId,
-    SignalIntent,
+    upcasters, AccountCommand, AccountEvent, Market, OrderType, Quantity, RiskLimits, Side,
+    SignalId, SignalIntent, TradeInstruction,
 };
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerOptions};
@@ -49,10 +49,20 @@ fn signal(key: &str) -> AccountCommand {
     AccountCommand::ReceiveSignal(SignalIntent {
         signal_id: SignalId(format!("sig-{key}")),
         idempotency_key: format!("id:{key}"),
+        key_expires_at: Utc.with_ymd_and_hms(2026, 1, 6, 12, 0, 0).unwrap(),
         market: Market::parse("BTC-USD").unwrap(),
-        side: Side::Buy,
-        size: Quantity::new(Decimal::from_str("0.001").unwrap()).unwrap(),
+        instruction: TradeInstruction::Order {
+            side: Side::Buy,
+            size: Quantity::new(Decimal::from_str("0.001").unwrap()).unwrap(),
+        },
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+        alert_price: None,
         reference_price: Decimal::from(65_000),
+        sent_at: None,
+        max_lag_seconds: 60,
+        emergency_stop: None,
         received_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     })
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 
 use aggregates::{
     AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, Quantity, RiskLimits, Side, SignalId, SignalIntent, TradingAccount,
-    UsdAmount,
+    NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalId, SignalIntent,
+    TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
+    FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 
@@ -45,12 +46,14 @@ pub fn coid(id: &str) -> ClientOrderId {
     ClientOrderId::for_signal(&sid(id))
 }
 
+/// Notional limits and allowed markets; every other limit at its default.
 pub fn limits(order: &str, position: &str, daily: &str, allowed: &[&str]) -> RiskLimits {
     RiskLimits {
         max_order_notional_usd: dec(order),
         max_position_notional_usd: dec(position),
         max_daily_volume_usd: dec(daily),
         allowed_markets: allowed.iter().map(|m| market(m)).collect::<BTreeSet<_>>(),
+        ..RiskLimits::default()
     }
 }
 
@@ -72,7 +75,44 @@ pub fn opened(limits: RiskLimits) -> AccountEvent {
     }
 }
 
-/// A signal whose idempotency key is `key-<id>`.
+/// When the service would have the key forgotten: its default window, by the key's kind.
+pub fn default_expiry(key: &str, received_at: DateTime<Utc>) -> DateTime<Utc> {
+    if key.starts_with(FINGERPRINT_KEY_PREFIX) {
+        received_at + Duration::seconds(FINGERPRINT_WINDOW_SECONDS)
+    } else {
+        received_at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
+    }
+}
+
+/// A signal with `instruction`, whose idempotency key is `key-<id>`: a market order, no brackets,
+/// no alert price or timestamp.
+pub fn signal(
+    id: &str,
+    ticker: &str,
+    instruction: TradeInstruction,
+    reference_price: &str,
+    received_at: &str,
+) -> SignalIntent {
+    let key = format!("key-{id}");
+    SignalIntent {
+        signal_id: sid(id),
+        key_expires_at: default_expiry(&key, at(received_at)),
+        idempotency_key: key,
+        market: market(ticker),
+        instruction,
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+        alert_price: None,
+        reference_price: dec(reference_price),
+        sent_at: None,
+        max_lag_seconds: 30,
+        emergency_stop: None,
+        received_at: at(received_at),
+    }
+}
+
+/// A signal ordering `side`/`size`, whose idempotency key is `key-<id>`.
 pub fn intent(
     id: &str,
     ticker: &str,
@@ -81,19 +121,40 @@ pub fn intent(
     reference_price: &str,
     received_at: &str,
 ) -> SignalIntent {
-    SignalIntent {
-        signal_id: sid(id),
-        idempotency_key: format!("key-{id}"),
-        market: market(ticker),
+    let instruction = TradeInstruction::Order {
         side,
         size: qty(size),
-        reference_price: dec(reference_price),
-        received_at: at(received_at),
-    }
+    };
+    signal(id, ticker, instruction, reference_price, received_at)
 }
 
+/// A signal asking to hold `size` (signed) afterwards.
+pub fn target(
+    id: &str,
+    ticker: &str,
+    size: &str,
+    reference_price: &str,
+    received_at: &str,
+) -> SignalIntent {
+    let instruction = TradeInstruction::TargetPosition { size: dec(size) };
+    signal(id, ticker, instruction, reference_price, received_at)
+}
+
+/// A signal asking to close the whole position.
+pub fn close(id: &str, ticker: &str, reference_price: &str, received_at: &str) -> SignalIntent {
+    signal(
+        id,
+        ticker,
+        TradeInstruction::Close,
+        reference_price,
+        received_at,
+    )
+}
+
+/// The same signal under another key, remembered for the service's default window.
 pub fn with_key(mut intent: SignalIntent, key: &str) -> SignalIntent {
     intent.idempotency_key = key.to_owned();
+    intent.key_expires_at = default_expiry(key, intent.received_at);
     intent
 }
 
@@ -105,22 +166,57 @@ pub fn signal_received(intent: &SignalIntent) -> AccountEvent {
     AccountEvent::SignalReceived {
         signal_id: intent.signal_id.clone(),
         idempotency_key: intent.idempotency_key.clone(),
+        key_expires_at: intent.key_expires_at,
         market: intent.market.clone(),
-        side: intent.side,
-        size: intent.size,
+        instruction: intent.instruction.clone(),
+        order_type: intent.order_type.clone(),
+        take_profit: intent.take_profit,
+        stop_loss: intent.stop_loss,
+        alert_price: intent.alert_price,
         reference_price: intent.reference_price,
+        sent_at: intent.sent_at,
         received_at: intent.received_at,
     }
 }
 
+/// The approval of an `Order` signal: its side and size, as it asked.
 pub fn risk_approved(intent: &SignalIntent, notional: &str) -> AccountEvent {
+    let TradeInstruction::Order { side, size } = &intent.instruction else {
+        panic!("risk_approved is for Order signals; use approved_order");
+    };
+    approved_order(intent, *side, &size.to_string(), false, notional)
+}
+
+/// The approval of any signal, resolved to `side`/`size`; brackets only when not reduce-only.
+pub fn approved_order(
+    intent: &SignalIntent,
+    side: Side,
+    size: &str,
+    reduce_only: bool,
+    notional: &str,
+) -> AccountEvent {
     AccountEvent::RiskApproved {
         signal_id: intent.signal_id.clone(),
         client_order_id: ClientOrderId::for_signal(&intent.signal_id),
         market: intent.market.clone(),
-        side: intent.side,
-        size: intent.size,
+        side,
+        size: qty(size),
+        reduce_only,
+        order_type: intent.order_type.clone(),
+        take_profit: intent.take_profit.filter(|_| !reduce_only),
+        stop_loss: intent.stop_loss.filter(|_| !reduce_only),
         notional_usd: usd(notional),
+    }
+}
+
+/// The rejection of a signal not taken up, for `reason`.
+pub fn signal_rejected(intent: &SignalIntent, reason: aggregates::RejectionReason) -> AccountEvent {
+    AccountEvent::SignalRejected {
+        signal_id: intent.signal_id.clone(),
+        idempotency_key: intent.idempotency_key.clone(),
+        key_expires_at: intent.key_expires_at,
+        reason,
+        received_at: intent.received_at,
     }
 }
 
@@ -149,6 +245,15 @@ pub fn rejected(id: &str, reason: &str, when: &str) -> AccountCommand {
 
 pub fn failed(id: &str, reason: &str, when: &str) -> AccountCommand {
     AccountCommand::RecordExecution(ExecutionReport::Failed {
+        signal_id: sid(id),
+        client_order_id: coid(id),
+        reason: reason.to_owned(),
+        at: at(when),
+    })
+}
+
+pub fn cancelled(id: &str, reason: &str, when: &str) -> AccountCommand {
+    AccountCommand::RecordExecution(ExecutionReport::Cancelled {
         signal_id: sid(id),
         client_order_id: coid(id),
         reason: reason.to_owned(),
@@ -205,4 +310,9 @@ pub fn history(commands: impl IntoIterator<Item = AccountCommand>) -> Vec<Accoun
         all.extend(events);
     }
     all
+}
+
+/// The names of `events`, in order.
+pub fn names(events: &[AccountEvent]) -> Vec<&'static str> {
+    events.iter().map(AccountEvent::name).collect()
 }

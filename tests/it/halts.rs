@@ -1,0 +1,165 @@
+//! Halts over the real binary: an operator's `ledgerhook halt` (one account, or everyone) refuses
+//! new alerts with a recorded rejection naming who and why, and cancels approved orders that were
+//! not yet placed; `ledgerhook resume` lets trading go on.
+
+use ledgerhook::store::Store;
+
+use crate::on_both_stores;
+use crate::support::eventually;
+use crate::support::service::{cli, create_user, Options, Service};
+use crate::support::stores::{Backend, TestStore};
+
+fn alert(id: &str) -> String {
+    format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"{id}"}}"#)
+}
+
+async fn event_types(store: &Store, account: &str) -> Vec<String> {
+    store
+        .load_account(account)
+        .await
+        .expect("the account loads")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}
+
+async fn the_emergency_stop_refuses_every_account_until_released(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let alice = create_user(&test.url, "alice").await;
+    let bob = create_user(&test.url, "bob").await;
+    let service = Service::start(&test.url, Options::default()).await;
+    cli(
+        &test.url,
+        &["halt", "--reason", "exchange incident", "--by", "ops-carol"],
+    )
+    .await;
+    // Running instances pick the stop up from the ledger within a quarter second.
+    let refused = eventually("the running service to see the emergency stop", || async {
+        let (status, body) = service
+            .post_signal(&alice.webhook_token, &alert(&uuid()))
+            .await;
+        (status == 200 && body["status"] == "rejected").then_some(body)
+    })
+    .await;
+    let reason = refused["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("ops-carol") && reason.contains("exchange incident"),
+        "{refused}"
+    );
+    let (_, for_bob) = service.post_signal(&bob.webhook_token, &alert("b-1")).await;
+    assert_eq!(
+        for_bob["status"], "rejected",
+        "the stop is global: {for_bob}"
+    );
+
+    cli(
+        &test.url,
+        &["resume", "--reason", "incident over", "--by", "ops-carol"],
+    )
+    .await;
+    eventually("the running service to see the stop released", || async {
+        let (_, body) = service
+            .post_signal(&bob.webhook_token, &alert(&uuid()))
+            .await;
+        (body["status"] == "accepted").then_some(())
+    })
+    .await;
+    let store = test.open().await;
+    let stop: Vec<String> = store
+        .load_emergency_stop()
+        .await
+        .expect("loads")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect();
+    assert_eq!(stop, ["EmergencyStopEngaged", "EmergencyStopReleased"]);
+    let bobs = event_types(&store, &bob.user_id).await;
+    assert_eq!(
+        bobs[1], "SignalRejected",
+        "the refusal is recorded: {bobs:?}"
+    );
+    service.stop().await;
+}
+on_both_stores!(the_emergency_stop_refuses_every_account_until_released);
+
+async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let alice = create_user(&test.url, "alice").await;
+    let ingest_only = Service::start(
+        &test.url,
+        Options {
+            no_execution: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, accepted) = ingest_only
+        .post_signal(&alice.webhook_token, &alert("a-1"))
+        .await;
+    assert_eq!(accepted["status"], "accepted");
+    ingest_only.stop().await;
+
+    cli(
+        &test.url,
+        &[
+            "halt",
+            &alice.user_id,
+            "--reason",
+            "margin call",
+            "--by",
+            "ops",
+        ],
+    )
+    .await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let store = test.open().await;
+    let events = eventually(
+        "the approved order to be cancelled and notified",
+        || async {
+            let events = event_types(&store, &alice.user_id).await;
+            events
+                .contains(&"NotificationSent".to_owned())
+                .then_some(events)
+        },
+    )
+    .await;
+    assert_eq!(
+        events,
+        [
+            "AccountOpened",
+            "SignalReceived",
+            "RiskApproved",
+            "TradingHalted",
+            "OrderCancelled",
+            "RiskReservationReleased",
+            "NotificationSent"
+        ]
+    );
+    assert_eq!(store.count_paper_orders().await.expect("counts"), 0);
+    let (_, refused) = service
+        .post_signal(&alice.webhook_token, &alert("a-2"))
+        .await;
+    assert_eq!(refused["status"], "rejected", "{refused}");
+    cli(
+        &test.url,
+        &[
+            "resume",
+            &alice.user_id,
+            "--reason",
+            "funded",
+            "--by",
+            "ops",
+        ],
+    )
+    .await;
+    let (_, accepted) = service
+        .post_signal(&alice.webhook_token, &alert("a-3"))
+        .await;
+    assert_eq!(accepted["status"], "accepted", "{accepted}");
+    service.stop().await;
+}
+on_both_stores!(a_halt_cancels_approved_orders_not_yet_placed);
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
