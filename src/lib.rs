@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod exchange;
 pub mod execution;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
