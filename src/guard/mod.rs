@@ -100,3 +100,52 @@ impl Guard {
             .map_err(Refusal::RateLimited)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_without_a_limit_gets_the_default_and_one_with_gets_theirs() {
+        let default = RateLimit::new(2, Duration::from_secs(3_600)).expect("valid");
+        let guard = Guard::new(GuardConfig {
+            default_rate_limit: default,
+            ..GuardConfig::default()
+        });
+        assert_eq!(guard.admit("alice", None), Ok(()));
+        assert_eq!(guard.admit("alice", None), Ok(()));
+        assert!(matches!(
+            guard.admit("alice", None),
+            Err(Refusal::RateLimited(_))
+        ));
+        let generous = RateLimit::new(5, Duration::from_secs(3_600)).expect("valid");
+        for _ in 0..5 {
+            assert_eq!(guard.admit("bob", Some(generous)), Ok(()));
+        }
+        assert!(guard.admit("bob", Some(generous)).is_err());
+    }
+
+    #[test]
+    fn a_success_before_the_lock_saves_the_credential() {
+        let guard = Guard::new(GuardConfig::default());
+        let presented = Presented::Token("abc");
+        for _ in 0..4 {
+            guard.record_authentication(presented, false);
+        }
+        guard.record_authentication(presented, true);
+        guard.record_authentication(presented, false);
+        assert_eq!(guard.check_lockout(presented), Ok(()));
+        for _ in 0..4 {
+            guard.record_authentication(presented, false);
+        }
+        assert!(matches!(
+            guard.check_lockout(presented),
+            Err(Refusal::LockedOut(_))
+        ));
+    }
+
+    #[test]
+    fn no_allowlist_unless_configured() {
+        assert!(Guard::new(GuardConfig::default()).allowlist().is_none());
+    }
+}

@@ -58,7 +58,7 @@ pub async fn allowlisted(
         peer.is_some_and(|peer| allowlist.admits(peer, &forwarded_for))
     };
     if !admitted {
-        tracing::info!(peer = ?peer, "webhook call from an address outside the allowlist");
+        tracing::debug!(peer = ?peer, "webhook call from an address outside the allowlist");
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "IP_NOT_ALLOWED",
