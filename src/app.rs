@@ -16,6 +16,7 @@ use aggregates::{upcasters, Market};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
+use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::ledger::{Ledger, LedgerOptions};
@@ -34,6 +35,8 @@ pub struct AppConfig {
     /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
     /// need a signal acknowledged but not yet executed).
     pub execute_signals: bool,
+    /// Rate limit, lockout and IP allowlist of the webhook.
+    pub guard: GuardConfig,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -98,16 +101,16 @@ impl RunningApp {
         let router = http::router(AppState {
             ingest,
             authenticator,
+            guard: Arc::new(Guard::new(config.guard)),
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let mut stop_serving = shutdown_requested;
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_serving.wait_for(|stop| *stop).await;
-                })
-                .await
+            http::server::serve(listener, router, async move {
+                let _ = stop_serving.wait_for(|stop| *stop).await;
+            })
+            .await
         });
         Ok(Self {
             address,

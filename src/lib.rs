@@ -6,6 +6,7 @@ pub mod cli;
 pub mod emergency;
 pub mod exchange;
 pub mod execution;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

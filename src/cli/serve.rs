@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::{paper_prices, GlobalArgs};
 use crate::app::{AppConfig, RunningApp};
+use crate::guard::{GuardConfig, IpAllowlist, LockoutPolicy, RateLimit};
 use crate::users::create_user;
 
 #[derive(Debug, Default, Args)]
@@ -27,6 +28,48 @@ pub struct ServeArgs {
     /// Record signals but do not execute them (an ingest-only instance).
     #[arg(long, env = "LEDGERHOOK_NO_EXECUTION", value_parser = FalseyValueParser::new())]
     pub no_execution: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The webhook's abuse controls (see `src/guard`).
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Webhook requests per user per window, for users without a limit of their own.
+    #[arg(long, env = "LEDGERHOOK_RATE_LIMIT_REQUESTS", default_value_t = RateLimit::DEFAULT_REQUESTS)]
+    pub rate_limit_requests: u32,
+    /// The rate limit's window in seconds.
+    #[arg(long, env = "LEDGERHOOK_RATE_LIMIT_WINDOW_SECONDS", default_value_t = RateLimit::DEFAULT_WINDOW.as_secs())]
+    pub rate_limit_window_seconds: u64,
+    /// Only these may call the webhook: addresses, CIDR networks, or `tradingview` for
+    /// TradingView's four senders (comma-separated). Unset: any address may.
+    #[arg(long, env = "LEDGERHOOK_ALLOWED_IPS", value_delimiter = ',')]
+    pub allowed_ips: Vec<String>,
+    /// Proxies whose X-Forwarded-For is believed (CIDR networks or addresses, comma-separated).
+    #[arg(long, env = "LEDGERHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for GuardArgs {
+    fn default() -> Self {
+        Self {
+            rate_limit_requests: RateLimit::DEFAULT_REQUESTS,
+            rate_limit_window_seconds: RateLimit::DEFAULT_WINDOW.as_secs(),
+            allowed_ips: Vec::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl GuardArgs {
+    pub fn config(&self) -> anyhow::Result<GuardConfig> {
+        let window = std::time::Duration::from_secs(self.rate_limit_window_seconds);
+        Ok(GuardConfig {
+            default_rate_limit: RateLimit::new(self.rate_limit_requests, window)?,
+            lockout: LockoutPolicy::default(),
+            allowlist: IpAllowlist::parse(&self.allowed_ips, &self.trusted_proxies)?,
+        })
+    }
 }
 
 /// What `serve` remembers of the demo user it made, so every start can print a working URL.
@@ -43,6 +86,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         listen: global.listen,
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
+        guard: args.guard.config()?,
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer. Every error leaves as `{"error","code","timestamp"}`;
 //! internal details are logged here and never returned.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Sent as `Retry-After` (whole seconds) with 429s.
+    retry_after_seconds: Option<u64>,
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -25,7 +27,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_seconds: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// The same answer for every credential failure, so a caller learns nothing from it.
@@ -82,6 +90,12 @@ impl IntoResponse for ApiError {
             "code": self.code,
             "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -3,7 +3,9 @@
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
 mod error;
+mod guard;
 mod health;
+pub mod server;
 mod webhook;
 
 use std::sync::Arc;
@@ -14,11 +16,12 @@ use axum::http::{HeaderName, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use self::error::ApiError;
+use crate::guard::Guard;
 use crate::ingest::Ingest;
 use crate::users::Authenticator;
 
@@ -27,23 +30,34 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// TradingView gives up after 3 s; nothing useful happens after this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between two pieces of a request body (the whole request has `REQUEST_TIMEOUT`).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
     pub ingest: Arc<Ingest>,
     pub authenticator: Arc<Authenticator>,
+    pub guard: Arc<Guard>,
 }
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
+    // The IP allowlist guards the webhook routes only: health checks come from the platform.
+    let webhooks = Router::new()
         .route("/api/webhook", post(webhook::receive))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::allowlisted,
+        ));
+    Router::new()
+        .merge(webhooks)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

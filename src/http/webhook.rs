@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, Result};
 use super::AppState;
+use crate::guard::Presented;
 use crate::ingest::ReceiptStatus;
 
 pub async fn receive(
@@ -25,12 +26,18 @@ pub async fn receive(
         .ok()
         .and_then(|Query(mut params)| params.remove("token"))
         .unwrap_or_default();
+    // guard: lockout before the store lookup; count the outcome; then the user's rate limit.
+    state.guard.check_lockout(Presented::Token(&token))?;
     let account_id = state
         .authenticator
         .authenticate(&token)
         .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(ApiError::invalid_token)?;
+        .map_err(ApiError::internal)?;
+    state
+        .guard
+        .record_authentication(Presented::Token(&token), account_id.is_some());
+    let account_id = account_id.ok_or_else(ApiError::invalid_token)?;
+    state.guard.admit(&account_id, None)?;
     let body = body.map_err(|rejection| {
         ApiError::new(
             rejection.status(),

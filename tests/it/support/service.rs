@@ -68,6 +68,8 @@ pub struct Service {
 pub struct Options {
     pub no_execution: bool,
     pub crash_after_placement: bool,
+    /// Extra `serve` flags (they override the environment set below).
+    pub args: Vec<String>,
 }
 
 impl Service {
@@ -76,7 +78,11 @@ impl Service {
         let mut command = Command::new(BINARY);
         command
             .arg("serve")
+            .args(&options.args)
             .env("DATABASE_URL", database_url)
+            // These tests send far more than the default 10 alerts a minute per user; the rate
+            // limit itself is tested in abuse.rs with explicit flags.
+            .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
             .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEDGERHOOK_NO_DEMO", "true")
             .env(
