@@ -1,26 +1,40 @@
-//! Users and their webhook credentials. A token is 256 random bits: far beyond guessing, so one
-//! SHA-256 is the right hash for it (argon2's cost is for low-entropy secrets such as passwords)
-//! and a lookup by hash compares nothing secret in variable time.
+//! Users and their credentials: issuing them (`create_user`, rotation), disabling users, and
+//! resolving credentials to users (`Authenticator`). Secrets are shown once when issued; the store
+//! keeps only their SHA-256 (see `credentials`).
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+mod authenticator;
+pub mod credentials;
+pub mod urls;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use aggregates::{AccountCommand, RiskLimits};
 
+pub use self::authenticator::{AuthenticatedUser, Authenticator, Scheme};
+pub use self::credentials::WebhookCredentials;
+use self::credentials::{generate_api_key, sha256_hex};
 use crate::ledger::{EventContext, Ledger, LedgerError};
-use crate::store::{NewUser, Store, StoreError};
+pub use crate::store::RateLimit;
+use crate::store::{NewUser, Store, StoreError, WebhookDigests};
 
-const TOKEN_BYTES: usize = 32;
-
-#[derive(Debug, Clone)]
+/// Everything a new user authenticates with, shown once.
+#[derive(Clone)]
 pub struct Credentials {
     pub user_id: String,
-    pub webhook_token: String,
+    pub webhook: WebhookCredentials,
+    pub api_key: String,
+}
+
+// Secrets must not reach a log line through `{:?}`.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_id", &self.user_id)
+            .field("webhook", &self.webhook)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +43,8 @@ pub enum UserError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("no user {0}")]
+    NoSuchUser(String),
 }
 
 /// Opens the user's account in the ledger first, then stores the credential: a crash in between
@@ -40,7 +56,8 @@ pub async fn create_user(
     now: DateTime<Utc>,
 ) -> Result<Credentials, UserError> {
     let user_id = Uuid::new_v4().to_string();
-    let webhook_token = new_token();
+    let webhook = WebhookCredentials::generate();
+    let api_key = generate_api_key();
     let command = AccountCommand::OpenAccount {
         display_name: display_name.to_owned(),
         limits: RiskLimits::default(),
@@ -54,67 +71,99 @@ pub async fn create_user(
         .insert_user(&NewUser {
             user_id: user_id.clone(),
             display_name: display_name.to_owned(),
-            webhook_token_sha256: token_sha256(&webhook_token),
+            webhook: digests(&webhook),
+            api_key_sha256: sha256_hex(&api_key),
             created_at: now,
         })
         .await?;
     Ok(Credentials {
         user_id,
-        webhook_token,
+        webhook,
+        api_key,
     })
 }
 
-/// Resolves webhook tokens to users. Known tokens are remembered so the webhook path costs no
-/// query; unknown ones always ask the store (a token issued by another instance works at once).
-/// Nothing revokes a token yet; when rotation arrives it must evict here (and notify other
-/// instances) before its old token may be considered dead.
-pub struct Authenticator {
-    store: Store,
-    known: RwLock<HashMap<String, String>>,
+/// Issues a new webhook token, uuid and secret; the old ones stop working at once (on
+/// PostgreSQL every service instance hears of it as it commits; see `Authenticator`).
+pub async fn rotate_webhook(store: &Store, user_id: &str) -> Result<WebhookCredentials, UserError> {
+    let webhook = WebhookCredentials::generate();
+    found(
+        store
+            .replace_webhook_credentials(user_id, &digests(&webhook))
+            .await?,
+        user_id,
+    )?;
+    Ok(webhook)
 }
 
-/// Tokens remembered at most; past it the memory is cleared and refilled from the store.
-const MAX_REMEMBERED_TOKENS: usize = 100_000;
+/// Issues a new API key; the old one stops working at once.
+pub async fn rotate_api_key(store: &Store, user_id: &str) -> Result<String, UserError> {
+    let api_key = generate_api_key();
+    found(
+        store
+            .replace_api_key(user_id, &sha256_hex(&api_key))
+            .await?,
+        user_id,
+    )?;
+    Ok(api_key)
+}
 
+/// Every credential of the user stops working; the account and its ledger stay.
+pub async fn disable_user(
+    store: &Store,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), UserError> {
+    found(store.disable_user(user_id, now).await?, user_id)
+}
+
+/// The user's own request budget, or `None` for the service default.
+pub async fn set_rate_limit(
+    store: &Store,
+    user_id: &str,
+    limit: Option<RateLimit>,
+) -> Result<(), UserError> {
+    found(store.set_rate_limit(user_id, limit).await?, user_id)
+}
+
+/// The same changes made from inside a service process: they take effect in this process's
+/// authenticator before returning, not only once the announcement comes back.
 impl Authenticator {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            known: RwLock::new(HashMap::new()),
-        }
+    pub async fn rotate_webhook(&self, user_id: &str) -> Result<WebhookCredentials, UserError> {
+        let issued = rotate_webhook(self.store(), user_id).await;
+        self.forget_all();
+        issued
     }
 
-    /// The user a webhook token belongs to.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, StoreError> {
-        if token.len() != TOKEN_BYTES * 2 {
-            return Ok(None);
-        }
-        let digest = token_sha256(token);
-        if let Some(user_id) = self.read_known().get(&digest) {
-            return Ok(Some(user_id.clone()));
-        }
-        let found = self.store.user_by_token_sha256(&digest).await?;
-        if let Some(user_id) = &found {
-            let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
-            if known.len() >= MAX_REMEMBERED_TOKENS {
-                known.clear();
-            }
-            known.insert(digest, user_id.clone());
-        }
-        Ok(found)
+    pub async fn disable_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+        let disabled = disable_user(self.store(), user_id, now).await;
+        self.forget_all();
+        disabled
     }
 
-    fn read_known(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
-        self.known.read().unwrap_or_else(|p| p.into_inner())
+    pub async fn set_rate_limit(
+        &self,
+        user_id: &str,
+        limit: Option<RateLimit>,
+    ) -> Result<(), UserError> {
+        let set = set_rate_limit(self.store(), user_id, limit).await;
+        self.forget_all();
+        set
     }
 }
 
-fn new_token() -> String {
-    let mut bytes = [0_u8; TOKEN_BYTES];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+fn found(changed: bool, user_id: &str) -> Result<(), UserError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(UserError::NoSuchUser(user_id.to_owned()))
+    }
 }
 
-fn token_sha256(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn digests(webhook: &WebhookCredentials) -> WebhookDigests {
+    WebhookDigests {
+        webhook_token_sha256: sha256_hex(&webhook.webhook_token),
+        webhook_uuid: webhook.webhook_uuid.to_string(),
+        webhook_secret_sha256: sha256_hex(&webhook.webhook_secret),
+    }
 }
