@@ -33,6 +33,9 @@ pub struct AppConfig {
     /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
     /// need a signal acknowledged but not yet executed).
     pub execute_signals: bool,
+    /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
+    /// Host and X-Forwarded-Proto.
+    pub public_url: Option<String>,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -82,6 +85,7 @@ impl RunningApp {
         let router = http::router(AppState {
             ingest,
             authenticator,
+            public_url: config.public_url.map(Arc::from),
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

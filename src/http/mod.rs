@@ -2,6 +2,8 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod authenticated;
+mod config;
 mod error;
 mod health;
 mod webhook;
@@ -18,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use self::authenticated::Authenticated;
 pub use self::error::ApiError;
 use crate::ingest::Ingest;
 use crate::users::Authenticator;
@@ -32,12 +35,19 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub ingest: Arc<Ingest>,
     pub authenticator: Arc<Authenticator>,
+    /// Base of the URLs shown to users; `None`: from each request's Host / X-Forwarded-Proto.
+    pub public_url: Option<Arc<str>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .route("/api/webhook", post(webhook::receive))
+        .route(
+            "/webhooks/{webhook_uuid}",
+            post(webhook::receive_two_factor),
+        )
+        .route("/api/config/webhook", get(config::webhook))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -62,12 +72,26 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!(
                         "http",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = %loggable_path(request.uri().path()),
                         request_id,
                     )
                 }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Characters of a two-factor webhook uuid kept in logs: enough to tell users' hooks apart, too
+/// few to post to one (the full uuid is an address, and addresses are not for log readers).
+const LOGGED_UUID_PREFIX: usize = 8;
+
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/webhooks/") {
+        Some(rest) => {
+            let prefix: String = rest.chars().take(LOGGED_UUID_PREFIX).collect();
+            format!("/webhooks/{prefix}…").into()
+        }
+        None => path.into(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -80,4 +104,17 @@ async fn method_not_allowed() -> ApiError {
         "METHOD_NOT_ALLOWED",
         "This endpoint does not accept that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_factor_paths_are_logged_by_prefix_only() {
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let logged = loggable_path(&format!("/webhooks/{uuid}")).into_owned();
+        assert_eq!(logged, "/webhooks/0f8fad5b…");
+        assert_eq!(loggable_path("/api/webhook"), "/api/webhook");
+    }
 }
