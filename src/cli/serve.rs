@@ -43,6 +43,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         listen: global.listen,
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
+        public_url: global
+            .public_url
+            .as_deref()
+            .map(crate::users::urls::base_from_setting),
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
@@ -53,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
                 path,
                 &DemoUser {
                     user_id: credentials.user_id,
-                    webhook_token: credentials.webhook_token,
+                    webhook_token: credentials.webhook.webhook_token,
                 },
             )?;
         }
