@@ -356,6 +356,9 @@ impl PostgresStore {
         // Report a lost connection at once instead of reconnecting first: while it is down the
         // authenticator must stop trusting its memory.
         listener.eager_reconnect(false);
+        // Polled on every webhook lookup: skip registering for the pool's close event each time.
+        // (Nothing closes the pool; if something did, it would wait for this connection.)
+        listener.ignore_pool_close_event(true);
         listener.listen(CREDENTIALS_CHANGED_CHANNEL).await?;
         Ok(CredentialListener { listener })
     }
@@ -457,6 +460,13 @@ impl CredentialListener {
             .try_recv()
             .await?
             .map(|notification| notification.payload().to_owned()))
+    }
+
+    /// Whether the connection still answers: a connection that died without a FIN (a proxy
+    /// dropping idle connections) is otherwise only noticed by the next write.
+    pub async fn ping(&mut self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&mut self.listener).await?;
+        Ok(())
     }
 }
 

@@ -4,9 +4,11 @@
 //! remembered credential must never outlive its rotation or its user's disabling, so memory is
 //! only trusted while it can hear of every change:
 //! - PostgreSQL (several instances, plus the CLI in other processes): every change is announced by
-//!   NOTIFY in its own transaction; each authenticator LISTENs, forgets everything on each
-//!   announcement, and while the listening connection is down forgets everything and bypasses
-//!   memory altogether (fail closed).
+//!   NOTIFY in its own transaction, and each authenticator LISTENs on a connection of its own.
+//!   Before memory is consulted, the announcements that have already reached the process are read
+//!   (a non-blocking poll of that connection) and each one forgets everything; so a request that
+//!   arrives after an announcement never sees what it revoked, however the tasks are scheduled.
+//!   While the listening connection is down, memory is bypassed altogether (fail closed).
 //! - SQLite (one embedded service, plus the CLI): nothing is remembered; an indexed lookup in the
 //!   local file is microseconds, and always current.
 //!
@@ -14,20 +16,25 @@
 //! uuid costs the same hash and constant-time comparison as a known one with a wrong secret.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures::FutureExt;
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::credentials::{is_well_formed_api_key, is_well_formed_secret, sha256_hex};
-use crate::store::{ActiveUser, RateLimit, Store, StoreError, UserProfile};
+use crate::store::{ActiveUser, CredentialListener, RateLimit, Store, StoreError, UserProfile};
 
 /// Credentials remembered at most; past it memory is cleared and refilled from the store.
 const MAX_REMEMBERED: usize = 100_000;
 /// Pause between attempts to re-establish the change listener.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
+/// How often the listening connection is checked, and how long it may take to answer.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Compared against when a webhook uuid is unknown, so that case costs what a wrong secret costs.
 /// No secret hashes to it (it is not a hex digest of anything: it is all `x`).
 const NO_SUCH_DIGEST: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
@@ -69,7 +76,58 @@ impl AuthenticatedUser {
 pub struct Authenticator {
     store: Store,
     memory: Arc<Memory>,
-    listener: Option<JoinHandle<()>>,
+    /// PostgreSQL only: where changes are heard, and the task that (re)connects it.
+    changes: Option<Arc<Changes>>,
+    connector: Option<JoinHandle<()>>,
+}
+
+/// The listening connection, `None` while it is down, and a signal for the connector once a
+/// lookup has found it lost.
+#[derive(Default)]
+struct Changes {
+    listener: Mutex<Option<CredentialListener>>,
+    lost: Notify,
+}
+
+impl Changes {
+    /// Puts the listener in place; `going_live` (a new connection) first forgets everything, as
+    /// changes made while none was listening went unheard. `false` if the lock is poisoned.
+    fn install(&self, listener: CredentialListener, memory: &Memory, going_live: bool) -> bool {
+        let Ok(mut slot) = self.listener.lock() else {
+            return false;
+        };
+        *slot = Some(listener);
+        if going_live {
+            memory.go_live();
+        }
+        true
+    }
+
+    /// Takes the listener out (memory is bypassed meanwhile, not forgotten: the connection and
+    /// what it has heard are kept), checks it answers, and puts it back; if it does not, memory
+    /// goes dark. Whether it is still up.
+    async fn ping(&self, memory: &Memory) -> bool {
+        let taken = match self.listener.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        let Some(mut listener) = taken else {
+            return false;
+        };
+        let answered = matches!(
+            tokio::time::timeout(PING_TIMEOUT, listener.ping()).await,
+            Ok(Ok(()))
+        );
+        if answered {
+            self.install(listener, memory, false)
+        } else {
+            memory.go_dark();
+            tracing::warn!(
+                "credential change listener stopped answering; every credential is checked in the store until it is back"
+            );
+            false
+        }
+    }
 }
 
 impl Authenticator {
@@ -77,18 +135,65 @@ impl Authenticator {
     /// listener is up); on SQLite nothing is remembered. Needs a Tokio runtime.
     pub fn new(store: Store) -> Self {
         let memory = Arc::new(Memory::default());
-        let listener = match &store {
-            Store::Postgres(_) => Some(tokio::spawn(listen_for_changes(
-                store.clone(),
-                memory.clone(),
-            ))),
-            Store::Sqlite(_) => None,
+        let (changes, connector) = match &store {
+            Store::Postgres(_) => {
+                let changes = Arc::new(Changes::default());
+                let connector = tokio::spawn(keep_listening(
+                    store.clone(),
+                    changes.clone(),
+                    memory.clone(),
+                ));
+                (Some(changes), Some(connector))
+            }
+            Store::Sqlite(_) => (None, None),
         };
         Self {
             store,
             memory,
-            listener,
+            changes,
+            connector,
         }
+    }
+
+    /// Reads every announcement that has reached this process, forgetting on each; whether memory
+    /// may be trusted now. Never waits: whatever has not arrived yet was not announced before this
+    /// request arrived either.
+    fn catch_up_with_changes(&self) -> bool {
+        let Some(changes) = &self.changes else {
+            return false;
+        };
+        // Held only for non-blocking polls; a poisoned lock means a poll panicked: bypass memory.
+        let Ok(mut slot) = changes.listener.lock() else {
+            return false;
+        };
+        let Some(listener) = slot.as_mut() else {
+            return false;
+        };
+        loop {
+            match listener.next_change().now_or_never() {
+                None => return true,
+                // Changes are rare: forgetting everything is simpler than per-user bookkeeping
+                // and obviously complete.
+                Some(Ok(Some(_user_id))) => self.memory.forget_all(),
+                Some(Ok(None)) | Some(Err(_)) => {
+                    *slot = None;
+                    self.memory.go_dark();
+                    changes.lost.notify_one();
+                    tracing::warn!(
+                        "credential change listener lost; every credential is checked in the store until it is back"
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The remembered user for `key`, if memory may be trusted and holds it.
+    fn recall(&self, key: &str) -> Option<AuthenticatedUser> {
+        if !self.catch_up_with_changes() {
+            return None;
+        }
+        self.memory.recall(key)
     }
 
     /// Scheme 1: the webhook token from the query string.
@@ -101,7 +206,7 @@ impl Authenticator {
         }
         let digest = sha256_hex(token);
         let key = format!("token:{digest}");
-        if let Some(user) = self.memory.recall(&key) {
+        if let Some(user) = self.recall(&key) {
             return Ok(Some(user));
         }
         let epoch = self.memory.epoch();
@@ -131,7 +236,7 @@ impl Authenticator {
         // Only a pair that succeeded is remembered, so a known uuid with a wrong secret goes to
         // the store just like an unknown uuid does.
         let key = format!("two-factor:{webhook_uuid}:{digest}");
-        if let Some(user) = self.memory.recall(&key) {
+        if let Some(user) = self.recall(&key) {
             return Ok(Some(user));
         }
         let epoch = self.memory.epoch();
@@ -183,7 +288,7 @@ impl Authenticator {
 
     /// Whether remembered credentials are currently trusted (PostgreSQL with its listener up).
     pub fn is_remembering(&self) -> bool {
-        self.memory.is_live()
+        self.catch_up_with_changes()
     }
 
     pub fn store(&self) -> &Store {
@@ -193,42 +298,40 @@ impl Authenticator {
 
 impl Drop for Authenticator {
     fn drop(&mut self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        if let Some(connector) = &self.connector {
+            connector.abort();
         }
     }
 }
 
-/// Keeps the change listener up; memory is trusted only while it is.
-async fn listen_for_changes(store: Store, memory: Arc<Memory>) {
+/// Keeps a listening connection installed: connects, hands it over, checks it now and then, and
+/// connects again once it is found lost.
+async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>) {
     loop {
         match store.listen_for_credential_changes().await {
-            Ok(Some(mut listener)) => {
-                memory.go_live();
+            Ok(Some(listener)) => {
+                if !changes.install(listener, &memory, true) {
+                    return;
+                }
                 tracing::debug!("listening for credential changes; remembering credentials");
                 loop {
-                    match listener.next_change().await {
-                        // Changes are rare: forgetting everything is simpler than per-user
-                        // bookkeeping and obviously complete.
-                        Ok(Some(_user_id)) => memory.forget_all(),
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "credential change listener failed");
-                            break;
+                    tokio::select! {
+                        () = changes.lost.notified() => break,
+                        () = tokio::time::sleep(PING_INTERVAL) => {
+                            if !changes.ping(&memory).await {
+                                break;
+                            }
                         }
                     }
                 }
-                memory.go_dark();
-                tracing::warn!(
-                    "credential change listener lost; every credential is checked in the store until it is back"
-                );
             }
+            // The store has no announcements: nothing may be remembered.
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for credential changes; retrying");
+                tokio::time::sleep(RELISTEN_DELAY).await;
             }
         }
-        tokio::time::sleep(RELISTEN_DELAY).await;
     }
 }
 
@@ -291,10 +394,6 @@ impl Memory {
         state.live = false;
         state.epoch = state.epoch.wrapping_add(1);
         state.known.clear();
-    }
-
-    fn is_live(&self) -> bool {
-        self.read().live
     }
 
     // A panic while holding the lock cannot leave the map half-updated in a way that matters
