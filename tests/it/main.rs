@@ -4,6 +4,7 @@
 //! talks to it over HTTP, including kill -9 at the worst moments. PostgreSQL comes from
 //! `DATABASE_URL`, else 127.0.0.1:5432, else a private throwaway cluster (see support/postgres.rs).
 
+mod auth;
 mod saga;
 mod service;
 mod store;
