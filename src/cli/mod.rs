@@ -97,6 +97,7 @@ pub enum UsersCommand {
     },
     /// Issue a new webhook token, uuid and secret; the old ones stop working at once.
     RotateWebhook {
+        /// The user's id, as printed by `users create`.
         user_id: String,
         /// Print one JSON object: user_id, webhook_token, webhook_url, webhook_uuid,
         /// webhook_secret, two_factor_url.
@@ -105,15 +106,20 @@ pub enum UsersCommand {
     },
     /// Issue a new API key (for the trader's own endpoints); the old one stops working at once.
     RotateApiKey {
+        /// The user's id, as printed by `users create`.
         user_id: String,
         /// Print {"user_id","api_key"} as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Stop every credential of the user from working; the account and its ledger stay.
-    Disable { user_id: String },
+    Disable {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+    },
     /// Set the user's webhook rate limit (the service default is 10 requests per 60 s).
     RateLimit {
+        /// The user's id, as printed by `users create`.
         user_id: String,
         /// Requests allowed per window.
         #[arg(long, required_unless_present = "default", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
