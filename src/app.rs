@@ -37,6 +37,9 @@ pub struct AppConfig {
     pub execute_signals: bool,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
+    /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
+    /// Host and X-Forwarded-Proto.
+    pub public_url: Option<String>,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -102,6 +105,7 @@ impl RunningApp {
             ingest,
             authenticator,
             guard: Arc::new(Guard::new(config.guard)),
+            public_url: config.public_url.map(Arc::from),
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

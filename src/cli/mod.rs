@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `users create`, `replay`.
+//! The command line: `serve` (the default), `migrate`, `users ...`, `replay`.
 
 mod halt;
 mod replay;
@@ -18,7 +18,8 @@ use aggregates::Market;
 
 use crate::app::{open_store, start_ledger};
 use crate::exchange::PaperExchange;
-use crate::users::{create_user, Credentials};
+use crate::store::RateLimit;
+use crate::users::{self, create_user, urls, Credentials, WebhookCredentials};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,15 +58,16 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    pub fn webhook_url(&self, token: &str) -> String {
-        let base = match &self.public_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                url.trim_end_matches('/').to_owned()
-            }
-            Some(host) => format!("https://{}", host.trim_end_matches('/')),
+    /// The base of printed URLs: `--public-url`, else the listen address.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(setting) => urls::base_from_setting(setting),
             None => format!("http://{}", self.listen),
-        };
-        format!("{base}/api/webhook?token={token}")
+        }
+    }
+
+    pub fn webhook_url(&self, token: &str) -> String {
+        urls::webhook_url(&self.base_url(), token)
     }
 }
 
@@ -88,13 +90,51 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create a user with fresh webhook credentials.
+    /// Create a user with fresh credentials (shown once: only their SHA-256 is kept).
     Create {
+        /// The user's display name.
         #[arg(long)]
         name: String,
-        /// Print {"user_id","webhook_token","webhook_url"} as JSON.
+        /// Print one JSON object: user_id, webhook_token, webhook_url, webhook_uuid,
+        /// webhook_secret, two_factor_url, api_key.
         #[arg(long)]
         json: bool,
+    },
+    /// Issue a new webhook token, uuid and secret; the old ones stop working at once.
+    RotateWebhook {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+        /// Print one JSON object: user_id, webhook_token, webhook_url, webhook_uuid,
+        /// webhook_secret, two_factor_url.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new API key (for the trader's own endpoints); the old one stops working at once.
+    RotateApiKey {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+        /// Print {"user_id","api_key"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every credential of the user from working; the account and its ledger stay.
+    Disable {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+    },
+    /// Set the user's webhook rate limit (the service default is 10 requests per 60 s).
+    RateLimit {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+        /// Requests allowed per window.
+        #[arg(long, required_unless_present = "default", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        requests: Option<u32>,
+        /// Length of the window in seconds.
+        #[arg(long, required_unless_present = "default", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        window_seconds: Option<u32>,
+        /// Go back to the service default.
+        #[arg(long, conflicts_with_all = ["requests", "window_seconds"])]
+        default: bool,
     },
 }
 
@@ -107,26 +147,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to the {} store", store.kind());
             Ok(())
         }
-        Some(Command::Users(UsersCommand::Create { name, json })) => {
-            let credentials = create_user_now(&cli.global, &name).await?;
-            let url = cli.global.webhook_url(&credentials.webhook_token);
-            if json {
-                let line = json!({
-                    "user_id": credentials.user_id,
-                    "webhook_token": credentials.webhook_token,
-                    "webhook_url": url,
-                });
-                println!("{line}");
-            } else {
-                println!("user_id:     {}", credentials.user_id);
-                println!("webhook_url: {url}");
-            }
-            Ok(())
-        }
+        Some(Command::Users(command)) => run_users(&cli.global, command).await,
         Some(Command::Replay(args)) => replay::run(&cli.global, args).await,
         Some(Command::Halt(args)) => halt::run(&cli.global, halt::Switch::Halt, args).await,
         Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,
     }
+}
+
+async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Create { name, json } => {
+            let credentials = create_user_now(global, &name).await?;
+            let mut shown = webhook_fields(global, &credentials.user_id, &credentials.webhook);
+            shown.push(("api_key", credentials.api_key.clone()));
+            print_fields(&shown, json);
+        }
+        UsersCommand::RotateWebhook { user_id, json } => {
+            let store = open_store(&global.database_url).await?;
+            let webhook = users::rotate_webhook(&store, &user_id).await?;
+            print_fields(&webhook_fields(global, &user_id, &webhook), json);
+        }
+        UsersCommand::RotateApiKey { user_id, json } => {
+            let store = open_store(&global.database_url).await?;
+            let api_key = users::rotate_api_key(&store, &user_id).await?;
+            print_fields(&[("user_id", user_id), ("api_key", api_key)], json);
+        }
+        UsersCommand::Disable { user_id } => {
+            let store = open_store(&global.database_url).await?;
+            users::disable_user(&store, &user_id, Utc::now()).await?;
+            println!("user {user_id} is disabled: its credentials no longer work");
+        }
+        UsersCommand::RateLimit {
+            user_id,
+            requests,
+            window_seconds,
+            default,
+        } => {
+            let limit = match (default, requests, window_seconds) {
+                (false, Some(requests), Some(window_seconds)) => Some(RateLimit {
+                    requests,
+                    window_seconds,
+                }),
+                _ => None,
+            };
+            let store = open_store(&global.database_url).await?;
+            users::set_rate_limit(&store, &user_id, limit).await?;
+            let limit = limit.unwrap_or(RateLimit::SERVICE_DEFAULT);
+            println!(
+                "user {user_id}: {} requests per {} s",
+                limit.requests, limit.window_seconds
+            );
+        }
+    }
+    Ok(())
+}
+
+fn webhook_fields(
+    global: &GlobalArgs,
+    user_id: &str,
+    webhook: &WebhookCredentials,
+) -> Vec<(&'static str, String)> {
+    let base = global.base_url();
+    vec![
+        ("user_id", user_id.to_owned()),
+        ("webhook_token", webhook.webhook_token.clone()),
+        (
+            "webhook_url",
+            urls::webhook_url(&base, &webhook.webhook_token),
+        ),
+        ("webhook_uuid", webhook.webhook_uuid.to_string()),
+        ("webhook_secret", webhook.webhook_secret.clone()),
+        (
+            "two_factor_url",
+            urls::two_factor_url(&base, &webhook.webhook_uuid),
+        ),
+    ]
+}
+
+/// Secrets are printed to stdout for the operator only: they are shown once and never logged.
+fn print_fields(fields: &[(&'static str, String)], as_json: bool) {
+    if as_json {
+        let object: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+        return;
+    }
+    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in fields {
+        println!(
+            "{name:width$}  {value}",
+            name = format!("{name}:"),
+            width = width + 1
+        );
+    }
+    println!("(shown once: the service keeps only a SHA-256 of each secret)");
 }
 
 /// Creates a user through a short-lived ledger, waiting for its events to be committed.

@@ -48,6 +48,9 @@ pub struct GuardArgs {
     /// Proxies whose X-Forwarded-For is believed (CIDR networks or addresses, comma-separated).
     #[arg(long, env = "LEDGERHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// Failed authentications of one credential (within 15 minutes) before it is locked out.
+    #[arg(long, env = "LEDGERHOOK_LOCKOUT_AFTER_FAILURES", default_value_t = LockoutPolicy::default().max_failures)]
+    pub lockout_after_failures: u32,
 }
 
 impl Default for GuardArgs {
@@ -57,6 +60,7 @@ impl Default for GuardArgs {
             rate_limit_window_seconds: RateLimit::DEFAULT_WINDOW.as_secs(),
             allowed_ips: Vec::new(),
             trusted_proxies: Vec::new(),
+            lockout_after_failures: LockoutPolicy::default().max_failures,
         }
     }
 }
@@ -66,7 +70,10 @@ impl GuardArgs {
         let window = std::time::Duration::from_secs(self.rate_limit_window_seconds);
         Ok(GuardConfig {
             default_rate_limit: RateLimit::new(self.rate_limit_requests, window)?,
-            lockout: LockoutPolicy::default(),
+            lockout: LockoutPolicy {
+                max_failures: self.lockout_after_failures.max(1),
+                ..LockoutPolicy::default()
+            },
             allowlist: IpAllowlist::parse(&self.allowed_ips, &self.trusted_proxies)?,
         })
     }
@@ -87,6 +94,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
         guard: args.guard.config()?,
+        public_url: global
+            .public_url
+            .as_deref()
+            .map(crate::users::urls::base_from_setting),
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
@@ -97,7 +108,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
                 path,
                 &DemoUser {
                     user_id: credentials.user_id,
-                    webhook_token: credentials.webhook_token,
+                    webhook_token: credentials.webhook.webhook_token,
                 },
             )?;
         }

@@ -2,6 +2,8 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod authenticated;
+mod config;
 mod error;
 mod guard;
 mod health;
@@ -20,6 +22,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use self::authenticated::Authenticated;
 pub use self::error::ApiError;
 use crate::guard::Guard;
 use crate::ingest::Ingest;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub ingest: Arc<Ingest>,
     pub authenticator: Arc<Authenticator>,
     pub guard: Arc<Guard>,
+    /// Base of the URLs shown to users; `None`: from each request's Host / X-Forwarded-Proto.
+    pub public_url: Option<Arc<str>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -45,12 +50,17 @@ pub fn router(state: AppState) -> Router {
     // The IP allowlist guards the webhook routes only: health checks come from the platform.
     let webhooks = Router::new()
         .route("/api/webhook", post(webhook::receive))
+        .route(
+            "/webhooks/{webhook_uuid}",
+            post(webhook::receive_two_factor),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             guard::allowlisted,
         ));
     Router::new()
         .merge(webhooks)
+        .route("/api/config/webhook", get(config::webhook))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -76,12 +86,26 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!(
                         "http",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = %loggable_path(request.uri().path()),
                         request_id,
                     )
                 }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Characters of a two-factor webhook uuid kept in logs: enough to tell users' hooks apart, too
+/// few to post to one (the full uuid is an address, and addresses are not for log readers).
+const LOGGED_UUID_PREFIX: usize = 8;
+
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/webhooks/") {
+        Some(rest) => {
+            let prefix: String = rest.chars().take(LOGGED_UUID_PREFIX).collect();
+            format!("/webhooks/{prefix}…").into()
+        }
+        None => path.into(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -94,4 +118,17 @@ async fn method_not_allowed() -> ApiError {
         "METHOD_NOT_ALLOWED",
         "This endpoint does not accept that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_factor_paths_are_logged_by_prefix_only() {
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let logged = loggable_path(&format!("/webhooks/{uuid}")).into_owned();
+        assert_eq!(logged, "/webhooks/0f8fad5b…");
+        assert_eq!(loggable_path("/api/webhook"), "/api/webhook");
+    }
 }

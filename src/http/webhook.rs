@@ -1,57 +1,147 @@
-//! `POST /api/webhook?token=...`: seed 003's alert, answered 200 only once it is in the ledger.
+//! The two webhook schemes, answered 200 only once the signal is in the ledger:
+//! - `POST /api/webhook?token=...` (seed 003);
+//! - `POST /webhooks/{webhook_uuid}` with `"secret"` in the JSON body (seed 000).
+//!
+//! Every credential failure is the same 401 (`ApiError::invalid_token`); neither the token, the
+//! secret nor the body is ever logged.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, Result};
 use super::AppState;
-use crate::guard::Presented;
+use crate::guard::{Presented, RateLimit};
 use crate::ingest::ReceiptStatus;
+use crate::users::AuthenticatedUser;
 
 pub async fn receive(
     State(state): State<AppState>,
-    query: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: std::result::Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
     let received_at = Utc::now();
-    let token = query
-        .ok()
-        .and_then(|Query(mut params)| params.remove("token"))
-        .unwrap_or_default();
-    // guard: lockout before the store lookup; count the outcome; then the user's rate limit.
+    // Exactly one `token`: with two, which one counts would be the parser's guess.
+    let token = match query {
+        Ok(Query(params)) => {
+            let mut tokens = params.into_iter().filter(|(name, _)| name == "token");
+            match (tokens.next(), tokens.next()) {
+                (Some((_, token)), None) => token,
+                _ => String::new(),
+            }
+        }
+        Err(_) => String::new(),
+    };
     state.guard.check_lockout(Presented::Token(&token))?;
-    let account_id = state
+    let user = state
         .authenticator
-        .authenticate(&token)
+        .authenticate_token(&token)
         .await
         .map_err(ApiError::internal)?;
+    let user = admitted(&state, Presented::Token(&token), user)?;
+    let body = readable(body)?;
+    record(&state, &user, &body, &headers, received_at).await
+}
+
+pub async fn receive_two_factor(
+    State(state): State<AppState>,
+    webhook_uuid: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    let received_at = Utc::now();
+    let Ok(Path(webhook_uuid)) = webhook_uuid else {
+        return Err(ApiError::invalid_token());
+    };
     state
         .guard
-        .record_authentication(Presented::Token(&token), account_id.is_some());
-    let account_id = account_id.ok_or_else(ApiError::invalid_token)?;
-    state.guard.admit(&account_id, None)?;
-    let body = body.map_err(|rejection| {
+        .check_lockout(Presented::WebhookUuid(&webhook_uuid))?;
+    // The secret is in the body, so the body must be read before anyone is authenticated.
+    let body = readable(body)?;
+    let user = match secret_in(&body) {
+        Some(secret) => state
+            .authenticator
+            .authenticate_two_factor(&webhook_uuid, &secret)
+            .await
+            .map_err(ApiError::internal)?,
+        None => None,
+    };
+    let user = admitted(&state, Presented::WebhookUuid(&webhook_uuid), user)?;
+    record(&state, &user, &body, &headers, received_at).await
+}
+
+/// Counts the authentication's outcome toward the presented credential's lockout, then holds the
+/// user to their rate limit (the service default unless they have their own).
+fn admitted(
+    state: &AppState,
+    presented: Presented<'_>,
+    user: Option<AuthenticatedUser>,
+) -> Result<AuthenticatedUser> {
+    state.guard.record_authentication(presented, user.is_some());
+    let user = user.ok_or_else(ApiError::invalid_token)?;
+    let own_limit = user.rate_limit.and_then(|limit| {
+        RateLimit::new(
+            limit.requests,
+            Duration::from_secs(u64::from(limit.window_seconds)),
+        )
+        .ok()
+    });
+    state.guard.admit(&user.user_id, own_limit)?;
+    Ok(user)
+}
+
+fn readable(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    body.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
             "INVALID_BODY",
             "The request body could not be read (too large or cut short)",
         )
-    })?;
+    })
+}
+
+/// Only the `secret` field, borrowed from the body where it has no escapes; every other field is
+/// tolerated here and judged by the alert parser afterwards.
+#[derive(Deserialize)]
+struct SecretOnly<'a> {
+    #[serde(borrow, default)]
+    secret: Option<Cow<'a, str>>,
+}
+
+/// The body's `secret`, if the body is a JSON object with a string `secret`.
+fn secret_in(body: &[u8]) -> Option<Cow<'_, str>> {
+    // serde would also read a struct from an array (`["..."]`, by position): objects only.
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    serde_json::from_slice::<SecretOnly>(body).ok()?.secret
+}
+
+async fn record(
+    state: &AppState,
+    user: &AuthenticatedUser,
+    body: &[u8],
+    headers: &HeaderMap,
+    received_at: DateTime<Utc>,
+) -> Result<Json<Value>> {
     let request_id = headers
         .get(super::REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let account_id = user.user_id.as_str();
     let receipt = state
         .ingest
-        .receive(&account_id, &body, received_at, request_id)
+        .receive(account_id, body, received_at, request_id)
         .await?;
     let mut answer = json!({ "signal_id": receipt.signal_id.0 });
     match receipt.status {
@@ -64,4 +154,34 @@ pub async fn receive(
     }
     tracing::info!(account_id, signal_id = %receipt.signal_id, status = %answer["status"], "signal recorded");
     Ok(Json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_is_found_among_any_other_fields() {
+        let body = br#"{"symbol":"BTCUSDT","secret":"abc","nested":{"secret":"no"},"x":[1,2]}"#;
+        assert_eq!(secret_in(body).as_deref(), Some("abc"));
+        let escaped = br#"{"secret":"a\u0062c"}"#;
+        assert_eq!(secret_in(escaped).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn a_body_without_a_string_secret_has_none() {
+        for body in [
+            &b"{}"[..],
+            br#"{"secret":null}"#,
+            br#"{"secret":42}"#,
+            br#"{"secret":"a","secret":"b"}"#,
+            br#"["secret"]"#,
+            br#" ["abc"]"#,
+            b"secret=abc",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(secret_in(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

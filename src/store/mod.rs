@@ -6,12 +6,17 @@
 
 mod postgres;
 mod sqlite;
+mod users;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
-pub use self::postgres::PostgresStore;
+pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::sqlite::SqliteStore;
+pub use self::users::{
+    ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
+    CREDENTIALS_CHANGED_CHANNEL,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,14 +59,6 @@ pub struct LogPosition {
 pub struct LoggedEvent {
     pub position: LogPosition,
     pub event: SerializedEvent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewUser {
-    pub user_id: String,
-    pub display_name: String,
-    pub webhook_token_sha256: String,
-    pub created_at: DateTime<Utc>,
 }
 
 /// An account's state as of `version`, serialized by the code named by `state_version`.
@@ -190,8 +187,59 @@ impl Store {
         dispatch!(self.insert_user(user))
     }
 
-    pub async fn user_by_token_sha256(&self, token_sha256: &str) -> Result<Option<String>> {
-        dispatch!(self.user_by_token_sha256(token_sha256))
+    /// The active user whose webhook token has this SHA-256.
+    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        dispatch!(self.active_user_by_token_sha256(digest))
+    }
+
+    /// The active user whose API key has this SHA-256.
+    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        dispatch!(self.active_user_by_api_key_sha256(digest))
+    }
+
+    /// The active user with this webhook uuid, and the digest its secret must match.
+    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
+        dispatch!(self.active_user_by_webhook_uuid(uuid))
+    }
+
+    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
+        dispatch!(self.user_profile(user_id))
+    }
+
+    /// Replaces the token, uuid and secret at once; `false` if there is no such user. On
+    /// PostgreSQL the change is announced on `CREDENTIALS_CHANGED_CHANNEL` as it commits.
+    pub async fn replace_webhook_credentials(
+        &self,
+        user_id: &str,
+        webhook: &WebhookDigests,
+    ) -> Result<bool> {
+        dispatch!(self.replace_webhook_credentials(user_id, webhook))
+    }
+
+    /// Replaces the API key; `false` if there is no such user. Announced like the above.
+    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
+        dispatch!(self.replace_api_key(user_id, api_key_sha256))
+    }
+
+    /// Marks the user disabled (kept at the first time if already); `false` if there is no such
+    /// user. Announced like the above.
+    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
+        dispatch!(self.disable_user(user_id, at))
+    }
+
+    /// Sets (or, with `None`, clears) the user's rate limit; `false` if there is no such user.
+    /// Announced like the above, since the authenticated user carries it.
+    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
+        dispatch!(self.set_rate_limit(user_id, limit))
+    }
+
+    /// A listener for credential changes made by any process: `None` on SQLite, which has no
+    /// announcements (see `SqliteStore::replace_webhook_credentials`).
+    pub async fn listen_for_credential_changes(&self) -> Result<Option<CredentialListener>> {
+        match self {
+            Store::Postgres(store) => Ok(Some(store.listen_for_credential_changes().await?)),
+            Store::Sqlite(_) => Ok(None),
+        }
     }
 
     pub async fn count_users(&self) -> Result<i64> {

@@ -7,12 +7,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use postgres_es::PostgresEventRepository;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
-use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
+use super::users::{
+    ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
+    CREDENTIALS_CHANGED_CHANNEL,
+};
+use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 
 /// Enough connections for the group committers, the execution saga and request-time reads
 /// without crowding a small server's default `max_connections` (100) when instances share it.
@@ -205,24 +209,166 @@ impl PostgresStore {
 
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
         sqlx::query(
-            "INSERT INTO users (user_id, display_name, webhook_token_sha256, created_at)
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
+                                webhook_secret_sha256, api_key_sha256, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&user.user_id)
         .bind(&user.display_name)
-        .bind(&user.webhook_token_sha256)
+        .bind(&user.webhook.webhook_token_sha256)
+        .bind(&user.webhook.webhook_uuid)
+        .bind(&user.webhook.webhook_secret_sha256)
+        .bind(&user.api_key_sha256)
         .bind(user.created_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn user_by_token_sha256(&self, token_sha256: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT user_id FROM users WHERE webhook_token_sha256 = $1")
-            .bind(token_sha256)
-            .fetch_optional(&self.pool)
+    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS} FROM users
+              WHERE webhook_token_sha256 = $1 AND disabled_at IS NULL"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(active_user).transpose()
+    }
+
+    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS} FROM users
+              WHERE api_key_sha256 = $1 AND disabled_at IS NULL"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(active_user).transpose()
+    }
+
+    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS}, webhook_secret_sha256 FROM users
+              WHERE webhook_uuid = $1 AND disabled_at IS NULL"
+        ))
+        .bind(uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<TwoFactorUser> {
+            Ok(TwoFactorUser {
+                user: active_user(&row)?,
+                webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
+        let row = sqlx::query(
+            "SELECT user_id, display_name, webhook_uuid, disabled_at, rate_limit_requests,
+                    rate_limit_window_seconds
+               FROM users WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<UserProfile> {
+            Ok(UserProfile {
+                user_id: row.try_get("user_id")?,
+                display_name: row.try_get("display_name")?,
+                webhook_uuid: row.try_get("webhook_uuid")?,
+                disabled_at: row.try_get("disabled_at")?,
+                rate_limit: rate_limit(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    // Every credential change below is one statement that also announces it: NOTIFY is delivered
+    // when (and only if) the change commits, so no instance can miss a committed change while its
+    // listener is up, nor hear of one that rolled back.
+
+    pub async fn replace_webhook_credentials(
+        &self,
+        user_id: &str,
+        webhook: &WebhookDigests,
+    ) -> Result<bool> {
+        self.change_and_announce(
+            "UPDATE users SET webhook_token_sha256 = $2, webhook_uuid = $3,
+                              webhook_secret_sha256 = $4
+              WHERE user_id = $1",
+            user_id,
+            |query| {
+                query
+                    .bind(webhook.webhook_token_sha256.clone())
+                    .bind(webhook.webhook_uuid.clone())
+                    .bind(webhook.webhook_secret_sha256.clone())
+            },
+        )
+        .await
+    }
+
+    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
+        self.change_and_announce(
+            "UPDATE users SET api_key_sha256 = $2 WHERE user_id = $1",
+            user_id,
+            |query| query.bind(api_key_sha256.to_owned()),
+        )
+        .await
+    }
+
+    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
+        self.change_and_announce(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE user_id = $1",
+            user_id,
+            |query| query.bind(at),
+        )
+        .await
+    }
+
+    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
+        self.change_and_announce(
+            "UPDATE users SET rate_limit_requests = $2::integer, rate_limit_window_seconds = $3::integer
+              WHERE user_id = $1",
+            user_id,
+            |query| {
+                query
+                    .bind(limit.map(|l| i64::from(l.requests)))
+                    .bind(limit.map(|l| i64::from(l.window_seconds)))
+            },
+        )
+        .await
+    }
+
+    /// Runs `update` (with `$1` = the user id) and NOTIFY in one statement; whether the user exists.
+    async fn change_and_announce(
+        &self,
+        update: &str,
+        user_id: &str,
+        bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "WITH changed AS ({update} RETURNING user_id)
+             SELECT pg_notify('{CREDENTIALS_CHANGED_CHANNEL}', user_id) FROM changed"
+        );
+        let rows = bind(sqlx::query(&sql).bind(user_id))
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.map(|row| row.get("user_id")))
+        Ok(!rows.is_empty())
+    }
+
+    /// A dedicated connection listening for credential changes.
+    pub async fn listen_for_credential_changes(&self) -> Result<CredentialListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        // Report a lost connection at once instead of reconnecting first: while it is down the
+        // authenticator must stop trusting its memory.
+        listener.eager_reconnect(false);
+        // Polled on every webhook lookup: skip registering for the pool's close event each time.
+        // (Nothing closes the pool; if something did, it would wait for this connection.)
+        listener.ignore_pool_close_event(true);
+        listener.listen(CREDENTIALS_CHANGED_CHANNEL).await?;
+        Ok(CredentialListener { listener })
     }
 
     pub async fn count_users(&self) -> Result<i64> {
@@ -328,6 +474,50 @@ fn paper_order_row(row: &PgRow) -> Result<PaperOrder> {
         exchange_order_id: row.try_get("exchange_order_id")?,
         placed_at: row.try_get("placed_at")?,
     })
+}
+
+/// Announcements of credential changes, on a connection of its own.
+pub struct CredentialListener {
+    listener: PgListener,
+}
+
+impl CredentialListener {
+    /// Waits for the next change: `Ok(Some(user_id))`, or `Ok(None)` once the connection is lost
+    /// (changes made meanwhile are not heard: the caller must forget what it remembers).
+    pub async fn next_change(&mut self) -> Result<Option<String>> {
+        Ok(self
+            .listener
+            .try_recv()
+            .await?
+            .map(|notification| notification.payload().to_owned()))
+    }
+
+    /// Whether the connection still answers: a connection that died without a FIN (a proxy
+    /// dropping idle connections) is otherwise only noticed by the next write.
+    pub async fn ping(&mut self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&mut self.listener).await?;
+        Ok(())
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+const ACTIVE_USER_COLUMNS: &str = "user_id, rate_limit_requests, rate_limit_window_seconds";
+
+fn active_user(row: &PgRow) -> Result<ActiveUser> {
+    Ok(ActiveUser {
+        user_id: row.try_get("user_id")?,
+        rate_limit: rate_limit(row)?,
+    })
+}
+
+fn rate_limit(row: &PgRow) -> Result<Option<RateLimit>> {
+    let requests: Option<i32> = row.try_get("rate_limit_requests")?;
+    let window: Option<i32> = row.try_get("rate_limit_window_seconds")?;
+    Ok(RateLimit::from_columns(
+        requests.map(i64::from),
+        window.map(i64::from),
+    ))
 }
 
 fn logged_event(row: &PgRow) -> Result<LoggedEvent> {

@@ -19,7 +19,8 @@ use tokio::sync::Mutex;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
-use super::{LogPosition, LoggedEvent, NewUser, PaperOrder, Result, Snapshot, StoreError};
+use super::users::{ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests};
+use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -207,24 +208,139 @@ impl SqliteStore {
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
         let _writing = self.writer.lock().await;
         sqlx::query(
-            "INSERT INTO users (user_id, display_name, webhook_token_sha256, created_at)
-             VALUES (?, ?, ?, ?)",
+            "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
+                                webhook_secret_sha256, api_key_sha256, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&user.user_id)
         .bind(&user.display_name)
-        .bind(&user.webhook_token_sha256)
+        .bind(&user.webhook.webhook_token_sha256)
+        .bind(&user.webhook.webhook_uuid)
+        .bind(&user.webhook.webhook_secret_sha256)
+        .bind(&user.api_key_sha256)
         .bind(user.created_at.to_rfc3339())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn user_by_token_sha256(&self, token_sha256: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT user_id FROM users WHERE webhook_token_sha256 = ?")
-            .bind(token_sha256)
-            .fetch_optional(&self.pool)
+    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS} FROM users
+              WHERE webhook_token_sha256 = ? AND disabled_at IS NULL"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(active_user).transpose()
+    }
+
+    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS} FROM users
+              WHERE api_key_sha256 = ? AND disabled_at IS NULL"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(active_user).transpose()
+    }
+
+    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTIVE_USER_COLUMNS}, webhook_secret_sha256 FROM users
+              WHERE webhook_uuid = ? AND disabled_at IS NULL"
+        ))
+        .bind(uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<TwoFactorUser> {
+            Ok(TwoFactorUser {
+                user: active_user(&row)?,
+                webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
+        let row = sqlx::query(
+            "SELECT user_id, display_name, webhook_uuid, disabled_at, rate_limit_requests,
+                    rate_limit_window_seconds
+               FROM users WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<UserProfile> {
+            let disabled_at: Option<String> = row.try_get("disabled_at")?;
+            Ok(UserProfile {
+                user_id: row.try_get("user_id")?,
+                display_name: row.try_get("display_name")?,
+                webhook_uuid: row.try_get("webhook_uuid")?,
+                disabled_at: disabled_at.as_deref().map(parse_time).transpose()?,
+                rate_limit: rate_limit(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    // No announcement here: the embedded store has one service process, and its authenticator
+    // remembers nothing, so the next lookup sees the change (also one made by the CLI).
+
+    pub async fn replace_webhook_credentials(
+        &self,
+        user_id: &str,
+        webhook: &WebhookDigests,
+    ) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE users SET webhook_token_sha256 = ?, webhook_uuid = ?, webhook_secret_sha256 = ?
+              WHERE user_id = ?",
+        )
+        .bind(&webhook.webhook_token_sha256)
+        .bind(&webhook.webhook_uuid)
+        .bind(&webhook.webhook_secret_sha256)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query("UPDATE users SET api_key_sha256 = ? WHERE user_id = ?")
+            .bind(api_key_sha256)
+            .bind(user_id)
+            .execute(&self.pool)
             .await?;
-        Ok(row.map(|row| row.get("user_id")))
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE user_id = ?",
+        )
+        .bind(at.to_rfc3339())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
+        let _writing = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE users SET rate_limit_requests = ?, rate_limit_window_seconds = ?
+              WHERE user_id = ?",
+        )
+        .bind(limit.map(|l| i64::from(l.requests)))
+        .bind(limit.map(|l| i64::from(l.window_seconds)))
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn count_users(&self) -> Result<i64> {
@@ -288,6 +404,22 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
+}
+
+const ACTIVE_USER_COLUMNS: &str = "user_id, rate_limit_requests, rate_limit_window_seconds";
+
+fn active_user(row: &SqliteRow) -> Result<ActiveUser> {
+    Ok(ActiveUser {
+        user_id: row.try_get("user_id")?,
+        rate_limit: rate_limit(row)?,
+    })
+}
+
+fn rate_limit(row: &SqliteRow) -> Result<Option<RateLimit>> {
+    Ok(RateLimit::from_columns(
+        row.try_get("rate_limit_requests")?,
+        row.try_get("rate_limit_window_seconds")?,
+    ))
 }
 
 fn json(text: &str) -> Result<serde_json::Value> {

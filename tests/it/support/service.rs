@@ -14,6 +14,10 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_ledgerhook");
 pub struct User {
     pub user_id: String,
     pub webhook_token: String,
+    pub webhook_uuid: String,
+    pub webhook_secret: String,
+    pub two_factor_url: String,
+    pub api_key: String,
 }
 
 /// Runs a CLI command against `database_url` and returns its stdout.
@@ -36,17 +40,43 @@ pub async fn cli(database_url: &str, args: &[&str]) -> String {
 pub async fn create_user(database_url: &str, name: &str) -> User {
     let out = cli(database_url, &["users", "create", "--name", name, "--json"]).await;
     let json: Value = serde_json::from_str(out.trim()).expect("users create prints JSON");
-    let field = |name: &str| {
-        json[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("users create prints {name}: {json}"))
-            .to_owned()
-    };
-    assert!(field("webhook_url").ends_with(&field("webhook_token")));
+    let field = |name: &str| json_field(&json, name);
+    User {
+        api_key: field("api_key"),
+        ..webhook_credentials(&json)
+    }
+}
+
+/// `users rotate-webhook USER --json`: the user with the new webhook credentials (and no API key).
+pub async fn rotate_webhook(database_url: &str, user_id: &str) -> User {
+    let out = cli(
+        database_url,
+        &["users", "rotate-webhook", user_id, "--json"],
+    )
+    .await;
+    let json: Value = serde_json::from_str(out.trim()).expect("rotate-webhook prints JSON");
+    webhook_credentials(&json)
+}
+
+fn webhook_credentials(json: &Value) -> User {
+    let field = |name: &str| json_field(json, name);
+    assert!(field("webhook_url").ends_with(&format!("?token={}", field("webhook_token"))));
+    assert!(field("two_factor_url").ends_with(&format!("/webhooks/{}", field("webhook_uuid"))));
     User {
         user_id: field("user_id"),
         webhook_token: field("webhook_token"),
+        webhook_uuid: field("webhook_uuid"),
+        webhook_secret: field("webhook_secret"),
+        two_factor_url: field("two_factor_url"),
+        api_key: String::new(),
     }
+}
+
+fn json_field(json: &Value, name: &str) -> String {
+    json[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("the CLI prints {name}: {json}"))
+        .to_owned()
 }
 
 /// `ledgerhook replay USER --json`, one object per event.
@@ -135,6 +165,29 @@ impl Service {
             .send()
             .await
             .expect("the webhook answers");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// `POST /webhooks/{uuid_path}` (seed 000's two-factor scheme; the secret is in `body`).
+    pub async fn post_two_factor(&self, uuid_path: &str, body: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/webhooks/{uuid_path}", self.base_url))
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
+    /// A request of the caller's making to this service, answered as (status, JSON or Null).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("the service answers");
         let status = response.status().as_u16();
         let json = response.json().await.unwrap_or(Value::Null);
         (status, json)

@@ -1,0 +1,262 @@
+//! `GET /api/config/webhook`: what a trader needs to set up TradingView — their webhook URLs, the
+//! payload format and a message template that is correct for longs, shorts, closes and flips.
+//!
+//! The token and the secret are not in the answer: the service keeps only their SHA-256, so they
+//! exist in plain text only when issued (`users create`, `users rotate-webhook`). The URLs carry a
+//! placeholder where the token goes; the two-factor URL is complete (its uuid is no secret).
+
+use axum::extract::State;
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::authenticated::Authenticated;
+use super::error::{ApiError, Result};
+use super::AppState;
+use crate::users::urls;
+
+const TOKEN_PLACEHOLDER: &str = "<webhook_token>";
+const SECRET_PLACEHOLDER: &str = "<webhook_secret>";
+const LONGEST_HOST: usize = 255;
+
+pub async fn webhook(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    headers: HeaderMap,
+) -> Result<Json<Value>> {
+    let profile = state
+        .authenticator
+        .profile(&user.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        // Authenticated a moment ago; gone now only if the row was deleted meanwhile.
+        .ok_or_else(ApiError::invalid_token)?;
+    let base = base_url(&state, &headers)?;
+    let webhook_url = urls::webhook_url(&base, TOKEN_PLACEHOLDER);
+    let two_factor_url = profile
+        .webhook_uuid
+        .as_deref()
+        .and_then(|uuid| Uuid::parse_str(uuid).ok())
+        .map(|uuid| urls::two_factor_url(&base, &uuid));
+    let rate_limit = user.rate_limit_or_default();
+    Ok(Json(json!({
+        "user_id": profile.user_id,
+        "webhook_url": webhook_url,
+        "two_factor_url": two_factor_url,
+        "credentials": {
+            "webhook_token": TOKEN_PLACEHOLDER,
+            "webhook_secret": SECRET_PLACEHOLDER,
+            "note": "The token and secret are shown only when issued (ledgerhook users create / \
+                     users rotate-webhook); the service keeps only their SHA-256. Put yours where \
+                     the placeholders are.",
+        },
+        "rate_limit": {
+            "requests": rate_limit.requests,
+            "window_seconds": rate_limit.window_seconds,
+        },
+        "payload_format": payload_format(),
+        "tradingview_setup": tradingview_setup(&webhook_url, two_factor_url.as_deref()),
+    })))
+}
+
+/// `--public-url` / `APP_HOST` if set, else what the request was addressed to.
+fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
+    if let Some(base) = &state.public_url {
+        return Ok(base.to_string());
+    }
+    let host = headers
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| is_plausible_host(host))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_HOST",
+                "The Host header is missing or malformed; the service's public URL is unknown",
+            )
+        })?;
+    // Only a proxy in front of the service sets this; anything but http/https is ignored.
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https"))
+        .map_or("http", |_| "https");
+    Ok(format!("{scheme}://{host}"))
+}
+
+/// A host[:port] or [ipv6]:port, and nothing that could change the URL built from it.
+fn is_plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= LONGEST_HOST
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+}
+
+/// TradingView fills `{{...}}` when the alert fires. Numbers are quoted because an unquoted
+/// placeholder that renders empty or NaN makes the JSON invalid; the parser reads numeric strings.
+/// - `side`/`size` are the order's action and quantity, so a short entry sells, a close trades
+///   exactly the open size back and a flip trades the old plus the new size in one order.
+///   (`{{strategy.position_size}}` is the signed position after the trade: never an order size.)
+/// - `id` is the same for TradingView's resends of one alert and differs between alerts, so
+///   replays are recognised; `timestamp` lets stale deliveries be refused.
+fn message_template(secret: Option<&str>) -> String {
+    let mut fields = vec![
+        ("symbol", "{{ticker}}"),
+        ("side", "{{strategy.order.action}}"),
+        ("size", "{{strategy.order.contracts}}"),
+        ("price", "{{close}}"),
+        ("id", "{{strategy.order.id}}-{{timenow}}"),
+        ("timestamp", "{{timenow}}"),
+    ];
+    if let Some(secret) = secret {
+        fields.push(("secret", secret));
+    }
+    let object: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), Value::from(value)))
+        .collect();
+    Value::Object(object).to_string()
+}
+
+/// The self-healing alternative: the position the strategy holds after the trade, where
+/// `{{strategy.position_size}}` is exactly right (signed; 0 closes).
+fn target_position_template() -> String {
+    json!({
+        "symbol": "{{ticker}}",
+        "target_position": "{{strategy.position_size}}",
+        "price": "{{close}}",
+        "id": "{{strategy.order.id}}-{{timenow}}",
+        "timestamp": "{{timenow}}",
+    })
+    .to_string()
+}
+
+fn tradingview_setup(webhook_url: &str, two_factor_url: Option<&str>) -> Value {
+    json!({
+        "alert_name": "ledgerhook signal",
+        "webhook_url": webhook_url,
+        "message_template": message_template(None),
+        "two_factor": {
+            "webhook_url": two_factor_url,
+            "message_template": message_template(Some(SECRET_PLACEHOLDER)),
+        },
+        "target_position_template": target_position_template(),
+        "steps": [
+            "Open your strategy's alert (Create Alert) and choose the strategy as its condition.",
+            "Notifications: tick Webhook URL and paste webhook_url with your token in place of <webhook_token> (or two_factor.webhook_url).",
+            "Message: paste message_template (or two_factor.message_template with your secret in place of <webhook_secret>). Keep the quotes around the placeholders.",
+            "Create the alert. TradingView posts it from its own servers; each order of the strategy becomes one signal.",
+        ],
+    })
+}
+
+/// Placeholder until the parsing workstream's `crate::ingest::payload_format()` lands: the
+/// canonical fields of the shared contract (the lead swaps this for that function).
+fn payload_format() -> Value {
+    json!({
+        "content_type": "JSON, sent as application/json or text/plain (the body is sniffed)",
+        "required_fields": ["symbol", "one of: side (+ size, size_usd or size_percent), position, target_position"],
+        "fields": {
+            "symbol": "market, e.g. BTC-USD, BTCUSDT, BTCUSDT.P, BINANCE:BTCUSDT.P",
+            "side": "buy | sell | long | short | close",
+            "size": "order size in base units (number or numeric string)",
+            "size_usd": "order size as USD notional",
+            "size_percent": "order size as percent of equity, 0 < p <= 100",
+            "position": "long | short | flat, with an optional size: the position to hold",
+            "target_position": "signed position to hold in base units, 0 = flat",
+            "order_type": "market (default) | limit (needs price)",
+            "price": "alert price ({{close}}), or the limit price",
+            "take_profit": "take-profit price",
+            "stop_loss": "stop-loss price",
+            "id": "unique per alert; resends with the same id are recorded once",
+            "timestamp": "when the alert was sent: RFC 3339 or unix seconds / milliseconds",
+            "max_lag": "seconds after timestamp beyond which the alert is refused as stale",
+            "secret": "two-factor scheme only: the webhook secret (never stored or logged)",
+        },
+        "example": {
+            "symbol": "BTCUSDT.P",
+            "side": "buy",
+            "size": "0.01",
+            "id": "long-1718000000",
+            "timestamp": "2024-06-10T06:13:20Z",
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(template: &str) -> serde_json::Map<String, Value> {
+        match serde_json::from_str(template) {
+            Ok(Value::Object(fields)) => fields,
+            other => panic!("the template is a JSON object: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_template_orders_the_order_not_the_position() {
+        let template = fields(&message_template(None));
+        assert_eq!(template["side"], "{{strategy.order.action}}");
+        assert_eq!(template["size"], "{{strategy.order.contracts}}");
+        assert_eq!(template["symbol"], "{{ticker}}");
+        assert_eq!(template["price"], "{{close}}");
+        assert_eq!(template["timestamp"], "{{timenow}}");
+        let id = template["id"].as_str().unwrap_or_default();
+        assert!(id.contains("{{strategy.order.id}}") && id.contains("{{timenow}}"));
+        assert!(!template.contains_key("secret"));
+        assert!(!message_template(None).contains("position_size"));
+    }
+
+    #[test]
+    fn the_two_factor_template_carries_the_secret() {
+        let template = fields(&message_template(Some(SECRET_PLACEHOLDER)));
+        assert_eq!(template["secret"], SECRET_PLACEHOLDER);
+        assert_eq!(template["size"], "{{strategy.order.contracts}}");
+    }
+
+    /// Filled as TradingView would for a strategy going long 1, flipping to short 1, then
+    /// closing: the orders are buy 1, sell 2, buy 1, and the position ends flat.
+    #[test]
+    fn filled_in_for_entries_flips_and_closes_it_trades_the_intended_sizes() {
+        let fill = |action: &str, contracts: &str| {
+            message_template(None)
+                .replace("{{strategy.order.action}}", action)
+                .replace("{{strategy.order.contracts}}", contracts)
+                .replace("{{ticker}}", "BTCUSDT.P")
+                .replace("{{close}}", "65000.5")
+                .replace("{{strategy.order.id}}", "Long")
+                .replace("{{timenow}}", "2024-06-10T06:13:20Z")
+        };
+        let mut position = rust_decimal::Decimal::ZERO;
+        for (action, contracts) in [("buy", "1"), ("sell", "2"), ("buy", "1")] {
+            let alert = fields(&fill(action, contracts));
+            let size: rust_decimal::Decimal = alert["size"]
+                .as_str()
+                .and_then(|size| size.parse().ok())
+                .expect("a numeric size");
+            match alert["side"].as_str() {
+                Some("buy") => position += size,
+                Some("sell") => position -= size,
+                other => panic!("unexpected side {other:?}"),
+            }
+        }
+        assert_eq!(position, rust_decimal::Decimal::ZERO);
+    }
+
+    #[test]
+    fn only_plausible_hosts_make_urls() {
+        assert!(is_plausible_host("hooks.example.com"));
+        assert!(is_plausible_host("127.0.0.1:8080"));
+        assert!(is_plausible_host("[::1]:8080"));
+        assert!(!is_plausible_host(""));
+        assert!(!is_plausible_host("evil.com/path?"));
+        assert!(!is_plausible_host("a b"));
+        assert!(!is_plausible_host(&"a".repeat(LONGEST_HOST + 1)));
+    }
+}

@@ -1,0 +1,169 @@
+//! Users and their credentials: issuing them (`create_user`, rotation), disabling users, and
+//! resolving credentials to users (`Authenticator`). Secrets are shown once when issued; the store
+//! keeps only their SHA-256 (see `credentials`).
+
+mod authenticator;
+pub mod credentials;
+pub mod urls;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use aggregates::{AccountCommand, RiskLimits};
+
+pub use self::authenticator::{AuthenticatedUser, Authenticator, Scheme};
+pub use self::credentials::WebhookCredentials;
+use self::credentials::{generate_api_key, sha256_hex};
+use crate::ledger::{EventContext, Ledger, LedgerError};
+pub use crate::store::RateLimit;
+use crate::store::{NewUser, Store, StoreError, WebhookDigests};
+
+/// Everything a new user authenticates with, shown once.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user_id: String,
+    pub webhook: WebhookCredentials,
+    pub api_key: String,
+}
+
+// Secrets must not reach a log line through `{:?}`.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_id", &self.user_id)
+            .field("webhook", &self.webhook)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no user {0}")]
+    NoSuchUser(String),
+}
+
+/// Opens the user's account in the ledger first, then stores the credential: a crash in between
+/// leaves an account nobody can reach, never a credential without an account.
+pub async fn create_user(
+    ledger: &Ledger,
+    display_name: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Credentials, UserError> {
+    let user_id = Uuid::new_v4().to_string();
+    let webhook = WebhookCredentials::generate();
+    let api_key = generate_api_key();
+    let command = AccountCommand::OpenAccount {
+        display_name: display_name.to_owned(),
+        limits: RiskLimits::default(),
+        opened_at: now,
+    };
+    ledger
+        .execute(&user_id, command, &EventContext::new(actor, now))
+        .await?;
+    ledger
+        .store()
+        .insert_user(&NewUser {
+            user_id: user_id.clone(),
+            display_name: display_name.to_owned(),
+            webhook: digests(&webhook),
+            api_key_sha256: sha256_hex(&api_key),
+            created_at: now,
+        })
+        .await?;
+    Ok(Credentials {
+        user_id,
+        webhook,
+        api_key,
+    })
+}
+
+/// Issues a new webhook token, uuid and secret; the old ones stop working at once (on
+/// PostgreSQL every service instance hears of it as it commits; see `Authenticator`).
+pub async fn rotate_webhook(store: &Store, user_id: &str) -> Result<WebhookCredentials, UserError> {
+    let webhook = WebhookCredentials::generate();
+    found(
+        store
+            .replace_webhook_credentials(user_id, &digests(&webhook))
+            .await?,
+        user_id,
+    )?;
+    Ok(webhook)
+}
+
+/// Issues a new API key; the old one stops working at once.
+pub async fn rotate_api_key(store: &Store, user_id: &str) -> Result<String, UserError> {
+    let api_key = generate_api_key();
+    found(
+        store
+            .replace_api_key(user_id, &sha256_hex(&api_key))
+            .await?,
+        user_id,
+    )?;
+    Ok(api_key)
+}
+
+/// Every credential of the user stops working; the account and its ledger stay.
+pub async fn disable_user(
+    store: &Store,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), UserError> {
+    found(store.disable_user(user_id, now).await?, user_id)
+}
+
+/// The user's own request budget, or `None` for the service default.
+pub async fn set_rate_limit(
+    store: &Store,
+    user_id: &str,
+    limit: Option<RateLimit>,
+) -> Result<(), UserError> {
+    found(store.set_rate_limit(user_id, limit).await?, user_id)
+}
+
+/// The same changes made from inside a service process: they take effect in this process's
+/// authenticator before returning, not only once the announcement comes back.
+impl Authenticator {
+    pub async fn rotate_webhook(&self, user_id: &str) -> Result<WebhookCredentials, UserError> {
+        let issued = rotate_webhook(self.store(), user_id).await;
+        self.forget_all();
+        issued
+    }
+
+    pub async fn disable_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<(), UserError> {
+        let disabled = disable_user(self.store(), user_id, now).await;
+        self.forget_all();
+        disabled
+    }
+
+    pub async fn set_rate_limit(
+        &self,
+        user_id: &str,
+        limit: Option<RateLimit>,
+    ) -> Result<(), UserError> {
+        let set = set_rate_limit(self.store(), user_id, limit).await;
+        self.forget_all();
+        set
+    }
+}
+
+fn found(changed: bool, user_id: &str) -> Result<(), UserError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(UserError::NoSuchUser(user_id.to_owned()))
+    }
+}
+
+fn digests(webhook: &WebhookCredentials) -> WebhookDigests {
+    WebhookDigests {
+        webhook_token_sha256: sha256_hex(&webhook.webhook_token),
+        webhook_uuid: webhook.webhook_uuid.to_string(),
+        webhook_secret_sha256: sha256_hex(&webhook.webhook_secret),
+    }
+}
