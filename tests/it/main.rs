@@ -8,6 +8,7 @@ mod abuse;
 mod auth;
 mod halts;
 mod saga;
+mod secrets;
 mod service;
 mod store;
 mod support;

@@ -100,6 +100,8 @@ pub struct Options {
     pub crash_after_placement: bool,
     /// Extra `serve` flags (they override the environment set below).
     pub args: Vec<String>,
+    /// Write everything the service logs, at `debug`, to this file.
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -127,6 +129,14 @@ impl Service {
                 Stdio::null()
             })
             .kill_on_drop(true);
+        if let Some(path) = &options.log_file {
+            let log = std::fs::File::create(path).expect("the log file can be created");
+            let also = log.try_clone().expect("the log file can be shared");
+            command
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::from(also))
+                .stderr(Stdio::from(log));
+        }
         if options.no_execution {
             command.env("LEDGERHOOK_NO_EXECUTION", "true");
         }
