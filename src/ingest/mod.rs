@@ -2,7 +2,7 @@
 //! key and signal id, and run `ReceiveSignal` on the account. Returns only once the ledger has
 //! durably recorded the outcome.
 
-mod payload;
+pub mod payload;
 
 use std::sync::Arc;
 
