@@ -74,7 +74,13 @@ impl Exchange for PaperExchange {
                 reason: format!("{} is not traded on the paper exchange", order.market),
             });
         };
-        let price = spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE));
+        let Ok(price) =
+            spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE))
+        else {
+            return Ok(OrderOutcome::Rejected {
+                reason: format!("{} has no valid paper price", order.market),
+            });
+        };
         let fee = (price * order.size.value() * FEE_RATE)
             .round_dp(6)
             .normalize();
