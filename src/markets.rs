@@ -141,18 +141,19 @@ fn base_asset(symbol: &str) -> Result<String, MarketError> {
         None => text.as_str(),
     };
     let text = text.strip_suffix(".P").unwrap_or(text);
-    let (base, quote) = match text.find(['-', '_', '/']) {
-        Some(at) => (&text[..at], &text[at + 1..]),
-        None => split_quote(text),
-    };
-    if !(USD_QUOTES.contains(&quote) || quote == "PERP") {
-        return Err(malformed(format!(
-            "is not quoted in USD (expected BASE-USD, BASEUSDT, BASE-PERP, ...; quote read as \
-             `{quote}`)"
-        )));
+    // Suffixes come off from the right: `BTCUSD_PERP` → `BTCUSD` → `BTC`.
+    let (text, perpetual) = strip_quote(text, &["PERP"]);
+    let (base, usd) = strip_quote(text, &USD_QUOTES);
+    if !(perpetual || usd) {
+        return Err(malformed(
+            "is not quoted in USD (expected BASE-USD, BASEUSDT, BASE-PERP, ...)".to_owned(),
+        ));
     }
-    if base.is_empty() || !is_alphanumeric(base) {
-        return Err(malformed("does not name a base asset".to_owned()));
+    if !is_alphanumeric(base) {
+        return Err(malformed(format!(
+            "does not name a base asset (read `{}`)",
+            shown(base)
+        )));
     }
     let base = BASE_ALIASES
         .iter()
@@ -161,16 +162,12 @@ fn base_asset(symbol: &str) -> Result<String, MarketError> {
     Ok(base.to_owned())
 }
 
-/// `BTCUSDT` → (`BTC`, `USDT`); `BTCPERP` → (`BTC`, `PERP`); no known quote → (text, "").
-fn split_quote(text: &str) -> (&str, &str) {
-    USD_QUOTES
-        .iter()
-        .chain(std::iter::once(&"PERP"))
-        .find_map(|quote| {
-            text.strip_suffix(quote)
-                .map(|base| (base, &text[base.len()..]))
-        })
-        .unwrap_or((text, ""))
+/// Removes the first of `quotes` that ends `text`, with one separator before it if present.
+fn strip_quote<'a>(text: &'a str, quotes: &[&str]) -> (&'a str, bool) {
+    match quotes.iter().find_map(|quote| text.strip_suffix(quote)) {
+        Some(rest) => (rest.strip_suffix(['-', '_', '/']).unwrap_or(rest), true),
+        None => (text, false),
+    }
 }
 
 fn is_alphanumeric(text: &str) -> bool {

@@ -35,6 +35,8 @@ fn tradingview_symbols_map_to_dydx_markets() {
         ("bybit:ethusdt.p", "ETH-USD"),
         ("DOGEUSDT", "DOGE-USD"),
         ("SOL_PERP", "SOL-USD"),
+        ("BTCUSD_PERP", "BTC-USD"),
+        ("ETH-USDT-PERP", "ETH-USD"),
     ];
     for (symbol, ticker) in cases {
         let spec = markets.normalize(symbol).map_err(|e| e.to_string());
@@ -61,8 +63,10 @@ fn unknown_and_look_alike_symbols_are_refused_precisely() {
         ("BTC:", "is not quoted in USD"),
         (":BTCUSDT", "invalid exchange prefix"),
         ("A:B:BTCUSDT", "more than one exchange prefix"),
-        ("BTC--USD", "is not quoted in USD"),
+        ("BTC--USD", "does not name a base asset (read `BTC-`)"),
+        ("BTC-USD-EUR", "is not quoted in USD"),
         ("B TC-USD", "does not name a base asset"),
+        ("XYZ-PERP", "(read as XYZ-USD) is not a listed"),
         ("\u{412}TCUSDT", "non-ASCII character U+0412 at position 1"),
         (
             "BTC\u{200B}USDT",
@@ -151,7 +155,7 @@ fn spelling() -> impl Strategy<Value = (String, String)> {
         proptest::sample::select(bases),
         proptest::option::of("[A-Za-z0-9]{1,10}"),
         proptest::sample::select(vec!["", "-", "_", "/"]),
-        proptest::sample::select(vec!["USD", "USDT", "USDC", "PERP"]),
+        proptest::sample::select(vec!["USD", "USDT", "USDC", "PERP", "USD_PERP", "USDT-PERP"]),
         any::<bool>(),
         proptest::collection::vec(any::<bool>(), 16),
         "[ \t]{0,2}",
