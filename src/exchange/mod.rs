@@ -58,6 +58,13 @@ pub trait Exchange: Send + Sync {
         futures::future::join_all(orders.iter().map(|order| self.place_order(order))).await
     }
 
+    /// The account's equity in USD, for sizes given as a percent of it.
+    async fn account_equity(&self, _account_id: &str) -> Result<Decimal, ExchangeError> {
+        Err(ExchangeError::Unavailable(
+            "this exchange does not report equity".to_owned(),
+        ))
+    }
+
     /// What became of an order placed earlier with this client id, if it reached the exchange.
     async fn find_order(
         &self,

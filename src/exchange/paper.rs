@@ -29,10 +29,14 @@ const SLIPPAGE: Decimal = Decimal::from_parts(5, 0, 0, false, 4);
 /// Taker fee on notional: 5 basis points, as dYdX's base tier.
 const FEE_RATE: Decimal = Decimal::from_parts(5, 0, 0, false, 4);
 
+/// Every paper account's equity, for sizes given as a percent of it.
+pub const DEFAULT_PAPER_EQUITY_USD: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
+
 pub struct PaperExchange {
     store: Store,
     markets: MarketList,
     prices: HashMap<Market, Decimal>,
+    equity_usd: Decimal,
 }
 
 impl PaperExchange {
@@ -41,7 +45,13 @@ impl PaperExchange {
             store,
             markets,
             prices,
+            equity_usd: DEFAULT_PAPER_EQUITY_USD,
         }
+    }
+
+    pub fn with_equity(mut self, equity_usd: Decimal) -> Self {
+        self.equity_usd = equity_usd;
+        self
     }
 
     pub fn default_prices() -> HashMap<Market, Decimal> {
@@ -63,7 +73,13 @@ impl PaperExchange {
                 reason: format!("{} is not traded on the paper exchange", order.market),
             });
         };
-        let price = spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE));
+        let Ok(price) =
+            spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE))
+        else {
+            return Err(OrderOutcome::Rejected {
+                reason: format!("{} has no valid paper price", order.market),
+            });
+        };
         // A limit order fills only if marketable: the paper exchange keeps no resting book.
         if let OrderType::Limit { price: limit } = order.order_type {
             let marketable = match order.side {
@@ -145,6 +161,10 @@ impl Exchange for PaperExchange {
                     .map_or_else(|| Err(Self::unavailable("order not booked")), outcome_of),
             })
             .collect()
+    }
+
+    async fn account_equity(&self, _account_id: &str) -> Result<Decimal, ExchangeError> {
+        Ok(self.equity_usd)
     }
 
     async fn find_order(

@@ -56,7 +56,7 @@ pub async fn webhook(
             "requests": rate_limit.requests,
             "window_seconds": rate_limit.window_seconds,
         },
-        "payload_format": payload_format(),
+        "payload_format": crate::ingest::payload_format(),
         "tradingview_setup": tradingview_setup(&webhook_url, two_factor_url.as_deref()),
     })))
 }
@@ -97,6 +97,11 @@ fn is_plausible_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
 }
 
+/// The same for TradingView's resends of one alert, different between alerts: `{{timenow}}` alone
+/// has one-second resolution and `{{strategy.order.id}}` repeats for every entry of the same name,
+/// so the order's action, size and resulting position are part of it too.
+const ALERT_ID: &str = "{{strategy.order.id}}-{{strategy.order.action}}-{{strategy.order.contracts}}-{{strategy.position_size}}-{{timenow}}";
+
 /// TradingView fills `{{...}}` when the alert fires. Numbers are quoted because an unquoted
 /// placeholder that renders empty or NaN makes the JSON invalid; the parser reads numeric strings.
 /// - `side`/`size` are the order's action and quantity, so a short entry sells, a close trades
@@ -110,7 +115,7 @@ fn message_template(secret: Option<&str>) -> String {
         ("side", "{{strategy.order.action}}"),
         ("size", "{{strategy.order.contracts}}"),
         ("price", "{{close}}"),
-        ("id", "{{strategy.order.id}}-{{timenow}}"),
+        ("id", ALERT_ID),
         ("timestamp", "{{timenow}}"),
     ];
     if let Some(secret) = secret {
@@ -130,7 +135,7 @@ fn target_position_template() -> String {
         "symbol": "{{ticker}}",
         "target_position": "{{strategy.position_size}}",
         "price": "{{close}}",
-        "id": "{{strategy.order.id}}-{{timenow}}",
+        "id": ALERT_ID,
         "timestamp": "{{timenow}}",
     })
     .to_string()
@@ -152,39 +157,6 @@ fn tradingview_setup(webhook_url: &str, two_factor_url: Option<&str>) -> Value {
             "Message: paste message_template (or two_factor.message_template with your secret in place of <webhook_secret>). Keep the quotes around the placeholders.",
             "Create the alert. TradingView posts it from its own servers; each order of the strategy becomes one signal.",
         ],
-    })
-}
-
-/// Placeholder until the parsing workstream's `crate::ingest::payload_format()` lands: the
-/// canonical fields of the shared contract (the lead swaps this for that function).
-fn payload_format() -> Value {
-    json!({
-        "content_type": "JSON, sent as application/json or text/plain (the body is sniffed)",
-        "required_fields": ["symbol", "one of: side (+ size, size_usd or size_percent), position, target_position"],
-        "fields": {
-            "symbol": "market, e.g. BTC-USD, BTCUSDT, BTCUSDT.P, BINANCE:BTCUSDT.P",
-            "side": "buy | sell | long | short | close",
-            "size": "order size in base units (number or numeric string)",
-            "size_usd": "order size as USD notional",
-            "size_percent": "order size as percent of equity, 0 < p <= 100",
-            "position": "long | short | flat, with an optional size: the position to hold",
-            "target_position": "signed position to hold in base units, 0 = flat",
-            "order_type": "market (default) | limit (needs price)",
-            "price": "alert price ({{close}}), or the limit price",
-            "take_profit": "take-profit price",
-            "stop_loss": "stop-loss price",
-            "id": "unique per alert; resends with the same id are recorded once",
-            "timestamp": "when the alert was sent: RFC 3339 or unix seconds / milliseconds",
-            "max_lag": "seconds after timestamp beyond which the alert is refused as stale",
-            "secret": "two-factor scheme only: the webhook secret (never stored or logged)",
-        },
-        "example": {
-            "symbol": "BTCUSDT.P",
-            "side": "buy",
-            "size": "0.01",
-            "id": "long-1718000000",
-            "timestamp": "2024-06-10T06:13:20Z",
-        },
     })
 }
 
@@ -210,7 +182,11 @@ mod tests {
         let id = template["id"].as_str().unwrap_or_default();
         assert!(id.contains("{{strategy.order.id}}") && id.contains("{{timenow}}"));
         assert!(!template.contains_key("secret"));
-        assert!(!message_template(None).contains("position_size"));
+        // The position after the trade only makes the id unique; it never sizes the order.
+        let sized_by_position = template
+            .iter()
+            .any(|(name, value)| name != "id" && value.to_string().contains("position_size"));
+        assert!(!sized_by_position);
     }
 
     #[test]

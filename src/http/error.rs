@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::ingest::IngestError;
 use crate::ledger::LedgerError;
+use crate::markets::MarketError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -60,11 +61,26 @@ impl From<IngestError> for ApiError {
                 "INVALID_PAYLOAD",
                 error.to_string(),
             ),
-            IngestError::Market(error) => Self::new(
+            IngestError::Market(
+                error @ (MarketError::Malformed { .. } | MarketError::Unknown { .. }),
+            ) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "INVALID_MARKET",
                 error.to_string(),
             ),
+            IngestError::Market(error) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_SIZE",
+                error.to_string(),
+            ),
+            IngestError::EquityUnknown(error) => {
+                tracing::warn!(%error, "equity unavailable for a percent-of-equity size");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "EXCHANGE_UNAVAILABLE",
+                    "The account's equity could not be read; the signal was not recorded, retry",
+                )
+            }
             IngestError::NoReferencePrice(market) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "NO_REFERENCE_PRICE",

@@ -2,27 +2,23 @@
 //! key and signal id, and run `ReceiveSignal` on the account. Returns only once the ledger has
 //! durably recorded the outcome.
 
-mod payload;
+mod intent;
+pub mod payload;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
-use aggregates::{
-    AccountCommand, AccountEvent, OrderType, RejectionReason, SignalId, SignalIntent,
-    TradeInstruction, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
-};
+use aggregates::{AccountCommand, AccountEvent, RejectionReason, SignalId, SignalIntent};
 
-pub use self::payload::{AlertPayload, PayloadError, MAX_ID_CHARS};
+use self::intent::Sizing;
+pub use self::intent::{signal_id_for, KeyWindows};
+pub use self::payload::{payload_format, PayloadError, MAX_ID_CHARS};
 use crate::emergency::EmergencySwitch;
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, ExchangeError};
 use crate::ledger::{EventContext, Ledger, LedgerError};
 use crate::markets::{MarketError, MarketList};
-
-/// Namespace of signal ids: UUIDv5 of (account, idempotency key) under it.
-const SIGNAL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_686f_6f6b_2d73_6967_6e6c);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceiptStatus {
@@ -45,18 +41,39 @@ pub enum IngestError {
     Market(#[from] MarketError),
     #[error("no reference price for {0}")]
     NoReferencePrice(String),
+    /// The size is a percent of equity and the exchange could not say what the equity is.
+    #[error("the account's equity is unknown: {0}")]
+    EquityUnknown(ExchangeError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
 
-/// How far behind its own `timestamp` an alert may arrive when it names no `max_lag`.
-pub const DEFAULT_MAX_LAG_SECONDS: u32 = 60;
+/// What ingest applies where an alert says nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub key_windows: KeyWindows,
+    /// How far behind its own `timestamp` an alert may arrive when it names no `max_lag`.
+    pub default_max_lag_seconds: u32,
+    /// The order size of an alert that gives none.
+    pub default_order_usd: Decimal,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            key_windows: KeyWindows::default(),
+            default_max_lag_seconds: 60,
+            default_order_usd: Decimal::ONE_HUNDRED,
+        }
+    }
+}
 
 pub struct Ingest {
     ledger: Ledger,
     markets: MarketList,
     exchange: Arc<dyn Exchange>,
     emergency: Arc<EmergencySwitch>,
+    config: IngestConfig,
 }
 
 impl Ingest {
@@ -71,7 +88,13 @@ impl Ingest {
             markets,
             exchange,
             emergency,
+            config: IngestConfig::default(),
         }
+    }
+
+    pub fn with_config(mut self, config: IngestConfig) -> Self {
+        self.config = config;
+        self
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -85,52 +108,56 @@ impl Ingest {
         received_at: DateTime<Utc>,
         request_id: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        let alert = AlertPayload::parse(body)?;
+        let alert = payload::parse(body)?;
         let spec = self.markets.normalize(&alert.symbol)?;
-        let size = spec.quantize_size(alert.size)?;
         let reference_price = self
             .exchange
             .reference_price(&spec.market)
             .ok_or_else(|| IngestError::NoReferencePrice(spec.market.to_string()))?;
-        let (idempotency_key, signal_id, key_expires_at) = match &alert.id {
-            Some(id) => {
-                let key = format!("id:{id}");
-                let signal_id = signal_id_for(account_id, &key);
-                (
-                    key,
-                    signal_id,
-                    received_at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
-                )
-            }
-            None => {
-                let key = fingerprint(
-                    &spec.market.to_string(),
-                    alert.side.as_str(),
-                    &size.to_string(),
-                );
-                // A fingerprint is forgotten after minutes and the same alert may then be a new
-                // trade, which must not reuse the old signal's id (and so its client order id).
-                let unique = format!("{key}@{}", received_at.timestamp_micros());
-                let expires = received_at + Duration::seconds(FINGERPRINT_WINDOW_SECONDS);
-                (key, signal_id_for(account_id, &unique), expires)
-            }
+        let equity_usd = if intent::needs_equity(&alert.action) {
+            let equity = self.exchange.account_equity(account_id).await;
+            Some(equity.map_err(IngestError::EquityUnknown)?)
+        } else {
+            None
         };
-        let command = AccountCommand::ReceiveSignal(SignalIntent {
-            signal_id: signal_id.clone(),
-            idempotency_key,
-            key_expires_at,
-            market: spec.market.clone(),
-            instruction: TradeInstruction::Order {
-                side: alert.side,
-                size,
-            },
-            order_type: OrderType::Market,
-            take_profit: None,
-            stop_loss: None,
-            alert_price: None,
+        let sizing = Sizing {
             reference_price,
-            sent_at: None,
-            max_lag_seconds: DEFAULT_MAX_LAG_SECONDS,
+            default_order_usd: self.config.default_order_usd,
+            equity_usd,
+        };
+        let instruction = intent::instruction(spec, alert.action, &sizing)?;
+        let order_type = intent::order_type(spec, alert.order_type)?;
+        let take_profit = intent::price(spec, alert.take_profit)?;
+        let stop_loss = intent::price(spec, alert.stop_loss)?;
+        let identity = intent::identity(
+            account_id,
+            alert.id.as_deref(),
+            &intent::Request {
+                market: &spec.market,
+                instruction: &instruction,
+                order_type: &order_type,
+                take_profit,
+                stop_loss,
+            },
+            received_at,
+            self.config.key_windows,
+        );
+        let signal_id = identity.signal_id.clone();
+        let command = AccountCommand::ReceiveSignal(SignalIntent {
+            signal_id: identity.signal_id,
+            idempotency_key: identity.idempotency_key,
+            key_expires_at: identity.key_expires_at,
+            market: spec.market.clone(),
+            instruction,
+            order_type,
+            take_profit,
+            stop_loss,
+            alert_price: alert.price,
+            reference_price,
+            sent_at: alert.timestamp,
+            max_lag_seconds: alert
+                .max_lag_seconds
+                .unwrap_or(self.config.default_max_lag_seconds),
             emergency_stop: self.emergency.engaged(),
             received_at,
         });
@@ -145,18 +172,6 @@ impl Ingest {
                 .map_err(|error| LedgerError::Store(format!("signal task failed: {error}")))??;
         Ok(receipt(signal_id, &committed.events))
     }
-}
-
-/// The id a signal gets: the same for every resend of the same alert to the same account.
-pub fn signal_id_for(account_id: &str, idempotency_key: &str) -> SignalId {
-    let name = format!("{account_id}/{idempotency_key}");
-    SignalId(Uuid::new_v5(&SIGNAL_ID_NAMESPACE, name.as_bytes()).to_string())
-}
-
-/// An alert without an id is known by what it asks for.
-fn fingerprint(market: &str, side: &str, size: &str) -> String {
-    let digest = Sha256::digest(format!("{market}|{side}|{size}").as_bytes());
-    format!("{FINGERPRINT_KEY_PREFIX}{}", hex::encode(&digest[..16]))
 }
 
 fn receipt(signal_id: SignalId, events: &[AccountEvent]) -> Receipt {

@@ -48,45 +48,231 @@ fn cases() -> Vec<Case> {
     let mut cases = vec![
         case("empty body", "", payload, "INVALID_PAYLOAD"),
         case("not json", "buy BTC now", payload, "INVALID_PAYLOAD"),
-        case("truncated json", r#"{"symbol":"BTC-USD","side":"#, payload, "INVALID_PAYLOAD"),
-        case("json array", r#"[{"symbol":"BTC-USD"}]"#, payload, "INVALID_PAYLOAD"),
+        case(
+            "truncated json",
+            r#"{"symbol":"BTC-USD","side":"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "json array",
+            r#"[{"symbol":"BTC-USD"}]"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
         case("json null", "null", payload, "INVALID_PAYLOAD"),
         case("json string", r#""BTC-USD""#, payload, "INVALID_PAYLOAD"),
-        case("trailing garbage", format!("{} trailing", valid("")), payload, "INVALID_PAYLOAD"),
-        case("invalid utf-8", b"{\"symbol\":\"BTC\xff\xfe\",\"side\":\"buy\",\"size\":1}".to_vec(), payload, "INVALID_PAYLOAD"),
-        case("unquoted NaN", r#"{"symbol":"BTC-USD","side":"buy","size":NaN}"#, payload, "INVALID_PAYLOAD"),
-        case("empty placeholder", r#"{"symbol":"BTC-USD","side":"buy","size":}"#, payload, "INVALID_PAYLOAD"),
-        case("quoted NaN size", r#"{"symbol":"BTC-USD","side":"buy","size":"NaN"}"#, payload, "INVALID_PAYLOAD"),
-        case("infinite size", r#"{"symbol":"BTC-USD","side":"buy","size":"Infinity"}"#, payload, "INVALID_PAYLOAD"),
-        case("1e308 size", r#"{"symbol":"BTC-USD","side":"buy","size":1e308}"#, payload, "INVALID_PAYLOAD"),
-        case("negative size", r#"{"symbol":"BTC-USD","side":"buy","size":-1}"#, payload, "INVALID_PAYLOAD"),
-        case("zero size", r#"{"symbol":"BTC-USD","side":"buy","size":"0"}"#, payload, "INVALID_PAYLOAD"),
-        case("size as object", r#"{"symbol":"BTC-USD","side":"buy","size":{"v":1}}"#, payload, "INVALID_PAYLOAD"),
-        case("size as bool", r#"{"symbol":"BTC-USD","side":"buy","size":true}"#, payload, "INVALID_PAYLOAD"),
-        case("unrendered placeholder", r#"{"symbol":"BTC-USD","side":"buy","size":"{{strategy.order.contracts}}"}"#, payload, "INVALID_PAYLOAD"),
-        case("missing symbol", r#"{"side":"buy","size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("missing side", r#"{"symbol":"BTC-USD","size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("side as number", r#"{"symbol":"BTC-USD","side":1,"size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("unknown side", r#"{"symbol":"BTC-USD","side":"hodl","size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("symbol as array", r#"{"symbol":["BTC-USD"],"side":"buy","size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("misspelt field", valid(r#","sise":"5""#), payload, "INVALID_PAYLOAD"),
-        case("unknown field", valid(r#","leverage":"100""#), payload, "INVALID_PAYLOAD"),
-        case("duplicate key", r#"{"symbol":"BTC-USD","side":"buy","side":"sell","size":"1"}"#, payload, "INVALID_PAYLOAD"),
-        case("two sizes", valid(r#","size_usd":"100""#), payload, "INVALID_PAYLOAD"),
-        case("id too long", format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"1","id":"{}"}}"#, "x".repeat(500)), payload, "INVALID_PAYLOAD"),
-        case("id as object", r#"{"symbol":"BTC-USD","side":"buy","size":"1","id":{"a":1}}"#, payload, "INVALID_PAYLOAD"),
-        case("limit without price", r#"{"symbol":"BTC-USD","side":"buy","size":"1","order_type":"limit"}"#, payload, "INVALID_PAYLOAD"),
-        case("percent above 100", r#"{"symbol":"BTC-USD","side":"buy","size_percent":"250"}"#, payload, "INVALID_PAYLOAD"),
-        case("bad timestamp", valid(r#","timestamp":"yesterday""#), payload, "INVALID_PAYLOAD"),
+        case(
+            "trailing garbage",
+            format!("{} trailing", valid("")),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "invalid utf-8",
+            b"{\"symbol\":\"BTC\xff\xfe\",\"side\":\"buy\",\"size\":1}".to_vec(),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "unquoted NaN",
+            r#"{"symbol":"BTC-USD","side":"buy","size":NaN}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "empty placeholder",
+            r#"{"symbol":"BTC-USD","side":"buy","size":}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "quoted NaN size",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"NaN"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "infinite size",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"Infinity"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "1e308 size",
+            r#"{"symbol":"BTC-USD","side":"buy","size":1e308}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "negative size",
+            r#"{"symbol":"BTC-USD","side":"buy","size":-1}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "zero size",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"0"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "size as object",
+            r#"{"symbol":"BTC-USD","side":"buy","size":{"v":1}}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "size as bool",
+            r#"{"symbol":"BTC-USD","side":"buy","size":true}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "unrendered placeholder",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"{{strategy.order.contracts}}"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "missing symbol",
+            r#"{"side":"buy","size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "missing side",
+            r#"{"symbol":"BTC-USD","size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "side as number",
+            r#"{"symbol":"BTC-USD","side":1,"size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "unknown side",
+            r#"{"symbol":"BTC-USD","side":"hodl","size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "symbol as array",
+            r#"{"symbol":["BTC-USD"],"side":"buy","size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "misspelt field",
+            valid(r#","sise":"5""#),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "unknown field",
+            valid(r#","leverage":"100""#),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "duplicate key",
+            r#"{"symbol":"BTC-USD","side":"buy","side":"sell","size":"1"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "two sizes",
+            valid(r#","size_usd":"100""#),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "id too long",
+            format!(
+                r#"{{"symbol":"BTC-USD","side":"buy","size":"1","id":"{}"}}"#,
+                "x".repeat(500)
+            ),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "id as object",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"1","id":{"a":1}}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "limit without price",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"1","order_type":"limit"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "percent above 100",
+            r#"{"symbol":"BTC-USD","side":"buy","size_percent":"250"}"#,
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "bad timestamp",
+            valid(r#","timestamp":"yesterday""#),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
         case("deep nesting", nested(64), payload, "INVALID_PAYLOAD"),
-        case("very deep nesting", nested(20_000), payload, "INVALID_PAYLOAD"),
-        case("unknown market", r#"{"symbol":"XYZUSDT","side":"buy","size":"1"}"#, market, "INVALID_MARKET"),
-        case("cyrillic look-alike", r#"{"symbol":"ВТСUSDT","side":"buy","size":"1"}"#, market, "INVALID_MARKET"),
-        case("fullwidth look-alike", r#"{"symbol":"ＢＴＣUSDT","side":"buy","size":"1"}"#, market, "INVALID_MARKET"),
-        case("zero-width joiner", "{\"symbol\":\"BTC\u{200d}USDT\",\"side\":\"buy\",\"size\":\"1\"}", market, "INVALID_MARKET"),
-        case("non-usd quote", r#"{"symbol":"BTC-EUR","side":"buy","size":"1"}"#, market, "INVALID_MARKET"),
-        case("size below the step", r#"{"symbol":"BTC-USD","side":"buy","size":"0.00000001"}"#, market, "INVALID_MARKET"),
-        case("huge body", format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"1","comment":"{}"}}"#, "a".repeat(200_000)), 413, "INVALID_BODY"),
+        case(
+            "very deep nesting",
+            nested(20_000),
+            payload,
+            "INVALID_PAYLOAD",
+        ),
+        case(
+            "unknown market",
+            r#"{"symbol":"XYZUSDT","side":"buy","size":"1"}"#,
+            market,
+            "INVALID_MARKET",
+        ),
+        case(
+            "cyrillic look-alike",
+            r#"{"symbol":"ВТСUSDT","side":"buy","size":"1"}"#,
+            market,
+            "INVALID_MARKET",
+        ),
+        case(
+            "fullwidth look-alike",
+            r#"{"symbol":"ＢＴＣUSDT","side":"buy","size":"1"}"#,
+            market,
+            "INVALID_MARKET",
+        ),
+        case(
+            "zero-width joiner",
+            "{\"symbol\":\"BTC\u{200d}USDT\",\"side\":\"buy\",\"size\":\"1\"}",
+            market,
+            "INVALID_MARKET",
+        ),
+        case(
+            "non-usd quote",
+            r#"{"symbol":"BTC-EUR","side":"buy","size":"1"}"#,
+            market,
+            "INVALID_MARKET",
+        ),
+        case(
+            "size below the step",
+            r#"{"symbol":"BTC-USD","side":"buy","size":"0.00000001"}"#,
+            market,
+            "INVALID_SIZE",
+        ),
+        case(
+            "huge body",
+            format!(
+                r#"{{"symbol":"BTC-USD","side":"buy","size":"1","comment":"{}"}}"#,
+                "a".repeat(200_000)
+            ),
+            413,
+            "INVALID_BODY",
+        ),
     ];
     for method in ["GET", "PUT", "DELETE", "PATCH"] {
         cases.push(Case {
@@ -131,7 +317,11 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
     let user = create_user(&test.url, "target").await;
     let service = Service::start(&test.url, Options::default()).await;
     let store = test.open().await;
-    let events_before = store.load_account(&user.user_id).await.expect("loads").len();
+    let events_before = store
+        .load_account(&user.user_id)
+        .await
+        .expect("loads")
+        .len();
     let path = format!("/api/webhook?token={}", user.webhook_token);
     let mut tried = 0;
     let mut accepted = 0;
@@ -172,7 +362,11 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
     println!(
         "hostile input ({backend:?}): {tried} requests, accepted {accepted}, 5xx {server_errors}"
     );
-    assert!(wrong.is_empty(), "cases answered wrongly:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "cases answered wrongly:\n{}",
+        wrong.join("\n")
+    );
     assert_eq!((accepted, server_errors), (0, 0));
 
     let (status, _) = service

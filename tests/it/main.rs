@@ -7,8 +7,10 @@
 mod abuse;
 mod auth;
 mod halts;
+mod hostile;
 mod saga;
 mod secrets;
 mod service;
 mod store;
 mod support;
+mod template;
