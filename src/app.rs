@@ -18,7 +18,7 @@ use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
 use crate::notify::LogNotifier;
@@ -40,6 +40,8 @@ pub struct AppConfig {
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
     /// Host and X-Forwarded-Proto.
     pub public_url: Option<String>,
+    pub ingest: IngestConfig,
+    pub paper_equity_usd: Decimal,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -73,11 +75,10 @@ impl RunningApp {
         let mut committers = JoinSet::new();
         let ledger = start_ledger(store.clone(), &mut committers);
         let markets = MarketList::default();
-        let exchange: Arc<dyn Exchange> = Arc::new(PaperExchange::new(
-            store.clone(),
-            markets.clone(),
-            config.paper_prices,
-        ));
+        let exchange: Arc<dyn Exchange> = Arc::new(
+            PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
+                .with_equity(config.paper_equity_usd),
+        );
         let (shutdown, shutdown_requested) = watch::channel(false);
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();
@@ -94,12 +95,10 @@ impl RunningApp {
         } else {
             tokio::spawn(async {})
         };
-        let ingest = Arc::new(Ingest::new(
-            ledger.clone(),
-            markets,
-            exchange,
-            emergency.clone(),
-        ));
+        let ingest = Arc::new(
+            Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
+                .with_config(config.ingest),
+        );
         let authenticator = Arc::new(Authenticator::new(store.clone()));
         let router = http::router(AppState {
             ingest,

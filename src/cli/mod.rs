@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default), `migrate`, `users ...`, `replay`.
 
 mod halt;
+mod limits;
 mod replay;
 mod serve;
 
@@ -122,6 +123,8 @@ pub enum UsersCommand {
         /// The user's id, as printed by `users create`.
         user_id: String,
     },
+    /// Show the account's risk limits, or change some of them (recorded with who and why).
+    Limits(limits::LimitsArgs),
     /// Set the user's webhook rate limit (the service default is 10 requests per 60 s).
     RateLimit {
         /// The user's id, as printed by `users create`.
@@ -172,6 +175,7 @@ async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
             let api_key = users::rotate_api_key(&store, &user_id).await?;
             print_fields(&[("user_id", user_id), ("api_key", api_key)], json);
         }
+        UsersCommand::Limits(args) => limits::run(global, args).await?,
         UsersCommand::Disable { user_id } => {
             let store = open_store(&global.database_url).await?;
             users::disable_user(&store, &user_id, Utc::now()).await?;

@@ -7,10 +7,13 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use chrono::Utc;
+use rust_decimal::Decimal;
 
 use super::{paper_prices, GlobalArgs};
 use crate::app::{AppConfig, RunningApp};
+use crate::exchange::DEFAULT_PAPER_EQUITY_USD;
 use crate::guard::{GuardConfig, IpAllowlist, LockoutPolicy, RateLimit};
+use crate::ingest::{IngestConfig, KeyWindows};
 use crate::users::create_user;
 
 #[derive(Debug, Default, Args)]
@@ -30,6 +33,77 @@ pub struct ServeArgs {
     pub no_execution: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+/// What ingest applies where an alert says nothing, and how long it remembers alerts.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// How long an alert's explicit `id` is remembered to recognise resends and replays.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_IDEMPOTENCY_WINDOW_HOURS",
+        default_value_t = 24
+    )]
+    pub idempotency_window_hours: u32,
+    /// How long an alert without an id is remembered by its content (only TradingView's resends
+    /// of one request: identical alerts later are new trades).
+    #[arg(
+        long,
+        env = "LEDGERHOOK_FINGERPRINT_WINDOW_SECONDS",
+        default_value_t = 120
+    )]
+    pub fingerprint_window_seconds: u32,
+    /// How late after its own `timestamp` an alert may arrive, unless it names its `max_lag`.
+    #[arg(long, env = "LEDGERHOOK_MAX_LAG_SECONDS", default_value_t = 60)]
+    pub max_lag_seconds: u32,
+    /// The order size, in USD, of an alert that gives none.
+    #[arg(long, env = "LEDGERHOOK_DEFAULT_ORDER_USD", default_value = "100")]
+    pub default_order_usd: Decimal,
+    /// Each paper account's equity in USD (for sizes given as a percent of equity).
+    #[arg(long, env = "LEDGERHOOK_PAPER_EQUITY_USD", default_value = "10000")]
+    pub paper_equity_usd: Decimal,
+}
+
+impl Default for IngestArgs {
+    fn default() -> Self {
+        Self {
+            idempotency_window_hours: 24,
+            fingerprint_window_seconds: 120,
+            max_lag_seconds: 60,
+            default_order_usd: Decimal::ONE_HUNDRED,
+            paper_equity_usd: DEFAULT_PAPER_EQUITY_USD,
+        }
+    }
+}
+
+/// TradingView resends a failed request up to 3 times, 5 s apart, after a 3 s timeout.
+const TRADINGVIEW_RESEND_SPAN_SECONDS: u32 = 30;
+
+impl IngestArgs {
+    pub fn config(&self) -> anyhow::Result<IngestConfig> {
+        anyhow::ensure!(
+            self.fingerprint_window_seconds >= TRADINGVIEW_RESEND_SPAN_SECONDS,
+            "--fingerprint-window-seconds must cover TradingView's resends ({TRADINGVIEW_RESEND_SPAN_SECONDS} s)"
+        );
+        anyhow::ensure!(
+            u64::from(self.idempotency_window_hours) * 3600 >= u64::from(self.max_lag_seconds),
+            "--idempotency-window-hours must cover --max-lag-seconds, or a late replay would pass"
+        );
+        anyhow::ensure!(
+            self.default_order_usd > Decimal::ZERO && self.paper_equity_usd > Decimal::ZERO,
+            "--default-order-usd and --paper-equity-usd must be greater than zero"
+        );
+        Ok(IngestConfig {
+            key_windows: KeyWindows {
+                explicit_id: chrono::Duration::hours(i64::from(self.idempotency_window_hours)),
+                fingerprint: chrono::Duration::seconds(i64::from(self.fingerprint_window_seconds)),
+            },
+            default_max_lag_seconds: self.max_lag_seconds,
+            default_order_usd: self.default_order_usd,
+        })
+    }
 }
 
 /// The webhook's abuse controls (see `src/guard`).
@@ -94,6 +168,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
         guard: args.guard.config()?,
+        ingest: args.ingest.config()?,
+        paper_equity_usd: args.ingest.paper_equity_usd,
         public_url: global
             .public_url
             .as_deref()

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
-pub use self::paper::{PaperExchange, DEFAULT_PAPER_PRICES};
+pub use self::paper::{PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {

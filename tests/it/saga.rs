@@ -259,3 +259,49 @@ async fn a_failed_notification_is_recorded_and_never_undoes_the_trade(backend: B
     harness.stop().await;
 }
 on_both_stores!(a_failed_notification_is_recorded_and_never_undoes_the_trade);
+
+async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
+    let harness = Harness::start(
+        backend,
+        |store| {
+            Arc::new(Down {
+                prices: paper(store),
+            })
+        },
+        Arc::new(LogNotifier),
+    )
+    .await;
+    // The default limit halts after 3 orders in a row could not be placed.
+    for id in ["f-1", "f-2", "f-3"] {
+        harness
+            .send(&format!(
+                r#"{{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"{id}"}}"#
+            ))
+            .await;
+    }
+    let halted = eventually("the automatic halt", || async {
+        let account = harness.ledger.load(&harness.account).await.ok()?;
+        account.state.halt.clone()
+    })
+    .await;
+    assert_eq!(halted.by, "risk");
+    let types = harness.event_types().await;
+    assert_eq!(types.iter().filter(|t| *t == "OrderFailed").count(), 3);
+    assert_eq!(types.iter().filter(|t| *t == "TradingHalted").count(), 1);
+    let receipt = harness
+        .ingest
+        .receive(
+            &harness.account,
+            br#"{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"f-4"}"#,
+            Utc::now(),
+            None,
+        )
+        .await
+        .expect("recorded");
+    assert!(
+        matches!(&receipt.status, ReceiptStatus::Rejected { reason } if reason.contains("risk")),
+        "{receipt:?}"
+    );
+    harness.stop().await;
+}
+on_both_stores!(consecutive_exchange_failures_halt_the_account);

@@ -1,0 +1,178 @@
+//! `ledgerhook users limits USER_ID`: show an account's risk limits, or change some of them — a
+//! `RiskLimitsChanged` event in the ledger with who and why.
+
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::Args;
+use rust_decimal::Decimal;
+use tokio::task::JoinSet;
+
+use aggregates::{AccountCommand, Market, RiskLimits};
+
+use super::GlobalArgs;
+use crate::app::{open_store, start_ledger};
+use crate::ledger::EventContext;
+
+#[derive(Debug, Args)]
+pub struct LimitsArgs {
+    /// The user's id, as printed by `users create`.
+    pub user_id: String,
+    /// Largest single order, in USD at the reference price.
+    #[arg(long)]
+    pub max_order_notional_usd: Option<Decimal>,
+    /// Largest position in one market, in USD at the reference price.
+    #[arg(long)]
+    pub max_position_notional_usd: Option<Decimal>,
+    /// Most USD traded in one UTC day.
+    #[arg(long)]
+    pub max_daily_volume_usd: Option<Decimal>,
+    /// Largest single order in one market, in base units: MARKET=SIZE, or MARKET=none to lift it
+    /// (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub max_order_size: Vec<String>,
+    /// Largest position in one market, in base units: MARKET=SIZE or MARKET=none.
+    #[arg(long, value_delimiter = ',')]
+    pub max_position_size: Vec<String>,
+    /// The only markets the account may trade (comma-separated), or `all`.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_markets: Option<Vec<String>>,
+    /// Most an alert's or limit order's price may differ from the reference price, in basis
+    /// points; 0 turns the circuit breaker off.
+    #[arg(long)]
+    pub max_price_deviation_bps: Option<u32>,
+    /// Halt the account after this many orders in a row could not be placed; 0 never halts.
+    #[arg(long)]
+    pub halt_after_failures: Option<u32>,
+    /// Why (recorded in the ledger); required when changing limits.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who (recorded in the ledger; default: the USER environment variable).
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub by: String,
+}
+
+impl LimitsArgs {
+    fn changes_anything(&self) -> bool {
+        self.max_order_notional_usd.is_some()
+            || self.max_position_notional_usd.is_some()
+            || self.max_daily_volume_usd.is_some()
+            || !self.max_order_size.is_empty()
+            || !self.max_position_size.is_empty()
+            || self.allowed_markets.is_some()
+            || self.max_price_deviation_bps.is_some()
+            || self.halt_after_failures.is_some()
+    }
+
+    /// `current` with this command's changes applied.
+    fn apply(&self, current: &RiskLimits) -> anyhow::Result<RiskLimits> {
+        let mut limits = current.clone();
+        let usd = |name: &str, value: Option<Decimal>, into: &mut Decimal| -> anyhow::Result<()> {
+            if let Some(value) = value {
+                if value <= Decimal::ZERO {
+                    bail!("--{name} must be greater than zero");
+                }
+                *into = value;
+            }
+            Ok(())
+        };
+        usd(
+            "max-order-notional-usd",
+            self.max_order_notional_usd,
+            &mut limits.max_order_notional_usd,
+        )?;
+        usd(
+            "max-position-notional-usd",
+            self.max_position_notional_usd,
+            &mut limits.max_position_notional_usd,
+        )?;
+        usd(
+            "max-daily-volume-usd",
+            self.max_daily_volume_usd,
+            &mut limits.max_daily_volume_usd,
+        )?;
+        for (pairs, map) in [
+            (&self.max_order_size, &mut limits.max_order_size),
+            (&self.max_position_size, &mut limits.max_position_size),
+        ] {
+            for pair in pairs {
+                let (market, size) = per_market(pair)?;
+                match size {
+                    Some(size) => map.insert(market, size),
+                    None => map.remove(&market),
+                };
+            }
+        }
+        if let Some(markets) = &self.allowed_markets {
+            limits.allowed_markets = if markets.iter().any(|m| m.eq_ignore_ascii_case("all")) {
+                Default::default()
+            } else {
+                markets
+                    .iter()
+                    .map(|market| Market::parse(market.trim()))
+                    .collect::<Result<_, _>>()?
+            };
+        }
+        if let Some(bps) = self.max_price_deviation_bps {
+            limits.max_price_deviation_bps = bps;
+        }
+        if let Some(failures) = self.halt_after_failures {
+            limits.halt_after_consecutive_failures = failures;
+        }
+        Ok(limits)
+    }
+}
+
+/// `BTC-USD=0.5` or `BTC-USD=none`.
+fn per_market(pair: &str) -> anyhow::Result<(Market, Option<Decimal>)> {
+    let (market, size) = pair
+        .split_once('=')
+        .with_context(|| format!("`{pair}` is not MARKET=SIZE"))?;
+    let market = Market::parse(market.trim())?;
+    if size.trim().eq_ignore_ascii_case("none") {
+        return Ok((market, None));
+    }
+    let size = Decimal::from_str(size.trim())
+        .with_context(|| format!("`{size}` is not a decimal size"))?;
+    if size <= Decimal::ZERO {
+        bail!("the size for {market} must be greater than zero");
+    }
+    Ok((market, Some(size)))
+}
+
+pub async fn run(global: &GlobalArgs, args: LimitsArgs) -> anyhow::Result<()> {
+    let store = open_store(&global.database_url).await?;
+    let mut committers = JoinSet::new();
+    let ledger = start_ledger(store, &mut committers);
+    let outcome = change(&ledger, &args).await;
+    drop(ledger);
+    while committers.join_next().await.is_some() {}
+    let limits = outcome?;
+    println!("{}", serde_json::to_string_pretty(&limits)?);
+    Ok(())
+}
+
+async fn change(ledger: &crate::ledger::Ledger, args: &LimitsArgs) -> anyhow::Result<RiskLimits> {
+    let account = ledger.load(&args.user_id).await?;
+    let Some(profile) = &account.state.profile else {
+        bail!("no account {}", args.user_id);
+    };
+    if !args.changes_anything() {
+        return Ok(profile.limits.clone());
+    }
+    let Some(reason) = args.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+        bail!("--reason is required to change limits (it is recorded in the ledger)");
+    };
+    let limits = args.apply(&profile.limits)?;
+    let now = Utc::now();
+    let command = AccountCommand::SetRiskLimits {
+        limits: limits.clone(),
+        by: args.by.clone(),
+        reason: reason.to_owned(),
+        at: now,
+    };
+    let context = EventContext::new(&format!("cli:{}", args.by), now);
+    ledger.execute(&args.user_id, command, &context).await?;
+    Ok(limits)
+}
