@@ -220,14 +220,7 @@ on_both_stores!(the_allowlist_refuses_others_and_believes_only_trusted_proxies);
 async fn slow_and_oversized_requests_are_cut_off(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "frank").await;
-    let service = Service::start(
-        &test.url,
-        Options {
-            no_execution: true,
-            ..Options::default()
-        },
-    )
-    .await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
     let address = service.base_url.trim_start_matches("http://").to_owned();
 
     let started = Instant::now();

@@ -50,17 +50,10 @@ async fn signals_recorded(store: &Store, account: &str) -> usize {
         .count()
 }
 
-fn no_execution() -> Options {
-    Options {
-        no_execution: true,
-        ..Options::default()
-    }
-}
-
 async fn both_schemes_accept_their_credentials(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "alice").await;
-    let service = Service::start(&test.url, no_execution()).await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
 
     let (status, body) = service
         .post_signal(&user.webhook_token, &alert("token-1"))
@@ -110,7 +103,7 @@ async fn every_credential_failure_is_the_same_401(backend: Backend) {
     // Many failures on one credential here: the lockout (tested in abuse.rs) must not answer first.
     let lenient = Options {
         args: vec!["--lockout-after-failures".into(), "1000".into()],
-        ..no_execution()
+        ..Options::ingest_only()
     };
     let service = Service::start(&test.url, lenient).await;
     let unknown = "0".repeat(64);
@@ -324,7 +317,7 @@ on_both_stores!(every_credential_failure_is_the_same_401);
 async fn rotation_by_the_cli_kills_the_old_credentials_at_once(backend: Backend) {
     let test = TestStore::new(backend).await;
     let old = create_user(&test.url, "alice").await;
-    let service = Service::start(&test.url, no_execution()).await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
     for round in 0..2 {
         let (status, body) = service
             .post_signal(&old.webhook_token, &alert(&format!("t-{round}")))
@@ -400,7 +393,7 @@ on_both_stores!(rotation_by_the_cli_kills_the_old_credentials_at_once);
 async fn a_disabled_user_keeps_the_ledger_but_no_credential_works(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "alice").await;
-    let service = Service::start(&test.url, no_execution()).await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
     for before in ["before-1", "before-2"] {
         let (status, body) = service
             .post_signal(&user.webhook_token, &alert(before))
@@ -456,7 +449,7 @@ async fn the_config_endpoint_answers_only_with_the_callers_own_config(backend: B
     let test = TestStore::new(backend).await;
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
-    let service = Service::start(&test.url, no_execution()).await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
 
     let (status, body) = get_config(&service, None).await;
     assert_invalid_token("no API key", status, &body);

@@ -2,25 +2,13 @@
 //! new alerts with a recorded rejection naming who and why, and cancels approved orders that were
 //! not yet placed; `ledgerhook resume` lets trading go on.
 
-use ledgerhook::store::Store;
-
 use crate::on_both_stores;
-use crate::support::eventually;
 use crate::support::service::{cli, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::{event_types, eventually};
 
 fn alert(id: &str) -> String {
     format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
-
-async fn event_types(store: &Store, account: &str) -> Vec<String> {
-    store
-        .load_account(account)
-        .await
-        .expect("the account loads")
-        .into_iter()
-        .map(|event| event.event_type)
-        .collect()
 }
 
 async fn the_emergency_stop_refuses_every_account_until_released(backend: Backend) {
@@ -85,14 +73,7 @@ on_both_stores!(the_emergency_stop_refuses_every_account_until_released);
 async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     let test = TestStore::new(backend).await;
     let alice = create_user(&test.url, "alice").await;
-    let ingest_only = Service::start(
-        &test.url,
-        Options {
-            no_execution: true,
-            ..Options::default()
-        },
-    )
-    .await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
     let (_, accepted) = ingest_only
         .post_signal(&alice.webhook_token, &alert("a-1"))
         .await;

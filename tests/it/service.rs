@@ -9,23 +9,12 @@ use tokio::task::JoinSet;
 use ledgerhook::store::Store;
 
 use crate::on_both_stores;
-use crate::support::eventually;
 use crate::support::service::{create_user, replay, Options, Service};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::{event_types, eventually};
 
 fn alert(id: &str, side: &str, size: &str) -> String {
     format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"{side}","size":"{size}","id":"{id}"}}"#)
-}
-
-/// The event types of one account, in sequence order, as stored.
-async fn account_events(store: &Store, account: &str) -> Vec<String> {
-    store
-        .load_account(account)
-        .await
-        .expect("the account loads")
-        .into_iter()
-        .map(|event| event.event_type)
-        .collect()
 }
 
 fn count(events: &[String], event_type: &str) -> usize {
@@ -35,7 +24,7 @@ fn count(events: &[String], event_type: &str) -> usize {
 /// Waits until `n` signals of the account are notified (the last step of the saga).
 async fn wait_until_notified(store: &Store, account: &str, n: usize) -> Vec<String> {
     eventually(&format!("{n} notifications for {account}"), || async {
-        let events = account_events(store, account).await;
+        let events = event_types(store, account).await;
         (count(&events, "NotificationSent") >= n).then_some(events)
     })
     .await
@@ -124,14 +113,7 @@ on_both_stores!(a_repeated_id_is_a_duplicate_even_after_a_restart);
 async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "dave").await;
-    let service = Service::start(
-        &test.url,
-        Options {
-            no_execution: true,
-            ..Options::default()
-        },
-    )
-    .await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
     let cases = [
         (
             "not-a-token",
@@ -188,7 +170,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
         );
     }
     let store = test.open().await;
-    let events = account_events(&store, &user.user_id).await;
+    let events = event_types(&store, &user.user_id).await;
     assert_eq!(
         events,
         ["AccountOpened"],
@@ -203,14 +185,7 @@ on_both_stores!(bad_requests_get_clear_errors_and_change_nothing);
 async fn a_signal_acknowledged_before_a_crash_is_executed_after_it(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "erin").await;
-    let ingest_only = Service::start(
-        &test.url,
-        Options {
-            no_execution: true,
-            ..Options::default()
-        },
-    )
-    .await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
     let (status, body) = ingest_only
         .post_signal(&user.webhook_token, &alert("k9-1", "sell", "0.02"))
         .await;
@@ -252,7 +227,7 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
         1,
         "the order was placed"
     );
-    let before = account_events(&store, &user.user_id).await;
+    let before = event_types(&store, &user.user_id).await;
     assert_eq!(count(&before, "OrderSubmitted"), 0, "but not recorded");
 
     let service = Service::start(&test.url, Options::default()).await;

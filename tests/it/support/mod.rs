@@ -39,3 +39,14 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// The event types of one account, in sequence order, as stored.
+pub async fn event_types(store: &ledgerhook::store::Store, account: &str) -> Vec<String> {
+    store
+        .load_account(account)
+        .await
+        .expect("the account loads")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}

@@ -104,6 +104,17 @@ pub struct Options {
     pub log_file: Option<std::path::PathBuf>,
 }
 
+impl Options {
+    /// Records alerts but does not execute them: for tests that need a signal acknowledged and
+    /// not yet executed, or care only about the front door.
+    pub fn ingest_only() -> Self {
+        Self {
+            no_execution: true,
+            ..Self::default()
+        }
+    }
+}
+
 impl Service {
     pub async fn start(database_url: &str, options: Options) -> Self {
         let port = free_port();
