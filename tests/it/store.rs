@@ -14,7 +14,7 @@ use aggregates::{
     SignalId, SignalIntent, TradeInstruction,
 };
 use ledgerhook::emergency::EmergencySwitch;
-use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerOptions};
+use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
 use ledgerhook::store::{LogPosition, PaperOrder, Store, StoreError};
 
 use crate::on_both_stores;
@@ -338,7 +338,15 @@ async fn concurrent_commands_are_each_recorded_once(backend: Backend) {
         commands.spawn(async move {
             // Every signal sent twice: the second is a duplicate whichever ledger runs it.
             let key = format!("k{}", i / 2);
-            ledger.execute("acct", signal(&key), &context()).await
+            loop {
+                match ledger.execute("acct", signal(&key), &context()).await {
+                    // Answered 503 and recorded nothing: the sender sends again, as TradingView
+                    // does on a 5xx. Only a busy machine gets here (the loser of 8 jittered
+                    // retries against the other process's stream of commands).
+                    Err(LedgerError::Contended) => continue,
+                    recorded => break recorded,
+                }
+            }
         });
     }
     while let Some(result) = commands.join_next().await {
