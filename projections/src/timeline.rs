@@ -140,9 +140,9 @@ pub struct Selection {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
-    #[error("the account has no event at or before --as-of {0}")]
+    #[error("no event at or before --as-of {0}")]
     NothingAsOf(AsOf),
-    #[error("the account has no signal {0}")]
+    #[error("no signal {0}")]
     UnknownSignal(SignalId),
     #[error("signal {signal} has no event at or before --as-of {as_of}")]
     SignalLater { signal: SignalId, as_of: AsOf },
