@@ -1,15 +1,26 @@
-//! An account's history as a developer reads it: every event with the state it left behind.
+//! An account's history as a developer reads it: every event with the state it left behind and
+//! what that event changed, optionally only up to a point in time (`--as-of`) or only the events
+//! of one signal (`--signal`).
 
-use aggregates::{AccountEvent, TradingAccount};
+use std::fmt;
+use std::str::FromStr;
+
+use aggregates::{AccountEvent, SignalId, TradingAccount};
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use serde_json::Value;
 
-/// One event and the account state right after it.
+use crate::diff::{diff, Change};
+
+/// One event, the account state right after it, and what it changed in that state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step<'a, M> {
     pub sequence: usize,
     pub meta: &'a M,
     pub event: &'a AccountEvent,
     pub state: TradingAccount,
+    /// The state after the event compared with the state before it (as JSON).
+    pub changes: Vec<Change>,
 }
 
 /// Folds `(sequence, meta, event)` triples into steps; `M` is whatever the caller keeps beside an
@@ -17,6 +28,9 @@ pub struct Step<'a, M> {
 pub struct Timeline<'a, M, I> {
     events: I,
     state: TradingAccount,
+    /// `state` as JSON, kept so each step is diffed against the one before without serializing
+    /// it twice.
+    previous: Value,
     _meta: std::marker::PhantomData<&'a M>,
 }
 
@@ -24,12 +38,14 @@ impl<'a, M: 'a, I> Timeline<'a, M, I>
 where
     I: Iterator<Item = (usize, &'a M, &'a AccountEvent)>,
 {
-    pub fn new(events: impl IntoIterator<IntoIter = I>) -> Self {
-        Self {
+    pub fn new(events: impl IntoIterator<IntoIter = I>) -> Result<Self, serde_json::Error> {
+        let state = TradingAccount::default();
+        Ok(Self {
             events: events.into_iter(),
-            state: TradingAccount::default(),
+            previous: serde_json::to_value(&state)?,
+            state,
             _meta: std::marker::PhantomData,
-        }
+        })
     }
 }
 
@@ -37,17 +53,142 @@ impl<'a, M: 'a, I> Iterator for Timeline<'a, M, I>
 where
     I: Iterator<Item = (usize, &'a M, &'a AccountEvent)>,
 {
-    type Item = Step<'a, M>;
+    /// A state that cannot be written as JSON ends the replay with its error rather than a panic.
+    type Item = Result<Step<'a, M>, serde_json::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (sequence, meta, event) = self.events.next()?;
         self.state.apply(event.clone());
-        Some(Step {
+        let current = match serde_json::to_value(&self.state) {
+            Ok(current) => current,
+            Err(error) => return Some(Err(error)),
+        };
+        let changes = diff(&self.previous, &current);
+        self.previous = current;
+        Some(Ok(Step {
             sequence,
             meta,
             event,
             state: self.state.clone(),
-        })
+            changes,
+        }))
+    }
+}
+
+/// Where a replay stops: after an event's sequence number, or after the last event recorded at or
+/// before a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Sequence(usize),
+    Time(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AsOfError {
+    #[error("sequences start at 1")]
+    SequenceZero,
+    #[error(
+        "`{0}` is neither a sequence number nor an RFC 3339 time such as 2026-01-31T12:00:00Z"
+    )]
+    Unreadable(String),
+}
+
+/// A bare integer is a sequence; anything else must be an RFC 3339 time (with its offset).
+impl FromStr for AsOf {
+    type Err = AsOfError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return match text.parse::<usize>() {
+                Ok(0) => Err(AsOfError::SequenceZero),
+                Ok(sequence) => Ok(Self::Sequence(sequence)),
+                Err(_) => Err(AsOfError::Unreadable(text.to_owned())),
+            };
+        }
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| Self::Time(at.with_timezone(&Utc)))
+            .map_err(|_| AsOfError::Unreadable(text.to_owned()))
+    }
+}
+
+impl fmt::Display for AsOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sequence(sequence) => write!(f, "sequence {sequence}"),
+            Self::Time(at) => write!(f, "{}", at.to_rfc3339()),
+        }
+    }
+}
+
+/// One event as the selection sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub sequence: usize,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub event: &'a AccountEvent,
+}
+
+/// Which part of an account's history a replay prints. The fold always starts at the first event,
+/// so every printed state is the account's whole state; the selection only decides where the fold
+/// stops (`as_of`) and which of the folded events are printed (`signal`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub as_of: Option<AsOf>,
+    pub signal: Option<SignalId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("no event at or before --as-of {0}")]
+    NothingAsOf(AsOf),
+    #[error("no signal {0}")]
+    UnknownSignal(SignalId),
+    #[error("signal {signal} has no event at or before --as-of {as_of}")]
+    SignalLater { signal: SignalId, as_of: AsOf },
+}
+
+impl Selection {
+    /// How many of the account's events, in sequence order, the replay folds. Checks the
+    /// selection against the whole history, so an unknown signal or an as-of before the first
+    /// event is an error rather than an empty replay.
+    pub fn events_to_fold(&self, events: &[Entry<'_>]) -> Result<usize, SelectionError> {
+        let folded = match self.as_of {
+            None => events.len(),
+            Some(AsOf::Sequence(last)) => events.iter().take_while(|e| e.sequence <= last).count(),
+            // The last event recorded at or before the time, even if a clock stepped back
+            // between instances and an earlier sequence carries a later time.
+            Some(AsOf::Time(at)) => events
+                .iter()
+                .rposition(|e| e.recorded_at.is_some_and(|recorded| recorded <= at))
+                .map_or(0, |index| index + 1),
+        };
+        if let Some(as_of) = self.as_of.filter(|_| folded == 0) {
+            return Err(SelectionError::NothingAsOf(as_of));
+        }
+        if let Some(signal) = &self.signal {
+            let of_signal = |e: &&Entry<'_>| e.event.signal_id() == Some(signal);
+            if !events.iter().any(|e| of_signal(&e)) {
+                return Err(SelectionError::UnknownSignal(signal.clone()));
+            }
+            if let Some(as_of) = self.as_of {
+                if !events[..folded].iter().any(|e| of_signal(&e)) {
+                    return Err(SelectionError::SignalLater {
+                        signal: signal.clone(),
+                        as_of,
+                    });
+                }
+            }
+        }
+        Ok(folded)
+    }
+
+    /// Whether a folded event is printed.
+    pub fn shows(&self, event: &AccountEvent) -> bool {
+        match &self.signal {
+            None => true,
+            Some(signal) => event.signal_id() == Some(signal),
+        }
     }
 }
 
@@ -55,32 +196,73 @@ where
 mod tests {
     use super::*;
     use aggregates::RiskLimits;
-    use chrono::{TimeZone, Utc};
+    use chrono::{Duration, TimeZone};
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_767_225_600, 0)
+            .single()
+            .unwrap_or_default()
+            + Duration::minutes(minute)
+    }
+
+    fn opened() -> AccountEvent {
+        AccountEvent::AccountOpened {
+            display_name: "a".into(),
+            limits: RiskLimits::default(),
+            opened_at: at(0),
+        }
+    }
+
+    fn halted() -> AccountEvent {
+        AccountEvent::TradingHalted {
+            by: "op".into(),
+            reason: "r".into(),
+            at: at(1),
+        }
+    }
+
+    fn resumed() -> AccountEvent {
+        AccountEvent::TradingResumed {
+            by: "op".into(),
+            reason: "r".into(),
+            at: at(2),
+        }
+    }
+
+    fn refused(signal: &str) -> AccountEvent {
+        AccountEvent::RiskRejected {
+            signal_id: SignalId(signal.into()),
+            rule: "max_order_size".into(),
+            detail: "too big".into(),
+        }
+    }
+
+    /// Entries numbered from 1, recorded at the given minutes.
+    fn entries<'a>(events: &'a [AccountEvent], minutes: &[i64]) -> Vec<Entry<'a>> {
+        events
+            .iter()
+            .zip(minutes)
+            .enumerate()
+            .map(|(index, (event, minute))| Entry {
+                sequence: index + 1,
+                recorded_at: Some(at(*minute)),
+                event,
+            })
+            .collect()
+    }
+
+    fn steps(events: &[AccountEvent]) -> Vec<Step<'_, ()>> {
+        let timeline = Timeline::new(events.iter().enumerate().map(|(i, e)| (i + 1, &(), e)));
+        let Ok(timeline) = timeline else {
+            panic!("the default state is JSON")
+        };
+        timeline.collect::<Result<_, _>>().unwrap_or_default()
+    }
 
     #[test]
     fn each_step_carries_the_state_after_its_event() {
-        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single();
-        let Some(at) = at else { return };
-        let events = [
-            AccountEvent::AccountOpened {
-                display_name: "a".into(),
-                limits: RiskLimits::default(),
-                opened_at: at,
-            },
-            AccountEvent::TradingHalted {
-                by: "op".into(),
-                reason: "r".into(),
-                at,
-            },
-            AccountEvent::TradingResumed {
-                by: "op".into(),
-                reason: "r".into(),
-                at,
-            },
-        ];
-        let meta = ();
-        let steps: Vec<_> =
-            Timeline::new(events.iter().enumerate().map(|(i, e)| (i + 1, &meta, e))).collect();
+        let events = [opened(), halted(), resumed()];
+        let steps = steps(&events);
         assert_eq!(steps.len(), 3);
         assert!(steps[0].state.halt.is_none());
         assert_eq!(
@@ -89,5 +271,130 @@ mod tests {
         );
         assert!(steps[2].state.halt.is_none());
         assert_eq!(steps[2].sequence, 3);
+    }
+
+    #[test]
+    fn each_step_carries_what_its_event_changed() {
+        let events = [opened(), halted(), resumed(), resumed()];
+        let steps = steps(&events);
+        assert!(steps[0].changes.iter().any(|c| c.path == "profile"));
+        let halt: Vec<String> = steps[1].changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(halt.len(), 1, "{halt:?}");
+        assert!(halt[0].starts_with(r#"halt: null → {"#), "{halt:?}");
+        assert_eq!(steps[2].changes.len(), 1);
+        assert_eq!(steps[2].changes[0].after, Some(Value::Null));
+        // A second resume changes nothing.
+        assert!(steps[3].changes.is_empty());
+    }
+
+    #[test]
+    fn as_of_reads_a_bare_integer_as_a_sequence_and_anything_else_as_a_time() {
+        assert_eq!("12".parse(), Ok(AsOf::Sequence(12)));
+        assert_eq!("2026-01-01T00:05:00Z".parse(), Ok(AsOf::Time(at(5))));
+        assert_eq!("2026-01-01T01:05:00+01:00".parse(), Ok(AsOf::Time(at(5))));
+        assert_eq!("0".parse::<AsOf>(), Err(AsOfError::SequenceZero));
+        for bad in [
+            "",
+            "-3",
+            "1.5",
+            "yesterday",
+            "2026-01-01",
+            "2026-01-01T00:05:00",
+        ] {
+            assert!(
+                matches!(bad.parse::<AsOf>(), Err(AsOfError::Unreadable(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_selection_every_event_is_folded_and_shown() {
+        let events = [opened(), refused("s-1")];
+        let entries = entries(&events, &[0, 1]);
+        let selection = Selection::default();
+        assert_eq!(selection.events_to_fold(&entries), Ok(2));
+        assert!(events.iter().all(|e| selection.shows(e)));
+    }
+
+    #[test]
+    fn as_of_a_sequence_stops_after_it() {
+        let events = [opened(), halted(), resumed()];
+        let entries = entries(&events, &[0, 1, 2]);
+        let as_of = |n| Selection {
+            as_of: Some(AsOf::Sequence(n)),
+            signal: None,
+        };
+        assert_eq!(as_of(2).events_to_fold(&entries), Ok(2));
+        assert_eq!(as_of(3).events_to_fold(&entries), Ok(3));
+        // Past the end: the whole history, nothing to stop.
+        assert_eq!(as_of(9).events_to_fold(&entries), Ok(3));
+    }
+
+    #[test]
+    fn as_of_a_time_stops_after_the_last_event_recorded_by_then() {
+        let events = [opened(), halted(), resumed()];
+        let entries = entries(&events, &[0, 10, 20]);
+        let as_of = |minute| Selection {
+            as_of: Some(AsOf::Time(at(minute))),
+            signal: None,
+        };
+        assert_eq!(
+            as_of(10).events_to_fold(&entries),
+            Ok(2),
+            "at the time itself"
+        );
+        assert_eq!(
+            as_of(15).events_to_fold(&entries),
+            Ok(2),
+            "between two events"
+        );
+        assert_eq!(as_of(99).events_to_fold(&entries), Ok(3));
+        assert_eq!(
+            as_of(-1).events_to_fold(&entries),
+            Err(SelectionError::NothingAsOf(AsOf::Time(at(-1))))
+        );
+        // A clock that stepped back: the last event recorded by then still counts.
+        let skewed = self::entries(&events, &[0, 10, 5]);
+        assert_eq!(as_of(6).events_to_fold(&skewed), Ok(3));
+    }
+
+    #[test]
+    fn a_signal_selection_shows_only_that_signals_events() {
+        let events = [opened(), refused("s-1"), halted(), refused("s-2")];
+        let entries = entries(&events, &[0, 1, 2, 3]);
+        let selection = Selection {
+            as_of: None,
+            signal: Some(SignalId("s-1".into())),
+        };
+        // The fold still covers everything, so the printed state is the whole account's.
+        assert_eq!(selection.events_to_fold(&entries), Ok(4));
+        let shown: Vec<bool> = events.iter().map(|e| selection.shows(e)).collect();
+        assert_eq!(shown, [false, true, false, false]);
+    }
+
+    #[test]
+    fn an_unknown_or_later_signal_is_an_error() {
+        let events = [opened(), refused("s-1"), refused("s-2")];
+        let entries = entries(&events, &[0, 1, 2]);
+        let unknown = Selection {
+            as_of: None,
+            signal: Some(SignalId("nope".into())),
+        };
+        assert_eq!(
+            unknown.events_to_fold(&entries),
+            Err(SelectionError::UnknownSignal(SignalId("nope".into())))
+        );
+        let later = Selection {
+            as_of: Some(AsOf::Sequence(2)),
+            signal: Some(SignalId("s-2".into())),
+        };
+        assert_eq!(
+            later.events_to_fold(&entries),
+            Err(SelectionError::SignalLater {
+                signal: SignalId("s-2".into()),
+                as_of: AsOf::Sequence(2),
+            })
+        );
     }
 }

@@ -81,7 +81,7 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Print an account's events, each with the account state after it.
+    /// Print an account's events, each with what it changed in the account's state.
     Replay(replay::ReplayArgs),
     /// Halt trading for one account, or for everyone (emergency stop) without USER_ID.
     Halt(halt::HaltArgs),
