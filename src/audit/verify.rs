@@ -96,7 +96,12 @@ pub async fn verify(store: &Store, key: Option<&AuditKey>) -> Result<VerifyRepor
         signatures_unchecked: 0,
         first_mismatch: None,
     };
-    let mut checkpoints = Checkpoints::default();
+    // Only checkpoints recorded before the walk starts: their rows were committed before them, so
+    // the walk must reach them, while a running writer may add checkpoints beyond what it reads.
+    let mut checkpoints = Checkpoints {
+        up_to: store.last_audit_checkpoint().await?,
+        ..Checkpoints::default()
+    };
     loop {
         let page = store.read_audit(report.head_position, PAGE_SIZE).await?;
         if page.is_empty() {
@@ -216,6 +221,8 @@ struct Checkpoints {
     buffered: VecDeque<AuditCheckpoint>,
     read_to: i64,
     exhausted: bool,
+    /// Checkpoints beyond this position are not considered.
+    up_to: i64,
 }
 
 impl Checkpoints {
@@ -236,7 +243,9 @@ impl Checkpoints {
             self.buffered.extend(page);
         }
         match self.buffered.front() {
-            Some(next) if next.position <= position => Ok(self.buffered.pop_front()),
+            Some(next) if next.position <= position.min(self.up_to) => {
+                Ok(self.buffered.pop_front())
+            }
             _ => Ok(None),
         }
     }
