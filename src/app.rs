@@ -1,6 +1,6 @@
 //! Wiring: the store, the ledger, the exchange, the saga and the HTTP server, started together
-//! and shut down in order (stop accepting, finish requests, finish the saga's page, drain the
-//! committers).
+//! and shut down in order (stop accepting, finish requests, finish the saga's page, finish the
+//! audit writer's page and checkpoint its head, drain the committers).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use aggregates::{upcasters, Market};
 
+use crate::audit::{AuditConfig, AuditWriter};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
@@ -42,6 +43,9 @@ pub struct AppConfig {
     pub public_url: Option<String>,
     pub ingest: IngestConfig,
     pub paper_equity_usd: Decimal,
+    /// The audit trail's checkpoint key and interval. Every instance runs the audit writer; on
+    /// PostgreSQL one at a time holds its lease.
+    pub audit: AuditConfig,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -65,6 +69,7 @@ pub struct RunningApp {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     saga: tokio::task::JoinHandle<()>,
+    audit: tokio::task::JoinHandle<()>,
     committers: JoinSet<()>,
 }
 
@@ -95,6 +100,8 @@ impl RunningApp {
         } else {
             tokio::spawn(async {})
         };
+        let audit = AuditWriter::new(ledger.clone(), config.audit);
+        let audit = tokio::spawn(audit.run(shutdown_requested.clone()));
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -123,6 +130,7 @@ impl RunningApp {
             shutdown,
             server,
             saga,
+            audit,
             committers,
         })
     }
@@ -133,6 +141,7 @@ impl RunningApp {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
         let _ = self.saga.await;
+        let _ = self.audit.await;
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}

@@ -35,6 +35,8 @@ pub struct ServeArgs {
     pub guard: GuardArgs,
     #[command(flatten)]
     pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub audit: super::audit::AuditArgs,
 }
 
 /// What ingest applies where an alert says nothing, and how long it remembers alerts.
@@ -170,6 +172,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         guard: args.guard.config()?,
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,
+        audit: args.audit.config(),
         public_url: global
             .public_url
             .as_deref()

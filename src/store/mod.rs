@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: only this module writes SQL.
 
+mod audit;
 mod postgres;
 mod sqlite;
 mod users;
@@ -11,6 +12,7 @@ mod users;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
+pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::sqlite::SqliteStore;
 pub use self::users::{

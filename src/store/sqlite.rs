@@ -66,6 +66,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Joins this process's queue of writers (see `writer`), for writes made outside this file.
+    pub(super) async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
         Ok(())

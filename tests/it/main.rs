@@ -5,6 +5,7 @@
 //! `DATABASE_URL`, else 127.0.0.1:5432, else a private throwaway cluster (see support/postgres.rs).
 
 mod abuse;
+mod audit;
 mod auth;
 mod halts;
 mod hostile;

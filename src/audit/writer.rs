@@ -1,0 +1,297 @@
+//! The audit writer: a catch-up reader of the ledger's global order that chains every event, of
+//! every stream, into `audit_log`.
+//!
+//! Each page of events becomes rows that are inserted together with the reader's checkpoint in one
+//! transaction, so an event is chained exactly once whatever crashes: a page either committed
+//! (and the checkpoint moved past it) or did not (and is read again). The database backs this up:
+//! a second chaining of an event, or a second row at a position, violates a unique key and fails
+//! the whole page. On PostgreSQL one instance writes at a time (an advisory-lock lease, like the
+//! saga); the others stand by.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use tokio::sync::watch;
+
+use aggregates::TradingAccount;
+
+use crate::ledger::{decode, Ledger};
+use crate::store::{AuditCheckpoint, AuditRow, Lease, LogPosition, LoggedEvent, Store};
+
+use super::chain::{canonical_time, checkpoint_signature, row_hash, GENESIS_HASH};
+use super::key::AuditKey;
+
+pub const CHECKPOINT_NAME: &str = "audit";
+/// Events per page and transaction.
+const PAGE_SIZE: i64 = 512;
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How the trail is written: from configuration (`serve --audit-key`, `--audit-checkpoint-every`).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Signs the checkpoints; without one they are recorded and published unsigned.
+    pub key: Option<AuditKey>,
+    /// A checkpoint of the chain head is recorded every this many rows (and at shutdown).
+    pub checkpoint_every: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key: None,
+            checkpoint_every: 1000,
+        }
+    }
+}
+
+pub struct AuditWriter {
+    ledger: Ledger,
+    config: AuditConfig,
+}
+
+/// Where the writer stands: what it has read, and the chain it has written.
+struct Progress {
+    read_to: LogPosition,
+    head_position: i64,
+    head_hash: String,
+    last_checkpoint: i64,
+}
+
+impl AuditWriter {
+    pub fn new(ledger: Ledger, config: AuditConfig) -> Self {
+        Self { ledger, config }
+    }
+
+    fn store(&self) -> &Store {
+        self.ledger.store()
+    }
+
+    /// Runs until `shutdown` turns true; the page in hand is finished and the head checkpointed.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if self.config.key.is_none() {
+            tracing::warn!(
+                "no audit key configured (--audit-key / LEDGERHOOK_AUDIT_KEY): audit checkpoints \
+                 are recorded and published unsigned"
+            );
+        }
+        let Some(mut lease) = self.acquire_lease(&mut shutdown).await else {
+            return;
+        };
+        let mut progress = None;
+        while !*shutdown.borrow() {
+            if !lease.is_held().await {
+                tracing::warn!("audit writer lost its lease; waiting to take it again");
+                let Some(renewed) = self.acquire_lease(&mut shutdown).await else {
+                    return;
+                };
+                lease = renewed;
+                // Another instance may have chained more meanwhile.
+                progress = None;
+            }
+            let current = match progress.take() {
+                Some(current) => current,
+                None => match self.load_progress().await {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        tracing::error!(%error, "audit writer cannot read where it stands");
+                        if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let appended = self.ledger.appended().notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            match self.chain_next_page(current).await {
+                Ok((next, true)) => progress = Some(next),
+                Ok((next, false)) => {
+                    progress = Some(next);
+                    tokio::select! {
+                        _ = appended => {}
+                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    // Progress is reloaded from the store: the page may have clashed with
+                    // another writer's.
+                    tracing::error!(%error, "audit writer will retry its page");
+                    if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(mut done) = progress {
+            if done.head_position > done.last_checkpoint {
+                if let Err(error) = self.record_checkpoint(&mut done).await {
+                    tracing::error!(%error, "audit writer could not checkpoint at shutdown");
+                }
+            }
+        }
+    }
+
+    async fn acquire_lease(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Lease> {
+        let mut announced = false;
+        loop {
+            match self.store().try_lease(CHECKPOINT_NAME).await {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) if !announced => {
+                    tracing::info!("another instance writes the audit trail; standing by");
+                    announced = true;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "cannot take the audit lease"),
+            }
+            if wait_or_shutdown(shutdown, LEASE_RETRY_INTERVAL).await {
+                return None;
+            }
+        }
+    }
+
+    async fn load_progress(&self) -> Result<Progress, String> {
+        let store = self.store();
+        let read_to = store
+            .checkpoint(CHECKPOINT_NAME)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = store.audit_head().await.map_err(|e| e.to_string())?;
+        let last_checkpoint = store
+            .last_audit_checkpoint()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (head_position, head_hash) = head
+            .map(|head| (head.position, head.hash))
+            .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+        Ok(Progress {
+            read_to,
+            head_position,
+            head_hash,
+            last_checkpoint,
+        })
+    }
+
+    /// Chains the page after `progress`; the new progress, and whether there was anything to read.
+    async fn chain_next_page(&self, progress: Progress) -> Result<(Progress, bool), String> {
+        let store = self.store();
+        let page = store
+            .read_log(progress.read_to, PAGE_SIZE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(read_to) = page.last().map(|logged| logged.position) else {
+            return Ok((progress, false));
+        };
+        let mut rows = Vec::with_capacity(page.len());
+        let mut prev_hash = progress.head_hash;
+        let mut position = progress.head_position;
+        for logged in page {
+            position += 1;
+            let row = self.row(position, prev_hash, logged)?;
+            prev_hash = row.hash.clone();
+            rows.push(row);
+        }
+        store
+            .append_audit(&rows, CHECKPOINT_NAME, read_to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut next = Progress {
+            read_to,
+            head_position: position,
+            head_hash: prev_hash,
+            last_checkpoint: progress.last_checkpoint,
+        };
+        if next.head_position - next.last_checkpoint >= self.config.checkpoint_every.max(1) {
+            // The rows are committed whatever happens here; a missed checkpoint is made later.
+            if let Err(error) = self.record_checkpoint(&mut next).await {
+                tracing::error!(%error, "audit writer could not record a checkpoint");
+            }
+        }
+        Ok((next, true))
+    }
+
+    /// One event as its audit row, chained after `prev_hash`.
+    fn row(
+        &self,
+        position: i64,
+        prev_hash: String,
+        logged: LoggedEvent,
+    ) -> Result<AuditRow, String> {
+        let event = logged.event;
+        let recorded_at = event
+            .metadata
+            .get("recorded_at")
+            .and_then(|at| at.as_str())
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc))
+            // Every event the service writes has one; anything else is chained at chaining time.
+            .unwrap_or_else(Utc::now);
+        let mut row = AuditRow {
+            position,
+            account_id: event.aggregate_id.clone(),
+            aggregate_type: event.aggregate_type.clone(),
+            sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            signal_id: None,
+            recorded_at: canonical_time(recorded_at),
+            payload: event.payload.to_string(),
+            metadata: event.metadata.to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        if event.aggregate_type == TradingAccount::TYPE {
+            let recorded = decode(event, self.ledger.upcasters()).map_err(|e| e.to_string())?;
+            row.signal_id = recorded
+                .event
+                .signal_id()
+                .map(|id| id.0.clone())
+                .filter(|id| !id.is_empty());
+        }
+        row.hash = row_hash(&row);
+        Ok(row)
+    }
+
+    /// Records the chain head in `audit_checkpoints` and publishes it as a log line.
+    async fn record_checkpoint(&self, progress: &mut Progress) -> Result<(), String> {
+        let at = canonical_time(Utc::now());
+        let signature =
+            self.config.key.as_ref().map(|key| {
+                checkpoint_signature(key, progress.head_position, &progress.head_hash, &at)
+            });
+        let checkpoint = AuditCheckpoint {
+            position: progress.head_position,
+            hash: progress.head_hash.clone(),
+            at,
+            signature,
+        };
+        self.store()
+            .insert_audit_checkpoint(&checkpoint)
+            .await
+            .map_err(|e| e.to_string())?;
+        progress.last_checkpoint = checkpoint.position;
+        // The published copy: a log shipper keeps it outside the database's reach.
+        tracing::info!(
+            target: "ledgerhook::audit::checkpoint",
+            position = checkpoint.position,
+            hash = %checkpoint.hash,
+            at = %checkpoint.at,
+            signature = checkpoint.signature.as_deref().unwrap_or("unsigned"),
+            "audit checkpoint"
+        );
+        Ok(())
+    }
+}
+
+/// Sleeps for `delay`; true when shutdown was asked for meanwhile.
+async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.changed() => {}
+    }
+    *shutdown.borrow()
+}

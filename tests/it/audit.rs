@@ -1,0 +1,553 @@
+//! The tamper-evident audit trail, on both stores: every event is chained exactly once (also
+//! across kill -9), the database refuses to edit the trail, and `audit verify` names the first row
+//! an attacker with raw access changed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use sqlx::Connection;
+use tokio::process::Command;
+
+use ledgerhook::store::{AuditRow, LogPosition, Store};
+
+use crate::on_both_stores;
+use crate::support::service::{cli, create_user, Options, Service, BINARY};
+use crate::support::stores::{Backend, TestStore};
+use crate::support::{event_types, eventually};
+
+const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
+
+fn alert(id: &str) -> String {
+    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
+}
+
+fn audited_service() -> Options {
+    Options {
+        args: vec![
+            "--audit-key".into(),
+            KEY.into(),
+            "--audit-checkpoint-every".into(),
+            "7".into(),
+        ],
+        ..Options::default()
+    }
+}
+
+/// (aggregate_type, account, sequence) of every event in the global order.
+async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
+    let mut seen = Vec::new();
+    let mut after = LogPosition::default();
+    loop {
+        let page = store.read_log(after, 1000).await.expect("the log reads");
+        let Some(last) = page.last() else {
+            return seen;
+        };
+        after = last.position;
+        seen.extend(page.into_iter().map(|logged| {
+            let e = logged.event;
+            (e.aggregate_type, e.aggregate_id, e.sequence as i64)
+        }));
+    }
+}
+
+async fn audit_rows(store: &Store) -> Vec<AuditRow> {
+    let mut rows = Vec::new();
+    loop {
+        let after = rows.last().map_or(0, |row: &AuditRow| row.position);
+        let page = store
+            .read_audit(after, 1000)
+            .await
+            .expect("the trail reads");
+        if page.is_empty() {
+            return rows;
+        }
+        rows.extend(page);
+    }
+}
+
+/// Waits until nothing more will happen and every event is chained: the chain holds as many rows
+/// as the accounts and the emergency stop hold events (read from their streams: on PostgreSQL the
+/// global order lags while any transaction of the cluster is open), and the saga has handled
+/// everything the audit writer has read (so it will append nothing more). Returns the global order.
+async fn wait_until_settled(store: &Store, accounts: &[String]) -> Vec<(String, String, i64)> {
+    eventually("every event chained and the saga idle", || async {
+        let mut total = store.load_emergency_stop().await.ok()?.len();
+        for account in accounts {
+            total += store.load_account(account).await.ok()?.len();
+        }
+        let head = store
+            .audit_head()
+            .await
+            .ok()?
+            .map_or(0, |head| head.position);
+        let saga = store.checkpoint("execution").await.ok()?;
+        let audit = store.checkpoint("audit").await.ok()?;
+        (head == total as i64 && saga == audit).then_some(())
+    })
+    .await;
+    logged_events(store).await
+}
+
+/// `ledgerhook audit verify --json`: whether it succeeded, and its report.
+async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
+    let mut args = vec!["audit", "verify", "--json"];
+    if with_key {
+        args.extend(["--audit-key", KEY]);
+    }
+    let output = Command::new(BINARY)
+        .args(&args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the ledgerhook binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "audit verify prints a JSON report, got {stdout:?} / {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), report)
+}
+
+/// Signals from two traders plus an emergency stop, through the real binary, then a clean stop.
+async fn trail_of_signals(test: &TestStore) -> Store {
+    let alice = create_user(&test.url, "alice").await;
+    let bob = create_user(&test.url, "bob").await;
+    let service = Service::start(&test.url, audited_service()).await;
+    for n in 0..4 {
+        for user in [&alice, &bob] {
+            let (status, body) = service
+                .post_signal(&user.webhook_token, &alert(&format!("s-{n}")))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let store = test.open().await;
+    let accounts = [alice.user_id, bob.user_id];
+    for account in &accounts {
+        eventually("every signal executed and notified", || async {
+            let events = event_types(&store, account).await;
+            let notified = events.iter().filter(|e| *e == "NotificationSent").count();
+            (notified == 4).then_some(())
+        })
+        .await;
+    }
+    cli(&test.url, &["halt", "--reason", "drill", "--by", "ops"]).await;
+    cli(
+        &test.url,
+        &["resume", "--reason", "drill over", "--by", "ops"],
+    )
+    .await;
+    wait_until_settled(&store, &accounts).await;
+    service.stop().await;
+    store
+}
+
+async fn the_chain_holds_every_event_once_and_verifies(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+
+    let events = logged_events(&store).await;
+    let rows = audit_rows(&store).await;
+    let chained: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.aggregate_type.clone(), r.account_id.clone(), r.sequence))
+        .collect();
+    assert_eq!(chained, events, "one row per event, in the global order");
+    assert!(rows.iter().any(|r| r.aggregate_type == "EmergencyStop"));
+    for row in &rows {
+        let has_signal = row.signal_id.is_some();
+        let expects_signal = row.aggregate_type == "TradingAccount"
+            && ![
+                "AccountOpened",
+                "RiskLimitsChanged",
+                "TradingHalted",
+                "TradingResumed",
+            ]
+            .contains(&row.event_type.as_str());
+        assert_eq!(has_signal, expects_signal, "{row:?}");
+    }
+
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(ok, "{report}");
+    assert_eq!(report["rows"], events.len());
+    assert_eq!(
+        report["head_hash"],
+        rows.last().expect("rows").hash.as_str()
+    );
+    assert_eq!(report["first_mismatch"], Value::Null);
+    // After pages that pass 7 rows, and the head at shutdown; all signed with the key.
+    let checkpoints = report["checkpoints"].as_u64().expect("a count");
+    assert!(checkpoints >= 1, "{report}");
+    assert_eq!(report["signatures_verified"], checkpoints);
+
+    // A wrong key is told apart from the right one.
+    let wrong = Command::new(BINARY)
+        .args(["audit", "verify", "--audit-key", &"w".repeat(40)])
+        .env("DATABASE_URL", &test.url)
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("signature"));
+}
+on_both_stores!(the_chain_holds_every_event_once_and_verifies);
+
+/// Raw SQL on a connection of its own, returning the database's error text.
+async fn refused(url: &str, as_writer: bool, sql: &str) -> String {
+    let result = if url.starts_with("postgres") {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connects");
+        if as_writer {
+            sqlx::query("SET ROLE ledgerhook_audit_writer")
+                .execute(&mut connection)
+                .await
+                .expect("the service's role may switch to the writer role");
+        }
+        sqlx::raw_sql(sql)
+            .execute(&mut connection)
+            .await
+            .map(|_| ())
+    } else {
+        let path = url.trim_start_matches("sqlite://");
+        let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+            .await
+            .expect("connects");
+        sqlx::raw_sql(sql)
+            .execute(&mut connection)
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => panic!("the database accepted {sql:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+async fn the_database_refuses_to_edit_the_trail(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let before = audit_rows(&store).await;
+    assert!(!before.is_empty());
+
+    for sql in [
+        "UPDATE audit_log SET payload = '{}' WHERE position = 1",
+        "DELETE FROM audit_log WHERE position = 1",
+        "DELETE FROM audit_log",
+        "UPDATE audit_checkpoints SET hash = 'x'",
+        "DELETE FROM audit_checkpoints",
+    ] {
+        let error = refused(&test.url, false, sql).await;
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    if backend == Backend::Postgres {
+        for table in ["audit_log", "audit_checkpoints"] {
+            let error = refused(&test.url, false, &format!("TRUNCATE {table}")).await;
+            assert!(error.contains("append-only"), "{error}");
+        }
+        // The role the service appends with may not edit, truncate, or switch the triggers off.
+        for sql in [
+            "UPDATE audit_log SET payload = '{}' WHERE position = 1",
+            "DELETE FROM audit_log WHERE position = 1",
+            "TRUNCATE audit_log",
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+            "DROP TABLE audit_log",
+        ] {
+            let error = refused(&test.url, true, sql).await;
+            assert!(
+                error.contains("permission denied") || error.contains("must be owner"),
+                "{sql}: {error}"
+            );
+        }
+    }
+    assert_eq!(audit_rows(&store).await, before, "nothing changed");
+}
+on_both_stores!(the_database_refuses_to_edit_the_trail);
+
+/// Runs `sql` with `binds` as an attacker with raw access would: append-only triggers off (as the
+/// database superuser on PostgreSQL, by dropping them on SQLite), then back on.
+async fn tamper(store: &Store, sql: &str, binds: &[&str], position: i64) {
+    match store {
+        Store::Postgres(pg) => {
+            let mut tx = pg.pool().begin().await.expect("begins");
+            sqlx::raw_sql("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+                .execute(&mut *tx)
+                .await
+                .expect("the superuser disables the trigger");
+            let mut query = sqlx::query(sql);
+            for bind in binds {
+                query = query.bind(*bind);
+            }
+            query
+                .bind(position)
+                .execute(&mut *tx)
+                .await
+                .expect("tampers");
+            sqlx::raw_sql("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only")
+                .execute(&mut *tx)
+                .await
+                .expect("re-enables");
+            tx.commit().await.expect("commits");
+        }
+        Store::Sqlite(lite) => {
+            let mut tx = lite.pool().begin().await.expect("begins");
+            sqlx::raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
+                .execute(&mut *tx)
+                .await
+                .expect("drops the triggers");
+            let sql = sql.replace("$1", "?").replace("$2", "?");
+            let mut query = sqlx::query(&sql);
+            for bind in binds {
+                query = query.bind(*bind);
+            }
+            query
+                .bind(position)
+                .execute(&mut *tx)
+                .await
+                .expect("tampers");
+            sqlx::raw_sql(
+                "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
+                 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;",
+            )
+            .execute(&mut *tx)
+            .await
+            .expect("recreates the triggers");
+            tx.commit().await.expect("commits");
+        }
+    }
+}
+
+/// The text with one character changed (an ASCII letter or digit, so it stays valid UTF-8).
+fn one_byte_off(text: &str) -> String {
+    let at = text
+        .char_indices()
+        .skip(text.len() / 2)
+        .find(|(_, c)| c.is_ascii_alphanumeric())
+        .or_else(|| text.char_indices().find(|(_, c)| c.is_ascii_alphanumeric()))
+        .map(|(i, _)| i)
+        .expect("something to change");
+    let mut bytes = text.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    String::from_utf8(bytes).expect("still UTF-8")
+}
+
+async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let rows = audit_rows(&store).await;
+    let (ok, _) = audit_verify(&test.url, true).await;
+    assert!(ok);
+    let with_signal: Vec<&AuditRow> = rows.iter().filter(|r| r.signal_id.is_some()).collect();
+    let target = (*with_signal
+        .get(with_signal.len() / 2)
+        .expect("rows of signals"))
+    .clone();
+    assert!(
+        target.position < rows.len() as i64,
+        "a row in the middle of the chain"
+    );
+    let k = target.position;
+    let time_column = if backend == Backend::Postgres {
+        "recorded_at = $1::timestamptz"
+    } else {
+        "recorded_at = $1"
+    };
+    let later = "2031-01-01T00:00:00.000000Z".to_owned();
+    let cases: Vec<(&str, String, String, String)> = vec![
+        // (what, SET clause, tampered value, original value)
+        (
+            "payload",
+            "payload = $1".into(),
+            one_byte_off(&target.payload),
+            target.payload.clone(),
+        ),
+        (
+            "metadata",
+            "metadata = $1".into(),
+            one_byte_off(&target.metadata),
+            target.metadata.clone(),
+        ),
+        (
+            "hash",
+            "hash = $1".into(),
+            one_byte_off(&target.hash),
+            target.hash.clone(),
+        ),
+        (
+            "prev_hash",
+            "prev_hash = $1".into(),
+            one_byte_off(&target.prev_hash),
+            target.prev_hash.clone(),
+        ),
+        (
+            "account_id",
+            "account_id = $1".into(),
+            one_byte_off(&target.account_id),
+            target.account_id.clone(),
+        ),
+        (
+            "event_type",
+            "event_type = $1".into(),
+            one_byte_off(&target.event_type),
+            target.event_type.clone(),
+        ),
+        (
+            "signal_id",
+            "signal_id = $1".into(),
+            one_byte_off(target.signal_id.as_deref().unwrap_or("x1")),
+            target.signal_id.clone().unwrap_or_default(),
+        ),
+        (
+            "recorded_at",
+            time_column.into(),
+            later,
+            target.recorded_at.clone(),
+        ),
+    ];
+    for (what, set, tampered, original) in cases {
+        let sql = format!("UPDATE audit_log SET {set} WHERE position = $2");
+        tamper(&store, &sql, &[&tampered], k).await;
+        let (ok, report) = audit_verify(&test.url, true).await;
+        assert!(!ok, "a changed {what} is caught: {report}");
+        let mismatch = &report["first_mismatch"];
+        assert_eq!(mismatch["position"], k, "{what}: {report}");
+        assert_eq!(
+            report["rows"],
+            k - 1,
+            "{what}: every row before it verified"
+        );
+        if what != "account_id" {
+            assert_eq!(mismatch["account_id"], target.account_id.as_str(), "{what}");
+            assert_eq!(mismatch["sequence"], target.sequence, "{what}");
+        }
+        tamper(&store, &sql, &[&original], k).await;
+        let (ok, report) = audit_verify(&test.url, true).await;
+        assert!(ok, "restoring {what} restores the chain: {report}");
+    }
+
+    // A deleted row in the middle, then the last row (caught by the shutdown checkpoint).
+    let last = rows.last().expect("rows").position;
+    for position in [k, last] {
+        tamper(
+            &store,
+            "DELETE FROM audit_log WHERE position = $1",
+            &[],
+            position,
+        )
+        .await;
+        let (ok, report) = audit_verify(&test.url, true).await;
+        assert!(!ok, "a deleted row {position} is caught: {report}");
+        assert_eq!(report["first_mismatch"]["position"], position, "{report}");
+        assert!(
+            report["first_mismatch"]["problem"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("missing"),
+            "{report}"
+        );
+        reinsert(
+            &store,
+            &rows[usize::try_from(position - 1).expect("positive")],
+        )
+        .await;
+    }
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(ok, "{report}");
+}
+on_both_stores!(altering_any_row_or_byte_is_named_by_verify);
+
+/// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
+async fn reinsert(store: &Store, row: &AuditRow) {
+    let placeholders = match store {
+        Store::Postgres(_) => "$1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11, $12",
+        Store::Sqlite(_) => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+    };
+    let insert = format!(
+        "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type,
+                                event_version, signal_id, recorded_at, payload, metadata,
+                                prev_hash, hash) VALUES ({placeholders})"
+    );
+    macro_rules! bound {
+        ($db:ty) => {
+            sqlx::query::<$db>(&insert)
+                .bind(row.position)
+                .bind(&row.account_id)
+                .bind(&row.aggregate_type)
+                .bind(row.sequence)
+                .bind(&row.event_type)
+                .bind(&row.event_version)
+                .bind(&row.signal_id)
+                .bind(&row.recorded_at)
+                .bind(&row.payload)
+                .bind(&row.metadata)
+                .bind(&row.prev_hash)
+                .bind(&row.hash)
+        };
+    }
+    let done = match store {
+        Store::Postgres(pg) => bound!(sqlx::Postgres).execute(pg.pool()).await.map(|_| ()),
+        Store::Sqlite(lite) => bound!(sqlx::Sqlite).execute(lite.pool()).await.map(|_| ()),
+    };
+    done.expect("the row goes back");
+}
+
+/// kill -9 at random moments while signals stream in from many accounts: after a restart the
+/// chain verifies and holds every event exactly once.
+async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let mut tokens = Vec::new();
+    let mut accounts = Vec::new();
+    for n in 0..4 {
+        let user = create_user(&test.url, &format!("trader-{n}")).await;
+        tokens.push(user.webhook_token);
+        accounts.push(user.user_id);
+    }
+    for round in 0..4 {
+        let service = Service::start(&test.url, audited_service()).await;
+        let client = service.client().clone();
+        let base = service.base_url.clone();
+        let tokens = tokens.clone();
+        let stream = tokio::spawn(async move {
+            for n in 0.. {
+                let token = &tokens[n % tokens.len()];
+                // The service may die under any request: an error is expected here.
+                let _ = client
+                    .post(format!("{base}/api/webhook?token={token}"))
+                    .header("content-type", "text/plain")
+                    .body(alert(&format!("r{round}-{n}")))
+                    .send()
+                    .await;
+            }
+        });
+        let delay = rand::rng().random_range(100..700);
+        tokio::time::sleep(Duration::from_millis(delay)).await; // the crash moment, not a wait
+        service.kill_9().await;
+        stream.abort();
+    }
+    let service = Service::start(&test.url, audited_service()).await;
+    let store = test.open().await;
+    let events = wait_until_settled(&store, &accounts).await;
+    let rows = audit_rows(&store).await;
+    let chained: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.aggregate_type.clone(), r.account_id.clone(), r.sequence))
+        .collect();
+    let unique: HashSet<_> = chained.iter().collect();
+    assert_eq!(unique.len(), chained.len(), "no event chained twice");
+    assert_eq!(chained, events, "every event chained, in the global order");
+    assert!(
+        events.len() > 20,
+        "signals streamed in: {} events",
+        events.len()
+    );
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(ok, "{report}");
+    assert_eq!(report["rows"], events.len());
+    service.stop().await;
+}
+on_both_stores!(the_chain_survives_kill_9_exactly_once);
