@@ -2,12 +2,17 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod audit_export;
+mod audit_params;
 mod authenticated;
+mod compliance;
 mod config;
 mod error;
 mod guard;
 mod health;
+mod own_audit;
 pub mod server;
+mod staff_authenticated;
 mod webhook;
 
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use self::authenticated::Authenticated;
+pub use self::compliance::{audit_verification, AuditVerificationError};
 pub use self::error::ApiError;
 use crate::guard::Guard;
 use crate::ingest::Ingest;
@@ -61,6 +67,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks)
         .route("/api/config/webhook", get(config::webhook))
+        .route("/api/audit", get(own_audit::own_audit))
+        .route(compliance::AUDIT_PATH, get(compliance::audit))
+        .route(compliance::VERIFY_PATH, get(compliance::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
