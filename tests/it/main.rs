@@ -6,6 +6,7 @@
 
 mod abuse;
 mod auth;
+mod compliance;
 mod halts;
 mod hostile;
 mod risk;
