@@ -822,3 +822,117 @@ async fn a_trader_reads_only_their_own_trail(backend: Backend) {
     trail.service.stop().await;
 }
 on_both_stores!(a_trader_reads_only_their_own_trail);
+
+/// A `/proc/<pid>/status` figure in kB (`VmHWM`: peak resident set; `VmRSS`: now).
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc is readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// Streams a CSV export to the end, counting rows and bytes; the highest VmRSS seen on the way.
+async fn stream_csv(http: &reqwest::Client, url: &str, key: &str, pid: u32) -> (u64, u64, u64) {
+    let mut response = http
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("the export starts");
+    assert_eq!(response.status().as_u16(), 200);
+    let (mut lines, mut bytes, mut rss_max_kb, mut chunks) = (0_u64, 0_u64, 0_u64, 0_u64);
+    while let Some(chunk) = response.chunk().await.expect("the export streams") {
+        bytes += chunk.len() as u64;
+        // Payloads hold no line breaks here, so records are lines.
+        lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+        chunks += 1;
+        if chunks % 64 == 0 {
+            rss_max_kb = rss_max_kb.max(proc_status_kb(pid, "VmRSS"));
+        }
+    }
+    (lines, bytes, rss_max_kb)
+}
+
+/// The measurement behind benches/README.md, "Compliance export": 1,000,000 audit rows exported
+/// as CSV from PostgreSQL through the real binary, with the server's peak RSS before and after.
+/// `cargo test --test it compliance::export_a_million_rows -- --ignored --nocapture`
+/// (`--release` for the release binary's time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: ~1 min, 1 GB of PostgreSQL; run by hand"]
+async fn export_a_million_rows_from_postgres_with_flat_memory() {
+    const ROWS: i64 = 1_000_000;
+    let test = TestStore::new(Backend::Postgres).await;
+    let store = test.open().await;
+    let Store::Postgres(pg) = &store else {
+        unreachable!("a PostgreSQL test store")
+    };
+    // Rows shaped like the trail's: ~250-byte payloads, ~100-byte metadata, 1,000 accounts.
+    sqlx::query(
+        "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type,
+             event_version, signal_id, recorded_at, payload, metadata, prev_hash, hash)
+         SELECT g, 'account-' || (g % 1000), 'TradingAccount', g / 1000,
+                (ARRAY['SignalReceived', 'RiskApproved', 'OrderFilled'])[1 + g % 3], '2.0',
+                'signal-' || (g / 3), timestamptz '2024-01-01 00:00:00Z' + g * interval '1 second',
+                '{\"OrderFilled\":{\"client_order_id\":\"' || md5(g::text) || '\",\"market\":\"BTC-USD\",'
+                    || '\"side\":\"buy\",\"size\":\"0.0100\",\"price\":\"65000.5\",\"fee_usd\":\"0.3250\",'
+                    || '\"exchange_order_id\":\"paper-' || g || '\",\"filled_at\":\"2024-01-01T00:00:00Z\"}}',
+                '{\"actor\":\"webhook\",\"recorded_at\":\"2024-01-01T00:00:00+00:00\",\"request_id\":\"'
+                    || md5((g + 1)::text) || '\"}',
+                lpad(to_hex(g - 1), 64, '0'), lpad(to_hex(g), 64, '0')
+           FROM generate_series(1, $1) AS g",
+    )
+    .bind(ROWS)
+    .execute(pg.pool())
+    .await
+    .expect("a million audit rows");
+    sqlx::query("ANALYZE audit_log")
+        .execute(pg.pool())
+        .await
+        .expect("statistics");
+    let (_, key) = create_staff(&test.url, "Bench Compliance", "compliance").await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
+    let pid = service.pid().expect("the service runs");
+    let http = reqwest::Client::new();
+    let url = format!("{}{AUDIT}?format=csv", service.base_url);
+
+    let started_kb = proc_status_kb(pid, "VmHWM");
+    let small = format!("{url}&account_id=account-7");
+    let (small_lines, _, _) = stream_csv(&http, &small, &key, pid).await;
+    assert_eq!(small_lines, 1 + 1000);
+    let after_small_kb = proc_status_kb(pid, "VmHWM");
+
+    let clock = std::time::Instant::now();
+    let (lines, bytes, rss_max_kb) = stream_csv(&http, &url, &key, pid).await;
+    let elapsed = clock.elapsed();
+    let after_full_kb = proc_status_kb(pid, "VmHWM");
+    assert_eq!(lines, 1 + ROWS as u64, "a header and every row");
+
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    println!(
+        "compliance export, PostgreSQL, {} build: {ROWS} rows, {:.0} MiB of CSV in {:.1} s \
+         ({:.0} rows/s, {:.1} MiB/s); server VmHWM {:.1} MiB at start, {:.1} MiB after a \
+         1,000-row export, {:.1} MiB after the 1,000,000-row export (VmRSS max seen while \
+         streaming {:.1} MiB)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        mib(bytes / 1024),
+        elapsed.as_secs_f64(),
+        ROWS as f64 / elapsed.as_secs_f64(),
+        mib(bytes / 1024) / elapsed.as_secs_f64(),
+        mib(started_kb),
+        mib(after_small_kb),
+        mib(after_full_kb),
+        mib(rss_max_kb),
+    );
+    // Flat: the full export may not cost more than a few pages beyond the small one.
+    assert!(
+        after_full_kb < after_small_kb + 64 * 1024,
+        "peak RSS grew from {after_small_kb} kB to {after_full_kb} kB"
+    );
+    service.stop().await;
+}
