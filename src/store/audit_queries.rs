@@ -98,22 +98,7 @@ impl Store {
                 query.push(" ORDER BY position LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(store.pool()).await?;
                 rows.iter()
-                    .map(|row| {
-                        Ok(AuditRow {
-                            position: row.try_get("position")?,
-                            account_id: row.try_get("account_id")?,
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            signal_id: row.try_get("signal_id")?,
-                            recorded_at: row.try_get("recorded_at")?,
-                            payload: row.try_get("payload")?,
-                            metadata: row.try_get("metadata")?,
-                            prev_hash: row.try_get("prev_hash")?,
-                            hash: row.try_get("hash")?,
-                        })
-                    })
+                    .map(|row| audit_row(row, row.try_get("recorded_at")?))
                     .collect()
             }
             Store::Sqlite(store) => {
@@ -153,22 +138,7 @@ impl Store {
                 query.push(" ORDER BY position LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(store.pool()).await?;
                 rows.iter()
-                    .map(|row| {
-                        Ok(AuditRow {
-                            position: row.try_get("position")?,
-                            account_id: row.try_get("account_id")?,
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            signal_id: row.try_get("signal_id")?,
-                            recorded_at: parse_time(row.try_get("recorded_at")?)?,
-                            payload: row.try_get("payload")?,
-                            metadata: row.try_get("metadata")?,
-                            prev_hash: row.try_get("prev_hash")?,
-                            hash: row.try_get("hash")?,
-                        })
-                    })
+                    .map(|row| audit_row(row, parse_time(row.try_get("recorded_at")?)?))
                     .collect()
             }
         }
@@ -191,6 +161,30 @@ impl Store {
         };
         Ok(head.unwrap_or(0))
     }
+}
+
+/// Every column but `recorded_at`, which each store keeps in its own type.
+fn audit_row<R: Row>(row: &R, recorded_at: DateTime<Utc>) -> Result<AuditRow>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AuditRow {
+        position: row.try_get("position")?,
+        account_id: row.try_get("account_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        signal_id: row.try_get("signal_id")?,
+        recorded_at,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
 }
 
 pub(super) fn parse_time(text: String) -> Result<DateTime<Utc>> {
