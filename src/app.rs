@@ -100,6 +100,7 @@ impl RunningApp {
         } else {
             tokio::spawn(async {})
         };
+        let audit_key = config.audit.key.clone().map(Arc::new);
         let audit = AuditWriter::new(ledger.clone(), config.audit);
         let audit = tokio::spawn(audit.run(shutdown_requested.clone()));
         let ingest = Arc::new(
@@ -112,6 +113,7 @@ impl RunningApp {
             authenticator,
             guard: Arc::new(Guard::new(config.guard)),
             public_url: config.public_url.map(Arc::from),
+            audit_key,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

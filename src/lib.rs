@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod ledger;
 pub mod markets;
 pub mod notify;
+pub mod staff;
 pub mod store;
 pub mod users;

@@ -1,10 +1,12 @@
-//! The command line: `serve` (the default), `migrate`, `users ...`, `replay`, `audit verify`.
+//! The command line: `serve` (the default), `migrate`, `users ...`, `staff ...`, `replay`,
+//! `halt`/`resume`, `audit verify`.
 
 pub mod audit;
 mod halt;
 mod limits;
 mod replay;
 mod serve;
+mod staff;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -82,6 +84,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage staff (compliance and operators).
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
     /// Print an account's events, each with what it changed in the account's state.
     Replay(replay::ReplayArgs),
     /// Halt trading for one account, or for everyone (emergency stop) without USER_ID.
@@ -155,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Users(command)) => run_users(&cli.global, command).await,
+        Some(Command::Staff(command)) => staff::run(&cli.global, command).await,
         Some(Command::Replay(args)) => replay::run(&cli.global, args).await,
         Some(Command::Halt(args)) => halt::run(&cli.global, halt::Switch::Halt, args).await,
         Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,

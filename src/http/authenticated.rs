@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 /// The credential of `Authorization: Bearer <credential>` (scheme name case-insensitive).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credential) = value.split_once(' ')?;
     scheme

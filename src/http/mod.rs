@@ -2,12 +2,17 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod audit_export;
+mod audit_params;
 mod authenticated;
+mod compliance;
 mod config;
 mod error;
 mod guard;
 mod health;
+mod own_audit;
 pub mod server;
+mod staff_authenticated;
 mod webhook;
 
 use std::sync::Arc;
@@ -43,6 +48,8 @@ pub struct AppState {
     pub guard: Arc<Guard>,
     /// Base of the URLs shown to users; `None`: from each request's Host / X-Forwarded-Proto.
     pub public_url: Option<Arc<str>>,
+    /// Checks the audit trail's signed checkpoints in `GET /api/compliance/audit/verify`.
+    pub audit_key: Option<Arc<crate::audit::AuditKey>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +68,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks)
         .route("/api/config/webhook", get(config::webhook))
+        .route("/api/audit", get(own_audit::own_audit))
+        .route(compliance::AUDIT_PATH, get(compliance::audit))
+        .route(compliance::VERIFY_PATH, get(compliance::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

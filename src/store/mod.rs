@@ -5,16 +5,20 @@
 //! Architecture invariant: only this module writes SQL.
 
 mod audit;
+mod audit_queries;
 mod postgres;
 mod sqlite;
+mod staff;
 mod users;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
 pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
+pub use self::audit_queries::{recorded_at_text, AuditEntry, AuditFilter, MAX_AUDIT_PAGE};
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::sqlite::SqliteStore;
+pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
     ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
     CREDENTIALS_CHANGED_CHANNEL,

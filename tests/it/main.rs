@@ -7,6 +7,7 @@
 mod abuse;
 mod audit;
 mod auth;
+mod compliance;
 mod halts;
 mod hostile;
 mod replay;

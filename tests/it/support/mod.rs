@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod postgres;
 pub mod service;
 pub mod stores;

@@ -202,6 +202,11 @@ impl Service {
         .await
     }
 
+    /// The service's process id (to read its memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// A request of the caller's making to this service, answered as (status, JSON or Null).
     pub fn client(&self) -> &reqwest::Client {
         &self.http

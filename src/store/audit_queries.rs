@@ -1,0 +1,176 @@
+//! Reads of the audit trail (`audit_log`, written by the audit writer) for the compliance API and
+//! a trader's own trail: filtered, in chain order, one bounded page at a time.
+//!
+//! Pages are keyset-paginated on `position` (the chain's dense order), so a page costs the same
+//! at row 10 and at row 10 million, and a cursor stays valid however many rows are appended.
+//!
+//! SQLite keeps `recorded_at` as text, compared as text: that is chronological only because every
+//! row is written in one fixed-width form, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (`RECORDED_AT_FORMAT`),
+//! which is also the precision of PostgreSQL's timestamptz.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+
+use super::{Result, Store, StoreError};
+
+/// The most rows one query returns.
+pub const MAX_AUDIT_PAGE: i64 = 10_000;
+
+/// The text form of `audit_log.recorded_at` on SQLite, and of time bounds compared with it.
+pub fn recorded_at_text(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Which audit rows: every field set narrows it (`None`/empty: no condition).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub account_id: Option<String>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    /// Any of these.
+    pub event_types: Vec<String>,
+    pub signal_id: Option<String>,
+}
+
+/// One audit row as stored; `payload` and `metadata` are the exact stored text (the hash covers
+/// them, so a reader who recomputes it needs them byte for byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub position: i64,
+    pub account_id: String,
+    pub aggregate_type: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub signal_id: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: String,
+    pub metadata: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "position, account_id, aggregate_type, sequence, event_type, event_version, \
+                       signal_id, recorded_at, payload, metadata, prev_hash, hash";
+
+impl Store {
+    /// Up to `limit` rows matching `filter` with `after < position <= up_to` (`up_to`: `None`
+    /// for no upper bound), in position order.
+    pub async fn audit_rows(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        up_to: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let limit = limit.clamp(0, MAX_AUDIT_PAGE);
+        match self {
+            Store::Postgres(store) => {
+                let mut query = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT {COLUMNS} FROM audit_log WHERE position > "
+                ));
+                query.push_bind(after);
+                if let Some(up_to) = up_to {
+                    query.push(" AND position <= ").push_bind(up_to);
+                }
+                if let Some(account_id) = &filter.account_id {
+                    query
+                        .push(" AND account_id = ")
+                        .push_bind(account_id.clone());
+                }
+                if let Some(from) = filter.from {
+                    query.push(" AND recorded_at >= ").push_bind(from);
+                }
+                if let Some(to) = filter.to {
+                    query.push(" AND recorded_at < ").push_bind(to);
+                }
+                if !filter.event_types.is_empty() {
+                    query
+                        .push(" AND event_type = ANY(")
+                        .push_bind(filter.event_types.clone())
+                        .push(")");
+                }
+                if let Some(signal_id) = &filter.signal_id {
+                    query.push(" AND signal_id = ").push_bind(signal_id.clone());
+                }
+                query.push(" ORDER BY position LIMIT ").push_bind(limit);
+                let rows = query.build().fetch_all(store.pool()).await?;
+                rows.iter()
+                    .map(|row| audit_row(row, row.try_get("recorded_at")?))
+                    .collect()
+            }
+            Store::Sqlite(store) => {
+                let mut query = QueryBuilder::<Sqlite>::new(format!(
+                    "SELECT {COLUMNS} FROM audit_log WHERE position > "
+                ));
+                query.push_bind(after);
+                if let Some(up_to) = up_to {
+                    query.push(" AND position <= ").push_bind(up_to);
+                }
+                if let Some(account_id) = &filter.account_id {
+                    query
+                        .push(" AND account_id = ")
+                        .push_bind(account_id.clone());
+                }
+                if let Some(from) = filter.from {
+                    query
+                        .push(" AND recorded_at >= ")
+                        .push_bind(recorded_at_text(from));
+                }
+                if let Some(to) = filter.to {
+                    query
+                        .push(" AND recorded_at < ")
+                        .push_bind(recorded_at_text(to));
+                }
+                if !filter.event_types.is_empty() {
+                    query.push(" AND event_type IN (");
+                    let mut types = query.separated(", ");
+                    for event_type in &filter.event_types {
+                        types.push_bind(event_type.clone());
+                    }
+                    query.push(")");
+                }
+                if let Some(signal_id) = &filter.signal_id {
+                    query.push(" AND signal_id = ").push_bind(signal_id.clone());
+                }
+                query.push(" ORDER BY position LIMIT ").push_bind(limit);
+                let rows = query.build().fetch_all(store.pool()).await?;
+                rows.iter()
+                    .map(|row| audit_row(row, parse_time(row.try_get("recorded_at")?)?))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Every column but `recorded_at`, which each store keeps in its own type.
+fn audit_row<R: Row>(row: &R, recorded_at: DateTime<Utc>) -> Result<AuditEntry>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AuditEntry {
+        position: row.try_get("position")?,
+        account_id: row.try_get("account_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        signal_id: row.try_get("signal_id")?,
+        recorded_at,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+pub(super) fn parse_time(text: String) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
+}
