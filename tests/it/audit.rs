@@ -13,6 +13,7 @@ use tokio::process::Command;
 use ledgerhook::store::{AuditRow, LogPosition, Store};
 
 use crate::on_both_stores;
+use crate::support::audit::create_staff;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
@@ -551,3 +552,32 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(the_chain_survives_kill_9_exactly_once);
+
+/// Compliance staff get the same verdict over HTTP as `ledgerhook audit verify` gives.
+async fn compliance_staff_verify_the_chain_over_http(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let events = logged_events(&store).await;
+    let (_, key) = create_staff(&test.url, "Carol", "compliance").await;
+    let service = Service::start(&test.url, audited_service()).await;
+    let (status, report) = service
+        .send(
+            service
+                .client()
+                .get(format!("{}/api/compliance/audit/verify", service.base_url))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["intact"], true, "{report}");
+    assert!(
+        report["rows"].as_u64() >= Some(events.len() as u64),
+        "{report}"
+    );
+    assert_eq!(
+        report["signatures_verified"], report["checkpoints"],
+        "{report}"
+    );
+    service.stop().await;
+}
+on_both_stores!(compliance_staff_verify_the_chain_over_http);
