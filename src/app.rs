@@ -22,6 +22,7 @@ use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
 use crate::notify::LogNotifier;
+use crate::readside::ReadSide;
 use crate::store::Store;
 use crate::users::Authenticator;
 
@@ -65,6 +66,7 @@ pub struct RunningApp {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     saga: tokio::task::JoinHandle<()>,
+    projections: tokio::task::JoinHandle<()>,
     committers: JoinSet<()>,
 }
 
@@ -95,6 +97,8 @@ impl RunningApp {
         } else {
             tokio::spawn(async {})
         };
+        let projections =
+            tokio::spawn(ReadSide::new(ledger.clone()).run(shutdown_requested.clone()));
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -123,16 +127,18 @@ impl RunningApp {
             shutdown,
             server,
             saga,
+            projections,
             committers,
         })
     }
 
-    /// Stops accepting connections, lets in-flight requests and the saga's current page finish,
-    /// then waits for every queued append to be committed.
+    /// Stops accepting connections, lets in-flight requests and the current pages of the saga and
+    /// the projections finish, then waits for every queued append to be committed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
         let _ = self.saga.await;
+        let _ = self.projections.await;
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}

@@ -12,5 +12,6 @@ pub mod ingest;
 pub mod ledger;
 pub mod markets;
 pub mod notify;
+pub mod readside;
 pub mod store;
 pub mod users;

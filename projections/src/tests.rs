@@ -69,7 +69,11 @@ fn fill_with_position(
     size: &str,
     price: &str,
 ) -> Vec<AccountEvent> {
-    let position = account.positions.get(&market()).cloned().unwrap_or_default();
+    let position = account
+        .positions
+        .get(&market())
+        .cloned()
+        .unwrap_or_default();
     let mut events = vec![filled(signal, side, size, price, "0.1", 1)];
     events.extend(position.events_for_fill(
         &SignalId(signal.into()),
@@ -288,13 +292,19 @@ fn every_signal_has_its_outcome_and_its_events() {
     let models = ReadModels::fold(&stream("a", events));
     let signal = |s: &str| &models.signals[&("a".to_owned(), s.to_owned())];
     let ok = signal("ok");
-    assert_eq!((ok.status.as_str(), ok.outcome.as_str()), ("notified", "filled"));
+    assert_eq!(
+        (ok.status.as_str(), ok.outcome.as_str()),
+        ("notified", "filled")
+    );
     assert_eq!(ok.duplicates, 1);
     let sequences: Vec<usize> = ok.events.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, [1, 2, 3, 4, 7]);
     assert_eq!(ok.market.as_deref(), Some("BTC-USD"));
     assert_eq!(signal("risky").outcome, "rejected");
-    assert_eq!(signal("risky").detail.as_deref(), Some("max_order_usd: too big"));
+    assert_eq!(
+        signal("risky").detail.as_deref(),
+        Some("max_order_usd: too big")
+    );
     assert_eq!(signal("late").outcome, "stale");
     assert_eq!(signal("stop").outcome, "halted");
     assert_eq!(signal("risky2").outcome, "failed");

@@ -1,7 +1,8 @@
-//! The command line: `serve` (the default), `migrate`, `users ...`, `replay`.
+//! The command line: `serve` (the default), `migrate`, `users ...`, `replay`, `projections ...`.
 
 mod halt;
 mod limits;
+mod projections;
 mod replay;
 mod serve;
 
@@ -87,6 +88,9 @@ pub enum Command {
     Halt(halt::HaltArgs),
     /// Resume trading for one account, or release the emergency stop without USER_ID.
     Resume(halt::HaltArgs),
+    /// The read models: rebuild and check them, or show how far behind they are.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Replay(args)) => replay::run(&cli.global, args).await,
         Some(Command::Halt(args)) => halt::run(&cli.global, halt::Switch::Halt, args).await,
         Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,
+        Some(Command::Projections(command)) => projections::run(&cli.global, command).await,
     }
 }
 

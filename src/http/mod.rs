@@ -8,6 +8,7 @@ mod error;
 mod guard;
 mod health;
 pub mod server;
+mod trader;
 mod webhook;
 
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks)
         .route("/api/config/webhook", get(config::webhook))
+        .route("/api/positions", get(trader::positions))
+        .route("/api/trades", get(trader::trades))
+        .route("/api/signals/{signal_id}", get(trader::signal))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

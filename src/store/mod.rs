@@ -5,6 +5,7 @@
 //! Architecture invariant: only this module writes SQL.
 
 mod postgres;
+mod readmodels;
 mod sqlite;
 mod users;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
 pub use self::postgres::{CredentialListener, PostgresStore};
+pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
 pub use self::sqlite::SqliteStore;
 pub use self::users::{
     ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,

@@ -66,6 +66,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The in-process writers' queue (see `writer`), for the read models' writes beside these.
+    pub(super) async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
         Ok(())
