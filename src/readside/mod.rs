@@ -184,7 +184,7 @@ impl Runner {
     pub async fn catch_up(
         &mut self,
         until: Option<LogPosition>,
-        progress: &mut dyn FnMut(usize),
+        progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<(), ReadSideError> {
         loop {
             match self.step(until).await? {

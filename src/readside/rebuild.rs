@@ -49,8 +49,8 @@ impl RebuildReport {
 pub async fn rebuild(
     store: &Store,
     selected: &[Projection],
-    total: &mut dyn FnMut(u64),
-    progress: &mut dyn FnMut(usize),
+    total: &mut (dyn FnMut(u64) + Send),
+    progress: &mut (dyn FnMut(usize) + Send),
 ) -> Result<RebuildReport, ReadSideError> {
     // When no service runs the projections, bring the live copy up to date first, so it is
     // compared as of now; otherwise the service keeps it current and is waited for below.

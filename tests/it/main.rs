@@ -8,6 +8,7 @@ mod abuse;
 mod auth;
 mod halts;
 mod hostile;
+mod readside;
 mod risk;
 mod saga;
 mod secrets;
