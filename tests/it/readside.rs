@@ -265,14 +265,43 @@ fn history(accounts: usize, fills: usize) -> Vec<Vec<SerializedEvent>> {
     batches
 }
 
+/// Appends the history; returns how many events it holds.
+async fn append_history(store: &Store, accounts: usize, fills: usize) -> i64 {
+    let mut appended = 0;
+    for batch in history(accounts, fills) {
+        store.append(&batch).await.expect("the history appends");
+        appended += i64::try_from(batch.len()).expect("small");
+    }
+    appended
+}
+
+/// Catches the live projections up until they have applied all `appended` events. (On PostgreSQL
+/// the log shows an event only once no older transaction of the whole cluster is open, so one
+/// pass may stop short while other tests' transactions run.)
+async fn catch_up_fully(store: &Store, appended: i64) {
+    eventually("the projections to apply every appended event", || async {
+        let mut runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
+        runner
+            .catch_up(None, &mut |_| {})
+            .await
+            .expect("the runner catches up");
+        let position = runner.position().await.expect("checkpoints read");
+        let behind = store.count_log_after(position).await.expect("count");
+        let visible = store
+            .count_log_after(LogPosition::default())
+            .await
+            .expect("count");
+        (behind == 0 && visible == appended).then_some(())
+    })
+    .await;
+}
+
 /// Two runners over the same projections at once (another instance, a rebuild racing the
 /// service...): the checkpoint's compare-and-set lets one apply each page, never both.
 async fn two_runners_at_once_do_not_double_apply(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
-    for batch in history(4, 60) {
-        store.append(&batch).await.expect("the history appends");
-    }
+    let appended = append_history(&store, 4, 60).await;
     let mut runners = JoinSet::new();
     for _ in 0..2 {
         let store = test.open().await;
@@ -298,9 +327,7 @@ on_both_stores!(two_runners_at_once_do_not_double_apply);
 async fn a_new_projection_builds_itself_from_the_beginning(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
-    for batch in history(2, 10) {
-        store.append(&batch).await.expect("the history appends");
-    }
+    let appended = append_history(&store, 2, 10).await;
     let mut positions = Runner::new(store.clone(), TableSet::Live, &[Projection::Positions]);
     positions
         .catch_up(None, &mut |_| {})
@@ -309,6 +336,7 @@ async fn a_new_projection_builds_itself_from_the_beginning(backend: Backend) {
     // Trades, volume and signals start later, from nothing; positions is already there.
     let mut all = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
     all.catch_up(None, &mut |_| {}).await.expect("all catch up");
+    catch_up_fully(&store, appended).await;
     assert_live_equals_the_fold(&store).await;
 }
 on_both_stores!(a_new_projection_builds_itself_from_the_beginning);
@@ -438,26 +466,21 @@ on_both_stores!(the_trader_endpoints_show_only_the_callers_rows);
 async fn a_rebuild_reports_live_rows_that_differ(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
-    for batch in history(1, 5) {
-        store.append(&batch).await.expect("the history appends");
-    }
-    let mut runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
-    runner.catch_up(None, &mut |_| {}).await.expect("catch up");
+    let appended = append_history(&store, 1, 5).await;
+    catch_up_fully(&store, appended).await;
     // Damage one live row behind the runner's back.
-    match &store {
-        Store::Sqlite(sqlite) => {
-            sqlx::query("UPDATE daily_volume SET traded_usd = '1'")
-                .execute(sqlite.pool())
-                .await
-                .expect("update");
-        }
-        Store::Postgres(postgres) => {
-            sqlx::query("UPDATE daily_volume SET traded_usd = '1'")
-                .execute(postgres.pool())
-                .await
-                .expect("update");
-        }
-    }
+    let damage = "UPDATE daily_volume SET traded_usd = '1'";
+    let damaged = match &store {
+        Store::Sqlite(sqlite) => sqlx::query(damage)
+            .execute(sqlite.pool())
+            .await
+            .map(|done| done.rows_affected()),
+        Store::Postgres(postgres) => sqlx::query(damage)
+            .execute(postgres.pool())
+            .await
+            .map(|done| done.rows_affected()),
+    };
+    assert_eq!(damaged.expect("the damage applies"), 1);
     let output = tokio::process::Command::new(BINARY)
         .args(["projections", "rebuild", "daily_volume"])
         .env("DATABASE_URL", &test.url)
