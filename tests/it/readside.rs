@@ -316,6 +316,7 @@ async fn two_runners_at_once_do_not_double_apply(backend: Backend) {
             .expect("the runner task")
             .expect("the runner catches up");
     }
+    catch_up_fully(&store, appended).await;
     let models = assert_live_equals_the_fold(&store).await;
     assert_eq!(models.trades.len(), 240);
     // Fills cross midnight: each account has two days of volume.
