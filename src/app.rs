@@ -23,6 +23,7 @@ use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
 use crate::notify::LogNotifier;
+use crate::readside::ReadSide;
 use crate::store::Store;
 use crate::users::Authenticator;
 
@@ -70,6 +71,7 @@ pub struct RunningApp {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     saga: tokio::task::JoinHandle<()>,
     audit: tokio::task::JoinHandle<()>,
+    projections: tokio::task::JoinHandle<()>,
     committers: JoinSet<()>,
 }
 
@@ -103,6 +105,8 @@ impl RunningApp {
         let audit_key = config.audit.key.clone().map(Arc::new);
         let audit = AuditWriter::new(ledger.clone(), config.audit);
         let audit = tokio::spawn(audit.run(shutdown_requested.clone()));
+        let projections =
+            tokio::spawn(ReadSide::new(ledger.clone()).run(shutdown_requested.clone()));
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -133,17 +137,19 @@ impl RunningApp {
             server,
             saga,
             audit,
+            projections,
             committers,
         })
     }
 
-    /// Stops accepting connections, lets in-flight requests and the saga's current page finish,
-    /// then waits for every queued append to be committed.
+    /// Stops accepting connections, lets in-flight requests and the current pages of the saga and
+    /// the projections finish, then waits for every queued append to be committed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
         let _ = self.saga.await;
         let _ = self.audit.await;
+        let _ = self.projections.await;
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}

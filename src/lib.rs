@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod markets;
 pub mod notify;
+pub mod readside;
 pub mod staff;
 pub mod store;
 pub mod users;

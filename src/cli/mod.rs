@@ -1,9 +1,10 @@
 //! The command line: `serve` (the default), `migrate`, `users ...`, `staff ...`, `replay`,
-//! `halt`/`resume`, `audit verify`.
+//! `halt`/`resume`, `audit verify`, `projections ...`.
 
 pub mod audit;
 mod halt;
 mod limits;
+mod projections;
 mod replay;
 mod serve;
 mod staff;
@@ -96,6 +97,9 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The read models: rebuild and check them, or show how far behind they are.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Halt(args)) => halt::run(&cli.global, halt::Switch::Halt, args).await,
         Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,
         Some(Command::Audit(command)) => audit::run(&cli.global, command).await,
+        Some(Command::Projections(command)) => projections::run(&cli.global, command).await,
     }
 }
 

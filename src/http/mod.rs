@@ -13,6 +13,7 @@ mod health;
 mod own_audit;
 pub mod server;
 mod staff_authenticated;
+mod trader;
 mod webhook;
 
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(own_audit::own_audit))
         .route(compliance::AUDIT_PATH, get(compliance::audit))
         .route(compliance::VERIFY_PATH, get(compliance::verify))
+        .route("/api/positions", get(trader::positions))
+        .route("/api/trades", get(trader::trades))
+        .route("/api/signals/{signal_id}", get(trader::signal))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

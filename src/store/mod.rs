@@ -7,6 +7,7 @@
 mod audit;
 mod audit_queries;
 mod postgres;
+mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
@@ -17,6 +18,7 @@ use cqrs_es::persist::{PersistenceError, SerializedEvent};
 pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditEntry, AuditFilter, MAX_AUDIT_PAGE};
 pub use self::postgres::{CredentialListener, PostgresStore};
+pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
 pub use self::sqlite::SqliteStore;
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{

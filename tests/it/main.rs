@@ -10,6 +10,7 @@ mod auth;
 mod compliance;
 mod halts;
 mod hostile;
+mod readside;
 mod replay;
 mod risk;
 mod saga;
