@@ -37,7 +37,7 @@ fn audited_service() -> Options {
 }
 
 /// (aggregate_type, account, sequence) of every event in the global order.
-async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
+pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
     let mut seen = Vec::new();
     let mut after = LogPosition::default();
     loop {

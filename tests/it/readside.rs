@@ -138,8 +138,11 @@ async fn projections_equal_a_rebuild_after_signals_stream_in(backend: Backend) {
 on_both_stores!(projections_equal_a_rebuild_after_signals_stream_in);
 
 /// kill -9 at random moments while several accounts stream signals in; after the last restart
-/// every projection equals a from-scratch fold: nothing was applied twice or lost.
-async fn killed_at_random_points_the_projections_apply_every_event_exactly_once(backend: Backend) {
+/// every projection equals a from-scratch fold and the audit chain verifies with every event in it:
+/// nothing was applied twice or lost.
+async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_once(
+    backend: Backend,
+) {
     let test = TestStore::new(backend).await;
     let mut users = Vec::new();
     for i in 0..3 {
@@ -192,9 +195,18 @@ async fn killed_at_random_points_the_projections_apply_every_event_exactly_once(
     let models = assert_live_equals_the_fold(&store).await;
     assert!(!models.trades.is_empty());
     assert_rebuild_agrees(&test.url).await;
+    // The audit trail went through the same kills: it chains every event once and verifies.
+    let events = crate::audit::logged_events(&store).await.len();
+    let report = eventually("the audit trail to chain every event", || async {
+        let out = cli(&test.url, &["audit", "verify", "--json"]).await;
+        let report: Value = serde_json::from_str(out.trim()).ok()?;
+        (report["rows"].as_u64() == Some(events as u64)).then_some(report)
+    })
+    .await;
+    assert_eq!(report["first_mismatch"], Value::Null, "{report}");
     service.stop().await;
 }
-on_both_stores!(killed_at_random_points_the_projections_apply_every_event_exactly_once);
+on_both_stores!(killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_once);
 
 fn at(minute: i64) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0)
