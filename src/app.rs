@@ -37,6 +37,9 @@ pub struct AppConfig {
     /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
     /// need a signal acknowledged but not yet executed).
     pub execute_signals: bool,
+    /// Run the audit writer and the read-model projections in this process. Off for instances
+    /// that leave the read side to another instance sharing the store.
+    pub run_read_side: bool,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
@@ -103,10 +106,15 @@ impl RunningApp {
             tokio::spawn(async {})
         };
         let audit_key = config.audit.key.clone().map(Arc::new);
-        let audit = AuditWriter::new(ledger.clone(), config.audit);
-        let audit = tokio::spawn(audit.run(shutdown_requested.clone()));
-        let projections =
-            tokio::spawn(ReadSide::new(ledger.clone()).run(shutdown_requested.clone()));
+        let (audit, projections) = if config.run_read_side {
+            let audit = AuditWriter::new(ledger.clone(), config.audit);
+            (
+                tokio::spawn(audit.run(shutdown_requested.clone())),
+                tokio::spawn(ReadSide::new(ledger.clone()).run(shutdown_requested.clone())),
+            )
+        } else {
+            (tokio::spawn(async {}), tokio::spawn(async {}))
+        };
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),

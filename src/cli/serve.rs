@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Record signals but do not execute them (an ingest-only instance).
     #[arg(long, env = "LEDGERHOOK_NO_EXECUTION", value_parser = FalseyValueParser::new())]
     pub no_execution: bool,
+    /// Leave the audit trail and the read models to another instance sharing the store.
+    #[arg(long, env = "LEDGERHOOK_NO_READ_SIDE", value_parser = FalseyValueParser::new())]
+    pub no_read_side: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
     #[command(flatten)]
@@ -169,6 +172,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         listen: global.listen,
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
+        run_read_side: !args.no_read_side,
         guard: args.guard.config()?,
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,
