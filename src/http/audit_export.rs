@@ -13,13 +13,12 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::SecondsFormat;
 use serde::Serialize;
 use serde_json::json;
 
 use super::audit_params::{encode_cursor, AuditRequest, Format};
 use super::error::{ApiError, Result};
-use crate::store::{AuditEntry, AuditFilter, Store};
+use crate::store::{AuditFilter, AuditRow, Store};
 
 /// Rows per query while exporting: ~1 MB of rendered rows at the trail's typical ~1 KB a row.
 const EXPORT_PAGE: i64 = 1000;
@@ -58,7 +57,7 @@ struct RowView<'a> {
 }
 
 impl<'a> RowView<'a> {
-    fn new(row: &'a AuditEntry) -> Self {
+    fn new(row: &'a AuditRow) -> Self {
         Self {
             position: row.position,
             account_id: &row.account_id,
@@ -67,7 +66,7 @@ impl<'a> RowView<'a> {
             event_type: &row.event_type,
             event_version: &row.event_version,
             signal_id: row.signal_id.as_deref(),
-            recorded_at: row.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            recorded_at: row.recorded_at.clone(),
             payload: &row.payload,
             metadata: &row.metadata,
             prev_hash: &row.prev_hash,
@@ -181,7 +180,7 @@ fn not_cached(response: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-fn render(rows: &[AuditEntry], format: Format) -> Bytes {
+fn render(rows: &[AuditRow], format: Format) -> Bytes {
     let mut out = String::with_capacity(rows.len() * 1024);
     for row in rows {
         let view = RowView::new(row);

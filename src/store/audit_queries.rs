@@ -9,7 +9,9 @@
 //! which is also the precision of PostgreSQL's timestamptz.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Postgres, QueryBuilder, Sqlite};
+
+use super::AuditRow;
 
 use super::{Result, Store, StoreError};
 
@@ -34,24 +36,6 @@ pub struct AuditFilter {
     pub signal_id: Option<String>,
 }
 
-/// One audit row as stored; `payload` and `metadata` are the exact stored text (the hash covers
-/// them, so a reader who recomputes it needs them byte for byte).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub position: i64,
-    pub account_id: String,
-    pub aggregate_type: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub signal_id: Option<String>,
-    pub recorded_at: DateTime<Utc>,
-    pub payload: String,
-    pub metadata: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
 const COLUMNS: &str = "position, account_id, aggregate_type, sequence, event_type, event_version, \
                        signal_id, recorded_at, payload, metadata, prev_hash, hash";
 
@@ -64,7 +48,7 @@ impl Store {
         after: i64,
         up_to: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<AuditEntry>> {
+    ) -> Result<Vec<AuditRow>> {
         let limit = limit.clamp(0, MAX_AUDIT_PAGE);
         match self {
             Store::Postgres(store) => {
@@ -97,9 +81,7 @@ impl Store {
                 }
                 query.push(" ORDER BY position LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(store.pool()).await?;
-                rows.iter()
-                    .map(|row| audit_row(row, row.try_get("recorded_at")?))
-                    .collect()
+                rows.iter().map(super::audit::postgres::audit_row).collect()
             }
             Store::Sqlite(store) => {
                 let mut query = QueryBuilder::<Sqlite>::new(format!(
@@ -137,36 +119,10 @@ impl Store {
                 }
                 query.push(" ORDER BY position LIMIT ").push_bind(limit);
                 let rows = query.build().fetch_all(store.pool()).await?;
-                rows.iter()
-                    .map(|row| audit_row(row, parse_time(row.try_get("recorded_at")?)?))
-                    .collect()
+                rows.iter().map(super::audit::sqlite::audit_row).collect()
             }
         }
     }
-}
-
-/// Every column but `recorded_at`, which each store keeps in its own type.
-fn audit_row<R: Row>(row: &R, recorded_at: DateTime<Utc>) -> Result<AuditEntry>
-where
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(AuditEntry {
-        position: row.try_get("position")?,
-        account_id: row.try_get("account_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        signal_id: row.try_get("signal_id")?,
-        recorded_at,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
 }
 
 pub(super) fn parse_time(text: String) -> Result<DateTime<Utc>> {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
 pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
-pub use self::audit_queries::{recorded_at_text, AuditEntry, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
 pub use self::sqlite::SqliteStore;

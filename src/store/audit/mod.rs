@@ -2,8 +2,8 @@
 //! `audit_checkpoints`, signed snapshots of its head. Both are append-only in the database; this
 //! module only ever inserts and reads them. The chain itself is computed in `crate::audit`.
 
-mod postgres;
-mod sqlite;
+pub(super) mod postgres;
+pub(super) mod sqlite;
 
 pub use self::postgres::WRITER_ROLE as AUDIT_WRITER_ROLE;
 

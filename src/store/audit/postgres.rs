@@ -151,7 +151,8 @@ pub(super) async fn last_checkpoint(store: &PostgresStore) -> Result<i64> {
     )
 }
 
-fn audit_row(row: &PgRow) -> Result<AuditRow> {
+/// Also the compliance queries' decoder: one spelling of a row for the chain and for readers.
+pub(in crate::store) fn audit_row(row: &PgRow) -> Result<AuditRow> {
     let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
     Ok(AuditRow {
         position: row.try_get("position")?,

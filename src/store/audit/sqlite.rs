@@ -132,7 +132,8 @@ pub(super) async fn last_checkpoint(store: &SqliteStore) -> Result<i64> {
     )
 }
 
-fn audit_row(row: &SqliteRow) -> Result<AuditRow> {
+/// Also the compliance queries' decoder: one spelling of a row for the chain and for readers.
+pub(in crate::store) fn audit_row(row: &SqliteRow) -> Result<AuditRow> {
     Ok(AuditRow {
         position: row.try_get("position")?,
         account_id: row.try_get("account_id")?,
