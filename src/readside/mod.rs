@@ -20,7 +20,7 @@ use aggregates::{upcasters, TradingAccount};
 use projections::{Envelope, Projection};
 
 use crate::ledger::{decode, Ledger};
-use crate::store::{Lease, LogPosition, PageOutcome, ProjectionStep, Store, TableSet};
+use crate::store::{Lease, LogPosition, LoggedEvent, PageOutcome, ProjectionStep, Store, TableSet};
 
 pub use self::rebuild::{rebuild, status, ProjectionStatus, RebuildReport, Verdict};
 
@@ -65,6 +65,9 @@ pub struct Runner {
     page_size: i64,
     /// The checkpoints as this runner last wrote or read them; re-read after contention or error.
     checkpoints: Option<BTreeMap<Projection, LogPosition>>,
+    /// The page after a position, read while the previous page was being applied, so the store
+    /// reads the next page while it writes this one.
+    prefetched: Option<(LogPosition, Vec<LoggedEvent>)>,
 }
 
 impl Runner {
@@ -76,6 +79,7 @@ impl Runner {
             upcasters: upcasters(),
             page_size: PAGE_SIZE,
             checkpoints: None,
+            prefetched: None,
         }
     }
 
@@ -108,6 +112,7 @@ impl Runner {
         let result = self.try_step(until).await;
         if !matches!(result, Ok(Step::Applied(_)) | Ok(Step::CaughtUp)) {
             self.checkpoints = None;
+            self.prefetched = None;
         }
         result
     }
@@ -120,7 +125,10 @@ impl Runner {
         if until.is_some_and(|until| from >= until) {
             return Ok(Step::CaughtUp);
         }
-        let mut page = self.store.read_log(from, self.page_size).await?;
+        let mut page = match self.prefetched.take() {
+            Some((after, page)) if after == from => page,
+            _ => self.store.read_log(from, self.page_size).await?,
+        };
         if let Some(until) = until {
             page.retain(|logged| logged.position <= until);
         }
@@ -162,12 +170,16 @@ impl Runner {
                     .collect(),
             })
             .collect();
-        match self
-            .store
-            .apply_projection_page(self.tables, &steps)
-            .await?
-        {
+        // The next page is read (and the store's other core used) while this one is written. A
+        // read below the snapshot horizon may return less while this transaction is open; it
+        // never skips anything, and what it misses is read next time.
+        let (applied, next_page) = tokio::join!(
+            self.store.apply_projection_page(self.tables, &steps),
+            self.store.read_log(last, self.page_size)
+        );
+        match applied? {
             PageOutcome::Applied => {
+                self.prefetched = next_page.ok().map(|next| (last, next));
                 let moved: Vec<Projection> = steps.iter().map(|step| step.projection).collect();
                 if let Some(checkpoints) = &mut self.checkpoints {
                     for projection in moved {
