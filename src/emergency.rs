@@ -12,6 +12,7 @@ use aggregates::{
     EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, Halt, EMERGENCY_STOP_ID,
 };
 
+use crate::catchup::wait_or_shutdown;
 use crate::ledger::{encode_for, EventContext};
 use crate::store::{Store, StoreError};
 
@@ -98,9 +99,8 @@ impl EmergencySwitch {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(%error, "emergency stop not refreshed; keeping the last state seen");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
-                _ = shutdown.changed() => {}
+            if wait_or_shutdown(&mut shutdown, REFRESH_INTERVAL).await {
+                return;
             }
         }
     }

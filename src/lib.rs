@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod catchup;
 pub mod cli;
 pub mod emergency;
 pub mod exchange;

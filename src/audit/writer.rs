@@ -16,8 +16,9 @@ use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
+use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
 use crate::ledger::{decode, Ledger};
-use crate::store::{AuditCheckpoint, AuditRow, Lease, LogPosition, LoggedEvent, Store};
+use crate::store::{AuditCheckpoint, AuditRow, LogPosition, LoggedEvent, Store};
 
 use super::chain::{canonical_time, checkpoint_signature, row_hash, GENESIS_HASH};
 use super::key::AuditKey;
@@ -26,8 +27,6 @@ pub const CHECKPOINT_NAME: &str = "audit";
 /// Events per page and transaction.
 const PAGE_SIZE: i64 = 512;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
-const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How the trail is written: from configuration (`serve --audit-key`, `--audit-checkpoint-every`).
 #[derive(Debug, Clone)]
@@ -77,14 +76,28 @@ impl AuditWriter {
                  are recorded and published unsigned"
             );
         }
-        let Some(mut lease) = self.acquire_lease(&mut shutdown).await else {
+        let Some(mut lease) = acquire_lease(
+            self.store(),
+            CHECKPOINT_NAME,
+            "the audit writer",
+            &mut shutdown,
+        )
+        .await
+        else {
             return;
         };
         let mut progress = None;
         while !*shutdown.borrow() {
             if !lease.is_held().await {
                 tracing::warn!("audit writer lost its lease; waiting to take it again");
-                let Some(renewed) = self.acquire_lease(&mut shutdown).await else {
+                let Some(renewed) = acquire_lease(
+                    self.store(),
+                    CHECKPOINT_NAME,
+                    "the audit writer",
+                    &mut shutdown,
+                )
+                .await
+                else {
                     return;
                 };
                 lease = renewed;
@@ -132,24 +145,6 @@ impl AuditWriter {
                 if let Err(error) = self.record_checkpoint(&mut done).await {
                     tracing::error!(%error, "audit writer could not checkpoint at shutdown");
                 }
-            }
-        }
-    }
-
-    async fn acquire_lease(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Lease> {
-        let mut announced = false;
-        loop {
-            match self.store().try_lease(CHECKPOINT_NAME).await {
-                Ok(Some(lease)) => return Some(lease),
-                Ok(None) if !announced => {
-                    tracing::info!("another instance writes the audit trail; standing by");
-                    announced = true;
-                }
-                Ok(None) => {}
-                Err(error) => tracing::error!(%error, "cannot take the audit lease"),
-            }
-            if wait_or_shutdown(shutdown, LEASE_RETRY_INTERVAL).await {
-                return None;
             }
         }
     }
@@ -285,13 +280,4 @@ impl AuditWriter {
         );
         Ok(())
     }
-}
-
-/// Sleeps for `delay`; true when shutdown was asked for meanwhile.
-async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = shutdown.changed() => {}
-    }
-    *shutdown.borrow()
 }

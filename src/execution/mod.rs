@@ -15,11 +15,12 @@ use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
+use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
 use crate::ledger::{decode, Ledger};
 use crate::notify::Notifier;
-use crate::store::{Lease, LogPosition, LoggedEvent};
+use crate::store::{LogPosition, LoggedEvent};
 
 use self::steps::Step;
 
@@ -29,10 +30,6 @@ pub const CHECKPOINT_NAME: &str = "execution";
 const PAGE_SIZE: i64 = 256;
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// How often a standby instance tries to take over the saga.
-const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
-/// Pause before re-reading a page whose handling hit a store error.
-const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct ExecutionSaga {
@@ -60,7 +57,14 @@ impl ExecutionSaga {
     /// Runs until `shutdown` turns true; the page in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let store = self.ledger.store().clone();
-        let Some(mut lease) = self.acquire_lease(&mut shutdown).await else {
+        let Some(mut lease) = acquire_lease(
+            self.ledger.store(),
+            CHECKPOINT_NAME,
+            "the execution saga",
+            &mut shutdown,
+        )
+        .await
+        else {
             return;
         };
         let mut checkpoint = loop {
@@ -77,7 +81,14 @@ impl ExecutionSaga {
         while !*shutdown.borrow() {
             if !lease.is_held().await {
                 tracing::warn!("execution saga lost its lease; waiting to take it again");
-                let Some(renewed) = self.acquire_lease(&mut shutdown).await else {
+                let Some(renewed) = acquire_lease(
+                    self.ledger.store(),
+                    CHECKPOINT_NAME,
+                    "the execution saga",
+                    &mut shutdown,
+                )
+                .await
+                else {
                     return;
                 };
                 lease = renewed;
@@ -104,26 +115,6 @@ impl ExecutionSaga {
                         return;
                     }
                 }
-            }
-        }
-    }
-
-    /// Waits until this process is the one running the saga (other instances sharing the store
-    /// stand by); `None` when shutdown comes first.
-    async fn acquire_lease(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Lease> {
-        let mut announced = false;
-        loop {
-            match self.ledger.store().try_lease(CHECKPOINT_NAME).await {
-                Ok(Some(lease)) => return Some(lease),
-                Ok(None) if !announced => {
-                    tracing::info!("another instance runs the execution saga; standing by");
-                    announced = true;
-                }
-                Ok(None) => {}
-                Err(error) => tracing::error!(%error, "cannot take the execution lease"),
-            }
-            if wait_or_shutdown(shutdown, LEASE_RETRY_INTERVAL).await {
-                return None;
             }
         }
     }
@@ -174,13 +165,4 @@ impl ExecutionSaga {
         let notified = steps::notify_all(self, concluded).await;
         executed.and(notified)
     }
-}
-
-/// Sleeps for `delay`; true when shutdown was asked for meanwhile.
-async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = shutdown.changed() => {}
-    }
-    *shutdown.borrow()
 }

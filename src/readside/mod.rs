@@ -19,8 +19,9 @@ use tokio::sync::watch;
 use aggregates::{upcasters, TradingAccount};
 use projections::{Envelope, Projection};
 
+use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
 use crate::ledger::{decode, Ledger};
-use crate::store::{Lease, LogPosition, LoggedEvent, PageOutcome, ProjectionStep, Store, TableSet};
+use crate::store::{LogPosition, LoggedEvent, PageOutcome, ProjectionStep, Store, TableSet};
 
 pub use self::rebuild::{rebuild, status, ProjectionStatus, RebuildReport, Verdict};
 
@@ -30,8 +31,6 @@ pub const LEASE_NAME: &str = "projections";
 /// hold in memory and to finish quickly at shutdown.
 pub const PAGE_SIZE: i64 = 4096;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
-const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadSideError {
@@ -221,14 +220,18 @@ impl ReadSide {
     /// Runs until `shutdown` turns true; the page in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let store = self.ledger.store().clone();
-        let Some(mut lease) = acquire_lease(&store, &mut shutdown).await else {
+        let Some(mut lease) =
+            acquire_lease(&store, LEASE_NAME, "the projections", &mut shutdown).await
+        else {
             return;
         };
         let mut runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
         while !*shutdown.borrow() {
             if !lease.is_held().await {
                 tracing::warn!("projections lost their lease; waiting to take it again");
-                let Some(renewed) = acquire_lease(&store, &mut shutdown).await else {
+                let Some(renewed) =
+                    acquire_lease(&store, LEASE_NAME, "the projections", &mut shutdown).await
+                else {
                     return;
                 };
                 lease = renewed;
@@ -255,32 +258,4 @@ impl ReadSide {
             }
         }
     }
-}
-
-/// Waits until this process runs the projections (other instances stand by); `None` when
-/// shutdown comes first.
-async fn acquire_lease(store: &Store, shutdown: &mut watch::Receiver<bool>) -> Option<Lease> {
-    let mut announced = false;
-    loop {
-        match store.try_lease(LEASE_NAME).await {
-            Ok(Some(lease)) => return Some(lease),
-            Ok(None) if !announced => {
-                tracing::info!("another instance runs the projections; standing by");
-                announced = true;
-            }
-            Ok(None) => {}
-            Err(error) => tracing::error!(%error, "cannot take the projections lease"),
-        }
-        if wait_or_shutdown(shutdown, LEASE_RETRY_INTERVAL).await {
-            return None;
-        }
-    }
-}
-
-async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = shutdown.changed() => {}
-    }
-    *shutdown.borrow()
 }
