@@ -11,7 +11,6 @@
 //! * Checkpoint signature = lowercase hex HMAC-SHA256 under the audit key over the netstrings of
 //!   the tag `ledgerhook-audit-checkpoint-v1`, position, hash, at (as recorded_at).
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::store::AuditRow;
@@ -22,11 +21,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 const ROW_TAG: &str = "ledgerhook-audit-row-v1";
 const CHECKPOINT_TAG: &str = "ledgerhook-audit-checkpoint-v1";
 
-/// The canonical text of a time: what PostgreSQL's microseconds keep, in one spelling.
-pub fn canonical_time(at: DateTime<Utc>) -> String {
-    at.trunc_subsecs(6)
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+/// The canonical text of a time: what PostgreSQL's microseconds keep, in one spelling — the same
+/// text SQLite stores and compliance filters compare with.
+pub use crate::store::recorded_at_text as canonical_time;
 
 /// The bytes the row's hash is taken over (everything but `hash` itself).
 pub fn row_encoding(row: &AuditRow) -> Vec<u8> {
@@ -77,6 +74,7 @@ fn netstring(out: &mut Vec<u8>, field: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     fn row() -> AuditRow {
         AuditRow {

@@ -18,7 +18,9 @@ use super::{Result, Store, StoreError};
 /// The most rows one query returns.
 pub const MAX_AUDIT_PAGE: i64 = 10_000;
 
-/// The text form of `audit_log.recorded_at` on SQLite, and of time bounds compared with it.
+/// The one text form of an audit time: `audit_log.recorded_at` on SQLite (compared as text by
+/// the compliance filters), and what the chain's hash covers on both stores. Microseconds, as
+/// PostgreSQL's timestamptz keeps them, so a value read back gives the text that was written.
 pub fn recorded_at_text(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

@@ -2,12 +2,12 @@
 //! so only for its transaction): a role with INSERT and SELECT on the audit tables and nothing
 //! else, which owns neither and so cannot disable their triggers.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::{AuditCheckpoint, AuditRow, ChainHead};
-use crate::store::{LogPosition, PostgresStore, Result, StoreError};
+use crate::store::{recorded_at_text, LogPosition, PostgresStore, Result, StoreError};
 
 /// The role of migration 0005 that may only append to (and read) the audit tables.
 pub const WRITER_ROLE: &str = "ledgerhook_audit_writer";
@@ -136,7 +136,7 @@ pub(super) async fn read_checkpoints(
             Ok(AuditCheckpoint {
                 position: row.try_get("position")?,
                 hash: row.try_get("hash")?,
-                at: canonical_time(at),
+                at: recorded_at_text(at),
                 signature: row.try_get("signature")?,
             })
         })
@@ -162,17 +162,12 @@ pub(in crate::store) fn audit_row(row: &PgRow) -> Result<AuditRow> {
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
         signal_id: row.try_get("signal_id")?,
-        recorded_at: canonical_time(recorded_at),
+        recorded_at: recorded_at_text(recorded_at),
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
-}
-
-/// timestamptz keeps microseconds, so this gives back exactly the text that was written.
-fn canonical_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn conflict_or(error: sqlx::Error) -> StoreError {
