@@ -194,17 +194,7 @@ impl PostgresStore {
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE
-                SET tx_id = EXCLUDED.tx_id, global_seq = EXCLUDED.global_seq, updated_at = now()",
-        )
-        .bind(name)
-        .bind(position.tx_id)
-        .bind(position.global_seq)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        save_checkpoint_with(&self.pool, name, position).await
     }
 
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
@@ -460,6 +450,26 @@ impl PostgresStore {
             .await?;
         Ok(held.then_some(AdvisoryLease { connection }))
     }
+}
+
+/// Saves a reader's checkpoint through `executor`: the pool, or the transaction that writes the
+/// reader's rows (so rows and checkpoint commit together).
+pub(super) async fn save_checkpoint_with<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    name: &str,
+    position: LogPosition,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE
+            SET tx_id = EXCLUDED.tx_id, global_seq = EXCLUDED.global_seq, updated_at = now()",
+    )
+    .bind(name)
+    .bind(position.tx_id)
+    .bind(position.global_seq)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn paper_order_row(row: &PgRow) -> Result<PaperOrder> {

@@ -196,18 +196,7 @@ impl SqliteStore {
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
         let _writing = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
-             ON CONFLICT (name) DO UPDATE
-                SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        )
-        .bind(name)
-        .bind(position.tx_id)
-        .bind(position.global_seq)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        save_checkpoint_with(&self.pool, name, position).await
     }
 
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
@@ -455,6 +444,27 @@ fn logged_event(row: &SqliteRow) -> Result<LoggedEvent> {
             metadata: json(&metadata)?,
         },
     })
+}
+
+/// Saves a reader's checkpoint through `executor`: the pool, or the transaction that writes the
+/// reader's rows (so rows and checkpoint commit together). The caller holds the writer queue.
+pub(super) async fn save_checkpoint_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    name: &str,
+    position: LogPosition,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE
+            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
+                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(name)
+    .bind(position.tx_id)
+    .bind(position.global_seq)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn paper_order_row(row: &SqliteRow) -> Result<PaperOrder> {

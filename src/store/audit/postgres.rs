@@ -23,16 +23,7 @@ pub(super) async fn append(
     let mut transaction = store.pool().begin().await?;
     // The reader's checkpoint first, as the service's own role: the writer role has no business
     // with the other readers' checkpoints.
-    sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = EXCLUDED.tx_id, global_seq = EXCLUDED.global_seq, updated_at = now()",
-    )
-    .bind(name)
-    .bind(read_to.tx_id)
-    .bind(read_to.global_seq)
-    .execute(&mut *transaction)
-    .await?;
+    crate::store::postgres::save_checkpoint_with(&mut *transaction, name, read_to).await?;
     if !rows.is_empty() {
         sqlx::query(&format!("SET LOCAL ROLE {WRITER_ROLE}"))
             .execute(&mut *transaction)

@@ -40,17 +40,7 @@ pub(super) async fn append(
             return Err(conflict_or(error));
         }
     }
-    sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    )
-    .bind(name)
-    .bind(read_to.tx_id)
-    .bind(read_to.global_seq)
-    .execute(&mut *transaction)
-    .await?;
+    crate::store::sqlite::save_checkpoint_with(&mut *transaction, name, read_to).await?;
     transaction.commit().await?;
     Ok(())
 }
