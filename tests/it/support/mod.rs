@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod clock;
 pub mod postgres;
 pub mod service;
 pub mod stores;

@@ -102,6 +102,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Write everything the service logs, at `debug`, to this file.
     pub log_file: Option<std::path::PathBuf>,
+    /// Run the service's wall clock this far ahead (libfaketime's syntax, e.g. `+2d`).
+    pub clock_offset: Option<String>,
 }
 
 impl Options {
@@ -153,6 +155,9 @@ impl Service {
         }
         if options.crash_after_placement {
             command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
+        }
+        if let Some(offset) = &options.clock_offset {
+            command.envs(super::clock::shifted_by(offset));
         }
         let child = command.spawn().expect("the ledgerhook binary starts");
         let service = Self {
