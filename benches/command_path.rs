@@ -45,11 +45,10 @@ use tokio::task::JoinSet;
 
 use aggregates::{
     AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalIntent, TradeInstruction,
-    TradingAccount, IDEMPOTENCY_WINDOW_HOURS,
+    NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalId, SignalIntent,
+    TradeInstruction, TradingAccount, IDEMPOTENCY_WINDOW_HOURS,
 };
 use ledgerhook::app::open_store;
-use ledgerhook::ingest::signal_id_for;
 use ledgerhook::ledger::{
     encode, Committed, EventContext, Ledger, LedgerOptions, SNAPSHOT_INTERVAL_EVENTS,
 };
@@ -302,7 +301,8 @@ fn signal(account: &str) -> (AccountCommand, EventContext) {
 
 fn intent(account: &str, idempotency_key: String, side: Side, at: DateTime<Utc>) -> SignalIntent {
     SignalIntent {
-        signal_id: signal_id_for(account, &idempotency_key),
+        // Unique per bench alert, as ingest's sequence-derived ids are per signal.
+        signal_id: SignalId(format!("{account}/{idempotency_key}")),
         idempotency_key,
         key_expires_at: at + chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
         market: Market::parse("BTC-USD").expect("market"),

@@ -43,12 +43,20 @@ impl TradingAccount {
             .get(&intent.idempotency_key)
             .filter(|seen| seen.expires_at > intent.received_at);
         if let Some(original) = seen {
-            return rejected(RejectionReason::Duplicate {
-                original_signal_id: original.signal_id.clone(),
-            });
+            // A resend is the original signal again: recorded under its id, so every view of
+            // the ledger counts it there.
+            return Ok(vec![AccountEvent::SignalRejected {
+                signal_id: original.signal_id.clone(),
+                idempotency_key: intent.idempotency_key.clone(),
+                key_expires_at: intent.key_expires_at,
+                reason: RejectionReason::Duplicate {
+                    original_signal_id: original.signal_id.clone(),
+                },
+                received_at: intent.received_at,
+            }]);
         }
-        // A signal id still in flight is the same alert again (a key that expired while its
-        // order was being worked): approving it again would reuse its client order id.
+        // Ingest names every signal anew; an id still in flight is never approved twice, as
+        // that would reuse its client order id.
         if self.in_flight.contains_key(&intent.signal_id) {
             return rejected(RejectionReason::Duplicate {
                 original_signal_id: intent.signal_id.clone(),

@@ -149,7 +149,8 @@ async fn a_repeated_idempotency_key_is_rejected_as_a_duplicate_of_the_original()
         .when_async(receive(&resend))
         .await
         .then_expect_events(vec![AccountEvent::SignalRejected {
-            signal_id: resend.signal_id.clone(),
+            // The resend is the original signal again, whatever id it arrived under.
+            signal_id: first.signal_id.clone(),
             idempotency_key: "key-s1".to_owned(),
             key_expires_at: resend.key_expires_at,
             reason: RejectionReason::Duplicate {

@@ -1,6 +1,6 @@
 //! From a parsed alert to what the account is asked: sizes in base units of the market's step,
-//! prices on its tick, and the signal's identity (idempotency key, signal id, how long the key is
-//! remembered).
+//! prices on its tick, the signal's identity (idempotency key, how long it is remembered) and the
+//! id a signal gets from where the account records it.
 
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -15,8 +15,10 @@ use aggregates::{
 use super::payload::{AlertAction, AlertOrderType, SizeSpec, TargetSpec};
 use crate::markets::{MarketError, MarketSpec};
 
-/// Namespace of signal ids: UUIDv5 of (account, idempotency key) under it.
-const SIGNAL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_686f_6f6b_2d73_6967_6e6c);
+/// Namespace of signal ids: UUIDv5 of (account, sequence of the signal's first event) under it.
+/// Signals recorded before keep their UUIDv5s of (account, idempotency key) under another
+/// namespace, so no new id can equal an old one.
+const SIGNAL_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_686f_6f6b_2d73_6571_2d31);
 
 /// What ingest needs to know to turn sizes into base units.
 pub struct Sizing {
@@ -103,12 +105,10 @@ pub fn price(spec: &MarketSpec, price: Option<Decimal>) -> Result<Option<Decimal
     price.map(|price| spec.quantize_price(price)).transpose()
 }
 
-/// A signal's identity: the key duplicates are found by, the signal id, and until when the key is
-/// remembered.
+/// A signal's identity: the key duplicates are found by, and until when it is remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub idempotency_key: String,
-    pub signal_id: SignalId,
     pub key_expires_at: DateTime<Utc>,
 }
 
@@ -140,38 +140,30 @@ impl Default for KeyWindows {
 }
 
 pub fn identity(
-    account_id: &str,
     alert_id: Option<&str>,
     request: &Request<'_>,
     received_at: DateTime<Utc>,
     windows: KeyWindows,
 ) -> Identity {
     match alert_id {
-        Some(id) => {
-            let idempotency_key = format!("id:{id}");
-            Identity {
-                signal_id: signal_id_for(account_id, &idempotency_key),
-                idempotency_key,
-                key_expires_at: received_at + windows.explicit_id,
-            }
-        }
-        None => {
-            let idempotency_key = fingerprint(request);
-            // A fingerprint is forgotten after minutes and the same alert may then be a new
-            // trade, which must not reuse the old signal's id (and so its client order id).
-            let unique = format!("{idempotency_key}@{}", received_at.timestamp_micros());
-            Identity {
-                signal_id: signal_id_for(account_id, &unique),
-                idempotency_key,
-                key_expires_at: received_at + windows.fingerprint,
-            }
-        }
+        Some(id) => Identity {
+            idempotency_key: format!("id:{id}"),
+            key_expires_at: received_at + windows.explicit_id,
+        },
+        None => Identity {
+            idempotency_key: fingerprint(request),
+            key_expires_at: received_at + windows.fingerprint,
+        },
     }
 }
 
-/// The id a signal gets: the same for every resend of the same alert to the same account.
-pub fn signal_id_for(account_id: &str, idempotency_key: &str) -> SignalId {
-    let name = format!("{account_id}/{idempotency_key}");
+/// The id of the signal whose first event the account stores at `sequence`. An alert's key is
+/// forgotten after its window and may then come back asking for another trade: naming the signal
+/// by where it is recorded rather than by its key gives every signal, and so its client order id
+/// `lh-<signal id>`, an id the account never used before. (A resend inside the window is answered
+/// with the original's id by the account.)
+pub fn signal_id_for(account_id: &str, sequence: usize) -> SignalId {
+    let name = format!("{account_id}/{sequence}");
     SignalId(Uuid::new_v5(&SIGNAL_ID_NAMESPACE, name.as_bytes()).to_string())
 }
 
@@ -276,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn an_id_names_the_signal_and_a_fingerprint_names_what_it_asks() {
+    fn an_id_or_a_fingerprint_is_the_key_and_the_signal_is_named_by_its_place() {
         let market = btc().market;
         let buy = TradeInstruction::Order {
             side: Side::Buy,
@@ -291,41 +283,28 @@ mod tests {
         };
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         let later = at + Duration::seconds(5);
-        let with_id = identity("a", Some("x"), &request(&buy), at, KeyWindows::default());
+        let windows = KeyWindows::default();
+        let with_id = identity(Some("x"), &request(&buy), at, windows);
+        assert_eq!(with_id.idempotency_key, "id:x");
         assert_eq!(
-            with_id,
-            identity("a", Some("x"), &request(&buy), later, KeyWindows::default()).clone_with(at)
+            with_id.key_expires_at,
+            at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
         );
-        assert_ne!(
-            with_id.signal_id,
-            identity("b", Some("x"), &request(&buy), at, KeyWindows::default()).signal_id
-        );
-        let plain = identity("a", None, &request(&buy), at, KeyWindows::default());
+        let plain = identity(None, &request(&buy), at, windows);
         assert_eq!(
             plain.idempotency_key,
-            identity("a", None, &request(&buy), later, KeyWindows::default()).idempotency_key
+            identity(None, &request(&buy), later, windows).idempotency_key
         );
         assert_ne!(
             plain.idempotency_key,
-            identity(
-                "a",
-                None,
-                &request(&TradeInstruction::Close),
-                at,
-                KeyWindows::default()
-            )
-            .idempotency_key
+            identity(None, &request(&TradeInstruction::Close), at, windows).idempotency_key
         );
         assert!(plain.key_expires_at < with_id.key_expires_at);
-    }
 
-    impl Identity {
-        /// The same identity as if received at `at` (the expiry follows the arrival).
-        fn clone_with(&self, at: DateTime<Utc>) -> Self {
-            Self {
-                key_expires_at: at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
-                ..self.clone()
-            }
-        }
+        // Deterministic (a retried decision names the same signal), and apart per place and
+        // per account.
+        assert_eq!(signal_id_for("a", 7), signal_id_for("a", 7));
+        assert_ne!(signal_id_for("a", 7), signal_id_for("a", 8));
+        assert_ne!(signal_id_for("a", 7), signal_id_for("b", 7));
     }
 }

@@ -1,6 +1,6 @@
 //! From an authenticated alert body to a recorded signal: parse, normalise, derive the idempotency
-//! key and signal id, and run `ReceiveSignal` on the account. Returns only once the ledger has
-//! durably recorded the outcome.
+//! key, and run `ReceiveSignal` on the account under a signal id derived from where the account
+//! records it. Returns only once the ledger has durably recorded the outcome.
 
 mod intent;
 pub mod payload;
@@ -130,7 +130,6 @@ impl Ingest {
         let take_profit = intent::price(spec, alert.take_profit)?;
         let stop_loss = intent::price(spec, alert.stop_loss)?;
         let identity = intent::identity(
-            account_id,
             alert.id.as_deref(),
             &intent::Request {
                 market: &spec.market,
@@ -142,34 +141,48 @@ impl Ingest {
             received_at,
             self.config.key_windows,
         );
-        let signal_id = identity.signal_id.clone();
-        let command = AccountCommand::ReceiveSignal(SignalIntent {
-            signal_id: identity.signal_id,
-            idempotency_key: identity.idempotency_key,
+        let market = spec.market.clone();
+        let max_lag_seconds = alert
+            .max_lag_seconds
+            .unwrap_or(self.config.default_max_lag_seconds);
+        let emergency_stop = self.emergency.engaged();
+        let intent = move |signal_id| SignalIntent {
+            signal_id,
+            idempotency_key: identity.idempotency_key.clone(),
             key_expires_at: identity.key_expires_at,
-            market: spec.market.clone(),
-            instruction,
-            order_type,
+            market: market.clone(),
+            instruction: instruction.clone(),
+            order_type: order_type.clone(),
             take_profit,
             stop_loss,
             alert_price: alert.price,
             reference_price,
             sent_at: alert.timestamp,
-            max_lag_seconds: alert
-                .max_lag_seconds
-                .unwrap_or(self.config.default_max_lag_seconds),
-            emergency_stop: self.emergency.engaged(),
+            max_lag_seconds,
+            emergency_stop: emergency_stop.clone(),
             received_at,
-        });
+        };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);
         // The command runs in its own task: if the HTTP request is cancelled, the signal is still
         // recorded whole rather than abandoned halfway through an append.
         let ledger = self.ledger.clone();
-        let account_id = account_id.to_owned();
-        let committed =
-            tokio::spawn(async move { ledger.execute(&account_id, command, &context).await })
-                .await
-                .map_err(|error| LedgerError::Store(format!("signal task failed: {error}")))??;
+        let account = account_id.to_owned();
+        let committed = tokio::spawn(async move {
+            // Named by the sequence its first event takes: an id reused after its window is a
+            // new signal with a new client order id, never the old one's.
+            let numbered =
+                |sequence| AccountCommand::ReceiveSignal(intent(signal_id_for(&account, sequence)));
+            ledger.execute_numbered(&account, numbered, &context).await
+        })
+        .await
+        .map_err(|error| LedgerError::Store(format!("signal task failed: {error}")))??;
+        // A resend is recorded under its original's id, anything else under the new one.
+        let signal_id = committed
+            .events
+            .first()
+            .and_then(AccountEvent::signal_id)
+            .cloned()
+            .unwrap_or_else(|| signal_id_for(account_id, committed.version + 1));
         Ok(receipt(signal_id, &committed.events))
     }
 }

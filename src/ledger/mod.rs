@@ -136,12 +136,25 @@ impl Ledger {
         command: AccountCommand,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
+        self.execute_numbered(account_id, |_| command.clone(), context)
+            .await
+    }
+
+    /// Runs the command `build` makes from the sequence its first event will be stored at. It is
+    /// called under the account's lock, again after every conflict, so what it derives from the
+    /// sequence (a signal's id) is unique in the account for good: no two events share a sequence.
+    pub async fn execute_numbered(
+        &self,
+        account_id: &str,
+        build: impl Fn(usize) -> AccountCommand,
+        context: &EventContext,
+    ) -> Result<Committed, LedgerError> {
         let mut slot = self.locked_account(account_id).await?;
         for attempt in 0..=MAX_CONFLICT_RETRIES {
             let Some(account) = slot.as_mut() else {
                 break;
             };
-            let events = account.state.decide(command.clone())?;
+            let events = account.state.decide(build(account.version + 1))?;
             if events.is_empty() {
                 return Ok(Committed {
                     version: account.version,
