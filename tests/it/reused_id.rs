@@ -2,11 +2,21 @@
 //! id `reuse-1`, then, two days later on the service's clock, an ETH sell with the same id: each
 //! gets its own signal id and client order id, trades its own market, side and size, and every
 //! view of the ledger (positions, trades, `/api/signals/{id}`, `replay --signal`, the audit trail)
-//! keeps the two apart.
+//! keeps the two apart. And two processes racing on one account never hand out one id twice.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use chrono::Utc;
 use serde_json::Value;
+use tokio::task::JoinSet;
+
+use aggregates::{upcasters, AccountEvent};
+use ledgerhook::emergency::EmergencySwitch;
+use ledgerhook::exchange::{Exchange, PaperExchange};
+use ledgerhook::ingest::{signal_id_for, Ingest, IngestError, ReceiptStatus};
+use ledgerhook::ledger::{Ledger, LedgerError, LedgerOptions};
+use ledgerhook::markets::MarketList;
 
 use crate::on_both_stores;
 use crate::support::service::{cli, create_user, Options, Service};
@@ -209,3 +219,83 @@ async fn an_id_reused_after_its_window_is_a_new_signal(backend: Backend) {
     later.stop().await;
 }
 on_both_stores!(an_id_reused_after_its_window_is_a_new_signal);
+
+/// Two ingests on their own ledgers sharing one store (two processes), alerts racing on one
+/// account: every signal gets its own id, the one named by where its first event landed, even
+/// when a conflict made the command be decided again.
+async fn processes_racing_on_one_account_never_share_a_signal_id(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let exchange: Arc<dyn Exchange> = Arc::new(PaperExchange::new(
+        store.clone(),
+        MarketList::default(),
+        PaperExchange::default_prices(),
+    ));
+    let emergency = Arc::new(EmergencySwitch::load(store.clone()).await.expect("loads"));
+    let ingest = |ledger: Ledger| {
+        Arc::new(Ingest::new(
+            ledger,
+            MarketList::default(),
+            exchange.clone(),
+            emergency.clone(),
+        ))
+    };
+    let mut start = || {
+        Ledger::start(
+            store.clone(),
+            LedgerOptions::for_store(&store),
+            upcasters(),
+            &mut tasks,
+        )
+    };
+    let (first, second) = (start(), start());
+    let account = ledgerhook::users::create_user(&first, "racer", "test", Utc::now())
+        .await
+        .expect("a user")
+        .user_id;
+    let ingests = [ingest(first.clone()), ingest(second)];
+    let mut requests = JoinSet::new();
+    let alerts = 40;
+    for n in 0..alerts {
+        let ingest = ingests[n % 2].clone();
+        let account = account.clone();
+        requests.spawn(async move {
+            let body =
+                format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"race-{n}"}}"#);
+            loop {
+                match ingest
+                    .receive(&account, body.as_bytes(), Utc::now(), None)
+                    .await
+                {
+                    // A 503: the sender sends again, as TradingView does.
+                    Err(IngestError::Ledger(LedgerError::Contended)) => continue,
+                    answered => break answered.expect("recorded"),
+                }
+            }
+        });
+    }
+    let mut answered = BTreeSet::new();
+    while let Some(receipt) = requests.join_next().await {
+        let receipt = receipt.expect("request task");
+        assert_eq!(receipt.status, ReceiptStatus::Accepted);
+        assert!(answered.insert(receipt.signal_id.0), "an id answered twice");
+    }
+    assert_eq!(answered.len(), alerts);
+    let recorded: BTreeSet<String> = first
+        .history(&account)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter_map(|record| match record.event {
+            AccountEvent::SignalReceived { signal_id, .. } => {
+                assert_eq!(signal_id, signal_id_for(&account, record.sequence));
+                Some(signal_id.0)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded, answered);
+    drop(tasks);
+}
+on_both_stores!(processes_racing_on_one_account_never_share_a_signal_id);
