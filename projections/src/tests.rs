@@ -75,13 +75,17 @@ fn fill_with_position(
         .cloned()
         .unwrap_or_default();
     let mut events = vec![filled(signal, side, size, price, "0.1", 1)];
-    events.extend(position.events_for_fill(
-        &SignalId(signal.into()),
-        &market(),
-        side,
-        qty(size),
-        dec(price),
-    ));
+    events.extend(
+        position
+            .events_for_fill(
+                &SignalId(signal.into()),
+                &market(),
+                side,
+                qty(size),
+                dec(price),
+            )
+            .expect("an ordinary fill"),
+    );
     events
 }
 

@@ -183,10 +183,15 @@ impl Exchange for PaperExchange {
 fn outcome_of(order: &PaperOrder) -> Result<OrderOutcome, ExchangeError> {
     let decimal = |text: &str| Decimal::from_str(text).map_err(PaperExchange::unavailable);
     let size = Quantity::new(decimal(&order.size)?).map_err(PaperExchange::unavailable)?;
-    Side::parse(&order.side).map_err(PaperExchange::unavailable)?;
+    // The book's own market and side: an order booked under this client id earlier says what it
+    // was, and the account compares that with the order it placed.
+    let side = Side::parse(&order.side).map_err(PaperExchange::unavailable)?;
+    let market = Market::parse(&order.market).map_err(PaperExchange::unavailable)?;
     Ok(OrderOutcome::Filled {
         exchange_order_id: order.exchange_order_id.clone(),
         fill: Fill {
+            market,
+            side,
             price: decimal(&order.price)?,
             size,
             fee: decimal(&order.fee)?,
