@@ -146,17 +146,20 @@ impl Position {
 #[error("{0} cannot be represented exactly")]
 pub struct Unrepresentable(pub &'static str);
 
-/// `a + b`, only when `Decimal` holds it without rounding.
+/// `a + b`, only when `Decimal` holds it without rounding: past 28 digits it rounds silently,
+/// and a rounded sum can round back (`(1e20 + 1e-9) - 1e-9 == 1e20`), so both ways are checked.
 fn exact_add(a: Decimal, b: Decimal) -> Result<Decimal, Unrepresentable> {
     a.checked_add(b)
-        .filter(|sum| sum.checked_sub(b) == Some(a))
+        .filter(|sum| sum.checked_sub(b) == Some(a) && sum.checked_sub(a) == Some(b))
         .ok_or(Unrepresentable("the position's size"))
 }
 
 /// `a - b`, only when `Decimal` holds it without rounding.
 fn exact_sub(a: Decimal, b: Decimal) -> Result<Decimal, Unrepresentable> {
     a.checked_sub(b)
-        .filter(|difference| difference.checked_add(b) == Some(a))
+        .filter(|difference| {
+            difference.checked_add(b) == Some(a) && a.checked_sub(*difference) == Some(b)
+        })
         .ok_or(Unrepresentable("the position's size"))
 }
 
