@@ -332,6 +332,47 @@ fn a_duplicate_of_an_unknown_signal_is_its_own_row() {
 }
 
 #[test]
+fn a_fill_mismatch_is_the_signals_outcome_and_moves_no_position_or_volume() {
+    let signal_id = SignalId("odd".into());
+    let events = vec![
+        received("odd"),
+        AccountEvent::FillMismatch {
+            signal_id: signal_id.clone(),
+            client_order_id: ClientOrderId("lh-odd".into()),
+            exchange_order_id: "x-odd".into(),
+            expected_market: market(),
+            expected_side: Side::Buy,
+            expected_remaining: qty("1"),
+            reported_market: Market::parse("ETH-USD").unwrap_or_else(|_| panic!("a market")),
+            reported_side: Side::Sell,
+            reported_size: qty("0.01"),
+            reported_price: Decimal::MAX,
+            reported_fee: Decimal::MIN,
+            reason: "market ETH-USD is not the order's BTC-USD".into(),
+            at: at(1),
+        },
+        AccountEvent::NotificationSent {
+            signal_id,
+            channel: "log".into(),
+            at: at(1),
+        },
+    ];
+    let models = ReadModels::fold(&stream("a", events));
+    let row = &models.signals[&("a".to_owned(), "odd".to_owned())];
+    assert_eq!(
+        (row.status.as_str(), row.outcome.as_str()),
+        ("notified", "mismatch")
+    );
+    assert_eq!(
+        row.detail.as_deref(),
+        Some("market ETH-USD is not the order's BTC-USD")
+    );
+    assert!(models.positions.is_empty());
+    assert!(models.trades.is_empty());
+    assert!(models.daily_volume.is_empty());
+}
+
+#[test]
 fn projections_are_named_like_their_tables() {
     for projection in Projection::ALL {
         assert_eq!(Projection::parse(projection.name()), Some(projection));
