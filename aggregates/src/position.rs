@@ -143,7 +143,7 @@ impl Position {
 /// A fill the position cannot take: naming the quantity that would leave `Decimal`'s range or
 /// lose digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0} cannot be represented exactly")]
+#[error("{0} cannot be represented: out of range, or only rounded")]
 pub struct Unrepresentable(pub &'static str);
 
 /// `a + b`, only when `Decimal` holds it without rounding: past 28 digits it rounds silently,

@@ -307,7 +307,10 @@ fn a_fill_the_position_cannot_hold_exactly_is_refused() {
         &history,
         filled("s1", "0.000001", "0.000000001", "0", "2024-03-01T09:00:04Z"),
     );
-    assert_eq!(reason, "the position's size cannot be represented exactly");
+    assert_eq!(
+        reason,
+        "the position's size cannot be represented: out of range, or only rounded"
+    );
 }
 
 #[test]
