@@ -240,6 +240,8 @@ async fn conclude(ledger: &Ledger, account: &str, received: &Committed) {
     let Some(AccountEvent::RiskApproved {
         signal_id,
         client_order_id,
+        market,
+        side,
         size,
         ..
     }) = received.events.last()
@@ -253,6 +255,8 @@ async fn conclude(ledger: &Ledger, account: &str, received: &Committed) {
         client_order_id: client_order_id.clone(),
         exchange_order_id: format!("paper-{}", signal_id.0),
         fill: Fill {
+            market: market.clone(),
+            side: *side,
             price: price(),
             size: *size,
             fee: Decimal::new(325, 5),
@@ -357,6 +361,8 @@ fn history(account: &str, events: usize, start: DateTime<Utc>) -> Vec<Serialized
                 signal_id: signal_id.clone(),
                 exchange_order_id: format!("paper-{n}"),
                 fill: Fill {
+                    market: Market::parse("BTC-USD").expect("market"),
+                    side,
                     price: price(),
                     size: size(),
                     fee: Decimal::new(325, 5),

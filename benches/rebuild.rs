@@ -244,7 +244,11 @@ fn history(accounts: usize, events: usize) -> Vec<Vec<SerializedEvent>> {
             },
         ];
         let position = state.positions.get(&market).cloned().unwrap_or_default();
-        signal.extend(position.events_for_fill(&signal_id, &market, side, size, price));
+        signal.extend(
+            position
+                .events_for_fill(&signal_id, &market, side, size, price)
+                .expect("an ordinary fill"),
+        );
         signal.push(AccountEvent::NotificationSent {
             signal_id,
             channel: "log".into(),

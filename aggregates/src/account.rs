@@ -28,7 +28,7 @@ pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "2";
+pub const STATE_VERSION: &str = "3";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -117,6 +117,14 @@ pub struct InFlight {
     pub client_order_id: ClientOrderId,
     pub reserved_usd: UsdAmount,
     pub reserved_on: NaiveDate,
+}
+
+impl InFlight {
+    /// What is left of the order to fill. A fill concludes its order (there are no partial fills
+    /// yet), so it is the whole order until then.
+    pub fn remaining(&self) -> Quantity {
+        self.size
+    }
 }
 
 /// Where an in-flight signal stands; the execution saga moves it forward.
@@ -300,7 +308,8 @@ impl TradingAccount {
                     };
                 }
                 let day = self.daily_volume.day.unwrap_or(signal_day);
-                self.daily_volume.traded_usd = self.daily_volume.traded_usd + *notional_usd;
+                self.daily_volume.traded_usd =
+                    self.daily_volume.traded_usd.saturating_add(*notional_usd);
                 self.in_flight.insert(
                     signal_id.clone(),
                     InFlight {
@@ -335,13 +344,15 @@ impl TradingAccount {
             }
             // Never sent: says nothing about the exchange.
             OrderCancelled { signal_id, .. } => self.conclude(signal_id),
+            // Nothing is folded: the report is kept for the operator, the trader is told next.
+            FillMismatch { signal_id, .. } => self.conclude(signal_id),
             RiskReservationReleased {
                 signal_id,
                 notional_usd,
             } => {
                 let reserved_on = self.in_flight.get(signal_id).map(|f| f.reserved_on);
                 if reserved_on.is_some() && reserved_on == self.daily_volume.day {
-                    let left = self.daily_volume.traded_usd - *notional_usd;
+                    let left = self.daily_volume.traded_usd.saturating_sub(*notional_usd);
                     self.daily_volume.traded_usd = left.max(UsdAmount::ZERO);
                 }
             }
@@ -384,7 +395,9 @@ impl TradingAccount {
         self.in_flight
             .values()
             .filter(|f| &f.market == market && f.stage == SignalStage::AwaitingExecution)
-            .fold(filled, |total, f| total + f.side.sign() * f.size.value())
+            .fold(filled, |total, f| {
+                total.saturating_add(f.side.sign().saturating_mul(f.size.value()))
+            })
     }
 
     fn conclude(&mut self, signal_id: &SignalId) {

@@ -152,8 +152,12 @@ impl ExecutionReport {
     }
 }
 
+/// A fill as the exchange reports it. Market and side are the exchange's word, not copied from
+/// the order: the account checks them against the order before anything is folded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
+    pub market: Market,
+    pub side: Side,
     pub price: Decimal,
     pub size: Quantity,
     pub fee: Decimal,

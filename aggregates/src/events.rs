@@ -96,6 +96,25 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The exchange reported a fill that is not the order's (another market or side, more than
+    /// was left to fill) or whose numbers no market produces. Nothing is folded into a position;
+    /// the account is halted in the same decision and the trader told.
+    FillMismatch {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        expected_market: Market,
+        expected_side: Side,
+        expected_remaining: Quantity,
+        reported_market: Market,
+        reported_side: Side,
+        reported_size: Quantity,
+        reported_price: Decimal,
+        reported_fee: Decimal,
+        /// Every check the report failed, in words.
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The saga decided not to place an approved order (a halt was engaged before placement).
     OrderCancelled {
         signal_id: SignalId,
@@ -200,6 +219,7 @@ impl AccountEvent {
             | OrderRejected { signal_id, .. }
             | OrderFailed { signal_id, .. }
             | OrderCancelled { signal_id, .. }
+            | FillMismatch { signal_id, .. }
             | RiskReservationReleased { signal_id, .. }
             | PositionOpened { signal_id, .. }
             | PositionIncreased { signal_id, .. }
@@ -227,6 +247,7 @@ impl AccountEvent {
             OrderRejected { .. } => "OrderRejected",
             OrderFailed { .. } => "OrderFailed",
             OrderCancelled { .. } => "OrderCancelled",
+            FillMismatch { .. } => "FillMismatch",
             RiskReservationReleased { .. } => "RiskReservationReleased",
             PositionOpened { .. } => "PositionOpened",
             PositionIncreased { .. } => "PositionIncreased",

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{AccountError, AccountEvent, ExecutionReport, SignalStage, TradingAccount, UsdAmount};
+use crate::{
+    fills, AccountError, AccountEvent, ExecutionReport, SignalStage, TradingAccount, UsdAmount,
+};
 
 /// Who the automatic halt after repeated exchange failures is recorded as.
 pub const AUTOMATIC_HALT_BY: &str = "risk";
@@ -52,6 +54,52 @@ impl TradingAccount {
                     .get(&in_flight.market)
                     .cloned()
                     .unwrap_or_default();
+                let mut problems = fills::problems(in_flight, &fill);
+                let moved = if problems.is_empty() {
+                    position
+                        .events_for_fill(
+                            &signal_id,
+                            &in_flight.market,
+                            in_flight.side,
+                            fill.size,
+                            fill.price,
+                        )
+                        .map_err(|refused| problems.push(refused.to_string()))
+                        .ok()
+                } else {
+                    None
+                };
+                let Some(moved) = moved else {
+                    let reason = problems.join("; ");
+                    let halt = self.halt.is_none().then(|| AccountEvent::TradingHalted {
+                        by: AUTOMATIC_HALT_BY.to_owned(),
+                        reason: format!(
+                            "the exchange reported a fill that is not order {client_order_id}'s: \
+                             {reason}"
+                        ),
+                        at,
+                    });
+                    let mut events = vec![
+                        submitted(at),
+                        AccountEvent::FillMismatch {
+                            signal_id: signal_id.clone(),
+                            client_order_id,
+                            exchange_order_id,
+                            expected_market: in_flight.market.clone(),
+                            expected_side: in_flight.side,
+                            expected_remaining: in_flight.remaining(),
+                            reported_market: fill.market,
+                            reported_side: fill.side,
+                            reported_size: fill.size,
+                            reported_price: fill.price,
+                            reported_fee: fill.fee,
+                            reason,
+                            at,
+                        },
+                    ];
+                    events.extend(halt);
+                    return Ok(events);
+                };
                 let mut events = vec![
                     submitted(at),
                     AccountEvent::OrderFilled {
@@ -66,13 +114,7 @@ impl TradingAccount {
                         filled_at: at,
                     },
                 ];
-                events.extend(position.events_for_fill(
-                    &signal_id,
-                    &in_flight.market,
-                    in_flight.side,
-                    fill.size,
-                    fill.price,
-                ));
+                events.extend(moved);
                 events
             }
             ExecutionReport::Rejected {

@@ -10,6 +10,7 @@ mod commands;
 mod emergency;
 mod events;
 mod execution;
+mod fills;
 mod position;
 mod risk;
 mod signal;
@@ -29,7 +30,8 @@ pub use emergency::{
 };
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use execution::AUTOMATIC_HALT_BY;
-pub use position::Position;
+pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
+pub use position::{Position, Unrepresentable};
 pub use risk::{rule, RiskCheck, RiskLimits};
 pub use upcasting::upcasters;
 pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};

@@ -161,7 +161,9 @@ impl RiskLimits {
                 ),
             ));
         }
-        let volume_after = traded_today_usd + notional;
+        let volume_after = traded_today_usd
+            .checked_add(notional)
+            .ok_or_else(too_large)?;
         if volume_after.value() > self.max_daily_volume_usd {
             return Err(RiskCheck::new(
                 rule::MAX_DAILY_VOLUME,

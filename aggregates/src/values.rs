@@ -159,17 +159,26 @@ impl UsdAmount {
     }
 }
 
-impl std::ops::Add for UsdAmount {
-    type Output = Self;
-    fn add(self, other: Self) -> Self {
-        Self::new(self.0 + other.0)
+// No `+`/`-` operators: rust_decimal's panic on overflow, and amounts are computed from values the
+// exchange and alerts send. Every sum says what happens at the edge.
+impl UsdAmount {
+    /// The sum, or `None` if it leaves `Decimal`'s range.
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        self.0.checked_add(other.0).map(Self::new)
     }
-}
 
-impl std::ops::Sub for UsdAmount {
-    type Output = Self;
-    fn sub(self, other: Self) -> Self {
-        Self::new(self.0 - other.0)
+    /// The difference, or `None` if it leaves `Decimal`'s range.
+    pub fn checked_sub(self, other: Self) -> Option<Self> {
+        self.0.checked_sub(other.0).map(Self::new)
+    }
+
+    /// For folds, which never fail: the decision that recorded the amounts checked them.
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self::new(self.0.saturating_add(other.0))
+    }
+
+    pub fn saturating_sub(self, other: Self) -> Self {
+        Self::new(self.0.saturating_sub(other.0))
     }
 }
 
@@ -241,5 +250,15 @@ mod tests {
     fn usd_amounts_are_quantized() {
         let amount = UsdAmount::new(Decimal::new(1_234_567_891, 9));
         assert_eq!(amount.value().to_string(), "1.234568");
+    }
+
+    #[test]
+    fn usd_sums_at_the_edge_of_decimal_never_panic() {
+        let max = UsdAmount::new(Decimal::MAX);
+        let one = UsdAmount::new(Decimal::ONE);
+        assert_eq!(max.checked_add(one), None);
+        assert_eq!(UsdAmount::new(Decimal::MIN).checked_sub(one), None);
+        assert_eq!(max.saturating_add(one), max);
+        assert_eq!(one.checked_add(one), Some(UsdAmount::new(Decimal::TWO)));
     }
 }

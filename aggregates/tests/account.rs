@@ -894,6 +894,8 @@ async fn a_report_naming_another_client_order_id_is_refused() {
             client_order_id: ClientOrderId("lh-someone-else".to_owned()),
             exchange_order_id: "ex-1".to_owned(),
             fill: Fill {
+                market: market("BTC-USD"),
+                side: Side::Buy,
                 price: dec("60000"),
                 size: qty("1"),
                 fee: dec("1"),
@@ -998,7 +1000,7 @@ fn eth_position_then(
         RiskLimits::default(),
         vec![
             receive(&intent("s1", "ETH-USD", side, size, price, T0)),
-            filled("s1", price, size, "0", T1),
+            filled_in("ETH-USD", side, "s1", price, size, "0", T1),
             receive(&intent("s2", "ETH-USD", side2, size2, price, T2)),
         ],
     )
@@ -1019,7 +1021,7 @@ async fn position_events(history: Vec<AccountEvent>, fill: AccountCommand) -> Ve
 #[tokio::test]
 async fn adding_to_a_position_averages_the_entry_price() {
     let history = eth_position_then(Side::Buy, "1", "2000", Side::Buy, "3");
-    let fill = filled("s2", "2100", "3", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Buy, "s2", "2100", "3", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // (1 × 2000 + 3 × 2100) / 4 = 8300 / 4 = 2075.
     assert_eq!(
@@ -1043,7 +1045,7 @@ async fn adding_to_a_position_averages_the_entry_price() {
 #[tokio::test]
 async fn adding_to_a_short_keeps_it_short() {
     let history = eth_position_then(Side::Sell, "2", "2000", Side::Sell, "2");
-    let fill = filled("s2", "1900", "2", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Sell, "s2", "1900", "2", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // (2 × 2000 + 2 × 1900) / 4 = 1950.
     assert_eq!(
@@ -1064,7 +1066,7 @@ async fn adding_to_a_short_keeps_it_short() {
 #[tokio::test]
 async fn reducing_a_long_realizes_pnl_on_the_closed_part() {
     let history = eth_position_then(Side::Buy, "2", "2000", Side::Sell, "0.5");
-    let fill = filled("s2", "2100", "0.5", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Sell, "s2", "2100", "0.5", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // 0.5 × (2100 − 2000) = 50.
     assert_eq!(
@@ -1088,7 +1090,7 @@ async fn reducing_a_long_realizes_pnl_on_the_closed_part() {
 #[tokio::test]
 async fn reducing_a_short_at_a_lower_price_is_a_gain() {
     let history = eth_position_then(Side::Sell, "2", "2000", Side::Buy, "1");
-    let fill = filled("s2", "1900", "1", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Buy, "s2", "1900", "1", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // Short: 1 × (2000 − 1900) = 100.
     assert_eq!(
@@ -1109,7 +1111,7 @@ async fn reducing_a_short_at_a_lower_price_is_a_gain() {
 #[tokio::test]
 async fn selling_the_whole_long_closes_it() {
     let history = eth_position_then(Side::Buy, "2", "2000", Side::Sell, "2");
-    let fill = filled("s2", "1900", "2", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Sell, "s2", "1900", "2", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // 2 × (1900 − 2000) = −200.
     assert_eq!(
@@ -1131,7 +1133,7 @@ async fn selling_the_whole_long_closes_it() {
 #[tokio::test]
 async fn selling_more_than_the_long_closes_it_and_opens_a_short() {
     let history = eth_position_then(Side::Buy, "1", "2000", Side::Sell, "3");
-    let fill = filled("s2", "2100", "3", "0", T3);
+    let fill = filled_in("ETH-USD", Side::Sell, "s2", "2100", "3", "0", T3);
     let events = position_events(history.clone(), fill.clone()).await;
     // Closes 1 at +100 each, opens short 3 − 1 = 2 at 2100.
     assert_eq!(
@@ -1163,7 +1165,10 @@ async fn selling_more_than_the_long_closes_it_and_opens_a_short() {
 #[tokio::test]
 async fn a_closed_position_reopens_fresh() {
     let mut history = eth_position_then(Side::Buy, "2", "2000", Side::Sell, "2");
-    history.extend(after_state(&history, filled("s2", "1900", "2", "0", T3)));
+    history.extend(after_state(
+        &history,
+        filled_in("ETH-USD", Side::Sell, "s2", "1900", "2", "0", T3),
+    ));
     history.extend(after_state(
         &history,
         receive(&intent(
@@ -1177,7 +1182,15 @@ async fn a_closed_position_reopens_fresh() {
     ));
     let events = position_events(
         history,
-        filled("s3", "1800", "1", "0", "2024-03-01T11:00:01Z"),
+        filled_in(
+            "ETH-USD",
+            Side::Sell,
+            "s3",
+            "1800",
+            "1",
+            "0",
+            "2024-03-01T11:00:01Z",
+        ),
     )
     .await;
     assert_eq!(

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, OrderType, Quantity, RejectionReason, SignalId, SignalIntent, SignalStage,
-    TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
+    NotificationOutcome, OrderType, Quantity, RejectionReason, Side, SignalId, SignalIntent,
+    SignalStage, TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
     FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -496,15 +496,17 @@ impl Sim {
                 quarters,
                 fee_cents,
             } => {
-                let (ticker, size) = match &in_flight {
-                    Some(f) => (f.market.as_str().to_owned(), f.size.value()),
-                    None => ("BTC-USD".to_owned(), Decimal::ONE),
+                let (ticker, side, size) = match &in_flight {
+                    Some(f) => (f.market.as_str().to_owned(), f.side, f.size.value()),
+                    None => ("BTC-USD".to_owned(), Side::Buy, Decimal::ONE),
                 };
                 ExecutionReport::Filled {
                     signal_id: signal_id.clone(),
                     client_order_id,
                     exchange_order_id: format!("ex-{signal_id}"),
                     fill: Fill {
+                        market: market(&ticker),
+                        side,
                         price: moved(reference_price(&ticker), *price_bp),
                         size: Quantity::new(size * Decimal::from(*quarters) / Decimal::from(4))
                             .unwrap(),
@@ -752,7 +754,9 @@ impl Sim {
             let expected = reserved
                 .iter()
                 .filter(|(id, (on, _))| *on == day && !released.contains(*id))
-                .fold(UsdAmount::ZERO, |sum, (_, (_, notional))| sum + *notional);
+                .fold(UsdAmount::ZERO, |sum, (_, (_, notional))| {
+                    sum.checked_add(*notional).expect("in range")
+                });
             assert_eq!(self.state.daily_volume.traded_usd, expected);
         }
 
@@ -979,6 +983,8 @@ impl Healing {
             client_order_id: order.client_order_id.clone(),
             exchange_order_id: format!("ex-{signal_id}"),
             fill: Fill {
+                market: order.market.clone(),
+                side: order.side,
                 price: dec("60000"),
                 size: order.size,
                 fee: Decimal::ZERO,

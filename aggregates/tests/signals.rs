@@ -36,9 +36,22 @@ fn btc_buy(id: &str, size: &str, when: &str) -> SignalIntent {
 fn holding_btc(size: &str) -> Vec<AccountEvent> {
     let open = target("s0", "BTC-USD", size, "60000", "2024-03-01T08:30:00Z");
     let unsigned = size.trim_start_matches('-');
+    let side = if size.starts_with('-') {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
     after(vec![
         receive(&open),
-        filled("s0", "60000", unsigned, "0", "2024-03-01T08:30:01Z"),
+        filled_in(
+            "BTC-USD",
+            side,
+            "s0",
+            "60000",
+            unsigned,
+            "0",
+            "2024-03-01T08:30:01Z",
+        ),
     ])
 }
 

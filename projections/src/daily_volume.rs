@@ -35,7 +35,11 @@ pub fn apply(rows: &mut BTreeMap<DailyVolumeKey, DailyVolumeRow>, envelope: &Env
     let row = rows.entry(key).or_default();
     // Each fill's notional is quantized like every USD amount, then summed: the same total
     // whatever the order of pages.
-    let notional = UsdAmount::new(size.value() * *price);
-    row.traded_usd = (UsdAmount::new(row.traded_usd) + notional).value();
+    // The account refuses fills whose notional is out of bounds; saturating keeps a fold of any
+    // log panic-free all the same.
+    let notional = UsdAmount::new(size.value().saturating_mul(*price));
+    row.traded_usd = UsdAmount::new(row.traded_usd)
+        .saturating_add(notional)
+        .value();
     row.fills += 1;
 }

@@ -91,9 +91,10 @@ pub fn apply(rows: &mut BTreeMap<PositionKey, PositionRow>, envelope: &Envelope)
     row.last_sequence = envelope.sequence;
 }
 
-/// Sums as the aggregate does (`UsdAmount` quantizes), so the projection's PnL is the account's.
+/// Sums as the aggregate does (`UsdAmount` quantizes, the fold saturates), so the projection's PnL
+/// is the account's.
 fn add_usd(total: Decimal, amount: UsdAmount) -> Decimal {
-    (UsdAmount::new(total) + amount).value()
+    UsdAmount::new(total).saturating_add(amount).value()
 }
 
 fn sign_of(value: Decimal) -> Decimal {

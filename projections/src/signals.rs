@@ -22,10 +22,11 @@ pub struct SignalEventRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignalRow {
     /// Where the signal stands: `received`, then `accepted`/`rejected`/`duplicate`/`stale`/
-    /// `halted`, then `submitted`, `filled`/`failed`/`cancelled`, and `notified` last.
+    /// `halted`, then `submitted`, `filled`/`failed`/`cancelled`/`mismatch` (the exchange reported a
+    /// fill that is not the order's), and `notified` last.
     pub status: String,
     /// The decision or execution result, which notification does not overwrite: `accepted`,
-    /// `rejected`, `duplicate`, `stale`, `halted`, `filled`, `failed`, `cancelled`, or
+    /// `rejected`, `duplicate`, `stale`, `halted`, `filled`, `failed`, `cancelled`, `mismatch`, or
     /// `received` before any.
     pub outcome: String,
     pub market: Option<String>,
@@ -113,6 +114,7 @@ pub fn apply(rows: &mut BTreeMap<SignalKey, SignalRow>, envelope: &Envelope) {
             conclude(row, "failed", Some(reason.clone()));
         }
         OrderCancelled { reason, .. } => conclude(row, "cancelled", Some(reason.clone())),
+        FillMismatch { reason, .. } => conclude(row, "mismatch", Some(reason.clone())),
         NotificationSent { .. } | NotificationFailed { .. } => {
             row.status = "notified".to_owned();
         }

@@ -75,13 +75,17 @@ fn fill_with_position(
         .cloned()
         .unwrap_or_default();
     let mut events = vec![filled(signal, side, size, price, "0.1", 1)];
-    events.extend(position.events_for_fill(
-        &SignalId(signal.into()),
-        &market(),
-        side,
-        qty(size),
-        dec(price),
-    ));
+    events.extend(
+        position
+            .events_for_fill(
+                &SignalId(signal.into()),
+                &market(),
+                side,
+                qty(size),
+                dec(price),
+            )
+            .expect("an ordinary fill"),
+    );
     events
 }
 
@@ -325,6 +329,47 @@ fn a_duplicate_of_an_unknown_signal_is_its_own_row() {
     let row = &models.signals[&("a".to_owned(), "d".to_owned())];
     assert_eq!(row.status, "duplicate");
     assert_eq!(row.detail.as_deref(), Some("duplicate of signal older"));
+}
+
+#[test]
+fn a_fill_mismatch_is_the_signals_outcome_and_moves_no_position_or_volume() {
+    let signal_id = SignalId("odd".into());
+    let events = vec![
+        received("odd"),
+        AccountEvent::FillMismatch {
+            signal_id: signal_id.clone(),
+            client_order_id: ClientOrderId("lh-odd".into()),
+            exchange_order_id: "x-odd".into(),
+            expected_market: market(),
+            expected_side: Side::Buy,
+            expected_remaining: qty("1"),
+            reported_market: Market::parse("ETH-USD").unwrap_or_else(|_| panic!("a market")),
+            reported_side: Side::Sell,
+            reported_size: qty("0.01"),
+            reported_price: Decimal::MAX,
+            reported_fee: Decimal::MIN,
+            reason: "market ETH-USD is not the order's BTC-USD".into(),
+            at: at(1),
+        },
+        AccountEvent::NotificationSent {
+            signal_id,
+            channel: "log".into(),
+            at: at(1),
+        },
+    ];
+    let models = ReadModels::fold(&stream("a", events));
+    let row = &models.signals[&("a".to_owned(), "odd".to_owned())];
+    assert_eq!(
+        (row.status.as_str(), row.outcome.as_str()),
+        ("notified", "mismatch")
+    );
+    assert_eq!(
+        row.detail.as_deref(),
+        Some("market ETH-USD is not the order's BTC-USD")
+    );
+    assert!(models.positions.is_empty());
+    assert!(models.trades.is_empty());
+    assert!(models.daily_volume.is_empty());
 }
 
 #[test]

@@ -73,9 +73,8 @@ impl PaperExchange {
                 reason: format!("{} is not traded on the paper exchange", order.market),
             });
         };
-        let Ok(price) =
-            spec.quantize_price(reference * (Decimal::ONE + order.side.sign() * SLIPPAGE))
-        else {
+        let slipped = reference.checked_mul(Decimal::ONE + order.side.sign() * SLIPPAGE);
+        let Some(Ok(price)) = slipped.map(|price| spec.quantize_price(price)) else {
             return Err(OrderOutcome::Rejected {
                 reason: format!("{} has no valid paper price", order.market),
             });
@@ -97,9 +96,18 @@ impl PaperExchange {
                 });
             }
         }
-        let fee = (price * order.size.value() * FEE_RATE)
-            .round_dp(6)
-            .normalize();
+        let Some(fee) = price
+            .checked_mul(order.size.value())
+            .and_then(|notional| notional.checked_mul(FEE_RATE))
+        else {
+            return Err(OrderOutcome::Rejected {
+                reason: format!(
+                    "{} {} is beyond any order's notional",
+                    order.size, order.market
+                ),
+            });
+        };
+        let fee = fee.round_dp(6).normalize();
         Ok(PaperOrder {
             client_order_id: order.client_order_id.0.clone(),
             account_id: order.account_id.clone(),
@@ -183,10 +191,15 @@ impl Exchange for PaperExchange {
 fn outcome_of(order: &PaperOrder) -> Result<OrderOutcome, ExchangeError> {
     let decimal = |text: &str| Decimal::from_str(text).map_err(PaperExchange::unavailable);
     let size = Quantity::new(decimal(&order.size)?).map_err(PaperExchange::unavailable)?;
-    Side::parse(&order.side).map_err(PaperExchange::unavailable)?;
+    // The book's own market and side: an order booked under this client id earlier says what it
+    // was, and the account compares that with the order it placed.
+    let side = Side::parse(&order.side).map_err(PaperExchange::unavailable)?;
+    let market = Market::parse(&order.market).map_err(PaperExchange::unavailable)?;
     Ok(OrderOutcome::Filled {
         exchange_order_id: order.exchange_order_id.clone(),
         fill: Fill {
+            market,
+            side,
             price: decimal(&order.price)?,
             size,
             fee: decimal(&order.fee)?,

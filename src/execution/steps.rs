@@ -63,6 +63,18 @@ impl Step {
                 signal_id: signal_id.clone(),
                 message: format!("order could not be placed: {reason}"),
             }),
+            AccountEvent::FillMismatch {
+                signal_id,
+                client_order_id,
+                reason,
+                ..
+            } => Some(Self::Notify {
+                signal_id: signal_id.clone(),
+                message: format!(
+                    "the exchange reported a fill that is not order {client_order_id}'s ({reason}); \
+                     nothing was booked and trading is halted until an operator resumes it"
+                ),
+            }),
             AccountEvent::OrderCancelled {
                 signal_id, reason, ..
             } => Some(Self::Notify {

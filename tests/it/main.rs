@@ -8,6 +8,7 @@ mod abuse;
 mod audit;
 mod auth;
 mod compliance;
+mod fill_mismatch;
 mod halts;
 mod hostile;
 mod readside;

@@ -271,7 +271,11 @@ fn history(accounts: usize, fills: usize) -> Vec<Vec<SerializedEvent>> {
                 filled_at: at(i64::try_from(fill).unwrap_or(0) * 7),
             }];
             let position = state.positions.get(&market).cloned().unwrap_or_default();
-            events.extend(position.events_for_fill(&signal, &market, side, size, price));
+            events.extend(
+                position
+                    .events_for_fill(&signal, &market, side, size, price)
+                    .expect("an ordinary fill"),
+            );
             for event in &events {
                 state.apply(event.clone());
             }

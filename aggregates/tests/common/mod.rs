@@ -220,12 +220,28 @@ pub fn signal_rejected(intent: &SignalIntent, reason: aggregates::RejectionReaso
     }
 }
 
+/// The exchange's report that the BTC-USD buy of signal `id` filled.
 pub fn filled(id: &str, price: &str, size: &str, fee: &str, when: &str) -> AccountCommand {
+    filled_in("BTC-USD", Side::Buy, id, price, size, fee, when)
+}
+
+/// The exchange's report that signal `id`'s order filled as a `side` in `ticker`.
+pub fn filled_in(
+    ticker: &str,
+    side: Side,
+    id: &str,
+    price: &str,
+    size: &str,
+    fee: &str,
+    when: &str,
+) -> AccountCommand {
     AccountCommand::RecordExecution(ExecutionReport::Filled {
         signal_id: sid(id),
         client_order_id: coid(id),
         exchange_order_id: format!("ex-{id}"),
         fill: Fill {
+            market: market(ticker),
+            side,
             price: dec(price),
             size: qty(size),
             fee: dec(fee),

@@ -1,0 +1,76 @@
+//! Whether a fill the exchange reports is the order's, with numbers a market can produce. The
+//! account folds only such fills; anything else is recorded as `FillMismatch` and halts it, the
+//! same for every exchange.
+
+use rust_decimal::Decimal;
+
+use crate::{Fill, InFlight};
+
+/// 1e12 USD per unit: far above any price a market quotes (BTC is ~1e5). A report beyond it is a
+/// broken or hostile exchange; keeping prices this far inside `Decimal`'s range (7.9e28) also keeps
+/// every later product and sum of them representable.
+pub const MAX_FILL_PRICE: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
+/// 1e15 USD in one fill, for the same reason.
+pub const MAX_FILL_NOTIONAL_USD: Decimal = Decimal::from_parts(0xA4C6_8000, 0x3_8D7E, 0, false, 0);
+
+/// Every reason `fill` cannot be taken as a fill of `order`; empty when it can.
+pub(crate) fn problems(order: &InFlight, fill: &Fill) -> Vec<String> {
+    let mut problems = Vec::new();
+    if fill.market != order.market {
+        problems.push(format!(
+            "market {} is not the order's {}",
+            fill.market, order.market
+        ));
+    }
+    if fill.side != order.side {
+        problems.push(format!(
+            "side {} is not the order's {}",
+            fill.side.as_str(),
+            order.side.as_str()
+        ));
+    }
+    let remaining = order.remaining();
+    if fill.size > remaining {
+        problems.push(format!(
+            "size {} is more than the {remaining} left to fill",
+            fill.size
+        ));
+    }
+    if fill.price <= Decimal::ZERO {
+        problems.push(format!("price {} is not positive", fill.price));
+    } else if fill.price > MAX_FILL_PRICE {
+        problems.push(format!(
+            "price {} is beyond any market's ({MAX_FILL_PRICE})",
+            fill.price
+        ));
+    }
+    match fill.size.value().checked_mul(fill.price) {
+        Some(notional) if notional.abs() <= MAX_FILL_NOTIONAL_USD => {
+            if fill.fee.abs() > notional.abs() {
+                problems.push(format!(
+                    "fee {} is more than the fill's notional {notional}",
+                    fill.fee
+                ));
+            }
+        }
+        _ => problems.push(format!(
+            "notional {} × {} is beyond any fill's ({MAX_FILL_NOTIONAL_USD} USD)",
+            fill.size, fill.price
+        )),
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounds_are_what_they_say() {
+        assert_eq!(MAX_FILL_PRICE, Decimal::from(1_000_000_000_000_i64));
+        assert_eq!(
+            MAX_FILL_NOTIONAL_USD,
+            Decimal::from(1_000_000_000_000_000_i64)
+        );
+    }
+}
