@@ -102,6 +102,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Write everything the service logs, at `debug`, to this file.
     pub log_file: Option<std::path::PathBuf>,
+    /// Serve without `--allow-privileged-login` (production's PostgreSQL login check).
+    pub strict_login: bool,
 }
 
 impl Options {
@@ -128,6 +130,11 @@ impl Service {
             .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
             .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEDGERHOOK_NO_DEMO", "true")
+            // The test server's login is the superuser `postgres` (see `strict_login`).
+            .env(
+                "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
+                (!options.strict_login).to_string(),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
