@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod compliance;
 mod halts;
+mod hardening;
 mod hostile;
 mod readside;
 mod replay;
