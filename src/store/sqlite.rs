@@ -111,9 +111,9 @@ impl SqliteStore {
                     super::io_reason(&error)
                 ))
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
                 return Err(StoreError::AlreadyServing {
@@ -126,7 +126,7 @@ impl SqliteStore {
                     },
                 });
             }
-            Err(std::fs::TryLockError::Error(error)) => {
+            Err(error) => {
                 return Err(failed(format!(
                     "cannot lock {}: {}",
                     path.display(),
@@ -473,6 +473,24 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
+/// until the file is closed, which the OS does when the process ends, however it ends.
+#[cfg(unix)]
+fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Off unix there is no lock (the service is built and run on Linux).
+#[cfg(not(unix))]
+fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>> {
