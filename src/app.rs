@@ -24,7 +24,8 @@ use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
 use crate::notify::LogNotifier;
 use crate::readside::ReadSide;
-use crate::store::Store;
+use crate::startup::{open_service_store, ServiceStore};
+use crate::store::{ServiceLock, Store};
 use crate::users::Authenticator;
 
 /// Store connections opened before serving: the committers, the saga and a few request reads.
@@ -50,12 +51,14 @@ pub struct AppConfig {
     /// The audit trail's checkpoint key and interval. Every instance runs the audit writer; on
     /// PostgreSQL one at a time holds its lease.
     pub audit: AuditConfig,
+    /// Serve even on a PostgreSQL login that could undo the audit trail (development).
+    pub allow_privileged_login: bool,
 }
 
 /// Connects to the store and applies pending migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
     let store = Store::connect(database_url).await?;
-    store.migrate().await?;
+    store.migrate_if_pending().await?;
     Ok(store)
 }
 
@@ -76,11 +79,16 @@ pub struct RunningApp {
     audit: tokio::task::JoinHandle<()>,
     projections: tokio::task::JoinHandle<()>,
     committers: JoinSet<()>,
+    /// Held while the service runs (embedded store: this process is its only service).
+    _service_lock: Option<ServiceLock>,
 }
 
 impl RunningApp {
     pub async fn start(config: AppConfig) -> anyhow::Result<Self> {
-        let store = open_store(&config.database_url).await?;
+        let ServiceStore {
+            store,
+            lock: service_lock,
+        } = open_service_store(&config.database_url, config.allow_privileged_login).await?;
         store.warm_up(WARM_CONNECTIONS).await?;
         let mut committers = JoinSet::new();
         let ledger = start_ledger(store.clone(), &mut committers);
@@ -147,6 +155,7 @@ impl RunningApp {
             audit,
             projections,
             committers,
+            _service_lock: service_lock,
         })
     }
 

@@ -16,5 +16,6 @@ pub mod markets;
 pub mod notify;
 pub mod readside;
 pub mod staff;
+pub mod startup;
 pub mod store;
 pub mod users;

@@ -159,7 +159,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve::run(&cli.global, serve::ServeArgs::default()).await,
         Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Command::Migrate) => {
-            let store = open_store(&cli.global.database_url).await?;
+            let store = crate::store::Store::connect(&cli.global.database_url).await?;
+            store.migrate().await?;
             println!("migrations applied to the {} store", store.kind());
             Ok(())
         }

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Leave the audit trail and the read models to another instance sharing the store.
     #[arg(long, env = "LEDGERHOOK_NO_READ_SIDE", value_parser = FalseyValueParser::new())]
     pub no_read_side: bool,
+    /// Serve even when the PostgreSQL login is a superuser, has CREATEROLE or owns the audit
+    /// tables: such a login could undo the audit trail's append-only guarantees (development).
+    #[arg(long, env = "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN", value_parser = FalseyValueParser::new())]
+    pub allow_privileged_login: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
     #[command(flatten)]
@@ -177,6 +181,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,
         audit: args.audit.config(),
+        allow_privileged_login: args.allow_privileged_login,
         public_url: global
             .public_url
             .as_deref()

@@ -11,6 +11,7 @@ mod error;
 mod guard;
 mod health;
 mod own_audit;
+mod request_id;
 pub mod server;
 mod staff_authenticated;
 mod trader;
@@ -106,6 +107,8 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: a caller's unacceptable id is gone before one is chosen, logged or stored.
+        .layer(axum::middleware::map_request(request_id::drop_unacceptable))
 }
 
 /// Characters of a two-factor webhook uuid kept in logs: enough to tell users' hooks apart, too

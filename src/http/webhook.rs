@@ -134,10 +134,8 @@ async fn record(
     headers: &HeaderMap,
     received_at: DateTime<Utc>,
 ) -> Result<Json<Value>> {
-    let request_id = headers
-        .get(super::REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    // The router already replaced an unacceptable id; checked again because this one is stored.
+    let request_id = super::request_id::of(headers).map(str::to_owned);
     let account_id = user.user_id.as_str();
     let receipt = state
         .ingest
@@ -147,9 +145,12 @@ async fn record(
     match receipt.status {
         ReceiptStatus::Accepted => answer["status"] = "accepted".into(),
         ReceiptStatus::Duplicate => answer["status"] = "duplicate".into(),
-        ReceiptStatus::Rejected { reason } => {
+        ReceiptStatus::Rejected { reason, rule } => {
             answer["status"] = "rejected".into();
             answer["reason"] = reason.into();
+            if let Some(rule) = rule {
+                answer["rule"] = rule.into();
+            }
         }
     }
     tracing::info!(account_id, signal_id = %receipt.signal_id, status = %answer["status"], "signal recorded");

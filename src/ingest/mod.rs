@@ -24,7 +24,12 @@ use crate::markets::{MarketError, MarketList};
 pub enum ReceiptStatus {
     Accepted,
     Duplicate,
-    Rejected { reason: String },
+    /// `reason` is a code (see `receipt`), never the event's text: a halt's reason and who halted
+    /// are an operator's words, not for whoever holds a webhook URL. `rule` names the risk rule.
+    Rejected {
+        reason: &'static str,
+        rule: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,12 +192,17 @@ impl Ingest {
     }
 }
 
+/// What the webhook caller is told: `accepted`, `duplicate`, or a rejection by code — `halted`
+/// (the account), `emergency_stop` (everyone), `stale`, `no_change`, `risk_rejected` with its rule.
+/// The details stay in the ledger, for the trader's API and the audit trail.
 fn receipt(signal_id: SignalId, events: &[AccountEvent]) -> Receipt {
+    let rejected = |reason| ReceiptStatus::Rejected { reason, rule: None };
     for event in events {
         let status = match event {
             AccountEvent::RiskApproved { .. } => ReceiptStatus::Accepted,
-            AccountEvent::RiskRejected { detail, .. } => ReceiptStatus::Rejected {
-                reason: detail.clone(),
+            AccountEvent::RiskRejected { rule, .. } => ReceiptStatus::Rejected {
+                reason: "risk_rejected",
+                rule: Some(rule.clone()),
             },
             AccountEvent::SignalRejected {
                 reason: RejectionReason::Duplicate { original_signal_id },
@@ -204,22 +214,33 @@ fn receipt(signal_id: SignalId, events: &[AccountEvent]) -> Receipt {
                 }
             }
             AccountEvent::SignalRejected {
-                reason:
-                    RejectionReason::Halted { detail }
-                    | RejectionReason::Stale { detail }
-                    | RejectionReason::NoChange { detail },
+                reason: RejectionReason::Halted { detail },
                 ..
-            } => ReceiptStatus::Rejected {
-                reason: detail.clone(),
-            },
+            } => rejected(halt_code(detail)),
+            AccountEvent::SignalRejected {
+                reason: RejectionReason::Stale { .. },
+                ..
+            } => rejected("stale"),
+            AccountEvent::SignalRejected {
+                reason: RejectionReason::NoChange { .. },
+                ..
+            } => rejected("no_change"),
             _ => continue,
         };
         return Receipt { status, signal_id };
     }
     Receipt {
-        status: ReceiptStatus::Rejected {
-            reason: "the account recorded nothing for this signal".to_owned(),
-        },
+        status: rejected("not_recorded"),
         signal_id,
+    }
+}
+
+/// The aggregate checks the account's own halt before the emergency stop and words them
+/// "trading halted by ..." and "emergency stop engaged by ..." (tests/it/hardening.rs holds both).
+fn halt_code(detail: &str) -> &'static str {
+    if detail.starts_with("emergency stop") {
+        "emergency_stop"
+    } else {
+        "halted"
     }
 }

@@ -17,9 +17,10 @@ use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
 pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
-pub use self::sqlite::SqliteStore;
+pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
     ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
@@ -41,6 +42,43 @@ pub enum StoreError {
     MixedBatch,
     #[error("unsupported database url (expected postgres://... or sqlite://...)")]
     UnsupportedUrl,
+    /// What failed, where and why, said at once (never the URL: it may hold a password).
+    #[error("cannot connect to PostgreSQL at {address}: {reason}")]
+    PostgresUnreachable { address: String, reason: String },
+    #[error("cannot open the SQLite database {path}: {reason}")]
+    SqliteUnopenable { path: String, reason: String },
+    #[error(
+        "another `ledgerhook serve` is already running on the SQLite database {database} (it \
+         holds {lock}{holder}); stop it, or give this one a database of its own"
+    )]
+    AlreadyServing {
+        database: String,
+        lock: String,
+        holder: String,
+    },
+}
+
+/// Why a connection failed, in a few words: the OS's reason, or the server's message.
+pub(crate) fn connect_reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(error) => io_reason(error),
+        sqlx::Error::Database(error) => error.message().to_owned(),
+        sqlx::Error::Tls(error) => format!("TLS failed: {error}"),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn io_reason(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        ErrorKind::ConnectionReset => "connection reset".to_owned(),
+        ErrorKind::TimedOut => "timed out".to_owned(),
+        ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        ErrorKind::NotADirectory => "not a directory".to_owned(),
+        ErrorKind::AlreadyExists => "a file of that name is in the way".to_owned(),
+        _ => error.to_string(),
+    }
 }
 
 impl From<PersistenceError> for StoreError {
@@ -126,8 +164,35 @@ impl Store {
         }
     }
 
+    /// Applies pending migrations and checks the applied ones (`ledgerhook migrate`).
     pub async fn migrate(&self) -> Result<()> {
         dispatch!(self.migrate())
+    }
+
+    /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied
+    /// unchanged, so a service login without CREATE rights can start on a migrated database.
+    pub async fn migrate_if_pending(&self) -> Result<()> {
+        match self {
+            Store::Postgres(store) if !store.migrations_pending().await? => Ok(()),
+            _ => self.migrate().await,
+        }
+    }
+
+    /// See `SqliteStore::lock_for_service`; `None` on PostgreSQL, which many instances share.
+    pub fn lock_for_service(&self) -> Result<Option<ServiceLock>> {
+        match self {
+            Store::Postgres(_) => Ok(None),
+            Store::Sqlite(store) => store.lock_for_service(),
+        }
+    }
+
+    /// What the PostgreSQL login may do that could undo the audit trail's guarantees; `None` on
+    /// SQLite, which has no logins.
+    pub async fn login_privileges(&self) -> Result<Option<LoginPrivileges>> {
+        match self {
+            Store::Postgres(store) => Ok(Some(store.login_privileges().await?)),
+            Store::Sqlite(_) => Ok(None),
+        }
     }
 
     /// Opens connections before traffic arrives (PostgreSQL; SQLite opens files lazily and cheaply).

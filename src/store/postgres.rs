@@ -1,13 +1,15 @@
 //! PostgreSQL, the production store. Several service instances may share one database.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use postgres_es::PostgresEventRepository;
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Connection;
 use sqlx::Row;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
@@ -23,6 +25,39 @@ use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 const MAX_CONNECTIONS: u32 = 24;
 
 const UNIQUE_VIOLATION: &str = "23505";
+const UNDEFINED_TABLE: &str = "42P01";
+/// How long start-up waits for the server before saying it does not answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// What the service's login could do to the audit trail's append-only guarantees: a superuser
+/// or an owner of the audit tables (or member of `ledgerhook_audit_owner`) can disable or drop
+/// their triggers; a role with CREATEROLE can grant itself the owner role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPrivileges {
+    pub login: String,
+    pub superuser: bool,
+    pub create_role: bool,
+    pub audit_owner: bool,
+}
+
+impl LoginPrivileges {
+    /// The privileges held, in words; empty when the login is fit to serve.
+    pub fn held(&self) -> Vec<&'static str> {
+        [
+            (self.superuser, "is a superuser"),
+            (self.create_role, "has CREATEROLE"),
+            (
+                self.audit_owner,
+                "owns the audit tables (or is a member of ledgerhook_audit_owner)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(held, words)| held.then_some(words))
+        .collect()
+    }
+}
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -32,11 +67,31 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let unreachable = |reason: String| StoreError::PostgresUnreachable {
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            reason,
+        };
+        // One plain connection first: the pool retries a failed connection silently until its
+        // acquire timeout and then says only "pool timed out", never what failed or why.
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Err(error)) => return Err(unreachable(super::connect_reason(&error))),
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unreachable(super::connect_reason(&error)))?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
         Ok(Self { pool, events })
     }
@@ -46,10 +101,58 @@ impl PostgresStore {
     }
 
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Whether any migration is missing, failed or changed since it was applied (then `migrate`
+    /// applies it, or says what is wrong).
+    pub async fn migrations_pending(&self) -> Result<bool> {
+        let applied: Vec<(i64, Vec<u8>)> = match sqlx::query_as(
+            "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some(UNDEFINED_TABLE) =>
+            {
+                return Ok(true)
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let applied: HashMap<i64, Vec<u8>> = applied.into_iter().collect();
+        Ok(MIGRATOR
+            .iter()
+            .filter(|migration| !migration.migration_type.is_down_migration())
+            .any(|migration| {
+                applied.get(&migration.version).map(Vec::as_slice) != Some(&*migration.checksum)
+            }))
+    }
+
+    /// See `LoginPrivileges`.
+    pub async fn login_privileges(&self) -> Result<LoginPrivileges> {
+        let row = sqlx::query(
+            "SELECT current_user::text AS login, r.rolsuper, r.rolcreaterole,
+                    EXISTS (SELECT 1 FROM pg_roles o
+                             WHERE o.rolname = 'ledgerhook_audit_owner'
+                               AND pg_has_role(current_user, o.oid, 'MEMBER')) AS audit_owner,
+                    EXISTS (SELECT 1 FROM pg_class c
+                             WHERE c.oid IN (to_regclass('audit_log'),
+                                             to_regclass('audit_checkpoints'))
+                               AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owns_audit
+               FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LoginPrivileges {
+            login: row.try_get("login")?,
+            superuser: row.try_get("rolsuper")?,
+            create_role: row.try_get("rolcreaterole")?,
+            audit_owner: row.try_get::<bool, _>("audit_owner")?
+                || row.try_get::<bool, _>("owns_audit")?,
+        })
     }
 
     /// Opens `connections` pool connections now: one set up mid-burst costs the request that

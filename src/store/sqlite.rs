@@ -34,6 +34,14 @@ pub struct SqliteStore {
     /// settles contention by sleeping and retrying, which under load lets one writer lose for
     /// seconds; queueing in-process keeps every write's wait proportional to the queue.
     writer: Arc<Mutex<()>>,
+    /// The database file; `None` in memory.
+    file: Option<std::path::PathBuf>,
+}
+
+/// Held by the one `serve` of an embedded store (see `SqliteStore::lock_for_service`).
+#[derive(Debug)]
+pub struct ServiceLock {
+    _file: std::fs::File,
 }
 
 impl SqliteStore {
@@ -44,30 +52,103 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        if let Some(parent) = Path::new(options.get_filename()).parent() {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = (!in_memory).then(|| options.get_filename().to_path_buf());
+        let unopenable = |reason: String| StoreError::SqliteUnopenable {
+            path: options.get_filename().display().to_string(),
+            reason,
+        };
+        if let Some(parent) = file.as_deref().and_then(Path::parent) {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|error| StoreError::Database(sqlx::Error::Io(error)))?;
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    unopenable(format!(
+                        "cannot create its directory {}: {}",
+                        parent.display(),
+                        super::io_reason(&error)
+                    ))
+                })?;
             }
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unopenable(super::connect_reason(&error)))?;
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
         Ok(Self {
             pool,
             events,
             writer: Arc::new(Mutex::new(())),
+            file,
         })
+    }
+
+    /// Makes this process the only `serve` of the database file, until the returned lock is
+    /// dropped or the process ends (an OS lock, so also after kill -9). Its writer queue is what
+    /// keeps writes orderly; a second service process would contend on SQLite's lock instead.
+    /// Other commands (users, halt, ...) do not take it and run beside the service.
+    pub fn lock_for_service(&self) -> Result<Option<ServiceLock>> {
+        let Some(database) = &self.file else {
+            return Ok(None);
+        };
+        let mut path = database.clone().into_os_string();
+        path.push("-serve.lock");
+        let path = std::path::PathBuf::from(path);
+        let failed = |reason: String| StoreError::SqliteUnopenable {
+            path: database.display().to_string(),
+            reason,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|error| {
+                failed(format!(
+                    "cannot open its lock file {}: {}",
+                    path.display(),
+                    super::io_reason(&error)
+                ))
+            })?;
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(StoreError::AlreadyServing {
+                    database: database.display().to_string(),
+                    lock: path.display().to_string(),
+                    holder: if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", process {holder}")
+                    },
+                });
+            }
+            Err(error) => {
+                return Err(failed(format!(
+                    "cannot lock {}: {}",
+                    path.display(),
+                    super::io_reason(&error)
+                )))
+            }
+        }
+        // The holder's pid, for the message a second `serve` prints; the lock is what counts.
+        use std::io::Write;
+        let _ = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        Ok(Some(ServiceLock { _file: file }))
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// Joins this process's queue of writers (see `writer`), for writes made outside this file.
-    pub(super) async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    /// Joins this process's queue of writers (see `writer`): every write of the store takes its
+    /// turn here, and so must a write made outside it (a test seeding rows).
+    pub async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writer.lock().await
     }
 
@@ -392,6 +473,24 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
+/// until the file is closed, which the OS does when the process ends, however it ends.
+#[cfg(unix)]
+fn try_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Off unix there is no lock (the service is built and run on Linux).
+#[cfg(not(unix))]
+fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>> {

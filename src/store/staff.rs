@@ -1,5 +1,5 @@
 //! What the store keeps of staff (digests only, never a key) and the append-only record of
-//! compliance reads.
+//! compliance reads. On SQLite every write here joins the one writer queue, like every other.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -51,6 +51,7 @@ impl Store {
                 .await?;
             }
             Store::Sqlite(store) => {
+                let _writing = store.lock_writer().await;
                 sqlx::query(
                     "INSERT INTO staff (staff_id, display_name, role, api_key_sha256, created_at)
                      VALUES (?, ?, ?, ?, ?)",
@@ -108,14 +109,17 @@ impl Store {
             .execute(store.pool())
             .await?
             .rows_affected(),
-            Store::Sqlite(store) => sqlx::query(
-                "UPDATE staff SET disabled_at = COALESCE(disabled_at, ?) WHERE staff_id = ?",
-            )
-            .bind(at.to_rfc3339())
-            .bind(staff_id)
-            .execute(store.pool())
-            .await?
-            .rows_affected(),
+            Store::Sqlite(store) => {
+                let _writing = store.lock_writer().await;
+                sqlx::query(
+                    "UPDATE staff SET disabled_at = COALESCE(disabled_at, ?) WHERE staff_id = ?",
+                )
+                .bind(at.to_rfc3339())
+                .bind(staff_id)
+                .execute(store.pool())
+                .await?
+                .rows_affected()
+            }
         };
         Ok(changed == 1)
     }
@@ -137,6 +141,7 @@ impl Store {
                 .await?;
             }
             Store::Sqlite(store) => {
+                let _writing = store.lock_writer().await;
                 sqlx::query(
                     "INSERT INTO compliance_reads (staff_id, endpoint, filter, at)
                      VALUES (?, ?, ?, ?)",

@@ -10,6 +10,7 @@ mod auth;
 mod compliance;
 mod fill_mismatch;
 mod halts;
+mod hardening;
 mod hostile;
 mod readside;
 mod replay;

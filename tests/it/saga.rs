@@ -299,7 +299,13 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
         .await
         .expect("recorded");
     assert!(
-        matches!(&receipt.status, ReceiptStatus::Rejected { reason } if reason.contains("risk")),
+        matches!(
+            &receipt.status,
+            ReceiptStatus::Rejected {
+                reason: "halted",
+                ..
+            }
+        ),
         "{receipt:?}"
     );
     harness.stop().await;

@@ -104,6 +104,8 @@ pub struct Options {
     pub log_file: Option<std::path::PathBuf>,
     /// Run the service's wall clock this far ahead (libfaketime's syntax, e.g. `+2d`).
     pub clock_offset: Option<String>,
+    /// Serve without `--allow-privileged-login` (production's PostgreSQL login check).
+    pub strict_login: bool,
 }
 
 impl Options {
@@ -130,6 +132,11 @@ impl Service {
             .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
             .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEDGERHOOK_NO_DEMO", "true")
+            // The test server's login is the superuser `postgres` (see `strict_login`).
+            .env(
+                "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
+                (!options.strict_login).to_string(),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
