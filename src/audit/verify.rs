@@ -355,13 +355,15 @@ fn check_event(row: &AuditRow, logged: &LoggedEvent) -> Option<Mismatch> {
             ),
         ));
     }
+    // As the writer spelled them (not `Value == String`, which compares with a JSON string).
+    let (payload, metadata) = (event.payload.to_string(), event.metadata.to_string());
     let differs = if row.event_type != event.event_type {
         Some("event_type")
     } else if row.event_version != event.event_version {
         Some("event_version")
-    } else if row.payload != event.payload.to_string() {
+    } else if row.payload != payload {
         Some("payload")
-    } else if row.metadata != event.metadata.to_string() {
+    } else if row.metadata != metadata {
         Some("metadata")
     } else {
         None
