@@ -355,15 +355,17 @@ fn check_event(row: &AuditRow, logged: &LoggedEvent) -> Option<Mismatch> {
             ),
         ));
     }
-    // As the writer spelled them (not `Value == String`, which compares with a JSON string).
-    let (payload, metadata) = (event.payload.to_string(), event.metadata.to_string());
+    // Compared as JSON values: the same content whatever spelling a serializer gives it.
+    let same = |text: &str, value: &serde_json::Value| {
+        serde_json::from_str::<serde_json::Value>(text).is_ok_and(|parsed| parsed == *value)
+    };
     let differs = if row.event_type != event.event_type {
         Some("event_type")
     } else if row.event_version != event.event_version {
         Some("event_version")
-    } else if row.payload != payload {
+    } else if !same(&row.payload, &event.payload) {
         Some("payload")
-    } else if row.metadata != metadata {
+    } else if !same(&row.metadata, &event.metadata) {
         Some("metadata")
     } else {
         None
@@ -497,6 +499,29 @@ impl Checkpoints {
                 Ok(self.buffered.pop_front())
             }
             _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_checkpoint_is_position_colon_hash() {
+        let hash = "AB".repeat(32);
+        let parsed: PublishedCheckpoint = format!("12:{hash}").parse().expect("parses");
+        assert_eq!(parsed.position, 12);
+        assert_eq!(parsed.hash, hash.to_ascii_lowercase());
+        for wrong in [
+            "12",
+            "x:ab",
+            &format!("0:{hash}"),
+            "12:abc",
+            &format!("12:{}", "g".repeat(64)),
+        ] {
+            let error = wrong.parse::<PublishedCheckpoint>().expect_err(wrong);
+            assert!(error.contains("POSITION:HASH"), "{error}");
         }
     }
 }
