@@ -94,7 +94,12 @@ struct Progress {
 
 /// Why a page was not chained.
 enum PageError {
-    Store(String),
+    /// `attempted`: the head the page would have made, when its append failed (the commit may
+    /// have happened all the same).
+    Store {
+        error: String,
+        attempted: Option<(i64, String)>,
+    },
     /// The stored head is not the one this writer wrote or loaded.
     ForeignHead {
         expected: (i64, String),
@@ -132,6 +137,8 @@ impl AuditWriter {
         let mut progress: Option<Progress> = None;
         // The head this writer last chained, while it holds the lease.
         let mut written: Option<(i64, String)> = None;
+        // The head of a page whose append reported an error: it may have committed anyway.
+        let mut attempted: Option<(i64, String)> = None;
         while !*shutdown.borrow() {
             if !lease.is_held().await {
                 tracing::warn!("audit writer lost its lease; waiting to take it again");
@@ -163,6 +170,10 @@ impl AuditWriter {
                     }
                 },
             };
+            let stored = (current.head_position, current.head_hash.clone());
+            if attempted.take().is_some_and(|page| page == stored) {
+                written = Some(stored);
+            }
             if let Some(expected) = &written {
                 if (current.head_position, &current.head_hash) != (expected.0, &expected.1) {
                     let found = Some(ChainHead {
@@ -193,10 +204,14 @@ impl AuditWriter {
                     alert_foreign_head(&expected, found.as_ref());
                     return stand_still(lease, shutdown).await;
                 }
-                Err(PageError::Store(error)) => {
+                Err(PageError::Store {
+                    error,
+                    attempted: page,
+                }) => {
                     // Progress is reloaded from the store: the page may have clashed with
                     // another writer's (or a row someone else inserted, which the reload finds).
                     tracing::error!(%error, "audit writer will retry its page");
+                    attempted = page;
                     if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
                         return;
                     }
@@ -257,7 +272,10 @@ impl AuditWriter {
     /// Chains the page after `progress`; the new progress, and whether there was anything to read.
     async fn chain_next_page(&self, progress: Progress) -> Result<(Progress, bool), PageError> {
         let store = self.store();
-        let failed = |e: StoreError| PageError::Store(e.to_string());
+        let failed = |e: StoreError| PageError::Store {
+            error: e.to_string(),
+            attempted: None,
+        };
         let page = store
             .read_log(progress.read_to, PAGE_SIZE)
             .await
@@ -272,7 +290,10 @@ impl AuditWriter {
             position += 1;
             let row = self
                 .row(position, prev_hash, logged)
-                .map_err(PageError::Store)?;
+                .map_err(|error| PageError::Store {
+                    error,
+                    attempted: None,
+                })?;
             prev_hash = row.hash.clone();
             rows.push(row);
         }
@@ -288,10 +309,12 @@ impl AuditWriter {
                 found: head,
             });
         }
-        store
-            .append_audit(&rows, CHECKPOINT_NAME, read_to)
-            .await
-            .map_err(failed)?;
+        if let Err(error) = store.append_audit(&rows, CHECKPOINT_NAME, read_to).await {
+            return Err(PageError::Store {
+                error: error.to_string(),
+                attempted: Some((position, prev_hash)),
+            });
+        }
         let next = Progress {
             read_to,
             head_position: position,
