@@ -176,6 +176,10 @@ impl AuditWriter {
             }
             if let Some(expected) = &written {
                 if (current.head_position, &current.head_hash) != (expected.0, &expected.1) {
+                    if !lease.is_held().await {
+                        // Another instance took over and chained: reload after the lease.
+                        continue;
+                    }
                     let found = Some(ChainHead {
                         position: current.head_position,
                         hash: current.head_hash.clone(),
@@ -199,6 +203,10 @@ impl AuditWriter {
                             _ = shutdown.changed() => {}
                         }
                     }
+                }
+                Err(PageError::ForeignHead { .. }) if !lease.is_held().await => {
+                    // Another instance took over and chained: reload after the lease.
+                    progress = None;
                 }
                 Err(PageError::ForeignHead { expected, found }) => {
                     alert_foreign_head(&expected, found.as_ref());
