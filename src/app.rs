@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use aggregates::{upcasters, Market};
 
-use crate::audit::{AuditConfig, AuditWriter};
+use crate::audit::{monitor, AuditConfig, AuditWriter, LatestVerification};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
@@ -113,7 +113,15 @@ impl RunningApp {
         } else {
             tokio::spawn(async {})
         };
-        let audit_key = config.audit.key.clone().map(Arc::new);
+        // Every instance verifies the trail in the background (read-only) for the compliance API.
+        let audit_verification = Arc::new(LatestVerification::default());
+        tokio::spawn(monitor::run(
+            store.clone(),
+            config.audit.verify_options(),
+            config.audit.verify_interval,
+            audit_verification.clone(),
+            shutdown_requested.clone(),
+        ));
         let (audit, projections) = if config.run_read_side {
             let audit = AuditWriter::new(ledger.clone(), config.audit);
             (
@@ -133,7 +141,7 @@ impl RunningApp {
             authenticator,
             guard: Arc::new(Guard::new(config.guard)),
             public_url: config.public_url.map(Arc::from),
-            audit_key,
+            audit_verification,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

@@ -4,9 +4,11 @@
 
 pub mod chain;
 pub mod key;
+pub mod monitor;
 pub mod verify;
 pub mod writer;
 
 pub use self::key::{AuditKey, WeakKey};
-pub use self::verify::{verify, Mismatch, VerifyReport};
+pub use self::monitor::{LatestVerification, Verification};
+pub use self::verify::{verify, Mismatch, PublishedCheckpoint, VerifyOptions, VerifyReport};
 pub use self::writer::{AuditConfig, AuditWriter};

@@ -1,22 +1,75 @@
 //! Verification of the whole trail: walks the chain in pages (memory does not grow with it),
-//! recomputes every hash, checks the links, the density of positions and every checkpoint, and
-//! stops at the first row that does not match.
+//! recomputes every hash, checks the links, the density of positions and every checkpoint, checks
+//! each row against the event it records (the ledger's global order, walked alongside), and stops
+//! at the first row that does not match.
 
 use std::collections::VecDeque;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::{AuditCheckpoint, AuditRow, Store, StoreError};
+use crate::store::{AuditCheckpoint, AuditRow, LogPosition, LoggedEvent, Store, StoreError};
 
 use super::chain::{checkpoint_encoding, row_hash, GENESIS_HASH};
 use super::key::AuditKey;
+use super::writer::CHECKPOINT_NAME;
 
 const PAGE_SIZE: i64 = 1000;
+
+/// How long, by default, a row may wait for a signed checkpoint (the writer takes one every
+/// `--audit-checkpoint-interval-seconds`, 60 by default, once rows were added).
+pub const DEFAULT_MAX_UNPROTECTED: chrono::Duration = chrono::Duration::seconds(300);
+
+/// What to verify the trail against.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// With a key every checkpoint must carry its signature, and every row older than
+    /// `max_unprotected` must be covered by a checkpoint. Without, checkpoints are checked against
+    /// the chain only (an unsigned checkpoint proves nothing to someone who can rewrite the table).
+    pub key: Option<AuditKey>,
+    /// Copies of checkpoints published outside the database: the chain must hold each.
+    pub published: Vec<PublishedCheckpoint>,
+    pub max_unprotected: chrono::Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            key: None,
+            published: Vec::new(),
+            max_unprotected: DEFAULT_MAX_UNPROTECTED,
+        }
+    }
+}
+
+/// `POSITION:HASH`, as the writer's `audit checkpoint` log line publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedCheckpoint {
+    pub position: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for PublishedCheckpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!("expected POSITION:HASH (a position from 1 and 64 hex digits), got {text:?}")
+        };
+        let (position, hash) = text.split_once(':').ok_or_else(wrong)?;
+        let position: i64 = position.trim().parse().map_err(|_| wrong())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if position < 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(wrong());
+        }
+        Ok(Self { position, hash })
+    }
+}
 
 /// What `verify` found. The trail is intact exactly when `first_mismatch` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
-    /// Rows checked (all of them when intact).
+    /// Rows checked (all of them when intact), each against its event in the ledger.
     pub rows: u64,
     /// Position of the last row checked (0 for an empty chain).
     pub head_position: i64,
@@ -26,8 +79,12 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Of those, how many carried a signature that was checked against the key.
     pub signatures_verified: u64,
-    /// Of those, how many were recorded unsigned, or signed but not checked (no key given).
+    /// Of those, how many were not checked (verified without a key).
     pub signatures_unchecked: u64,
+    /// Published checkpoints (`--expect-checkpoint`) the chain holds.
+    pub published_verified: u64,
+    /// Rows after the latest checkpoint when the walk began: not yet covered by one.
+    pub unprotected_rows: u64,
     pub first_mismatch: Option<Mismatch>,
 }
 
@@ -82,58 +139,243 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-/// Verifies the audit trail of `store`. With `key`, every signed checkpoint's signature is checked
-/// too (a wrong one is a mismatch); without, checkpoints are checked against the chain only.
-/// `Err` only when the store cannot be read; a damaged trail is an `Ok` report naming the first
-/// damaged row.
-pub async fn verify(store: &Store, key: Option<&AuditKey>) -> Result<VerifyReport, StoreError> {
-    let mut report = VerifyReport {
-        rows: 0,
-        head_position: 0,
-        head_hash: GENESIS_HASH.to_owned(),
-        checkpoints: 0,
-        signatures_verified: 0,
-        signatures_unchecked: 0,
-        first_mismatch: None,
-    };
-    // Only checkpoints recorded before the walk starts: their rows were committed before them, so
-    // the walk must reach them, while a running writer may add checkpoints beyond what it reads.
-    let mut checkpoints = Checkpoints {
-        up_to: store.last_audit_checkpoint().await?,
-        ..Checkpoints::default()
-    };
-    loop {
-        let page = store.read_audit(report.head_position, PAGE_SIZE).await?;
-        if page.is_empty() {
-            break;
+/// Verifies the audit trail of `store` (see `VerifyOptions`). `Err` only when the store cannot be
+/// read; a damaged trail is an `Ok` report naming the first damaged row.
+pub async fn verify(store: &Store, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
+    Walk::new(store, options).await?.run().await
+}
+
+/// One verification in progress: the chain, the ledger's log and the checkpoints, walked together.
+struct Walk<'a> {
+    store: &'a Store,
+    options: &'a VerifyOptions,
+    report: VerifyReport,
+    checkpoints: Checkpoints,
+    published: VecDeque<PublishedCheckpoint>,
+    /// The ledger's log, read alongside the chain: row k records the k-th event.
+    log_cursor: LogPosition,
+    /// How far the audit writer had read when the walk began: every event up to it is chained.
+    chained_to: LogPosition,
+    /// The latest checkpoint when the walk began; rows after it are unprotected.
+    protected_to: i64,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Walk<'a> {
+    async fn new(store: &'a Store, options: &'a VerifyOptions) -> Result<Walk<'a>, StoreError> {
+        // Read before the walk: the writer commits rows with its reader checkpoint and before
+        // their checkpoints, so the walk must reach everything these name. A running writer may
+        // add more meanwhile; that is checked next time.
+        let chained_to = store.checkpoint(CHECKPOINT_NAME).await?;
+        let protected_to = store.last_audit_checkpoint().await?;
+        let mut published = options.published.clone();
+        published.sort_by_key(|p| p.position);
+        Ok(Walk {
+            store,
+            options,
+            report: VerifyReport {
+                rows: 0,
+                head_position: 0,
+                head_hash: GENESIS_HASH.to_owned(),
+                checkpoints: 0,
+                signatures_verified: 0,
+                signatures_unchecked: 0,
+                published_verified: 0,
+                unprotected_rows: 0,
+                first_mismatch: None,
+            },
+            checkpoints: Checkpoints {
+                up_to: protected_to,
+                ..Checkpoints::default()
+            },
+            published: published.into(),
+            log_cursor: LogPosition::default(),
+            chained_to,
+            protected_to,
+            now: Utc::now(),
+        })
+    }
+
+    async fn run(mut self) -> Result<VerifyReport, StoreError> {
+        if let Some(problem) = self.walk_rows().await? {
+            self.report.first_mismatch = Some(problem);
+            return Ok(self.report);
         }
-        for row in &page {
-            if let Some(problem) = check_row(row, &report) {
-                report.first_mismatch = Some(problem);
-                return Ok(report);
+        self.report.first_mismatch = self.check_end().await?;
+        Ok(self.report)
+    }
+
+    /// The first problem among the rows, in chain order.
+    async fn walk_rows(&mut self) -> Result<Option<Mismatch>, StoreError> {
+        loop {
+            let page = self
+                .store
+                .read_audit(self.report.head_position, PAGE_SIZE)
+                .await?;
+            if page.is_empty() {
+                return Ok(None);
             }
-            report.rows += 1;
-            report.head_position = row.position;
-            report.head_hash = row.hash.clone();
-            while let Some(checkpoint) = checkpoints.next_at_or_before(store, row.position).await? {
-                if let Some(problem) = check_checkpoint(&checkpoint, row, key, &mut report) {
-                    report.first_mismatch = Some(problem);
-                    return Ok(report);
+            let limit = i64::try_from(page.len()).unwrap_or(PAGE_SIZE);
+            let events = self.store.read_log(self.log_cursor, limit).await?;
+            let mut events = events.into_iter();
+            for row in &page {
+                if let Some(problem) = check_row(row, &self.report) {
+                    return Ok(Some(problem));
+                }
+                let Some(event) = events.next() else {
+                    return Ok(Some(Mismatch::at_row(
+                        row,
+                        "the row records no event: the ledger's log has no more events".to_owned(),
+                    )));
+                };
+                if let Some(problem) = check_event(row, &event) {
+                    return Ok(Some(problem));
+                }
+                self.log_cursor = event.position;
+                self.report.rows += 1;
+                self.report.head_position = row.position;
+                self.report.head_hash = row.hash.clone();
+                if let Some(problem) = self.check_protection(row) {
+                    return Ok(Some(problem));
+                }
+                if let Some(problem) = self.check_published(row) {
+                    return Ok(Some(problem));
+                }
+                while let Some(checkpoint) = self
+                    .checkpoints
+                    .next_at_or_before(self.store, row.position)
+                    .await?
+                {
+                    let key = self.options.key.as_ref();
+                    if let Some(problem) = check_checkpoint(&checkpoint, row, key, &mut self.report)
+                    {
+                        return Ok(Some(problem));
+                    }
                 }
             }
         }
     }
-    // A checkpoint beyond the head: rows were removed from the end of the chain.
-    if let Some(checkpoint) = checkpoints.next_at_or_before(store, i64::MAX).await? {
-        report.first_mismatch = Some(Mismatch::at_missing(
-            report.head_position + 1,
+
+    /// With a key, a row older than `max_unprotected` must be covered by a checkpoint.
+    fn check_protection(&mut self, row: &AuditRow) -> Option<Mismatch> {
+        if row.position <= self.protected_to {
+            return None;
+        }
+        self.report.unprotected_rows += 1;
+        if self.options.key.is_none() || self.report.unprotected_rows > 1 {
+            return None;
+        }
+        // The oldest unprotected row: an unparseable time counts as old.
+        let recorded = DateTime::parse_from_rfc3339(&row.recorded_at)
+            .map(|at| at.with_timezone(&Utc))
+            .ok();
+        let fresh = recorded.is_some_and(|at| self.now - at <= self.options.max_unprotected);
+        (!fresh).then(|| {
+            Mismatch::at_row(
+                row,
+                format!(
+                    "no signed checkpoint covers this row (recorded {}, more than {} s ago); the                      latest checkpoint is at position {}",
+                    row.recorded_at,
+                    self.options.max_unprotected.num_seconds(),
+                    self.protected_to
+                ),
+            )
+        })
+    }
+
+    /// A published checkpoint at this row must name its hash.
+    fn check_published(&mut self, row: &AuditRow) -> Option<Mismatch> {
+        while let Some(published) = self.published.front() {
+            if published.position > row.position {
+                return None;
+            }
+            if published.hash != row.hash {
+                return Some(Mismatch::at_row(
+                    row,
+                    format!(
+                        "the published checkpoint records hash {} at this position, the chain has {}",
+                        published.hash, row.hash
+                    ),
+                ));
+            }
+            self.report.published_verified += 1;
+            self.published.pop_front();
+        }
+        None
+    }
+
+    /// What the end of the chain must agree with: the checkpoints, the published copies and the
+    /// events the writer has read.
+    async fn check_end(&mut self) -> Result<Option<Mismatch>, StoreError> {
+        let head = self.report.head_position;
+        let missing = |what: String| Some(Mismatch::at_missing(head + 1, what));
+        // A checkpoint beyond the head: rows were removed from the end of the chain.
+        if let Some(checkpoint) = self
+            .checkpoints
+            .next_at_or_before(self.store, i64::MAX)
+            .await?
+        {
+            return Ok(missing(format!(
+                "row is missing: the chain ends at position {head} but a checkpoint records                  position {}",
+                checkpoint.position
+            )));
+        }
+        if let Some(published) = self.published.front() {
+            return Ok(missing(format!(
+                "row is missing: the chain ends at position {head} but the published checkpoint                  records position {}",
+                published.position
+            )));
+        }
+        // An event the writer had read, without its row: removed, or never chained.
+        let next = self.store.read_log(self.log_cursor, 1).await?;
+        if let Some(event) = next.first().filter(|e| e.position <= self.chained_to) {
+            let e = &event.event;
+            return Ok(missing(format!(
+                "row is missing: the event {} {} #{} was chained (the audit writer read past it)                  but has no row",
+                e.aggregate_type, e.aggregate_id, e.sequence
+            )));
+        }
+        Ok(None)
+    }
+}
+
+/// Whether `row` records `logged`, the event at the same place in the ledger's global order.
+fn check_event(row: &AuditRow, logged: &LoggedEvent) -> Option<Mismatch> {
+    let event = &logged.event;
+    let sequence = i64::try_from(event.sequence).unwrap_or(i64::MAX);
+    if row.aggregate_type != event.aggregate_type
+        || row.account_id != event.aggregate_id
+        || row.sequence != sequence
+    {
+        return Some(Mismatch::at_row(
+            row,
             format!(
-                "row is missing: the chain ends at position {} but a checkpoint records position {}",
-                report.head_position, checkpoint.position
+                "the row does not record the event at this place in the ledger ({} {} #{}): a                  row without its event, or an event without its row",
+                event.aggregate_type, event.aggregate_id, event.sequence
             ),
         ));
     }
-    Ok(report)
+    // Compared as JSON values: the same content whatever spelling a serializer gives it.
+    let same = |text: &str, value: &serde_json::Value| {
+        serde_json::from_str::<serde_json::Value>(text).is_ok_and(|parsed| parsed == *value)
+    };
+    let differs = if row.event_type != event.event_type {
+        Some("event_type")
+    } else if row.event_version != event.event_version {
+        Some("event_version")
+    } else if !same(&row.payload, &event.payload) {
+        Some("payload")
+    } else if !same(&row.metadata, &event.metadata) {
+        Some("metadata")
+    } else {
+        None
+    };
+    differs.map(|field| {
+        Mismatch::at_row(
+            row,
+            format!("the row's {field} differs from the event's in the ledger"),
+        )
+    })
 }
 
 /// What is wrong with `row`, following the rows `so_far` verified.
@@ -209,7 +451,17 @@ fn check_checkpoint(
             }
             report.signatures_verified += 1;
         }
-        _ => report.signatures_unchecked += 1,
+        (None, Some(_)) => {
+            return Some(Mismatch::at_row(
+                row,
+                format!(
+                    "the checkpoint of {} at this position is unsigned, but the trail is verified \
+                     with the audit key: anyone could have written it",
+                    checkpoint.at
+                ),
+            ))
+        }
+        (_, None) => report.signatures_unchecked += 1,
     }
     report.checkpoints += 1;
     None
@@ -247,6 +499,29 @@ impl Checkpoints {
                 Ok(self.buffered.pop_front())
             }
             _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_checkpoint_is_position_colon_hash() {
+        let hash = "AB".repeat(32);
+        let parsed: PublishedCheckpoint = format!("12:{hash}").parse().expect("parses");
+        assert_eq!(parsed.position, 12);
+        assert_eq!(parsed.hash, hash.to_ascii_lowercase());
+        for wrong in [
+            "12",
+            "x:ab",
+            &format!("0:{hash}"),
+            "12:abc",
+            &format!("12:{}", "g".repeat(64)),
+        ] {
+            let error = wrong.parse::<PublishedCheckpoint>().expect_err(wrong);
+            assert!(error.contains("POSITION:HASH"), "{error}");
         }
     }
 }

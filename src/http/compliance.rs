@@ -1,7 +1,8 @@
 //! Staff endpoints over the audit trail:
 //! - `GET /api/compliance/audit` (compliance role): every account's trail, filtered, paged by
 //!   cursor or exported whole as JSON Lines or CSV;
-//! - `GET /api/compliance/audit/verify` (any staff): whether the hash chain verifies.
+//! - `GET /api/compliance/audit/verify` (any staff): whether the hash chain verifies, as of the
+//!   latest background verification (`status` `pending` until the first one has finished).
 //!
 //! Every read is recorded in `compliance_reads` (who, endpoint, filter, when) and the record is
 //! durable before any data leaves: a read that cannot be recorded is not served.
@@ -19,7 +20,6 @@ use super::audit_params;
 use super::error::{ApiError, Result};
 use super::staff_authenticated::StaffAuthenticated;
 use super::AppState;
-use crate::audit;
 use crate::staff::{self, StaffMember, StaffRole};
 use crate::store::Store;
 
@@ -52,11 +52,18 @@ pub async fn verify(
     }
     let store = state.authenticator.store();
     record(store, &staff, VERIFY_PATH, json!({})).await?;
-    let report = audit::verify(store, state.audit_key.as_deref())
-        .await
-        .map_err(ApiError::internal)?;
-    let mut answer = serde_json::to_value(&report).map_err(ApiError::internal)?;
-    answer["intact"] = report.is_intact().into();
+    let Some(latest) = state.audit_verification.get() else {
+        return Ok(Json(json!({
+            "status": "pending",
+            "intact": null,
+            "verified_at": null,
+            "message": "The first verification of the audit trail has not finished yet",
+        })));
+    };
+    let mut answer = serde_json::to_value(&*latest).map_err(ApiError::internal)?;
+    let intact = latest.report.is_intact();
+    answer["intact"] = intact.into();
+    answer["status"] = if intact { "verified" } else { "failed" }.into();
     Ok(Json(answer))
 }
 

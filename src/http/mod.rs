@@ -50,8 +50,8 @@ pub struct AppState {
     pub guard: Arc<Guard>,
     /// Base of the URLs shown to users; `None`: from each request's Host / X-Forwarded-Proto.
     pub public_url: Option<Arc<str>>,
-    /// Checks the audit trail's signed checkpoints in `GET /api/compliance/audit/verify`.
-    pub audit_key: Option<Arc<crate::audit::AuditKey>>,
+    /// The background verification's latest report, for `GET /api/compliance/audit/verify`.
+    pub audit_verification: Arc<crate::audit::LatestVerification>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// Another writer appended to one of the same accounts first (optimistic concurrency).
     #[error("another writer appended to the account first")]
     Conflict,
+    /// A checkpoint of the audit chain is already recorded at this position and differs from the
+    /// one being recorded: someone else wrote one (see `Store::insert_audit_checkpoint`).
+    #[error("a different audit checkpoint is already recorded at position {0}")]
+    AuditCheckpointConflict(i64),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

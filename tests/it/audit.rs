@@ -18,13 +18,13 @@ use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
 
-const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
+pub(crate) const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
 
-fn alert(id: &str) -> String {
+pub(crate) fn alert(id: &str) -> String {
     format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
 }
 
-fn audited_service() -> Options {
+pub(crate) fn audited_service() -> Options {
     Options {
         args: vec![
             "--audit-key".into(),
@@ -53,7 +53,7 @@ pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
     }
 }
 
-async fn audit_rows(store: &Store) -> Vec<AuditRow> {
+pub(crate) async fn audit_rows(store: &Store) -> Vec<AuditRow> {
     let mut rows = Vec::new();
     loop {
         let after = rows.last().map_or(0, |row: &AuditRow| row.position);
@@ -72,7 +72,10 @@ async fn audit_rows(store: &Store) -> Vec<AuditRow> {
 /// as the accounts and the emergency stop hold events (read from their streams: on PostgreSQL the
 /// global order lags while any transaction of the cluster is open), and the saga has handled
 /// everything the audit writer has read (so it will append nothing more). Returns the global order.
-async fn wait_until_settled(store: &Store, accounts: &[String]) -> Vec<(String, String, i64)> {
+pub(crate) async fn wait_until_settled(
+    store: &Store,
+    accounts: &[String],
+) -> Vec<(String, String, i64)> {
     eventually("every event chained and the saga idle", || async {
         let mut total = store.load_emergency_stop().await.ok()?.len();
         for account in accounts {
@@ -92,7 +95,7 @@ async fn wait_until_settled(store: &Store, accounts: &[String]) -> Vec<(String, 
 }
 
 /// `ledgerhook audit verify --json`: whether it succeeded, and its report.
-async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
+pub(crate) async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
     let mut args = vec!["audit", "verify", "--json"];
     if with_key {
         args.extend(["--audit-key", KEY]);
@@ -115,10 +118,21 @@ async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
 }
 
 /// Signals from two traders plus an emergency stop, through the real binary, then a clean stop.
-async fn trail_of_signals(test: &TestStore) -> Store {
+pub(crate) async fn trail_of_signals(test: &TestStore) -> Store {
+    let (store, service, _) = running_trail(test, audited_service()).await;
+    service.stop().await;
+    store
+}
+
+/// Signals from two traders plus an emergency stop, through the real binary started with
+/// `options`, every event chained; the service keeps running. Returns the accounts too.
+pub(crate) async fn running_trail(
+    test: &TestStore,
+    options: Options,
+) -> (Store, Service, Vec<String>) {
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
-    let service = Service::start(&test.url, audited_service()).await;
+    let service = Service::start(&test.url, options).await;
     for n in 0..4 {
         for user in [&alice, &bob] {
             let (status, body) = service
@@ -128,7 +142,7 @@ async fn trail_of_signals(test: &TestStore) -> Store {
         }
     }
     let store = test.open().await;
-    let accounts = [alice.user_id, bob.user_id];
+    let accounts = vec![alice.user_id, bob.user_id];
     for account in &accounts {
         eventually("every signal executed and notified", || async {
             let events = event_types(&store, account).await;
@@ -144,8 +158,7 @@ async fn trail_of_signals(test: &TestStore) -> Store {
     )
     .await;
     wait_until_settled(&store, &accounts).await;
-    service.stop().await;
-    store
+    (store, service, accounts)
 }
 
 async fn the_chain_holds_every_event_once_and_verifies(backend: Backend) {
@@ -463,7 +476,7 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
 on_both_stores!(altering_any_row_or_byte_is_named_by_verify);
 
 /// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
-async fn reinsert(store: &Store, row: &AuditRow) {
+pub(crate) async fn reinsert(store: &Store, row: &AuditRow) {
     let placeholders = match store {
         Store::Postgres(_) => "$1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11, $12",
         Store::Sqlite(_) => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
@@ -560,15 +573,21 @@ async fn compliance_staff_verify_the_chain_over_http(backend: Backend) {
     let events = logged_events(&store).await;
     let (_, key) = create_staff(&test.url, "Carol", "compliance").await;
     let service = Service::start(&test.url, audited_service()).await;
-    let (status, report) = service
-        .send(
-            service
-                .client()
-                .get(format!("{}/api/compliance/audit/verify", service.base_url))
-                .bearer_auth(&key),
-        )
-        .await;
-    assert_eq!(status, 200, "{report}");
+    // Verified in the background, right after the start: `pending` until then.
+    let report = eventually("the first background verification", || async {
+        let (status, report) = service
+            .send(
+                service
+                    .client()
+                    .get(format!("{}/api/compliance/audit/verify", service.base_url))
+                    .bearer_auth(&key),
+            )
+            .await;
+        assert_eq!(status, 200, "{report}");
+        (report["status"] != "pending").then_some(report)
+    })
+    .await;
+    assert_eq!(report["status"], "verified", "{report}");
     assert_eq!(report["intact"], true, "{report}");
     assert!(
         report["rows"].as_u64() >= Some(events.len() as u64),

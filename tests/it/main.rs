@@ -6,6 +6,7 @@
 
 mod abuse;
 mod audit;
+mod audit_guard;
 mod auth;
 mod compliance;
 mod fill_mismatch;

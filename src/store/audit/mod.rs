@@ -7,7 +7,7 @@ pub(super) mod sqlite;
 
 pub use self::postgres::WRITER_ROLE as AUDIT_WRITER_ROLE;
 
-use super::{LogPosition, Result, Store};
+use super::{LogPosition, Result, Store, StoreError};
 
 /// One row of `audit_log`, exactly as stored. `recorded_at` is kept as its canonical text (RFC 3339
 /// UTC with microseconds) so that verification hashes what the database holds, even a value an
@@ -77,11 +77,28 @@ impl Store {
         }
     }
 
-    /// Records a checkpoint of the chain head; one already recorded at that position stays.
+    /// Records a checkpoint of the chain head. Recording the very same checkpoint again is a
+    /// no-op; a different one already at that position stays, and this fails with
+    /// `StoreError::AuditCheckpointConflict` (someone else wrote into the table).
     pub async fn insert_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
-        match self {
+        let inserted = match self {
             Store::Postgres(store) => postgres::insert_checkpoint(store, checkpoint).await,
             Store::Sqlite(store) => sqlite::insert_checkpoint(store, checkpoint).await,
+        };
+        match inserted {
+            Err(StoreError::Conflict) => {
+                let existing = self
+                    .read_audit_checkpoints(checkpoint.position - 1, 1)
+                    .await?
+                    .into_iter()
+                    .next();
+                if existing.as_ref() == Some(checkpoint) {
+                    Ok(())
+                } else {
+                    Err(StoreError::AuditCheckpointConflict(checkpoint.position))
+                }
+            }
+            other => other,
         }
     }
 

@@ -93,17 +93,20 @@ pub(super) async fn insert_checkpoint(
     sqlx::query(&format!("SET LOCAL ROLE {WRITER_ROLE}"))
         .execute(&mut *transaction)
         .await?;
-    sqlx::query(
+    // No ON CONFLICT: a row already at this position must not be passed over in silence.
+    let inserted = sqlx::query(
         "INSERT INTO audit_checkpoints (position, hash, at, signature)
-         VALUES ($1, $2, $3::timestamptz, $4)
-         ON CONFLICT (position) DO NOTHING",
+         VALUES ($1, $2, $3::timestamptz, $4)",
     )
     .bind(checkpoint.position)
     .bind(&checkpoint.hash)
     .bind(&checkpoint.at)
     .bind(&checkpoint.signature)
     .execute(&mut *transaction)
-    .await?;
+    .await;
+    if let Err(error) = inserted {
+        return Err(conflict_or(error));
+    }
     transaction.commit().await?;
     Ok(())
 }

@@ -76,16 +76,17 @@ pub(super) async fn insert_checkpoint(
     checkpoint: &AuditCheckpoint,
 ) -> Result<()> {
     let _writing = store.lock_writer().await;
+    // No ON CONFLICT: a row already at this position must not be passed over in silence.
     sqlx::query(
-        "INSERT INTO audit_checkpoints (position, hash, at, signature) VALUES (?, ?, ?, ?)
-         ON CONFLICT (position) DO NOTHING",
+        "INSERT INTO audit_checkpoints (position, hash, at, signature) VALUES (?, ?, ?, ?)",
     )
     .bind(checkpoint.position)
     .bind(&checkpoint.hash)
     .bind(&checkpoint.at)
     .bind(&checkpoint.signature)
     .execute(store.pool())
-    .await?;
+    .await
+    .map_err(conflict_or)?;
     Ok(())
 }
 

@@ -1,0 +1,85 @@
+//! The verification `serve` runs in the background, every `--audit-verify-interval-seconds`, and
+//! its latest report: `GET /api/compliance/audit/verify` answers from it, so a request costs the
+//! same on a trail of millions of rows as on an empty one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::catchup::wait_or_shutdown;
+use crate::store::Store;
+
+use super::verify::{verify, VerifyOptions, VerifyReport};
+
+/// One finished verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// When the walk began (the report describes the trail as of then).
+    pub started_at: DateTime<Utc>,
+    pub verified_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub report: VerifyReport,
+}
+
+/// The latest verification, shared between the background task and the HTTP handler.
+#[derive(Debug)]
+pub struct LatestVerification(watch::Sender<Option<Arc<Verification>>>);
+
+impl Default for LatestVerification {
+    fn default() -> Self {
+        Self(watch::Sender::new(None))
+    }
+}
+
+impl LatestVerification {
+    /// `None` until the first verification has finished.
+    pub fn get(&self) -> Option<Arc<Verification>> {
+        self.0.borrow().clone()
+    }
+
+    fn set(&self, verification: Verification) {
+        self.0.send_replace(Some(Arc::new(verification)));
+    }
+}
+
+/// Verifies the trail at once and then every `interval` until shutdown, publishing each report in
+/// `latest`. A store error keeps the previous report (and is logged).
+pub async fn run(
+    store: Store,
+    options: VerifyOptions,
+    interval: Duration,
+    latest: Arc<LatestVerification>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let started_at = Utc::now();
+        let verified = tokio::select! {
+            verified = verify(&store, &options) => Some(verified),
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        };
+        match verified {
+            None => return,
+            Some(Ok(report)) => {
+                if let Some(mismatch) = &report.first_mismatch {
+                    tracing::error!(
+                        target: super::writer::ALERT_TARGET,
+                        %mismatch,
+                        "ALERT: the audit trail does not verify"
+                    );
+                }
+                latest.set(Verification {
+                    started_at,
+                    verified_at: Utc::now(),
+                    report,
+                });
+            }
+            Some(Err(error)) => tracing::error!(%error, "the audit trail could not be verified"),
+        }
+        if wait_or_shutdown(&mut shutdown, interval).await {
+            return;
+        }
+    }
+}
