@@ -230,7 +230,10 @@ mod tests {
 
     fn fail(lockout: &Lockout, presented: Presented<'_>, times: u32, now: Instant) {
         for _ in 0..times {
-            assert!(lockout.check(HERE, presented, now).is_ok(), "not locked yet");
+            assert!(
+                lockout.check(HERE, presented, now).is_ok(),
+                "not locked yet"
+            );
             lockout.record_failure(HERE, presented, now);
         }
     }
@@ -306,11 +309,14 @@ mod tests {
         let (lockout, start) = lockout();
         let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
         fail(&lockout, Presented::WebhookUuid(uuid), 4, start);
-        lockout.record_failure(HERE, 
+        lockout.record_failure(
+            HERE,
             Presented::WebhookUuid("{0F8FAD5B-D9CB-469F-A165-70867728950E}"),
             start,
         );
-        assert!(lockout.check(HERE, Presented::WebhookUuid(uuid), start).is_err());
+        assert!(lockout
+            .check(HERE, Presented::WebhookUuid(uuid), start)
+            .is_err());
         assert!(lockout.check(HERE, TOKEN, start).is_ok());
         assert!(lockout.check(HERE, Presented::Token(uuid), start).is_ok());
         // The same uuid from another address is not locked: strangers lock only themselves.
@@ -325,7 +331,11 @@ mod tests {
         fail(&lockout, TOKEN, 5, start);
         for n in 0..50_000 {
             let token = format!("guess-{n}");
-            lockout.record_failure(HERE, Presented::Token(&token), start + Duration::from_millis(n));
+            lockout.record_failure(
+                HERE,
+                Presented::Token(&token),
+                start + Duration::from_millis(n),
+            );
         }
         assert!(lockout.tracked_keys() <= lockout.max_keys());
         // Records closest to being forgotten went first: the locked credential is still locked.

@@ -72,8 +72,7 @@ pub struct GuardConfig {
 pub const DEFAULT_ADDRESS_FAILURES: u32 = 30;
 
 pub fn default_address_failures() -> RateLimit {
-    RateLimit::new(DEFAULT_ADDRESS_FAILURES, Duration::from_secs(60))
-        .unwrap_or_default()
+    RateLimit::new(DEFAULT_ADDRESS_FAILURES, Duration::from_secs(60)).unwrap_or_default()
 }
 
 impl Default for GuardConfig {
@@ -140,23 +139,20 @@ impl Guard {
     /// `Err` when the caller is now over either limit (answered 429 instead of 401).
     pub fn record_failure(&self, client: IpAddr, presented: Presented<'_>) -> Result<(), Refusal> {
         let now = Instant::now();
-        let over_budget = self
-            .failures_per_address
-            .check_key(address_key(client), self.address_failures, now);
-        let locked = match self.lockout.check(client, presented, now) {
-            Err(retry_after) => Err(retry_after),
-            Ok(()) => match self.lockout.record_failure(client, presented, now) {
-                Some(lock) => {
-                    // No credential nor address in the line: only that a lock happened.
-                    tracing::warn!(
-                        lock_seconds = lock.seconds(),
-                        "repeated authentication failures: address and credential locked"
-                    );
-                    Err(lock)
-                }
-                None => Ok(()),
-            },
-        };
+        let over_budget =
+            self.failures_per_address
+                .check_key(address_key(client), self.address_failures, now);
+        // The failure that locks is still answered 401; the ones after it, 429.
+        let locked = self.lockout.check(client, presented, now);
+        if locked.is_ok() {
+            if let Some(lock) = self.lockout.record_failure(client, presented, now) {
+                // No credential nor address in the line: only that a lock happened.
+                tracing::warn!(
+                    lock_seconds = lock.seconds(),
+                    "repeated authentication failures: address and credential locked"
+                );
+            }
+        }
         locked.and(over_budget).map_err(Refusal::LockedOut)
     }
 
@@ -215,7 +211,7 @@ mod tests {
         guard.record_success(HERE, presented);
         assert_eq!(guard.record_failure(HERE, presented), Ok(()));
         assert_eq!(guard.check_failures(HERE, presented), Ok(()));
-        for _ in 0..3 {
+        for _ in 0..4 {
             assert_eq!(guard.record_failure(HERE, presented), Ok(()));
         }
         assert!(matches!(

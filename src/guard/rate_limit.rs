@@ -123,7 +123,12 @@ impl RateLimiter {
     }
 
     /// Whether one more event of `key` would conform now; counts nothing.
-    pub(super) fn peek_key(&self, key: &Key, limit: RateLimit, now: Instant) -> Result<(), RetryAfter> {
+    pub(super) fn peek_key(
+        &self,
+        key: &Key,
+        limit: RateLimit,
+        now: Instant,
+    ) -> Result<(), RetryAfter> {
         let now = self.table.nanos(now);
         let next = self
             .table

@@ -162,7 +162,9 @@ impl KnownCredentials {
         match self.lookup(probe, generation()) {
             Lookup::Held | Lookup::Undecided => return Ok(Verdict::MaybeKnown),
             Lookup::Missed { final_answer: true } => return Ok(Verdict::Unknown),
-            Lookup::Missed { final_answer: false } => {}
+            Lookup::Missed {
+                final_answer: false,
+            } => {}
         }
         self.refresh_since(arrived, store, &generation).await?;
         Ok(match self.lookup(probe, generation()) {
@@ -173,13 +175,7 @@ impl KnownCredentials {
 
     /// Whether a miss can be answered from memory (loaded, and not too many users to index).
     pub fn decides(&self) -> bool {
-        matches!(
-            self.read().as_ref(),
-            Some(Loaded {
-                sets: Some(_),
-                ..
-            })
-        )
+        matches!(self.read().as_ref(), Some(Loaded { sets: Some(_), .. }))
     }
 
     /// Queries this index has made (loads and version reads).
@@ -220,7 +216,10 @@ impl KnownCredentials {
         generation: &impl Fn() -> u64,
     ) -> Result<(), StoreError> {
         let mut refresh = self.refresh.lock().await;
-        if refresh.last_started.is_some_and(|started| started >= arrived) {
+        if refresh
+            .last_started
+            .is_some_and(|started| started >= arrived)
+        {
             return Ok(());
         }
         if self.announced && self.is_current(generation()) {
@@ -358,6 +357,9 @@ mod tests {
             generation: 0,
         });
         assert!(!known.decides());
-        assert!(matches!(known.lookup(Probe::Token("00"), 0), Lookup::Undecided));
+        assert!(matches!(
+            known.lookup(Probe::Token("00"), 0),
+            Lookup::Undecided
+        ));
     }
 }
