@@ -81,11 +81,12 @@ impl AuthenticatedUser {
 pub struct Authenticator {
     store: Store,
     memory: Arc<Memory>,
-    known: KnownCredentials,
+    known: Arc<KnownCredentials>,
     /// Store lookups of credentials made so far (the index counts its own loads).
     lookups: AtomicU64,
-    /// PostgreSQL only: where changes are heard, and the task that (re)connects it.
+    /// PostgreSQL only: where changes are heard.
     changes: Option<Arc<Changes>>,
+    /// The task that (re)connects the listener (PostgreSQL) or first loads the index (SQLite).
     connector: Option<JoinHandle<()>>,
 }
 
@@ -143,6 +144,7 @@ impl Authenticator {
     /// listener is up); on SQLite nothing is remembered. Needs a Tokio runtime.
     pub fn new(store: Store) -> Self {
         let memory = Arc::new(Memory::default());
+        let known = Arc::new(KnownCredentials::new(matches!(store, Store::Postgres(_))));
         let (changes, connector) = match &store {
             Store::Postgres(_) => {
                 let changes = Arc::new(Changes::default());
@@ -150,12 +152,21 @@ impl Authenticator {
                     store.clone(),
                     changes.clone(),
                     memory.clone(),
+                    known.clone(),
                 ));
                 (Some(changes), Some(connector))
             }
-            Store::Sqlite(_) => (None, None),
+            Store::Sqlite(_) => {
+                let (store, known) = (store.clone(), known.clone());
+                // Only a head start: a failed load is retried by the first request that misses.
+                let preload = tokio::spawn(async move {
+                    if let Err(error) = known.preload(&store, 0).await {
+                        tracing::warn!(%error, "cannot load the index of known credentials yet");
+                    }
+                });
+                (None, Some(preload))
+            }
         };
-        let known = KnownCredentials::new(changes.is_some());
         Self {
             store,
             memory,
@@ -369,7 +380,12 @@ impl Drop for Authenticator {
 
 /// Keeps a listening connection installed: connects, hands it over, checks it now and then, and
 /// connects again once it is found lost.
-async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>) {
+async fn keep_listening(
+    store: Store,
+    changes: Arc<Changes>,
+    memory: Arc<Memory>,
+    known: Arc<KnownCredentials>,
+) {
     loop {
         match store.listen_for_credential_changes().await {
             Ok(Some(listener)) => {
@@ -377,6 +393,14 @@ async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>
                     return;
                 }
                 tracing::debug!("listening for credential changes; remembering credentials");
+                // Changes made while no one listened went unheard: reload now rather than on the
+                // first guess. (A failure leaves it to that guess.)
+                let generation = memory
+                    .epoch()
+                    .wrapping_add(store.local_credential_changes());
+                if let Err(error) = known.preload(&store, generation).await {
+                    tracing::warn!(%error, "cannot reload the index of known credentials");
+                }
                 loop {
                     tokio::select! {
                         () = changes.lost.notified() => break,

@@ -17,8 +17,8 @@
 //! that arrives meanwhile shares the next one. A flood of guesses therefore costs the store at most
 //! a few small queries a second, whatever its rate.
 //!
-//! Memory is bounded: at most `MAX_INDEXED_USERS` users (about 160 B each). With more, the index
-//! cannot decide and every credential goes to the store as before (the guard then limits failing
+//! Memory is bounded: at most `MAX_INDEXED_USERS` users (about 160 B each, ~40 MB; a reload
+//! briefly holds its rows and the old index beside it). With more, the index cannot decide and every credential goes to the store as before (the guard then limits failing
 //! addresses before the lookup).
 
 use std::collections::{HashMap, HashSet};
@@ -134,7 +134,10 @@ pub struct KnownCredentials {
 
 #[derive(Default)]
 struct Refresh {
+    /// When the latest refresh that succeeded began.
     last_started: Option<Instant>,
+    /// When the latest attempt began, failed or not (for the spacing).
+    last_attempt: Option<Instant>,
     /// SQLite: `credentials_version` as of the installed load.
     version: Option<i64>,
 }
@@ -171,6 +174,22 @@ impl KnownCredentials {
             Lookup::Held | Lookup::Undecided => Verdict::MaybeKnown,
             Lookup::Missed { .. } => Verdict::Unknown,
         })
+    }
+
+    /// Loads the index now (at start, and when the listener comes up), so the first guesses do
+    /// not wait for it. `generation` as in `verdict`.
+    pub async fn preload(&self, store: &Store, generation: u64) -> Result<(), StoreError> {
+        let mut refresh = self.refresh.lock().await;
+        let started = Instant::now();
+        refresh.last_attempt = Some(started);
+        let version = store.credentials_version().await?;
+        if version.is_some() {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.load(store, generation).await?;
+        refresh.version = version;
+        refresh.last_started = Some(started);
+        Ok(())
     }
 
     /// Whether a miss can be answered from memory (loaded, and not too many users to index).
@@ -225,21 +244,23 @@ impl KnownCredentials {
         if self.announced && self.is_current(generation()) {
             return Ok(());
         }
-        if let Some(last) = refresh.last_started {
+        if let Some(last) = refresh.last_attempt {
             tokio::time::sleep_until((last + MIN_REFRESH_SPACING).into()).await;
         }
-        refresh.last_started = Some(Instant::now());
+        let started = Instant::now();
+        refresh.last_attempt = Some(started);
         // Read before the queries: a change heard of meanwhile leaves the load stale, not lost.
         let generation = generation();
         let version = store.credentials_version().await?;
         if version.is_some() {
             self.queries.fetch_add(1, Ordering::Relaxed);
-            if version == refresh.version && self.read().is_some() {
-                return Ok(());
-            }
         }
-        self.load(store, generation).await?;
-        refresh.version = version;
+        if version.is_none() || version != refresh.version || self.read().is_none() {
+            self.load(store, generation).await?;
+            refresh.version = version;
+        }
+        // Only now: whoever waited on a refresh that failed tries again rather than trusting it.
+        refresh.last_started = Some(started);
         Ok(())
     }
 
