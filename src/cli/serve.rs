@@ -129,7 +129,8 @@ pub struct GuardArgs {
     /// Proxies whose X-Forwarded-For is believed (CIDR networks or addresses, comma-separated).
     #[arg(long, env = "LEDGERHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
-    /// Failed authentications of one credential (within 15 minutes) before it is locked out.
+    /// Failed authentications with one credential from one client address (within 15 minutes)
+    /// before that address's further failures with it are answered 429 (locked out).
     #[arg(long, env = "LEDGERHOOK_LOCKOUT_AFTER_FAILURES", default_value_t = LockoutPolicy::default().max_failures)]
     pub lockout_after_failures: u32,
     /// Failed authentications one client address may make per minute (all at once, or one every
