@@ -11,6 +11,12 @@
 //! that took. Environment (defaults in brackets): `LEDGERHOOK_BIN` [target/release/ledgerhook],
 //! `LOAD_STORE` [postgres] or sqlite, `DATABASE_URL` [postgres://postgres@127.0.0.1:5432/postgres],
 //! `LOAD_RATE` [2000], `LOAD_SECONDS` [10], `LOAD_CONCURRENCY` [64], `LOAD_USERS` [200].
+//!
+//! `LOAD_MODE=guess-flood` (issue 9) replaces the two phases: real signals alone at `LOAD_RATE`
+//! [200] from `LOAD_USERS` [20] accounts, then the same while a second client, bound to
+//! 127.0.0.2, sends `LOAD_GUESS_RATE` [5000] random well-formed tokens a second. Each phase
+//! reports the service's credential-query counter (`/metrics`) and, on PostgreSQL, the database's
+//! committed + rolled-back transactions (`pg_stat_database`).
 //! See `benches/README.md`.
 
 mod support;
@@ -117,7 +123,15 @@ struct Config {
     warmup_seconds: f64,
     concurrency: usize,
     users: usize,
+    /// `LOAD_MODE=guess-flood`: random-token requests per second beside the real signals.
+    guess_rate: Option<f64>,
 }
+
+/// Between two phases' reads of the database's transaction counters: PostgreSQL's backends
+/// publish their statistics at most once a second.
+const STATS_SETTLE: Duration = Duration::from_millis(2_500);
+/// Where the guesses come from: another loopback address than the real senders.
+const GUESSER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StoreKind {
@@ -159,15 +173,25 @@ impl Config {
             .ok()
             .filter(|url| url.starts_with("postgres"))
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let flood = match std::env::var("LOAD_MODE").as_deref() {
+            Err(_) | Ok("") | Ok("standard") => false,
+            Ok("guess-flood") => true,
+            Ok(other) => anyhow::bail!("LOAD_MODE={other}: expected standard or guess-flood"),
+        };
         let config = Self {
             bin,
             store,
             admin_url,
-            rate: number("LOAD_RATE", 2000.0)?,
+            rate: number("LOAD_RATE", if flood { 200.0 } else { 2000.0 })?,
             seconds: number("LOAD_SECONDS", 10.0)?,
             warmup_seconds: number("LOAD_WARMUP_SECONDS", 2.0)?,
             concurrency: number("LOAD_CONCURRENCY", 64)?,
-            users: number("LOAD_USERS", 200)?,
+            users: number("LOAD_USERS", if flood { 20 } else { 200 })?,
+            guess_rate: if flood {
+                Some(number("LOAD_GUESS_RATE", 5000.0)?)
+            } else {
+                None
+            },
         };
         anyhow::ensure!(
             config.rate > 0.0 && config.seconds > 0.0,
@@ -233,6 +257,12 @@ async fn drive(
     );
     let users = Arc::new(users);
     let run_tag = format!("{:x}", std::process::id());
+    if let Some(guess_rate) = config.guess_rate {
+        return guess_flood(
+            config, database, listen, client, store, &users, guess_rate, server_pid,
+        )
+        .await;
+    }
 
     eprintln!(
         "http_load: open loop, {} req/s for {} s",
@@ -277,6 +307,165 @@ async fn drive(
         phase.paper_orders_total = Some(paper_orders);
     }
     Ok(phases)
+}
+
+/// Real signals alone, then the same with a flood of random tokens from another address; the
+/// credential queries and database transactions of each phase tell whether guesses cost queries.
+#[allow(clippy::too_many_arguments)]
+async fn guess_flood(
+    config: &Config,
+    database: &Database,
+    listen: SocketAddr,
+    client: &reqwest::Client,
+    store: &Store,
+    users: &Arc<Vec<Arc<str>>>,
+    guess_rate: f64,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Vec<Phase>> {
+    let run_tag = format!("{:x}", std::process::id());
+    let guesser = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::V4(GUESSER_ADDRESS))
+        .pool_max_idle_per_host(8_192)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .build()?;
+    let counters = || async {
+        tokio::time::sleep(STATS_SETTLE).await;
+        Ok::<_, anyhow::Error>((
+            credential_queries(client, listen).await?,
+            database_transactions(database).await?,
+        ))
+    };
+    let mut phases = Vec::new();
+    if config.warmup_seconds > 0.0 {
+        let warm = Config {
+            seconds: config.warmup_seconds,
+            ..config.clone()
+        };
+        phases.push(open_loop(client, users, &warm, &format!("{run_tag}-warm"), "warmup").await);
+    }
+    let before = counters().await?;
+    eprintln!(
+        "http_load: real signals alone, {} req/s for {} s",
+        config.rate, config.seconds
+    );
+    let cpu = CpuSample::take(server_pid);
+    let mut real = open_loop(client, users, config, &format!("{run_tag}-real"), "real").await;
+    real.cpu = cpu.and_then(|before| before.share_until(&CpuSample::take(server_pid)?));
+    let middle = counters().await?;
+    real.counted(before, middle, None);
+    real.saga_drain = drain(store).await?;
+
+    let middle = counters().await?;
+    eprintln!(
+        "http_load: real signals {} req/s beside {guess_rate} random tokens/s for {} s",
+        config.rate, config.seconds
+    );
+    let cpu = CpuSample::take(server_pid);
+    let flood_tag = format!("{run_tag}-flood");
+    let (mut flood, guesses) = tokio::join!(
+        open_loop(client, users, config, &flood_tag, "flood"),
+        guess_loop(&guesser, listen, guess_rate, config.seconds),
+    );
+    flood.cpu = cpu.and_then(|before| before.share_until(&CpuSample::take(server_pid)?));
+    let after = counters().await?;
+    flood.counted(middle, after, Some(guesses));
+    flood.saga_drain = drain(store).await?;
+    phases.extend([real, flood]);
+    let paper_orders = store.count_paper_orders().await?;
+    for phase in &mut phases {
+        phase.paper_orders_total = Some(paper_orders);
+    }
+    Ok(phases)
+}
+
+/// `ledgerhook_credential_queries_total` from the service's `/metrics`.
+async fn credential_queries(client: &reqwest::Client, listen: SocketAddr) -> anyhow::Result<u64> {
+    let text = client
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("ledgerhook_credential_queries_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no credential query counter in /metrics"))
+}
+
+/// PostgreSQL: the scratch database's committed + rolled-back transactions so far.
+async fn database_transactions(database: &Database) -> anyhow::Result<Option<i64>> {
+    if database.postgres.is_none() {
+        return Ok(None);
+    }
+    let mut connection = sqlx::PgConnection::connect(&database.url).await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+          WHERE datname = current_database()",
+    )
+    .fetch_one(&mut connection)
+    .await?;
+    connection.close().await?;
+    Ok(Some(count))
+}
+
+/// What the flood of guesses came to.
+struct Guesses {
+    offered_rate: f64,
+    sent: usize,
+    sent_rate: f64,
+    answers: BTreeMap<String, usize>,
+}
+
+/// `rate` requests a second for `seconds`, each with a fresh random well-formed token.
+async fn guess_loop(
+    client: &reqwest::Client,
+    listen: SocketAddr,
+    rate: f64,
+    seconds: f64,
+) -> Guesses {
+    let total = (rate * seconds).round().max(1.0) as u64;
+    let mut random = SplitMix(0x6e55_0001 ^ u64::from(std::process::id()));
+    let mut requests = Vec::with_capacity(total as usize);
+    let start = Instant::now() + Duration::from_millis(20);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let token: String = (0..4).map(|_| format!("{:016x}", random.next())).collect();
+        let url: Arc<str> = Arc::from(format!("http://{listen}/api/webhook?token={token}"));
+        let body = alert(&format!("guess-{i}"), true);
+        requests.push(tokio::spawn(send(client.clone(), url, body, due)));
+    }
+    let sending = start.elapsed();
+    let mut answers = BTreeMap::new();
+    for request in requests {
+        let key = match request.await {
+            Ok(Outcome {
+                result: Answer::Ok(verdict),
+                ..
+            }) => format!("200 {verdict}"),
+            Ok(Outcome {
+                result: Answer::Status(status, code),
+                ..
+            }) => format!("{status} {code}"),
+            Ok(Outcome {
+                result: Answer::Error(kind),
+                ..
+            }) => kind.to_owned(),
+            Err(_) => "task failed".to_owned(),
+        };
+        *answers.entry(key).or_default() += 1;
+    }
+    Guesses {
+        offered_rate: rate,
+        sent: total as usize,
+        sent_rate: total as f64 / sending.as_secs_f64(),
+        answers,
+    }
 }
 
 async fn store_close(store: &Store) {
@@ -458,12 +647,15 @@ struct SplitMix(u64);
 
 impl SplitMix {
     fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z % n as u64) as usize
+        z ^ (z >> 31)
     }
 }
 
@@ -493,6 +685,12 @@ struct Phase {
     timeline: Vec<Second>,
     /// Other processes that compete for the machine, seen before or after the phases.
     neighbours: BTreeMap<String, usize>,
+    /// Guess-flood mode: the service's credential queries during the phase.
+    credential_queries: Option<u64>,
+    /// Guess-flood mode on PostgreSQL: the database's transactions during the phase.
+    database_transactions: Option<i64>,
+    /// Guess-flood mode: the guesses sent beside the phase's real signals.
+    guesses: Option<Guesses>,
 }
 
 impl Phase {
@@ -514,6 +712,9 @@ impl Phase {
             cpu: None,
             timeline: Vec::new(),
             neighbours: BTreeMap::new(),
+            credential_queries: None,
+            database_transactions: None,
+            guesses: None,
         };
         for outcome in outcomes {
             phase.elapsed = phase
@@ -535,6 +736,18 @@ impl Phase {
         }
         phase.latencies_us.sort_unstable();
         phase
+    }
+
+    /// Guess-flood mode: the counters' movement over the phase, and its guesses.
+    fn counted(
+        &mut self,
+        before: (u64, Option<i64>),
+        after: (u64, Option<i64>),
+        guesses: Option<Guesses>,
+    ) {
+        self.credential_queries = Some(after.0.saturating_sub(before.0));
+        self.database_transactions = before.1.zip(after.1).map(|(b, a)| a - b);
+        self.guesses = guesses;
     }
 
     fn non_200_count(&self) -> usize {
@@ -583,6 +796,14 @@ impl Phase {
             "paper_orders_total": self.paper_orders_total,
             "cpu_percent_of_machine": self.cpu.as_ref().map(CpuShare::to_json),
             "timeline": self.timeline.iter().map(Second::to_json).collect::<Vec<_>>(),
+            "credential_queries": self.credential_queries,
+            "database_transactions": self.database_transactions,
+            "guesses": self.guesses.as_ref().map(|guesses| json!({
+                "offered_rate": guesses.offered_rate,
+                "sent": guesses.sent,
+                "sent_rate": guesses.sent_rate.round(),
+                "answers": guesses.answers,
+            })),
         })
     }
 }
@@ -921,6 +1142,26 @@ fn print_report(
                 second.p50_ms,
                 second.p99_ms,
                 second.max_ms
+            );
+        }
+    }
+    for phase in phases.iter().filter(|p| p.credential_queries.is_some()) {
+        let _ = writeln!(
+            table,
+            "{}: credential queries {}, database transactions {} (both over the phase and {:.1} s \
+             after it)",
+            phase.name,
+            phase.credential_queries.unwrap_or_default(),
+            phase
+                .database_transactions
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            STATS_SETTLE.as_secs_f64()
+        );
+        if let Some(guesses) = &phase.guesses {
+            let _ = writeln!(
+                table,
+                "{}: guesses {} at {:.0}/s (offered {}/s) from {GUESSER_ADDRESS}: {:?}",
+                phase.name, guesses.sent, guesses.sent_rate, guesses.offered_rate, guesses.answers
             );
         }
     }

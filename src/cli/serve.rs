@@ -12,7 +12,9 @@ use rust_decimal::Decimal;
 use super::{paper_prices, GlobalArgs};
 use crate::app::{AppConfig, RunningApp};
 use crate::exchange::DEFAULT_PAPER_EQUITY_USD;
-use crate::guard::{GuardConfig, IpAllowlist, LockoutPolicy, RateLimit};
+use crate::guard::{
+    GuardConfig, IpAllowlist, LockoutPolicy, RateLimit, TrustedProxies, DEFAULT_ADDRESS_FAILURES,
+};
 use crate::ingest::{IngestConfig, KeyWindows};
 use crate::users::create_user;
 
@@ -131,9 +133,15 @@ pub struct GuardArgs {
     /// Proxies whose X-Forwarded-For is believed (CIDR networks or addresses, comma-separated).
     #[arg(long, env = "LEDGERHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
-    /// Failed authentications of one credential (within 15 minutes) before it is locked out.
+    /// Failed authentications with one credential from one client address (within 15 minutes)
+    /// before that address's further failures with it are answered 429 (locked out).
     #[arg(long, env = "LEDGERHOOK_LOCKOUT_AFTER_FAILURES", default_value_t = LockoutPolicy::default().max_failures)]
     pub lockout_after_failures: u32,
+    /// Failed authentications one client address may make per minute (all at once, or one every
+    /// 60/N s), whatever it presents; past it further failures are answered 429. A right
+    /// credential is checked first, so it is never refused by this.
+    #[arg(long, env = "LEDGERHOOK_ADDRESS_FAILURE_LIMIT", default_value_t = DEFAULT_ADDRESS_FAILURES)]
+    pub address_failure_limit: u32,
 }
 
 impl Default for GuardArgs {
@@ -144,6 +152,7 @@ impl Default for GuardArgs {
             allowed_ips: Vec::new(),
             trusted_proxies: Vec::new(),
             lockout_after_failures: LockoutPolicy::default().max_failures,
+            address_failure_limit: DEFAULT_ADDRESS_FAILURES,
         }
     }
 }
@@ -157,7 +166,12 @@ impl GuardArgs {
                 max_failures: self.lockout_after_failures.max(1),
                 ..LockoutPolicy::default()
             },
+            address_failures: RateLimit::new(
+                self.address_failure_limit,
+                std::time::Duration::from_secs(60),
+            )?,
             allowlist: IpAllowlist::parse(&self.allowed_ips, &self.trusted_proxies)?,
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)?,
         })
     }
 }

@@ -35,7 +35,45 @@ pub enum AllowlistError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpAllowlist {
     allowed: Vec<IpNet>,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
+}
+
+/// The proxies whose X-Forwarded-For is believed: who the client is, for the allowlist and for
+/// counting failed authentications per address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    pub fn parse(items: &[String]) -> Result<Self, AllowlistError> {
+        Ok(Self {
+            networks: parse_networks(items, false)?,
+        })
+    }
+
+    /// The caller's address, or `None` when a trusted proxy forwarded something unreadable.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: &[Option<&str>]) -> Option<IpAddr> {
+        let mut client = peer.to_canonical();
+        if !contains(&self.networks, client) {
+            return Some(client);
+        }
+        let mut hops = Vec::new();
+        for value in forwarded_for {
+            hops.extend(value.as_ref()?.split(','));
+            if hops.len() > MAX_FORWARDED_HOPS {
+                return None;
+            }
+        }
+        for hop in hops.iter().rev() {
+            client = parse_hop(hop)?;
+            if !contains(&self.networks, client) {
+                return Some(client);
+            }
+        }
+        // Every hop was a trusted proxy: the request started at the leftmost one.
+        Some(client)
+    }
 }
 
 impl IpAllowlist {
@@ -46,7 +84,7 @@ impl IpAllowlist {
         trusted_proxies: &[String],
     ) -> Result<Option<Self>, AllowlistError> {
         let allowed = parse_networks(allowed, true)?;
-        let trusted_proxies = parse_networks(trusted_proxies, false)?;
+        let trusted_proxies = TrustedProxies::parse(trusted_proxies)?;
         if allowed.is_empty() {
             return Ok(None);
         }
@@ -65,25 +103,7 @@ impl IpAllowlist {
 
     /// The caller's address, or `None` when a trusted proxy forwarded something unreadable.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: &[Option<&str>]) -> Option<IpAddr> {
-        let mut client = peer.to_canonical();
-        if !contains(&self.trusted_proxies, client) {
-            return Some(client);
-        }
-        let mut hops = Vec::new();
-        for value in forwarded_for {
-            hops.extend(value.as_ref()?.split(','));
-            if hops.len() > MAX_FORWARDED_HOPS {
-                return None;
-            }
-        }
-        for hop in hops.iter().rev() {
-            client = parse_hop(hop)?;
-            if !contains(&self.trusted_proxies, client) {
-                return Some(client);
-            }
-        }
-        // Every hop was a trusted proxy: the request started at the leftmost one.
-        Some(client)
+        self.trusted_proxies.client_ip(peer, forwarded_for)
     }
 }
 

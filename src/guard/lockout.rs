@@ -1,10 +1,14 @@
-//! Progressive lockout per presented credential: after `max_failures` failed authentications within
-//! `failure_window`, the credential is refused unchecked for `first_lock`, doubling with each further
-//! lockout up to `max_lock`. A success forgets the credential's record.
+//! Progressive lockout per client address and presented credential together: after `max_failures`
+//! failed authentications within `failure_window`, that address's further failures with that
+//! credential are answered "locked" for `first_lock`, doubling with each further lockout up to
+//! `max_lock`. A success forgets the record.
 //!
+//! Keyed by what the caller controls, never by the credential alone: a stranger who knows a
+//! webhook uuid (it is in the URL, not a secret) can lock only themselves, not its owner.
 //! Unknown credentials are counted like known ones, so being locked out says nothing about whether
 //! a credential exists.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -17,20 +21,32 @@ use super::RetryAfter;
 pub enum Presented<'a> {
     /// `POST /api/webhook?token=...`: the token (missing counts as the empty token).
     Token(&'a str),
-    /// `POST /webhooks/{webhook_uuid}`: the uuid (the secret is checked after it).
+    /// `POST /webhooks/{webhook_uuid}`: the uuid (the secret is checked with it).
     WebhookUuid(&'a str),
+    /// `Authorization: Bearer <api key>`.
+    ApiKey(&'a str),
 }
 
 impl Presented<'_> {
-    fn key(&self) -> Key {
+    fn key(&self, client: IpAddr) -> Key {
+        let address = address_bytes(client);
         match self {
-            Self::Token(token) => Key::digest("token", token.as_bytes()),
+            Self::Token(token) => Key::of("token", &[&address, token.as_bytes()]),
             // One key per uuid however it is spelled (case, braces), so respelling buys no tries.
             Self::WebhookUuid(raw) => match Uuid::try_parse(raw) {
-                Ok(uuid) => Key::digest("webhook", uuid.as_bytes()),
-                Err(_) => Key::digest("webhook-unparsed", raw.as_bytes()),
+                Ok(uuid) => Key::of("webhook", &[&address, uuid.as_bytes()]),
+                Err(_) => Key::of("webhook-unparsed", &[&address, raw.as_bytes()]),
             },
+            Self::ApiKey(key) => Key::of("api-key", &[&address, key.as_bytes()]),
         }
+    }
+}
+
+/// An address as 16 bytes (IPv4 mapped), so `1.2.3.4` and `::ffff:1.2.3.4` are one caller.
+pub(super) fn address_bytes(client: IpAddr) -> [u8; 16] {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -119,12 +135,17 @@ impl Lockout {
         }
     }
 
-    /// Refuses a locked credential; costs one hash and one map read, nothing else.
-    pub fn check(&self, presented: Presented<'_>, now: Instant) -> Result<(), RetryAfter> {
+    /// Refuses a locked (address, credential); costs one hash and one map read, nothing else.
+    pub fn check(
+        &self,
+        client: IpAddr,
+        presented: Presented<'_>,
+        now: Instant,
+    ) -> Result<(), RetryAfter> {
         let now = self.table.nanos(now);
         let locked_until = self
             .table
-            .get(&presented.key(), |record| record.locked_until)
+            .get(&presented.key(client), |record| record.locked_until)
             .unwrap_or(0);
         if now < locked_until {
             return Err(RetryAfter(Duration::from_nanos(locked_until - now)));
@@ -134,12 +155,17 @@ impl Lockout {
 
     /// Counts a failed authentication; returns how long the credential is now locked, if this
     /// failure locked it.
-    pub fn record_failure(&self, presented: Presented<'_>, now: Instant) -> Option<RetryAfter> {
+    pub fn record_failure(
+        &self,
+        client: IpAddr,
+        presented: Presented<'_>,
+        now: Instant,
+    ) -> Option<RetryAfter> {
         let now = self.table.nanos(now);
         let policy = self.policy;
         let window = duration_nanos(policy.failure_window);
         self.table.upsert(
-            presented.key(),
+            presented.key(client),
             now,
             || FailureRecord::new(now, window),
             |record| {
@@ -170,9 +196,9 @@ impl Lockout {
         )
     }
 
-    /// A verified credential starts from a clean record.
-    pub fn record_success(&self, presented: Presented<'_>) {
-        self.table.remove(&presented.key());
+    /// A verified credential starts from a clean record (from that address).
+    pub fn record_success(&self, client: IpAddr, presented: Presented<'_>) {
+        self.table.remove(&presented.key(client));
     }
 
     pub fn tracked_keys(&self) -> usize {
@@ -194,6 +220,8 @@ mod tests {
     use super::*;
 
     const TOKEN: Presented<'static> = Presented::Token("not-a-real-token");
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+    const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9));
 
     fn lockout() -> (Lockout, Instant) {
         let start = Instant::now();
@@ -202,8 +230,11 @@ mod tests {
 
     fn fail(lockout: &Lockout, presented: Presented<'_>, times: u32, now: Instant) {
         for _ in 0..times {
-            assert!(lockout.check(presented, now).is_ok(), "not locked yet");
-            lockout.record_failure(presented, now);
+            assert!(
+                lockout.check(HERE, presented, now).is_ok(),
+                "not locked yet"
+            );
+            lockout.record_failure(HERE, presented, now);
         }
     }
 
@@ -211,18 +242,18 @@ mod tests {
     fn five_failures_lock_for_a_minute() {
         let (lockout, start) = lockout();
         fail(&lockout, TOKEN, 4, start);
-        assert!(lockout.check(TOKEN, start).is_ok());
+        assert!(lockout.check(HERE, TOKEN, start).is_ok());
         assert_eq!(
-            lockout.record_failure(TOKEN, start),
+            lockout.record_failure(HERE, TOKEN, start),
             Some(RetryAfter(Duration::from_secs(60)))
         );
         let later = start + Duration::from_secs(20);
         assert_eq!(
-            lockout.check(TOKEN, later),
+            lockout.check(HERE, TOKEN, later),
             Err(RetryAfter(Duration::from_secs(40)))
         );
         assert!(lockout
-            .check(TOKEN, start + Duration::from_secs(60))
+            .check(HERE, TOKEN, start + Duration::from_secs(60))
             .is_ok());
     }
 
@@ -233,7 +264,7 @@ mod tests {
         let mut locks = Vec::new();
         for _ in 0..9 {
             fail(&lockout, TOKEN, 4, now);
-            let lock = lockout.record_failure(TOKEN, now).expect("locked");
+            let lock = lockout.record_failure(HERE, TOKEN, now).expect("locked");
             locks.push(lock.seconds());
             now += lock.0;
         }
@@ -245,8 +276,8 @@ mod tests {
         let (lockout, start) = lockout();
         for n in 0..20 {
             let now = start + Duration::from_secs(4 * 60) * n;
-            assert!(lockout.check(TOKEN, now).is_ok(), "attempt {n}");
-            assert_eq!(lockout.record_failure(TOKEN, now), None);
+            assert!(lockout.check(HERE, TOKEN, now).is_ok(), "attempt {n}");
+            assert_eq!(lockout.record_failure(HERE, TOKEN, now), None);
         }
     }
 
@@ -254,9 +285,9 @@ mod tests {
     fn a_success_clears_the_count() {
         let (lockout, start) = lockout();
         fail(&lockout, TOKEN, 4, start);
-        lockout.record_success(TOKEN);
+        lockout.record_success(HERE, TOKEN);
         fail(&lockout, TOKEN, 4, start);
-        assert!(lockout.check(TOKEN, start).is_ok());
+        assert!(lockout.check(HERE, TOKEN, start).is_ok());
         assert_eq!(lockout.tracked_keys(), 1);
     }
 
@@ -267,7 +298,7 @@ mod tests {
         let quiet = start + Duration::from_secs(60 + 15 * 60);
         fail(&lockout, TOKEN, 4, quiet);
         assert_eq!(
-            lockout.record_failure(TOKEN, quiet),
+            lockout.record_failure(HERE, TOKEN, quiet),
             Some(RetryAfter(Duration::from_secs(60))),
             "back to the first lock"
         );
@@ -279,12 +310,19 @@ mod tests {
         let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
         fail(&lockout, Presented::WebhookUuid(uuid), 4, start);
         lockout.record_failure(
+            HERE,
             Presented::WebhookUuid("{0F8FAD5B-D9CB-469F-A165-70867728950E}"),
             start,
         );
-        assert!(lockout.check(Presented::WebhookUuid(uuid), start).is_err());
-        assert!(lockout.check(TOKEN, start).is_ok());
-        assert!(lockout.check(Presented::Token(uuid), start).is_ok());
+        assert!(lockout
+            .check(HERE, Presented::WebhookUuid(uuid), start)
+            .is_err());
+        assert!(lockout.check(HERE, TOKEN, start).is_ok());
+        assert!(lockout.check(HERE, Presented::Token(uuid), start).is_ok());
+        // The same uuid from another address is not locked: strangers lock only themselves.
+        assert!(lockout
+            .check(THERE, Presented::WebhookUuid(uuid), start)
+            .is_ok());
     }
 
     #[test]
@@ -293,12 +331,16 @@ mod tests {
         fail(&lockout, TOKEN, 5, start);
         for n in 0..50_000 {
             let token = format!("guess-{n}");
-            lockout.record_failure(Presented::Token(&token), start + Duration::from_millis(n));
+            lockout.record_failure(
+                HERE,
+                Presented::Token(&token),
+                start + Duration::from_millis(n),
+            );
         }
         assert!(lockout.tracked_keys() <= lockout.max_keys());
         // Records closest to being forgotten went first: the locked credential is still locked.
         assert!(lockout
-            .check(TOKEN, start + Duration::from_secs(50))
+            .check(HERE, TOKEN, start + Duration::from_secs(50))
             .is_err());
         // The claim in ARCHITECTURE.md: under 128 bytes per tracked credential.
         assert!(Lockout::bytes_per_key_max() <= 128);

@@ -1,10 +1,18 @@
-//! Abuse controls in front of the webhook: a rate limit per user, a progressive lockout per
-//! presented credential, and an optional IP allowlist. Every table here has a hard cap on keys.
+//! Abuse controls in front of the webhook: a rate limit per user, a limit on failed
+//! authentications per client address, a progressive lockout per (client address, presented
+//! credential), and an optional IP allowlist. Every table here has a hard cap on keys.
 //!
+//! Failures are counted by what the caller controls (their address, and what they presented from
+//! it), never by the credential alone, and the credential is checked first: a request carrying the
+//! right credential is never refused because of failures someone else caused. The authenticator
+//! refuses unknown credentials from memory, so checking first costs nothing (see `src/users`).
 //! The webhook handlers call, in this order:
-//! 1. [`Guard::check_lockout`] before any store lookup or body parse;
-//! 2. [`Guard::record_authentication`] once the credential was verified or refused;
-//! 3. [`Guard::admit`] with the authenticated user (and their own limit, if they have one).
+//! 1. [`Guard::client_ip`] (the TCP peer, or what trusted proxies forwarded);
+//! 2. only while the authenticator cannot refuse unknown credentials from memory (more users
+//!    than it indexes): [`Guard::check_failures`] before the store lookup;
+//! 3. [`Guard::record_failure`] (answered 429 once over a limit, else 401) or
+//!    [`Guard::record_success`] once the credential was verified or refused;
+//! 4. [`Guard::admit`] with the authenticated user (and their own limit, if they have one).
 //!
 //! The allowlist runs earlier still, as a layer on the webhook routes (`src/http/guard.rs`).
 //! Architecture invariant: `guard` knows nothing about HTTP; it answers with [`Refusal`]s.
@@ -14,9 +22,12 @@ mod lockout;
 mod rate_limit;
 mod table;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-pub use client_ip::{AllowlistError, IpAllowlist, TRADINGVIEW, TRADINGVIEW_ADDRESSES};
+pub use client_ip::{
+    AllowlistError, IpAllowlist, TrustedProxies, TRADINGVIEW, TRADINGVIEW_ADDRESSES,
+};
 pub use lockout::{Lockout, LockoutPolicy, Presented};
 pub use rate_limit::{RateLimit, RateLimitError, RateLimiter};
 
@@ -36,24 +47,54 @@ impl RetryAfter {
 pub enum Refusal {
     /// The user sent more than their quota.
     RateLimited(RetryAfter),
-    /// The presented credential failed too often recently; it is not checked until then.
+    /// The caller's address failed to authenticate too often recently (with this credential, or
+    /// with any).
     LockedOut(RetryAfter),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// The quota of users who have none of their own.
     pub default_rate_limit: RateLimit,
     pub lockout: LockoutPolicy,
+    /// Failed authentications per client address, whatever was presented: a burst of
+    /// `requests`, then one per `window / requests`.
+    pub address_failures: RateLimit,
     /// `None`: every address may call the webhook.
     pub allowlist: Option<IpAllowlist>,
+    /// Whose X-Forwarded-For names the client (for the allowlist and the failure counts).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The default failure budget of one address: 30 at once, then one every 2 s. TradingView sends
+/// every user's alerts from four addresses, so this only ever refuses failures (a right
+/// credential is checked first), never anyone's correct alerts.
+pub const DEFAULT_ADDRESS_FAILURES: u32 = 30;
+
+pub fn default_address_failures() -> RateLimit {
+    RateLimit::new(DEFAULT_ADDRESS_FAILURES, Duration::from_secs(60)).unwrap_or_default()
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            default_rate_limit: RateLimit::default(),
+            lockout: LockoutPolicy::default(),
+            address_failures: default_address_failures(),
+            allowlist: None,
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
 }
 
 pub struct Guard {
     default_rate_limit: RateLimit,
     rate_limiter: RateLimiter,
     lockout: Lockout,
+    address_failures: RateLimit,
+    failures_per_address: RateLimiter,
     allowlist: Option<IpAllowlist>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl Guard {
@@ -63,7 +104,10 @@ impl Guard {
             default_rate_limit: config.default_rate_limit,
             rate_limiter: RateLimiter::new(RateLimiter::DEFAULT_MAX_KEYS, origin),
             lockout: Lockout::new(config.lockout, Lockout::DEFAULT_MAX_KEYS, origin),
+            address_failures: config.address_failures,
+            failures_per_address: RateLimiter::new(RateLimiter::DEFAULT_MAX_KEYS, origin),
             allowlist: config.allowlist,
+            trusted_proxies: config.trusted_proxies,
         }
     }
 
@@ -71,25 +115,50 @@ impl Guard {
         self.allowlist.as_ref()
     }
 
-    /// Before anything costly: a credential that failed too often is refused unchecked.
-    pub fn check_lockout(&self, presented: Presented<'_>) -> Result<(), Refusal> {
+    /// The client: the TCP peer, unless that is a trusted proxy (then what it forwarded). A
+    /// trusted proxy that forwarded something unreadable counts as the client itself.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: &[Option<&str>]) -> IpAddr {
+        self.trusted_proxies
+            .client_ip(peer, forwarded_for)
+            .unwrap_or_else(|| peer.to_canonical())
+    }
+
+    /// Before a check that would cost a store lookup: an address over its failure budget, or
+    /// locked out with this credential, is refused unchecked. Counts nothing.
+    pub fn check_failures(&self, client: IpAddr, presented: Presented<'_>) -> Result<(), Refusal> {
+        let now = Instant::now();
         self.lockout
-            .check(presented, Instant::now())
+            .check(client, presented, now)
+            .map_err(Refusal::LockedOut)?;
+        self.failures_per_address
+            .peek_key(&address_key(client), self.address_failures, now)
             .map_err(Refusal::LockedOut)
     }
 
-    /// After the credential was checked: a failure counts toward a lockout, a success clears it.
-    /// (Not called when the check itself failed, e.g. the store was down.)
-    pub fn record_authentication(&self, presented: Presented<'_>, succeeded: bool) {
-        if succeeded {
-            self.lockout.record_success(presented);
-        } else if let Some(lock) = self.lockout.record_failure(presented, Instant::now()) {
-            // No credential in the line: only that some credential was locked, and for how long.
-            tracing::warn!(
-                lock_seconds = lock.seconds(),
-                "repeated authentication failures: credential locked"
-            );
+    /// A failed authentication, counted against the address and against (address, credential):
+    /// `Err` when the caller is now over either limit (answered 429 instead of 401).
+    pub fn record_failure(&self, client: IpAddr, presented: Presented<'_>) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let over_budget =
+            self.failures_per_address
+                .check_key(address_key(client), self.address_failures, now);
+        // The failure that locks is still answered 401; the ones after it, 429.
+        let locked = self.lockout.check(client, presented, now);
+        if locked.is_ok() {
+            if let Some(lock) = self.lockout.record_failure(client, presented, now) {
+                // No credential nor address in the line: only that a lock happened.
+                tracing::warn!(
+                    lock_seconds = lock.seconds(),
+                    "repeated authentication failures: address and credential locked"
+                );
+            }
         }
+        locked.and(over_budget).map_err(Refusal::LockedOut)
+    }
+
+    /// A verified credential clears that address's record of it.
+    pub fn record_success(&self, client: IpAddr, presented: Presented<'_>) {
+        self.lockout.record_success(client, presented);
     }
 
     /// Counts one request of an authenticated user: against `limit` (theirs), else the default.
@@ -99,6 +168,10 @@ impl Guard {
             .check(user_id, limit, Instant::now())
             .map_err(Refusal::RateLimited)
     }
+}
+
+fn address_key(client: IpAddr) -> table::Key {
+    table::Key::digest("address", &lockout::address_bytes(client))
 }
 
 #[cfg(test)]
@@ -125,23 +198,45 @@ mod tests {
         assert!(guard.admit("bob", Some(generous)).is_err());
     }
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+    const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9));
+
     #[test]
     fn a_success_before_the_lock_saves_the_credential() {
         let guard = Guard::new(GuardConfig::default());
         let presented = Presented::Token("abc");
         for _ in 0..4 {
-            guard.record_authentication(presented, false);
+            assert_eq!(guard.record_failure(HERE, presented), Ok(()));
         }
-        guard.record_authentication(presented, true);
-        guard.record_authentication(presented, false);
-        assert_eq!(guard.check_lockout(presented), Ok(()));
+        guard.record_success(HERE, presented);
+        assert_eq!(guard.record_failure(HERE, presented), Ok(()));
+        assert_eq!(guard.check_failures(HERE, presented), Ok(()));
         for _ in 0..4 {
-            guard.record_authentication(presented, false);
+            assert_eq!(guard.record_failure(HERE, presented), Ok(()));
         }
         assert!(matches!(
-            guard.check_lockout(presented),
+            guard.record_failure(HERE, presented),
             Err(Refusal::LockedOut(_))
         ));
+        assert!(guard.check_failures(HERE, presented).is_err());
+        assert_eq!(guard.check_failures(THERE, presented), Ok(()));
+    }
+
+    #[test]
+    fn an_address_over_its_failure_budget_is_refused_and_others_are_not() {
+        let guard = Guard::new(GuardConfig {
+            address_failures: RateLimit::new(3, Duration::from_secs(3_600)).expect("valid"),
+            ..GuardConfig::default()
+        });
+        for n in 0..3 {
+            let guess = format!("guess-{n}");
+            assert_eq!(guard.record_failure(HERE, Presented::Token(&guess)), Ok(()));
+        }
+        assert!(guard.record_failure(HERE, Presented::Token("x")).is_err());
+        assert!(guard
+            .check_failures(HERE, Presented::Token("never-tried"))
+            .is_err());
+        assert_eq!(guard.record_failure(THERE, Presented::Token("x")), Ok(()));
     }
 
     #[test]

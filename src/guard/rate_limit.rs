@@ -93,10 +93,19 @@ impl RateLimiter {
 
     /// Counts one request of `user_id` against `limit`; refused requests are not counted.
     pub fn check(&self, user_id: &str, limit: RateLimit, now: Instant) -> Result<(), RetryAfter> {
+        self.check_key(Key::digest("user", user_id.as_bytes()), limit, now)
+    }
+
+    /// Counts one event of `key` against `limit`; refused events are not counted.
+    pub(super) fn check_key(
+        &self,
+        key: Key,
+        limit: RateLimit,
+        now: Instant,
+    ) -> Result<(), RetryAfter> {
         let now = self.table.nanos(now);
         let interval = limit.emission_interval();
         let window = duration_nanos(limit.window);
-        let key = Key::digest("user", user_id.as_bytes());
         self.table.upsert(
             key,
             now,
@@ -111,6 +120,27 @@ impl RateLimiter {
                 Ok(())
             },
         )
+    }
+
+    /// Whether one more event of `key` would conform now; counts nothing.
+    pub(super) fn peek_key(
+        &self,
+        key: &Key,
+        limit: RateLimit,
+        now: Instant,
+    ) -> Result<(), RetryAfter> {
+        let now = self.table.nanos(now);
+        let next = self
+            .table
+            .get(key, |arrival| arrival.0)
+            .unwrap_or(now)
+            .max(now)
+            .saturating_add(limit.emission_interval());
+        let window = duration_nanos(limit.window);
+        if next - now > window {
+            return Err(RetryAfter(Duration::from_nanos(next - window - now)));
+        }
+        Ok(())
     }
 
     pub fn tracked_keys(&self) -> usize {

@@ -19,10 +19,18 @@ pub struct Key([u8; 16]);
 impl Key {
     /// `domain` keeps two kinds of value that happen to be equal from sharing a key.
     pub fn digest(domain: &str, value: &[u8]) -> Self {
+        Self::of(domain, &[value])
+    }
+
+    /// Several values under one key, each length-prefixed so no two lists share a key.
+    pub fn of(domain: &str, values: &[&[u8]]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(domain.as_bytes());
         hasher.update([0]);
-        hasher.update(value);
+        for value in values {
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value);
+        }
         let digest = hasher.finalize();
         let mut key = [0_u8; 16];
         key.copy_from_slice(&digest[..16]);

@@ -8,7 +8,9 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use super::guard::ClientAddress;
 use super::AppState;
+use crate::guard::Presented;
 use crate::users::AuthenticatedUser;
 
 /// The user a request proved to be. Handlers scope every read to `user_id`: there is no way to
@@ -22,14 +24,29 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let Ok(ClientAddress(client)) = ClientAddress::from_request_parts(parts, state).await;
         let api_key = bearer(&parts.headers).ok_or_else(ApiError::invalid_token)?;
-        state
+        // As on the webhook: the key is checked first (an unknown one costs no query), failures
+        // are counted per address and (address, key), never per key alone.
+        let presented = Presented::ApiKey(api_key);
+        if !state.authenticator.refuses_unknown_in_memory() {
+            state.guard.check_failures(client, presented)?;
+        }
+        let user = state
             .authenticator
             .authenticate_api_key(api_key)
             .await
-            .map_err(ApiError::internal)?
-            .map(Authenticated)
-            .ok_or_else(ApiError::invalid_token)
+            .map_err(ApiError::internal)?;
+        match user {
+            Some(user) => {
+                state.guard.record_success(client, presented);
+                Ok(Authenticated(user))
+            }
+            None => {
+                state.guard.record_failure(client, presented)?;
+                Err(ApiError::invalid_token())
+            }
+        }
     }
 }
 

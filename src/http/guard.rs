@@ -1,14 +1,17 @@
 //! The guard's refusals as HTTP answers, and the IP allowlist as a layer on the webhook routes.
 
-use std::net::SocketAddr;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::AppState;
 use crate::guard::{Guard, Refusal};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -22,8 +25,8 @@ impl From<Refusal> for ApiError {
                 "Too many requests for this webhook; retry after the time in Retry-After",
             )
             .with_retry_after(retry_after.seconds()),
-            // 429, not 401: unknown credentials lock out exactly like known ones, so this reveals
-            // nothing about a credential, and tells a real user why correct alerts are refused.
+            // 429, not 401: only failures are refused this way (a right credential is checked
+            // first), unknown credentials exactly like known ones, so this reveals nothing.
             Refusal::LockedOut(retry_after) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "LOCKED_OUT",
@@ -32,6 +35,36 @@ impl From<Refusal> for ApiError {
             .with_retry_after(retry_after.seconds()),
         }
     }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy forwarded (`Guard::client_ip`).
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // The server always records the peer; a router driven without one counts as one caller.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| {
+                peer.ip()
+            });
+        let forwarded_for = forwarded_for(&parts.headers);
+        Ok(Self(state.guard.client_ip(peer, &forwarded_for)))
+    }
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<&str>> {
+    headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .map(|value| value.to_str().ok())
+        .collect()
 }
 
 /// Refuses webhook calls from addresses outside the allowlist (when one is configured) before
@@ -49,12 +82,7 @@ pub async fn allowlisted(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
     let admitted = {
-        let forwarded_for: Vec<Option<&str>> = request
-            .headers()
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|value| value.to_str().ok())
-            .collect();
+        let forwarded_for = forwarded_for(request.headers());
         peer.is_some_and(|peer| allowlist.admits(peer, &forwarded_for))
     };
     if !admitted {

@@ -1,7 +1,9 @@
 //! Liveness and readiness.
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -25,4 +27,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
         )
     })?;
     Ok(Json(json!({ "status": "ready", "store": store.kind() })))
+}
+
+/// Counters in Prometheus' text format. Nothing here names a user, an address or a credential.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = format!(
+        "# HELP ledgerhook_credential_queries_total Store queries made to authenticate: credential lookups and loads of the index of known credentials.\n\
+         # TYPE ledgerhook_credential_queries_total counter\n\
+         ledgerhook_credential_queries_total {}\n",
+        state.authenticator.credential_queries()
+    );
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

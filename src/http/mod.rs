@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/signals/{signal_id}", get(trader::signal))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -6,6 +6,7 @@
 //! secret nor the body is ever logged.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, Result};
+use super::guard::ClientAddress;
 use super::AppState;
 use crate::guard::{Presented, RateLimit};
 use crate::ingest::ReceiptStatus;
@@ -25,6 +27,7 @@ use crate::users::AuthenticatedUser;
 
 pub async fn receive(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     query: std::result::Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -41,19 +44,21 @@ pub async fn receive(
         }
         Err(_) => String::new(),
     };
-    state.guard.check_lockout(Presented::Token(&token))?;
+    let presented = Presented::Token(&token);
+    before_lookup(&state, client, presented)?;
     let user = state
         .authenticator
         .authenticate_token(&token)
         .await
         .map_err(ApiError::internal)?;
-    let user = admitted(&state, Presented::Token(&token), user)?;
+    let user = admitted(&state, client, presented, user)?;
     let body = readable(body)?;
     record(&state, &user, &body, &headers, received_at).await
 }
 
 pub async fn receive_two_factor(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     webhook_uuid: std::result::Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -62,9 +67,8 @@ pub async fn receive_two_factor(
     let Ok(Path(webhook_uuid)) = webhook_uuid else {
         return Err(ApiError::invalid_token());
     };
-    state
-        .guard
-        .check_lockout(Presented::WebhookUuid(&webhook_uuid))?;
+    let presented = Presented::WebhookUuid(&webhook_uuid);
+    before_lookup(&state, client, presented)?;
     // The secret is in the body, so the body must be read before anyone is authenticated.
     let body = readable(body)?;
     let user = match secret_in(&body) {
@@ -75,19 +79,35 @@ pub async fn receive_two_factor(
             .map_err(ApiError::internal)?,
         None => None,
     };
-    let user = admitted(&state, Presented::WebhookUuid(&webhook_uuid), user)?;
+    let user = admitted(&state, client, presented, user)?;
     record(&state, &user, &body, &headers, received_at).await
 }
 
-/// Counts the authentication's outcome toward the presented credential's lockout, then holds the
-/// user to their rate limit (the service default unless they have their own).
+/// The credential is checked before any lockout, so failures someone else caused never refuse a
+/// right one; that check costs no query for an unknown credential (the authenticator's index).
+/// Only while the index cannot decide (more users than it holds) does a failing address get
+/// refused before the store lookup it would cost.
+fn before_lookup(state: &AppState, client: IpAddr, presented: Presented<'_>) -> Result<()> {
+    if !state.authenticator.refuses_unknown_in_memory() {
+        state.guard.check_failures(client, presented)?;
+    }
+    Ok(())
+}
+
+/// Counts a failure against the caller's address and (address, credential) — 429 once over a
+/// limit, else the one 401 — then holds the user to their rate limit (the service default
+/// unless they have their own).
 fn admitted(
     state: &AppState,
+    client: IpAddr,
     presented: Presented<'_>,
     user: Option<AuthenticatedUser>,
 ) -> Result<AuthenticatedUser> {
-    state.guard.record_authentication(presented, user.is_some());
-    let user = user.ok_or_else(ApiError::invalid_token)?;
+    let Some(user) = user else {
+        state.guard.record_failure(client, presented)?;
+        return Err(ApiError::invalid_token());
+    };
+    state.guard.record_success(client, presented);
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
             limit.requests,

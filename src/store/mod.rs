@@ -23,7 +23,7 @@ pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
-    ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
+    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
     CREDENTIALS_CHANGED_CHANNEL,
 };
 
@@ -262,6 +262,29 @@ impl Store {
 
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
         dispatch!(self.insert_user(user))
+    }
+
+    /// Every active user's credential digests, at most `limit` of them.
+    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
+        dispatch!(self.active_credential_digests(limit))
+    }
+
+    /// SQLite: a number that changes with every change to `users` by any process. PostgreSQL
+    /// announces changes instead (`CREDENTIALS_CHANGED_CHANNEL`): `None`, no query.
+    pub async fn credentials_version(&self) -> Result<Option<i64>> {
+        match self {
+            Store::Postgres(_) => Ok(None),
+            Store::Sqlite(store) => Ok(Some(store.credentials_version().await?)),
+        }
+    }
+
+    /// PostgreSQL: credential changes made through this store in this process, counted as they
+    /// return (before their announcement comes back). SQLite: 0 (see `credentials_version`).
+    pub fn local_credential_changes(&self) -> u64 {
+        match self {
+            Store::Postgres(store) => store.local_credential_changes(),
+            Store::Sqlite(_) => 0,
+        }
     }
 
     /// The active user whose webhook token has this SHA-256.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use sqlx::Row;
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
 use super::users::{
-    ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
-    CREDENTIALS_CHANGED_CHANNEL,
+    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
+    CREDENTIALS_CHANGED_CHANNEL, CREDENTIAL_DIGEST_COLUMNS,
 };
 use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 
@@ -63,6 +64,9 @@ impl LoginPrivileges {
 pub struct PostgresStore {
     pool: PgPool,
     events: Arc<PostgresEventRepository>,
+    /// Credential changes made through this store (and its clones), counted as they return: this
+    /// process knows of its own changes before their NOTIFY comes back.
+    credential_changes: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -93,7 +97,11 @@ impl PostgresStore {
             .await
             .map_err(|error| unreachable(super::connect_reason(&error)))?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(Self { pool, events })
+        Ok(Self {
+            pool,
+            events,
+            credential_changes: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -300,12 +308,15 @@ impl PostgresStore {
         save_checkpoint_with(&self.pool, name, position).await
     }
 
+    /// Announced like every change: each instance's index of known credentials must learn of it.
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
-                                webhook_secret_sha256, api_key_sha256, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
+        sqlx::query(&format!(
+            "WITH inserted AS (
+                 INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
+                                    webhook_secret_sha256, api_key_sha256, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING user_id)
+             SELECT pg_notify('{CREDENTIALS_CHANGED_CHANNEL}', user_id) FROM inserted"
+        ))
         .bind(&user.user_id)
         .bind(&user.display_name)
         .bind(&user.webhook.webhook_token_sha256)
@@ -313,9 +324,35 @@ impl PostgresStore {
         .bind(&user.webhook.webhook_secret_sha256)
         .bind(&user.api_key_sha256)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
+        self.credential_changes.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Every active user's credential digests, at most `limit` of them.
+    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_DIGEST_COLUMNS} FROM users WHERE disabled_at IS NULL LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CredentialDigests {
+                    webhook_token_sha256: row.try_get("webhook_token_sha256")?,
+                    webhook_uuid: row.try_get("webhook_uuid")?,
+                    webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
+                    api_key_sha256: row.try_get("api_key_sha256")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Credential changes made through this store so far.
+    pub fn local_credential_changes(&self) -> u64 {
+        self.credential_changes.load(Ordering::SeqCst)
     }
 
     pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
@@ -448,6 +485,7 @@ impl PostgresStore {
         let rows = bind(sqlx::query(&sql).bind(user_id))
             .fetch_all(&self.pool)
             .await?;
+        self.credential_changes.fetch_add(1, Ordering::SeqCst);
         Ok(!rows.is_empty())
     }
 

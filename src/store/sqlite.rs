@@ -19,7 +19,10 @@ use tokio::sync::Mutex;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
-use super::users::{ActiveUser, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests};
+use super::users::{
+    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
+    CREDENTIAL_DIGEST_COLUMNS,
+};
 use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
@@ -299,6 +302,37 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Every active user's credential digests, at most `limit` of them.
+    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_DIGEST_COLUMNS} FROM users WHERE disabled_at IS NULL LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CredentialDigests {
+                    webhook_token_sha256: row.try_get("webhook_token_sha256")?,
+                    webhook_uuid: row.try_get("webhook_uuid")?,
+                    webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
+                    api_key_sha256: row.try_get("api_key_sha256")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Bumped by a trigger on every change to `users`, by any process (migration 0007): one row
+    /// to read to learn whether the credentials changed.
+    pub async fn credentials_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM credentials_version WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default(),
+        )
+    }
+
     pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
         let row = sqlx::query(&format!(
             "SELECT {ACTIVE_USER_COLUMNS} FROM users
@@ -361,7 +395,9 @@ impl SqliteStore {
     }
 
     // No announcement here: the embedded store has one service process, and its authenticator
-    // remembers nothing, so the next lookup sees the change (also one made by the CLI).
+    // remembers no user; its index of known credentials rereads `credentials_version` (bumped by
+    // trigger) before refusing a credential it does not know, so it sees this change (also one
+    // made by the CLI) in time.
 
     pub async fn replace_webhook_credentials(
         &self,

@@ -70,6 +70,19 @@ pub struct UserProfile {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// One active user's credential digests, as the authenticator's index of known credentials holds
+/// them (so an unknown credential is refused without a query). `None`: not issued yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialDigests {
+    pub webhook_token_sha256: Option<String>,
+    pub webhook_uuid: Option<String>,
+    pub webhook_secret_sha256: Option<String>,
+    pub api_key_sha256: Option<String>,
+}
+
+pub(super) const CREDENTIAL_DIGEST_COLUMNS: &str =
+    "webhook_token_sha256, webhook_uuid, webhook_secret_sha256, api_key_sha256";
+
 /// The PostgreSQL channel that every credential change is announced on (payload: the user id), so
 /// that each service instance drops what it remembers of credentials.
 pub const CREDENTIALS_CHANGED_CHANNEL: &str = "ledgerhook_credentials_changed";

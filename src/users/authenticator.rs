@@ -12,12 +12,16 @@
 //! - SQLite (one embedded service, plus the CLI): nothing is remembered; an indexed lookup in the
 //!   local file is microseconds, and always current.
 //!
+//! Before any of that, every credential is looked up in the index of known credentials
+//! (`known.rs`): one that no active user has is refused there, without a query, on both stores.
+//!
 //! Failures are indistinguishable from outside: every one is `Ok(None)`, and an unknown webhook
 //! uuid costs the same hash and constant-time comparison as a known one with a wrong secret.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use subtle::ConstantTimeEq;
@@ -26,6 +30,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::credentials::{is_well_formed_api_key, is_well_formed_secret, sha256_hex};
+use super::known::{KnownCredentials, Probe, Verdict};
 use crate::store::{ActiveUser, CredentialListener, RateLimit, Store, StoreError, UserProfile};
 
 /// Credentials remembered at most; past it memory is cleared and refilled from the store.
@@ -76,8 +81,12 @@ impl AuthenticatedUser {
 pub struct Authenticator {
     store: Store,
     memory: Arc<Memory>,
-    /// PostgreSQL only: where changes are heard, and the task that (re)connects it.
+    known: Arc<KnownCredentials>,
+    /// Store lookups of credentials made so far (the index counts its own loads).
+    lookups: AtomicU64,
+    /// PostgreSQL only: where changes are heard.
     changes: Option<Arc<Changes>>,
+    /// The task that (re)connects the listener (PostgreSQL) or first loads the index (SQLite).
     connector: Option<JoinHandle<()>>,
 }
 
@@ -135,6 +144,7 @@ impl Authenticator {
     /// listener is up); on SQLite nothing is remembered. Needs a Tokio runtime.
     pub fn new(store: Store) -> Self {
         let memory = Arc::new(Memory::default());
+        let known = Arc::new(KnownCredentials::new(matches!(store, Store::Postgres(_))));
         let (changes, connector) = match &store {
             Store::Postgres(_) => {
                 let changes = Arc::new(Changes::default());
@@ -142,17 +152,65 @@ impl Authenticator {
                     store.clone(),
                     changes.clone(),
                     memory.clone(),
+                    known.clone(),
                 ));
                 (Some(changes), Some(connector))
             }
-            Store::Sqlite(_) => (None, None),
+            Store::Sqlite(_) => {
+                let (store, known) = (store.clone(), known.clone());
+                // Only a head start: a failed load is retried by the first request that misses.
+                let preload = tokio::spawn(async move {
+                    if let Err(error) = known.preload(&store, 0).await {
+                        tracing::warn!(%error, "cannot load the index of known credentials yet");
+                    }
+                });
+                (None, Some(preload))
+            }
         };
         Self {
             store,
             memory,
+            known,
+            lookups: AtomicU64::new(0),
             changes,
             connector,
         }
+    }
+
+    /// Whether any active user has the credential: `false` is final and cost no query (see
+    /// `known.rs`).
+    async fn may_be_known(&self, probe: Probe<'_>) -> Result<bool, StoreError> {
+        let arrived = Instant::now();
+        let generation = || {
+            // Announcements that reached the process count before the index is trusted.
+            self.catch_up_with_changes();
+            self.memory
+                .epoch()
+                .wrapping_add(self.store.local_credential_changes())
+        };
+        let verdict = self
+            .known
+            .verdict(probe, arrived, &self.store, generation)
+            .await?;
+        Ok(verdict == Verdict::MaybeKnown)
+    }
+
+    /// Whether an unknown credential is refused from memory (else each costs a store lookup, and
+    /// the guard should limit failing addresses before it).
+    pub fn refuses_unknown_in_memory(&self) -> bool {
+        self.known.decides()
+    }
+
+    /// Queries made to authenticate so far: lookups of credentials and the index's own loads.
+    pub fn credential_queries(&self) -> u64 {
+        self.lookups
+            .load(Ordering::Relaxed)
+            .wrapping_add(self.known.queries())
+    }
+
+    fn counted<T>(&self, lookup: T) -> T {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        lookup
     }
 
     /// Reads every announcement that has reached this process, forgetting on each; whether memory
@@ -205,6 +263,9 @@ impl Authenticator {
             return Ok(None);
         }
         let digest = sha256_hex(token);
+        if !self.may_be_known(Probe::Token(&digest)).await? {
+            return Ok(None);
+        }
         let key = format!("token:{digest}");
         if let Some(user) = self.recall(&key) {
             return Ok(Some(user));
@@ -212,7 +273,9 @@ impl Authenticator {
         let epoch = self.memory.epoch();
         // A lookup by the digest of a 256-bit random value: the index compares digests, and
         // timing that reveals something about a digest reveals nothing about a token.
-        let found = self.store.active_user_by_token_sha256(&digest).await?;
+        let found = self
+            .counted(self.store.active_user_by_token_sha256(&digest))
+            .await?;
         let user = found.map(|user| AuthenticatedUser::new(user, Scheme::WebhookToken));
         if let Some(user) = &user {
             self.memory.remember(epoch, key, user.clone());
@@ -233,6 +296,12 @@ impl Authenticator {
             return Ok(None);
         }
         let digest = sha256_hex(secret);
+        if !self
+            .may_be_known(Probe::TwoFactor(webhook_uuid, &digest))
+            .await?
+        {
+            return Ok(None);
+        }
         // Only a pair that succeeded is remembered, so a known uuid with a wrong secret goes to
         // the store just like an unknown uuid does.
         let key = format!("two-factor:{webhook_uuid}:{digest}");
@@ -241,8 +310,10 @@ impl Authenticator {
         }
         let epoch = self.memory.epoch();
         let found = self
-            .store
-            .active_user_by_webhook_uuid(&webhook_uuid.to_string())
+            .counted(
+                self.store
+                    .active_user_by_webhook_uuid(&webhook_uuid.to_string()),
+            )
             .await?;
         let (expected, user) = match found {
             Some(found) => (found.webhook_secret_sha256, Some(found.user)),
@@ -268,9 +339,12 @@ impl Authenticator {
         if !is_well_formed_api_key(api_key) {
             return Ok(None);
         }
+        let digest = sha256_hex(api_key);
+        if !self.may_be_known(Probe::ApiKey(&digest)).await? {
+            return Ok(None);
+        }
         let found = self
-            .store
-            .active_user_by_api_key_sha256(&sha256_hex(api_key))
+            .counted(self.store.active_user_by_api_key_sha256(&digest))
             .await?;
         Ok(found.map(|user| AuthenticatedUser::new(user, Scheme::ApiKey)))
     }
@@ -306,7 +380,12 @@ impl Drop for Authenticator {
 
 /// Keeps a listening connection installed: connects, hands it over, checks it now and then, and
 /// connects again once it is found lost.
-async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>) {
+async fn keep_listening(
+    store: Store,
+    changes: Arc<Changes>,
+    memory: Arc<Memory>,
+    known: Arc<KnownCredentials>,
+) {
     loop {
         match store.listen_for_credential_changes().await {
             Ok(Some(listener)) => {
@@ -314,6 +393,14 @@ async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>
                     return;
                 }
                 tracing::debug!("listening for credential changes; remembering credentials");
+                // Changes made while no one listened went unheard: reload now rather than on the
+                // first guess. (A failure leaves it to that guess.)
+                let generation = memory
+                    .epoch()
+                    .wrapping_add(store.local_credential_changes());
+                if let Err(error) = known.preload(&store, generation).await {
+                    tracing::warn!(%error, "cannot reload the index of known credentials");
+                }
                 loop {
                     tokio::select! {
                         () = changes.lost.notified() => break,
@@ -329,6 +416,9 @@ async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for credential changes; retrying");
+                // Changes go unheard meanwhile: each pass makes the index of known credentials
+                // stale, so a credential it misses is reread at most a second after its change.
+                memory.go_dark();
                 tokio::time::sleep(RELISTEN_DELAY).await;
             }
         }

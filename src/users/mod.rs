@@ -4,6 +4,7 @@
 
 mod authenticator;
 pub mod credentials;
+mod known;
 pub mod urls;
 
 use chrono::{DateTime, Utc};

@@ -21,5 +21,6 @@ mod saga;
 mod secrets;
 mod service;
 mod store;
+mod strangers;
 mod support;
 mod template;

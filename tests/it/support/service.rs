@@ -130,6 +130,9 @@ impl Service {
             // These tests send far more than the default 10 alerts a minute per user; the rate
             // limit itself is tested in abuse.rs with explicit flags.
             .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
+            // Many tests send bad credentials on purpose; the per-address failure limit is tested
+            // in strangers.rs with an explicit flag.
+            .env("LEDGERHOOK_ADDRESS_FAILURE_LIMIT", "1000000")
             .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEDGERHOOK_NO_DEMO", "true")
             // The test server's login is the superuser `postgres` (see `strict_login`).

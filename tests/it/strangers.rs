@@ -1,0 +1,352 @@
+//! Black-box, issue 9 defects 2 and 3: strangers cannot lock an owner out, and guesses cost the
+//! store nothing.
+//!
+//! Two callers on one machine: the stranger's client binds its sockets to 127.0.0.2, the owner's
+//! to 127.0.0.1 (both loopback, so both reach the service on 127.0.0.1; the service sees two
+//! TCP peers, exactly as it would two hosts).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use rand::RngCore;
+use serde_json::Value;
+
+use crate::on_both_stores;
+use crate::support::eventually;
+use crate::support::service::{create_user, Options, Service, User};
+use crate::support::stores::{Backend, TestStore};
+
+const OWNER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+fn alert(id: &str) -> String {
+    format!(r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}"}}"#)
+}
+
+fn two_factor_alert(id: &str, secret: &str) -> String {
+    format!(
+        r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}","secret":"{secret}"}}"#
+    )
+}
+
+/// 64 random hex characters: the shape of a real token or secret, so the service cannot refuse
+/// it by its looks.
+fn random_hex() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn client_from(address: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client")
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    json: Value,
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("the service answers");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let json = response.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        retry_after,
+        json,
+    }
+}
+
+async fn post_token(client: &reqwest::Client, service: &Service, token: &str, id: &str) -> Answer {
+    send(
+        client
+            .post(format!("{}/api/webhook?token={token}", service.base_url))
+            .body(alert(id)),
+    )
+    .await
+}
+
+async fn post_two_factor(
+    client: &reqwest::Client,
+    service: &Service,
+    uuid: &str,
+    body: String,
+) -> Answer {
+    send(
+        client
+            .post(format!("{}/webhooks/{uuid}", service.base_url))
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
+fn assert_accepted(case: &str, answer: &Answer) {
+    assert_eq!(answer.status, 200, "{case}: {}", answer.json);
+    assert_eq!(answer.json["status"], "accepted", "{case}: {}", answer.json);
+}
+
+/// A refusal of a failure: the one 401, or 429 once the caller failed too often.
+fn assert_refused(case: &str, answer: &Answer) {
+    match answer.status {
+        401 => assert_eq!(answer.json["code"], "INVALID_TOKEN", "{case}"),
+        429 => {
+            assert_eq!(answer.json["code"], "LOCKED_OUT", "{case}");
+            assert!(answer.retry_after.is_some(), "{case}: Retry-After");
+        }
+        other => panic!("{case}: {other} {}", answer.json),
+    }
+}
+
+async fn start(test: &TestStore, address_failure_limit: u32) -> Service {
+    Service::start(
+        &test.url,
+        Options {
+            no_execution: true,
+            args: vec![
+                "--address-failure-limit".into(),
+                address_failure_limit.to_string(),
+            ],
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// 50 requests to the owner's two-factor URL without its secret, from a stranger's address, then
+/// the owner's alert from theirs: accepted. (Before issue 9 the uuid itself was locked: the owner
+/// got 429 LOCKED_OUT for a minute, doubling to an hour.)
+async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let owner = create_user(&test.url, "owner").await;
+    let service = start(&test, 20).await;
+    let stranger = client_from(STRANGER);
+    let mut limited = 0;
+    for n in 0..50 {
+        let body = match n % 3 {
+            0 => two_factor_alert(&format!("s-{n}"), &random_hex()),
+            1 => alert(&format!("s-{n}")),
+            _ => two_factor_alert(&format!("s-{n}"), "wrong"),
+        };
+        let answer = post_two_factor(&stranger, &service, &owner.webhook_uuid, body).await;
+        assert_refused(&format!("stranger's attempt {n}"), &answer);
+        limited += usize::from(answer.status == 429);
+    }
+    assert!(limited > 0, "the stranger's address is limited");
+
+    let owners = client_from(OWNER);
+    let answer = post_two_factor(
+        &owners,
+        &service,
+        &owner.webhook_uuid,
+        two_factor_alert("owner-1", &owner.webhook_secret),
+    )
+    .await;
+    assert_accepted("the owner, from their address", &answer);
+    // TradingView sends every user's alerts from the same four addresses: a right secret is
+    // accepted even from the address that failed.
+    let answer = post_two_factor(
+        &stranger,
+        &service,
+        &owner.webhook_uuid,
+        two_factor_alert("owner-2", &owner.webhook_secret),
+    )
+    .await;
+    assert_accepted("the owner, from the failing address", &answer);
+    service.stop().await;
+}
+on_both_stores!(a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url);
+
+/// The same for the token scheme: 50 wrong tokens from a stranger's address, then the owner's
+/// token from theirs (and from the stranger's): accepted.
+async fn a_stranger_cannot_lock_the_owner_out_of_the_token_url(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let owner = create_user(&test.url, "owner").await;
+    let service = start(&test, 20).await;
+    let stranger = client_from(STRANGER);
+    // Half one repeated wrong token (the per-credential lockout), half fresh ones (the
+    // per-address limit).
+    let repeated = random_hex();
+    for n in 0..50 {
+        let token = if n % 2 == 0 {
+            repeated.clone()
+        } else {
+            random_hex()
+        };
+        let answer = post_token(&stranger, &service, &token, &format!("s-{n}")).await;
+        assert_refused(&format!("stranger's attempt {n}"), &answer);
+    }
+    let answer = post_token(
+        &client_from(OWNER),
+        &service,
+        &owner.webhook_token,
+        "owner-1",
+    )
+    .await;
+    assert_accepted("the owner, from their address", &answer);
+    let answer = post_token(&stranger, &service, &owner.webhook_token, "owner-2").await;
+    assert_accepted("the owner, from the failing address", &answer);
+    service.stop().await;
+}
+on_both_stores!(a_stranger_cannot_lock_the_owner_out_of_the_token_url);
+
+/// One address that keeps failing is answered 429 with Retry-After once over its budget, whatever
+/// it presents; another address's failures are still the plain 401.
+async fn an_address_that_keeps_failing_is_limited_and_no_other(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let owner = create_user(&test.url, "owner").await;
+    let service = start(&test, 10).await;
+    let stranger = client_from(STRANGER);
+    for n in 0..10 {
+        let answer = post_token(&stranger, &service, &random_hex(), &format!("s-{n}")).await;
+        assert_eq!(answer.status, 401, "within the budget, attempt {n}");
+    }
+    for n in 10..12 {
+        let answer = post_token(&stranger, &service, &random_hex(), &format!("s-{n}")).await;
+        assert_eq!(answer.status, 429, "over the budget: {}", answer.json);
+        assert_eq!(answer.json["code"], "LOCKED_OUT");
+        let retry_after: u64 = answer
+            .retry_after
+            .as_deref()
+            .and_then(|seconds| seconds.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    // Other schemes from the same address are the same budget.
+    let answer = send(
+        stranger
+            .get(format!("{}/api/config/webhook", service.base_url))
+            .bearer_auth(format!("lhk_{}", random_hex())),
+    )
+    .await;
+    assert_eq!(answer.status, 429, "{}", answer.json);
+
+    let others = client_from(OWNER);
+    let answer = post_token(&others, &service, &random_hex(), "o-1").await;
+    assert_eq!(answer.status, 401, "another address: {}", answer.json);
+    let answer = post_token(&others, &service, &owner.webhook_token, "o-2").await;
+    assert_accepted("the owner", &answer);
+    service.stop().await;
+}
+on_both_stores!(an_address_that_keeps_failing_is_limited_and_no_other);
+
+async fn credential_queries(service: &Service) -> u64 {
+    let text = service
+        .client()
+        .get(format!("{}/metrics", service.base_url))
+        .send()
+        .await
+        .expect("the service answers")
+        .text()
+        .await
+        .expect("a text body");
+    text.lines()
+        .find_map(|line| line.strip_prefix("ledgerhook_credential_queries_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no credential query counter in {text}"))
+}
+
+/// 1,000 unknown credentials of every kind (tokens, webhook uuids, the owner's uuid with wrong
+/// secrets, API keys), 50 at a time: every one refused (401, or 429 once limited), and the store was asked nothing about
+/// them (PostgreSQL: not one query; SQLite: only the shared rereads of the one-row change
+/// counter, at most one per 50 ms). A user created by the CLI right after can send at once.
+async fn a_flood_of_unknown_credentials_costs_no_query(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let owner = create_user(&test.url, "owner").await;
+    let service = Service::start(&test.url, Options::ingest_only()).await;
+    let answer = post_token(service.client(), &service, &owner.webhook_token, "warm-up").await;
+    assert_accepted("the owner", &answer);
+    if backend == Backend::Postgres {
+        // Until the service hears announcements (its listener connects just after start) and
+        // has loaded its index since, a miss reloads it: wait for the steady state.
+        eventually("an unknown token to cost no query", || async {
+            let before = credential_queries(&service).await;
+            let answer = post_token(service.client(), &service, &random_hex(), "probe").await;
+            assert_refused("probe", &answer);
+            (credential_queries(&service).await == before).then_some(())
+        })
+        .await;
+    }
+
+    let before = credential_queries(&service).await;
+    let started = Instant::now();
+    let statuses: Vec<u16> = stream::iter(0..1_000)
+        .map(|n| guess(&service, &owner, n))
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let queries = credential_queries(&service).await - before;
+    // 429 once this address has failed five times with the owner's uuid.
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "every guess refused: {:?}",
+        statuses
+            .iter()
+            .filter(|status| ![401, 429].contains(*status))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "1,000 unknown credentials ({backend:?}) in {elapsed:?}: {queries} credential queries"
+    );
+    match backend {
+        Backend::Postgres => assert_eq!(queries, 0, "no query per guess"),
+        Backend::Sqlite => {
+            let bound = elapsed.as_millis() / 50 + 2;
+            assert!(
+                u128::from(queries) <= bound,
+                "{queries} queries for 1,000 guesses in {elapsed:?}: at most {bound}"
+            );
+        }
+    }
+
+    let newcomer = create_user(&test.url, "newcomer").await;
+    let answer = post_token(service.client(), &service, &newcomer.webhook_token, "first").await;
+    assert_accepted("a user created after the flood", &answer);
+    let answer = post_two_factor(
+        service.client(),
+        &service,
+        &newcomer.webhook_uuid,
+        two_factor_alert("second", &newcomer.webhook_secret),
+    )
+    .await;
+    assert_accepted("their two-factor URL", &answer);
+    service.stop().await;
+}
+on_both_stores!(a_flood_of_unknown_credentials_costs_no_query);
+
+async fn guess(service: &Service, owner: &User, n: usize) -> u16 {
+    let client = service.client();
+    let answer = match n % 4 {
+        0 => post_token(client, service, &random_hex(), &format!("g-{n}")).await,
+        1 => {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            post_two_factor(client, service, &uuid, body).await
+        }
+        2 => {
+            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            post_two_factor(client, service, &owner.webhook_uuid, body).await
+        }
+        _ => {
+            send(
+                client
+                    .get(format!("{}/api/config/webhook", service.base_url))
+                    .bearer_auth(format!("lhk_{}", random_hex())),
+            )
+            .await
+        }
+    };
+    answer.status
+}
