@@ -12,6 +12,7 @@ mod halts;
 mod hostile;
 mod readside;
 mod replay;
+mod replay_scale;
 mod risk;
 mod saga;
 mod secrets;
