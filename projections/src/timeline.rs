@@ -1,5 +1,5 @@
-//! An account's history as a developer reads it: every event with the state it left behind and
-//! what that event changed, optionally only up to a point in time (`--as-of`) or only the events
+//! An account's history as a developer reads it: every event with what it changed and, when asked,
+//! the state it left behind, optionally only up to a point in time (`--as-of`) or only the events
 //! of one signal (`--signal`).
 
 use std::fmt;
