@@ -1,5 +1,5 @@
-//! An account's history as a developer reads it: every event with the state it left behind and
-//! what that event changed, optionally only up to a point in time (`--as-of`) or only the events
+//! An account's history as a developer reads it: every event with what it changed and, when asked,
+//! the state it left behind, optionally only up to a point in time (`--as-of`) or only the events
 //! of one signal (`--signal`).
 
 use std::fmt;
@@ -11,26 +11,30 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 
 use crate::diff::{diff, Change};
+use crate::view::{Extent, StateView, Touches};
 
-/// One event, the account state right after it, and what it changed in that state.
+/// One event, what it changed in the account's state and, when asked for, that whole state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step<'a, M> {
     pub sequence: usize,
     pub meta: &'a M,
     pub event: &'a AccountEvent,
-    pub state: TradingAccount,
-    /// The state after the event compared with the state before it (as JSON).
+    /// The account after the event as a `StateView` of every entry, with
+    /// [`Timeline::with_full_state`]; `None` otherwise.
+    pub state: Option<Value>,
+    /// What the event changed: the view of the entries it touches, before and after it.
     pub changes: Vec<Change>,
 }
 
 /// Folds `(sequence, meta, event)` triples into steps; `M` is whatever the caller keeps beside an
-/// event (its recorded time, type name...).
+/// event (its recorded time, type name...). Each step costs what its event touches, not what the
+/// account holds, so a replay is linear in the history.
 pub struct Timeline<'a, M, I> {
     events: I,
     state: TradingAccount,
-    /// `state` as JSON, kept so each step is diffed against the one before without serializing
-    /// it twice.
-    previous: Value,
+    full_state: bool,
+    /// Only the events it shows become steps; the others are folded silently.
+    selection: Selection,
     _meta: std::marker::PhantomData<&'a M>,
 }
 
@@ -38,13 +42,53 @@ impl<'a, M: 'a, I> Timeline<'a, M, I>
 where
     I: Iterator<Item = (usize, &'a M, &'a AccountEvent)>,
 {
-    pub fn new(events: impl IntoIterator<IntoIter = I>) -> Result<Self, serde_json::Error> {
-        let state = TradingAccount::default();
-        Ok(Self {
+    pub fn new(events: impl IntoIterator<IntoIter = I>) -> Self {
+        Self {
             events: events.into_iter(),
-            previous: serde_json::to_value(&state)?,
-            state,
+            state: TradingAccount::default(),
+            full_state: false,
+            selection: Selection::default(),
             _meta: std::marker::PhantomData,
+        }
+    }
+
+    /// Each step also carries the whole state after its event.
+    pub fn with_full_state(mut self, full_state: bool) -> Self {
+        self.full_state = full_state;
+        self
+    }
+
+    /// Steps only for the events the selection shows (every event is still folded).
+    pub fn showing(mut self, selection: &Selection) -> Self {
+        self.selection = selection.clone();
+        self
+    }
+
+    fn step(
+        &mut self,
+        sequence: usize,
+        meta: &'a M,
+        event: &'a AccountEvent,
+    ) -> Result<Step<'a, M>, serde_json::Error> {
+        let touches = Touches::of(event);
+        let before = serde_json::to_value(StateView::new(&self.state, touches, Extent::Touched))?;
+        self.state.apply(event.clone());
+        let after = serde_json::to_value(StateView::new(&self.state, touches, Extent::Touched))?;
+        let state = if self.full_state {
+            Some(serde_json::to_value(StateView::new(
+                &self.state,
+                touches,
+                Extent::Whole,
+            ))?)
+        } else {
+            None
+        };
+        Ok(Step {
+            sequence,
+            meta,
+            event,
+            state,
+            changes: diff(&before, &after),
         })
     }
 }
@@ -57,21 +101,14 @@ where
     type Item = Result<Step<'a, M>, serde_json::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (sequence, meta, event) = self.events.next()?;
-        self.state.apply(event.clone());
-        let current = match serde_json::to_value(&self.state) {
-            Ok(current) => current,
-            Err(error) => return Some(Err(error)),
-        };
-        let changes = diff(&self.previous, &current);
-        self.previous = current;
-        Some(Ok(Step {
-            sequence,
-            meta,
-            event,
-            state: self.state.clone(),
-            changes,
-        }))
+        loop {
+            let (sequence, meta, event) = self.events.next()?;
+            if !self.selection.shows(event) {
+                self.state.apply(event.clone());
+                continue;
+            }
+            return Some(self.step(sequence, meta, event));
+        }
     }
 }
 
@@ -251,32 +288,32 @@ mod tests {
             .collect()
     }
 
-    fn steps(events: &[AccountEvent]) -> Vec<Step<'_, ()>> {
-        let timeline = Timeline::new(events.iter().enumerate().map(|(i, e)| (i + 1, &(), e)));
-        let Ok(timeline) = timeline else {
-            panic!("the default state is JSON")
-        };
-        timeline.collect::<Result<_, _>>().unwrap_or_default()
+    fn steps(events: &[AccountEvent], full_state: bool) -> Vec<Step<'_, ()>> {
+        Timeline::new(events.iter().enumerate().map(|(i, e)| (i + 1, &(), e)))
+            .with_full_state(full_state)
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|error| panic!("the state is JSON: {error}"))
     }
 
     #[test]
-    fn each_step_carries_the_state_after_its_event() {
+    fn each_step_carries_the_state_after_its_event_when_asked() {
         let events = [opened(), halted(), resumed()];
-        let steps = steps(&events);
+        let steps = steps(&events, true);
         assert_eq!(steps.len(), 3);
-        assert!(steps[0].state.halt.is_none());
-        assert_eq!(
-            steps[1].state.halt.as_ref().map(|h| h.by.as_str()),
-            Some("op")
-        );
-        assert!(steps[2].state.halt.is_none());
+        let state = |i: usize| steps[i].state.clone().unwrap_or_default();
+        assert_eq!(state(0)["halt"], Value::Null);
+        assert_eq!(state(1)["halt"]["by"], "op");
+        assert_eq!(state(2)["halt"], Value::Null);
         assert_eq!(steps[2].sequence, 3);
+        assert!(self::steps(&events, false)
+            .iter()
+            .all(|s| s.state.is_none()));
     }
 
     #[test]
     fn each_step_carries_what_its_event_changed() {
         let events = [opened(), halted(), resumed(), resumed()];
-        let steps = steps(&events);
+        let steps = steps(&events, false);
         assert!(steps[0].changes.iter().any(|c| c.path == "profile"));
         let halt: Vec<String> = steps[1].changes.iter().map(|c| c.to_string()).collect();
         assert_eq!(halt.len(), 1, "{halt:?}");
@@ -285,6 +322,26 @@ mod tests {
         assert_eq!(steps[2].changes[0].after, Some(Value::Null));
         // A second resume changes nothing.
         assert!(steps[3].changes.is_empty());
+    }
+
+    #[test]
+    fn a_signal_selection_makes_steps_of_its_events_only() {
+        let events = [opened(), refused("s-1"), halted(), refused("s-2")];
+        let selection = Selection {
+            as_of: None,
+            signal: Some(SignalId("s-2".into())),
+        };
+        let steps: Vec<Step<'_, ()>> =
+            Timeline::new(events.iter().enumerate().map(|(i, e)| (i + 1, &(), e)))
+                .with_full_state(true)
+                .showing(&selection)
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].sequence, 4);
+        // The events before it were folded: the halt is in its state.
+        let state = steps[0].state.clone().unwrap_or_default();
+        assert_eq!(state["halt"]["by"], "op");
     }
 
     #[test]

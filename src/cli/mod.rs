@@ -5,7 +5,7 @@ pub mod audit;
 mod halt;
 mod limits;
 mod projections;
-mod replay;
+pub mod replay;
 mod serve;
 mod staff;
 

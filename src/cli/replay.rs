@@ -1,13 +1,15 @@
 //! `ledgerhook replay USER_ID`: an account's events, each with what it changed in the account's
-//! state (or the whole state), optionally up to a point (`--as-of`) or for one signal (`--signal`).
+//! state (and, with `--full-state`, that whole state), optionally up to a point (`--as-of`) or for
+//! one signal (`--signal`). Each line costs what its event touched, not what the account holds: the
+//! idempotency memory is shown as a count and the key the event touched.
 
 use std::io::{self, BufWriter, Write};
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
-use aggregates::SignalId;
-use projections::{AsOf, ChangeKind, Entry, Selection, Step, Timeline};
+use aggregates::{AccountEvent, SignalId};
+use projections::{AsOf, Change, ChangeKind, Entry, Selection, Step, Timeline};
 
 use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
@@ -32,11 +34,12 @@ pub struct ReplayArgs {
     /// folded over every event, so each printed state and change is the whole account's.
     #[arg(long, value_name = "ID")]
     pub signal: Option<String>,
-    /// Human format: print the whole state after each event instead of only what changed.
+    /// Also print the whole state after each event (human format: instead of what changed). The
+    /// idempotency memory is shown as the count of keys remembered and the key the event touched.
     #[arg(long)]
     pub full_state: bool,
-    /// One JSON object a line: sequence, event_type, recorded_at, payload, state (after the
-    /// event) and changes (what the event changed: [{path, kind, before, after}]).
+    /// One JSON object a line: sequence, event_type, recorded_at, payload, changes (what the
+    /// event changed: [{path, kind, before, after}]) and, with --full-state, state (after it).
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +49,28 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<()> {
     let mut committers = tokio::task::JoinSet::new();
     let ledger = start_ledger(store, &mut committers);
     let history = ledger.history(&args.user_id).await?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let printed = write(&mut out, &args, &history).and_then(|()| Ok(out.flush()?));
+    match printed {
+        // `replay ... | head` closing the pipe early is the reader being done, not a failure.
+        Err(error)
+            if error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Writes the replay `args` ask for of `history` (the account's events in sequence order, as
+/// `Ledger::history` reads them) to `out`.
+pub fn write(
+    out: &mut impl Write,
+    args: &ReplayArgs,
+    history: &[RecordedEvent],
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         !history.is_empty(),
         "unknown user {}: the ledger has no events for that account",
@@ -66,62 +91,59 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<()> {
     let folded = selection
         .events_to_fold(&entries)
         .map_err(|error| anyhow::anyhow!("account {}: {error}", args.user_id))?;
-    let folded = history.get(..folded).unwrap_or(&history);
-    let steps = Timeline::new(folded.iter().map(|r| (r.sequence, r, &r.event)))?;
-    let mut out = BufWriter::new(io::stdout().lock());
-    let printed = print_steps(&mut out, steps, &selection, &args).and_then(|()| Ok(out.flush()?));
-    match printed {
-        // `replay ... | head` closing the pipe early is the reader being done, not a failure.
-        Err(error)
-            if error
-                .downcast_ref::<io::Error>()
-                .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-fn print_steps<'a>(
-    out: &mut impl Write,
-    steps: impl Iterator<Item = Result<Step<'a, RecordedEvent>, serde_json::Error>>,
-    selection: &Selection,
-    args: &ReplayArgs,
-) -> anyhow::Result<()> {
+    let folded = history.get(..folded).unwrap_or(history);
+    let steps = Timeline::new(folded.iter().map(|r| (r.sequence, r, &r.event)))
+        .with_full_state(args.full_state)
+        .showing(&selection);
+    let mut line = Vec::new();
     for step in steps {
         let step = step?;
-        if !selection.shows(step.event) {
-            continue;
-        }
         if args.json {
-            print_json(out, &step)?;
+            write_json(out, &mut line, &step)?;
         } else {
-            print_human(out, &step, args.full_state)?;
+            write_human(out, &step)?;
         }
     }
     Ok(())
 }
 
-// `serde_json::to_value` rather than `json!(expr)`, which would panic on a value JSON cannot hold.
-fn print_json(out: &mut impl Write, step: &Step<'_, RecordedEvent>) -> anyhow::Result<()> {
-    let line = json!({
-        "sequence": step.sequence,
-        "event_type": step.meta.event_type,
-        "recorded_at": step.meta.recorded_at.map(|at| at.to_rfc3339()),
-        "payload": serde_json::to_value(step.event)?,
-        "state": serde_json::to_value(&step.state)?,
-        "changes": serde_json::to_value(&step.changes)?,
-    });
-    writeln!(out, "{line}")?;
+/// One `--json` line.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    sequence: usize,
+    event_type: &'a str,
+    recorded_at: Option<String>,
+    payload: &'a AccountEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a serde_json::Value>,
+    changes: &'a [Change],
+}
+
+/// Serialized whole before it is written, so a value JSON cannot hold ends the replay with an
+/// error rather than half a line.
+fn write_json(
+    out: &mut impl Write,
+    line: &mut Vec<u8>,
+    step: &Step<'_, RecordedEvent>,
+) -> anyhow::Result<()> {
+    line.clear();
+    serde_json::to_writer(
+        &mut *line,
+        &JsonLine {
+            sequence: step.sequence,
+            event_type: &step.meta.event_type,
+            recorded_at: step.meta.recorded_at.map(|at| at.to_rfc3339()),
+            payload: step.event,
+            state: step.state.as_ref(),
+            changes: &step.changes,
+        },
+    )?;
+    line.push(b'\n');
+    out.write_all(line)?;
     Ok(())
 }
 
-fn print_human(
-    out: &mut impl Write,
-    step: &Step<'_, RecordedEvent>,
-    full_state: bool,
-) -> anyhow::Result<()> {
+fn write_human(out: &mut impl Write, step: &Step<'_, RecordedEvent>) -> anyhow::Result<()> {
     let recorded_at = step.meta.recorded_at.map(|at| at.to_rfc3339());
     writeln!(
         out,
@@ -135,12 +157,8 @@ fn print_human(
         "       payload: {}",
         serde_json::to_string(step.event)?
     )?;
-    if full_state {
-        writeln!(
-            out,
-            "       state:   {}",
-            serde_json::to_string(&step.state)?
-        )?;
+    if let Some(state) = &step.state {
+        writeln!(out, "       state:   {state}")?;
         return Ok(());
     }
     if step.changes.is_empty() {

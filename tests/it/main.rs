@@ -15,6 +15,7 @@ mod hardening;
 mod hostile;
 mod readside;
 mod replay;
+mod replay_scale;
 mod reused_id;
 mod risk;
 mod saga;

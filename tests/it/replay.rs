@@ -108,7 +108,7 @@ async fn replay_stops_as_of_a_sequence_or_a_time(backend: Backend) {
         .expect("the refused alert is in the history");
 
     let sequence = full[refusal]["sequence"].to_string();
-    let as_of = replay_json(&test.url, &user_id, &["--as-of", &sequence]).await;
+    let as_of = replay_json(&test.url, &user_id, &["--as-of", &sequence, "--full-state"]).await;
     assert_eq!(sequences(&as_of), sequences(&full[..=refusal]));
     assert_eq!(
         as_of.last().map(|l| &l["state"]),
@@ -148,7 +148,7 @@ async fn replay_tells_one_signals_story_with_the_whole_state(backend: Backend) {
     let full = replay(&test.url, &user_id).await;
 
     for signal in [&refused, &second] {
-        let story = replay_json(&test.url, &user_id, &["--signal", signal]).await;
+        let story = replay_json(&test.url, &user_id, &["--signal", signal, "--full-state"]).await;
         let expected: Vec<&Value> = full
             .iter()
             .filter(|line| {
@@ -162,7 +162,7 @@ async fn replay_tells_one_signals_story_with_the_whole_state(backend: Backend) {
         assert_eq!(story.iter().collect::<Vec<_>>(), expected, "{signal}");
     }
     // The second buy's story shows the whole account: the first buy's position is in its state.
-    let story = replay_json(&test.url, &user_id, &["--signal", &second]).await;
+    let story = replay_json(&test.url, &user_id, &["--signal", &second, "--full-state"]).await;
     let last = story.last().expect("the second buy has events");
     assert_eq!(last["state"]["positions"]["BTC-USD"]["size"], "0.02");
 

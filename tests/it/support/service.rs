@@ -79,9 +79,9 @@ fn json_field(json: &Value, name: &str) -> String {
         .to_owned()
 }
 
-/// `ledgerhook replay USER --json`, one object per event.
+/// `ledgerhook replay USER --json --full-state`, one object per event, each with its `state`.
 pub async fn replay(database_url: &str, user_id: &str) -> Vec<Value> {
-    cli(database_url, &["replay", user_id, "--json"])
+    cli(database_url, &["replay", user_id, "--json", "--full-state"])
         .await
         .lines()
         .map(|line| serde_json::from_str(line).expect("replay --json prints JSON lines"))
