@@ -20,27 +20,25 @@ mod support;
 
 use support::with_database;
 
+// The same busy account the replay tests replay.
+#[path = "../tests/it/support/busy_account.rs"]
+mod busy_account;
+use busy_account::seed;
+
 use std::io::{self, Write};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use rust_decimal::Decimal;
 use sqlx::Connection;
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
-use aggregates::{
-    AccountEvent, ClientOrderId, Market, OrderType, Quantity, RiskLimits, Side, SignalId,
-    TradeInstruction, UsdAmount, IDEMPOTENCY_WINDOW_HOURS,
-};
 use ledgerhook::app::{open_store, start_ledger};
 use ledgerhook::cli::replay::{write, ReplayArgs};
-use ledgerhook::ledger::{encode, EventContext, Ledger};
+use ledgerhook::ledger::Ledger;
 use ledgerhook::store::Store;
 
 const SIZES: [usize; 2] = [10_000, 100_000];
-const SEED_BATCH: usize = 2_000;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn main() {
@@ -145,121 +143,6 @@ fn account(events: usize) -> String {
     format!("replay-{events}")
 }
 
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
-        .single()
-        .expect("a time")
-}
-
-/// One signal's whole life, as the service records it.
-fn signal_life(n: usize, at: DateTime<Utc>) -> Vec<AccountEvent> {
-    let signal_id = SignalId(format!("sig-{n}"));
-    let client_order_id = ClientOrderId::for_signal(&signal_id);
-    let market = Market::parse("BTC-USD").expect("a market");
-    let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
-    let size = Quantity::new(Decimal::new(1, 3)).expect("a size");
-    let price = Decimal::from(65_000);
-    let position = if side == Side::Buy {
-        AccountEvent::PositionOpened {
-            signal_id: signal_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            entry_price: price,
-        }
-    } else {
-        AccountEvent::PositionClosed {
-            signal_id: signal_id.clone(),
-            market: market.clone(),
-            size_delta: size,
-            realized_pnl_usd: UsdAmount::ZERO,
-        }
-    };
-    vec![
-        AccountEvent::SignalReceived {
-            signal_id: signal_id.clone(),
-            idempotency_key: format!("id:alert-{n}"),
-            key_expires_at: at + chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
-            market: market.clone(),
-            instruction: TradeInstruction::Order { side, size },
-            order_type: OrderType::Market,
-            take_profit: None,
-            stop_loss: None,
-            alert_price: None,
-            reference_price: price,
-            sent_at: None,
-            received_at: at,
-        },
-        AccountEvent::RiskApproved {
-            signal_id: signal_id.clone(),
-            client_order_id: client_order_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            reduce_only: false,
-            order_type: OrderType::Market,
-            take_profit: None,
-            stop_loss: None,
-            notional_usd: UsdAmount::new(Decimal::from(65)),
-        },
-        AccountEvent::OrderSubmitted {
-            signal_id: signal_id.clone(),
-            client_order_id: client_order_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            submitted_at: at,
-        },
-        AccountEvent::OrderFilled {
-            signal_id: signal_id.clone(),
-            client_order_id,
-            exchange_order_id: format!("paper-{n}"),
-            market,
-            side,
-            price,
-            size,
-            fee_usd: UsdAmount::new(Decimal::new(3, 2)),
-            filled_at: at,
-        },
-        position,
-        AccountEvent::NotificationSent {
-            signal_id,
-            channel: "log".to_owned(),
-            at,
-        },
-    ]
-}
-
-/// Appends exactly `events` events to `account`: opened, then a signal every 30 s.
-async fn seed(store: &Store, account: &str, events: usize) {
-    let mut history = vec![(
-        start(),
-        AccountEvent::AccountOpened {
-            display_name: "busy strategy".to_owned(),
-            limits: RiskLimits::default(),
-            opened_at: start(),
-        },
-    )];
-    let mut n = 0;
-    while history.len() < events {
-        let at = start() + chrono::Duration::seconds(30 * (n as i64 + 1));
-        history.extend(signal_life(n, at).into_iter().map(|event| (at, event)));
-        n += 1;
-    }
-    history.truncate(events);
-    for (index, chunk) in history.chunks(SEED_BATCH).enumerate() {
-        let mut batch = Vec::with_capacity(chunk.len());
-        for (offset, (at, event)) in chunk.iter().enumerate() {
-            let context = EventContext::new("bench-seed", *at);
-            let sequence = index * SEED_BATCH + offset + 1;
-            batch.extend(
-                encode(account, sequence, std::slice::from_ref(event), &context).expect("encodes"),
-            );
-        }
-        store.append(&batch).await.expect("seeding failed");
-    }
-}
-
 /// A store of its own: a SQLite file in a temporary directory, or a fresh PostgreSQL database
 /// (dropped by `close`).
 struct Scratch {
@@ -280,7 +163,7 @@ impl Scratch {
                 let database = format!(
                     "ledgerhook_replay_{}_{}",
                     std::process::id(),
-                    Utc::now().timestamp_millis()
+                    chrono::Utc::now().timestamp_millis()
                 );
                 let mut admin = sqlx::PgConnection::connect(admin_url).await?;
                 sqlx::raw_sql(&format!("CREATE DATABASE \"{database}\""))

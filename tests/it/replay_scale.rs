@@ -10,20 +10,12 @@
 
 use std::process::Stdio;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use aggregates::{
-    AccountEvent, ClientOrderId, Market, OrderType, Quantity, RiskLimits, Side, SignalId,
-    TradeInstruction, UsdAmount, IDEMPOTENCY_WINDOW_HOURS,
-};
-use ledgerhook::ledger::{encode, EventContext};
-use ledgerhook::store::Store;
-
 use crate::on_both_stores;
+use crate::support::busy_account::seed;
 use crate::support::service::BINARY;
 use crate::support::stores::{Backend, TestStore};
 
@@ -34,130 +26,6 @@ const LARGE: usize = 10_000;
 const LINEAR_FACTOR: usize = 15;
 /// Plenty for the small account, whatever the replay does.
 const UNBOUNDED: usize = 256 << 20;
-
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
-
-fn dec(units: i64, scale: u32) -> Decimal {
-    Decimal::new(units, scale)
-}
-
-/// One signal's whole life, as the service records it: received, approved, submitted, filled,
-/// the position opened (buys) or closed (sells), the trader told.
-fn signal_life(n: usize, at: DateTime<Utc>) -> Vec<AccountEvent> {
-    let signal_id = SignalId(format!("sig-{n}"));
-    let client_order_id = ClientOrderId::for_signal(&signal_id);
-    let market = Market::parse("BTC-USD").expect("a market");
-    let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
-    let size = Quantity::new(dec(1, 3)).expect("a size");
-    let price = Decimal::from(65_000);
-    let position = if side == Side::Buy {
-        AccountEvent::PositionOpened {
-            signal_id: signal_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            entry_price: price,
-        }
-    } else {
-        AccountEvent::PositionClosed {
-            signal_id: signal_id.clone(),
-            market: market.clone(),
-            size_delta: size,
-            realized_pnl_usd: UsdAmount::ZERO,
-        }
-    };
-    vec![
-        AccountEvent::SignalReceived {
-            signal_id: signal_id.clone(),
-            idempotency_key: format!("id:alert-{n}"),
-            key_expires_at: at + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
-            market: market.clone(),
-            instruction: TradeInstruction::Order { side, size },
-            order_type: OrderType::Market,
-            take_profit: None,
-            stop_loss: None,
-            alert_price: None,
-            reference_price: price,
-            sent_at: None,
-            received_at: at,
-        },
-        AccountEvent::RiskApproved {
-            signal_id: signal_id.clone(),
-            client_order_id: client_order_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            reduce_only: false,
-            order_type: OrderType::Market,
-            take_profit: None,
-            stop_loss: None,
-            notional_usd: UsdAmount::new(dec(65, 0)),
-        },
-        AccountEvent::OrderSubmitted {
-            signal_id: signal_id.clone(),
-            client_order_id: client_order_id.clone(),
-            market: market.clone(),
-            side,
-            size,
-            submitted_at: at,
-        },
-        AccountEvent::OrderFilled {
-            signal_id: signal_id.clone(),
-            client_order_id,
-            exchange_order_id: format!("paper-{n}"),
-            market,
-            side,
-            price,
-            size,
-            fee_usd: UsdAmount::new(dec(3, 2)),
-            filled_at: at,
-        },
-        position,
-        AccountEvent::NotificationSent {
-            signal_id,
-            channel: "log".to_owned(),
-            at,
-        },
-    ]
-}
-
-/// Appends exactly `events` events to `account`: opened, then a signal every 30 s, all inside one
-/// idempotency window. Returns how many signals it holds.
-async fn seed(store: &Store, account: &str, events: usize) -> usize {
-    let opened = AccountEvent::AccountOpened {
-        display_name: "busy strategy".to_owned(),
-        limits: RiskLimits::default(),
-        opened_at: start(),
-    };
-    let mut history = vec![(start(), opened)];
-    let mut signals = 0;
-    while history.len() < events {
-        let at = start() + Duration::seconds(30 * (signals as i64 + 1));
-        history.extend(signal_life(signals, at).into_iter().map(|e| (at, e)));
-        signals += 1;
-    }
-    history.truncate(events);
-    let signals = history
-        .iter()
-        .filter(|(_, e)| matches!(e, AccountEvent::SignalReceived { .. }))
-        .count();
-    for (index, chunk) in history.chunks(1_000).enumerate() {
-        let mut encoded = Vec::with_capacity(chunk.len());
-        for (offset, (at, event)) in chunk.iter().enumerate() {
-            let context = EventContext::new("test-seed", *at);
-            let sequence = index * 1_000 + offset + 1;
-            encoded.extend(
-                encode(account, sequence, std::slice::from_ref(event), &context).expect("encodes"),
-            );
-        }
-        store.append(&encoded).await.expect("the history appends");
-    }
-    signals
-}
 
 /// The stdout of `ledgerhook replay USER ARGS...`, which must succeed. Fails as soon as the
 /// output passes `limit` bytes, stopping the replay there.

@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod busy_account;
 pub mod clock;
 pub mod postgres;
 pub mod service;
