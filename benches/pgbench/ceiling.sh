@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# PostgreSQL's own ceiling for the ledger's two-row append, to report beside every figure the
+# benches measure in the same session. Creates a scratch database with the real `events` table
+# (migration 0001), runs pgbench closed-loop for 10 s, drops it.
+#   benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+clients="${1:-16}"
+seconds="${2:-10}"
+admin="${PGBENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+database="ledgerhook_pgbench_$$"
+psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
+trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null' EXIT
+url="${admin%/*}/$database"
+psql -q "$url" -f "$here/../../migrations/postgres/0001_ledger.sql" >/dev/null
+pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$here/ledger_two_rows.sql" "$url" 2>&1 |
+    grep -E "^(number of transactions actually processed|latency average|tps)"
