@@ -21,7 +21,7 @@ use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
 use super::users::{
     ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
-    CREDENTIAL_DIGEST_COLUMNS,
+    ACTIVE_CREDENTIAL_DIGESTS,
 };
 use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
 
@@ -304,22 +304,14 @@ impl SqliteStore {
 
     /// Every active user's credential digests, at most `limit` of them.
     pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CREDENTIAL_DIGEST_COLUMNS} FROM users WHERE disabled_at IS NULL LIMIT ?"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(CredentialDigests {
-                    webhook_token_sha256: row.try_get("webhook_token_sha256")?,
-                    webhook_uuid: row.try_get("webhook_uuid")?,
-                    webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
-                    api_key_sha256: row.try_get("api_key_sha256")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(ACTIVE_CREDENTIAL_DIGESTS)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(CredentialDigests::from_row)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Bumped by a trigger on every change to `users`, by any process (migration 0007): one row

@@ -80,8 +80,24 @@ pub struct CredentialDigests {
     pub api_key_sha256: Option<String>,
 }
 
-pub(super) const CREDENTIAL_DIGEST_COLUMNS: &str =
-    "webhook_token_sha256, webhook_uuid, webhook_secret_sha256, api_key_sha256";
+/// Both dialects bind `$1` positionally, so the statement and its decoder are written once.
+pub(super) const ACTIVE_CREDENTIAL_DIGESTS: &str = "SELECT webhook_token_sha256, webhook_uuid, \
+     webhook_secret_sha256, api_key_sha256 FROM users WHERE disabled_at IS NULL LIMIT $1";
+
+impl CredentialDigests {
+    pub(super) fn from_row<R: sqlx::Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'r> &'r str: sqlx::ColumnIndex<R>,
+        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Self {
+            webhook_token_sha256: row.try_get("webhook_token_sha256")?,
+            webhook_uuid: row.try_get("webhook_uuid")?,
+            webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
+            api_key_sha256: row.try_get("api_key_sha256")?,
+        })
+    }
+}
 
 /// The PostgreSQL channel that every credential change is announced on (payload: the user id), so
 /// that each service instance drops what it remembers of credentials.
