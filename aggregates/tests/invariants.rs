@@ -500,6 +500,11 @@ impl Sim {
                     Some(f) => (f.market.as_str().to_owned(), f.side, f.size.value()),
                     None => ("BTC-USD".to_owned(), Side::Buy, Decimal::ONE),
                 };
+                let price = moved(reference_price(&ticker), *price_bp);
+                let size = size * Decimal::from(*quarters) / Decimal::from(4);
+                // An honest exchange's fee is a fraction of the fill's value: a larger one is a
+                // misreport (a `FillMismatch`, tested in fills.rs and extreme_fills.rs).
+                let fee = Decimal::new(*fee_cents, 2).min(price * size);
                 ExecutionReport::Filled {
                     signal_id: signal_id.clone(),
                     client_order_id,
@@ -507,10 +512,9 @@ impl Sim {
                     fill: Fill {
                         market: market(&ticker),
                         side,
-                        price: moved(reference_price(&ticker), *price_bp),
-                        size: Quantity::new(size * Decimal::from(*quarters) / Decimal::from(4))
-                            .unwrap(),
-                        fee: Decimal::new(*fee_cents, 2),
+                        price,
+                        size: Quantity::new(size).unwrap(),
+                        fee,
                     },
                     at: when,
                 }
