@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
-use super::guard::ClientAddress;
+use super::guard::{before_lookup, counted, ClientAddress};
 use super::AppState;
 use crate::guard::Presented;
 use crate::users::AuthenticatedUser;
@@ -29,24 +29,13 @@ impl FromRequestParts<AppState> for Authenticated {
         // As on the webhook: the key is checked first (an unknown one costs no query), failures
         // are counted per address and (address, key), never per key alone.
         let presented = Presented::ApiKey(api_key);
-        if !state.authenticator.refuses_unknown_in_memory() {
-            state.guard.check_failures(client, presented)?;
-        }
+        before_lookup(state, client, presented)?;
         let user = state
             .authenticator
             .authenticate_api_key(api_key)
             .await
             .map_err(ApiError::internal)?;
-        match user {
-            Some(user) => {
-                state.guard.record_success(client, presented);
-                Ok(Authenticated(user))
-            }
-            None => {
-                state.guard.record_failure(client, presented)?;
-                Err(ApiError::invalid_token())
-            }
-        }
+        counted(state, client, presented, user).map(Authenticated)
     }
 }
 

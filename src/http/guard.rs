@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::guard::{Guard, Refusal};
+use crate::guard::{Guard, Presented, Refusal};
+use crate::users::AuthenticatedUser;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -65,6 +66,41 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<Option<&str>> {
         .iter()
         .map(|value| value.to_str().ok())
         .collect()
+}
+
+/// Before the store is asked about a credential. The credential is checked before any lockout,
+/// so failures someone else caused never refuse a right one; that check costs no query for an
+/// unknown credential (the authenticator's index). Only while the index cannot decide (more users
+/// than it holds) is a failing address refused before the store lookup it would cost.
+pub fn before_lookup(
+    state: &AppState,
+    client: IpAddr,
+    presented: Presented<'_>,
+) -> Result<(), ApiError> {
+    if !state.authenticator.refuses_unknown_in_memory() {
+        state.guard.check_failures(client, presented)?;
+    }
+    Ok(())
+}
+
+/// Counts the lookup's outcome: a failure against the caller's address and (address,
+/// credential) — 429 once over a limit, else the one 401 — or a success, which clears the pair.
+pub fn counted(
+    state: &AppState,
+    client: IpAddr,
+    presented: Presented<'_>,
+    user: Option<AuthenticatedUser>,
+) -> Result<AuthenticatedUser, ApiError> {
+    match user {
+        Some(user) => {
+            state.guard.record_success(client, presented);
+            Ok(user)
+        }
+        None => {
+            state.guard.record_failure(client, presented)?;
+            Err(ApiError::invalid_token())
+        }
+    }
 }
 
 /// Refuses webhook calls from addresses outside the allowlist (when one is configured) before

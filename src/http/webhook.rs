@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, Result};
-use super::guard::ClientAddress;
+use super::guard::{before_lookup, counted, ClientAddress};
 use super::AppState;
 use crate::guard::{Presented, RateLimit};
 use crate::ingest::ReceiptStatus;
@@ -83,31 +83,15 @@ pub async fn receive_two_factor(
     record(&state, &user, &body, &headers, received_at).await
 }
 
-/// The credential is checked before any lockout, so failures someone else caused never refuse a
-/// right one; that check costs no query for an unknown credential (the authenticator's index).
-/// Only while the index cannot decide (more users than it holds) does a failing address get
-/// refused before the store lookup it would cost.
-fn before_lookup(state: &AppState, client: IpAddr, presented: Presented<'_>) -> Result<()> {
-    if !state.authenticator.refuses_unknown_in_memory() {
-        state.guard.check_failures(client, presented)?;
-    }
-    Ok(())
-}
-
-/// Counts a failure against the caller's address and (address, credential) — 429 once over a
-/// limit, else the one 401 — then holds the user to their rate limit (the service default
-/// unless they have their own).
+/// The lookup's outcome counted (see `guard::counted`), then the user held to their rate limit
+/// (the service default unless they have their own).
 fn admitted(
     state: &AppState,
     client: IpAddr,
     presented: Presented<'_>,
     user: Option<AuthenticatedUser>,
 ) -> Result<AuthenticatedUser> {
-    let Some(user) = user else {
-        state.guard.record_failure(client, presented)?;
-        return Err(ApiError::invalid_token());
-    };
-    state.guard.record_success(client, presented);
+    let user = counted(state, client, presented, user)?;
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
             limit.requests,
