@@ -94,7 +94,7 @@ pub(super) async fn insert_checkpoint(
         .execute(&mut *transaction)
         .await?;
     // No ON CONFLICT: a row already at this position must not be passed over in silence.
-    let inserted = sqlx::query(
+    sqlx::query(
         "INSERT INTO audit_checkpoints (position, hash, at, signature)
          VALUES ($1, $2, $3::timestamptz, $4)",
     )
@@ -103,10 +103,8 @@ pub(super) async fn insert_checkpoint(
     .bind(&checkpoint.at)
     .bind(&checkpoint.signature)
     .execute(&mut *transaction)
-    .await;
-    if let Err(error) = inserted {
-        return Err(conflict_or(error));
-    }
+    .await
+    .map_err(conflict_or)?;
     transaction.commit().await?;
     Ok(())
 }
