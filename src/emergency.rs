@@ -122,7 +122,7 @@ impl EmergencySwitch {
             let serialized =
                 encode_for::<EmergencyStop>(EMERGENCY_STOP_ID, version + 1, &events, &context)?;
             match self.store.append(&serialized).await {
-                Ok(()) => {
+                Ok(_) => {
                     for event in &events {
                         state.evolve(event);
                     }

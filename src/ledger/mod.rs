@@ -24,6 +24,7 @@ use aggregates::{
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
 pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, RecordedEvent};
+pub use self::committer::CommittedBatch;
 use self::committer::{CommitError, Committer};
 use crate::store::{Snapshot, Store, StoreError};
 
@@ -127,6 +128,11 @@ impl Ledger {
     /// Woken after every append by this process, so catch-up readers need not poll hard.
     pub fn appended(&self) -> &Notify {
         &self.inner.appended
+    }
+
+    /// The events this process commits from now on, with their positions, as they commit.
+    pub fn committed(&self) -> tokio::sync::broadcast::Receiver<CommittedBatch> {
+        self.inner.committer.subscribe()
     }
 
     /// Runs `command` on the account and returns once its events are durably committed.

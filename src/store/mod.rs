@@ -96,11 +96,10 @@ impl From<PersistenceError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A place in the global order of all events. On PostgreSQL it is (writing transaction id, insert
-/// order); on SQLite, where commits are serial, `tx_id` is always 0.
+/// A place in the global order of all events: positions become visible in increasing order (see
+/// ARCHITECTURE.md, "Global order"), with holes where an append rolled back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogPosition {
-    pub tx_id: i64,
     pub global_seq: i64,
 }
 
@@ -230,15 +229,16 @@ impl Store {
         dispatch!(self.load_account_after(account_id, sequence))
     }
 
-    /// Appends events of one or more accounts in one transaction: all or none. Fails with
-    /// `StoreError::Conflict` when any (account, sequence) already exists.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+    /// Appends events of one or more accounts in one transaction: all or none, and returns the
+    /// position each event took, in order. Fails with `StoreError::Conflict` when any (account,
+    /// sequence) already exists.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<LogPosition>> {
         dispatch!(self.append(events))
     }
 
     /// Up to `limit` events after `after` in the global order. Never returns an event while an
     /// earlier one may still commit, so a reader that resumes from the last position it saw
-    /// misses nothing.
+    /// misses nothing; no other transaction on the server holds it back.
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
         dispatch!(self.read_log(after, limit))
     }

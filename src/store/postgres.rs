@@ -202,19 +202,21 @@ impl PostgresStore {
 
     /// One multi-row INSERT per batch: postgres-es issues one statement per event, which costs a
     /// round trip each and dominated append time under load.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<LogPosition>> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
         let sequences: Vec<i64> = events.iter().map(|e| sequence_to_i64(e.sequence)).collect();
         let payloads = column(|e| e.payload.to_string());
         let metadata = column(|e| e.metadata.to_string());
-        let result = sqlx::query(
+        // The trigger `events_global_position` gives each row its position (migration 0007).
+        let result = sqlx::query_as::<_, (String, String, i64, i64)>(
             "INSERT INTO events
                  (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[]::json[], $7::text[]::json[])",
+                                  $6::text[]::json[], $7::text[]::json[])
+             RETURNING aggregate_type, aggregate_id, sequence, global_seq",
         )
         .bind(column(|e| e.aggregate_type.clone()))
         .bind(column(|e| e.aggregate_id.clone()))
@@ -223,10 +225,10 @@ impl PostgresStore {
         .bind(column(|e| e.event_version.clone()))
         .bind(payloads)
         .bind(metadata)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(rows) => positions_in_order(events, rows),
             Err(sqlx::Error::Database(error))
                 if error.code().as_deref() == Some(UNIQUE_VIOLATION) =>
             {
@@ -236,17 +238,17 @@ impl PostgresStore {
         }
     }
 
+    /// Reads in plain `global_seq` order: appends take their positions under one lock held until
+    /// they commit (migration 0007), so nothing below a visible position can still appear.
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
         let rows = sqlx::query(
-            "SELECT tx_id::text::bigint AS tx, global_seq, aggregate_type, aggregate_id, sequence,
+            "SELECT global_seq, aggregate_type, aggregate_id, sequence,
                     event_type, event_version, payload, metadata
                FROM events
-              WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
-                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY tx_id, global_seq
-              LIMIT $3",
+              WHERE global_seq > $1
+              ORDER BY global_seq
+              LIMIT $2",
         )
-        .bind(after.tx_id.to_string())
         .bind(after.global_seq)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -292,16 +294,14 @@ impl PostgresStore {
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        let row = sqlx::query("SELECT tx_id, global_seq FROM checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| LogPosition {
-                tx_id: row.get("tx_id"),
-                global_seq: row.get("global_seq"),
-            })
-            .unwrap_or_default())
+        let global_seq: Option<i64> =
+            sqlx::query_scalar("SELECT global_seq FROM checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(LogPosition {
+            global_seq: global_seq.unwrap_or_default(),
+        })
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
@@ -593,12 +593,10 @@ pub(super) async fn save_checkpoint_with<'e>(
     position: LogPosition,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = EXCLUDED.tx_id, global_seq = EXCLUDED.global_seq, updated_at = now()",
+        "INSERT INTO checkpoints (name, global_seq) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET global_seq = EXCLUDED.global_seq, updated_at = now()",
     )
     .bind(name)
-    .bind(position.tx_id)
     .bind(position.global_seq)
     .execute(executor)
     .await?;
@@ -667,7 +665,6 @@ fn logged_event(row: &PgRow) -> Result<LoggedEvent> {
     let sequence: i64 = row.try_get("sequence")?;
     Ok(LoggedEvent {
         position: LogPosition {
-            tx_id: row.try_get("tx")?,
             global_seq: row.try_get("global_seq")?,
         },
         event: SerializedEvent {
@@ -680,6 +677,38 @@ fn logged_event(row: &PgRow) -> Result<LoggedEvent> {
             metadata: row.try_get("metadata")?,
         },
     })
+}
+
+/// The position each of `events` took, in their order, from the rows the insert returned (whose
+/// order SQL does not promise).
+fn positions_in_order(
+    events: &[SerializedEvent],
+    rows: Vec<(String, String, i64, i64)>,
+) -> Result<Vec<LogPosition>> {
+    let taken: std::collections::HashMap<(String, String, i64), i64> = rows
+        .into_iter()
+        .map(|(aggregate_type, aggregate_id, sequence, global_seq)| {
+            ((aggregate_type, aggregate_id, sequence), global_seq)
+        })
+        .collect();
+    events
+        .iter()
+        .map(|event| {
+            let key = (
+                event.aggregate_type.clone(),
+                event.aggregate_id.clone(),
+                sequence_to_i64(event.sequence),
+            );
+            taken
+                .get(&key)
+                .map(|&global_seq| LogPosition { global_seq })
+                .ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::Protocol(
+                        "an appended event came back without its position".into(),
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// Sequences are per-account counts; an account would need 2^63 events to overflow.

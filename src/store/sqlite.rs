@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
-use cqrs_es::Aggregate;
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -19,6 +18,7 @@ use tokio::sync::Mutex;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
+use super::postgres::sequence_to_i64;
 use super::users::{
     ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
     ACTIVE_CREDENTIAL_DIGESTS,
@@ -189,22 +189,48 @@ impl SqliteStore {
 
     /// sqlite-es writes every event of the batch in one transaction; a primary-key clash (another
     /// writer got there first) comes back as an optimistic-lock error.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
+    /// One transaction for the whole batch; the trigger `events_global_order` numbers the rows
+    /// in insertion order, and SQLite's single writer keeps one transaction's positions together.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<LogPosition>> {
         let _writing = self.writer.lock().await;
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        // sqlite-es stamps every row with `A::TYPE`, not the event's own aggregate type: one batch
-        // holds one aggregate type (the committer batches only accounts).
-        let aggregate_type = events[0].aggregate_type.as_str();
-        if events.iter().any(|e| e.aggregate_type != aggregate_type) {
-            return Err(StoreError::MixedBatch);
+        let mut tx = self.pool.begin().await?;
+        // 7 bound values a row: well under SQLite's 32,766 variables per statement.
+        for chunk in events.chunks(1_000) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(&event.aggregate_type)
+                    .push_bind(&event.aggregate_id)
+                    .push_bind(sequence_to_i64(event.sequence))
+                    .push_bind(&event.event_type)
+                    .push_bind(&event.event_version)
+                    .push_bind(event.payload.to_string())
+                    .push_bind(event.metadata.to_string());
+            });
+            match insert.build().execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                    return Err(StoreError::Conflict);
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        if aggregate_type == EmergencyStop::TYPE {
-            Ok(self.events.persist::<EmergencyStop>(events, None).await?)
-        } else {
-            Ok(self.events.persist::<TradingAccount>(events, None).await?)
-        }
+        let last: i64 = sqlx::query_scalar("SELECT max(position) FROM event_log")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut positions: Vec<LogPosition> =
+            std::iter::successors(Some(last), |global_seq| Some(global_seq - 1))
+                .take(events.len())
+                .map(|global_seq| LogPosition { global_seq })
+                .collect();
+        positions.reverse();
+        Ok(positions)
     }
 
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
@@ -266,16 +292,14 @@ impl SqliteStore {
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        let row = sqlx::query("SELECT tx_id, global_seq FROM checkpoints WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| LogPosition {
-                tx_id: row.get("tx_id"),
-                global_seq: row.get("global_seq"),
-            })
-            .unwrap_or_default())
+        let global_seq: Option<i64> =
+            sqlx::query_scalar("SELECT global_seq FROM checkpoints WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(LogPosition {
+            global_seq: global_seq.unwrap_or_default(),
+        })
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
@@ -558,7 +582,6 @@ fn logged_event(row: &SqliteRow) -> Result<LoggedEvent> {
     };
     Ok(LoggedEvent {
         position: LogPosition {
-            tx_id: 0,
             global_seq: row.try_get("position")?,
         },
         event: SerializedEvent {
@@ -581,13 +604,12 @@ pub(super) async fn save_checkpoint_with<'e>(
     position: LogPosition,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
+        "INSERT INTO checkpoints (name, global_seq) VALUES (?, ?)
          ON CONFLICT (name) DO UPDATE
-            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
+            SET global_seq = excluded.global_seq,
                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     )
     .bind(name)
-    .bind(position.tx_id)
     .bind(position.global_seq)
     .execute(executor)
     .await?;

@@ -41,13 +41,11 @@ impl PageWriter for PgWriter {
         // A concurrent writer's UPDATE of the same row waits for this transaction, then
         // re-checks the WHERE against what it committed: it matches no more.
         let moved = sqlx::query(
-            "UPDATE checkpoints SET tx_id = $4, global_seq = $5, updated_at = now()
-              WHERE name = $1 AND tx_id = $2 AND global_seq = $3",
+            "UPDATE checkpoints SET global_seq = $3, updated_at = now()
+              WHERE name = $1 AND global_seq = $2",
         )
         .bind(name)
-        .bind(from.tx_id)
         .bind(from.global_seq)
-        .bind(to.tx_id)
         .bind(to.global_seq)
         .execute(&mut *self.0)
         .await?;
@@ -59,11 +57,10 @@ impl PageWriter for PgWriter {
         }
         // A first page: the row does not exist yet (or another writer is creating it).
         let created = sqlx::query(
-            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
+            "INSERT INTO checkpoints (name, global_seq) VALUES ($1, $2)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(to.tx_id)
         .bind(to.global_seq)
         .execute(&mut *self.0)
         .await?;
@@ -275,8 +272,8 @@ pub(super) async fn reset(
         .execute(&mut *transaction)
         .await?;
     sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, 0, 0)
-         ON CONFLICT (name) DO UPDATE SET tx_id = 0, global_seq = 0, updated_at = now()",
+        "INSERT INTO checkpoints (name, global_seq) VALUES ($1, 0)
+         ON CONFLICT (name) DO UPDATE SET global_seq = 0, updated_at = now()",
     )
     .bind(tables.checkpoint_name(projection))
     .execute(&mut *transaction)
@@ -295,14 +292,13 @@ pub(super) async fn rows(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *transaction)
         .await?;
-    let checkpoint = sqlx::query_as::<_, (i64, i64)>(
-        "SELECT tx_id, global_seq FROM checkpoints WHERE name = $1",
-    )
-    .bind(tables.checkpoint_name(projection))
-    .fetch_optional(&mut *transaction)
-    .await?
-    .map(|(tx_id, global_seq)| LogPosition { tx_id, global_seq })
-    .unwrap_or_default();
+    let checkpoint = LogPosition {
+        global_seq: sqlx::query_scalar("SELECT global_seq FROM checkpoints WHERE name = $1")
+            .bind(tables.checkpoint_name(projection))
+            .fetch_optional(&mut *transaction)
+            .await?
+            .unwrap_or_default(),
+    };
     let rows = sqlx::query(&format!(
         "SELECT {} FROM {}",
         columns_of(projection),
@@ -315,15 +311,12 @@ pub(super) async fn rows(
 }
 
 pub(super) async fn count_after(store: &PostgresStore, position: LogPosition) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM events
-          WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
-            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE global_seq > $1")
+            .bind(position.global_seq)
+            .fetch_one(store.pool())
+            .await?,
     )
-    .bind(position.tx_id.to_string())
-    .bind(position.global_seq)
-    .fetch_one(store.pool())
-    .await?)
 }
 
 pub(super) async fn account_positions(

@@ -42,14 +42,12 @@ impl PageWriter for SqliteWriter {
         // The first statement writes, so the transaction holds SQLite's write lock from here on:
         // another process's page waits (busy timeout), then finds the checkpoint moved.
         let moved = sqlx::query(
-            "UPDATE checkpoints SET tx_id = ?, global_seq = ?,
+            "UPDATE checkpoints SET global_seq = ?,
                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-              WHERE name = ? AND tx_id = ? AND global_seq = ?",
+              WHERE name = ? AND global_seq = ?",
         )
-        .bind(to.tx_id)
         .bind(to.global_seq)
         .bind(name)
-        .bind(from.tx_id)
         .bind(from.global_seq)
         .execute(&mut *self.0)
         .await?;
@@ -60,11 +58,10 @@ impl PageWriter for SqliteWriter {
             return Ok(false);
         }
         let created = sqlx::query(
-            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
+            "INSERT INTO checkpoints (name, global_seq) VALUES (?, ?)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(to.tx_id)
         .bind(to.global_seq)
         .execute(&mut *self.0)
         .await?;
@@ -255,8 +252,8 @@ pub(super) async fn reset(
         .execute(&mut *transaction)
         .await?;
     sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, 0, 0)
-         ON CONFLICT (name) DO UPDATE SET tx_id = 0, global_seq = 0,
+        "INSERT INTO checkpoints (name, global_seq) VALUES (?, 0)
+         ON CONFLICT (name) DO UPDATE SET global_seq = 0,
                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     )
     .bind(tables.checkpoint_name(projection))
@@ -273,13 +270,13 @@ pub(super) async fn rows(
 ) -> Result<(LogPosition, ReadModels)> {
     // Under WAL a read transaction sees one snapshot from its first read on.
     let mut transaction = store.pool().begin().await?;
-    let checkpoint =
-        sqlx::query_as::<_, (i64, i64)>("SELECT tx_id, global_seq FROM checkpoints WHERE name = ?")
+    let checkpoint = LogPosition {
+        global_seq: sqlx::query_scalar("SELECT global_seq FROM checkpoints WHERE name = ?")
             .bind(tables.checkpoint_name(projection))
             .fetch_optional(&mut *transaction)
             .await?
-            .map(|(tx_id, global_seq)| LogPosition { tx_id, global_seq })
-            .unwrap_or_default();
+            .unwrap_or_default(),
+    };
     let rows = sqlx::query(&format!(
         "SELECT {} FROM {}",
         columns_of(projection),
