@@ -24,8 +24,9 @@ use aggregates::{
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
 pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, RecordedEvent};
+pub use self::committer::CommitError;
 pub use self::committer::CommittedBatch;
-use self::committer::{CommitError, Committer};
+use self::committer::Committer;
 use crate::store::{Snapshot, Store, StoreError};
 
 /// A snapshot is stored once an account has this many events (up to twice this, see
@@ -65,15 +66,17 @@ pub enum LedgerError {
     #[error("the account kept changing under concurrent writers; nothing was written")]
     Contended,
     #[error("the ledger could not record the events: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// The group committer failed the append (shared by every request of its batch).
+    #[error("the ledger could not record the events: {0}")]
+    Commit(#[from] CommitError),
+    #[error("the events could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error(transparent)]
     Decode(#[from] DecodeError),
-}
-
-impl From<StoreError> for LedgerError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error.to_string())
-    }
+    /// The task carrying the command stopped before answering (a panic or a shutdown).
+    #[error("the command's task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What a command appended.
@@ -167,8 +170,7 @@ impl Ledger {
                     events,
                 });
             }
-            let serialized = encode(account_id, account.version + 1, &events, context)
-                .map_err(|error| LedgerError::Store(error.to_string()))?;
+            let serialized = encode(account_id, account.version + 1, &events, context)?;
             match self.inner.committer.append(serialized).await {
                 Ok(()) => {
                     for event in &events {
@@ -196,7 +198,7 @@ impl Ledger {
                 Err(error) => {
                     // The append may or may not have landed: forget the cached state.
                     *slot = None;
-                    return Err(LedgerError::Store(error.to_string()));
+                    return Err(error.into());
                 }
             }
         }
