@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::process::{Child, Command};
 
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::app::open_store;
 use ledgerhook::execution::CHECKPOINT_NAME;
 use ledgerhook::store::Store;
@@ -302,7 +303,7 @@ async fn drive(
     open.neighbours = neighbours.seen.clone();
     closed.neighbours = neighbours.seen;
     phases.extend([open, closed]);
-    let paper_orders = store.count_paper_orders().await?;
+    let paper_orders = PaperBook::of(&store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }
@@ -374,7 +375,7 @@ async fn guess_flood(
     flood.counted(middle, after, Some(guesses));
     flood.saga_drain = drain(store).await?;
     phases.extend([real, flood]);
-    let paper_orders = store.count_paper_orders().await?;
+    let paper_orders = PaperBook::of(&store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }

@@ -4,15 +4,67 @@
 //!
 //! Architecture invariant: only this module writes SQL.
 
+/// Runs `$body` with `$pool` bound to the store's pool, instantiated once per dialect: one
+/// statement text (sqlx binds `$N` on SQLite too) and one decoder serve both. For reads.
+/// `$db`, when named, is the dialect's `sqlx::Database` (for a `QueryBuilder`).
+macro_rules! reading {
+    ($store:expr, $pool:ident => $body:expr) => {
+        $crate::store::reading!($store, $pool, _Db => $body)
+    };
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                let $pool = store.pool();
+                $body
+            }
+            $crate::store::Store::Sqlite(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                let $pool = store.pool();
+                $body
+            }
+        }
+    };
+}
+
+/// Like `reading!`, for writes: on SQLite `$body` runs in its turn on this process's one writer
+/// queue (`SqliteStore::lock_writer`). Every SQLite write of the service goes through here.
+macro_rules! writing {
+    ($store:expr, $pool:ident => $body:expr) => {
+        $crate::store::writing!($store, $pool, _Db => $body)
+    };
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                let $pool = store.pool();
+                $body
+            }
+            $crate::store::Store::Sqlite(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                let _turn = store.lock_writer().await;
+                let $pool = store.pool();
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {reading, writing};
+
 mod audit;
 mod audit_queries;
+pub(crate) mod decode;
 mod postgres;
 mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
 
-use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
 pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
@@ -23,8 +75,8 @@ pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
-    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
-    CREDENTIALS_CHANGED_CHANNEL,
+    ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,
+    WebhookDigests, CREDENTIALS_CHANGED_CHANNEL,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +88,9 @@ pub enum StoreError {
     /// one being recorded: someone else wrote one (see `Store::insert_audit_checkpoint`).
     #[error("a different audit checkpoint is already recorded at position {0}")]
     AuditCheckpointConflict(i64),
+    /// A stored value out of range or unreadable (never replaced by a default).
+    #[error("the store holds an unreadable {what}: {value}")]
+    Decode { what: &'static str, value: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -119,20 +174,6 @@ pub struct Snapshot {
     pub state: serde_json::Value,
 }
 
-/// An order as the paper exchange booked it. Amounts are decimal strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaperOrder {
-    pub client_order_id: String,
-    pub account_id: String,
-    pub market: String,
-    pub side: String,
-    pub size: String,
-    pub price: String,
-    pub fee: String,
-    pub exchange_order_id: String,
-    pub placed_at: DateTime<Utc>,
-}
-
 /// The two supported stores behind one set of operations.
 #[derive(Clone)]
 pub enum Store {
@@ -159,6 +200,11 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// Users and staff, their credentials' digests, and the record of compliance reads.
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials { store: self }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -258,116 +304,6 @@ impl Store {
 
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
         dispatch!(self.save_checkpoint(name, position))
-    }
-
-    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
-        dispatch!(self.insert_user(user))
-    }
-
-    /// Every active user's credential digests, at most `limit` of them.
-    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
-        dispatch!(self.active_credential_digests(limit))
-    }
-
-    /// SQLite: a number that changes with every change to `users` by any process. PostgreSQL
-    /// announces changes instead (`CREDENTIALS_CHANGED_CHANNEL`): `None`, no query.
-    pub async fn credentials_version(&self) -> Result<Option<i64>> {
-        match self {
-            Store::Postgres(_) => Ok(None),
-            Store::Sqlite(store) => Ok(Some(store.credentials_version().await?)),
-        }
-    }
-
-    /// PostgreSQL: credential changes made through this store in this process, counted as they
-    /// return (before their announcement comes back). SQLite: 0 (see `credentials_version`).
-    pub fn local_credential_changes(&self) -> u64 {
-        match self {
-            Store::Postgres(store) => store.local_credential_changes(),
-            Store::Sqlite(_) => 0,
-        }
-    }
-
-    /// The active user whose webhook token has this SHA-256.
-    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        dispatch!(self.active_user_by_token_sha256(digest))
-    }
-
-    /// The active user whose API key has this SHA-256.
-    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        dispatch!(self.active_user_by_api_key_sha256(digest))
-    }
-
-    /// The active user with this webhook uuid, and the digest its secret must match.
-    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
-        dispatch!(self.active_user_by_webhook_uuid(uuid))
-    }
-
-    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
-        dispatch!(self.user_profile(user_id))
-    }
-
-    /// Replaces the token, uuid and secret at once; `false` if there is no such user. On
-    /// PostgreSQL the change is announced on `CREDENTIALS_CHANGED_CHANNEL` as it commits.
-    pub async fn replace_webhook_credentials(
-        &self,
-        user_id: &str,
-        webhook: &WebhookDigests,
-    ) -> Result<bool> {
-        dispatch!(self.replace_webhook_credentials(user_id, webhook))
-    }
-
-    /// Replaces the API key; `false` if there is no such user. Announced like the above.
-    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
-        dispatch!(self.replace_api_key(user_id, api_key_sha256))
-    }
-
-    /// Marks the user disabled (kept at the first time if already); `false` if there is no such
-    /// user. Announced like the above.
-    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
-        dispatch!(self.disable_user(user_id, at))
-    }
-
-    /// Sets (or, with `None`, clears) the user's rate limit; `false` if there is no such user.
-    /// Announced like the above, since the authenticated user carries it.
-    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
-        dispatch!(self.set_rate_limit(user_id, limit))
-    }
-
-    /// A listener for credential changes made by any process: `None` on SQLite, which has no
-    /// announcements (see `SqliteStore::replace_webhook_credentials`).
-    pub async fn listen_for_credential_changes(&self) -> Result<Option<CredentialListener>> {
-        match self {
-            Store::Postgres(store) => Ok(Some(store.listen_for_credential_changes().await?)),
-            Store::Sqlite(_) => Ok(None),
-        }
-    }
-
-    pub async fn count_users(&self) -> Result<i64> {
-        dispatch!(self.count_users())
-    }
-
-    /// Books `order` unless its client order id is already booked; returns what is booked.
-    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        self.book_paper_orders(std::slice::from_ref(order))
-            .await?
-            .pop()
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
-    }
-
-    /// Books many orders in one transaction, each as `book_paper_order` would.
-    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
-        if orders.is_empty() {
-            return Ok(Vec::new());
-        }
-        dispatch!(self.book_paper_orders(orders))
-    }
-
-    pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
-        dispatch!(self.paper_order(client_order_id))
-    }
-
-    pub async fn count_paper_orders(&self) -> Result<i64> {
-        dispatch!(self.count_paper_orders())
     }
 
     /// Tries to become the one holder of `name` among every process sharing the store, so that a

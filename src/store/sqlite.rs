@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use cqrs_es::Aggregate;
 use sqlite_es::SqliteEventRepository;
@@ -19,11 +18,7 @@ use tokio::sync::Mutex;
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
-use super::users::{
-    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
-    ACTIVE_CREDENTIAL_DIGESTS,
-};
-use super::{LogPosition, LoggedEvent, PaperOrder, Result, Snapshot, StoreError};
+use super::{LogPosition, LoggedEvent, Result, Snapshot, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -282,225 +277,6 @@ impl SqliteStore {
         let _writing = self.writer.lock().await;
         save_checkpoint_with(&self.pool, name, position).await
     }
-
-    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
-        let _writing = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
-                                webhook_secret_sha256, api_key_sha256, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&user.user_id)
-        .bind(&user.display_name)
-        .bind(&user.webhook.webhook_token_sha256)
-        .bind(&user.webhook.webhook_uuid)
-        .bind(&user.webhook.webhook_secret_sha256)
-        .bind(&user.api_key_sha256)
-        .bind(user.created_at.to_rfc3339())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Every active user's credential digests, at most `limit` of them.
-    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
-        let rows = sqlx::query(ACTIVE_CREDENTIAL_DIGESTS)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(CredentialDigests::from_row)
-            .collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// Bumped by a trigger on every change to `users`, by any process (migration 0007): one row
-    /// to read to learn whether the credentials changed.
-    pub async fn credentials_version(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT version FROM credentials_version WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?
-                .unwrap_or_default(),
-        )
-    }
-
-    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTIVE_USER_COLUMNS} FROM users
-              WHERE webhook_token_sha256 = ? AND disabled_at IS NULL"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(active_user).transpose()
-    }
-
-    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTIVE_USER_COLUMNS} FROM users
-              WHERE api_key_sha256 = ? AND disabled_at IS NULL"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(active_user).transpose()
-    }
-
-    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTIVE_USER_COLUMNS}, webhook_secret_sha256 FROM users
-              WHERE webhook_uuid = ? AND disabled_at IS NULL"
-        ))
-        .bind(uuid)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| -> Result<TwoFactorUser> {
-            Ok(TwoFactorUser {
-                user: active_user(&row)?,
-                webhook_secret_sha256: row.try_get("webhook_secret_sha256")?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
-        let row = sqlx::query(
-            "SELECT user_id, display_name, webhook_uuid, disabled_at, rate_limit_requests,
-                    rate_limit_window_seconds
-               FROM users WHERE user_id = ?",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| -> Result<UserProfile> {
-            let disabled_at: Option<String> = row.try_get("disabled_at")?;
-            Ok(UserProfile {
-                user_id: row.try_get("user_id")?,
-                display_name: row.try_get("display_name")?,
-                webhook_uuid: row.try_get("webhook_uuid")?,
-                disabled_at: disabled_at.as_deref().map(parse_time).transpose()?,
-                rate_limit: rate_limit(&row)?,
-            })
-        })
-        .transpose()
-    }
-
-    // No announcement here: the embedded store has one service process, and its authenticator
-    // remembers no user; its index of known credentials rereads `credentials_version` (bumped by
-    // trigger) before refusing a credential it does not know, so it sees this change (also one
-    // made by the CLI) in time.
-
-    pub async fn replace_webhook_credentials(
-        &self,
-        user_id: &str,
-        webhook: &WebhookDigests,
-    ) -> Result<bool> {
-        let _writing = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE users SET webhook_token_sha256 = ?, webhook_uuid = ?, webhook_secret_sha256 = ?
-              WHERE user_id = ?",
-        )
-        .bind(&webhook.webhook_token_sha256)
-        .bind(&webhook.webhook_uuid)
-        .bind(&webhook.webhook_secret_sha256)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
-        let _writing = self.writer.lock().await;
-        let done = sqlx::query("UPDATE users SET api_key_sha256 = ? WHERE user_id = ?")
-            .bind(api_key_sha256)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
-        let _writing = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE user_id = ?",
-        )
-        .bind(at.to_rfc3339())
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
-        let _writing = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE users SET rate_limit_requests = ?, rate_limit_window_seconds = ?
-              WHERE user_id = ?",
-        )
-        .bind(limit.map(|l| i64::from(l.requests)))
-        .bind(limit.map(|l| i64::from(l.window_seconds)))
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn count_users(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// Books every order in one transaction; each comes back as booked, which for a client order
-    /// id seen before is the first booking.
-    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
-        let _writing = self.writer.lock().await;
-        let mut transaction = self.pool.begin().await?;
-        for order in orders {
-            sqlx::query(
-                "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price,
-                                           fee, exchange_order_id, placed_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (client_order_id) DO NOTHING",
-            )
-            .bind(&order.client_order_id)
-            .bind(&order.account_id)
-            .bind(&order.market)
-            .bind(&order.side)
-            .bind(&order.size)
-            .bind(&order.price)
-            .bind(&order.fee)
-            .bind(&order.exchange_order_id)
-            .bind(order.placed_at.to_rfc3339())
-            .execute(&mut *transaction)
-            .await?;
-        }
-        let mut booked = Vec::with_capacity(orders.len());
-        for order in orders {
-            let row = sqlx::query("SELECT * FROM paper_orders WHERE client_order_id = ?")
-                .bind(&order.client_order_id)
-                .fetch_one(&mut *transaction)
-                .await?;
-            booked.push(paper_order_row(&row)?);
-        }
-        transaction.commit().await?;
-        Ok(booked)
-    }
-
-    pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
-        let row = sqlx::query("SELECT * FROM paper_orders WHERE client_order_id = ?")
-            .bind(client_order_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(paper_order_row).transpose()
-    }
-
-    pub async fn count_paper_orders(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM paper_orders")
-            .fetch_one(&self.pool)
-            .await?)
-    }
 }
 
 /// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
@@ -521,27 +297,6 @@ fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
-}
-
-const ACTIVE_USER_COLUMNS: &str = "user_id, rate_limit_requests, rate_limit_window_seconds";
-
-fn active_user(row: &SqliteRow) -> Result<ActiveUser> {
-    Ok(ActiveUser {
-        user_id: row.try_get("user_id")?,
-        rate_limit: rate_limit(row)?,
-    })
-}
-
-fn rate_limit(row: &SqliteRow) -> Result<Option<RateLimit>> {
-    Ok(RateLimit::from_columns(
-        row.try_get("rate_limit_requests")?,
-        row.try_get("rate_limit_window_seconds")?,
-    ))
-}
 
 fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text)
@@ -594,17 +349,3 @@ pub(super) async fn save_checkpoint_with<'e>(
     Ok(())
 }
 
-fn paper_order_row(row: &SqliteRow) -> Result<PaperOrder> {
-    let placed_at: String = row.try_get("placed_at")?;
-    Ok(PaperOrder {
-        client_order_id: row.try_get("client_order_id")?,
-        account_id: row.try_get("account_id")?,
-        market: row.try_get("market")?,
-        side: row.try_get("side")?,
-        size: row.try_get("size")?,
-        price: row.try_get("price")?,
-        fee: row.try_get("fee")?,
-        exchange_order_id: row.try_get("exchange_order_id")?,
-        placed_at: parse_time(&placed_at)?,
-    })
-}

@@ -15,7 +15,8 @@ use aggregates::{
 };
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
-use ledgerhook::store::{LogPosition, PaperOrder, Store, StoreError};
+use ledgerhook::exchange::{PaperBook, PaperOrder};
+use ledgerhook::store::{LogPosition, Store, StoreError};
 
 use crate::on_both_stores;
 use crate::support::eventually;
@@ -382,9 +383,8 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         exchange_order_id: "paper-lh-1".into(),
         placed_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     };
-    let first = store.book_paper_order(&order).await.expect("book");
-    let again = store
-        .book_paper_order(&PaperOrder {
+    let first = PaperBook::of(&store).book(&order).await.expect("book");
+    let again = PaperBook::of(&store).book(&PaperOrder {
             price: "99999".into(),
             ..order.clone()
         })
@@ -392,7 +392,7 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         .expect("book again");
     assert_eq!(first, order);
     assert_eq!(again, order, "the second booking returns the first order");
-    assert_eq!(store.count_paper_orders().await.expect("count"), 1);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 1);
 
     // A batch mixing new and known client ids answers each, in order, as booked.
     let new_one = PaperOrder {
@@ -404,12 +404,11 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         price: "1".into(),
         ..order.clone()
     };
-    let batch = store
-        .book_paper_orders(&[new_one.clone(), repriced_known])
+    let batch = PaperBook::of(&store).book_all(&[new_one.clone(), repriced_known])
         .await
         .expect("book a batch");
     assert_eq!(batch, [new_one, order]);
-    assert_eq!(store.count_paper_orders().await.expect("count"), 2);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 2);
 }
 on_both_stores!(the_paper_book_keeps_one_order_per_client_id);
 
