@@ -36,8 +36,8 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::process::{Child, Command};
 
-use ledgerhook::exchange::PaperBook;
 use ledgerhook::app::open_store;
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::execution::CHECKPOINT_NAME;
 use ledgerhook::store::Store;
 

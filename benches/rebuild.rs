@@ -127,7 +127,8 @@ async fn measure(
         // The runner alone, at a chosen page size, into the rebuild copy.
         for projection in Projection::ALL {
             store
-                .reset_projection(TableSet::Rebuild, projection)
+                .read_models()
+                .reset(TableSet::Rebuild, projection)
                 .await?;
         }
         let started = Instant::now();

@@ -167,7 +167,7 @@ impl<'a> Walk<'a> {
         // their checkpoints, so the walk must reach everything these name. A running writer may
         // add more meanwhile; that is checked next time.
         let chained_to = store.checkpoint(CHECKPOINT_NAME).await?;
-        let protected_to = store.last_audit_checkpoint().await?;
+        let protected_to = store.audit().last_checkpoint().await?;
         let mut published = options.published.clone();
         published.sort_by_key(|p| p.position);
         Ok(Walk {
@@ -210,7 +210,8 @@ impl<'a> Walk<'a> {
         loop {
             let page = self
                 .store
-                .read_audit(self.report.head_position, PAGE_SIZE)
+                .audit()
+                .read(self.report.head_position, PAGE_SIZE)
                 .await?;
             if page.is_empty() {
                 return Ok(None);
@@ -486,7 +487,8 @@ impl Checkpoints {
     ) -> Result<Option<AuditCheckpoint>, StoreError> {
         if self.buffered.is_empty() && !self.exhausted {
             let page = store
-                .read_audit_checkpoints(self.read_to, PAGE_SIZE)
+                .audit()
+                .read_checkpoints(self.read_to, PAGE_SIZE)
                 .await?;
             self.exhausted = page.len() < usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
             if let Some(last) = page.last() {

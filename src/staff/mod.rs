@@ -102,7 +102,8 @@ pub async fn create_staff(
         api_key: generate_staff_key(),
     };
     store
-        .credentials().insert_staff(&NewStaff {
+        .credentials()
+        .insert_staff(&NewStaff {
             staff_id: issued.staff_id.clone(),
             display_name: display_name.to_owned(),
             role: role.as_str().to_owned(),
@@ -137,7 +138,8 @@ pub async fn authenticate_api_key(
         return Ok(None);
     }
     let found = store
-        .credentials().active_staff_by_api_key_sha256(&staff_key_digest(api_key))
+        .credentials()
+        .active_staff_by_api_key_sha256(&staff_key_digest(api_key))
         .await?;
     Ok(found.and_then(|staff| member(staff, StaffProof::ApiKey)))
 }
@@ -162,7 +164,8 @@ pub async fn record_read(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     store
-        .credentials().record_compliance_read(&ComplianceRead {
+        .credentials()
+        .record_compliance_read(&ComplianceRead {
             staff_id: staff.staff_id.clone(),
             endpoint: endpoint.to_owned(),
             filter,

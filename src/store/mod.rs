@@ -67,11 +67,11 @@ mod users;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 
-pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
+pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
 pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
-pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
+pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
@@ -207,6 +207,16 @@ impl Store {
         Credentials { store: self }
     }
 
+    /// The audit trail: the hash chain, its checkpoints, and the compliance reads of it.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { store: self }
+    }
+
+    /// The trader's read models: rows by key, pages written with their checkpoints.
+    pub fn read_models(&self) -> ReadModelTables<'_> {
+        ReadModelTables { store: self }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",
@@ -289,6 +299,11 @@ impl Store {
         dispatch!(self.read_log(after, limit))
     }
 
+    /// How many events the log holds after `position` (what a reader there has still to read).
+    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
+        dispatch!(self.count_log_after(position))
+    }
+
     pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
         dispatch!(self.snapshot(account_id))
     }
@@ -314,6 +329,25 @@ impl Store {
             // An embedded store belongs to one process.
             Store::Sqlite(_) => Ok(Some(Lease::Embedded)),
         }
+    }
+}
+
+/// Moves a reader's checkpoint (binds: name, tx_id, global_seq), as part of the transaction
+/// that writes the reader's rows, so rows and checkpoint commit together.
+fn save_checkpoint_sql(store: &Store) -> String {
+    let now = now_sql(store);
+    format!(
+        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE
+            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq, updated_at = {now}"
+    )
+}
+
+/// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).
+fn now_sql(store: &Store) -> &'static str {
+    match store {
+        Store::Postgres(_) => "now()",
+        Store::Sqlite(_) => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     }
 }
 

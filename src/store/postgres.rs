@@ -250,6 +250,18 @@ impl PostgresStore {
         rows.iter().map(logged_event).collect()
     }
 
+    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM events
+              WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
+                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .bind(position.tx_id.to_string())
+        .bind(position.global_seq)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
         let row = sqlx::query(
             "SELECT version, state_version, state FROM account_snapshots WHERE account_id = $1",
@@ -363,7 +375,6 @@ pub(super) async fn save_checkpoint_with<'e>(
     .await?;
     Ok(())
 }
-
 
 /// Announcements of credential changes, on a connection of its own.
 pub struct CredentialListener {

@@ -221,6 +221,15 @@ impl SqliteStore {
         rows.iter().map(logged_event).collect()
     }
 
+    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM event_log WHERE position > ?")
+                .bind(position.global_seq)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
         let row = sqlx::query(
             "SELECT version, state_version, state FROM account_snapshots WHERE account_id = ?",
@@ -297,7 +306,6 @@ fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-
 fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text)
         .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
@@ -348,4 +356,3 @@ pub(super) async fn save_checkpoint_with<'e>(
     .await?;
     Ok(())
 }
-

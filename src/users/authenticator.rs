@@ -274,7 +274,11 @@ impl Authenticator {
         // A lookup by the digest of a 256-bit random value: the index compares digests, and
         // timing that reveals something about a digest reveals nothing about a token.
         let found = self
-            .counted(self.store.credentials().active_user_by_token_sha256(&digest))
+            .counted(
+                self.store
+                    .credentials()
+                    .active_user_by_token_sha256(&digest),
+            )
             .await?;
         let user = found.map(|user| AuthenticatedUser::new(user, Scheme::WebhookToken));
         if let Some(user) = &user {
@@ -312,7 +316,8 @@ impl Authenticator {
         let found = self
             .counted(
                 self.store
-                    .credentials().active_user_by_webhook_uuid(&webhook_uuid.to_string()),
+                    .credentials()
+                    .active_user_by_webhook_uuid(&webhook_uuid.to_string()),
             )
             .await?;
         let (expected, user) = match found {
@@ -344,7 +349,11 @@ impl Authenticator {
             return Ok(None);
         }
         let found = self
-            .counted(self.store.credentials().active_user_by_api_key_sha256(&digest))
+            .counted(
+                self.store
+                    .credentials()
+                    .active_user_by_api_key_sha256(&digest),
+            )
             .await?;
         Ok(found.map(|user| AuthenticatedUser::new(user, Scheme::ApiKey)))
     }

@@ -58,7 +58,8 @@ pub(crate) async fn audit_rows(store: &Store) -> Vec<AuditRow> {
     loop {
         let after = rows.last().map_or(0, |row: &AuditRow| row.position);
         let page = store
-            .read_audit(after, 1000)
+            .audit()
+            .read(after, 1000)
             .await
             .expect("the trail reads");
         if page.is_empty() {
@@ -82,7 +83,8 @@ pub(crate) async fn wait_until_settled(
             total += store.load_account(account).await.ok()?.len();
         }
         let head = store
-            .audit_head()
+            .audit()
+            .head()
             .await
             .ok()?
             .map_or(0, |head| head.position);

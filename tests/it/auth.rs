@@ -640,7 +640,7 @@ async fn remembered_credentials_never_outlive_an_announced_change(backend: Backe
 
     // Changes made through the authenticator take effect here before they return.
     authenticator
-        .credentials().set_rate_limit(
+        .set_rate_limit(
             &user.user_id,
             Some(RateLimit {
                 requests: 5,

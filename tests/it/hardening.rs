@@ -64,7 +64,8 @@ async fn audit_rows_of(store: &Store, account: &str) -> Vec<AuditRow> {
     let mut after = 0;
     loop {
         let page = store
-            .read_audit(after, 1000)
+            .audit()
+            .read(after, 1000)
             .await
             .expect("the trail reads");
         let Some(last) = page.last() else {
@@ -273,7 +274,8 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
         staff_writers.spawn(async move {
             let staff_id = format!("staff-{writer}");
             store
-                .credentials().insert_staff(&NewStaff {
+                .credentials()
+                .insert_staff(&NewStaff {
                     staff_id: staff_id.clone(),
                     display_name: staff_id.clone(),
                     role: "compliance".to_owned(),
@@ -283,7 +285,8 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
                 .await?;
             for read in 0..10 {
                 store
-                    .credentials().record_compliance_read(&ComplianceRead {
+                    .credentials()
+                    .record_compliance_read(&ComplianceRead {
                         staff_id: staff_id.clone(),
                         endpoint: "/api/compliance/audit".to_owned(),
                         filter: json!({ "read": read }),
@@ -291,7 +294,11 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
                     })
                     .await?;
             }
-            store.credentials().disable_staff(&staff_id, Utc::now()).await.map(|_| ())
+            store
+                .credentials()
+                .disable_staff(&staff_id, Utc::now())
+                .await
+                .map(|_| ())
         });
     }
     let mut failures = Vec::new();
@@ -305,7 +312,15 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
         done.expect("the appender ran without an error");
     }
     assert_eq!(failures, Vec::<String>::new());
-    assert_eq!(store.credentials().compliance_reads().await.expect("reads").len(), 40);
+    assert_eq!(
+        store
+            .credentials()
+            .compliance_reads()
+            .await
+            .expect("reads")
+            .len(),
+        40
+    );
 }
 on_both_stores!(staff_and_compliance_writes_take_their_turn_among_appends);
 
@@ -341,7 +356,8 @@ async fn sqlite_staff_and_compliance_writes_wait_for_the_one_writer() {
                 "insert_staff" => store.credentials().insert_staff(&staff).await,
                 "record_compliance_read" => store.credentials().record_compliance_read(&read).await,
                 _ => store
-                    .credentials().disable_staff(&staff.staff_id, Utc::now())
+                    .credentials()
+                    .disable_staff(&staff.staff_id, Utc::now())
                     .await
                     .map(|_| ()),
             }
@@ -357,7 +373,10 @@ async fn sqlite_staff_and_compliance_writes_wait_for_the_one_writer() {
             .expect("the write task")
             .unwrap_or_else(|error| panic!("{write}: {error}"));
     }
-    assert_eq!(store.credentials().compliance_reads().await.expect("reads"), [read]);
+    assert_eq!(
+        store.credentials().compliance_reads().await.expect("reads"),
+        [read]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ async fn assert_live_equals_the_fold(store: &Store) -> ReadModels {
         let mut live = Vec::new();
         for projection in Projection::ALL {
             let (at, rows) = store
-                .projection_rows(TableSet::Live, projection)
+                .read_models()
+                .rows(TableSet::Live, projection)
                 .await
                 .expect("the live rows read");
             if at != head {

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use aggregates::{upcasters, ClientOrderId, Market};
-use ledgerhook::exchange::PaperBook;
 use ledgerhook::emergency::EmergencySwitch;
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
 use ledgerhook::execution::ExecutionSaga;
 use ledgerhook::ingest::{Ingest, ReceiptStatus};
@@ -203,7 +203,10 @@ async fn a_lost_answer_is_recovered_by_asking_for_the_client_id(backend: Backend
     let filled = types.iter().filter(|t| *t == "OrderFilled").count();
     assert_eq!(filled, 1, "{types:?}");
     assert!(!types.contains(&"OrderFailed".to_owned()), "{types:?}");
-    assert_eq!(PaperBook::of(&harness.store).count().await.expect("count"), 1);
+    assert_eq!(
+        PaperBook::of(&harness.store).count().await.expect("count"),
+        1
+    );
     harness.stop().await;
 }
 on_both_stores!(a_lost_answer_is_recovered_by_asking_for_the_client_id);

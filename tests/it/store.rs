@@ -14,8 +14,8 @@ use aggregates::{
     SignalId, SignalIntent, TradeInstruction,
 };
 use ledgerhook::emergency::EmergencySwitch;
-use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
 use ledgerhook::exchange::{PaperBook, PaperOrder};
+use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
 use ledgerhook::store::{LogPosition, Store, StoreError};
 
 use crate::on_both_stores;
@@ -384,7 +384,8 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         placed_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     };
     let first = PaperBook::of(&store).book(&order).await.expect("book");
-    let again = PaperBook::of(&store).book(&PaperOrder {
+    let again = PaperBook::of(&store)
+        .book(&PaperOrder {
             price: "99999".into(),
             ..order.clone()
         })
@@ -404,7 +405,8 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         price: "1".into(),
         ..order.clone()
     };
-    let batch = PaperBook::of(&store).book_all(&[new_one.clone(), repriced_known])
+    let batch = PaperBook::of(&store)
+        .book_all(&[new_one.clone(), repriced_known])
         .await
         .expect("book a batch");
     assert_eq!(batch, [new_one, order]);
