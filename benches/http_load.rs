@@ -17,6 +17,11 @@
 //! 127.0.0.2, sends `LOAD_GUESS_RATE` [5000] random well-formed tokens a second. Each phase
 //! reports the service's credential-query counter (`/metrics`) and, on PostgreSQL, the database's
 //! committed + rolled-back transactions (`pg_stat_database`).
+//! `LOAD_MODE=open-transaction` (issue 10, PostgreSQL only): real signals at `LOAD_RATE` [200]
+//! from `LOAD_USERS` [20] accounts for `LOAD_SECONDS` [60], first alone, then while another
+//! database of the same server holds a transaction open (with a transaction id) for the whole
+//! phase. Each phase reports signal-to-fill: from a signal's `received_at` to its `OrderFilled`
+//! being recorded, over every signal received in the phase.
 //! See `benches/README.md`.
 
 mod support;
@@ -126,6 +131,8 @@ struct Config {
     users: usize,
     /// `LOAD_MODE=guess-flood`: random-token requests per second beside the real signals.
     guess_rate: Option<f64>,
+    /// `LOAD_MODE=open-transaction`.
+    open_transaction: bool,
 }
 
 /// Between two phases' reads of the database's transaction counters: PostgreSQL's backends
@@ -174,25 +181,35 @@ impl Config {
             .ok()
             .filter(|url| url.starts_with("postgres"))
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let flood = match std::env::var("LOAD_MODE").as_deref() {
-            Err(_) | Ok("") | Ok("standard") => false,
-            Ok("guess-flood") => true,
-            Ok(other) => anyhow::bail!("LOAD_MODE={other}: expected standard or guess-flood"),
+        let mode = std::env::var("LOAD_MODE").unwrap_or_default();
+        let (flood, open_transaction) = match mode.as_str() {
+            "" | "standard" => (false, false),
+            "guess-flood" => (true, false),
+            "open-transaction" => (false, true),
+            other => anyhow::bail!(
+                "LOAD_MODE={other}: expected standard, guess-flood or open-transaction"
+            ),
         };
+        anyhow::ensure!(
+            !open_transaction || store == StoreKind::Postgres,
+            "LOAD_MODE=open-transaction needs LOAD_STORE=postgres"
+        );
+        let light = flood || open_transaction;
         let config = Self {
             bin,
             store,
             admin_url,
-            rate: number("LOAD_RATE", if flood { 200.0 } else { 2000.0 })?,
-            seconds: number("LOAD_SECONDS", 10.0)?,
+            rate: number("LOAD_RATE", if light { 200.0 } else { 2000.0 })?,
+            seconds: number("LOAD_SECONDS", if open_transaction { 60.0 } else { 10.0 })?,
             warmup_seconds: number("LOAD_WARMUP_SECONDS", 2.0)?,
             concurrency: number("LOAD_CONCURRENCY", 64)?,
-            users: number("LOAD_USERS", if flood { 20 } else { 200 })?,
+            users: number("LOAD_USERS", if light { 20 } else { 200 })?,
             guess_rate: if flood {
                 Some(number("LOAD_GUESS_RATE", 5000.0)?)
             } else {
                 None
             },
+            open_transaction,
         };
         anyhow::ensure!(
             config.rate > 0.0 && config.seconds > 0.0,
@@ -265,6 +282,10 @@ async fn drive(
         .await;
     }
 
+    if config.open_transaction {
+        return open_transaction_elsewhere(config, client, store, &users, server_pid).await;
+    }
+
     eprintln!(
         "http_load: open loop, {} req/s for {} s",
         config.rate, config.seconds
@@ -308,6 +329,92 @@ async fn drive(
         phase.paper_orders_total = Some(paper_orders);
     }
     Ok(phases)
+}
+
+/// Real signals alone, then the same while another database of the server holds a transaction
+/// open; each phase's signal-to-fill latency shows whether the stranger's transaction delays
+/// execution.
+async fn open_transaction_elsewhere(
+    config: &Config,
+    client: &reqwest::Client,
+    store: &Store,
+    users: &Arc<Vec<Arc<str>>>,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Vec<Phase>> {
+    let run_tag = format!("{:x}", std::process::id());
+    let mut phases = Vec::new();
+    for (name, hold_open) in [("quiet", false), ("open-tx", true)] {
+        // The server's maintenance database: another database than the ledger's.
+        let mut stranger = sqlx::PgConnection::connect(&config.admin_url).await?;
+        if hold_open {
+            sqlx::query("BEGIN").execute(&mut stranger).await?;
+            sqlx::query("SELECT txid_current()")
+                .execute(&mut stranger)
+                .await?;
+            eprintln!("http_load: a transaction is open in another database");
+        }
+        eprintln!(
+            "http_load: {name}: {} req/s for {} s",
+            config.rate, config.seconds
+        );
+        let from = chrono::Utc::now();
+        let cpu = CpuSample::take(server_pid);
+        let mut phase = open_loop(client, users, config, &format!("{run_tag}-{name}"), name).await;
+        phase.cpu = cpu.and_then(|before| before.share_until(&CpuSample::take(server_pid)?));
+        let until = chrono::Utc::now();
+        phase.saga_drain = drain(store).await?;
+        phase.signal_to_fill = Some(signal_to_fill(store, from, until).await?);
+        if hold_open {
+            sqlx::query("COMMIT").execute(&mut stranger).await?;
+        }
+        phases.push(phase);
+    }
+    Ok(phases)
+}
+
+/// Signal-to-fill of every signal received in [from, until): its `OrderFilled`'s recording time
+/// less its `received_at`.
+async fn signal_to_fill(
+    store: &Store,
+    from: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<FillLatency> {
+    let Store::Postgres(postgres) = store else {
+        anyhow::bail!("signal-to-fill is measured on PostgreSQL");
+    };
+    let (count, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "WITH received AS (
+             SELECT payload->'SignalReceived'->>'signal_id' AS signal_id,
+                    (payload->'SignalReceived'->>'received_at')::timestamptz AS at
+               FROM events WHERE event_type = 'SignalReceived'),
+         filled AS (
+             SELECT payload->'OrderFilled'->>'signal_id' AS signal_id, recorded_at AS at
+               FROM events WHERE event_type = 'OrderFilled'),
+         latency AS (
+             SELECT extract(epoch FROM filled.at - received.at) * 1000 AS ms
+               FROM received JOIN filled USING (signal_id)
+              WHERE received.at >= $1 AND received.at < $2)
+         SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+           FROM latency",
+    )
+    .bind(from)
+    .bind(until)
+    .fetch_one(postgres.pool())
+    .await?;
+    Ok(FillLatency {
+        count,
+        p50_ms: p50.unwrap_or(f64::NAN),
+        p99_ms: p99.unwrap_or(f64::NAN),
+        max_ms: max.unwrap_or(f64::NAN),
+    })
+}
+
+struct FillLatency {
+    count: i64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 /// Real signals alone, then the same with a flood of random tokens from another address; the
@@ -617,10 +724,13 @@ async fn closed_loop(
 /// Gives up (`None`) after `DRAIN_TIMEOUT`, or sooner when its checkpoint stops moving.
 async fn drain(store: &Store) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
-    let mut last_move = (store.checkpoint(CHECKPOINT_NAME).await?, Instant::now());
+    let mut last_move = (
+        store.events().checkpoint(CHECKPOINT_NAME).await?,
+        Instant::now(),
+    );
     while started.elapsed() < DRAIN_TIMEOUT {
-        let checkpoint = store.checkpoint(CHECKPOINT_NAME).await?;
-        if store.read_log(checkpoint, 1).await?.is_empty() {
+        let checkpoint = store.events().checkpoint(CHECKPOINT_NAME).await?;
+        if store.events().read_log(checkpoint, 1).await?.is_empty() {
             return Ok(Some(started.elapsed()));
         }
         if checkpoint != last_move.0 {
@@ -692,6 +802,8 @@ struct Phase {
     database_transactions: Option<i64>,
     /// Guess-flood mode: the guesses sent beside the phase's real signals.
     guesses: Option<Guesses>,
+    /// Open-transaction mode: from receipt to fill, for the phase's signals.
+    signal_to_fill: Option<FillLatency>,
 }
 
 impl Phase {
@@ -716,6 +828,7 @@ impl Phase {
             credential_queries: None,
             database_transactions: None,
             guesses: None,
+            signal_to_fill: None,
         };
         for outcome in outcomes {
             phase.elapsed = phase
@@ -1109,6 +1222,15 @@ fn print_report(
             "{}: verdicts {:?}, non-200 {:?}, errors {:?}",
             phase.name, phase.verdicts, phase.non_200, phase.errors
         );
+    }
+    for phase in phases {
+        if let Some(fill) = &phase.signal_to_fill {
+            let _ = writeln!(
+                table,
+                "{}: signal-to-fill of {} signals: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                phase.name, fill.count, fill.p50_ms, fill.p99_ms, fill.max_ms
+            );
+        }
     }
     for phase in phases {
         if let Some(cpu) = &phase.cpu {

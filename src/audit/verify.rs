@@ -166,7 +166,7 @@ impl<'a> Walk<'a> {
         // Read before the walk: the writer commits rows with its reader checkpoint and before
         // their checkpoints, so the walk must reach everything these name. A running writer may
         // add more meanwhile; that is checked next time.
-        let chained_to = store.checkpoint(CHECKPOINT_NAME).await?;
+        let chained_to = store.events().checkpoint(CHECKPOINT_NAME).await?;
         let protected_to = store.audit().last_checkpoint().await?;
         let mut published = options.published.clone();
         published.sort_by_key(|p| p.position);
@@ -217,7 +217,7 @@ impl<'a> Walk<'a> {
                 return Ok(None);
             }
             let limit = i64::try_from(page.len()).unwrap_or(PAGE_SIZE);
-            let events = self.store.read_log(self.log_cursor, limit).await?;
+            let events = self.store.events().read_log(self.log_cursor, limit).await?;
             let mut events = events.into_iter();
             for row in &page {
                 if let Some(problem) = check_row(row, &self.report) {
@@ -328,7 +328,7 @@ impl<'a> Walk<'a> {
             )));
         }
         // An event the writer had read, without its row: removed, or never chained.
-        let next = self.store.read_log(self.log_cursor, 1).await?;
+        let next = self.store.events().read_log(self.log_cursor, 1).await?;
         if let Some(event) = next.first().filter(|e| e.position <= self.chained_to) {
             let e = &event.event;
             return Ok(missing(format!(

@@ -257,6 +257,7 @@ impl AuditWriter {
     async fn load_progress(&self) -> Result<Progress, String> {
         let store = self.store();
         let read_to = store
+            .events()
             .checkpoint(CHECKPOINT_NAME)
             .await
             .map_err(|e| e.to_string())?;
@@ -286,6 +287,7 @@ impl AuditWriter {
             attempted: None,
         };
         let page = store
+            .events()
             .read_log(progress.read_to, PAGE_SIZE)
             .await
             .map_err(failed)?;

@@ -27,9 +27,8 @@ pub async fn run(global: &GlobalArgs, command: ProjectionsCommand) -> anyhow::Re
         ProjectionsCommand::Status => {
             for status in readside::status(&store).await? {
                 println!(
-                    "{:<13} checkpoint {}/{}  {} events behind",
+                    "{:<13} checkpoint {}  {} events behind",
                     status.projection.name(),
-                    status.checkpoint.tx_id,
                     status.checkpoint.global_seq,
                     status.behind
                 );
@@ -78,10 +77,9 @@ pub async fn run(global: &GlobalArgs, command: ProjectionsCommand) -> anyhow::Re
                     )
                 };
                 println!(
-                    "{:<13} {} rows at {}/{}: {outcome}",
+                    "{:<13} {} rows at {}: {outcome}",
                     verdict.projection.name(),
                     verdict.rows,
-                    verdict.position.tx_id,
                     verdict.position.global_seq,
                 );
             }

@@ -180,7 +180,7 @@ impl Ingest {
             ledger.execute_numbered(&account, numbered, &context).await
         })
         .await
-        .map_err(|error| LedgerError::Store(format!("signal task failed: {error}")))??;
+        .map_err(LedgerError::from)??;
         // A resend is recorded under its original's id, anything else under the new one.
         let signal_id = committed
             .events

@@ -1,20 +1,29 @@
 //! Group commit: appends from many accounts that arrive together share one transaction, so one
 //! disk flush acknowledges many signals. A batch that conflicts is retried request by request, so
 //! one account's conflict never fails another account's append.
+//!
+//! What commits is also published in-process with its positions (`Committer::subscribe`), so the
+//! catch-up readers of this process take new events as they commit instead of polling for them.
 
 use std::sync::Arc;
 
 use cqrs_es::persist::SerializedEvent;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 
-use crate::store::{Store, StoreError};
+use crate::store::{LoggedEvent, Store, StoreError};
 
 /// Largest batch one transaction carries: bounds a transaction's size and the latency one slow
 /// batch adds to the requests queued behind it.
 const MAX_BATCH_EVENTS: usize = 2_000;
 /// Appends waiting for a committer; a full queue makes callers wait (backpressure), not fail.
 const QUEUE_CAPACITY: usize = 4_096;
+/// Committed batches kept for a slow subscriber; one that falls further behind is told it lagged
+/// and reads the log instead.
+const PUBLISHED_CAPACITY: usize = 1_024;
+
+/// Events one append committed, in the order of their positions.
+pub type CommittedBatch = Arc<[LoggedEvent]>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
@@ -33,6 +42,7 @@ struct Request {
 
 pub struct Committer {
     queue: mpsc::Sender<Request>,
+    published: broadcast::Sender<CommittedBatch>,
 }
 
 impl Committer {
@@ -41,10 +51,20 @@ impl Committer {
     pub fn start(store: Store, workers: usize, tasks: &mut JoinSet<()>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
+        let (published, _) = broadcast::channel(PUBLISHED_CAPACITY);
         for _ in 0..workers.max(1) {
-            tasks.spawn(run_worker(store.clone(), receiver.clone()));
+            let worker = Worker {
+                store: store.clone(),
+                published: published.clone(),
+            };
+            tasks.spawn(worker.run(receiver.clone()));
         }
-        Self { queue }
+        Self { queue, published }
+    }
+
+    /// Every batch committed from now on, as it commits.
+    pub fn subscribe(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.published.subscribe()
     }
 
     pub async fn append(&self, events: Vec<SerializedEvent>) -> Result<(), CommitError> {
@@ -57,60 +77,90 @@ impl Committer {
     }
 }
 
-async fn run_worker(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Request>>>) {
-    loop {
-        let batch = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            let mut size = first.events.len();
-            let mut batch = vec![first];
-            while size < MAX_BATCH_EVENTS {
-                match receiver.try_recv() {
-                    Ok(next) => {
-                        size += next.events.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
-        commit(&store, batch).await;
-    }
+struct Worker {
+    store: Store,
+    published: broadcast::Sender<CommittedBatch>,
 }
 
-async fn commit(store: &Store, batch: Vec<Request>) {
-    if batch.len() == 1 {
-        for request in batch {
-            let result = store.append(&request.events).await.map_err(to_commit_error);
-            let _ = request.reply.send(result);
+impl Worker {
+    async fn run(self, receiver: Arc<Mutex<mpsc::Receiver<Request>>>) {
+        loop {
+            let batch = {
+                let mut receiver = receiver.lock().await;
+                let Some(first) = receiver.recv().await else {
+                    return;
+                };
+                let mut size = first.events.len();
+                let mut batch = vec![first];
+                while size < MAX_BATCH_EVENTS {
+                    match receiver.try_recv() {
+                        Ok(next) => {
+                            size += next.events.len();
+                            batch.push(next);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            self.commit(batch).await;
         }
-        return;
     }
-    let events: Vec<SerializedEvent> = batch
-        .iter()
-        .flat_map(|request| request.events.iter().cloned())
-        .collect();
-    match store.append(&events).await {
-        Ok(()) => {
+
+    async fn commit(&self, batch: Vec<Request>) {
+        if batch.len() == 1 {
             for request in batch {
+                self.commit_alone(request).await;
+            }
+            return;
+        }
+        let events: Vec<SerializedEvent> = batch
+            .iter()
+            .flat_map(|request| request.events.iter().cloned())
+            .collect();
+        match self.store.events().append(&events).await {
+            Ok(positions) => {
+                for request in batch {
+                    let _ = request.reply.send(Ok(()));
+                }
+                self.publish(events, positions);
+            }
+            Err(StoreError::Conflict) => {
+                for request in batch {
+                    self.commit_alone(request).await;
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for request in batch {
+                    let _ = request.reply.send(Err(CommitError::Failed(error.clone())));
+                }
+            }
+        }
+    }
+
+    async fn commit_alone(&self, request: Request) {
+        match self.store.events().append(&request.events).await {
+            Ok(positions) => {
                 let _ = request.reply.send(Ok(()));
+                self.publish(request.events, positions);
+            }
+            Err(error) => {
+                let _ = request.reply.send(Err(to_commit_error(error)));
             }
         }
-        Err(StoreError::Conflict) => {
-            for request in batch {
-                let result = store.append(&request.events).await.map_err(to_commit_error);
-                let _ = request.reply.send(result);
-            }
+    }
+
+    fn publish(&self, events: Vec<SerializedEvent>, positions: Vec<crate::store::LogPosition>) {
+        if self.published.receiver_count() == 0 {
+            return;
         }
-        Err(error) => {
-            let error = Arc::new(error);
-            for request in batch {
-                let _ = request.reply.send(Err(CommitError::Failed(error.clone())));
-            }
-        }
+        let batch: CommittedBatch = positions
+            .into_iter()
+            .zip(events)
+            .map(|(position, event)| LoggedEvent { position, event })
+            .collect();
+        let _ = self.published.send(batch);
     }
 }
 

@@ -24,7 +24,9 @@ use aggregates::{
 use self::cache::AccountCache;
 pub use self::cache::LoadedAccount;
 pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, RecordedEvent};
-use self::committer::{CommitError, Committer};
+pub use self::committer::CommitError;
+pub use self::committer::CommittedBatch;
+use self::committer::Committer;
 use crate::store::{Snapshot, Store, StoreError};
 
 /// A snapshot is stored once an account has this many events (up to twice this, see
@@ -64,15 +66,17 @@ pub enum LedgerError {
     #[error("the account kept changing under concurrent writers; nothing was written")]
     Contended,
     #[error("the ledger could not record the events: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// The group committer failed the append (shared by every request of its batch).
+    #[error("the ledger could not record the events: {0}")]
+    Commit(#[from] CommitError),
+    #[error("the events could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error(transparent)]
     Decode(#[from] DecodeError),
-}
-
-impl From<StoreError> for LedgerError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error.to_string())
-    }
+    /// The task carrying the command stopped before answering (a panic or a shutdown).
+    #[error("the command's task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What a command appended.
@@ -129,6 +133,11 @@ impl Ledger {
         &self.inner.appended
     }
 
+    /// The events this process commits from now on, with their positions, as they commit.
+    pub fn committed(&self) -> tokio::sync::broadcast::Receiver<CommittedBatch> {
+        self.inner.committer.subscribe()
+    }
+
     /// Runs `command` on the account and returns once its events are durably committed.
     pub async fn execute(
         &self,
@@ -161,8 +170,7 @@ impl Ledger {
                     events,
                 });
             }
-            let serialized = encode(account_id, account.version + 1, &events, context)
-                .map_err(|error| LedgerError::Store(error.to_string()))?;
+            let serialized = encode(account_id, account.version + 1, &events, context)?;
             match self.inner.committer.append(serialized).await {
                 Ok(()) => {
                     for event in &events {
@@ -183,6 +191,7 @@ impl Ledger {
                     let newer = self
                         .inner
                         .store
+                        .events()
                         .load_account_after(account_id, account.version)
                         .await?;
                     self.fold(account, newer)?;
@@ -190,7 +199,7 @@ impl Ledger {
                 Err(error) => {
                     // The append may or may not have landed: forget the cached state.
                     *slot = None;
-                    return Err(LedgerError::Store(error.to_string()));
+                    return Err(error.into());
                 }
             }
         }
@@ -240,7 +249,7 @@ impl Ledger {
     /// usable one, then the events after it.
     pub async fn load(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
         let store = &self.inner.store;
-        let mut account = match store.snapshot(account_id).await {
+        let mut account = match store.events().snapshot(account_id).await {
             Ok(Some(snapshot)) => restore(snapshot).unwrap_or_default(),
             Ok(None) => LoadedAccount::default(),
             Err(error) => {
@@ -249,6 +258,7 @@ impl Ledger {
             }
         };
         let stored = store
+            .events()
             .load_account_after(account_id, account.version)
             .await?;
         self.fold(&mut account, stored)?;
@@ -258,7 +268,7 @@ impl Ledger {
     /// Loads an account by replaying every event, ignoring snapshots.
     pub async fn load_from_events(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
         let mut account = LoadedAccount::default();
-        let stored = self.inner.store.load_account(account_id).await?;
+        let stored = self.inner.store.events().load_account(account_id).await?;
         self.fold(&mut account, stored)?;
         Ok(account)
     }
@@ -285,7 +295,7 @@ impl Ledger {
         let store = self.inner.store.clone();
         let account_id = account_id.to_owned();
         tokio::spawn(async move {
-            if let Err(error) = store.save_snapshot(&account_id, &snapshot).await {
+            if let Err(error) = store.events().save_snapshot(&account_id, &snapshot).await {
                 tracing::warn!(%error, account_id, "snapshot not stored");
             }
         });
@@ -293,7 +303,7 @@ impl Ledger {
 
     /// Every event of an account, upcast and decoded, in sequence order.
     pub async fn history(&self, account_id: &str) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let stored = self.inner.store.load_account(account_id).await?;
+        let stored = self.inner.store.events().load_account(account_id).await?;
         stored
             .into_iter()
             .map(|event| decode(event, &self.inner.upcasters).map_err(LedgerError::from))

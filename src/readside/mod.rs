@@ -126,7 +126,7 @@ impl Runner {
         }
         let mut page = match self.prefetched.take() {
             Some((after, page)) if after == from => page,
-            _ => self.store.read_log(from, self.page_size).await?,
+            _ => self.store.events().read_log(from, self.page_size).await?,
         };
         if let Some(until) = until {
             page.retain(|logged| logged.position <= until);
@@ -171,10 +171,10 @@ impl Runner {
         // The next page is read (and the store's other core used) while this one is written. A
         // read below the snapshot horizon may return less while this transaction is open; it
         // never skips anything, and what it misses is read next time.
-        let read_models = self.store.read_models();
+        let (read_models, events) = (self.store.read_models(), self.store.events());
         let (applied, next_page) = tokio::join!(
             read_models.write_page(self.tables, &writes),
-            self.store.read_log(last, self.page_size)
+            events.read_log(last, self.page_size)
         );
         match applied? {
             PageOutcome::Applied => {

@@ -65,7 +65,7 @@ pub async fn rebuild(
             .reset(TableSet::Rebuild, *projection)
             .await?;
     }
-    total(u64::try_from(store.count_log_after(LogPosition::default()).await?).unwrap_or(0));
+    total(u64::try_from(store.events().count_after(LogPosition::default()).await?).unwrap_or(0));
     let started = Instant::now();
     let mut events_read = 0u64;
     let mut fresh = Runner::new(store.clone(), TableSet::Rebuild, selected);
@@ -162,7 +162,7 @@ pub async fn status(store: &Store) -> Result<Vec<ProjectionStatus>, ReadSideErro
         statuses.push(ProjectionStatus {
             projection,
             checkpoint,
-            behind: store.count_log_after(checkpoint).await?,
+            behind: store.events().count_after(checkpoint).await?,
         });
     }
     Ok(statuses)

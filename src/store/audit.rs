@@ -62,7 +62,7 @@ impl Audit<'_> {
     /// transaction: either every row is chained and the reader moves past them, or nothing
     /// happens. A row whose position or event is already chained fails the whole transaction.
     pub async fn append(&self, rows: &[AuditRow], name: &str, read_to: LogPosition) -> Result<()> {
-        let save_checkpoint = super::save_checkpoint_sql(self.store);
+        let save_checkpoint = super::events::save_checkpoint_sql(self.store);
         let (set_role, time) = (self.set_writer_role(), self.time_cast());
         writing!(self.store, pool, Db => {
             let mut transaction = pool.begin().await?;
@@ -70,7 +70,6 @@ impl Audit<'_> {
             // business with the other readers' checkpoints.
             sqlx::query(&save_checkpoint)
                 .bind(name)
-                .bind(read_to.tx_id)
                 .bind(read_to.global_seq)
                 .execute(&mut *transaction)
                 .await?;

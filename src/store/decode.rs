@@ -27,10 +27,6 @@ where
     value.try_into().map_err(|_| error(what, value))
 }
 
-pub(crate) fn json(what: &'static str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|_| error(what, text))
-}
-
 pub(crate) fn time(what: &'static str, text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))

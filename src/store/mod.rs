@@ -59,16 +59,18 @@ pub(crate) use {reading, writing};
 mod audit;
 mod audit_queries;
 pub(crate) mod decode;
+mod events;
 mod postgres;
 mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
 
-use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use cqrs_es::persist::PersistenceError;
 
 pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::events::{Events, LogPosition, LoggedEvent, Snapshot};
 pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
@@ -151,29 +153,6 @@ impl From<PersistenceError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A place in the global order of all events. On PostgreSQL it is (writing transaction id, insert
-/// order); on SQLite, where commits are serial, `tx_id` is always 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LogPosition {
-    pub tx_id: i64,
-    pub global_seq: i64,
-}
-
-/// One event as a catch-up reader sees it.
-#[derive(Debug, Clone)]
-pub struct LoggedEvent {
-    pub position: LogPosition,
-    pub event: SerializedEvent,
-}
-
-/// An account's state as of `version`, serialized by the code named by `state_version`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub version: usize,
-    pub state_version: String,
-    pub state: serde_json::Value,
-}
-
 /// The two supported stores behind one set of operations.
 #[derive(Clone)]
 pub enum Store {
@@ -205,6 +184,11 @@ impl Store {
     /// Users and staff, their credentials' digests, and the record of compliance reads.
     pub fn credentials(&self) -> Credentials<'_> {
         Credentials { store: self }
+    }
+
+    /// The event log, snapshots and the catch-up readers' checkpoints.
+    pub fn events(&self) -> Events<'_> {
+        Events { store: self }
     }
 
     /// The audit trail: the hash chain, its checkpoints, and the compliance reads of it.
@@ -267,60 +251,6 @@ impl Store {
         dispatch!(self.ping())
     }
 
-    /// Every event of one account, in sequence order, as stored (not yet upcast).
-    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_account(account_id))
-    }
-
-    /// The global emergency stop's events, in sequence order.
-    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_emergency_stop())
-    }
-
-    /// The events of one account after `sequence`.
-    pub async fn load_account_after(
-        &self,
-        account_id: &str,
-        sequence: usize,
-    ) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_account_after(account_id, sequence))
-    }
-
-    /// Appends events of one or more accounts in one transaction: all or none. Fails with
-    /// `StoreError::Conflict` when any (account, sequence) already exists.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
-        dispatch!(self.append(events))
-    }
-
-    /// Up to `limit` events after `after` in the global order. Never returns an event while an
-    /// earlier one may still commit, so a reader that resumes from the last position it saw
-    /// misses nothing.
-    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
-        dispatch!(self.read_log(after, limit))
-    }
-
-    /// How many events the log holds after `position` (what a reader there has still to read).
-    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
-        dispatch!(self.count_log_after(position))
-    }
-
-    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
-        dispatch!(self.snapshot(account_id))
-    }
-
-    /// Stores a snapshot unless a newer one is already stored.
-    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
-        dispatch!(self.save_snapshot(account_id, snapshot))
-    }
-
-    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        dispatch!(self.checkpoint(name))
-    }
-
-    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
-        dispatch!(self.save_checkpoint(name, position))
-    }
-
     /// Tries to become the one holder of `name` among every process sharing the store, so that a
     /// single execution saga works the log at a time. `None` while another process holds it.
     pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>> {
@@ -330,17 +260,6 @@ impl Store {
             Store::Sqlite(_) => Ok(Some(Lease::Embedded)),
         }
     }
-}
-
-/// Moves a reader's checkpoint (binds: name, tx_id, global_seq), as part of the transaction
-/// that writes the reader's rows, so rows and checkpoint commit together.
-fn save_checkpoint_sql(store: &Store) -> String {
-    let now = now_sql(store);
-    format!(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq, updated_at = {now}"
-    )
 }
 
 /// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).

@@ -6,16 +6,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use cqrs_es::persist::SerializedEvent;
 use postgres_es::PostgresEventRepository;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection;
 use sqlx::Row;
 
-use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
-
 use super::users::CREDENTIALS_CHANGED_CHANNEL;
-use super::{LogPosition, LoggedEvent, Result, Snapshot, StoreError};
+use super::{LogPosition, Result, StoreError};
 
 /// Enough connections for the group committers, the execution saga and request-time reads
 /// without crowding a small server's default `max_connections` (100) when instances share it.
@@ -59,7 +57,7 @@ impl LoginPrivileges {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    events: Arc<PostgresEventRepository>,
+    pub(super) events: Arc<PostgresEventRepository>,
     /// Credential changes made through this store (and its clones), counted as they return: this
     /// process knows of its own changes before their NOTIFY comes back.
     pub(super) credential_changes: Arc<AtomicU64>,
@@ -174,148 +172,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
-        Ok(self.events.get_events::<TradingAccount>(account_id).await?)
-    }
-
-    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
-        Ok(self
-            .events
-            .get_events::<EmergencyStop>(EMERGENCY_STOP_ID)
-            .await?)
-    }
-
-    pub async fn load_account_after(
-        &self,
-        account_id: &str,
-        sequence: usize,
-    ) -> Result<Vec<SerializedEvent>> {
-        Ok(self
-            .events
-            .get_last_events::<TradingAccount>(account_id, sequence)
-            .await?)
-    }
-
-    /// One multi-row INSERT per batch: postgres-es issues one statement per event, which costs a
-    /// round trip each and dominated append time under load.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
-        let sequences: Vec<i64> = events.iter().map(|e| sequence_to_i64(e.sequence)).collect();
-        let payloads = column(|e| e.payload.to_string());
-        let metadata = column(|e| e.metadata.to_string());
-        let result = sqlx::query(
-            "INSERT INTO events
-                 (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[]::json[], $7::text[]::json[])",
-        )
-        .bind(column(|e| e.aggregate_type.clone()))
-        .bind(column(|e| e.aggregate_id.clone()))
-        .bind(sequences)
-        .bind(column(|e| e.event_type.clone()))
-        .bind(column(|e| e.event_version.clone()))
-        .bind(payloads)
-        .bind(metadata)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(error))
-                if error.code().as_deref() == Some(UNIQUE_VIOLATION) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
-        let rows = sqlx::query(
-            "SELECT tx_id::text::bigint AS tx, global_seq, aggregate_type, aggregate_id, sequence,
-                    event_type, event_version, payload, metadata
-               FROM events
-              WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
-                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY tx_id, global_seq
-              LIMIT $3",
-        )
-        .bind(after.tx_id.to_string())
-        .bind(after.global_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(logged_event).collect()
-    }
-
-    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM events
-              WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
-                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
-        )
-        .bind(position.tx_id.to_string())
-        .bind(position.global_seq)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
-        let row = sqlx::query(
-            "SELECT version, state_version, state FROM account_snapshots WHERE account_id = $1",
-        )
-        .bind(account_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| -> Result<Snapshot> {
-            let version: i64 = row.try_get("version")?;
-            Ok(Snapshot {
-                version: usize::try_from(version).unwrap_or_default(),
-                state_version: row.try_get("state_version")?,
-                state: row.try_get("state")?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO account_snapshots (account_id, version, state_version, state)
-             VALUES ($1, $2, $3, $4::json)
-             ON CONFLICT (account_id) DO UPDATE
-                SET version = EXCLUDED.version, state_version = EXCLUDED.state_version,
-                    state = EXCLUDED.state, taken_at = now()
-              WHERE account_snapshots.version < EXCLUDED.version
-                 OR account_snapshots.state_version <> EXCLUDED.state_version",
-        )
-        .bind(account_id)
-        .bind(sequence_to_i64(snapshot.version))
-        .bind(&snapshot.state_version)
-        .bind(snapshot.state.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        let row = sqlx::query("SELECT tx_id, global_seq FROM checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| LogPosition {
-                tx_id: row.get("tx_id"),
-                global_seq: row.get("global_seq"),
-            })
-            .unwrap_or_default())
-    }
-
-    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
-        save_checkpoint_with(&self.pool, name, position).await
-    }
-
     /// A dedicated connection listening for credential changes.
     pub async fn listen_for_credential_changes(&self) -> Result<CredentialListener> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
@@ -356,26 +212,6 @@ impl PostgresStore {
     }
 }
 
-/// Saves a reader's checkpoint through `executor`: the pool, or the transaction that writes the
-/// reader's rows (so rows and checkpoint commit together).
-pub(super) async fn save_checkpoint_with<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    name: &str,
-    position: LogPosition,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = EXCLUDED.tx_id, global_seq = EXCLUDED.global_seq, updated_at = now()",
-    )
-    .bind(name)
-    .bind(position.tx_id)
-    .bind(position.global_seq)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
 /// Announcements of credential changes, on a connection of its own.
 pub struct CredentialListener {
     listener: PgListener,
@@ -400,26 +236,72 @@ impl CredentialListener {
     }
 }
 
-fn logged_event(row: &PgRow) -> Result<LoggedEvent> {
-    let sequence: i64 = row.try_get("sequence")?;
-    Ok(LoggedEvent {
-        position: LogPosition {
-            tx_id: row.try_get("tx")?,
-            global_seq: row.try_get("global_seq")?,
-        },
-        event: SerializedEvent {
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: usize::try_from(sequence).unwrap_or_default(),
-            aggregate_type: row.try_get("aggregate_type")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-        },
-    })
+/// The position each of `events` took, in their order, from the rows the insert returned (whose
+/// order SQL does not promise).
+fn positions_in_order(
+    events: &[SerializedEvent],
+    sequences: &[i64],
+    rows: Vec<(String, String, i64, i64)>,
+) -> Result<Vec<LogPosition>> {
+    let taken: std::collections::HashMap<(String, String, i64), i64> = rows
+        .into_iter()
+        .map(|(aggregate_type, aggregate_id, sequence, global_seq)| {
+            ((aggregate_type, aggregate_id, sequence), global_seq)
+        })
+        .collect();
+    events
+        .iter()
+        .zip(sequences)
+        .map(|(event, &sequence)| {
+            let key = (
+                event.aggregate_type.clone(),
+                event.aggregate_id.clone(),
+                sequence,
+            );
+            taken
+                .get(&key)
+                .map(|&global_seq| LogPosition { global_seq })
+                .ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::Protocol(
+                        "an appended event came back without its position".into(),
+                    ))
+                })
+        })
+        .collect()
 }
 
-/// Sequences are per-account counts; an account would need 2^63 events to overflow.
-pub(super) fn sequence_to_i64(sequence: usize) -> i64 {
-    i64::try_from(sequence).unwrap_or(i64::MAX)
+/// One multi-row INSERT per batch: postgres-es issues one statement per event, which costs a
+/// round trip each and dominated append time under load.
+pub(super) async fn append(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+    sequences: Vec<i64>,
+) -> Result<Vec<LogPosition>> {
+    let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let payloads = column(|e| e.payload.to_string());
+    let metadata = column(|e| e.metadata.to_string());
+    // The trigger `events_global_position` gives each row its position (migration 0007).
+    let result = sqlx::query_as::<_, (String, String, i64, i64)>(
+        "INSERT INTO events
+             (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::text[]::json[], $7::text[]::json[])
+         RETURNING aggregate_type, aggregate_id, sequence, global_seq",
+    )
+    .bind(column(|e| e.aggregate_type.clone()))
+    .bind(column(|e| e.aggregate_id.clone()))
+    .bind(&sequences)
+    .bind(column(|e| e.event_type.clone()))
+    .bind(column(|e| e.event_version.clone()))
+    .bind(payloads)
+    .bind(metadata)
+    .fetch_all(pool)
+    .await;
+    match result {
+        Ok(rows) => positions_in_order(events, &sequences, rows),
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+            Err(StoreError::Conflict)
+        }
+        Err(error) => Err(error.into()),
+    }
 }

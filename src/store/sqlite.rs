@@ -6,19 +6,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
-use cqrs_es::Aggregate;
+use cqrs_es::persist::SerializedEvent;
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
 use tokio::sync::Mutex;
 
-use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
-
-use super::{LogPosition, LoggedEvent, Result, Snapshot, StoreError};
+use super::{LogPosition, Result, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +22,7 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    events: Arc<SqliteEventRepository>,
+    pub(super) events: Arc<SqliteEventRepository>,
     /// Writers of this process queue here, first come first served. SQLite has one write lock and
     /// settles contention by sleeping and retrying, which under load lets one writer lose for
     /// seconds; queueing in-process keeps every write's wait proportional to the queue.
@@ -159,133 +154,6 @@ impl SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-
-    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
-        Ok(self.events.get_events::<TradingAccount>(account_id).await?)
-    }
-
-    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
-        Ok(self
-            .events
-            .get_events::<EmergencyStop>(EMERGENCY_STOP_ID)
-            .await?)
-    }
-
-    pub async fn load_account_after(
-        &self,
-        account_id: &str,
-        sequence: usize,
-    ) -> Result<Vec<SerializedEvent>> {
-        Ok(self
-            .events
-            .get_last_events::<TradingAccount>(account_id, sequence)
-            .await?)
-    }
-
-    /// sqlite-es writes every event of the batch in one transaction; a primary-key clash (another
-    /// writer got there first) comes back as an optimistic-lock error.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<()> {
-        let _writing = self.writer.lock().await;
-        if events.is_empty() {
-            return Ok(());
-        }
-        // sqlite-es stamps every row with `A::TYPE`, not the event's own aggregate type: one batch
-        // holds one aggregate type (the committer batches only accounts).
-        let aggregate_type = events[0].aggregate_type.as_str();
-        if events.iter().any(|e| e.aggregate_type != aggregate_type) {
-            return Err(StoreError::MixedBatch);
-        }
-        if aggregate_type == EmergencyStop::TYPE {
-            Ok(self.events.persist::<EmergencyStop>(events, None).await?)
-        } else {
-            Ok(self.events.persist::<TradingAccount>(events, None).await?)
-        }
-    }
-
-    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
-        let rows = sqlx::query(
-            "SELECT l.position, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
-                    e.event_version, e.payload, e.metadata
-               FROM event_log l
-               JOIN events e ON e.aggregate_type = l.aggregate_type
-                            AND e.aggregate_id = l.aggregate_id
-                            AND e.sequence = l.sequence
-              WHERE l.position > ?
-              ORDER BY l.position
-              LIMIT ?",
-        )
-        .bind(after.global_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(logged_event).collect()
-    }
-
-    pub async fn count_log_after(&self, position: LogPosition) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM event_log WHERE position > ?")
-                .bind(position.global_seq)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
-        let row = sqlx::query(
-            "SELECT version, state_version, state FROM account_snapshots WHERE account_id = ?",
-        )
-        .bind(account_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| -> Result<Snapshot> {
-            let version: i64 = row.try_get("version")?;
-            let state: String = row.try_get("state")?;
-            Ok(Snapshot {
-                version: usize::try_from(version).unwrap_or_default(),
-                state_version: row.try_get("state_version")?,
-                state: json(&state)?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
-        let _writing = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO account_snapshots (account_id, version, state_version, state)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (account_id) DO UPDATE
-                SET version = excluded.version, state_version = excluded.state_version,
-                    state = excluded.state, taken_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-              WHERE account_snapshots.version < excluded.version
-                 OR account_snapshots.state_version <> excluded.state_version",
-        )
-        .bind(account_id)
-        .bind(i64::try_from(snapshot.version).unwrap_or(i64::MAX))
-        .bind(&snapshot.state_version)
-        .bind(snapshot.state.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        let row = sqlx::query("SELECT tx_id, global_seq FROM checkpoints WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|row| LogPosition {
-                tx_id: row.get("tx_id"),
-                global_seq: row.get("global_seq"),
-            })
-            .unwrap_or_default())
-    }
-
-    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
-        let _writing = self.writer.lock().await;
-        save_checkpoint_with(&self.pool, name, position).await
-    }
 }
 
 /// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
@@ -306,53 +174,48 @@ fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-fn json(text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
-}
-
-fn logged_event(row: &SqliteRow) -> Result<LoggedEvent> {
-    let sequence: i64 = row.try_get("sequence")?;
-    let payload: String = row.try_get("payload")?;
-    let metadata: String = row.try_get("metadata")?;
-    let json = |text: &str| {
-        serde_json::from_str(text)
-            .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
-    };
-    Ok(LoggedEvent {
-        position: LogPosition {
-            tx_id: 0,
-            global_seq: row.try_get("position")?,
-        },
-        event: SerializedEvent {
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: usize::try_from(sequence).unwrap_or_default(),
-            aggregate_type: row.try_get("aggregate_type")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: json(&payload)?,
-            metadata: json(&metadata)?,
-        },
-    })
-}
-
-/// Saves a reader's checkpoint through `executor`: the pool, or the transaction that writes the
-/// reader's rows (so rows and checkpoint commit together). The caller holds the writer queue.
-pub(super) async fn save_checkpoint_with<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    name: &str,
-    position: LogPosition,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES (?, ?, ?)
-         ON CONFLICT (name) DO UPDATE
-            SET tx_id = excluded.tx_id, global_seq = excluded.global_seq,
-                updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    )
-    .bind(name)
-    .bind(position.tx_id)
-    .bind(position.global_seq)
-    .execute(executor)
-    .await?;
-    Ok(())
+/// One transaction for the whole batch; the trigger `events_global_order` numbers the rows
+/// in insertion order, and SQLite's single writer keeps one transaction's positions together.
+/// The caller holds the writer queue.
+pub(super) async fn append(
+    pool: &SqlitePool,
+    events: &[SerializedEvent],
+    sequences: Vec<i64>,
+) -> Result<Vec<LogPosition>> {
+    let mut tx = pool.begin().await?;
+    // 7 bound values a row: well under SQLite's 32,766 variables per statement.
+    let rows: Vec<_> = events.iter().zip(sequences).collect();
+    for chunk in rows.chunks(1_000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) ",
+        );
+        insert.push_values(chunk, |mut row, (event, sequence)| {
+            row.push_bind(&event.aggregate_type)
+                .push_bind(&event.aggregate_id)
+                .push_bind(*sequence)
+                .push_bind(&event.event_type)
+                .push_bind(&event.event_version)
+                .push_bind(event.payload.to_string())
+                .push_bind(event.metadata.to_string());
+        });
+        match insert.build().execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let last: i64 = sqlx::query_scalar("SELECT max(position) FROM event_log")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let mut positions: Vec<LogPosition> =
+        std::iter::successors(Some(last), |global_seq| Some(global_seq - 1))
+            .take(events.len())
+            .map(|global_seq| LogPosition { global_seq })
+            .collect();
+    positions.reverse();
+    Ok(positions)
 }

@@ -1,6 +1,28 @@
 //! Users and their credentials: issuing them (`create_user`, rotation), disabling users, and
 //! resolving credentials to users (`Authenticator`). Secrets are shown once when issued; the store
 //! keeps only their SHA-256 (see `credentials`).
+//!
+//! - Per user: a webhook token (scheme 1), a webhook uuid + secret (scheme 2) and an API key
+//!   (Bearer, for the trader's own endpoints). Each is 256 random bits. **SHA-256, not argon2:** a
+//!   256-bit random value cannot be guessed, so a slow hash would only add latency against
+//!   TradingView's 3 s budget; argon2id is for secrets people choose (staff passwords).
+//! - **Guesses never reach the database** (`known`): every active user's credential digests (first
+//!   128 bits) are held in memory and a credential not there is refused without a query. The
+//!   index only refuses, so it must never miss a valid credential: on PostgreSQL every change
+//!   `NOTIFY`s and a miss is final only if the index was loaded after every change this process
+//!   heard of; while the listener is down a miss reloads it (at most about once a second). On
+//!   SQLite a trigger counts every change to `users` and a miss waits for a read of that counter
+//!   begun after it arrived. Reloads go one at a time, ≥ 50 ms apart, shared by every waiting miss.
+//!   Hard cap 250,000 users (~40 MB); past it the index stands aside and every credential is
+//!   looked up. `/metrics` counts credential queries.
+//! - Tokens and keys are looked up by digest; the two-factor secret's digest is compared in
+//!   constant time (`subtle`), an unknown uuid against a dummy digest. Every failure is one 401.
+//! - Webhook credentials that succeeded are remembered in process; on PostgreSQL each service
+//!   `LISTEN`s and bypasses memory while the listener is down (fail closed). API keys are never
+//!   remembered.
+//! - A disabled user fails authentication; a *halted* account still authenticates, and its alerts
+//!   are recorded and answered 200 "rejected" with a reason code only (`halted`,
+//!   `emergency_stop`, `risk_rejected` + rule, ...): who halted and why stay in the ledger.
 
 mod authenticator;
 pub mod credentials;

@@ -58,6 +58,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     .await;
     let store = test.open().await;
     let stop: Vec<String> = store
+        .events()
         .load_emergency_stop()
         .await
         .expect("loads")

@@ -130,7 +130,11 @@ async fn a_callers_request_id_is_kept_only_when_short_and_plain(backend: Backend
     }
 
     let store = test.open().await;
-    let events = store.load_account(&user.user_id).await.expect("loads");
+    let events = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("loads");
     let stored: BTreeSet<String> = events
         .iter()
         .filter_map(|event| event.metadata["request_id"].as_str().map(str::to_owned))
@@ -190,7 +194,11 @@ async fn a_halt_is_answered_by_code_never_by_the_operators_words(backend: Backen
     }
     // The ledger still says who halted and why.
     let store = test.open().await;
-    let events = store.load_account(&user.user_id).await.expect("loads");
+    let events = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("loads");
     let rejected = events
         .iter()
         .filter(|event| event.event_type == "SignalRejected")
@@ -263,7 +271,7 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
             let mut next = 1;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let batch: Vec<_> = (next..next + 100).map(|s| appended(&account, s)).collect();
-                store.append(&batch).await.expect("an append");
+                store.events().append(&batch).await.expect("an append");
                 next += 100;
             }
         });
@@ -525,7 +533,7 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;
     let trail = eventually("the filled signal to be chained into the trail", || async {
-        let events = store.load_account(&user.user_id).await.ok()?;
+        let events = store.events().load_account(&user.user_id).await.ok()?;
         let rows = audit_rows_of(&store, &user.user_id).await;
         let filled = events.iter().any(|e| e.event_type == "OrderFilled");
         (filled && rows.len() == events.len()).then_some(rows)

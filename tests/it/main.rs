@@ -10,6 +10,7 @@ mod audit_guard;
 mod auth;
 mod compliance;
 mod fill_mismatch;
+mod global_order;
 mod halts;
 mod hardening;
 mod hostile;

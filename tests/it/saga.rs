@@ -150,6 +150,7 @@ impl Harness {
 
     async fn event_types(&self) -> Vec<String> {
         self.store
+            .events()
             .load_account(&self.account)
             .await
             .expect("load")

@@ -86,6 +86,7 @@ impl ReadModelTables<'_> {
         for projection in Projection::ALL {
             let position = self
                 .store
+                .events()
                 .checkpoint(&tables.checkpoint_name(projection))
                 .await?;
             checkpoints.insert(projection, position);
@@ -138,12 +139,12 @@ impl ReadModelTables<'_> {
         // A concurrent writer's UPDATE of the same row waits for this transaction, then re-checks
         // the WHERE against what it committed: it matches no more.
         let move_checkpoint = format!(
-            "UPDATE checkpoints SET tx_id = $4, global_seq = $5, updated_at = {now}
-              WHERE name = $1 AND tx_id = $2 AND global_seq = $3"
+            "UPDATE checkpoints SET global_seq = $3, updated_at = {now}
+              WHERE name = $1 AND global_seq = $2"
         );
         // A first page: the row does not exist yet (or another writer is creating it).
-        let create_checkpoint = "INSERT INTO checkpoints (name, tx_id, global_seq)
-                                 VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+        let create_checkpoint = "INSERT INTO checkpoints (name, global_seq) VALUES ($1, $2)
+                                 ON CONFLICT (name) DO NOTHING";
         let mut statements = Vec::new();
         for write in writes {
             let columns = columns(write.projection);
@@ -165,9 +166,7 @@ impl ReadModelTables<'_> {
                 let name = tables.checkpoint_name(write.projection);
                 let updated = sqlx::query(&move_checkpoint)
                     .bind(&name)
-                    .bind(write.from.tx_id)
                     .bind(write.from.global_seq)
-                    .bind(write.to.tx_id)
                     .bind(write.to.global_seq)
                     .execute(&mut *transaction)
                     .await?
@@ -176,7 +175,6 @@ impl ReadModelTables<'_> {
                     || (write.from == LogPosition::default()
                         && sqlx::query(create_checkpoint)
                             .bind(&name)
-                            .bind(write.to.tx_id)
                             .bind(write.to.global_seq)
                             .execute(&mut *transaction)
                             .await?
@@ -221,8 +219,8 @@ impl ReadModelTables<'_> {
         };
         let empty = format!("{empty} {}", tables.table(projection));
         let restart = format!(
-            "INSERT INTO checkpoints (name, tx_id, global_seq) VALUES ($1, 0, 0)
-             ON CONFLICT (name) DO UPDATE SET tx_id = 0, global_seq = 0, updated_at = {}",
+            "INSERT INTO checkpoints (name, global_seq) VALUES ($1, 0)
+             ON CONFLICT (name) DO UPDATE SET global_seq = 0, updated_at = {}",
             super::now_sql(self.store)
         );
         writing!(self.store, pool => {
@@ -254,14 +252,14 @@ impl ReadModelTables<'_> {
             columns(projection).names,
             tables.table(projection)
         );
-        let checkpoint_sql = "SELECT tx_id, global_seq FROM checkpoints WHERE name = $1";
+        let checkpoint_sql = "SELECT global_seq FROM checkpoints WHERE name = $1";
         let mut models = ReadModels::default();
-        let checkpoint: Option<(i64, i64)> = reading!(self.store, pool => {
+        let checkpoint: Option<i64> = reading!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             if let Some(snapshot) = snapshot {
                 sqlx::query(snapshot).execute(&mut *transaction).await?;
             }
-            let checkpoint = sqlx::query_as(checkpoint_sql)
+            let checkpoint = sqlx::query_scalar(checkpoint_sql)
                 .bind(tables.checkpoint_name(projection))
                 .fetch_optional(&mut *transaction)
                 .await?;
@@ -271,9 +269,9 @@ impl ReadModelTables<'_> {
             transaction.commit().await?;
             checkpoint
         });
-        let checkpoint = checkpoint
-            .map(|(tx_id, global_seq)| LogPosition { tx_id, global_seq })
-            .unwrap_or_default();
+        let checkpoint = LogPosition {
+            global_seq: checkpoint.unwrap_or_default(),
+        };
         Ok((checkpoint, models))
     }
 
