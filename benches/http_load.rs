@@ -324,7 +324,7 @@ async fn drive(
     open.neighbours = neighbours.seen.clone();
     closed.neighbours = neighbours.seen;
     phases.extend([open, closed]);
-    let paper_orders = PaperBook::of(&store).count().await?;
+    let paper_orders = PaperBook::of(store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }
@@ -482,7 +482,7 @@ async fn guess_flood(
     flood.counted(middle, after, Some(guesses));
     flood.saga_drain = drain(store).await?;
     phases.extend([real, flood]);
-    let paper_orders = PaperBook::of(&store).count().await?;
+    let paper_orders = PaperBook::of(store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }

@@ -1,8 +1,11 @@
-//! The ledger's storage: cqrs-es 0.5.0's event tables on PostgreSQL or SQLite, plus what those
-//! crates lack — a gap-safe global order, batched appends, checkpoints — and the few plain tables
-//! the service keeps beside the ledger (users, the paper exchange's book).
+//! The ledger's storage on PostgreSQL or SQLite. `Store` is the connection; each concern is a small
+//! repository reached from it: `events()` (the log, global order, snapshots, checkpoints),
+//! `credentials()` (users and staff), `audit()` and `read_models()`. SQL is written once wherever
+//! the dialects agree (`reading!` / `writing!`); per-dialect code is only where they differ:
+//! appends and the global order, roles and NOTIFY, leases, the single SQLite writer.
 //!
-//! Architecture invariant: only this module writes SQL.
+//! Architecture invariant: only this module (and the paper exchange's own book, through
+//! `writing!`) writes SQL.
 
 /// Runs `$body` with `$pool` bound to the store's pool, instantiated once per dialect: one
 /// statement text (sqlx binds `$N` on SQLite too) and one decoder serve both. For reads.
@@ -160,15 +163,6 @@ pub enum Store {
     Sqlite(SqliteStore),
 }
 
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// Connects to `postgres://...` or `sqlite://...` (the SQLite file is created if missing).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -210,7 +204,10 @@ impl Store {
 
     /// Applies pending migrations and checks the applied ones (`ledgerhook migrate`).
     pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self.migrate())
+        match self {
+            Store::Postgres(store) => store.migrate().await,
+            Store::Sqlite(store) => store.migrate().await,
+        }
     }
 
     /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied
@@ -248,7 +245,8 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        dispatch!(self.ping())
+        reading!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
     }
 
     /// Tries to become the one holder of `name` among every process sharing the store, so that a

@@ -167,11 +167,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// A dedicated connection listening for credential changes.
     pub async fn listen_for_credential_changes(&self) -> Result<CredentialListener> {
         let mut listener = PgListener::connect_with(&self.pool).await?;

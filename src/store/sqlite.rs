@@ -149,11 +149,6 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
         Ok(())
     }
-
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
 }
 
 /// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
