@@ -206,7 +206,10 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Store::Postgres(store) => store.migrate().await,
-            Store::Sqlite(store) => store.migrate().await,
+            Store::Sqlite(store) => {
+                let _turn = store.lock_writer().await;
+                store.migrate().await
+            }
         }
     }
 
