@@ -12,23 +12,10 @@
 /// `$db`, when named, is the dialect's `sqlx::Database` (for a `QueryBuilder`).
 macro_rules! reading {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::reading!($store, $pool, _Db => $body)
+        $crate::store::on_pool!($store, $pool, _Db, false => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Postgres(store) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Postgres;
-                let $pool = store.pool();
-                $body
-            }
-            $crate::store::Store::Sqlite(store) => {
-                #[allow(dead_code)]
-                type $db = sqlx::Sqlite;
-                let $pool = store.pool();
-                $body
-            }
-        }
+        $crate::store::on_pool!($store, $pool, $db, false => $body)
     };
 }
 
@@ -36,9 +23,15 @@ macro_rules! reading {
 /// queue (`SqliteStore::lock_writer`). Every SQLite write of the service goes through here.
 macro_rules! writing {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::writing!($store, $pool, _Db => $body)
+        $crate::store::on_pool!($store, $pool, _Db, true => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, $db, true => $body)
+    };
+}
+
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $db:ident, $queue:literal => $body:expr) => {
         match $store {
             $crate::store::Store::Postgres(store) => {
                 #[allow(dead_code)]
@@ -49,7 +42,11 @@ macro_rules! writing {
             $crate::store::Store::Sqlite(store) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
-                let _turn = store.lock_writer().await;
+                let _turn = if $queue {
+                    Some(store.lock_writer().await)
+                } else {
+                    None
+                };
                 let $pool = store.pool();
                 $body
             }
@@ -57,7 +54,7 @@ macro_rules! writing {
     };
 }
 
-pub(crate) use {reading, writing};
+pub(crate) use {on_pool, reading, writing};
 
 mod audit;
 mod audit_queries;

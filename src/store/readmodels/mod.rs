@@ -101,7 +101,10 @@ impl ReadModelTables<'_> {
         projection: Projection,
         keys: &TouchedKeys,
     ) -> Result<ReadModels> {
-        let keys = rows::key_cells(projection, keys);
+        let mut keys = rows::key_cells(projection, keys);
+        // A page's events often share a key: ask for each once.
+        keys.sort_unstable();
+        keys.dedup();
         let columns = columns(projection);
         let table = tables.table(projection);
         let mut models = ReadModels::default();
