@@ -7,7 +7,7 @@ use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 
 use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
 
-use super::{decode, now_sql, Result, Store};
+use super::{decode, now_sql, Dialect, Result, Store};
 
 /// A place in the global order of all events: positions become visible in increasing order (see
 /// ARCHITECTURE.md, "Global order"), with holes where an append rolled back.
@@ -109,15 +109,7 @@ impl Events<'_> {
             .iter()
             .map(|event| decode::int("an event's sequence", event.sequence))
             .collect::<Result<Vec<i64>>>()?;
-        match self.store {
-            Store::Postgres(store) => {
-                super::postgres::append(store.pool(), events, sequences).await
-            }
-            Store::Sqlite(store) => {
-                let _turn = store.lock_writer().await;
-                super::sqlite::append(store.pool(), events, sequences).await
-            }
-        }
+        writing!(self.store, pool => pool.append_events(events, sequences).await)
     }
 
     /// Up to `limit` events after `after` in the global order. Never returns an event while an

@@ -201,13 +201,7 @@ impl Store {
 
     /// Applies pending migrations and checks the applied ones (`ledgerhook migrate`).
     pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Store::Postgres(store) => store.migrate().await,
-            Store::Sqlite(store) => {
-                let _turn = store.lock_writer().await;
-                store.migrate().await
-            }
-        }
+        writing!(self, pool => pool.run_migrations().await)
     }
 
     /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied
@@ -258,6 +252,19 @@ impl Store {
             Store::Sqlite(_) => Ok(Some(Lease::Embedded)),
         }
     }
+}
+
+/// What each dialect does its own way, as a method of its pool, so that `writing!` runs it like
+/// any other write.
+#[allow(async_fn_in_trait)]
+trait Dialect {
+    async fn run_migrations(&self) -> Result<()>;
+    /// Appends a batch, all or none; each event's position, in order.
+    async fn append_events(
+        &self,
+        events: &[cqrs_es::persist::SerializedEvent],
+        sequences: Vec<i64>,
+    ) -> Result<Vec<LogPosition>>;
 }
 
 /// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).

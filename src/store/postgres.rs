@@ -102,11 +102,6 @@ impl PostgresStore {
         &self.pool
     }
 
-    pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
     /// Whether any migration is missing, failed or changed since it was applied (then `migrate`
     /// applies it, or says what is wrong).
     pub async fn migrations_pending(&self) -> Result<bool> {
@@ -267,7 +262,22 @@ fn positions_in_order(
 
 /// One multi-row INSERT per batch: postgres-es issues one statement per event, which costs a
 /// round trip each and dominated append time under load.
-pub(super) async fn append(
+impl super::Dialect for PgPool {
+    async fn run_migrations(&self) -> Result<()> {
+        MIGRATOR.run(self).await?;
+        Ok(())
+    }
+
+    async fn append_events(
+        &self,
+        events: &[SerializedEvent],
+        sequences: Vec<i64>,
+    ) -> Result<Vec<LogPosition>> {
+        append(self, events, sequences).await
+    }
+}
+
+async fn append(
     pool: &PgPool,
     events: &[SerializedEvent],
     sequences: Vec<i64>,

@@ -144,11 +144,6 @@ impl SqliteStore {
     pub async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writer.lock().await
     }
-
-    pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
-        Ok(())
-    }
 }
 
 /// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held
@@ -171,8 +166,23 @@ fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
 
 /// One transaction for the whole batch; the trigger `events_global_order` numbers the rows
 /// in insertion order, and SQLite's single writer keeps one transaction's positions together.
-/// The caller holds the writer queue.
-pub(super) async fn append(
+impl super::Dialect for SqlitePool {
+    async fn run_migrations(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite").run(self).await?;
+        Ok(())
+    }
+
+    /// Called through `writing!`: the writer queue is held.
+    async fn append_events(
+        &self,
+        events: &[SerializedEvent],
+        sequences: Vec<i64>,
+    ) -> Result<Vec<LogPosition>> {
+        append(self, events, sequences).await
+    }
+}
+
+async fn append(
     pool: &SqlitePool,
     events: &[SerializedEvent],
     sequences: Vec<i64>,
