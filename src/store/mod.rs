@@ -91,7 +91,7 @@ pub enum StoreError {
     #[error("a different audit checkpoint is already recorded at position {0}")]
     AuditCheckpointConflict(i64),
     /// A stored value out of range or unreadable (never replaced by a default).
-    #[error("the store holds an unreadable {what}: {value}")]
+    #[error("{what} out of range or unreadable: {value}")]
     Decode { what: &'static str, value: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
