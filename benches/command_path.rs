@@ -211,7 +211,11 @@ async fn prime_snapshot(store: &Store, account: &str) {
     }
     let waiting = Instant::now();
     loop {
-        let snapshot = store.snapshot(account).await.expect("snapshot unreadable");
+        let snapshot = store
+            .events()
+            .snapshot(account)
+            .await
+            .expect("snapshot unreadable");
         if snapshot.is_some_and(|snapshot| snapshot.version >= committed.version) {
             break;
         }
@@ -416,7 +420,7 @@ async fn seed(store: &Store, template: &[SerializedEvent], account: &str) {
         })
         .collect();
     for batch in events.chunks(SEED_BATCH) {
-        store.append(batch).await.expect("seeding failed");
+        store.events().append(batch).await.expect("seeding failed");
     }
 }
 

@@ -42,6 +42,7 @@ use sqlx::Connection;
 use tokio::process::{Child, Command};
 
 use ledgerhook::app::open_store;
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::execution::CHECKPOINT_NAME;
 use ledgerhook::store::Store;
 
@@ -323,7 +324,7 @@ async fn drive(
     open.neighbours = neighbours.seen.clone();
     closed.neighbours = neighbours.seen;
     phases.extend([open, closed]);
-    let paper_orders = store.count_paper_orders().await?;
+    let paper_orders = PaperBook::of(store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }
@@ -481,7 +482,7 @@ async fn guess_flood(
     flood.counted(middle, after, Some(guesses));
     flood.saga_drain = drain(store).await?;
     phases.extend([real, flood]);
-    let paper_orders = store.count_paper_orders().await?;
+    let paper_orders = PaperBook::of(store).count().await?;
     for phase in &mut phases {
         phase.paper_orders_total = Some(paper_orders);
     }
@@ -723,10 +724,13 @@ async fn closed_loop(
 /// Gives up (`None`) after `DRAIN_TIMEOUT`, or sooner when its checkpoint stops moving.
 async fn drain(store: &Store) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
-    let mut last_move = (store.checkpoint(CHECKPOINT_NAME).await?, Instant::now());
+    let mut last_move = (
+        store.events().checkpoint(CHECKPOINT_NAME).await?,
+        Instant::now(),
+    );
     while started.elapsed() < DRAIN_TIMEOUT {
-        let checkpoint = store.checkpoint(CHECKPOINT_NAME).await?;
-        if store.read_log(checkpoint, 1).await?.is_empty() {
+        let checkpoint = store.events().checkpoint(CHECKPOINT_NAME).await?;
+        if store.events().read_log(checkpoint, 1).await?.is_empty() {
             return Ok(Some(started.elapsed()));
         }
         if checkpoint != last_move.0 {

@@ -117,17 +117,18 @@ async fn measure(
         // Whole signals, several accounts per append: as the group committers write.
         batch.extend(signal.iter().cloned());
         if batch.len() >= SEED_BATCH {
-            store.append(&batch).await?;
+            store.events().append(&batch).await?;
             batch.clear();
         }
     }
-    store.append(&batch).await?;
+    store.events().append(&batch).await?;
     println!("{kind}: seeded in {:.1} s", seeding.elapsed().as_secs_f64());
     if let Some(page) = page {
         // The runner alone, at a chosen page size, into the rebuild copy.
         for projection in Projection::ALL {
             store
-                .reset_projection(TableSet::Rebuild, projection)
+                .read_models()
+                .reset(TableSet::Rebuild, projection)
                 .await?;
         }
         let started = Instant::now();

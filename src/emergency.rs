@@ -121,7 +121,7 @@ impl EmergencySwitch {
             let context = EventContext::new(actor, at);
             let serialized =
                 encode_for::<EmergencyStop>(EMERGENCY_STOP_ID, version + 1, &events, &context)?;
-            match self.store.append(&serialized).await {
+            match self.store.events().append(&serialized).await {
                 Ok(_) => {
                     for event in &events {
                         state.evolve(event);
@@ -139,7 +139,7 @@ impl EmergencySwitch {
 
 /// The stop's state and version (its last sequence).
 async fn load_state(store: &Store) -> Result<(EmergencyStop, usize), SwitchError> {
-    let stored = store.load_emergency_stop().await?;
+    let stored = store.events().load_emergency_stop().await?;
     let mut state = EmergencyStop::default();
     let mut version = 0;
     for event in stored {

@@ -166,8 +166,8 @@ impl<'a> Walk<'a> {
         // Read before the walk: the writer commits rows with its reader checkpoint and before
         // their checkpoints, so the walk must reach everything these name. A running writer may
         // add more meanwhile; that is checked next time.
-        let chained_to = store.checkpoint(CHECKPOINT_NAME).await?;
-        let protected_to = store.last_audit_checkpoint().await?;
+        let chained_to = store.events().checkpoint(CHECKPOINT_NAME).await?;
+        let protected_to = store.audit().last_checkpoint().await?;
         let mut published = options.published.clone();
         published.sort_by_key(|p| p.position);
         Ok(Walk {
@@ -210,13 +210,14 @@ impl<'a> Walk<'a> {
         loop {
             let page = self
                 .store
-                .read_audit(self.report.head_position, PAGE_SIZE)
+                .audit()
+                .read(self.report.head_position, PAGE_SIZE)
                 .await?;
             if page.is_empty() {
                 return Ok(None);
             }
             let limit = i64::try_from(page.len()).unwrap_or(PAGE_SIZE);
-            let events = self.store.read_log(self.log_cursor, limit).await?;
+            let events = self.store.events().read_log(self.log_cursor, limit).await?;
             let mut events = events.into_iter();
             for row in &page {
                 if let Some(problem) = check_row(row, &self.report) {
@@ -327,7 +328,7 @@ impl<'a> Walk<'a> {
             )));
         }
         // An event the writer had read, without its row: removed, or never chained.
-        let next = self.store.read_log(self.log_cursor, 1).await?;
+        let next = self.store.events().read_log(self.log_cursor, 1).await?;
         if let Some(event) = next.first().filter(|e| e.position <= self.chained_to) {
             let e = &event.event;
             return Ok(missing(format!(
@@ -486,7 +487,8 @@ impl Checkpoints {
     ) -> Result<Option<AuditCheckpoint>, StoreError> {
         if self.buffered.is_empty() && !self.exhausted {
             let page = store
-                .read_audit_checkpoints(self.read_to, PAGE_SIZE)
+                .audit()
+                .read_checkpoints(self.read_to, PAGE_SIZE)
                 .await?;
             self.exhausted = page.len() < usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
             if let Some(last) = page.last() {

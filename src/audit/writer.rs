@@ -257,12 +257,14 @@ impl AuditWriter {
     async fn load_progress(&self) -> Result<Progress, String> {
         let store = self.store();
         let read_to = store
+            .events()
             .checkpoint(CHECKPOINT_NAME)
             .await
             .map_err(|e| e.to_string())?;
-        let head = store.audit_head().await.map_err(|e| e.to_string())?;
+        let head = store.audit().head().await.map_err(|e| e.to_string())?;
         let last_checkpoint = store
-            .last_audit_checkpoint()
+            .audit()
+            .last_checkpoint()
             .await
             .map_err(|e| e.to_string())?;
         let (head_position, head_hash) = head
@@ -285,6 +287,7 @@ impl AuditWriter {
             attempted: None,
         };
         let page = store
+            .events()
             .read_log(progress.read_to, PAGE_SIZE)
             .await
             .map_err(failed)?;
@@ -307,7 +310,7 @@ impl AuditWriter {
         }
         // A row inserted after this check takes the position the page needs: the append then
         // fails, and the reload finds the foreign head.
-        let head = store.audit_head().await.map_err(failed)?;
+        let head = store.audit().head().await.map_err(failed)?;
         let stored = head
             .as_ref()
             .map_or((0, GENESIS_HASH), |h| (h.position, &h.hash));
@@ -317,7 +320,7 @@ impl AuditWriter {
                 found: head,
             });
         }
-        if let Err(error) = store.append_audit(&rows, CHECKPOINT_NAME, read_to).await {
+        if let Err(error) = store.audit().append(&rows, CHECKPOINT_NAME, read_to).await {
             return Err(PageError::Store {
                 error: error.to_string(),
                 attempted: Some((position, prev_hash)),
@@ -389,7 +392,7 @@ impl AuditWriter {
             at,
             signature,
         };
-        if let Err(error) = self.store().insert_audit_checkpoint(&checkpoint).await {
+        if let Err(error) = self.store().audit().insert_checkpoint(&checkpoint).await {
             if let StoreError::AuditCheckpointConflict(position) = error {
                 tracing::error!(
                     target: ALERT_TARGET,

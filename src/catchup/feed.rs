@@ -59,7 +59,7 @@ impl Feed {
             return Ok(page);
         }
         self.read_from_store += 1;
-        store.read_log(after, limit).await
+        store.events().read_log(after, limit).await
     }
 
     /// Waits until this process commits something, `poll` passes (other processes' appends are

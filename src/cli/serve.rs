@@ -204,7 +204,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
     if let (Some(path), false) = (&demo_file, args.no_demo) {
-        if app.store.count_users().await? == 0 {
+        if app.store.credentials().count_users().await? == 0 {
             let credentials = create_user(&app.ledger, "demo", "serve", Utc::now()).await?;
             write_demo_user(
                 path,

@@ -2,6 +2,7 @@
 //! so placing the same order twice is recognised by the exchange and never trades twice.
 
 mod paper;
+mod paper_book;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -9,6 +10,7 @@ use rust_decimal::Decimal;
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 pub use self::paper::{PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES};
+pub use self::paper_book::{PaperBook, PaperOrder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {

@@ -10,9 +10,10 @@ use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
+use super::paper_book::{PaperBook, PaperOrder};
 use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
 use crate::markets::MarketList;
-use crate::store::{PaperOrder, Store};
+use crate::store::Store;
 
 /// Reference prices used when none are configured.
 pub const DEFAULT_PAPER_PRICES: &[(&str, &str)] = &[
@@ -152,7 +153,7 @@ impl Exchange for PaperExchange {
             .iter()
             .filter_map(|priced| priced.as_ref().ok().cloned())
             .collect();
-        let booked = match self.store.book_paper_orders(&bookable).await {
+        let booked = match PaperBook::of(&self.store).book_all(&bookable).await {
             Ok(booked) => booked,
             Err(error) => {
                 let error = Self::unavailable(error);
@@ -179,9 +180,8 @@ impl Exchange for PaperExchange {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        let booked = self
-            .store
-            .paper_order(&client_order_id.0)
+        let booked = PaperBook::of(&self.store)
+            .find(&client_order_id.0)
             .await
             .map_err(Self::unavailable)?;
         booked.as_ref().map(outcome_of).transpose()

@@ -68,7 +68,7 @@ impl ExecutionSaga {
             return;
         };
         let mut checkpoint = loop {
-            match store.checkpoint(CHECKPOINT_NAME).await {
+            match store.events().checkpoint(CHECKPOINT_NAME).await {
                 Ok(position) => break position,
                 Err(error) => {
                     tracing::error!(%error, "execution saga cannot read its checkpoint");
@@ -93,7 +93,7 @@ impl ExecutionSaga {
                 };
                 lease = renewed;
                 // Another process may have moved on meanwhile.
-                if let Ok(position) = store.checkpoint(CHECKPOINT_NAME).await {
+                if let Ok(position) = store.events().checkpoint(CHECKPOINT_NAME).await {
                     checkpoint = checkpoint.max(position);
                 }
             }
@@ -127,6 +127,7 @@ impl ExecutionSaga {
     ) -> Result<Option<LogPosition>, String> {
         let store = self.ledger.store();
         let page = store
+            .events()
             .read_log(checkpoint, PAGE_SIZE)
             .await
             .map_err(|e| e.to_string())?;
@@ -135,6 +136,7 @@ impl ExecutionSaga {
         };
         self.handle(page).await?;
         store
+            .events()
             .save_checkpoint(CHECKPOINT_NAME, last)
             .await
             .map_err(|e| e.to_string())?;

@@ -81,7 +81,8 @@ pub async fn respond(store: Store, request: AuditRequest) -> Result<Response> {
         Format::JsonLines | Format::Csv => {
             // The trail as of the request, however many rows are appended meanwhile.
             let head = store
-                .audit_head()
+                .audit()
+                .head()
                 .await
                 .map_err(ApiError::internal)?
                 .map_or(0, |head| head.position);
@@ -93,7 +94,8 @@ pub async fn respond(store: Store, request: AuditRequest) -> Result<Response> {
 async fn page(store: &Store, request: &AuditRequest) -> Result<Response> {
     // One row more than asked tells whether another page exists.
     let mut rows = store
-        .audit_rows(&request.filter, request.after, None, request.limit + 1)
+        .audit()
+        .rows(&request.filter, request.after, None, request.limit + 1)
         .await
         .map_err(ApiError::internal)?;
     let more = rows.len() as i64 > request.limit;
@@ -141,7 +143,8 @@ fn export(store: Store, request: AuditRequest, head: i64) -> Response {
         }
         let rows = state
             .store
-            .audit_rows(&state.filter, state.after, Some(state.head), EXPORT_PAGE)
+            .audit()
+            .rows(&state.filter, state.after, Some(state.head), EXPORT_PAGE)
             .await;
         match rows {
             Ok(rows) => {

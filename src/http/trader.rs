@@ -29,6 +29,7 @@ pub async fn positions(
         .ingest
         .ledger()
         .store()
+        .read_models()
         .account_positions(&user.user_id)
         .await
         .map_err(ApiError::internal)?;
@@ -94,6 +95,7 @@ pub async fn trades(
         .ingest
         .ledger()
         .store()
+        .read_models()
         .account_trades(&user.user_id, TradePage { before, limit })
         .await
         .map_err(ApiError::internal)?;
@@ -137,6 +139,7 @@ pub async fn signal(
         .ingest
         .ledger()
         .store()
+        .read_models()
         .account_signal(&user.user_id, &signal_id)
         .await
         .map_err(ApiError::internal)?

@@ -118,7 +118,7 @@ impl Worker {
             .iter()
             .flat_map(|request| request.events.iter().cloned())
             .collect();
-        match self.store.append(&events).await {
+        match self.store.events().append(&events).await {
             Ok(positions) => {
                 for request in batch {
                     let _ = request.reply.send(Ok(()));
@@ -140,7 +140,7 @@ impl Worker {
     }
 
     async fn commit_alone(&self, request: Request) {
-        match self.store.append(&request.events).await {
+        match self.store.events().append(&request.events).await {
             Ok(positions) => {
                 let _ = request.reply.send(Ok(()));
                 self.publish(request.events, positions);

@@ -191,6 +191,7 @@ impl Ledger {
                     let newer = self
                         .inner
                         .store
+                        .events()
                         .load_account_after(account_id, account.version)
                         .await?;
                     self.fold(account, newer)?;
@@ -248,7 +249,7 @@ impl Ledger {
     /// usable one, then the events after it.
     pub async fn load(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
         let store = &self.inner.store;
-        let mut account = match store.snapshot(account_id).await {
+        let mut account = match store.events().snapshot(account_id).await {
             Ok(Some(snapshot)) => restore(snapshot).unwrap_or_default(),
             Ok(None) => LoadedAccount::default(),
             Err(error) => {
@@ -257,6 +258,7 @@ impl Ledger {
             }
         };
         let stored = store
+            .events()
             .load_account_after(account_id, account.version)
             .await?;
         self.fold(&mut account, stored)?;
@@ -266,7 +268,7 @@ impl Ledger {
     /// Loads an account by replaying every event, ignoring snapshots.
     pub async fn load_from_events(&self, account_id: &str) -> Result<LoadedAccount, LedgerError> {
         let mut account = LoadedAccount::default();
-        let stored = self.inner.store.load_account(account_id).await?;
+        let stored = self.inner.store.events().load_account(account_id).await?;
         self.fold(&mut account, stored)?;
         Ok(account)
     }
@@ -293,7 +295,7 @@ impl Ledger {
         let store = self.inner.store.clone();
         let account_id = account_id.to_owned();
         tokio::spawn(async move {
-            if let Err(error) = store.save_snapshot(&account_id, &snapshot).await {
+            if let Err(error) = store.events().save_snapshot(&account_id, &snapshot).await {
                 tracing::warn!(%error, account_id, "snapshot not stored");
             }
         });
@@ -301,7 +303,7 @@ impl Ledger {
 
     /// Every event of an account, upcast and decoded, in sequence order.
     pub async fn history(&self, account_id: &str) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let stored = self.inner.store.load_account(account_id).await?;
+        let stored = self.inner.store.events().load_account(account_id).await?;
         stored
             .into_iter()
             .map(|event| decode(event, &self.inner.upcasters).map_err(LedgerError::from))

@@ -17,11 +17,11 @@ use cqrs_es::Aggregate;
 use tokio::sync::watch;
 
 use aggregates::{upcasters, TradingAccount};
-use projections::{Envelope, Projection};
+use projections::{Envelope, Projection, ReadModels};
 
 use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
 use crate::ledger::{decode, Ledger};
-use crate::store::{LogPosition, LoggedEvent, PageOutcome, ProjectionStep, Store, TableSet};
+use crate::store::{LogPosition, LoggedEvent, PageOutcome, ProjectionWrite, Store, TableSet};
 
 pub use self::rebuild::{rebuild, status, ProjectionStatus, RebuildReport, Verdict};
 
@@ -97,7 +97,7 @@ impl Runner {
         if let Some(checkpoints) = &self.checkpoints {
             return Ok(checkpoints.clone());
         }
-        let all = self.store.projection_checkpoints(self.tables).await?;
+        let all = self.store.read_models().checkpoints(self.tables).await?;
         let mine: BTreeMap<_, _> = all
             .into_iter()
             .filter(|(projection, _)| self.projections.contains(projection))
@@ -126,7 +126,7 @@ impl Runner {
         }
         let mut page = match self.prefetched.take() {
             Some((after, page)) if after == from => page,
-            _ => self.store.read_log(from, self.page_size).await?,
+            _ => self.store.events().read_log(from, self.page_size).await?,
         };
         if let Some(until) = until {
             page.retain(|logged| logged.position <= until);
@@ -152,34 +152,34 @@ impl Runner {
                 },
             ));
         }
-        let steps: Vec<ProjectionStep<'_>> = checkpoints
-            .iter()
-            .filter(|(_, checkpoint)| **checkpoint < last)
-            .map(|(projection, checkpoint)| ProjectionStep {
+        let mut writes = Vec::new();
+        for (projection, checkpoint) in checkpoints.iter().filter(|(_, at)| **at < last) {
+            let events: Vec<&Envelope> = envelopes
+                .iter()
+                .filter(|(position, envelope)| {
+                    position > checkpoint && ReadModels::touches(*projection, envelope)
+                })
+                .map(|(_, envelope)| envelope)
+                .collect();
+            writes.push(ProjectionWrite {
                 projection: *projection,
                 from: *checkpoint,
                 to: last,
-                events: envelopes
-                    .iter()
-                    .filter(|(position, envelope)| {
-                        position > checkpoint
-                            && projections::ReadModels::touches(*projection, envelope)
-                    })
-                    .map(|(_, envelope)| envelope)
-                    .collect(),
-            })
-            .collect();
+                rows: self.fold(*projection, &events).await?,
+            });
+        }
         // The next page is read (and the store's other core used) while this one is written. A
         // read below the snapshot horizon may return less while this transaction is open; it
         // never skips anything, and what it misses is read next time.
+        let (read_models, events) = (self.store.read_models(), self.store.events());
         let (applied, next_page) = tokio::join!(
-            self.store.apply_projection_page(self.tables, &steps),
-            self.store.read_log(last, self.page_size)
+            read_models.write_page(self.tables, &writes),
+            events.read_log(last, self.page_size)
         );
         match applied? {
             PageOutcome::Applied => {
                 self.prefetched = next_page.ok().map(|next| (last, next));
-                let moved: Vec<Projection> = steps.iter().map(|step| step.projection).collect();
+                let moved: Vec<Projection> = writes.iter().map(|write| write.projection).collect();
                 if let Some(checkpoints) = &mut self.checkpoints {
                     for projection in moved {
                         checkpoints.insert(projection, last);
@@ -189,6 +189,28 @@ impl Runner {
             }
             PageOutcome::CheckpointMoved => Ok(Step::Contended),
         }
+    }
+
+    /// The rows of `projection` that `events` change, loaded and then folded: a later
+    /// compare-and-set of the checkpoint (`write_page`) proves they were loaded where it stood.
+    async fn fold(
+        &self,
+        projection: Projection,
+        events: &[&Envelope],
+    ) -> Result<ReadModels, ReadSideError> {
+        if events.is_empty() {
+            return Ok(ReadModels::default());
+        }
+        let keys = ReadModels::keys_read(projection, events.iter().copied());
+        let mut models = self
+            .store
+            .read_models()
+            .load(self.tables, projection, &keys)
+            .await?;
+        for envelope in events {
+            models.apply(projection, envelope);
+        }
+        Ok(models)
     }
 
     /// Steps until caught up (to `until`, or to the log's head); `progress` hears of every page.

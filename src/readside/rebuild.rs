@@ -61,10 +61,11 @@ pub async fn rebuild(
     }
     for projection in selected {
         store
-            .reset_projection(TableSet::Rebuild, *projection)
+            .read_models()
+            .reset(TableSet::Rebuild, *projection)
             .await?;
     }
-    total(u64::try_from(store.count_log_after(LogPosition::default()).await?).unwrap_or(0));
+    total(u64::try_from(store.events().count_after(LogPosition::default()).await?).unwrap_or(0));
     let started = Instant::now();
     let mut events_read = 0u64;
     let mut fresh = Runner::new(store.clone(), TableSet::Rebuild, selected);
@@ -97,8 +98,11 @@ async fn compare(
     let mut fresh = Runner::new(store.clone(), TableSet::Rebuild, &[projection]);
     let mut live = Runner::new(store.clone(), TableSet::Live, &[projection]);
     loop {
-        let (live_at, live_rows) = store.projection_rows(TableSet::Live, projection).await?;
-        let (fresh_at, fresh_rows) = store.projection_rows(TableSet::Rebuild, projection).await?;
+        let (live_at, live_rows) = store.read_models().rows(TableSet::Live, projection).await?;
+        let (fresh_at, fresh_rows) = store
+            .read_models()
+            .rows(TableSet::Rebuild, projection)
+            .await?;
         if live_at == fresh_at {
             return Ok(Verdict {
                 projection,
@@ -152,13 +156,13 @@ pub struct ProjectionStatus {
 
 /// Each live projection's checkpoint and how far behind the log's head it is.
 pub async fn status(store: &Store) -> Result<Vec<ProjectionStatus>, ReadSideError> {
-    let checkpoints = store.projection_checkpoints(TableSet::Live).await?;
+    let checkpoints = store.read_models().checkpoints(TableSet::Live).await?;
     let mut statuses = Vec::new();
     for (projection, checkpoint) in checkpoints {
         statuses.push(ProjectionStatus {
             projection,
             checkpoint,
-            behind: store.count_log_after(checkpoint).await?,
+            behind: store.events().count_after(checkpoint).await?,
         });
     }
     Ok(statuses)

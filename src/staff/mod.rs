@@ -102,6 +102,7 @@ pub async fn create_staff(
         api_key: generate_staff_key(),
     };
     store
+        .credentials()
         .insert_staff(&NewStaff {
             staff_id: issued.staff_id.clone(),
             display_name: display_name.to_owned(),
@@ -119,7 +120,7 @@ pub async fn disable_staff(
     staff_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StaffError> {
-    if store.disable_staff(staff_id, now).await? {
+    if store.credentials().disable_staff(staff_id, now).await? {
         Ok(())
     } else {
         Err(StaffError::NoSuchStaff(staff_id.to_owned()))
@@ -137,6 +138,7 @@ pub async fn authenticate_api_key(
         return Ok(None);
     }
     let found = store
+        .credentials()
         .active_staff_by_api_key_sha256(&staff_key_digest(api_key))
         .await?;
     Ok(found.and_then(|staff| member(staff, StaffProof::ApiKey)))
@@ -162,6 +164,7 @@ pub async fn record_read(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     store
+        .credentials()
         .record_compliance_read(&ComplianceRead {
             staff_id: staff.staff_id.clone(),
             endpoint: endpoint.to_owned(),

@@ -5,15 +5,12 @@
 //! at row 10 and at row 10 million, and a cursor stays valid however many rows are appended.
 //!
 //! SQLite keeps `recorded_at` as text, compared as text: that is chronological only because every
-//! row is written in one fixed-width form, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (`RECORDED_AT_FORMAT`),
+//! row is written in one fixed-width form, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (`recorded_at_text`),
 //! which is also the precision of PostgreSQL's timestamptz.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::AuditRow;
-
-use super::{Result, Store, StoreError};
+use super::{Audit, AuditRow, Result};
 
 /// The most rows one query returns.
 pub const MAX_AUDIT_PAGE: i64 = 10_000;
@@ -38,13 +35,10 @@ pub struct AuditFilter {
     pub signal_id: Option<String>,
 }
 
-const COLUMNS: &str = "position, account_id, aggregate_type, sequence, event_type, event_version, \
-                       signal_id, recorded_at, payload, metadata, prev_hash, hash";
-
-impl Store {
+impl Audit<'_> {
     /// Up to `limit` rows matching `filter` with `after < position <= up_to` (`up_to`: `None`
     /// for no upper bound), in position order.
-    pub async fn audit_rows(
+    pub async fn rows(
         &self,
         filter: &AuditFilter,
         after: i64,
@@ -52,83 +46,37 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditRow>> {
         let limit = limit.clamp(0, MAX_AUDIT_PAGE);
-        match self {
-            Store::Postgres(store) => {
-                let mut query = QueryBuilder::<Postgres>::new(format!(
-                    "SELECT {COLUMNS} FROM audit_log WHERE position > "
-                ));
-                query.push_bind(after);
-                if let Some(up_to) = up_to {
-                    query.push(" AND position <= ").push_bind(up_to);
-                }
-                if let Some(account_id) = &filter.account_id {
-                    query
-                        .push(" AND account_id = ")
-                        .push_bind(account_id.clone());
-                }
-                if let Some(from) = filter.from {
-                    query.push(" AND recorded_at >= ").push_bind(from);
-                }
-                if let Some(to) = filter.to {
-                    query.push(" AND recorded_at < ").push_bind(to);
-                }
-                if !filter.event_types.is_empty() {
-                    query
-                        .push(" AND event_type = ANY(")
-                        .push_bind(filter.event_types.clone())
-                        .push(")");
-                }
-                if let Some(signal_id) = &filter.signal_id {
-                    query.push(" AND signal_id = ").push_bind(signal_id.clone());
-                }
-                query.push(" ORDER BY position LIMIT ").push_bind(limit);
-                let rows = query.build().fetch_all(store.pool()).await?;
-                rows.iter().map(super::audit::postgres::audit_row).collect()
+        let (columns, time) = (self.row_columns(), self.time_cast());
+        Ok(reading!(self.store, pool, Db => {
+            let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+                "SELECT {columns} FROM audit_log WHERE position > "
+            ));
+            query.push_bind(after);
+            if let Some(up_to) = up_to {
+                query.push(" AND position <= ").push_bind(up_to);
             }
-            Store::Sqlite(store) => {
-                let mut query = QueryBuilder::<Sqlite>::new(format!(
-                    "SELECT {COLUMNS} FROM audit_log WHERE position > "
-                ));
-                query.push_bind(after);
-                if let Some(up_to) = up_to {
-                    query.push(" AND position <= ").push_bind(up_to);
-                }
-                if let Some(account_id) = &filter.account_id {
-                    query
-                        .push(" AND account_id = ")
-                        .push_bind(account_id.clone());
-                }
-                if let Some(from) = filter.from {
-                    query
-                        .push(" AND recorded_at >= ")
-                        .push_bind(recorded_at_text(from));
-                }
-                if let Some(to) = filter.to {
-                    query
-                        .push(" AND recorded_at < ")
-                        .push_bind(recorded_at_text(to));
-                }
-                if !filter.event_types.is_empty() {
-                    query.push(" AND event_type IN (");
-                    let mut types = query.separated(", ");
-                    for event_type in &filter.event_types {
-                        types.push_bind(event_type.clone());
-                    }
-                    query.push(")");
-                }
-                if let Some(signal_id) = &filter.signal_id {
-                    query.push(" AND signal_id = ").push_bind(signal_id.clone());
-                }
-                query.push(" ORDER BY position LIMIT ").push_bind(limit);
-                let rows = query.build().fetch_all(store.pool()).await?;
-                rows.iter().map(super::audit::sqlite::audit_row).collect()
+            if let Some(account_id) = &filter.account_id {
+                query.push(" AND account_id = ").push_bind(account_id);
             }
-        }
+            if let Some(from) = filter.from {
+                query.push(" AND recorded_at >= ").push_bind(recorded_at_text(from)).push(time);
+            }
+            if let Some(to) = filter.to {
+                query.push(" AND recorded_at < ").push_bind(recorded_at_text(to)).push(time);
+            }
+            if !filter.event_types.is_empty() {
+                query.push(" AND event_type IN (");
+                let mut types = query.separated(", ");
+                for event_type in &filter.event_types {
+                    types.push_bind(event_type);
+                }
+                query.push(")");
+            }
+            if let Some(signal_id) = &filter.signal_id {
+                query.push(" AND signal_id = ").push_bind(signal_id);
+            }
+            query.push(" ORDER BY position LIMIT ").push_bind(limit);
+            query.build_query_as().fetch_all(pool).await?
+        }))
     }
-}
-
-pub(super) fn parse_time(text: String) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error))))
 }

@@ -1,30 +1,84 @@
-//! The ledger's storage: cqrs-es 0.5.0's event tables on PostgreSQL or SQLite, plus what those
-//! crates lack — a gap-safe global order, batched appends, checkpoints — and the few plain tables
-//! the service keeps beside the ledger (users, the paper exchange's book).
+//! The ledger's storage on PostgreSQL or SQLite. `Store` is the connection; each concern is a small
+//! repository reached from it: `events()` (the log, global order, snapshots, checkpoints),
+//! `credentials()` (users and staff), `audit()` and `read_models()`. SQL is written once wherever
+//! the dialects agree (`reading!` / `writing!`); per-dialect code is only where they differ:
+//! appends and the global order, roles and NOTIFY, leases, the single SQLite writer.
 //!
-//! Architecture invariant: only this module writes SQL.
+//! Architecture invariant: only this module (and the paper exchange's own book, through
+//! `writing!`) writes SQL.
+
+/// Runs `$body` with `$pool` bound to the store's pool, instantiated once per dialect: one
+/// statement text (sqlx binds `$N` on SQLite too) and one decoder serve both. For reads.
+/// `$db`, when named, is the dialect's `sqlx::Database` (for a `QueryBuilder`).
+macro_rules! reading {
+    ($store:expr, $pool:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, _Db, false => $body)
+    };
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, $db, false => $body)
+    };
+}
+
+/// Like `reading!`, for writes: on SQLite `$body` runs in its turn on this process's one writer
+/// queue (`SqliteStore::lock_writer`). Every SQLite write of the service goes through here.
+macro_rules! writing {
+    ($store:expr, $pool:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, _Db, true => $body)
+    };
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, $db, true => $body)
+    };
+}
+
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $db:ident, $queue:literal => $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                let $pool = store.pool();
+                $body
+            }
+            $crate::store::Store::Sqlite(store) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                let _turn = if $queue {
+                    Some(store.lock_writer().await)
+                } else {
+                    None
+                };
+                let $pool = store.pool();
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_pool, reading, writing};
 
 mod audit;
 mod audit_queries;
+pub(crate) mod decode;
+mod events;
 mod postgres;
 mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
 
-use chrono::{DateTime, Utc};
-use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use cqrs_es::persist::PersistenceError;
 
-pub use self::audit::{AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
+pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::events::{Events, LogPosition, LoggedEvent, Snapshot};
 pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
-pub use self::readmodels::{PageOutcome, ProjectionStep, TableSet, TradePage};
+pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
-    ActiveUser, CredentialDigests, NewUser, RateLimit, TwoFactorUser, UserProfile, WebhookDigests,
-    CREDENTIALS_CHANGED_CHANNEL,
+    ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,
+    WebhookDigests, CREDENTIALS_CHANGED_CHANNEL,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +90,9 @@ pub enum StoreError {
     /// one being recorded: someone else wrote one (see `Store::insert_audit_checkpoint`).
     #[error("a different audit checkpoint is already recorded at position {0}")]
     AuditCheckpointConflict(i64),
+    /// A stored value out of range or unreadable (never replaced by a default).
+    #[error("{what} out of range or unreadable: {value}")]
+    Decode { what: &'static str, value: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -96,56 +153,11 @@ impl From<PersistenceError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A place in the global order of all events: positions become visible in increasing order (see
-/// ARCHITECTURE.md, "Global order"), with holes where an append rolled back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LogPosition {
-    pub global_seq: i64,
-}
-
-/// One event as a catch-up reader sees it.
-#[derive(Debug, Clone)]
-pub struct LoggedEvent {
-    pub position: LogPosition,
-    pub event: SerializedEvent,
-}
-
-/// An account's state as of `version`, serialized by the code named by `state_version`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub version: usize,
-    pub state_version: String,
-    pub state: serde_json::Value,
-}
-
-/// An order as the paper exchange booked it. Amounts are decimal strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaperOrder {
-    pub client_order_id: String,
-    pub account_id: String,
-    pub market: String,
-    pub side: String,
-    pub size: String,
-    pub price: String,
-    pub fee: String,
-    pub exchange_order_id: String,
-    pub placed_at: DateTime<Utc>,
-}
-
 /// The two supported stores behind one set of operations.
 #[derive(Clone)]
 pub enum Store {
     Postgres(PostgresStore),
     Sqlite(SqliteStore),
-}
-
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
-    };
 }
 
 impl Store {
@@ -160,6 +172,26 @@ impl Store {
         }
     }
 
+    /// Users and staff, their credentials' digests, and the record of compliance reads.
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials { store: self }
+    }
+
+    /// The event log, snapshots and the catch-up readers' checkpoints.
+    pub fn events(&self) -> Events<'_> {
+        Events { store: self }
+    }
+
+    /// The audit trail: the hash chain, its checkpoints, and the compliance reads of it.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { store: self }
+    }
+
+    /// The trader's read models: rows by key, pages written with their checkpoints.
+    pub fn read_models(&self) -> ReadModelTables<'_> {
+        ReadModelTables { store: self }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",
@@ -169,7 +201,7 @@ impl Store {
 
     /// Applies pending migrations and checks the applied ones (`ledgerhook migrate`).
     pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self.migrate())
+        writing!(self, pool => pool.run_migrations().await)
     }
 
     /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied
@@ -207,167 +239,8 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        dispatch!(self.ping())
-    }
-
-    /// Every event of one account, in sequence order, as stored (not yet upcast).
-    pub async fn load_account(&self, account_id: &str) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_account(account_id))
-    }
-
-    /// The global emergency stop's events, in sequence order.
-    pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_emergency_stop())
-    }
-
-    /// The events of one account after `sequence`.
-    pub async fn load_account_after(
-        &self,
-        account_id: &str,
-        sequence: usize,
-    ) -> Result<Vec<SerializedEvent>> {
-        dispatch!(self.load_account_after(account_id, sequence))
-    }
-
-    /// Appends events of one or more accounts in one transaction: all or none, and returns the
-    /// position each event took, in order. Fails with `StoreError::Conflict` when any (account,
-    /// sequence) already exists.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<LogPosition>> {
-        dispatch!(self.append(events))
-    }
-
-    /// Up to `limit` events after `after` in the global order. Never returns an event while an
-    /// earlier one may still commit, so a reader that resumes from the last position it saw
-    /// misses nothing; no other transaction on the server holds it back.
-    pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
-        dispatch!(self.read_log(after, limit))
-    }
-
-    pub async fn snapshot(&self, account_id: &str) -> Result<Option<Snapshot>> {
-        dispatch!(self.snapshot(account_id))
-    }
-
-    /// Stores a snapshot unless a newer one is already stored.
-    pub async fn save_snapshot(&self, account_id: &str, snapshot: &Snapshot) -> Result<()> {
-        dispatch!(self.save_snapshot(account_id, snapshot))
-    }
-
-    pub async fn checkpoint(&self, name: &str) -> Result<LogPosition> {
-        dispatch!(self.checkpoint(name))
-    }
-
-    pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
-        dispatch!(self.save_checkpoint(name, position))
-    }
-
-    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
-        dispatch!(self.insert_user(user))
-    }
-
-    /// Every active user's credential digests, at most `limit` of them.
-    pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
-        dispatch!(self.active_credential_digests(limit))
-    }
-
-    /// SQLite: a number that changes with every change to `users` by any process. PostgreSQL
-    /// announces changes instead (`CREDENTIALS_CHANGED_CHANNEL`): `None`, no query.
-    pub async fn credentials_version(&self) -> Result<Option<i64>> {
-        match self {
-            Store::Postgres(_) => Ok(None),
-            Store::Sqlite(store) => Ok(Some(store.credentials_version().await?)),
-        }
-    }
-
-    /// PostgreSQL: credential changes made through this store in this process, counted as they
-    /// return (before their announcement comes back). SQLite: 0 (see `credentials_version`).
-    pub fn local_credential_changes(&self) -> u64 {
-        match self {
-            Store::Postgres(store) => store.local_credential_changes(),
-            Store::Sqlite(_) => 0,
-        }
-    }
-
-    /// The active user whose webhook token has this SHA-256.
-    pub async fn active_user_by_token_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        dispatch!(self.active_user_by_token_sha256(digest))
-    }
-
-    /// The active user whose API key has this SHA-256.
-    pub async fn active_user_by_api_key_sha256(&self, digest: &str) -> Result<Option<ActiveUser>> {
-        dispatch!(self.active_user_by_api_key_sha256(digest))
-    }
-
-    /// The active user with this webhook uuid, and the digest its secret must match.
-    pub async fn active_user_by_webhook_uuid(&self, uuid: &str) -> Result<Option<TwoFactorUser>> {
-        dispatch!(self.active_user_by_webhook_uuid(uuid))
-    }
-
-    pub async fn user_profile(&self, user_id: &str) -> Result<Option<UserProfile>> {
-        dispatch!(self.user_profile(user_id))
-    }
-
-    /// Replaces the token, uuid and secret at once; `false` if there is no such user. On
-    /// PostgreSQL the change is announced on `CREDENTIALS_CHANGED_CHANNEL` as it commits.
-    pub async fn replace_webhook_credentials(
-        &self,
-        user_id: &str,
-        webhook: &WebhookDigests,
-    ) -> Result<bool> {
-        dispatch!(self.replace_webhook_credentials(user_id, webhook))
-    }
-
-    /// Replaces the API key; `false` if there is no such user. Announced like the above.
-    pub async fn replace_api_key(&self, user_id: &str, api_key_sha256: &str) -> Result<bool> {
-        dispatch!(self.replace_api_key(user_id, api_key_sha256))
-    }
-
-    /// Marks the user disabled (kept at the first time if already); `false` if there is no such
-    /// user. Announced like the above.
-    pub async fn disable_user(&self, user_id: &str, at: DateTime<Utc>) -> Result<bool> {
-        dispatch!(self.disable_user(user_id, at))
-    }
-
-    /// Sets (or, with `None`, clears) the user's rate limit; `false` if there is no such user.
-    /// Announced like the above, since the authenticated user carries it.
-    pub async fn set_rate_limit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<bool> {
-        dispatch!(self.set_rate_limit(user_id, limit))
-    }
-
-    /// A listener for credential changes made by any process: `None` on SQLite, which has no
-    /// announcements (see `SqliteStore::replace_webhook_credentials`).
-    pub async fn listen_for_credential_changes(&self) -> Result<Option<CredentialListener>> {
-        match self {
-            Store::Postgres(store) => Ok(Some(store.listen_for_credential_changes().await?)),
-            Store::Sqlite(_) => Ok(None),
-        }
-    }
-
-    pub async fn count_users(&self) -> Result<i64> {
-        dispatch!(self.count_users())
-    }
-
-    /// Books `order` unless its client order id is already booked; returns what is booked.
-    pub async fn book_paper_order(&self, order: &PaperOrder) -> Result<PaperOrder> {
-        self.book_paper_orders(std::slice::from_ref(order))
-            .await?
-            .pop()
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
-    }
-
-    /// Books many orders in one transaction, each as `book_paper_order` would.
-    pub async fn book_paper_orders(&self, orders: &[PaperOrder]) -> Result<Vec<PaperOrder>> {
-        if orders.is_empty() {
-            return Ok(Vec::new());
-        }
-        dispatch!(self.book_paper_orders(orders))
-    }
-
-    pub async fn paper_order(&self, client_order_id: &str) -> Result<Option<PaperOrder>> {
-        dispatch!(self.paper_order(client_order_id))
-    }
-
-    pub async fn count_paper_orders(&self) -> Result<i64> {
-        dispatch!(self.count_paper_orders())
+        reading!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
     }
 
     /// Tries to become the one holder of `name` among every process sharing the store, so that a
@@ -378,6 +251,27 @@ impl Store {
             // An embedded store belongs to one process.
             Store::Sqlite(_) => Ok(Some(Lease::Embedded)),
         }
+    }
+}
+
+/// What each dialect does its own way, as a method of its pool, so that `writing!` runs it like
+/// any other write.
+#[allow(async_fn_in_trait)]
+trait Dialect {
+    async fn run_migrations(&self) -> Result<()>;
+    /// Appends a batch, all or none; each event's position, in order.
+    async fn append_events(
+        &self,
+        events: &[cqrs_es::persist::SerializedEvent],
+        sequences: Vec<i64>,
+    ) -> Result<Vec<LogPosition>>;
+}
+
+/// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).
+fn now_sql(store: &Store) -> &'static str {
+    match store {
+        Store::Postgres(_) => "now()",
+        Store::Sqlite(_) => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     }
 }
 

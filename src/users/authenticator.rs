@@ -186,7 +186,7 @@ impl Authenticator {
             self.catch_up_with_changes();
             self.memory
                 .epoch()
-                .wrapping_add(self.store.local_credential_changes())
+                .wrapping_add(self.store.credentials().local_changes())
         };
         let verdict = self
             .known
@@ -274,7 +274,11 @@ impl Authenticator {
         // A lookup by the digest of a 256-bit random value: the index compares digests, and
         // timing that reveals something about a digest reveals nothing about a token.
         let found = self
-            .counted(self.store.active_user_by_token_sha256(&digest))
+            .counted(
+                self.store
+                    .credentials()
+                    .active_user_by_token_sha256(&digest),
+            )
             .await?;
         let user = found.map(|user| AuthenticatedUser::new(user, Scheme::WebhookToken));
         if let Some(user) = &user {
@@ -312,6 +316,7 @@ impl Authenticator {
         let found = self
             .counted(
                 self.store
+                    .credentials()
                     .active_user_by_webhook_uuid(&webhook_uuid.to_string()),
             )
             .await?;
@@ -344,14 +349,18 @@ impl Authenticator {
             return Ok(None);
         }
         let found = self
-            .counted(self.store.active_user_by_api_key_sha256(&digest))
+            .counted(
+                self.store
+                    .credentials()
+                    .active_user_by_api_key_sha256(&digest),
+            )
             .await?;
         Ok(found.map(|user| AuthenticatedUser::new(user, Scheme::ApiKey)))
     }
 
     /// What may be shown to the user about their own credentials.
     pub async fn profile(&self, user_id: &str) -> Result<Option<UserProfile>, StoreError> {
-        self.store.user_profile(user_id).await
+        self.store.credentials().user_profile(user_id).await
     }
 
     /// Drops every remembered credential now. Called after a change made in this process, so it
@@ -387,7 +396,7 @@ async fn keep_listening(
     known: Arc<KnownCredentials>,
 ) {
     loop {
-        match store.listen_for_credential_changes().await {
+        match store.credentials().listen_for_changes().await {
             Ok(Some(listener)) => {
                 if !changes.install(listener, &memory, true) {
                     return;
@@ -397,7 +406,7 @@ async fn keep_listening(
                 // first guess. (A failure leaves it to that guess.)
                 let generation = memory
                     .epoch()
-                    .wrapping_add(store.local_credential_changes());
+                    .wrapping_add(store.credentials().local_changes());
                 if let Err(error) = known.preload(&store, generation).await {
                     tracing::warn!(%error, "cannot reload the index of known credentials");
                 }

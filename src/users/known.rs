@@ -182,7 +182,7 @@ impl KnownCredentials {
         let mut refresh = self.refresh.lock().await;
         let started = Instant::now();
         refresh.last_attempt = Some(started);
-        let version = store.credentials_version().await?;
+        let version = store.credentials().version().await?;
         if version.is_some() {
             self.queries.fetch_add(1, Ordering::Relaxed);
         }
@@ -251,7 +251,7 @@ impl KnownCredentials {
         refresh.last_attempt = Some(started);
         // Read before the queries: a change heard of meanwhile leaves the load stale, not lost.
         let generation = generation();
-        let version = store.credentials_version().await?;
+        let version = store.credentials().version().await?;
         if version.is_some() {
             self.queries.fetch_add(1, Ordering::Relaxed);
         }
@@ -267,7 +267,7 @@ impl KnownCredentials {
     async fn load(&self, store: &Store, generation: u64) -> Result<(), StoreError> {
         let limit = i64::try_from(MAX_INDEXED_USERS + 1).unwrap_or(i64::MAX);
         self.queries.fetch_add(1, Ordering::Relaxed);
-        let users = store.active_credential_digests(limit).await?;
+        let users = store.credentials().active_credential_digests(limit).await?;
         let sets = if users.len() > MAX_INDEXED_USERS {
             tracing::warn!(
                 max = MAX_INDEXED_USERS,

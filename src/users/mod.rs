@@ -91,6 +91,7 @@ pub async fn create_user(
         .await?;
     ledger
         .store()
+        .credentials()
         .insert_user(&NewUser {
             user_id: user_id.clone(),
             display_name: display_name.to_owned(),
@@ -112,6 +113,7 @@ pub async fn rotate_webhook(store: &Store, user_id: &str) -> Result<WebhookCrede
     let webhook = WebhookCredentials::generate();
     found(
         store
+            .credentials()
             .replace_webhook_credentials(user_id, &digests(&webhook))
             .await?,
         user_id,
@@ -124,6 +126,7 @@ pub async fn rotate_api_key(store: &Store, user_id: &str) -> Result<String, User
     let api_key = generate_api_key();
     found(
         store
+            .credentials()
             .replace_api_key(user_id, &sha256_hex(&api_key))
             .await?,
         user_id,
@@ -137,7 +140,10 @@ pub async fn disable_user(
     user_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), UserError> {
-    found(store.disable_user(user_id, now).await?, user_id)
+    found(
+        store.credentials().disable_user(user_id, now).await?,
+        user_id,
+    )
 }
 
 /// The user's own request budget, or `None` for the service default.
@@ -146,7 +152,10 @@ pub async fn set_rate_limit(
     user_id: &str,
     limit: Option<RateLimit>,
 ) -> Result<(), UserError> {
-    found(store.set_rate_limit(user_id, limit).await?, user_id)
+    found(
+        store.credentials().set_rate_limit(user_id, limit).await?,
+        user_id,
+    )
 }
 
 /// The same changes made from inside a service process: they take effect in this process's

@@ -108,6 +108,7 @@ async fn the_eleventh_request_in_a_window_is_refused_for_that_user_only(backend:
 
     let store = test.open().await;
     let received = store
+        .events()
         .load_account(&alice.user_id)
         .await
         .expect("the account loads")

@@ -41,7 +41,11 @@ pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
     let mut seen = Vec::new();
     let mut after = LogPosition::default();
     loop {
-        let page = store.read_log(after, 1000).await.expect("the log reads");
+        let page = store
+            .events()
+            .read_log(after, 1000)
+            .await
+            .expect("the log reads");
         let Some(last) = page.last() else {
             return seen;
         };
@@ -58,7 +62,8 @@ pub(crate) async fn audit_rows(store: &Store) -> Vec<AuditRow> {
     loop {
         let after = rows.last().map_or(0, |row: &AuditRow| row.position);
         let page = store
-            .read_audit(after, 1000)
+            .audit()
+            .read(after, 1000)
             .await
             .expect("the trail reads");
         if page.is_empty() {
@@ -77,17 +82,18 @@ pub(crate) async fn wait_until_settled(
     accounts: &[String],
 ) -> Vec<(String, String, i64)> {
     eventually("every event chained and the saga idle", || async {
-        let mut total = store.load_emergency_stop().await.ok()?.len();
+        let mut total = store.events().load_emergency_stop().await.ok()?.len();
         for account in accounts {
-            total += store.load_account(account).await.ok()?.len();
+            total += store.events().load_account(account).await.ok()?.len();
         }
         let head = store
-            .audit_head()
+            .audit()
+            .head()
             .await
             .ok()?
             .map_or(0, |head| head.position);
-        let saga = store.checkpoint("execution").await.ok()?;
-        let audit = store.checkpoint("audit").await.ok()?;
+        let saga = store.events().checkpoint("execution").await.ok()?;
+        let audit = store.events().checkpoint("audit").await.ok()?;
         (head == total as i64 && saga == audit).then_some(())
     })
     .await;

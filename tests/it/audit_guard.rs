@@ -226,7 +226,7 @@ async fn an_unsigned_checkpoint_fails_verification_with_the_key(backend: Backend
     )
     .await;
     service.stop().await;
-    assert!(store.last_audit_checkpoint().await.expect("reads") > 0);
+    assert!(store.audit().last_checkpoint().await.expect("reads") > 0);
 
     let (ok, report) = audit_verify(&test.url, false).await;
     assert!(ok, "without a key the chain verifies: {report}");
@@ -252,8 +252,8 @@ async fn rows_without_a_signed_checkpoint_fail_verification_with_the_key(backend
     let (store, service, _) = running_trail(&test, options).await;
     // No shutdown checkpoint: the rows after the first page stay without one.
     service.kill_9().await;
-    let head = store.audit_head().await.expect("reads").expect("rows");
-    assert!(store.last_audit_checkpoint().await.expect("reads") < head.position);
+    let head = store.audit().head().await.expect("reads").expect("rows");
+    assert!(store.audit().last_checkpoint().await.expect("reads") < head.position);
 
     let (ok, report, stderr) = verify_with(&test.url, &["--audit-key", KEY]).await;
     assert!(
@@ -282,27 +282,30 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     let (store, service, mut accounts) = running_trail(&test, audited_service()).await;
     service.stop().await;
     let recorded = store
-        .read_audit_checkpoints(0, 1)
+        .audit()
+        .read_checkpoints(0, 1)
         .await
         .expect("reads")
         .pop()
         .expect("a checkpoint");
     store
-        .insert_audit_checkpoint(&recorded)
+        .audit()
+        .insert_checkpoint(&recorded)
         .await
         .expect("recording the very same checkpoint again is a no-op");
     let mut conflicting = recorded.clone();
     conflicting.hash = "f".repeat(64);
-    let refused = store.insert_audit_checkpoint(&conflicting).await;
+    let refused = store.audit().insert_checkpoint(&conflicting).await;
     assert!(
         matches!(refused, Err(StoreError::AuditCheckpointConflict(position)) if position == recorded.position),
         "{refused:?}"
     );
     let mut resigned = recorded.clone();
     resigned.signature = Some("0".repeat(64));
-    assert!(store.insert_audit_checkpoint(&resigned).await.is_err());
+    assert!(store.audit().insert_checkpoint(&resigned).await.is_err());
     let stored = store
-        .read_audit_checkpoints(recorded.position - 1, 1)
+        .audit()
+        .read_checkpoints(recorded.position - 1, 1)
         .await
         .expect("reads");
     assert_eq!(stored, vec![recorded], "the first checkpoint stays");
@@ -325,8 +328,8 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     );
     let service = Service::start(&test.url, options).await;
     eventually("carol's account chained and checkpointed", || async {
-        let head = store.audit_head().await.ok()??;
-        (store.last_audit_checkpoint().await.ok()? == head.position
+        let head = store.audit().head().await.ok()??;
+        (store.audit().last_checkpoint().await.ok()? == head.position
             && audit_rows(&store)
                 .await
                 .iter()
@@ -344,8 +347,8 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     })
     .await;
     wait_until_settled(&store, &accounts).await;
-    let head = store.audit_head().await.expect("reads").expect("rows");
-    assert!(store.last_audit_checkpoint().await.expect("reads") < head.position);
+    let head = store.audit().head().await.expect("reads").expect("rows");
+    assert!(store.audit().last_checkpoint().await.expect("reads") < head.position);
     insert_checkpoint_as_writer(&test.url, head.position, &"e".repeat(64)).await;
     service.stop().await;
     let line = logged(&log, "a different audit checkpoint is already recorded").await;
@@ -380,12 +383,12 @@ async fn a_checkpoint_is_taken_on_a_timer(backend: Backend) {
         None,
     );
     let (store, service, _) = running_trail(&test, options).await;
-    let head = store.audit_head().await.expect("reads").expect("rows");
+    let head = store.audit().head().await.expect("reads").expect("rows");
     // Far fewer rows than --audit-checkpoint-every, and the service still runs.
     assert!(head.position < 100);
     eventually(
         "a checkpoint of the head while the service runs",
-        || async { (store.last_audit_checkpoint().await.ok()? == head.position).then_some(()) },
+        || async { (store.audit().last_checkpoint().await.ok()? == head.position).then_some(()) },
     )
     .await;
     let (ok, report, stderr) = verify_with(
@@ -527,7 +530,7 @@ async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
         events.iter().any(|e| e == "NotificationSent").then_some(())
     })
     .await;
-    let head = store.audit_head().await.expect("reads").expect("rows");
+    let head = store.audit().head().await.expect("reads").expect("rows");
     assert_eq!(
         head.position, forged.position,
         "nothing chained after the forged row"
@@ -562,7 +565,7 @@ async fn the_compliance_api_serves_the_latest_background_verification(backend: B
             )
             .await
     };
-    let head = store.audit_head().await.expect("reads").expect("rows");
+    let head = store.audit().head().await.expect("reads").expect("rows");
     let report = eventually("a verification of the whole trail", || async {
         let (status, report) = get().await;
         assert_eq!(status, 200, "{report}");

@@ -42,6 +42,7 @@ fn assert_invalid_token(case: &str, status: u16, body: &Value) {
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
     store
+        .events()
         .load_account(account)
         .await
         .expect("the account loads")

@@ -196,6 +196,7 @@ impl Trail {
 
     async fn reads(&self) -> Vec<(String, String, Value)> {
         self.store
+            .credentials()
             .compliance_reads()
             .await
             .expect("compliance reads load")
@@ -288,6 +289,7 @@ async fn staff_create_issues_a_staff_key_kept_only_as_its_digest(backend: Backen
     let digest = ledgerhook::users::credentials::sha256_hex(&trail.compliance_key);
     let found = trail
         .store
+        .credentials()
         .active_staff_by_api_key_sha256(&digest)
         .await
         .expect("the staff table reads")

@@ -247,6 +247,7 @@ impl Harness {
 
     async fn events(&self, account: &str) -> Vec<AccountEvent> {
         self.store
+            .events()
             .load_account(account)
             .await
             .expect("load")

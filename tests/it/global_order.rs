@@ -118,6 +118,7 @@ async fn tail(
         );
         let finished = done.load(Ordering::SeqCst);
         let page = store
+            .events()
             .read_log(position, rng.random_range(1..=40))
             .await
             .expect("a page");
@@ -216,7 +217,7 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
                 let roll_back = !through_service && rng.random_bool(0.15);
                 if through_service {
                     let events = probe_events(&account, next, count);
-                    let positions = store.append(&events).await.expect("append");
+                    let positions = store.events().append(&events).await.expect("append");
                     let batch: CommittedBatch = positions
                         .into_iter()
                         .zip(events)
@@ -414,6 +415,7 @@ async fn the_history_before_migration_0007_keeps_its_order_and_checkpoints() {
         .await
         .expect("migrates to the current schema");
     let log = store
+        .events()
         .read_log(LogPosition::default(), 10)
         .await
         .expect("reads");
@@ -426,9 +428,10 @@ async fn the_history_before_migration_0007_keeps_its_order_and_checkpoints() {
         [("first", 1), ("second", 2)],
         "the order readers saw"
     );
-    let checkpoint = store.checkpoint("execution").await.expect("reads");
+    let checkpoint = store.events().checkpoint("execution").await.expect("reads");
     assert_eq!(checkpoint.global_seq, 1, "still after `first` only");
     let appended = store
+        .events()
         .append(&probe_events("third", 1, 2))
         .await
         .expect("appends");

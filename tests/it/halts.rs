@@ -2,6 +2,8 @@
 //! new alerts with a recorded rejection naming who and why (the caller gets only a code), and
 //! cancels approved orders that were not yet placed; `ledgerhook resume` lets trading go on.
 
+use ledgerhook::exchange::PaperBook;
+
 use crate::on_both_stores;
 use crate::support::service::{cli, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
@@ -56,6 +58,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     .await;
     let store = test.open().await;
     let stop: Vec<String> = store
+        .events()
         .load_emergency_stop()
         .await
         .expect("loads")
@@ -118,7 +121,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
             "NotificationSent"
         ]
     );
-    assert_eq!(store.count_paper_orders().await.expect("counts"), 0);
+    assert_eq!(PaperBook::of(&store).count().await.expect("counts"), 0);
     let (_, refused) = service
         .post_signal(&alice.webhook_token, &alert("a-2"))
         .await;

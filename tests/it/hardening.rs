@@ -64,7 +64,8 @@ async fn audit_rows_of(store: &Store, account: &str) -> Vec<AuditRow> {
     let mut after = 0;
     loop {
         let page = store
-            .read_audit(after, 1000)
+            .audit()
+            .read(after, 1000)
             .await
             .expect("the trail reads");
         let Some(last) = page.last() else {
@@ -129,7 +130,11 @@ async fn a_callers_request_id_is_kept_only_when_short_and_plain(backend: Backend
     }
 
     let store = test.open().await;
-    let events = store.load_account(&user.user_id).await.expect("loads");
+    let events = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("loads");
     let stored: BTreeSet<String> = events
         .iter()
         .filter_map(|event| event.metadata["request_id"].as_str().map(str::to_owned))
@@ -189,7 +194,11 @@ async fn a_halt_is_answered_by_code_never_by_the_operators_words(backend: Backen
     }
     // The ledger still says who halted and why.
     let store = test.open().await;
-    let events = store.load_account(&user.user_id).await.expect("loads");
+    let events = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("loads");
     let rejected = events
         .iter()
         .filter(|event| event.event_type == "SignalRejected")
@@ -262,7 +271,7 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
             let mut next = 1;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let batch: Vec<_> = (next..next + 100).map(|s| appended(&account, s)).collect();
-                store.append(&batch).await.expect("an append");
+                store.events().append(&batch).await.expect("an append");
                 next += 100;
             }
         });
@@ -273,6 +282,7 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
         staff_writers.spawn(async move {
             let staff_id = format!("staff-{writer}");
             store
+                .credentials()
                 .insert_staff(&NewStaff {
                     staff_id: staff_id.clone(),
                     display_name: staff_id.clone(),
@@ -283,6 +293,7 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
                 .await?;
             for read in 0..10 {
                 store
+                    .credentials()
                     .record_compliance_read(&ComplianceRead {
                         staff_id: staff_id.clone(),
                         endpoint: "/api/compliance/audit".to_owned(),
@@ -291,7 +302,11 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
                     })
                     .await?;
             }
-            store.disable_staff(&staff_id, Utc::now()).await.map(|_| ())
+            store
+                .credentials()
+                .disable_staff(&staff_id, Utc::now())
+                .await
+                .map(|_| ())
         });
     }
     let mut failures = Vec::new();
@@ -305,7 +320,15 @@ async fn staff_and_compliance_writes_take_their_turn_among_appends(backend: Back
         done.expect("the appender ran without an error");
     }
     assert_eq!(failures, Vec::<String>::new());
-    assert_eq!(store.compliance_reads().await.expect("reads").len(), 40);
+    assert_eq!(
+        store
+            .credentials()
+            .compliance_reads()
+            .await
+            .expect("reads")
+            .len(),
+        40
+    );
 }
 on_both_stores!(staff_and_compliance_writes_take_their_turn_among_appends);
 
@@ -338,9 +361,10 @@ async fn sqlite_staff_and_compliance_writes_wait_for_the_one_writer() {
         let (store, staff, read) = (store.clone(), staff.clone(), read.clone());
         let mut pending = tokio::spawn(async move {
             match write {
-                "insert_staff" => store.insert_staff(&staff).await,
-                "record_compliance_read" => store.record_compliance_read(&read).await,
+                "insert_staff" => store.credentials().insert_staff(&staff).await,
+                "record_compliance_read" => store.credentials().record_compliance_read(&read).await,
                 _ => store
+                    .credentials()
                     .disable_staff(&staff.staff_id, Utc::now())
                     .await
                     .map(|_| ()),
@@ -357,7 +381,10 @@ async fn sqlite_staff_and_compliance_writes_wait_for_the_one_writer() {
             .expect("the write task")
             .unwrap_or_else(|error| panic!("{write}: {error}"));
     }
-    assert_eq!(store.compliance_reads().await.expect("reads"), [read]);
+    assert_eq!(
+        store.credentials().compliance_reads().await.expect("reads"),
+        [read]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +533,7 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;
     let trail = eventually("the filled signal to be chained into the trail", || async {
-        let events = store.load_account(&user.user_id).await.ok()?;
+        let events = store.events().load_account(&user.user_id).await.ok()?;
         let rows = audit_rows_of(&store, &user.user_id).await;
         let filled = events.iter().any(|e| e.event_type == "OrderFilled");
         (filled && rows.len() == events.len()).then_some(rows)

@@ -318,6 +318,7 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
     let service = Service::start(&test.url, Options::default()).await;
     let store = test.open().await;
     let events_before = store
+        .events()
         .load_account(&user.user_id)
         .await
         .expect("loads")
@@ -376,7 +377,11 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
         )
         .await;
     assert_eq!(status, 200, "the service still takes a good alert");
-    let events_after = store.load_account(&user.user_id).await.expect("loads");
+    let events_after = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("loads");
     let added: Vec<&str> = events_after[events_before..]
         .iter()
         .map(|event| event.event_type.as_str())

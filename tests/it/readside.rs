@@ -37,7 +37,11 @@ async fn fold_of_the_log(store: &Store) -> (LogPosition, ReadModels) {
     let mut after = LogPosition::default();
     let mut envelopes = Vec::new();
     loop {
-        let page = store.read_log(after, 1000).await.expect("the log reads");
+        let page = store
+            .events()
+            .read_log(after, 1000)
+            .await
+            .expect("the log reads");
         let Some(last) = page.last() else { break };
         after = last.position;
         for logged in page {
@@ -64,7 +68,8 @@ async fn assert_live_equals_the_fold(store: &Store) -> ReadModels {
         let mut live = Vec::new();
         for projection in Projection::ALL {
             let (at, rows) = store
-                .projection_rows(TableSet::Live, projection)
+                .read_models()
+                .rows(TableSet::Live, projection)
                 .await
                 .expect("the live rows read");
             if at != head {
@@ -292,7 +297,11 @@ fn history(accounts: usize, fills: usize) -> Vec<Vec<SerializedEvent>> {
 async fn append_history(store: &Store, accounts: usize, fills: usize) -> i64 {
     let mut appended = 0;
     for batch in history(accounts, fills) {
-        store.append(&batch).await.expect("the history appends");
+        store
+            .events()
+            .append(&batch)
+            .await
+            .expect("the history appends");
         appended += i64::try_from(batch.len()).expect("small");
     }
     appended
@@ -309,9 +318,10 @@ async fn catch_up_fully(store: &Store, appended: i64) {
             .await
             .expect("the runner catches up");
         let position = runner.position().await.expect("checkpoints read");
-        let behind = store.count_log_after(position).await.expect("count");
+        let behind = store.events().count_after(position).await.expect("count");
         let visible = store
-            .count_log_after(LogPosition::default())
+            .events()
+            .count_after(LogPosition::default())
             .await
             .expect("count");
         (behind == 0 && visible == appended).then_some(())

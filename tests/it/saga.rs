@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use aggregates::{upcasters, ClientOrderId, Market};
 use ledgerhook::emergency::EmergencySwitch;
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
 use ledgerhook::execution::ExecutionSaga;
 use ledgerhook::ingest::{Ingest, ReceiptStatus};
@@ -149,6 +150,7 @@ impl Harness {
 
     async fn event_types(&self) -> Vec<String> {
         self.store
+            .events()
             .load_account(&self.account)
             .await
             .expect("load")
@@ -202,7 +204,10 @@ async fn a_lost_answer_is_recovered_by_asking_for_the_client_id(backend: Backend
     let filled = types.iter().filter(|t| *t == "OrderFilled").count();
     assert_eq!(filled, 1, "{types:?}");
     assert!(!types.contains(&"OrderFailed".to_owned()), "{types:?}");
-    assert_eq!(harness.store.count_paper_orders().await.expect("count"), 1);
+    assert_eq!(
+        PaperBook::of(&harness.store).count().await.expect("count"),
+        1
+    );
     harness.stop().await;
 }
 on_both_stores!(a_lost_answer_is_recovered_by_asking_for_the_client_id);

@@ -110,7 +110,7 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
     .await;
     let store = test.open().await;
     eventually("the signals to be executed", || async {
-        let events = store.load_account(&alice.user_id).await.ok()?;
+        let events = store.events().load_account(&alice.user_id).await.ok()?;
         let notified = events
             .iter()
             .filter(|event| event.event_type == "NotificationSent")
@@ -129,6 +129,7 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
         "the run logged its requests at debug:\n{log}"
     );
     let ledger: String = store
+        .events()
         .load_account(&alice.user_id)
         .await
         .expect("loads")

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use ledgerhook::exchange::PaperBook;
 use ledgerhook::store::Store;
 
 use crate::on_both_stores;
@@ -192,13 +193,13 @@ async fn a_signal_acknowledged_before_a_crash_is_executed_after_it(backend: Back
     assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
     ingest_only.kill_9().await;
     let store = test.open().await;
-    assert_eq!(store.count_paper_orders().await.expect("count"), 0);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 0);
 
     let service = Service::start(&test.url, Options::default()).await;
     let events = wait_until_notified(&store, &user.user_id, 1).await;
     assert_eq!(count(&events, "OrderSubmitted"), 1);
     assert_eq!(count(&events, "PositionOpened"), 1);
-    assert_eq!(store.count_paper_orders().await.expect("count"), 1);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 1);
     service.stop().await;
 }
 on_both_stores!(a_signal_acknowledged_before_a_crash_is_executed_after_it);
@@ -223,7 +224,7 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
     crashing.wait_for_crash().await;
     let store = test.open().await;
     assert_eq!(
-        store.count_paper_orders().await.expect("count"),
+        PaperBook::of(&store).count().await.expect("count"),
         1,
         "the order was placed"
     );
@@ -235,7 +236,7 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
     assert_eq!(count(&events, "OrderSubmitted"), 1);
     assert_eq!(count(&events, "OrderFilled"), 1);
     assert_eq!(
-        store.count_paper_orders().await.expect("count"),
+        PaperBook::of(&store).count().await.expect("count"),
         1,
         "never placed twice"
     );
@@ -249,7 +250,7 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
     let events = wait_until_notified(&store, &user.user_id, 2).await;
     assert_eq!(count(&events, "OrderFilled"), 2);
     assert_eq!(count(&events, "NotificationSent"), 2);
-    assert_eq!(store.count_paper_orders().await.expect("count"), 2);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 2);
     service.stop().await;
 }
 on_both_stores!(a_crash_after_placement_never_places_the_order_twice);
@@ -302,7 +303,7 @@ async fn simultaneous_signals_are_each_processed_exactly_once(backend: Backend) 
         assert_eq!(count(&events, "NotificationSent"), per_user);
     }
     assert_eq!(
-        store.count_paper_orders().await.expect("count"),
+        PaperBook::of(&store).count().await.expect("count"),
         i64::try_from(total).expect("small")
     );
     if let Ok(service) = std::sync::Arc::try_unwrap(service) {

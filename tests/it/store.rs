@@ -14,8 +14,9 @@ use aggregates::{
     SignalId, SignalIntent, TradeInstruction,
 };
 use ledgerhook::emergency::EmergencySwitch;
+use ledgerhook::exchange::{PaperBook, PaperOrder};
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
-use ledgerhook::store::{LogPosition, PaperOrder, Store, StoreError};
+use ledgerhook::store::{LogPosition, Store, StoreError};
 
 use crate::on_both_stores;
 use crate::support::eventually;
@@ -71,7 +72,11 @@ async fn read_all(store: &Store) -> Vec<(String, usize)> {
     let mut seen = Vec::new();
     let mut position = LogPosition::default();
     loop {
-        let page = store.read_log(position, 100).await.expect("the log reads");
+        let page = store
+            .events()
+            .read_log(position, 100)
+            .await
+            .expect("the log reads");
         let Some(last) = page.last() else {
             return seen;
         };
@@ -119,17 +124,27 @@ async fn appended_events_load_back_in_order(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
     store
+        .events()
         .append(&rows("a", 1, &[opened(), halted("x"), halted("y")]))
         .await
         .expect("first append");
-    let loaded = store.load_account("a").await.expect("load");
+    let loaded = store.events().load_account("a").await.expect("load");
     let sequences: Vec<usize> = loaded.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, vec![1, 2, 3]);
     assert_eq!(loaded[1].payload["TradingHalted"]["by"], json!("x"));
-    let tail = store.load_account_after("a", 2).await.expect("tail");
+    let tail = store
+        .events()
+        .load_account_after("a", 2)
+        .await
+        .expect("tail");
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].sequence, 3);
-    assert!(store.load_account("nobody").await.expect("load").is_empty());
+    assert!(store
+        .events()
+        .load_account("nobody")
+        .await
+        .expect("load")
+        .is_empty());
 }
 on_both_stores!(appended_events_load_back_in_order);
 
@@ -137,16 +152,25 @@ async fn a_clashing_append_is_a_conflict_and_writes_nothing(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
     store
+        .events()
         .append(&rows("a", 1, &[opened()]))
         .await
         .expect("first");
     // One batch: a new account's event and a clash on account a. All or nothing.
     let mut batch = rows("b", 1, &[opened()]);
     batch.extend(rows("a", 1, &[halted("late")]));
-    let result = store.append(&batch).await;
+    let result = store.events().append(&batch).await;
     assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
-    assert!(store.load_account("b").await.expect("load").is_empty());
-    assert_eq!(store.load_account("a").await.expect("load").len(), 1);
+    assert!(store
+        .events()
+        .load_account("b")
+        .await
+        .expect("load")
+        .is_empty());
+    assert_eq!(
+        store.events().load_account("a").await.expect("load").len(),
+        1
+    );
     assert_eq!(all_logged(&store, 1).await, vec![("a".to_owned(), 1)]);
 }
 on_both_stores!(a_clashing_append_is_a_conflict_and_writes_nothing);
@@ -155,6 +179,7 @@ async fn history_cannot_be_edited_or_deleted(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
     store
+        .events()
         .append(&rows("a", 1, &[opened()]))
         .await
         .expect("append");
@@ -162,7 +187,7 @@ async fn history_cannot_be_edited_or_deleted(backend: Backend) {
     let delete = execute_sql(&store, "DELETE FROM events").await;
     assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
     assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
-    let loaded = store.load_account("a").await.expect("load");
+    let loaded = store.events().load_account("a").await.expect("load");
     assert_eq!(loaded[0].event_type, "AccountOpened");
 }
 on_both_stores!(history_cannot_be_edited_or_deleted);
@@ -170,13 +195,26 @@ on_both_stores!(history_cannot_be_edited_or_deleted);
 async fn the_global_order_is_commit_order_and_pages_resume_exactly(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
-    store.append(&rows("a", 1, &[opened()])).await.expect("a1");
-    store.append(&rows("b", 1, &[opened()])).await.expect("b1");
     store
+        .events()
+        .append(&rows("a", 1, &[opened()]))
+        .await
+        .expect("a1");
+    store
+        .events()
+        .append(&rows("b", 1, &[opened()]))
+        .await
+        .expect("b1");
+    store
+        .events()
         .append(&rows("a", 2, &[halted("1"), halted("2")]))
         .await
         .expect("a2");
-    store.append(&rows("c", 1, &[opened()])).await.expect("c1");
+    store
+        .events()
+        .append(&rows("c", 1, &[opened()]))
+        .await
+        .expect("c1");
     let expected: Vec<(String, usize)> = [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("c", 1)]
         .iter()
         .map(|(id, seq)| (id.to_string(), *seq))
@@ -184,15 +222,21 @@ async fn the_global_order_is_commit_order_and_pages_resume_exactly(backend: Back
     assert_eq!(all_logged(&store, expected.len()).await, expected);
     // Resuming from a saved checkpoint reads exactly the rest.
     let first_two = store
+        .events()
         .read_log(LogPosition::default(), 2)
         .await
         .expect("page");
     store
+        .events()
         .save_checkpoint("reader", first_two[1].position)
         .await
         .expect("save");
     let resumed = store
-        .read_log(store.checkpoint("reader").await.expect("load"), 100)
+        .events()
+        .read_log(
+            store.events().checkpoint("reader").await.expect("load"),
+            100,
+        )
         .await
         .expect("rest");
     let rest: Vec<(String, usize)> = resumed
@@ -201,7 +245,11 @@ async fn the_global_order_is_commit_order_and_pages_resume_exactly(backend: Back
         .collect();
     assert_eq!(rest, expected[2..].to_vec());
     assert_eq!(
-        store.checkpoint("never-saved").await.expect("load"),
+        store
+            .events()
+            .checkpoint("never-saved")
+            .await
+            .expect("load"),
         LogPosition::default()
     );
 }
@@ -220,11 +268,13 @@ async fn a_tailing_reader_misses_nothing_under_concurrent_writers(backend: Backe
         tasks.spawn(async move {
             let account = format!("w{writer}");
             store
+                .events()
                 .append(&rows(&account, 1, &[opened()]))
                 .await
                 .expect("open");
             for sequence in 2..=per_writer {
                 store
+                    .events()
                     .append(&rows(&account, sequence, &[halted("w")]))
                     .await
                     .expect("append");
@@ -241,7 +291,7 @@ async fn a_tailing_reader_misses_nothing_under_concurrent_writers(backend: Backe
             "reader stalled at {}",
             seen.len()
         );
-        let page = store.read_log(position, 50).await.expect("page");
+        let page = store.events().read_log(position, 50).await.expect("page");
         if let Some(last) = page.last() {
             assert!(last.position > position, "positions only move forward");
             position = last.position;
@@ -272,7 +322,7 @@ async fn stored_old_versions_are_upcast_on_load(backend: Backend) {
     // Version 0.9 of TradingHalted called the operator `operator`.
     old[1].event_version = "0.9".into();
     old[1].payload = json!({"TradingHalted": {"operator": "alice", "reason": "r", "at": "2026-01-05T12:00:00Z"}});
-    store.append(&old).await.expect("append");
+    store.events().append(&old).await.expect("append");
     let rename = SemanticVersionEventUpcaster::new(
         "TradingHalted",
         "1.0",
@@ -382,9 +432,9 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         exchange_order_id: "paper-lh-1".into(),
         placed_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     };
-    let first = store.book_paper_order(&order).await.expect("book");
-    let again = store
-        .book_paper_order(&PaperOrder {
+    let first = PaperBook::of(&store).book(&order).await.expect("book");
+    let again = PaperBook::of(&store)
+        .book(&PaperOrder {
             price: "99999".into(),
             ..order.clone()
         })
@@ -392,7 +442,7 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         .expect("book again");
     assert_eq!(first, order);
     assert_eq!(again, order, "the second booking returns the first order");
-    assert_eq!(store.count_paper_orders().await.expect("count"), 1);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 1);
 
     // A batch mixing new and known client ids answers each, in order, as booked.
     let new_one = PaperOrder {
@@ -404,12 +454,12 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         price: "1".into(),
         ..order.clone()
     };
-    let batch = store
-        .book_paper_orders(&[new_one.clone(), repriced_known])
+    let batch = PaperBook::of(&store)
+        .book_all(&[new_one.clone(), repriced_known])
         .await
         .expect("book a batch");
     assert_eq!(batch, [new_one, order]);
-    assert_eq!(store.count_paper_orders().await.expect("count"), 2);
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 2);
 }
 on_both_stores!(the_paper_book_keeps_one_order_per_client_id);
 
@@ -468,7 +518,7 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
             .expect("signal");
     }
     let snapshot = eventually("a snapshot to be stored", || async {
-        store.snapshot("long").await.expect("read")
+        store.events().snapshot("long").await.expect("read")
     })
     .await;
     assert!(snapshot.version >= ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS);
@@ -493,7 +543,11 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
             state_version: state_version.to_owned(),
             state,
         };
-        store.save_snapshot("long", &untrusted).await.expect("save");
+        store
+            .events()
+            .save_snapshot("long", &untrusted)
+            .await
+            .expect("save");
         let loaded = fresh.load("long").await.expect("load");
         assert_eq!(loaded.state, replayed.state);
         assert_eq!(loaded.version, replayed.version);
@@ -529,6 +583,7 @@ async fn the_emergency_stop_is_its_own_stream_seen_by_every_process(backend: Bac
     operator.refresh().await.expect("refreshes");
     assert_eq!(operator.engaged(), None);
     let types: Vec<(String, String, usize)> = store
+        .events()
         .load_emergency_stop()
         .await
         .expect("loads")

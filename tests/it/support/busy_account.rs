@@ -38,7 +38,11 @@ pub async fn seed(store: &Store, account: &str, events: usize) -> usize {
                 encode(account, sequence, std::slice::from_ref(event), &context).expect("encodes"),
             );
         }
-        store.append(&batch).await.expect("the history appends");
+        store
+            .events()
+            .append(&batch)
+            .await
+            .expect("the history appends");
     }
     signals
 }

@@ -46,6 +46,7 @@ where
 /// The event types of one account, in sequence order, as stored.
 pub async fn event_types(store: &ledgerhook::store::Store, account: &str) -> Vec<String> {
     store
+        .events()
         .load_account(account)
         .await
         .expect("the account loads")
