@@ -24,13 +24,6 @@ fn alert(id: &str) -> String {
     format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"{id}"}}"#)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
-
 /// `ledgerhook serve` that is expected to give up: (success, stderr, how long it took).
 async fn serve_expecting_exit(
     database_url: &str,
@@ -40,7 +33,7 @@ async fn serve_expecting_exit(
     command
         .arg("serve")
         .env("DATABASE_URL", database_url)
-        .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("LEDGERHOOK_LISTEN", "127.0.0.1:0")
         .env("LEDGERHOOK_NO_DEMO", "true")
         .env_remove("LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN")
         .env("RUST_LOG", "warn")
