@@ -14,6 +14,7 @@ use ledgerhook::store::{AuditRow, LogPosition, Store};
 
 use crate::on_both_stores;
 use crate::support::audit::create_staff;
+use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
@@ -521,6 +522,9 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
         tokens.push(user.webhook_token);
         accounts.push(user.user_id);
     }
+    let mut rng = seeded_rng(&format!(
+        "audit chain killed at random points on {backend:?}"
+    ));
     for round in 0..4 {
         let service = Service::start(&test.url, audited_service()).await;
         let client = service.client().clone();
@@ -538,7 +542,7 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
                     .await;
             }
         });
-        let delay = rand::rng().random_range(100..700);
+        let delay = rng.random_range(100..700);
         tokio::time::sleep(Duration::from_millis(delay)).await; // the crash moment, not a wait
         service.kill_9().await;
         stream.abort();

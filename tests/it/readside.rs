@@ -24,6 +24,7 @@ use projections::{Envelope, Projection, ReadModels};
 
 use crate::on_both_stores;
 use crate::support::eventually;
+use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, User, BINARY};
 use crate::support::stores::{Backend, TestStore};
 
@@ -165,6 +166,7 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
         .timeout(Duration::from_secs(5))
         .build()
         .expect("an HTTP client");
+    let mut rng = seeded_rng(&format!("read side killed at random points on {backend:?}"));
     for round in 0..4 {
         let service = Service::start(&test.url, Options::default()).await;
         let mut senders = JoinSet::new();
@@ -187,7 +189,7 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
                 }
             });
         }
-        let pause = rand::rng().random_range(50..600);
+        let pause = rng.random_range(50..600);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         service.kill_9().await;
         senders.shutdown().await;

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod busy_account;
 pub mod clock;
 pub mod postgres;
+pub mod seed;
 pub mod service;
 pub mod stores;
 
