@@ -11,12 +11,9 @@ use tokio::net::TcpStream;
 use ledgerhook::http::server::HEADER_READ_TIMEOUT;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::service::{create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
 
 struct Answer {
     status: u16,
@@ -89,20 +86,32 @@ async fn the_eleventh_request_in_a_window_is_refused_for_that_user_only(backend:
             &service,
             &alice.webhook_token,
             None,
-            &alert(&format!("a-{n}")),
+            &Alert::new(&format!("a-{n}")).json(),
         )
         .await;
         assert_eq!(answer.status, 200, "request {n}: {}", answer.json);
         assert_eq!(answer.retry_after_seconds, None);
     }
-    let refused = post(&service, &alice.webhook_token, None, &alert("a-10")).await;
+    let refused = post(
+        &service,
+        &alice.webhook_token,
+        None,
+        &Alert::new("a-10").json(),
+    )
+    .await;
     assert_error_shape(&refused, 429, "RATE_LIMITED");
     let retry_after = refused.retry_after_seconds.expect("a Retry-After header");
     assert!(
         (1..=360).contains(&retry_after),
         "one request every 3600/10 s: {retry_after}"
     );
-    let answer = post(&service, &bob.webhook_token, None, &alert("b-0")).await;
+    let answer = post(
+        &service,
+        &bob.webhook_token,
+        None,
+        &Alert::new("b-0").json(),
+    )
+    .await;
     assert_eq!(answer.status, 200, "bob has his own quota: {}", answer.json);
     service.stop().await;
 
@@ -126,11 +135,11 @@ async fn repeated_bad_tokens_lock_out(backend: Backend) {
     // Well-formed but unknown: it costs a store lookup each time until locked.
     let guessed = "ab".repeat(32);
     for n in 0..5 {
-        let answer = post(&service, &guessed, None, &alert("x")).await;
+        let answer = post(&service, &guessed, None, &Alert::new("x").json()).await;
         assert_error_shape(&answer, 401, "INVALID_TOKEN");
         assert_eq!(answer.retry_after_seconds, None, "attempt {n}");
     }
-    let locked = post(&service, &guessed, None, &alert("x")).await;
+    let locked = post(&service, &guessed, None, &Alert::new("x").json()).await;
     assert_error_shape(&locked, 429, "LOCKED_OUT");
     let retry_after = locked.retry_after_seconds.expect("a Retry-After header");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
@@ -139,7 +148,13 @@ async fn repeated_bad_tokens_lock_out(backend: Backend) {
         "no secret echoed"
     );
 
-    let answer = post(&service, &user.webhook_token, None, &alert("c-1")).await;
+    let answer = post(
+        &service,
+        &user.webhook_token,
+        None,
+        &Alert::new("c-1").json(),
+    )
+    .await;
     assert_eq!(
         answer.status, 200,
         "another credential is unaffected: {}",
@@ -166,9 +181,15 @@ async fn the_allowlist_refuses_others_and_believes_only_trusted_proxies(backend:
         },
     )
     .await;
-    let answer = post(&service, token, None, &alert("e-1")).await;
+    let answer = post(&service, token, None, &Alert::new("e-1").json()).await;
     assert_error_shape(&answer, 403, "IP_NOT_ALLOWED");
-    let spoofed = post(&service, token, Some("52.89.214.238"), &alert("e-2")).await;
+    let spoofed = post(
+        &service,
+        token,
+        Some("52.89.214.238"),
+        &Alert::new("e-2").json(),
+    )
+    .await;
     assert_error_shape(&spoofed, 403, "IP_NOT_ALLOWED");
     let health = reqwest::get(format!("{}/readyz", service.base_url))
         .await
@@ -205,7 +226,13 @@ async fn the_allowlist_refuses_others_and_believes_only_trusted_proxies(backend:
         (None, 403),
     ];
     for (n, (forwarded_for, status)) in cases.into_iter().enumerate() {
-        let answer = post(&service, token, forwarded_for, &alert(&format!("f-{n}"))).await;
+        let answer = post(
+            &service,
+            token,
+            forwarded_for,
+            &Alert::new(&format!("f-{n}")).json(),
+        )
+        .await;
         assert_eq!(answer.status, status, "{forwarded_for:?}: {}", answer.json);
         if status == 403 {
             assert_error_shape(&answer, 403, "IP_NOT_ALLOWED");
@@ -263,7 +290,7 @@ async fn slow_and_oversized_requests_are_cut_off(backend: Backend) {
             service.base_url, user.webhook_token
         ))
         .header("x-padding", "p".repeat(20 * 1024))
-        .body(alert("g-1"))
+        .body(Alert::new("g-1").json())
         .send()
         .await
         .expect("an answer");
@@ -288,7 +315,13 @@ async fn slow_and_oversized_requests_are_cut_off(backend: Backend) {
         started.elapsed()
     );
 
-    let answer = post(&service, &user.webhook_token, None, &alert("g-2")).await;
+    let answer = post(
+        &service,
+        &user.webhook_token,
+        None,
+        &Alert::new("g-2").json(),
+    )
+    .await;
     assert_eq!(
         answer.status, 200,
         "the service still serves: {}",

@@ -13,6 +13,7 @@ use tokio::process::Command;
 use ledgerhook::store::{AuditRow, LogPosition, Store};
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::audit::create_staff;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
@@ -20,10 +21,6 @@ use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
 
 pub(crate) const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
-
-pub(crate) fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
 
 pub(crate) fn audited_service() -> Options {
     Options {
@@ -137,7 +134,7 @@ pub(crate) async fn running_trail(
     for n in 0..4 {
         for user in [&alice, &bob] {
             let (status, body) = service
-                .post_signal(&user.webhook_token, &alert(&format!("s-{n}")))
+                .post_signal(&user.webhook_token, &Alert::new(&format!("s-{n}")).json())
                 .await;
             assert_eq!(status, 200, "{body}");
         }
@@ -537,7 +534,7 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
                 let _ = client
                     .post(format!("{base}/api/webhook?token={token}"))
                     .header("content-type", "text/plain")
-                    .body(alert(&format!("r{round}-{n}")))
+                    .body(Alert::new(&format!("r{round}-{n}")).json())
                     .send()
                     .await;
             }

@@ -12,10 +12,11 @@ use ledgerhook::audit::chain::{canonical_time, row_hash};
 use ledgerhook::store::{AuditRow, Store, StoreError};
 
 use crate::audit::{
-    alert, audit_rows, audit_verify, audited_service, running_trail, trail_of_signals,
-    wait_until_settled, KEY,
+    audit_rows, audit_verify, audited_service, running_trail, trail_of_signals, wait_until_settled,
+    KEY,
 };
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::audit::create_staff;
 use crate::support::eventually;
 use crate::support::service::{Options, Service, BINARY};
@@ -335,7 +336,7 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     })
     .await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("c-1"))
+        .post_signal(&user.webhook_token, &Alert::new("c-1").json())
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("carol's signal notified", || async {
@@ -513,7 +514,7 @@ async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
     // A new signal: its events must not be chained after the forged row.
     let user = crate::support::service::create_user(&test.url, "dave").await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("d-1"))
+        .post_signal(&user.webhook_token, &Alert::new("d-1").json())
         .await;
     assert_eq!(status, 200, "{body}");
     let line = logged(

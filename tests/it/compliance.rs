@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use ledgerhook::store::Store;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::audit::{create_staff, insert_audit_rows, SeedRow};
 use crate::support::service::{create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
@@ -693,13 +694,11 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
     let service = &trail.service;
     let base = &service.base_url;
     let alice = &trail.alice;
-    let alert = r#"{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"x"}"#;
+    let alert = Alert::demo("x").json();
     for staff_key in [&trail.compliance_key, &trail.operator_key] {
-        let (status, body) = service.post_signal(staff_key, alert).await;
+        let (status, body) = service.post_signal(staff_key, &alert).await;
         assert_invalid_token("a staff key as a webhook token", status, &body);
-        let secret_body = format!(
-            r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"y","secret":"{staff_key}"}}"#
-        );
+        let secret_body = Alert::demo("y").secret(staff_key).json();
         let (status, body) = service
             .post_two_factor(&alice.webhook_uuid, &secret_body)
             .await;
@@ -714,7 +713,7 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
                     .client()
                     .post(format!("{base}/api/webhook"))
                     .bearer_auth(staff_key)
-                    .body(alert),
+                    .body(alert.clone()),
             )
             .await;
         assert_invalid_token("a staff key as Bearer on the webhook", status, &body);

@@ -25,6 +25,7 @@ use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::stores::{Backend, TestStore};
 
@@ -171,10 +172,6 @@ impl Inbox {
     }
 }
 
-fn alert(id: &str, size: &str) -> String {
-    format!(r#"{{"symbol":"ETH-USD","side":"buy","size":"{size}","id":"{id}"}}"#)
-}
-
 struct Harness {
     store: Store,
     ledger: Ledger,
@@ -299,7 +296,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // Each victim first trades honestly, so there is a position a bad fill could corrupt.
     for (_, account) in &victims {
         assert_eq!(
-            harness.send(account, &alert("first", "0.5")).await,
+            harness
+                .send(
+                    account,
+                    &Alert::new("first").symbol("ETH-USD").size("0.5").json()
+                )
+                .await,
             ReceiptStatus::Accepted
         );
     }
@@ -313,12 +315,25 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // Then the exchange misreports: all in the saga's same pages, beside an honest account's.
     for (_, account) in &victims {
         assert_eq!(
-            harness.send(account, &alert("second", TAMPERED_SIZE)).await,
+            harness
+                .send(
+                    account,
+                    &Alert::new("second")
+                        .symbol("ETH-USD")
+                        .size(TAMPERED_SIZE)
+                        .json()
+                )
+                .await,
             ReceiptStatus::Accepted
         );
     }
     assert_eq!(
-        harness.send(&honest, &alert("h-1", "0.5")).await,
+        harness
+            .send(
+                &honest,
+                &Alert::new("h-1").symbol("ETH-USD").size("0.5").json()
+            )
+            .await,
         ReceiptStatus::Accepted
     );
 
@@ -365,7 +380,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
             "{tamper:?}: the trader was told {told:?}"
         );
         // The next alert is answered as refused: the account is halted.
-        let status = harness.send(account, &alert("third", "0.5")).await;
+        let status = harness
+            .send(
+                account,
+                &Alert::new("third").symbol("ETH-USD").size("0.5").json(),
+            )
+            .await;
         assert!(
             matches!(status, ReceiptStatus::Rejected { .. }),
             "{tamper:?}: {status:?}"
@@ -386,7 +406,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // The saga kept working for everyone else, before and after the mismatches.
     harness.when_notified(&honest, 1).await;
     assert_eq!(
-        harness.send(&honest, &alert("h-2", "0.5")).await,
+        harness
+            .send(
+                &honest,
+                &Alert::new("h-2").symbol("ETH-USD").size("0.5").json()
+            )
+            .await,
         ReceiptStatus::Accepted
     );
     harness.when_notified(&honest, 2).await;

@@ -23,14 +23,11 @@ use ledgerhook::store::{LogPosition, Store, TableSet};
 use projections::{Envelope, Projection, ReadModels};
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, User, BINARY};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str, side: &str, size: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"{side}","size":"{size}","id":"{id}"}}"#)
-}
 
 /// Every account event of the log, folded from scratch, and the position of the log's last event.
 async fn fold_of_the_log(store: &Store) -> (LogPosition, ReadModels) {
@@ -112,7 +109,10 @@ async fn send_signals(service: &Service, user: &User, prefix: &str, n: usize) {
         let (status, body) = service
             .post_signal(
                 &user.webhook_token,
-                &alert(&format!("{prefix}-{i}"), side, "0.01"),
+                &Alert::new(&format!("{prefix}-{i}"))
+                    .side(side)
+                    .size("0.01")
+                    .json(),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -130,7 +130,7 @@ async fn projections_equal_a_rebuild_after_signals_stream_in(backend: Backend) {
     );
     // A resent alert: counted on its original signal.
     service
-        .post_signal(&alice.webhook_token, &alert("a-0", "buy", "0.01"))
+        .post_signal(&alice.webhook_token, &Alert::new("a-0").size("0.01").json())
         .await;
     let store = test.open().await;
     eventually("every signal to be notified", || async {
@@ -183,7 +183,12 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
                     let _ = http
                         .post(format!("{base}/api/webhook?token={token}"))
                         .header("content-type", "text/plain")
-                        .body(alert(&format!("r{round}-{i}"), side, "0.01"))
+                        .body(
+                            Alert::new(&format!("r{round}-{i}"))
+                                .side(side)
+                                .size("0.01")
+                                .json(),
+                        )
                         .send()
                         .await;
                 }
@@ -387,13 +392,16 @@ async fn the_trader_endpoints_show_only_the_callers_rows(backend: Backend) {
         let (_, body) = service
             .post_signal(
                 &alice.webhook_token,
-                &alert(&format!("a{i}"), "buy", "0.02"),
+                &Alert::new(&format!("a{i}")).size("0.02").json(),
             )
             .await;
         alice_signals.push(body["signal_id"].as_str().expect("a signal id").to_owned());
     }
     let (_, bobs) = service
-        .post_signal(&bob.webhook_token, &alert("b0", "sell", "0.01"))
+        .post_signal(
+            &bob.webhook_token,
+            &Alert::new("b0").side("sell").size("0.01").json(),
+        )
         .await;
     let bob_signal = bobs["signal_id"].as_str().expect("a signal id").to_owned();
 

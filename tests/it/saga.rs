@@ -22,6 +22,7 @@ use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::stores::{Backend, TestStore};
 
@@ -274,9 +275,7 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
     // The default limit halts after 3 orders in a row could not be placed.
     for id in ["f-1", "f-2", "f-3"] {
         harness
-            .send(&format!(
-                r#"{{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"{id}"}}"#
-            ))
+            .send(&Alert::new(id).symbol("ETH-USD").size("0.1").json())
             .await;
     }
     let halted = eventually("the automatic halt", || async {
@@ -292,7 +291,11 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
         .ingest
         .receive(
             &harness.account,
-            br#"{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"f-4"}"#,
+            Alert::new("f-4")
+                .symbol("ETH-USD")
+                .size("0.1")
+                .json()
+                .as_bytes(),
             Utc::now(),
             None,
         )

@@ -13,22 +13,13 @@ use rand::RngCore;
 use serde_json::Value;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::service::{create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
 const OWNER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}"}}"#)
-}
-
-fn two_factor_alert(id: &str, secret: &str) -> String {
-    format!(
-        r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}","secret":"{secret}"}}"#
-    )
-}
 
 /// 64 random hex characters: the shape of a real token or secret, so the service cannot refuse
 /// it by its looks.
@@ -72,7 +63,7 @@ async fn post_token(client: &reqwest::Client, service: &Service, token: &str, id
     send(
         client
             .post(format!("{}/api/webhook?token={token}", service.base_url))
-            .body(alert(id)),
+            .body(Alert::demo(id).json()),
     )
     .await
 }
@@ -135,9 +126,9 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
     let mut limited = 0;
     for n in 0..50 {
         let body = match n % 3 {
-            0 => two_factor_alert(&format!("s-{n}"), &random_hex()),
-            1 => alert(&format!("s-{n}")),
-            _ => two_factor_alert(&format!("s-{n}"), "wrong"),
+            0 => Alert::demo(&format!("s-{n}")).secret(&random_hex()).json(),
+            1 => Alert::demo(&format!("s-{n}")).json(),
+            _ => Alert::demo(&format!("s-{n}")).secret("wrong").json(),
         };
         let answer = post_two_factor(&stranger, &service, &owner.webhook_uuid, body).await;
         assert_refused(&format!("stranger's attempt {n}"), &answer);
@@ -150,7 +141,7 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
         &owners,
         &service,
         &owner.webhook_uuid,
-        two_factor_alert("owner-1", &owner.webhook_secret),
+        Alert::demo("owner-1").secret(&owner.webhook_secret).json(),
     )
     .await;
     assert_accepted("the owner, from their address", &answer);
@@ -160,7 +151,7 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
         &stranger,
         &service,
         &owner.webhook_uuid,
-        two_factor_alert("owner-2", &owner.webhook_secret),
+        Alert::demo("owner-2").secret(&owner.webhook_secret).json(),
     )
     .await;
     assert_accepted("the owner, from the failing address", &answer);
@@ -318,7 +309,9 @@ async fn a_flood_of_unknown_credentials_costs_no_query(backend: Backend) {
         service.client(),
         &service,
         &newcomer.webhook_uuid,
-        two_factor_alert("second", &newcomer.webhook_secret),
+        Alert::demo("second")
+            .secret(&newcomer.webhook_secret)
+            .json(),
     )
     .await;
     assert_accepted("their two-factor URL", &answer);
@@ -332,11 +325,11 @@ async fn guess(service: &Service, owner: &User, n: usize) -> u16 {
         0 => post_token(client, service, &random_hex(), &format!("g-{n}")).await,
         1 => {
             let uuid = uuid::Uuid::new_v4().to_string();
-            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            let body = Alert::demo(&format!("g-{n}")).secret(&random_hex()).json();
             post_two_factor(client, service, &uuid, body).await
         }
         2 => {
-            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            let body = Alert::demo(&format!("g-{n}")).secret(&random_hex()).json();
             post_two_factor(client, service, &owner.webhook_uuid, body).await
         }
         _ => {

@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod audit;
 pub mod busy_account;
 pub mod clock;
