@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -12,14 +11,9 @@ use ledgerhook::http::server::HEADER_READ_TIMEOUT;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
+use crate::support::answer::Answer;
 use crate::support::service::{create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-struct Answer {
-    status: u16,
-    retry_after_seconds: Option<u64>,
-    json: Value,
-}
 
 async fn post(service: &Service, token: &str, forwarded_for: Option<&str>, body: &str) -> Answer {
     let mut request = reqwest::Client::new()
@@ -29,21 +23,7 @@ async fn post(service: &Service, token: &str, forwarded_for: Option<&str>, body:
     if let Some(forwarded_for) = forwarded_for {
         request = request.header("x-forwarded-for", forwarded_for);
     }
-    let response = request.send().await.expect("the webhook answers");
-    let status = response.status().as_u16();
-    let retry_after_seconds = response.headers().get("retry-after").map(|value| {
-        value
-            .to_str()
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .expect("Retry-After is whole seconds")
-    });
-    let json = response.json().await.unwrap_or(Value::Null);
-    Answer {
-        status,
-        retry_after_seconds,
-        json,
-    }
+    Answer::of(request).await
 }
 
 fn assert_error_shape(answer: &Answer, status: u16, code: &str) {
@@ -86,11 +66,11 @@ async fn the_eleventh_request_in_a_window_is_refused_for_that_user_only(backend:
             &service,
             &alice.webhook_token,
             None,
-            &Alert::new(&format!("a-{n}")).json(),
+            &Alert::new(format!("a-{n}")).json(),
         )
         .await;
         assert_eq!(answer.status, 200, "request {n}: {}", answer.json);
-        assert_eq!(answer.retry_after_seconds, None);
+        assert_eq!(answer.retry_after_seconds(), None);
     }
     let refused = post(
         &service,
@@ -100,7 +80,7 @@ async fn the_eleventh_request_in_a_window_is_refused_for_that_user_only(backend:
     )
     .await;
     assert_error_shape(&refused, 429, "RATE_LIMITED");
-    let retry_after = refused.retry_after_seconds.expect("a Retry-After header");
+    let retry_after = refused.retry_after_seconds().expect("a Retry-After header");
     assert!(
         (1..=360).contains(&retry_after),
         "one request every 3600/10 s: {retry_after}"
@@ -137,11 +117,11 @@ async fn repeated_bad_tokens_lock_out(backend: Backend) {
     for n in 0..5 {
         let answer = post(&service, &guessed, None, &Alert::new("x").json()).await;
         assert_error_shape(&answer, 401, "INVALID_TOKEN");
-        assert_eq!(answer.retry_after_seconds, None, "attempt {n}");
+        assert_eq!(answer.retry_after_seconds(), None, "attempt {n}");
     }
     let locked = post(&service, &guessed, None, &Alert::new("x").json()).await;
     assert_error_shape(&locked, 429, "LOCKED_OUT");
-    let retry_after = locked.retry_after_seconds.expect("a Retry-After header");
+    let retry_after = locked.retry_after_seconds().expect("a Retry-After header");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert!(
         !locked.json.to_string().contains(&guessed),
@@ -230,7 +210,7 @@ async fn the_allowlist_refuses_others_and_believes_only_trusted_proxies(backend:
             &service,
             token,
             forwarded_for,
-            &Alert::new(&format!("f-{n}")).json(),
+            &Alert::new(format!("f-{n}")).json(),
         )
         .await;
         assert_eq!(answer.status, status, "{forwarded_for:?}: {}", answer.json);

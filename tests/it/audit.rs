@@ -134,7 +134,7 @@ pub(crate) async fn running_trail(
     for n in 0..4 {
         for user in [&alice, &bob] {
             let (status, body) = service
-                .post_signal(&user.webhook_token, &Alert::new(&format!("s-{n}")).json())
+                .post_signal(&user.webhook_token, &Alert::new(format!("s-{n}")).json())
                 .await;
             assert_eq!(status, 200, "{body}");
         }
@@ -534,7 +534,7 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
                 let _ = client
                     .post(format!("{base}/api/webhook?token={token}"))
                     .header("content-type", "text/plain")
-                    .body(Alert::new(&format!("r{round}-{n}")).json())
+                    .body(Alert::new(format!("r{round}-{n}")).json())
                     .send()
                     .await;
             }

@@ -9,27 +9,10 @@ use ledgerhook::users::{self, Authenticator, Scheme};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
+use crate::support::answer::assert_invalid_token;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, rotate_webhook, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-/// The one answer to every credential failure; the timestamp is the only part that may differ.
-fn assert_invalid_token(case: &str, status: u16, body: &Value) {
-    assert_eq!(status, 401, "{case}: {body}");
-    let object = body
-        .as_object()
-        .unwrap_or_else(|| panic!("{case}: a JSON object, got {body}"));
-    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "error", "timestamp"], "{case}: {body}");
-    assert_eq!(body["error"], "Invalid token", "{case}");
-    assert_eq!(body["code"], "INVALID_TOKEN", "{case}");
-    let timestamp = body["timestamp"].as_str().unwrap_or_default();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
-        "{case}: {body}"
-    );
-}
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
     store
@@ -323,14 +306,14 @@ async fn rotation_by_the_cli_kills_the_old_credentials_at_once(backend: Backend)
         let (status, body) = service
             .post_signal(
                 &old.webhook_token,
-                &Alert::demo(&format!("t-{round}")).json(),
+                &Alert::demo(format!("t-{round}")).json(),
             )
             .await;
         assert_eq!(status, 200, "{body}");
         let (status, body) = service
             .post_two_factor(
                 &old.webhook_uuid,
-                &Alert::demo(&format!("f-{round}"))
+                &Alert::demo(format!("f-{round}"))
                     .secret(&old.webhook_secret)
                     .json(),
             )

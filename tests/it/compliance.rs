@@ -12,6 +12,7 @@ use ledgerhook::store::Store;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
+use crate::support::answer::assert_invalid_token;
 use crate::support::audit::{create_staff, insert_audit_rows, SeedRow};
 use crate::support::service::{create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
@@ -204,19 +205,6 @@ impl Trail {
             .map(|read| (read.staff_id, read.endpoint, read.filter))
             .collect()
     }
-}
-
-/// The one answer to every credential failure; only the timestamp may differ.
-fn assert_invalid_token(case: &str, status: u16, body: &Value) {
-    assert_eq!(status, 401, "{case}: {body}");
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .map(|object| object.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "error", "timestamp"], "{case}: {body}");
-    assert_eq!(body["error"], "Invalid token", "{case}");
-    assert_eq!(body["code"], "INVALID_TOKEN", "{case}");
 }
 
 /// RFC 4180: quoted fields may hold commas, doubled quotes and line breaks; records end in CRLF.

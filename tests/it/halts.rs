@@ -23,7 +23,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         let (status, body) = service
             .post_signal(
                 &alice.webhook_token,
-                &Alert::new(&uuid()).symbol("BTC-USD").json(),
+                &Alert::new(uuid()).symbol("BTC-USD").json(),
             )
             .await;
         (status == 200 && body["status"] == "rejected").then_some(body)
@@ -56,7 +56,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         let (_, body) = service
             .post_signal(
                 &bob.webhook_token,
-                &Alert::new(&uuid()).symbol("BTC-USD").json(),
+                &Alert::new(uuid()).symbol("BTC-USD").json(),
             )
             .await;
         (body["status"] == "accepted").then_some(())

@@ -92,7 +92,7 @@ async fn a_callers_request_id_is_kept_only_when_short_and_plain(backend: Backend
                 service.base_url, user.webhook_token
             ))
             .header("x-request-id", *sent)
-            .body(Alert::new(&format!("rid-{index}")).symbol("BTC-USD").json())
+            .body(Alert::new(format!("rid-{index}")).symbol("BTC-USD").json())
             .send()
             .await
             .expect("the webhook answers");

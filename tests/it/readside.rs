@@ -109,7 +109,7 @@ async fn send_signals(service: &Service, user: &User, prefix: &str, n: usize) {
         let (status, body) = service
             .post_signal(
                 &user.webhook_token,
-                &Alert::new(&format!("{prefix}-{i}"))
+                &Alert::new(format!("{prefix}-{i}"))
                     .side(side)
                     .size("0.01")
                     .json(),
@@ -184,7 +184,7 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
                         .post(format!("{base}/api/webhook?token={token}"))
                         .header("content-type", "text/plain")
                         .body(
-                            Alert::new(&format!("r{round}-{i}"))
+                            Alert::new(format!("r{round}-{i}"))
                                 .side(side)
                                 .size("0.01")
                                 .json(),
@@ -392,7 +392,7 @@ async fn the_trader_endpoints_show_only_the_callers_rows(backend: Backend) {
         let (_, body) = service
             .post_signal(
                 &alice.webhook_token,
-                &Alert::new(&format!("a{i}")).size("0.02").json(),
+                &Alert::new(format!("a{i}")).size("0.02").json(),
             )
             .await;
         alice_signals.push(body["signal_id"].as_str().expect("a signal id").to_owned());

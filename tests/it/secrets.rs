@@ -75,7 +75,7 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
         let (status, body) = service
             .post_two_factor(
                 &alice.webhook_uuid,
-                &Alert::new(&format!("s-4-{index}"))
+                &Alert::new(format!("s-4-{index}"))
                     .symbol("BTCUSDT.P")
                     .secret(wrong)
                     .json(),

@@ -282,7 +282,7 @@ async fn simultaneous_signals_are_each_processed_exactly_once(backend: Backend) 
             let token = user.webhook_token.clone();
             requests.spawn(async move {
                 // Each alert twice, at once: one is accepted, the other a duplicate.
-                let body = Alert::new(&format!("c-{n}")).json();
+                let body = Alert::new(format!("c-{n}")).json();
                 let (first, second) = tokio::join!(
                     service.post_signal(&token, &body),
                     service.post_signal(&token, &body)
@@ -335,7 +335,7 @@ async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
         requests.spawn(async move {
             let response = reqwest::Client::new()
                 .post(url)
-                .body(Alert::new(&format!("g-{n}")).json())
+                .body(Alert::new(format!("g-{n}")).json())
                 .send()
                 .await
                 .ok()?;

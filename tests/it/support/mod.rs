@@ -1,4 +1,5 @@
 pub mod alerts;
+pub mod answer;
 pub mod audit;
 pub mod busy_account;
 pub mod clock;

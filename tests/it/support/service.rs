@@ -216,17 +216,13 @@ impl Service {
     }
 
     pub async fn post_signal(&self, token: &str, body: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/webhook?token={token}", self.base_url))
-            .header("content-type", "text/plain")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("the webhook answers");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(Value::Null);
-        (status, json)
+        self.send(
+            self.http
+                .post(format!("{}/api/webhook?token={token}", self.base_url))
+                .header("content-type", "text/plain")
+                .body(body.to_owned()),
+        )
+        .await
     }
 
     /// `POST /webhooks/{uuid_path}` (seed 000's two-factor scheme; the secret is in `body`).
