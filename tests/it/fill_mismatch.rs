@@ -10,23 +10,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::Utc;
 use rust_decimal::Decimal;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use aggregates::{upcasters, AccountEvent, ClientOrderId, Fill, Market, RejectionReason, Side};
-use ledgerhook::emergency::EmergencySwitch;
+use aggregates::{AccountEvent, ClientOrderId, Fill, Market, RejectionReason, Side};
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
-use ledgerhook::execution::ExecutionSaga;
-use ledgerhook::ingest::{Ingest, ReceiptStatus};
-use ledgerhook::ledger::{Ledger, LedgerOptions};
+use ledgerhook::ingest::ReceiptStatus;
 use ledgerhook::markets::MarketList;
 use ledgerhook::notify::{Notifier, NotifyError};
-use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
+use crate::support::in_process::InProcess;
 use crate::support::stores::{Backend, TestStore};
 
 /// Orders of this size are the ones the exchange misreports; every other order fills honestly.
@@ -173,28 +168,15 @@ impl Inbox {
 }
 
 struct Harness {
-    store: Store,
-    ledger: Ledger,
-    ingest: Ingest,
+    running: InProcess,
     exchange: Arc<Misreporting>,
     inbox: Arc<Inbox>,
-    stop: watch::Sender<bool>,
-    saga: tokio::task::JoinHandle<()>,
-    _tasks: JoinSet<()>,
-    _test: TestStore,
 }
 
 impl Harness {
     async fn start(backend: Backend) -> Self {
         let test = TestStore::new(backend).await;
         let store = test.open().await;
-        let mut tasks = JoinSet::new();
-        let ledger = Ledger::start(
-            store.clone(),
-            LedgerOptions::for_store(&store),
-            upcasters(),
-            &mut tasks,
-        );
         let exchange = Arc::new(Misreporting {
             inner: PaperExchange::new(
                 store.clone(),
@@ -204,38 +186,24 @@ impl Harness {
             tampered: Mutex::new(HashMap::new()),
         });
         let inbox = Arc::new(Inbox::default());
-        let emergency = Arc::new(EmergencySwitch::load(store.clone()).await.expect("loads"));
-        let ingest = Ingest::new(
-            ledger.clone(),
-            MarketList::default(),
-            exchange.clone(),
-            emergency.clone(),
-        );
-        let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), inbox.clone(), emergency);
-        let saga = tokio::spawn(saga.run(stopped));
+        let running = InProcess::start(test, store, exchange.clone(), inbox.clone()).await;
         Self {
-            store,
-            ledger,
-            ingest,
+            running,
             exchange,
             inbox,
-            stop,
-            saga,
-            _tasks: tasks,
-            _test: test,
         }
     }
 
     async fn account(&self, name: &str) -> String {
-        create_user(&self.ledger, name, "test", Utc::now())
+        create_user(&self.running.ledger, name, "test", Utc::now())
             .await
             .expect("user")
             .user_id
     }
 
     async fn send(&self, account: &str, body: &str) -> ReceiptStatus {
-        self.ingest
+        self.running
+            .ingest
             .receive(account, body.as_bytes(), Utc::now(), None)
             .await
             .expect("recorded")
@@ -243,7 +211,8 @@ impl Harness {
     }
 
     async fn events(&self, account: &str) -> Vec<AccountEvent> {
-        self.store
+        self.running
+            .store
             .load_account(account)
             .await
             .expect("load")
@@ -267,15 +236,12 @@ impl Harness {
 
     async fn eth_position(&self, account: &str) -> Option<Decimal> {
         let eth = Market::parse("ETH-USD").expect("market");
-        let loaded = self.ledger.load(account).await.expect("load");
+        let loaded = self.running.ledger.load(account).await.expect("load");
         loaded.state.positions.get(&eth).map(|p| p.size)
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.saga
-            .await
-            .expect("the saga stops cleanly, without a panic");
+        self.running.stop().await;
     }
 }
 

@@ -3,6 +3,7 @@ pub mod answer;
 pub mod audit;
 pub mod busy_account;
 pub mod clock;
+pub mod in_process;
 pub mod postgres;
 pub mod seed;
 pub mod service;
