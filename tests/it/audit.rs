@@ -10,11 +10,12 @@ use serde_json::Value;
 use sqlx::Connection;
 use tokio::process::Command;
 
-use ledgerhook::store::{AuditRow, LogPosition, Store};
+use ledgerhook::store::{AuditRow, Store};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::audit::create_staff;
+use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
@@ -36,19 +37,14 @@ pub(crate) fn audited_service() -> Options {
 
 /// (aggregate_type, account, sequence) of every event in the global order.
 pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
-    let mut seen = Vec::new();
-    let mut after = LogPosition::default();
-    loop {
-        let page = store.read_log(after, 1000).await.expect("the log reads");
-        let Some(last) = page.last() else {
-            return seen;
-        };
-        after = last.position;
-        seen.extend(page.into_iter().map(|logged| {
+    whole_log(store, 1000)
+        .await
+        .into_iter()
+        .map(|logged| {
             let e = logged.event;
             (e.aggregate_type, e.aggregate_id, e.sequence as i64)
-        }));
-    }
+        })
+        .collect()
 }
 
 pub(crate) async fn audit_rows(store: &Store) -> Vec<AuditRow> {

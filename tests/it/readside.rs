@@ -25,6 +25,7 @@ use projections::{Envelope, Projection, ReadModels};
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
+use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, User, BINARY};
 use crate::support::stores::{Backend, TestStore};
@@ -32,26 +33,24 @@ use crate::support::stores::{Backend, TestStore};
 /// Every account event of the log, folded from scratch, and the position of the log's last event.
 async fn fold_of_the_log(store: &Store) -> (LogPosition, ReadModels) {
     let upcasters = upcasters();
-    let mut after = LogPosition::default();
-    let mut envelopes = Vec::new();
-    loop {
-        let page = store.read_log(after, 1000).await.expect("the log reads");
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        for logged in page {
-            if logged.event.aggregate_type != TradingAccount::TYPE {
-                continue;
-            }
+    let log = whole_log(store, 1000).await;
+    let head = log
+        .last()
+        .map_or_else(LogPosition::default, |last| last.position);
+    let envelopes: Vec<Envelope> = log
+        .into_iter()
+        .filter(|logged| logged.event.aggregate_type == TradingAccount::TYPE)
+        .map(|logged| {
             let recorded = decode(logged.event, &upcasters).expect("every event decodes");
-            envelopes.push(Envelope {
+            Envelope {
                 account_id: recorded.account_id,
                 sequence: recorded.sequence,
                 recorded_at: recorded.recorded_at,
                 event: recorded.event,
-            });
-        }
-    }
-    (after, ReadModels::fold(&envelopes))
+            }
+        })
+        .collect();
+    (head, ReadModels::fold(&envelopes))
 }
 
 /// Waits until every live projection has applied the whole log (which may still be growing:

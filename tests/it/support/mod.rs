@@ -4,6 +4,7 @@ pub mod audit;
 pub mod busy_account;
 pub mod clock;
 pub mod in_process;
+pub mod log;
 pub mod postgres;
 pub mod seed;
 pub mod service;
