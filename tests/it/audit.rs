@@ -19,6 +19,7 @@ use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::tamper::{tamper, AppendOnly, Bind};
 use crate::support::{event_types, eventually};
 
 pub(crate) const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
@@ -275,61 +276,6 @@ async fn the_database_refuses_to_edit_the_trail(backend: Backend) {
 }
 on_both_stores!(the_database_refuses_to_edit_the_trail);
 
-/// Runs `sql` with `binds` as an attacker with raw access would: append-only triggers off (as the
-/// database superuser on PostgreSQL, by dropping them on SQLite), then back on.
-async fn tamper(store: &Store, sql: &str, binds: &[&str], position: i64) {
-    match store {
-        Store::Postgres(pg) => {
-            let mut tx = pg.pool().begin().await.expect("begins");
-            sqlx::raw_sql("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("the superuser disables the trigger");
-            let mut query = sqlx::query(sql);
-            for bind in binds {
-                query = query.bind(*bind);
-            }
-            query
-                .bind(position)
-                .execute(&mut *tx)
-                .await
-                .expect("tampers");
-            sqlx::raw_sql("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("re-enables");
-            tx.commit().await.expect("commits");
-        }
-        Store::Sqlite(lite) => {
-            let mut tx = lite.pool().begin().await.expect("begins");
-            sqlx::raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
-                .execute(&mut *tx)
-                .await
-                .expect("drops the triggers");
-            let sql = sql.replace("$1", "?").replace("$2", "?");
-            let mut query = sqlx::query(&sql);
-            for bind in binds {
-                query = query.bind(*bind);
-            }
-            query
-                .bind(position)
-                .execute(&mut *tx)
-                .await
-                .expect("tampers");
-            sqlx::raw_sql(
-                "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
-                 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;",
-            )
-            .execute(&mut *tx)
-            .await
-            .expect("recreates the triggers");
-            tx.commit().await.expect("commits");
-        }
-    }
-}
-
 /// The text with one character changed (an ASCII letter or digit, so it stays valid UTF-8).
 fn one_byte_off(text: &str) -> String {
     let at = text
@@ -419,7 +365,13 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
     ];
     for (what, set, tampered, original) in cases {
         let sql = format!("UPDATE audit_log SET {set} WHERE position = $2");
-        tamper(&store, &sql, &[&tampered], k).await;
+        tamper(
+            &store,
+            AppendOnly::AuditLog,
+            &sql,
+            &[Bind::Text(&tampered), Bind::Integer(k)],
+        )
+        .await;
         let (ok, report) = audit_verify(&test.url, true).await;
         assert!(!ok, "a changed {what} is caught: {report}");
         let mismatch = &report["first_mismatch"];
@@ -433,7 +385,13 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
             assert_eq!(mismatch["account_id"], target.account_id.as_str(), "{what}");
             assert_eq!(mismatch["sequence"], target.sequence, "{what}");
         }
-        tamper(&store, &sql, &[&original], k).await;
+        tamper(
+            &store,
+            AppendOnly::AuditLog,
+            &sql,
+            &[Bind::Text(&original), Bind::Integer(k)],
+        )
+        .await;
         let (ok, report) = audit_verify(&test.url, true).await;
         assert!(ok, "restoring {what} restores the chain: {report}");
     }
@@ -443,9 +401,9 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
     for position in [k, last] {
         tamper(
             &store,
+            AppendOnly::AuditLog,
             "DELETE FROM audit_log WHERE position = $1",
-            &[],
-            position,
+            &[Bind::Integer(position)],
         )
         .await;
         let (ok, report) = audit_verify(&test.url, true).await;

@@ -21,6 +21,7 @@ use crate::support::audit::create_staff;
 use crate::support::eventually;
 use crate::support::service::{Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::tamper::{tamper, AppendOnly, Bind};
 
 /// `ledgerhook audit verify --json ARGS...`: whether it succeeded, its report (Null when it printed
 /// none) and its stderr.
@@ -160,51 +161,21 @@ async fn insert_checkpoint_as_writer(url: &str, position: i64, hash: &str) {
 
 /// Rewrites one event's payload as an attacker with raw access would (append-only triggers off).
 async fn rewrite_event_payload(store: &Store, account: &str, sequence: i64, payload: &str) {
-    match store {
-        Store::Postgres(pg) => {
-            let mut tx = pg.pool().begin().await.expect("begins");
-            sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER events_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("the superuser disables the trigger");
-            sqlx::query(
-                "UPDATE events SET payload = $1::json WHERE aggregate_id = $2 AND sequence = $3",
-            )
-            .bind(payload)
-            .bind(account)
-            .bind(sequence)
-            .execute(&mut *tx)
-            .await
-            .expect("rewrites");
-            sqlx::raw_sql("ALTER TABLE events ENABLE TRIGGER events_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("re-enables");
-            tx.commit().await.expect("commits");
-        }
-        Store::Sqlite(lite) => {
-            let mut tx = lite.pool().begin().await.expect("begins");
-            sqlx::raw_sql("DROP TRIGGER events_no_update")
-                .execute(&mut *tx)
-                .await
-                .expect("drops the trigger");
-            sqlx::query("UPDATE events SET payload = ? WHERE aggregate_id = ? AND sequence = ?")
-                .bind(payload)
-                .bind(account)
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await
-                .expect("rewrites");
-            sqlx::raw_sql(
-                "CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-                 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;",
-            )
-            .execute(&mut *tx)
-            .await
-            .expect("recreates the trigger");
-            tx.commit().await.expect("commits");
-        }
-    }
+    let payload_column = match store {
+        Store::Postgres(_) => "payload = $1::json",
+        Store::Sqlite(_) => "payload = $1",
+    };
+    tamper(
+        store,
+        AppendOnly::Events,
+        &format!("UPDATE events SET {payload_column} WHERE aggregate_id = $2 AND sequence = $3"),
+        &[
+            Bind::Text(payload),
+            Bind::Text(account),
+            Bind::Integer(sequence),
+        ],
+    )
+    .await;
 }
 
 /// Waits until the service's log holds `text`.

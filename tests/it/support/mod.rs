@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod seed;
 pub mod service;
 pub mod stores;
+pub mod tamper;
 
 /// Runs an async test body once per store, as two tests named `sqlite` and `postgres`.
 #[macro_export]
