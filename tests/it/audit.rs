@@ -14,7 +14,7 @@ use ledgerhook::store::{AuditRow, Store};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::audit::create_staff;
+use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
@@ -429,35 +429,21 @@ on_both_stores!(altering_any_row_or_byte_is_named_by_verify);
 
 /// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
 pub(crate) async fn reinsert(store: &Store, row: &AuditRow) {
-    let placeholders = match store {
-        Store::Postgres(_) => "$1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11, $12",
-        Store::Sqlite(_) => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
-    };
-    let insert = format!(
-        "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type,
-                                event_version, signal_id, recorded_at, payload, metadata,
-                                prev_hash, hash) VALUES ({placeholders})"
-    );
-    macro_rules! bound {
-        ($db:ty) => {
-            sqlx::query::<$db>(&insert)
-                .bind(row.position)
-                .bind(&row.account_id)
-                .bind(&row.aggregate_type)
-                .bind(row.sequence)
-                .bind(&row.event_type)
-                .bind(&row.event_version)
-                .bind(&row.signal_id)
-                .bind(&row.recorded_at)
-                .bind(&row.payload)
-                .bind(&row.metadata)
-                .bind(&row.prev_hash)
-                .bind(&row.hash)
-        };
-    }
     let done = match store {
-        Store::Postgres(pg) => bound!(sqlx::Postgres).execute(pg.pool()).await.map(|_| ()),
-        Store::Sqlite(lite) => bound!(sqlx::Sqlite).execute(lite.pool()).await.map(|_| ()),
+        Store::Postgres(pg) => {
+            let insert = insert_audit_row_sql(Dialect::Postgres);
+            bind_audit_row(sqlx::query(&insert), row)
+                .execute(pg.pool())
+                .await
+                .map(|_| ())
+        }
+        Store::Sqlite(lite) => {
+            let insert = insert_audit_row_sql(Dialect::Sqlite);
+            bind_audit_row(sqlx::query(&insert), row)
+                .execute(lite.pool())
+                .await
+                .map(|_| ())
+        }
     };
     done.expect("the row goes back");
 }

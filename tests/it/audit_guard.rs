@@ -17,7 +17,7 @@ use crate::audit::{
 };
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::audit::create_staff;
+use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::eventually;
 use crate::support::service::{Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
@@ -78,36 +78,14 @@ fn forged_row_after(head: &AuditRow) -> AuditRow {
 /// Inserts `row` as the service's own login may: on PostgreSQL under the audit writer role (INSERT
 /// is all it may do), on SQLite by anyone who can open the file.
 async fn insert_as_writer(url: &str, row: &AuditRow) {
-    let columns = "position, account_id, aggregate_type, sequence, event_type, event_version, \
-                   signal_id, recorded_at, payload, metadata, prev_hash, hash";
-    macro_rules! bound {
-        ($db:ty, $sql:expr) => {
-            sqlx::query::<$db>($sql)
-                .bind(row.position)
-                .bind(&row.account_id)
-                .bind(&row.aggregate_type)
-                .bind(row.sequence)
-                .bind(&row.event_type)
-                .bind(&row.event_version)
-                .bind(&row.signal_id)
-                .bind(&row.recorded_at)
-                .bind(&row.payload)
-                .bind(&row.metadata)
-                .bind(&row.prev_hash)
-                .bind(&row.hash)
-        };
-    }
     if url.starts_with("postgres") {
         let mut connection = sqlx::PgConnection::connect(url).await.expect("connects");
         sqlx::query("SET ROLE ledgerhook_audit_writer")
             .execute(&mut connection)
             .await
             .expect("switches to the writer role");
-        let sql = format!(
-            "INSERT INTO audit_log ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8::timestamptz, $9, $10, $11, $12)"
-        );
-        bound!(sqlx::Postgres, &sql)
+        let insert = insert_audit_row_sql(Dialect::Postgres);
+        bind_audit_row(sqlx::query(&insert), row)
             .execute(&mut connection)
             .await
             .expect("the writer role may insert");
@@ -116,10 +94,8 @@ async fn insert_as_writer(url: &str, row: &AuditRow) {
         let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
             .await
             .expect("connects");
-        let sql = format!(
-            "INSERT INTO audit_log ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        bound!(sqlx::Sqlite, &sql)
+        let insert = insert_audit_row_sql(Dialect::Sqlite);
+        bind_audit_row(sqlx::query(&insert), row)
             .execute(&mut connection)
             .await
             .expect("inserts");
