@@ -257,7 +257,8 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
 
     // The running writer meets a checkpoint someone planted where it is about to record its own
     // (at shutdown: the timer is far off, and the first page after the start took the one due).
-    let log = std::env::temp_dir().join(format!("audit-conflict-{}.log", rand_suffix()));
+    let log_dir = tempfile::tempdir().expect("a directory for the service's log");
+    let log = log_dir.path().join("service.log");
     let user = crate::support::service::create_user(&test.url, "carol").await;
     accounts.push(user.user_id.clone());
     let options = service_with(
@@ -298,7 +299,6 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     service.stop().await;
     let line = logged(&log, "a different audit checkpoint is already recorded").await;
     assert!(line.contains("ERROR"), "{line}");
-    let _ = std::fs::remove_file(&log);
 
     let (ok, report) = audit_verify(&test.url, true).await;
     assert!(!ok, "{report}");
@@ -308,11 +308,6 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     );
 }
 on_both_stores!(a_conflicting_checkpoint_is_refused_loudly_and_fails_verification);
-
-fn rand_suffix() -> usize {
-    use rand::Rng;
-    rand::rng().random_range(0..usize::MAX / 2)
-}
 
 async fn a_checkpoint_is_taken_on_a_timer(backend: Backend) {
     let test = TestStore::new(backend).await;
@@ -450,7 +445,8 @@ on_both_stores!(verify_checks_every_row_against_its_event);
 
 async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
     let test = TestStore::new(backend).await;
-    let log = std::env::temp_dir().join(format!("audit-foreign-head-{}.log", rand_suffix()));
+    let log_dir = tempfile::tempdir().expect("a directory for the service's log");
+    let log = log_dir.path().join("service.log");
     let mut options = audited_service();
     options.log_file = Some(log.clone());
     let (store, service, _) = running_trail(&test, options).await;
@@ -481,7 +477,6 @@ async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
         "nothing chained after the forged row"
     );
     service.stop().await;
-    let _ = std::fs::remove_file(&log);
 
     let (ok, report) = audit_verify(&test.url, true).await;
     assert!(!ok, "{report}");
