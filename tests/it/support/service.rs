@@ -127,54 +127,8 @@ impl Options {
 
 impl Service {
     pub async fn start(database_url: &str, options: Options) -> Self {
-        let mut command = Command::new(BINARY);
-        command
-            .arg("serve")
-            .args(&options.args)
-            .env("DATABASE_URL", database_url)
-            // These tests send far more than the default 10 alerts a minute per user; the rate
-            // limit itself is tested in abuse.rs with explicit flags.
-            .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
-            // Many tests send bad credentials on purpose; the per-address failure limit is tested
-            // in strangers.rs with an explicit flag.
-            .env("LEDGERHOOK_ADDRESS_FAILURE_LIMIT", "1000000")
-            // The OS picks a free port and the service says which (`listening on ...`): no port
-            // is chosen here and given up, for another test to take before the service binds it.
-            .env("LEDGERHOOK_LISTEN", "127.0.0.1:0")
-            .env("LEDGERHOOK_NO_DEMO", "true")
-            // The test server's login is the superuser `postgres` (see `strict_login`).
-            .env(
-                "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
-                (!options.strict_login).to_string(),
-            )
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
         let log = ServiceLog::new(options.log_file.as_deref());
-        match &log.path {
-            Some(path) => {
-                command.stderr(Stdio::from(open_for_appending(path)));
-                if options.log_file.is_some() {
-                    command.env("RUST_LOG", "debug");
-                }
-            }
-            None => {
-                command.stderr(Stdio::inherit());
-            }
-        }
-        if options.no_execution {
-            command.env("LEDGERHOOK_NO_EXECUTION", "true");
-        }
-        if options.crash_after_placement {
-            command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
-        }
-        if let Some(offset) = &options.clock_offset {
-            command.envs(super::clock::shifted_by(offset));
-        }
+        let mut command = serve_command(database_url, &options, &log);
         let mut child = command.spawn().expect("the ledgerhook binary starts");
         let stdout = child.stdout.take().expect("the service's stdout is piped");
         let (announced, address) = oneshot::channel();
@@ -281,6 +235,55 @@ impl Service {
             .expect("the service's exit status");
         assert!(!status.success());
     }
+}
+
+/// `ledgerhook serve` as the tests run it: on a port of the OS's choosing, stdout piped (for the
+/// `listening on` line), stderr to `log`.
+fn serve_command(database_url: &str, options: &Options, log: &ServiceLog) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .arg("serve")
+        .args(&options.args)
+        .env("DATABASE_URL", database_url)
+        // These tests send far more than the default 10 alerts a minute per user; the rate
+        // limit itself is tested in abuse.rs with explicit flags.
+        .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
+        // Many tests send bad credentials on purpose; the per-address failure limit is tested
+        // in strangers.rs with an explicit flag.
+        .env("LEDGERHOOK_ADDRESS_FAILURE_LIMIT", "1000000")
+        // The OS picks a free port and the service says which (`listening on ...`): no port
+        // is chosen here and given up, for another test to take before the service binds it.
+        .env("LEDGERHOOK_LISTEN", "127.0.0.1:0")
+        .env("LEDGERHOOK_NO_DEMO", "true")
+        // The test server's login is the superuser `postgres` (see `strict_login`).
+        .env(
+            "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
+            (!options.strict_login).to_string(),
+        )
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    match &log.path {
+        Some(path) => command.stderr(Stdio::from(open_for_appending(path))),
+        None => command.stderr(Stdio::inherit()),
+    };
+    if options.log_file.is_some() {
+        command.env("RUST_LOG", "debug");
+    }
+    if options.no_execution {
+        command.env("LEDGERHOOK_NO_EXECUTION", "true");
+    }
+    if options.crash_after_placement {
+        command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
+    }
+    if let Some(offset) = &options.clock_offset {
+        command.envs(super::clock::shifted_by(offset));
+    }
+    command
 }
 
 /// How long the service may take to bind its port (migrations run first).
