@@ -21,10 +21,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     // Running instances pick the stop up from the ledger within a quarter second.
     let refused = eventually("the running service to see the emergency stop", || async {
         let (status, body) = service
-            .post_signal(
-                &alice.webhook_token,
-                &Alert::new(uuid()).symbol("BTC-USD").json(),
-            )
+            .post_signal(&alice.webhook_token, &Alert::btc_usd(uuid()).json())
             .await;
         (status == 200 && body["status"] == "rejected").then_some(body)
     })
@@ -37,10 +34,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         "{refused}"
     );
     let (_, for_bob) = service
-        .post_signal(
-            &bob.webhook_token,
-            &Alert::new("b-1").symbol("BTC-USD").json(),
-        )
+        .post_signal(&bob.webhook_token, &Alert::btc_usd("b-1").json())
         .await;
     assert_eq!(
         for_bob["status"], "rejected",
@@ -54,10 +48,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     .await;
     eventually("the running service to see the stop released", || async {
         let (_, body) = service
-            .post_signal(
-                &bob.webhook_token,
-                &Alert::new(uuid()).symbol("BTC-USD").json(),
-            )
+            .post_signal(&bob.webhook_token, &Alert::btc_usd(uuid()).json())
             .await;
         (body["status"] == "accepted").then_some(())
     })
@@ -85,10 +76,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     let alice = create_user(&test.url, "alice").await;
     let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
     let (_, accepted) = ingest_only
-        .post_signal(
-            &alice.webhook_token,
-            &Alert::new("a-1").symbol("BTC-USD").json(),
-        )
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-1").json())
         .await;
     assert_eq!(accepted["status"], "accepted");
     ingest_only.stop().await;
@@ -131,10 +119,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     );
     assert_eq!(store.count_paper_orders().await.expect("counts"), 0);
     let (_, refused) = service
-        .post_signal(
-            &alice.webhook_token,
-            &Alert::new("a-2").symbol("BTC-USD").json(),
-        )
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-2").json())
         .await;
     assert_eq!(refused["status"], "rejected", "{refused}");
     cli(
@@ -150,10 +135,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     )
     .await;
     let (_, accepted) = service
-        .post_signal(
-            &alice.webhook_token,
-            &Alert::new("a-3").symbol("BTC-USD").json(),
-        )
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-3").json())
         .await;
     assert_eq!(accepted["status"], "accepted", "{accepted}");
     service.stop().await;

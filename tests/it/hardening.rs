@@ -92,7 +92,7 @@ async fn a_callers_request_id_is_kept_only_when_short_and_plain(backend: Backend
                 service.base_url, user.webhook_token
             ))
             .header("x-request-id", *sent)
-            .body(Alert::new(format!("rid-{index}")).symbol("BTC-USD").json())
+            .body(Alert::btc_usd(format!("rid-{index}")).json())
             .send()
             .await
             .expect("the webhook answers");
@@ -160,12 +160,9 @@ async fn a_halt_is_answered_by_code_never_by_the_operators_words(backend: Backen
     .await;
     let service = Service::start(&test.url, Options::ingest_only()).await;
     let by_token = service
-        .post_signal(
-            &user.webhook_token,
-            &Alert::new("h-1").symbol("BTC-USD").json(),
-        )
+        .post_signal(&user.webhook_token, &Alert::btc_usd("h-1").json())
         .await;
-    let with_secret = Alert::new("h-2").symbol("BTC-USD").json().replacen(
+    let with_secret = Alert::btc_usd("h-2").json().replacen(
         '{',
         &format!(r#"{{"secret":"{}","#, user.webhook_secret),
         1,
@@ -223,10 +220,7 @@ async fn a_second_serve_on_one_sqlite_file_exits_at_once() {
     )
     .await;
     let (status, answer) = first
-        .post_signal(
-            &user.webhook_token,
-            &Alert::new("s-1").symbol("BTC-USD").json(),
-        )
+        .post_signal(&user.webhook_token, &Alert::btc_usd("s-1").json())
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("rejected")));
 
@@ -502,10 +496,7 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     )
     .await;
     let (status, answer) = service
-        .post_signal(
-            &user.webhook_token,
-            &Alert::new("p-1").symbol("BTC-USD").json(),
-        )
+        .post_signal(&user.webhook_token, &Alert::btc_usd("p-1").json())
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;

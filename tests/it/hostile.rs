@@ -373,7 +373,7 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
     let (status, _) = service
         .post_signal(
             &user.webhook_token,
-            &Alert::new("after-the-storm").symbol("BTC-USD").json(),
+            &Alert::btc_usd("after-the-storm").json(),
         )
         .await;
     assert_eq!(status, 200, "the service still takes a good alert");
