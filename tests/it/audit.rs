@@ -8,7 +8,6 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::Value;
 use sqlx::Connection;
-use tokio::process::Command;
 
 use ledgerhook::store::{AuditRow, Store};
 
@@ -17,7 +16,7 @@ use crate::support::alerts::Alert;
 use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
-use crate::support::service::{cli, create_user, Options, Service, BINARY};
+use crate::support::service::{cli, cli_output, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::tamper::{tamper, AppendOnly, Bind};
 use crate::support::{event_types, eventually};
@@ -95,13 +94,7 @@ pub(crate) async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
     if with_key {
         args.extend(["--audit-key", KEY]);
     }
-    let output = Command::new(BINARY)
-        .args(&args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(url, &args).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
         panic!(
@@ -195,12 +188,11 @@ async fn the_chain_holds_every_event_once_and_verifies(backend: Backend) {
     assert_eq!(report["signatures_verified"], checkpoints);
 
     // A wrong key is told apart from the right one.
-    let wrong = Command::new(BINARY)
-        .args(["audit", "verify", "--audit-key", &"w".repeat(40)])
-        .env("DATABASE_URL", &test.url)
-        .output()
-        .await
-        .expect("the binary runs");
+    let wrong = cli_output(
+        &test.url,
+        &["audit", "verify", "--audit-key", &"w".repeat(40)],
+    )
+    .await;
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("signature"));
 }

@@ -6,7 +6,6 @@
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::Connection;
-use tokio::process::Command;
 
 use ledgerhook::audit::chain::{canonical_time, row_hash};
 use ledgerhook::store::{AuditRow, Store, StoreError};
@@ -19,21 +18,14 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::eventually;
-use crate::support::service::{Options, Service, BINARY};
+use crate::support::service::{cli_output, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::tamper::{tamper, AppendOnly, Bind};
 
 /// `ledgerhook audit verify --json ARGS...`: whether it succeeded, its report (Null when it printed
 /// none) and its stderr.
 async fn verify_with(url: &str, args: &[&str]) -> (bool, Value, String) {
-    let output = Command::new(BINARY)
-        .args(["audit", "verify", "--json"])
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(url, &[&["audit", "verify", "--json"], args].concat()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

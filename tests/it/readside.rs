@@ -27,7 +27,7 @@ use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
-use crate::support::service::{cli, create_user, Options, Service, User, BINARY};
+use crate::support::service::{cli, cli_output, create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
 /// Every account event of the log, folded from scratch, and the position of the log's last event.
@@ -514,13 +514,7 @@ async fn a_rebuild_reports_live_rows_that_differ(backend: Backend) {
             .map(|done| done.rows_affected()),
     };
     assert_eq!(damaged.expect("the damage applies"), 1);
-    let output = tokio::process::Command::new(BINARY)
-        .args(["projections", "rebuild", "daily_volume"])
-        .env("DATABASE_URL", &test.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the binary runs");
+    let output = cli_output(&test.url, &["projections", "rebuild", "daily_volume"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(

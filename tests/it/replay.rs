@@ -6,25 +6,16 @@ use std::process::Output;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::service::{create_user, replay, Options, Service, BINARY};
+use crate::support::service::{cli_output, create_user, replay, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
 
 /// `ledgerhook replay USER ARGS...`, whatever its exit status.
 async fn run_replay(database_url: &str, user_id: &str, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .arg("replay")
-        .arg(user_id)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs")
+    cli_output(database_url, &[&["replay", user_id], args].concat()).await
 }
 
 /// The JSON lines of a replay that must succeed.

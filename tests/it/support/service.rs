@@ -25,21 +25,26 @@ pub struct User {
     pub api_key: String,
 }
 
-/// Runs a CLI command against `database_url` and returns its stdout.
+/// Runs a CLI command against `database_url` and returns its stdout; it must succeed.
 pub async fn cli(database_url: &str, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(database_url, args).await;
     assert!(
         output.status.success(),
         "ledgerhook {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("CLI output is UTF-8")
+}
+
+/// Runs a CLI command against `database_url`, whatever its exit status (logs at `warn`).
+pub async fn cli_output(database_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the ledgerhook binary runs")
 }
 
 pub async fn create_user(database_url: &str, name: &str) -> User {
