@@ -6,7 +6,16 @@ use rust_decimal::Decimal;
 
 use aggregates::{Market, Quantity};
 
-use crate::ingest::payload::SizeSpec;
+/// A size as an alert gives it: base units, USD, or a percent of equity (`base_size` turns each into
+/// base units). `Default`: the alert gave none (seed 000's simple format allows that); the caller
+/// applies the user's configured default order size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSpec {
+    Base(Decimal),
+    Usd(Decimal),
+    PercentOfEquity(Decimal),
+    Default,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketSpec {

@@ -203,6 +203,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
+    announce_address(app.address);
     if let (Some(path), false) = (&demo_file, args.no_demo) {
         if app.store.credentials().count_users().await? == 0 {
             let credentials = create_user(&app.ledger, "demo", "serve", Utc::now()).await?;
@@ -223,6 +224,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     app.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The line on stdout that names the address actually bound (with `--listen 127.0.0.1:0`, the port
+/// the OS chose), whatever the log level: what scripts and the tests read to find the service.
+/// Format, stable: `listening on http://ADDRESS`.
+fn announce_address(address: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // No reader (a closed pipe) must not stop the service: the address is also in the log.
+    let _ = writeln!(stdout, "listening on http://{address}").and_then(|()| stdout.flush());
 }
 
 fn print_demo(global: &GlobalArgs, demo: &DemoUser, address: std::net::SocketAddr) {

@@ -4,25 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use ledgerhook::http::server::HEADER_READ_TIMEOUT;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
+use crate::support::answer::Answer;
 use crate::support::service::{create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
-
-struct Answer {
-    status: u16,
-    retry_after_seconds: Option<u64>,
-    json: Value,
-}
 
 async fn post(service: &Service, token: &str, forwarded_for: Option<&str>, body: &str) -> Answer {
     let mut request = reqwest::Client::new()
@@ -32,21 +23,7 @@ async fn post(service: &Service, token: &str, forwarded_for: Option<&str>, body:
     if let Some(forwarded_for) = forwarded_for {
         request = request.header("x-forwarded-for", forwarded_for);
     }
-    let response = request.send().await.expect("the webhook answers");
-    let status = response.status().as_u16();
-    let retry_after_seconds = response.headers().get("retry-after").map(|value| {
-        value
-            .to_str()
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .expect("Retry-After is whole seconds")
-    });
-    let json = response.json().await.unwrap_or(Value::Null);
-    Answer {
-        status,
-        retry_after_seconds,
-        json,
-    }
+    Answer::of(request).await
 }
 
 fn assert_error_shape(answer: &Answer, status: u16, code: &str) {
@@ -89,20 +66,32 @@ async fn the_eleventh_request_in_a_window_is_refused_for_that_user_only(backend:
             &service,
             &alice.webhook_token,
             None,
-            &alert(&format!("a-{n}")),
+            &Alert::new(format!("a-{n}")).json(),
         )
         .await;
         assert_eq!(answer.status, 200, "request {n}: {}", answer.json);
-        assert_eq!(answer.retry_after_seconds, None);
+        assert_eq!(answer.retry_after_seconds(), None);
     }
-    let refused = post(&service, &alice.webhook_token, None, &alert("a-10")).await;
+    let refused = post(
+        &service,
+        &alice.webhook_token,
+        None,
+        &Alert::new("a-10").json(),
+    )
+    .await;
     assert_error_shape(&refused, 429, "RATE_LIMITED");
-    let retry_after = refused.retry_after_seconds.expect("a Retry-After header");
+    let retry_after = refused.retry_after_seconds().expect("a Retry-After header");
     assert!(
         (1..=360).contains(&retry_after),
         "one request every 3600/10 s: {retry_after}"
     );
-    let answer = post(&service, &bob.webhook_token, None, &alert("b-0")).await;
+    let answer = post(
+        &service,
+        &bob.webhook_token,
+        None,
+        &Alert::new("b-0").json(),
+    )
+    .await;
     assert_eq!(answer.status, 200, "bob has his own quota: {}", answer.json);
     service.stop().await;
 
@@ -127,20 +116,26 @@ async fn repeated_bad_tokens_lock_out(backend: Backend) {
     // Well-formed but unknown: it costs a store lookup each time until locked.
     let guessed = "ab".repeat(32);
     for n in 0..5 {
-        let answer = post(&service, &guessed, None, &alert("x")).await;
+        let answer = post(&service, &guessed, None, &Alert::new("x").json()).await;
         assert_error_shape(&answer, 401, "INVALID_TOKEN");
-        assert_eq!(answer.retry_after_seconds, None, "attempt {n}");
+        assert_eq!(answer.retry_after_seconds(), None, "attempt {n}");
     }
-    let locked = post(&service, &guessed, None, &alert("x")).await;
+    let locked = post(&service, &guessed, None, &Alert::new("x").json()).await;
     assert_error_shape(&locked, 429, "LOCKED_OUT");
-    let retry_after = locked.retry_after_seconds.expect("a Retry-After header");
+    let retry_after = locked.retry_after_seconds().expect("a Retry-After header");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert!(
         !locked.json.to_string().contains(&guessed),
         "no secret echoed"
     );
 
-    let answer = post(&service, &user.webhook_token, None, &alert("c-1")).await;
+    let answer = post(
+        &service,
+        &user.webhook_token,
+        None,
+        &Alert::new("c-1").json(),
+    )
+    .await;
     assert_eq!(
         answer.status, 200,
         "another credential is unaffected: {}",
@@ -167,9 +162,15 @@ async fn the_allowlist_refuses_others_and_believes_only_trusted_proxies(backend:
         },
     )
     .await;
-    let answer = post(&service, token, None, &alert("e-1")).await;
+    let answer = post(&service, token, None, &Alert::new("e-1").json()).await;
     assert_error_shape(&answer, 403, "IP_NOT_ALLOWED");
-    let spoofed = post(&service, token, Some("52.89.214.238"), &alert("e-2")).await;
+    let spoofed = post(
+        &service,
+        token,
+        Some("52.89.214.238"),
+        &Alert::new("e-2").json(),
+    )
+    .await;
     assert_error_shape(&spoofed, 403, "IP_NOT_ALLOWED");
     let health = reqwest::get(format!("{}/readyz", service.base_url))
         .await
@@ -206,7 +207,13 @@ async fn the_allowlist_refuses_others_and_believes_only_trusted_proxies(backend:
         (None, 403),
     ];
     for (n, (forwarded_for, status)) in cases.into_iter().enumerate() {
-        let answer = post(&service, token, forwarded_for, &alert(&format!("f-{n}"))).await;
+        let answer = post(
+            &service,
+            token,
+            forwarded_for,
+            &Alert::new(format!("f-{n}")).json(),
+        )
+        .await;
         assert_eq!(answer.status, status, "{forwarded_for:?}: {}", answer.json);
         if status == 403 {
             assert_error_shape(&answer, 403, "IP_NOT_ALLOWED");
@@ -264,7 +271,7 @@ async fn slow_and_oversized_requests_are_cut_off(backend: Backend) {
             service.base_url, user.webhook_token
         ))
         .header("x-padding", "p".repeat(20 * 1024))
-        .body(alert("g-1"))
+        .body(Alert::new("g-1").json())
         .send()
         .await
         .expect("an answer");
@@ -289,7 +296,13 @@ async fn slow_and_oversized_requests_are_cut_off(backend: Backend) {
         started.elapsed()
     );
 
-    let answer = post(&service, &user.webhook_token, None, &alert("g-2")).await;
+    let answer = post(
+        &service,
+        &user.webhook_token,
+        None,
+        &Alert::new("g-2").json(),
+    )
+    .await;
     assert_eq!(
         answer.status, 200,
         "the service still serves: {}",

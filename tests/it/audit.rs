@@ -8,21 +8,20 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::Value;
 use sqlx::Connection;
-use tokio::process::Command;
 
-use ledgerhook::store::{AuditRow, LogPosition, Store};
+use ledgerhook::store::{AuditRow, Store};
 
 use crate::on_both_stores;
-use crate::support::audit::create_staff;
-use crate::support::service::{cli, create_user, Options, Service, BINARY};
+use crate::support::alerts::Alert;
+use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
+use crate::support::log::whole_log;
+use crate::support::seed::seeded_rng;
+use crate::support::service::{cli, cli_output, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::tamper::{tamper, AppendOnly, Bind};
 use crate::support::{event_types, eventually};
 
 pub(crate) const KEY: &str = "an-audit-key-of-at-least-32-bytes-for-tests";
-
-pub(crate) fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
 
 pub(crate) fn audited_service() -> Options {
     Options {
@@ -38,23 +37,14 @@ pub(crate) fn audited_service() -> Options {
 
 /// (aggregate_type, account, sequence) of every event in the global order.
 pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
-    let mut seen = Vec::new();
-    let mut after = LogPosition::default();
-    loop {
-        let page = store
-            .events()
-            .read_log(after, 1000)
-            .await
-            .expect("the log reads");
-        let Some(last) = page.last() else {
-            return seen;
-        };
-        after = last.position;
-        seen.extend(page.into_iter().map(|logged| {
+    whole_log(store, 1000)
+        .await
+        .into_iter()
+        .map(|logged| {
             let e = logged.event;
             (e.aggregate_type, e.aggregate_id, e.sequence as i64)
-        }));
-    }
+        })
+        .collect()
 }
 
 pub(crate) async fn audit_rows(store: &Store) -> Vec<AuditRow> {
@@ -106,13 +96,7 @@ pub(crate) async fn audit_verify(url: &str, with_key: bool) -> (bool, Value) {
     if with_key {
         args.extend(["--audit-key", KEY]);
     }
-    let output = Command::new(BINARY)
-        .args(&args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(url, &args).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
         panic!(
@@ -142,7 +126,7 @@ pub(crate) async fn running_trail(
     for n in 0..4 {
         for user in [&alice, &bob] {
             let (status, body) = service
-                .post_signal(&user.webhook_token, &alert(&format!("s-{n}")))
+                .post_signal(&user.webhook_token, &Alert::new(format!("s-{n}")).json())
                 .await;
             assert_eq!(status, 200, "{body}");
         }
@@ -206,12 +190,11 @@ async fn the_chain_holds_every_event_once_and_verifies(backend: Backend) {
     assert_eq!(report["signatures_verified"], checkpoints);
 
     // A wrong key is told apart from the right one.
-    let wrong = Command::new(BINARY)
-        .args(["audit", "verify", "--audit-key", &"w".repeat(40)])
-        .env("DATABASE_URL", &test.url)
-        .output()
-        .await
-        .expect("the binary runs");
+    let wrong = cli_output(
+        &test.url,
+        &["audit", "verify", "--audit-key", &"w".repeat(40)],
+    )
+    .await;
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("signature"));
 }
@@ -286,61 +269,6 @@ async fn the_database_refuses_to_edit_the_trail(backend: Backend) {
     assert_eq!(audit_rows(&store).await, before, "nothing changed");
 }
 on_both_stores!(the_database_refuses_to_edit_the_trail);
-
-/// Runs `sql` with `binds` as an attacker with raw access would: append-only triggers off (as the
-/// database superuser on PostgreSQL, by dropping them on SQLite), then back on.
-async fn tamper(store: &Store, sql: &str, binds: &[&str], position: i64) {
-    match store {
-        Store::Postgres(pg) => {
-            let mut tx = pg.pool().begin().await.expect("begins");
-            sqlx::raw_sql("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("the superuser disables the trigger");
-            let mut query = sqlx::query(sql);
-            for bind in binds {
-                query = query.bind(*bind);
-            }
-            query
-                .bind(position)
-                .execute(&mut *tx)
-                .await
-                .expect("tampers");
-            sqlx::raw_sql("ALTER TABLE audit_log ENABLE ALWAYS TRIGGER audit_log_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("re-enables");
-            tx.commit().await.expect("commits");
-        }
-        Store::Sqlite(lite) => {
-            let mut tx = lite.pool().begin().await.expect("begins");
-            sqlx::raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
-                .execute(&mut *tx)
-                .await
-                .expect("drops the triggers");
-            let sql = sql.replace("$1", "?").replace("$2", "?");
-            let mut query = sqlx::query(&sql);
-            for bind in binds {
-                query = query.bind(*bind);
-            }
-            query
-                .bind(position)
-                .execute(&mut *tx)
-                .await
-                .expect("tampers");
-            sqlx::raw_sql(
-                "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
-                 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;",
-            )
-            .execute(&mut *tx)
-            .await
-            .expect("recreates the triggers");
-            tx.commit().await.expect("commits");
-        }
-    }
-}
 
 /// The text with one character changed (an ASCII letter or digit, so it stays valid UTF-8).
 fn one_byte_off(text: &str) -> String {
@@ -431,7 +359,13 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
     ];
     for (what, set, tampered, original) in cases {
         let sql = format!("UPDATE audit_log SET {set} WHERE position = $2");
-        tamper(&store, &sql, &[&tampered], k).await;
+        tamper(
+            &store,
+            AppendOnly::AuditLog,
+            &sql,
+            &[Bind::Text(&tampered), Bind::Integer(k)],
+        )
+        .await;
         let (ok, report) = audit_verify(&test.url, true).await;
         assert!(!ok, "a changed {what} is caught: {report}");
         let mismatch = &report["first_mismatch"];
@@ -445,7 +379,13 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
             assert_eq!(mismatch["account_id"], target.account_id.as_str(), "{what}");
             assert_eq!(mismatch["sequence"], target.sequence, "{what}");
         }
-        tamper(&store, &sql, &[&original], k).await;
+        tamper(
+            &store,
+            AppendOnly::AuditLog,
+            &sql,
+            &[Bind::Text(&original), Bind::Integer(k)],
+        )
+        .await;
         let (ok, report) = audit_verify(&test.url, true).await;
         assert!(ok, "restoring {what} restores the chain: {report}");
     }
@@ -455,9 +395,9 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
     for position in [k, last] {
         tamper(
             &store,
+            AppendOnly::AuditLog,
             "DELETE FROM audit_log WHERE position = $1",
-            &[],
-            position,
+            &[Bind::Integer(position)],
         )
         .await;
         let (ok, report) = audit_verify(&test.url, true).await;
@@ -483,35 +423,21 @@ on_both_stores!(altering_any_row_or_byte_is_named_by_verify);
 
 /// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
 pub(crate) async fn reinsert(store: &Store, row: &AuditRow) {
-    let placeholders = match store {
-        Store::Postgres(_) => "$1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11, $12",
-        Store::Sqlite(_) => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
-    };
-    let insert = format!(
-        "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type,
-                                event_version, signal_id, recorded_at, payload, metadata,
-                                prev_hash, hash) VALUES ({placeholders})"
-    );
-    macro_rules! bound {
-        ($db:ty) => {
-            sqlx::query::<$db>(&insert)
-                .bind(row.position)
-                .bind(&row.account_id)
-                .bind(&row.aggregate_type)
-                .bind(row.sequence)
-                .bind(&row.event_type)
-                .bind(&row.event_version)
-                .bind(&row.signal_id)
-                .bind(&row.recorded_at)
-                .bind(&row.payload)
-                .bind(&row.metadata)
-                .bind(&row.prev_hash)
-                .bind(&row.hash)
-        };
-    }
     let done = match store {
-        Store::Postgres(pg) => bound!(sqlx::Postgres).execute(pg.pool()).await.map(|_| ()),
-        Store::Sqlite(lite) => bound!(sqlx::Sqlite).execute(lite.pool()).await.map(|_| ()),
+        Store::Postgres(pg) => {
+            let insert = insert_audit_row_sql(Dialect::Postgres);
+            bind_audit_row(sqlx::query(&insert), row)
+                .execute(pg.pool())
+                .await
+                .map(|_| ())
+        }
+        Store::Sqlite(lite) => {
+            let insert = insert_audit_row_sql(Dialect::Sqlite);
+            bind_audit_row(sqlx::query(&insert), row)
+                .execute(lite.pool())
+                .await
+                .map(|_| ())
+        }
     };
     done.expect("the row goes back");
 }
@@ -527,6 +453,9 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
         tokens.push(user.webhook_token);
         accounts.push(user.user_id);
     }
+    let mut rng = seeded_rng(&format!(
+        "audit chain killed at random points on {backend:?}"
+    ));
     for round in 0..4 {
         let service = Service::start(&test.url, audited_service()).await;
         let client = service.client().clone();
@@ -539,12 +468,12 @@ async fn the_chain_survives_kill_9_exactly_once(backend: Backend) {
                 let _ = client
                     .post(format!("{base}/api/webhook?token={token}"))
                     .header("content-type", "text/plain")
-                    .body(alert(&format!("r{round}-{n}")))
+                    .body(Alert::new(format!("r{round}-{n}")).json())
                     .send()
                     .await;
             }
         });
-        let delay = rand::rng().random_range(100..700);
+        let delay = rng.random_range(100..700);
         tokio::time::sleep(Duration::from_millis(delay)).await; // the crash moment, not a wait
         service.kill_9().await;
         stream.abort();

@@ -6,32 +6,26 @@
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::Connection;
-use tokio::process::Command;
 
 use ledgerhook::audit::chain::{canonical_time, row_hash};
 use ledgerhook::store::{AuditRow, Store, StoreError};
 
 use crate::audit::{
-    alert, audit_rows, audit_verify, audited_service, running_trail, trail_of_signals,
-    wait_until_settled, KEY,
+    audit_rows, audit_verify, audited_service, running_trail, trail_of_signals, wait_until_settled,
+    KEY,
 };
 use crate::on_both_stores;
-use crate::support::audit::create_staff;
+use crate::support::alerts::Alert;
+use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::eventually;
-use crate::support::service::{Options, Service, BINARY};
+use crate::support::service::{cli_output, Options, Service};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::tamper::{tamper, AppendOnly, Bind};
 
 /// `ledgerhook audit verify --json ARGS...`: whether it succeeded, its report (Null when it printed
 /// none) and its stderr.
 async fn verify_with(url: &str, args: &[&str]) -> (bool, Value, String) {
-    let output = Command::new(BINARY)
-        .args(["audit", "verify", "--json"])
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(url, &[&["audit", "verify", "--json"], args].concat()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -76,36 +70,14 @@ fn forged_row_after(head: &AuditRow) -> AuditRow {
 /// Inserts `row` as the service's own login may: on PostgreSQL under the audit writer role (INSERT
 /// is all it may do), on SQLite by anyone who can open the file.
 async fn insert_as_writer(url: &str, row: &AuditRow) {
-    let columns = "position, account_id, aggregate_type, sequence, event_type, event_version, \
-                   signal_id, recorded_at, payload, metadata, prev_hash, hash";
-    macro_rules! bound {
-        ($db:ty, $sql:expr) => {
-            sqlx::query::<$db>($sql)
-                .bind(row.position)
-                .bind(&row.account_id)
-                .bind(&row.aggregate_type)
-                .bind(row.sequence)
-                .bind(&row.event_type)
-                .bind(&row.event_version)
-                .bind(&row.signal_id)
-                .bind(&row.recorded_at)
-                .bind(&row.payload)
-                .bind(&row.metadata)
-                .bind(&row.prev_hash)
-                .bind(&row.hash)
-        };
-    }
     if url.starts_with("postgres") {
         let mut connection = sqlx::PgConnection::connect(url).await.expect("connects");
         sqlx::query("SET ROLE ledgerhook_audit_writer")
             .execute(&mut connection)
             .await
             .expect("switches to the writer role");
-        let sql = format!(
-            "INSERT INTO audit_log ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8::timestamptz, $9, $10, $11, $12)"
-        );
-        bound!(sqlx::Postgres, &sql)
+        let insert = insert_audit_row_sql(Dialect::Postgres);
+        bind_audit_row(sqlx::query(&insert), row)
             .execute(&mut connection)
             .await
             .expect("the writer role may insert");
@@ -114,10 +86,8 @@ async fn insert_as_writer(url: &str, row: &AuditRow) {
         let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
             .await
             .expect("connects");
-        let sql = format!(
-            "INSERT INTO audit_log ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        bound!(sqlx::Sqlite, &sql)
+        let insert = insert_audit_row_sql(Dialect::Sqlite);
+        bind_audit_row(sqlx::query(&insert), row)
             .execute(&mut connection)
             .await
             .expect("inserts");
@@ -159,51 +129,21 @@ async fn insert_checkpoint_as_writer(url: &str, position: i64, hash: &str) {
 
 /// Rewrites one event's payload as an attacker with raw access would (append-only triggers off).
 async fn rewrite_event_payload(store: &Store, account: &str, sequence: i64, payload: &str) {
-    match store {
-        Store::Postgres(pg) => {
-            let mut tx = pg.pool().begin().await.expect("begins");
-            sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER events_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("the superuser disables the trigger");
-            sqlx::query(
-                "UPDATE events SET payload = $1::json WHERE aggregate_id = $2 AND sequence = $3",
-            )
-            .bind(payload)
-            .bind(account)
-            .bind(sequence)
-            .execute(&mut *tx)
-            .await
-            .expect("rewrites");
-            sqlx::raw_sql("ALTER TABLE events ENABLE TRIGGER events_append_only")
-                .execute(&mut *tx)
-                .await
-                .expect("re-enables");
-            tx.commit().await.expect("commits");
-        }
-        Store::Sqlite(lite) => {
-            let mut tx = lite.pool().begin().await.expect("begins");
-            sqlx::raw_sql("DROP TRIGGER events_no_update")
-                .execute(&mut *tx)
-                .await
-                .expect("drops the trigger");
-            sqlx::query("UPDATE events SET payload = ? WHERE aggregate_id = ? AND sequence = ?")
-                .bind(payload)
-                .bind(account)
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await
-                .expect("rewrites");
-            sqlx::raw_sql(
-                "CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-                 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;",
-            )
-            .execute(&mut *tx)
-            .await
-            .expect("recreates the trigger");
-            tx.commit().await.expect("commits");
-        }
-    }
+    let payload_column = match store {
+        Store::Postgres(_) => "payload = $1::json",
+        Store::Sqlite(_) => "payload = $1",
+    };
+    tamper(
+        store,
+        AppendOnly::Events,
+        &format!("UPDATE events SET {payload_column} WHERE aggregate_id = $2 AND sequence = $3"),
+        &[
+            Bind::Text(payload),
+            Bind::Text(account),
+            Bind::Integer(sequence),
+        ],
+    )
+    .await;
 }
 
 /// Waits until the service's log holds `text`.
@@ -312,7 +252,8 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
 
     // The running writer meets a checkpoint someone planted where it is about to record its own
     // (at shutdown: the timer is far off, and the first page after the start took the one due).
-    let log = std::env::temp_dir().join(format!("audit-conflict-{}.log", rand_suffix()));
+    let log_dir = tempfile::tempdir().expect("a directory for the service's log");
+    let log = log_dir.path().join("service.log");
     let user = crate::support::service::create_user(&test.url, "carol").await;
     accounts.push(user.user_id.clone());
     let options = service_with(
@@ -338,7 +279,7 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     })
     .await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("c-1"))
+        .post_signal(&user.webhook_token, &Alert::new("c-1").json())
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("carol's signal notified", || async {
@@ -353,7 +294,6 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     service.stop().await;
     let line = logged(&log, "a different audit checkpoint is already recorded").await;
     assert!(line.contains("ERROR"), "{line}");
-    let _ = std::fs::remove_file(&log);
 
     let (ok, report) = audit_verify(&test.url, true).await;
     assert!(!ok, "{report}");
@@ -363,11 +303,6 @@ async fn a_conflicting_checkpoint_is_refused_loudly_and_fails_verification(backe
     );
 }
 on_both_stores!(a_conflicting_checkpoint_is_refused_loudly_and_fails_verification);
-
-fn rand_suffix() -> usize {
-    use rand::Rng;
-    rand::rng().random_range(0..usize::MAX / 2)
-}
 
 async fn a_checkpoint_is_taken_on_a_timer(backend: Backend) {
     let test = TestStore::new(backend).await;
@@ -505,7 +440,8 @@ on_both_stores!(verify_checks_every_row_against_its_event);
 
 async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
     let test = TestStore::new(backend).await;
-    let log = std::env::temp_dir().join(format!("audit-foreign-head-{}.log", rand_suffix()));
+    let log_dir = tempfile::tempdir().expect("a directory for the service's log");
+    let log = log_dir.path().join("service.log");
     let mut options = audited_service();
     options.log_file = Some(log.clone());
     let (store, service, _) = running_trail(&test, options).await;
@@ -516,7 +452,7 @@ async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
     // A new signal: its events must not be chained after the forged row.
     let user = crate::support::service::create_user(&test.url, "dave").await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("d-1"))
+        .post_signal(&user.webhook_token, &Alert::new("d-1").json())
         .await;
     assert_eq!(status, 200, "{body}");
     let line = logged(
@@ -536,7 +472,6 @@ async fn the_writer_stops_at_a_head_it_did_not_write(backend: Backend) {
         "nothing chained after the forged row"
     );
     service.stop().await;
-    let _ = std::fs::remove_file(&log);
 
     let (ok, report) = audit_verify(&test.url, true).await;
     assert!(!ok, "{report}");

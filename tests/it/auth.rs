@@ -8,37 +8,11 @@ use ledgerhook::store::{RateLimit, Store};
 use ledgerhook::users::{self, Authenticator, Scheme};
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
+use crate::support::answer::assert_invalid_token;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, rotate_webhook, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}"}}"#)
-}
-
-fn two_factor_alert(id: &str, secret: &str) -> String {
-    format!(
-        r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}","secret":"{secret}"}}"#
-    )
-}
-
-/// The one answer to every credential failure; the timestamp is the only part that may differ.
-fn assert_invalid_token(case: &str, status: u16, body: &Value) {
-    assert_eq!(status, 401, "{case}: {body}");
-    let object = body
-        .as_object()
-        .unwrap_or_else(|| panic!("{case}: a JSON object, got {body}"));
-    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "error", "timestamp"], "{case}: {body}");
-    assert_eq!(body["error"], "Invalid token", "{case}");
-    assert_eq!(body["code"], "INVALID_TOKEN", "{case}");
-    let timestamp = body["timestamp"].as_str().unwrap_or_default();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
-        "{case}: {body}"
-    );
-}
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
     store
@@ -57,7 +31,7 @@ async fn both_schemes_accept_their_credentials(backend: Backend) {
     let service = Service::start(&test.url, Options::ingest_only()).await;
 
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("token-1"))
+        .post_signal(&user.webhook_token, &Alert::demo("token-1").json())
         .await;
     assert_eq!(
         (status, &body["status"]),
@@ -67,7 +41,9 @@ async fn both_schemes_accept_their_credentials(backend: Backend) {
     let (status, body) = service
         .post_two_factor(
             &user.webhook_uuid,
-            &two_factor_alert("two-factor-1", &user.webhook_secret),
+            &Alert::demo("two-factor-1")
+                .secret(&user.webhook_secret)
+                .json(),
         )
         .await;
     assert_eq!(
@@ -86,7 +62,11 @@ async fn both_schemes_accept_their_credentials(backend: Backend) {
             service
                 .client()
                 .post(format!("{}{printed_path}", service.base_url))
-                .body(two_factor_alert("two-factor-2", &user.webhook_secret)),
+                .body(
+                    Alert::demo("two-factor-2")
+                        .secret(&user.webhook_secret)
+                        .json(),
+                ),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -196,7 +176,7 @@ async fn every_credential_failure_is_the_same_401(backend: Backend) {
     let mut bodies = Vec::new();
     for (case, url) in token_cases {
         let (status, body) = service
-            .send(service.client().post(url).body(alert(case)))
+            .send(service.client().post(url).body(Alert::demo(case).json()))
             .await;
         assert_invalid_token(case, status, &body);
         bodies.push(body);
@@ -209,7 +189,7 @@ async fn every_credential_failure_is_the_same_401(backend: Backend) {
                 .client()
                 .post(format!("{base}/api/webhook"))
                 .bearer_auth(token)
-                .body(alert("h")),
+                .body(Alert::demo("h").json()),
         ),
         (
             "the token in the body",
@@ -226,7 +206,7 @@ async fn every_credential_failure_is_the_same_401(backend: Backend) {
                 .client()
                 .post(format!("{base}/api/webhook"))
                 .header("cookie", format!("token={token}"))
-                .body(alert("c")),
+                .body(Alert::demo("c").json()),
         ),
     ];
     for (case, request) in elsewhere {
@@ -239,29 +219,33 @@ async fn every_credential_failure_is_the_same_401(backend: Backend) {
         (
             "unknown uuid",
             unknown_uuid.clone(),
-            two_factor_alert("1", &alice.webhook_secret),
+            Alert::demo("1").secret(&alice.webhook_secret).json(),
         ),
         (
             "malformed uuid",
             "not-a-uuid".into(),
-            two_factor_alert("2", &alice.webhook_secret),
+            Alert::demo("2").secret(&alice.webhook_secret).json(),
         ),
         (
             "wrong secret",
             alice.webhook_uuid.clone(),
-            two_factor_alert("3", &unknown),
+            Alert::demo("3").secret(&unknown).json(),
         ),
         (
             "another user's secret",
             alice.webhook_uuid.clone(),
-            two_factor_alert("4", &bob.webhook_secret),
+            Alert::demo("4").secret(&bob.webhook_secret).json(),
         ),
         (
             "the token as the secret",
             alice.webhook_uuid.clone(),
-            two_factor_alert("5", &alice.webhook_token),
+            Alert::demo("5").secret(&alice.webhook_token).json(),
         ),
-        ("no secret", alice.webhook_uuid.clone(), alert("6")),
+        (
+            "no secret",
+            alice.webhook_uuid.clone(),
+            Alert::demo("6").json(),
+        ),
         (
             "secret of the wrong type",
             alice.webhook_uuid.clone(),
@@ -321,13 +305,18 @@ async fn rotation_by_the_cli_kills_the_old_credentials_at_once(backend: Backend)
     let service = Service::start(&test.url, Options::ingest_only()).await;
     for round in 0..2 {
         let (status, body) = service
-            .post_signal(&old.webhook_token, &alert(&format!("t-{round}")))
+            .post_signal(
+                &old.webhook_token,
+                &Alert::demo(format!("t-{round}")).json(),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         let (status, body) = service
             .post_two_factor(
                 &old.webhook_uuid,
-                &two_factor_alert(&format!("f-{round}"), &old.webhook_secret),
+                &Alert::demo(format!("f-{round}"))
+                    .secret(&old.webhook_secret)
+                    .json(),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -341,13 +330,13 @@ async fn rotation_by_the_cli_kills_the_old_credentials_at_once(backend: Backend)
 
     refused_once_announced(backend, "the old token", || async {
         let (status, body) = service
-            .post_signal(&old.webhook_token, &alert("t-old"))
+            .post_signal(&old.webhook_token, &Alert::demo("t-old").json())
             .await;
         status == 401 && body["code"] == "INVALID_TOKEN"
     })
     .await;
     let (status, body) = service
-        .post_signal(&old.webhook_token, &alert("t-old"))
+        .post_signal(&old.webhook_token, &Alert::demo("t-old").json())
         .await;
     assert_invalid_token("old token", status, &body);
     for (case, uuid, secret) in [
@@ -368,19 +357,19 @@ async fn rotation_by_the_cli_kills_the_old_credentials_at_once(backend: Backend)
         ),
     ] {
         let (status, body) = service
-            .post_two_factor(uuid, &two_factor_alert(case, secret))
+            .post_two_factor(uuid, &Alert::demo(case).secret(secret).json())
             .await;
         assert_invalid_token(case, status, &body);
     }
 
     let (status, body) = service
-        .post_signal(&new.webhook_token, &alert("t-new"))
+        .post_signal(&new.webhook_token, &Alert::demo("t-new").json())
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = service
         .post_two_factor(
             &new.webhook_uuid,
-            &two_factor_alert("f-new", &new.webhook_secret),
+            &Alert::demo("f-new").secret(&new.webhook_secret).json(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -397,7 +386,7 @@ async fn a_disabled_user_keeps_the_ledger_but_no_credential_works(backend: Backe
     let service = Service::start(&test.url, Options::ingest_only()).await;
     for before in ["before-1", "before-2"] {
         let (status, body) = service
-            .post_signal(&user.webhook_token, &alert(before))
+            .post_signal(&user.webhook_token, &Alert::demo(before).json())
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -408,7 +397,7 @@ async fn a_disabled_user_keeps_the_ledger_but_no_credential_works(backend: Backe
 
     refused_once_announced(backend, "the disabled user's token", || async {
         let (status, _) = service
-            .post_signal(&user.webhook_token, &alert("after"))
+            .post_signal(&user.webhook_token, &Alert::demo("after").json())
             .await;
         status == 401
     })
@@ -416,13 +405,13 @@ async fn a_disabled_user_keeps_the_ledger_but_no_credential_works(backend: Backe
     let store = test.open().await;
     let recorded = signals_recorded(&store, &user.user_id).await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("after"))
+        .post_signal(&user.webhook_token, &Alert::demo("after").json())
         .await;
     assert_invalid_token("token of a disabled user", status, &body);
     let (status, body) = service
         .post_two_factor(
             &user.webhook_uuid,
-            &two_factor_alert("after", &user.webhook_secret),
+            &Alert::demo("after").secret(&user.webhook_secret).json(),
         )
         .await;
     assert_invalid_token("two-factor of a disabled user", status, &body);

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use ledgerhook::store::Store;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
+use crate::support::answer::assert_invalid_token;
 use crate::support::audit::{create_staff, insert_audit_rows, SeedRow};
 use crate::support::service::{create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
@@ -204,19 +206,6 @@ impl Trail {
             .map(|read| (read.staff_id, read.endpoint, read.filter))
             .collect()
     }
-}
-
-/// The one answer to every credential failure; only the timestamp may differ.
-fn assert_invalid_token(case: &str, status: u16, body: &Value) {
-    assert_eq!(status, 401, "{case}: {body}");
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .map(|object| object.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "error", "timestamp"], "{case}: {body}");
-    assert_eq!(body["error"], "Invalid token", "{case}");
-    assert_eq!(body["code"], "INVALID_TOKEN", "{case}");
 }
 
 /// RFC 4180: quoted fields may hold commas, doubled quotes and line breaks; records end in CRLF.
@@ -695,13 +684,11 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
     let service = &trail.service;
     let base = &service.base_url;
     let alice = &trail.alice;
-    let alert = r#"{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"x"}"#;
+    let alert = Alert::demo("x").json();
     for staff_key in [&trail.compliance_key, &trail.operator_key] {
-        let (status, body) = service.post_signal(staff_key, alert).await;
+        let (status, body) = service.post_signal(staff_key, &alert).await;
         assert_invalid_token("a staff key as a webhook token", status, &body);
-        let secret_body = format!(
-            r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"y","secret":"{staff_key}"}}"#
-        );
+        let secret_body = Alert::demo("y").secret(staff_key).json();
         let (status, body) = service
             .post_two_factor(&alice.webhook_uuid, &secret_body)
             .await;
@@ -716,7 +703,7 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
                     .client()
                     .post(format!("{base}/api/webhook"))
                     .bearer_auth(staff_key)
-                    .body(alert),
+                    .body(alert.clone()),
             )
             .await;
         assert_invalid_token("a staff key as Bearer on the webhook", status, &body);

@@ -10,22 +10,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::Utc;
 use rust_decimal::Decimal;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use aggregates::{upcasters, AccountEvent, ClientOrderId, Fill, Market, RejectionReason, Side};
-use ledgerhook::emergency::EmergencySwitch;
+use aggregates::{AccountEvent, ClientOrderId, Fill, Market, RejectionReason, Side};
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
-use ledgerhook::execution::ExecutionSaga;
-use ledgerhook::ingest::{Ingest, ReceiptStatus};
-use ledgerhook::ledger::{Ledger, LedgerOptions};
+use ledgerhook::ingest::ReceiptStatus;
 use ledgerhook::markets::MarketList;
 use ledgerhook::notify::{Notifier, NotifyError};
-use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
+use crate::support::in_process::InProcess;
 use crate::support::stores::{Backend, TestStore};
 
 /// Orders of this size are the ones the exchange misreports; every other order fills honestly.
@@ -171,33 +167,16 @@ impl Inbox {
     }
 }
 
-fn alert(id: &str, size: &str) -> String {
-    format!(r#"{{"symbol":"ETH-USD","side":"buy","size":"{size}","id":"{id}"}}"#)
-}
-
 struct Harness {
-    store: Store,
-    ledger: Ledger,
-    ingest: Ingest,
+    running: InProcess,
     exchange: Arc<Misreporting>,
     inbox: Arc<Inbox>,
-    stop: watch::Sender<bool>,
-    saga: tokio::task::JoinHandle<()>,
-    _tasks: JoinSet<()>,
-    _test: TestStore,
 }
 
 impl Harness {
     async fn start(backend: Backend) -> Self {
         let test = TestStore::new(backend).await;
         let store = test.open().await;
-        let mut tasks = JoinSet::new();
-        let ledger = Ledger::start(
-            store.clone(),
-            LedgerOptions::for_store(&store),
-            upcasters(),
-            &mut tasks,
-        );
         let exchange = Arc::new(Misreporting {
             inner: PaperExchange::new(
                 store.clone(),
@@ -207,38 +186,24 @@ impl Harness {
             tampered: Mutex::new(HashMap::new()),
         });
         let inbox = Arc::new(Inbox::default());
-        let emergency = Arc::new(EmergencySwitch::load(store.clone()).await.expect("loads"));
-        let ingest = Ingest::new(
-            ledger.clone(),
-            MarketList::default(),
-            exchange.clone(),
-            emergency.clone(),
-        );
-        let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange.clone(), inbox.clone(), emergency);
-        let saga = tokio::spawn(saga.run(stopped));
+        let running = InProcess::start(test, store, exchange.clone(), inbox.clone()).await;
         Self {
-            store,
-            ledger,
-            ingest,
+            running,
             exchange,
             inbox,
-            stop,
-            saga,
-            _tasks: tasks,
-            _test: test,
         }
     }
 
     async fn account(&self, name: &str) -> String {
-        create_user(&self.ledger, name, "test", Utc::now())
+        create_user(&self.running.ledger, name, "test", Utc::now())
             .await
             .expect("user")
             .user_id
     }
 
     async fn send(&self, account: &str, body: &str) -> ReceiptStatus {
-        self.ingest
+        self.running
+            .ingest
             .receive(account, body.as_bytes(), Utc::now(), None)
             .await
             .expect("recorded")
@@ -246,7 +211,8 @@ impl Harness {
     }
 
     async fn events(&self, account: &str) -> Vec<AccountEvent> {
-        self.store
+        self.running
+            .store
             .events()
             .load_account(account)
             .await
@@ -271,15 +237,12 @@ impl Harness {
 
     async fn eth_position(&self, account: &str) -> Option<Decimal> {
         let eth = Market::parse("ETH-USD").expect("market");
-        let loaded = self.ledger.load(account).await.expect("load");
+        let loaded = self.running.ledger.load(account).await.expect("load");
         loaded.state.positions.get(&eth).map(|p| p.size)
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.saga
-            .await
-            .expect("the saga stops cleanly, without a panic");
+        self.running.stop().await;
     }
 }
 
@@ -300,7 +263,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // Each victim first trades honestly, so there is a position a bad fill could corrupt.
     for (_, account) in &victims {
         assert_eq!(
-            harness.send(account, &alert("first", "0.5")).await,
+            harness
+                .send(
+                    account,
+                    &Alert::new("first").symbol("ETH-USD").size("0.5").json()
+                )
+                .await,
             ReceiptStatus::Accepted
         );
     }
@@ -314,12 +282,25 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // Then the exchange misreports: all in the saga's same pages, beside an honest account's.
     for (_, account) in &victims {
         assert_eq!(
-            harness.send(account, &alert("second", TAMPERED_SIZE)).await,
+            harness
+                .send(
+                    account,
+                    &Alert::new("second")
+                        .symbol("ETH-USD")
+                        .size(TAMPERED_SIZE)
+                        .json()
+                )
+                .await,
             ReceiptStatus::Accepted
         );
     }
     assert_eq!(
-        harness.send(&honest, &alert("h-1", "0.5")).await,
+        harness
+            .send(
+                &honest,
+                &Alert::new("h-1").symbol("ETH-USD").size("0.5").json()
+            )
+            .await,
         ReceiptStatus::Accepted
     );
 
@@ -366,7 +347,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
             "{tamper:?}: the trader was told {told:?}"
         );
         // The next alert is answered as refused: the account is halted.
-        let status = harness.send(account, &alert("third", "0.5")).await;
+        let status = harness
+            .send(
+                account,
+                &Alert::new("third").symbol("ETH-USD").size("0.5").json(),
+            )
+            .await;
         assert!(
             matches!(status, ReceiptStatus::Rejected { .. }),
             "{tamper:?}: {status:?}"
@@ -387,7 +373,12 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
     // The saga kept working for everyone else, before and after the mismatches.
     harness.when_notified(&honest, 1).await;
     assert_eq!(
-        harness.send(&honest, &alert("h-2", "0.5")).await,
+        harness
+            .send(
+                &honest,
+                &Alert::new("h-2").symbol("ETH-USD").size("0.5").json()
+            )
+            .await,
         ReceiptStatus::Accepted
     );
     harness.when_notified(&honest, 2).await;

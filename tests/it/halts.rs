@@ -5,13 +5,10 @@
 use ledgerhook::exchange::PaperBook;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::service::{cli, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
 
 async fn the_emergency_stop_refuses_every_account_until_released(backend: Backend) {
     let test = TestStore::new(backend).await;
@@ -26,7 +23,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     // Running instances pick the stop up from the ledger within a quarter second.
     let refused = eventually("the running service to see the emergency stop", || async {
         let (status, body) = service
-            .post_signal(&alice.webhook_token, &alert(&uuid()))
+            .post_signal(&alice.webhook_token, &Alert::btc_usd(uuid()).json())
             .await;
         (status == 200 && body["status"] == "rejected").then_some(body)
     })
@@ -38,7 +35,9 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         !answer.contains("ops-carol") && !answer.contains("exchange incident"),
         "{refused}"
     );
-    let (_, for_bob) = service.post_signal(&bob.webhook_token, &alert("b-1")).await;
+    let (_, for_bob) = service
+        .post_signal(&bob.webhook_token, &Alert::btc_usd("b-1").json())
+        .await;
     assert_eq!(
         for_bob["status"], "rejected",
         "the stop is global: {for_bob}"
@@ -51,7 +50,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     .await;
     eventually("the running service to see the stop released", || async {
         let (_, body) = service
-            .post_signal(&bob.webhook_token, &alert(&uuid()))
+            .post_signal(&bob.webhook_token, &Alert::btc_usd(uuid()).json())
             .await;
         (body["status"] == "accepted").then_some(())
     })
@@ -80,7 +79,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     let alice = create_user(&test.url, "alice").await;
     let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
     let (_, accepted) = ingest_only
-        .post_signal(&alice.webhook_token, &alert("a-1"))
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-1").json())
         .await;
     assert_eq!(accepted["status"], "accepted");
     ingest_only.stop().await;
@@ -123,7 +122,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     );
     assert_eq!(PaperBook::of(&store).count().await.expect("counts"), 0);
     let (_, refused) = service
-        .post_signal(&alice.webhook_token, &alert("a-2"))
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-2").json())
         .await;
     assert_eq!(refused["status"], "rejected", "{refused}");
     cli(
@@ -139,7 +138,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     )
     .await;
     let (_, accepted) = service
-        .post_signal(&alice.webhook_token, &alert("a-3"))
+        .post_signal(&alice.webhook_token, &Alert::btc_usd("a-3").json())
         .await;
     assert_eq!(accepted["status"], "accepted", "{accepted}");
     service.stop().await;

@@ -16,20 +16,10 @@ use tokio::process::Command;
 use ledgerhook::store::{AuditRow, ComplianceRead, NewStaff, Store};
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"{id}"}}"#)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
 
 /// `ledgerhook serve` that is expected to give up: (success, stderr, how long it took).
 async fn serve_expecting_exit(
@@ -40,7 +30,7 @@ async fn serve_expecting_exit(
     command
         .arg("serve")
         .env("DATABASE_URL", database_url)
-        .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("LEDGERHOOK_LISTEN", "127.0.0.1:0")
         .env("LEDGERHOOK_NO_DEMO", "true")
         .env_remove("LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN")
         .env("RUST_LOG", "warn")
@@ -103,7 +93,7 @@ async fn a_callers_request_id_is_kept_only_when_short_and_plain(backend: Backend
                 service.base_url, user.webhook_token
             ))
             .header("x-request-id", *sent)
-            .body(alert(&format!("rid-{index}")))
+            .body(Alert::btc_usd(format!("rid-{index}")).json())
             .send()
             .await
             .expect("the webhook answers");
@@ -175,10 +165,13 @@ async fn a_halt_is_answered_by_code_never_by_the_operators_words(backend: Backen
     .await;
     let service = Service::start(&test.url, Options::ingest_only()).await;
     let by_token = service
-        .post_signal(&user.webhook_token, &alert("h-1"))
+        .post_signal(&user.webhook_token, &Alert::btc_usd("h-1").json())
         .await;
-    let with_secret =
-        alert("h-2").replacen('{', &format!(r#"{{"secret":"{}","#, user.webhook_secret), 1);
+    let with_secret = Alert::btc_usd("h-2").json().replacen(
+        '{',
+        &format!(r#"{{"secret":"{}","#, user.webhook_secret),
+        1,
+    );
     let by_secret = service
         .post_two_factor(&user.webhook_uuid, &with_secret)
         .await;
@@ -235,7 +228,9 @@ async fn a_second_serve_on_one_sqlite_file_exits_at_once() {
         &["halt", &user.user_id, "--reason", "test", "--by", "ops"],
     )
     .await;
-    let (status, answer) = first.post_signal(&user.webhook_token, &alert("s-1")).await;
+    let (status, answer) = first
+        .post_signal(&user.webhook_token, &Alert::btc_usd("s-1").json())
+        .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("rejected")));
 
     // The lock goes with its process, however it ends.
@@ -528,7 +523,7 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     )
     .await;
     let (status, answer) = service
-        .post_signal(&user.webhook_token, &alert("p-1"))
+        .post_signal(&user.webhook_token, &Alert::btc_usd("p-1").json())
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;

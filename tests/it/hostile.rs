@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::service::{create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
@@ -373,7 +374,7 @@ async fn hostile_input_is_refused_with_4xx_and_records_nothing(backend: Backend)
     let (status, _) = service
         .post_signal(
             &user.webhook_token,
-            r#"{"symbol":"BTC-USD","side":"buy","size":"0.001","id":"after-the-storm"}"#,
+            &Alert::btc_usd("after-the-storm").json(),
         )
         .await;
     assert_eq!(status, 200, "the service still takes a good alert");

@@ -23,41 +23,34 @@ use ledgerhook::store::{LogPosition, Store, TableSet};
 use projections::{Envelope, Projection, ReadModels};
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
-use crate::support::service::{cli, create_user, Options, Service, User, BINARY};
+use crate::support::log::whole_log;
+use crate::support::seed::seeded_rng;
+use crate::support::service::{cli, cli_output, create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str, side: &str, size: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"{side}","size":"{size}","id":"{id}"}}"#)
-}
 
 /// Every account event of the log, folded from scratch, and the position of the log's last event.
 async fn fold_of_the_log(store: &Store) -> (LogPosition, ReadModels) {
     let upcasters = upcasters();
-    let mut after = LogPosition::default();
-    let mut envelopes = Vec::new();
-    loop {
-        let page = store
-            .events()
-            .read_log(after, 1000)
-            .await
-            .expect("the log reads");
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        for logged in page {
-            if logged.event.aggregate_type != TradingAccount::TYPE {
-                continue;
-            }
+    let log = whole_log(store, 1000).await;
+    let head = log
+        .last()
+        .map_or_else(LogPosition::default, |last| last.position);
+    let envelopes: Vec<Envelope> = log
+        .into_iter()
+        .filter(|logged| logged.event.aggregate_type == TradingAccount::TYPE)
+        .map(|logged| {
             let recorded = decode(logged.event, &upcasters).expect("every event decodes");
-            envelopes.push(Envelope {
+            Envelope {
                 account_id: recorded.account_id,
                 sequence: recorded.sequence,
                 recorded_at: recorded.recorded_at,
                 event: recorded.event,
-            });
-        }
-    }
-    (after, ReadModels::fold(&envelopes))
+            }
+        })
+        .collect();
+    (head, ReadModels::fold(&envelopes))
 }
 
 /// Waits until every live projection has applied the whole log (which may still be growing:
@@ -116,7 +109,10 @@ async fn send_signals(service: &Service, user: &User, prefix: &str, n: usize) {
         let (status, body) = service
             .post_signal(
                 &user.webhook_token,
-                &alert(&format!("{prefix}-{i}"), side, "0.01"),
+                &Alert::new(format!("{prefix}-{i}"))
+                    .side(side)
+                    .size("0.01")
+                    .json(),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -134,7 +130,7 @@ async fn projections_equal_a_rebuild_after_signals_stream_in(backend: Backend) {
     );
     // A resent alert: counted on its original signal.
     service
-        .post_signal(&alice.webhook_token, &alert("a-0", "buy", "0.01"))
+        .post_signal(&alice.webhook_token, &Alert::new("a-0").size("0.01").json())
         .await;
     let store = test.open().await;
     eventually("every signal to be notified", || async {
@@ -170,6 +166,7 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
         .timeout(Duration::from_secs(5))
         .build()
         .expect("an HTTP client");
+    let mut rng = seeded_rng(&format!("read side killed at random points on {backend:?}"));
     for round in 0..4 {
         let service = Service::start(&test.url, Options::default()).await;
         let mut senders = JoinSet::new();
@@ -186,13 +183,18 @@ async fn killed_at_random_points_the_read_side_and_audit_trail_hold_every_event_
                     let _ = http
                         .post(format!("{base}/api/webhook?token={token}"))
                         .header("content-type", "text/plain")
-                        .body(alert(&format!("r{round}-{i}"), side, "0.01"))
+                        .body(
+                            Alert::new(format!("r{round}-{i}"))
+                                .side(side)
+                                .size("0.01")
+                                .json(),
+                        )
                         .send()
                         .await;
                 }
             });
         }
-        let pause = rand::rng().random_range(50..600);
+        let pause = rng.random_range(50..600);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         service.kill_9().await;
         senders.shutdown().await;
@@ -395,13 +397,16 @@ async fn the_trader_endpoints_show_only_the_callers_rows(backend: Backend) {
         let (_, body) = service
             .post_signal(
                 &alice.webhook_token,
-                &alert(&format!("a{i}"), "buy", "0.02"),
+                &Alert::new(format!("a{i}")).size("0.02").json(),
             )
             .await;
         alice_signals.push(body["signal_id"].as_str().expect("a signal id").to_owned());
     }
     let (_, bobs) = service
-        .post_signal(&bob.webhook_token, &alert("b0", "sell", "0.01"))
+        .post_signal(
+            &bob.webhook_token,
+            &Alert::new("b0").side("sell").size("0.01").json(),
+        )
         .await;
     let bob_signal = bobs["signal_id"].as_str().expect("a signal id").to_owned();
 
@@ -515,13 +520,7 @@ async fn a_rebuild_reports_live_rows_that_differ(backend: Backend) {
             .map(|done| done.rows_affected()),
     };
     assert_eq!(damaged.expect("the damage applies"), 1);
-    let output = tokio::process::Command::new(BINARY)
-        .args(["projections", "rebuild", "daily_volume"])
-        .env("DATABASE_URL", &test.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the binary runs");
+    let output = cli_output(&test.url, &["projections", "rebuild", "daily_volume"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(

@@ -6,28 +6,16 @@ use std::process::Output;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::on_both_stores;
-use crate::support::service::{create_user, replay, Options, Service, BINARY};
+use crate::support::alerts::Alert;
+use crate::support::service::{cli_output, create_user, replay, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
 
-fn btc(id: &str, extra: &str) -> String {
-    format!(r#"{{"symbol":"BTC-USD","side":"buy","size":"0.01","id":"{id}"{extra}}}"#)
-}
-
 /// `ledgerhook replay USER ARGS...`, whatever its exit status.
 async fn run_replay(database_url: &str, user_id: &str, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .arg("replay")
-        .arg(user_id)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs")
+    cli_output(database_url, &[&["replay", user_id], args].concat()).await
 }
 
 /// The JSON lines of a replay that must succeed.
@@ -72,13 +60,17 @@ async fn an_account_with_history(test: &TestStore) -> (String, String, String) {
     let service = Service::start(&test.url, Options::default()).await;
     let mut signal_ids = Vec::new();
     for (alert, expected) in [
-        (btc("r-1", ""), "accepted"),
+        (Alert::btc_usd("r-1").size("0.01").json(), "accepted"),
         // Take profit below entry on a buy: refused by the bracket rule, no limits needed.
         (
-            btc("r-2", r#","take_profit":"60000","stop_loss":"63000""#),
+            Alert::btc_usd("r-2")
+                .size("0.01")
+                .field("take_profit", "60000")
+                .field("stop_loss", "63000")
+                .json(),
             "rejected",
         ),
-        (btc("r-3", ""), "accepted"),
+        (Alert::btc_usd("r-3").size("0.01").json(), "accepted"),
     ] {
         let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
         assert_eq!(

@@ -7,6 +7,7 @@ use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::service::{cli, create_user, replay, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
@@ -18,46 +19,53 @@ struct RuleCase {
     alerts: Vec<(String, Option<&'static str>)>,
 }
 
-/// A BTC-USD alert (the paper reference price is 65,000) with extra fields.
-fn btc(id: &str, side: &str, size: &str, extra: &str) -> String {
-    format!(r#"{{"symbol":"BTC-USD","side":"{side}","size":"{size}","id":"{id}"{extra}}}"#)
-}
-
 fn cases() -> Vec<RuleCase> {
     vec![
         RuleCase {
             rule: "max_order_notional",
             limits: &["--max-order-notional-usd", "100"],
             alerts: vec![
-                (btc("n-1", "buy", "0.01", ""), Some("max_order_notional")),
-                (btc("n-2", "buy", "0.001", ""), None),
+                (
+                    Alert::btc_usd("n-1").size("0.01").json(),
+                    Some("max_order_notional"),
+                ),
+                (Alert::btc_usd("n-2").json(), None),
             ],
         },
         RuleCase {
             rule: "max_order_size",
             limits: &["--max-order-size", "BTC-USD=0.005"],
             alerts: vec![
-                (btc("s-1", "buy", "0.01", ""), Some("max_order_size")),
-                (btc("s-2", "buy", "0.005", ""), None),
+                (
+                    Alert::btc_usd("s-1").size("0.01").json(),
+                    Some("max_order_size"),
+                ),
+                (Alert::btc_usd("s-2").size("0.005").json(), None),
             ],
         },
         RuleCase {
             rule: "max_position_size",
             limits: &["--max-position-size", "BTC-USD=0.015"],
             alerts: vec![
-                (btc("p-1", "buy", "0.01", ""), None),
-                (btc("p-2", "buy", "0.01", ""), Some("max_position_size")),
+                (Alert::btc_usd("p-1").size("0.01").json(), None),
+                (
+                    Alert::btc_usd("p-2").size("0.01").json(),
+                    Some("max_position_size"),
+                ),
                 // Reducing is always allowed.
-                (btc("p-3", "sell", "0.01", ""), None),
+                (Alert::btc_usd("p-3").side("sell").size("0.01").json(), None),
             ],
         },
         RuleCase {
             rule: "max_position_notional",
             limits: &["--max-position-notional-usd", "1000"],
             alerts: vec![
-                (btc("pn-1", "sell", "0.01", ""), None),
                 (
-                    btc("pn-2", "sell", "0.01", ""),
+                    Alert::btc_usd("pn-1").side("sell").size("0.01").json(),
+                    None,
+                ),
+                (
+                    Alert::btc_usd("pn-2").side("sell").size("0.01").json(),
                     Some("max_position_notional"),
                 ),
             ],
@@ -66,17 +74,20 @@ fn cases() -> Vec<RuleCase> {
             rule: "max_daily_volume",
             limits: &["--max-daily-volume-usd", "1000"],
             alerts: vec![
-                (btc("v-1", "buy", "0.01", ""), None),
-                (btc("v-2", "buy", "0.01", ""), Some("max_daily_volume")),
+                (Alert::btc_usd("v-1").size("0.01").json(), None),
+                (
+                    Alert::btc_usd("v-2").size("0.01").json(),
+                    Some("max_daily_volume"),
+                ),
             ],
         },
         RuleCase {
             rule: "allowed_markets",
             limits: &["--allowed-markets", "ETH-USD"],
             alerts: vec![
-                (btc("m-1", "buy", "0.001", ""), Some("allowed_markets")),
+                (Alert::btc_usd("m-1").json(), Some("allowed_markets")),
                 (
-                    r#"{"symbol":"ETHUSDT.P","side":"buy","size":"0.01","id":"m-2"}"#.to_owned(),
+                    Alert::new("m-2").symbol("ETHUSDT.P").size("0.01").json(),
                     None,
                 ),
             ],
@@ -86,10 +97,10 @@ fn cases() -> Vec<RuleCase> {
             limits: &["--max-price-deviation-bps", "200"],
             alerts: vec![
                 (
-                    btc("d-1", "buy", "0.001", r#","price":"70000""#),
+                    Alert::btc_usd("d-1").field("price", "70000").json(),
                     Some("price_deviation"),
                 ),
-                (btc("d-2", "buy", "0.001", r#","price":"65500""#), None),
+                (Alert::btc_usd("d-2").field("price", "65500").json(), None),
             ],
         },
         RuleCase {
@@ -97,21 +108,17 @@ fn cases() -> Vec<RuleCase> {
             limits: &[],
             alerts: vec![
                 (
-                    btc(
-                        "b-1",
-                        "buy",
-                        "0.001",
-                        r#","take_profit":"60000","stop_loss":"63000""#,
-                    ),
+                    Alert::btc_usd("b-1")
+                        .field("take_profit", "60000")
+                        .field("stop_loss", "63000")
+                        .json(),
                     Some("bracket_prices"),
                 ),
                 (
-                    btc(
-                        "b-2",
-                        "buy",
-                        "0.001",
-                        r#","take_profit":"70000","stop_loss":"63000""#,
-                    ),
+                    Alert::btc_usd("b-2")
+                        .field("take_profit", "70000")
+                        .field("stop_loss", "63000")
+                        .json(),
                     None,
                 ),
             ],
@@ -186,44 +193,30 @@ async fn stale_alerts_are_recorded_and_refused(backend: Backend) {
     let at = |age: Duration| (Utc::now() - age).to_rfc3339_opts(SecondsFormat::Secs, true);
     let cases = [
         (
-            btc(
-                "t-1",
-                "buy",
-                "0.001",
-                &format!(r#","timestamp":"{}""#, at(Duration::minutes(10))),
-            ),
+            Alert::btc_usd("t-1")
+                .field("timestamp", at(Duration::minutes(10)))
+                .json(),
             "rejected",
         ),
         (
-            btc(
-                "t-2",
-                "buy",
-                "0.001",
-                &format!(r#","timestamp":"{}""#, at(Duration::seconds(5))),
-            ),
+            Alert::btc_usd("t-2")
+                .field("timestamp", at(Duration::seconds(5)))
+                .json(),
             "accepted",
         ),
         // The alert may allow itself more lag.
         (
-            btc(
-                "t-3",
-                "buy",
-                "0.001",
-                &format!(
-                    r#","timestamp":"{}","max_lag":900"#,
-                    at(Duration::minutes(10))
-                ),
-            ),
+            Alert::btc_usd("t-3")
+                .field("timestamp", at(Duration::minutes(10)))
+                .field("max_lag", 900)
+                .json(),
             "accepted",
         ),
         // From the future beyond the lag: a wrong clock or a forgery.
         (
-            btc(
-                "t-4",
-                "buy",
-                "0.001",
-                &format!(r#","timestamp":"{}""#, at(-Duration::minutes(10))),
-            ),
+            Alert::btc_usd("t-4")
+                .field("timestamp", at(-Duration::minutes(10)))
+                .json(),
             "rejected",
         ),
     ];

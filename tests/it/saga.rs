@@ -7,23 +7,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use rust_decimal::Decimal;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use aggregates::{upcasters, ClientOrderId, Market};
-use ledgerhook::emergency::EmergencySwitch;
+use aggregates::{ClientOrderId, Market};
 use ledgerhook::exchange::PaperBook;
 use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperExchange};
-use ledgerhook::execution::ExecutionSaga;
-use ledgerhook::ingest::{Ingest, ReceiptStatus};
-use ledgerhook::ledger::{Ledger, LedgerOptions};
+use ledgerhook::ingest::ReceiptStatus;
+use ledgerhook::ledger::{LedgerError, LoadedAccount};
 use ledgerhook::markets::MarketList;
 use ledgerhook::notify::{LogNotifier, Notifier, NotifyError};
 use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
+use crate::support::in_process::InProcess;
 use crate::support::stores::{Backend, TestStore};
 
 /// The paper exchange, except that the first `lost` placements reach the exchange but their
@@ -87,14 +85,8 @@ impl Notifier for NotifierDown {
 }
 
 struct Harness {
-    store: Store,
-    ledger: Ledger,
-    ingest: Ingest,
+    running: InProcess,
     account: String,
-    stop: watch::Sender<bool>,
-    saga: tokio::task::JoinHandle<()>,
-    _tasks: JoinSet<()>,
-    _test: TestStore,
 }
 
 impl Harness {
@@ -105,42 +97,18 @@ impl Harness {
     ) -> Self {
         let test = TestStore::new(backend).await;
         let store = test.open().await;
-        let mut tasks = JoinSet::new();
-        let ledger = Ledger::start(
-            store.clone(),
-            LedgerOptions::for_store(&store),
-            upcasters(),
-            &mut tasks,
-        );
         let exchange = exchange(store.clone());
-        let account = create_user(&ledger, "t", "test", Utc::now())
+        let running = InProcess::start(test, store, exchange, notifier).await;
+        let account = create_user(&running.ledger, "t", "test", Utc::now())
             .await
             .expect("user")
             .user_id;
-        let emergency = Arc::new(EmergencySwitch::load(store.clone()).await.expect("loads"));
-        let ingest = Ingest::new(
-            ledger.clone(),
-            MarketList::default(),
-            exchange.clone(),
-            emergency.clone(),
-        );
-        let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency);
-        let saga = tokio::spawn(saga.run(stopped));
-        Self {
-            store,
-            ledger,
-            ingest,
-            account,
-            stop,
-            saga,
-            _tasks: tasks,
-            _test: test,
-        }
+        Self { running, account }
     }
 
     async fn send(&self, body: &str) {
         let receipt = self
+            .running
             .ingest
             .receive(&self.account, body.as_bytes(), Utc::now(), None)
             .await
@@ -149,7 +117,8 @@ impl Harness {
     }
 
     async fn event_types(&self) -> Vec<String> {
-        self.store
+        self.running
+            .store
             .events()
             .load_account(&self.account)
             .await
@@ -171,9 +140,13 @@ impl Harness {
         .await
     }
 
+    /// The account as the ledger holds it now.
+    async fn loaded(&self) -> Result<LoadedAccount, LedgerError> {
+        self.running.ledger.load(&self.account).await
+    }
+
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.saga.await.expect("the saga stops cleanly");
+        self.running.stop().await;
     }
 }
 
@@ -205,7 +178,10 @@ async fn a_lost_answer_is_recovered_by_asking_for_the_client_id(backend: Backend
     assert_eq!(filled, 1, "{types:?}");
     assert!(!types.contains(&"OrderFailed".to_owned()), "{types:?}");
     assert_eq!(
-        PaperBook::of(&harness.store).count().await.expect("count"),
+        PaperBook::of(&harness.running.store)
+            .count()
+            .await
+            .expect("count"),
         1
     );
     harness.stop().await;
@@ -235,7 +211,7 @@ async fn an_exchange_that_stays_down_ends_in_failure_and_compensation(backend: B
             "NotificationSent"
         ]
     );
-    let account = harness.ledger.load(&harness.account).await.expect("load");
+    let account = harness.loaded().await.expect("load");
     assert_eq!(account.state.daily_volume.traded_usd.value(), Decimal::ZERO);
     assert!(account.state.positions.is_empty());
     assert!(account.state.in_flight.is_empty());
@@ -254,7 +230,7 @@ async fn a_failed_notification_is_recorded_and_never_undoes_the_trade(backend: B
     let types = harness.when_concluded().await;
     assert_eq!(types.last().map(String::as_str), Some("NotificationFailed"));
     assert_eq!(types.iter().filter(|t| *t == "OrderFilled").count(), 1);
-    let account = harness.ledger.load(&harness.account).await.expect("load");
+    let account = harness.loaded().await.expect("load");
     let eth = Market::parse("ETH-USD").expect("market");
     assert_eq!(
         account.state.positions.get(&eth).map(|p| p.size),
@@ -279,13 +255,11 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
     // The default limit halts after 3 orders in a row could not be placed.
     for id in ["f-1", "f-2", "f-3"] {
         harness
-            .send(&format!(
-                r#"{{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"{id}"}}"#
-            ))
+            .send(&Alert::new(id).symbol("ETH-USD").size("0.1").json())
             .await;
     }
     let halted = eventually("the automatic halt", || async {
-        let account = harness.ledger.load(&harness.account).await.ok()?;
+        let account = harness.loaded().await.ok()?;
         account.state.halt.clone()
     })
     .await;
@@ -294,10 +268,15 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
     assert_eq!(types.iter().filter(|t| *t == "OrderFailed").count(), 3);
     assert_eq!(types.iter().filter(|t| *t == "TradingHalted").count(), 1);
     let receipt = harness
+        .running
         .ingest
         .receive(
             &harness.account,
-            br#"{"symbol":"ETH-USD","side":"buy","size":"0.1","id":"f-4"}"#,
+            Alert::new("f-4")
+                .symbol("ETH-USD")
+                .size("0.1")
+                .json()
+                .as_bytes(),
             Utc::now(),
             None,
         )

@@ -5,16 +5,10 @@
 use serde_json::Value;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::service::{create_user, rotate_webhook, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-
-fn alert(id: &str, secret: Option<&str>) -> String {
-    let secret = secret
-        .map(|s| format!(r#","secret":"{s}""#))
-        .unwrap_or_default();
-    format!(r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.001","id":"{id}"{secret}}}"#)
-}
 
 /// The credential with its last hex digit changed: as close as a wrong guess gets.
 fn near_miss(credential: &str) -> String {
@@ -38,14 +32,20 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
     let mut answers: Vec<Value> = Vec::new();
 
     let (status, body) = service
-        .post_signal(&alice.webhook_token, &alert("s-1", None))
+        .post_signal(
+            &alice.webhook_token,
+            &Alert::new("s-1").symbol("BTCUSDT.P").json(),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     answers.push(body);
     let (status, body) = service
         .post_two_factor(
             &alice.webhook_uuid,
-            &alert("s-2", Some(&alice.webhook_secret)),
+            &Alert::new("s-2")
+                .symbol("BTCUSDT.P")
+                .secret(&alice.webhook_secret)
+                .json(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -67,13 +67,18 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
         near_miss(&alice.api_key),
     ];
     for (index, wrong) in near_misses.iter().enumerate() {
-        let (status, body) = service.post_signal(wrong, &alert("s-3", None)).await;
+        let (status, body) = service
+            .post_signal(wrong, &Alert::new("s-3").symbol("BTCUSDT.P").json())
+            .await;
         assert_eq!(status, 401);
         answers.push(body);
         let (status, body) = service
             .post_two_factor(
                 &alice.webhook_uuid,
-                &alert(&format!("s-4-{index}"), Some(wrong)),
+                &Alert::new(format!("s-4-{index}"))
+                    .symbol("BTCUSDT.P")
+                    .secret(wrong)
+                    .json(),
             )
             .await;
         assert_eq!(status, 401);
@@ -103,7 +108,10 @@ async fn no_secret_reaches_a_log_line_an_answer_or_the_ledger(backend: Backend) 
     let rotated = rotate_webhook(&test.url, &alice.user_id).await;
     eventually("the rotated token to work", || async {
         let (status, _) = service
-            .post_signal(&rotated.webhook_token, &alert("s-5", None))
+            .post_signal(
+                &rotated.webhook_token,
+                &Alert::new("s-5").symbol("BTCUSDT.P").json(),
+            )
             .await;
         (status == 200).then_some(())
     })

@@ -10,13 +10,10 @@ use ledgerhook::exchange::PaperBook;
 use ledgerhook::store::Store;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::service::{create_user, replay, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
-
-fn alert(id: &str, side: &str, size: &str) -> String {
-    format!(r#"{{"symbol":"BINANCE:BTCUSDT.P","side":"{side}","size":"{size}","id":"{id}"}}"#)
-}
 
 fn count(events: &[String], event_type: &str) -> usize {
     events.iter().filter(|e| e.as_str() == event_type).count()
@@ -36,7 +33,7 @@ async fn an_alert_becomes_a_filled_trade_visible_in_replay(backend: Backend) {
     let user = create_user(&test.url, "alice").await;
     let service = Service::start(&test.url, Options::default()).await;
     let (status, body) = service
-        .post_signal(&user.webhook_token, &alert("a-1", "buy", "0.01"))
+        .post_signal(&user.webhook_token, &Alert::new("a-1").size("0.01").json())
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "accepted");
@@ -85,12 +82,12 @@ async fn a_repeated_id_is_a_duplicate_even_after_a_restart(backend: Backend) {
     let user = create_user(&test.url, "bob").await;
     let service = Service::start(&test.url, Options::default()).await;
     let (_, first) = service
-        .post_signal(&user.webhook_token, &alert("same", "buy", "0.01"))
+        .post_signal(&user.webhook_token, &Alert::new("same").size("0.01").json())
         .await;
     service.stop().await;
     let service = Service::start(&test.url, Options::default()).await;
     let (status, again) = service
-        .post_signal(&user.webhook_token, &alert("same", "buy", "0.01"))
+        .post_signal(&user.webhook_token, &Alert::new("same").size("0.01").json())
         .await;
     assert_eq!(status, 200);
     assert_eq!(again["status"], "duplicate");
@@ -98,7 +95,10 @@ async fn a_repeated_id_is_a_duplicate_even_after_a_restart(backend: Backend) {
     // Another user's identical alert is that user's own signal.
     let carol = create_user(&test.url, "carol").await;
     let (_, theirs) = service
-        .post_signal(&carol.webhook_token, &alert("same", "buy", "0.01"))
+        .post_signal(
+            &carol.webhook_token,
+            &Alert::new("same").size("0.01").json(),
+        )
         .await;
     assert_eq!(theirs["status"], "accepted");
     assert_ne!(theirs["signal_id"], first["signal_id"]);
@@ -118,11 +118,16 @@ async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
     let cases = [
         (
             "not-a-token",
-            alert("x", "buy", "0.01"),
+            Alert::new("x").size("0.01").json(),
             401,
             "INVALID_TOKEN",
         ),
-        ("", alert("x", "buy", "0.01"), 401, "INVALID_TOKEN"),
+        (
+            "",
+            Alert::new("x").size("0.01").json(),
+            401,
+            "INVALID_TOKEN",
+        ),
         (
             user.webhook_token.as_str(),
             "{nope".to_owned(),
@@ -131,13 +136,13 @@ async fn bad_requests_get_clear_errors_and_change_nothing(backend: Backend) {
         ),
         (
             user.webhook_token.as_str(),
-            alert("x", "hold", "0.01"),
+            Alert::new("x").side("hold").size("0.01").json(),
             400,
             "INVALID_PAYLOAD",
         ),
         (
             user.webhook_token.as_str(),
-            alert("x", "buy", "-1"),
+            Alert::new("x").size("-1").json(),
             400,
             "INVALID_PAYLOAD",
         ),
@@ -188,7 +193,10 @@ async fn a_signal_acknowledged_before_a_crash_is_executed_after_it(backend: Back
     let user = create_user(&test.url, "erin").await;
     let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
     let (status, body) = ingest_only
-        .post_signal(&user.webhook_token, &alert("k9-1", "sell", "0.02"))
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("k9-1").side("sell").size("0.02").json(),
+        )
         .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
     ingest_only.kill_9().await;
@@ -218,7 +226,7 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
     )
     .await;
     let (status, _) = crashing
-        .post_signal(&user.webhook_token, &alert("k9-2", "buy", "0.03"))
+        .post_signal(&user.webhook_token, &Alert::new("k9-2").size("0.03").json())
         .await;
     assert_eq!(status, 200);
     crashing.wait_for_crash().await;
@@ -244,7 +252,10 @@ async fn a_crash_after_placement_never_places_the_order_twice(backend: Backend) 
     service.kill_9().await;
     let service = Service::start(&test.url, Options::default()).await;
     let (_, body) = service
-        .post_signal(&user.webhook_token, &alert("after", "buy", "0.01"))
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("after").size("0.01").json(),
+        )
         .await;
     assert_eq!(body["status"], "accepted");
     let events = wait_until_notified(&store, &user.user_id, 2).await;
@@ -272,7 +283,7 @@ async fn simultaneous_signals_are_each_processed_exactly_once(backend: Backend) 
             let token = user.webhook_token.clone();
             requests.spawn(async move {
                 // Each alert twice, at once: one is accepted, the other a duplicate.
-                let body = alert(&format!("c-{n}"), "buy", "0.001");
+                let body = Alert::new(format!("c-{n}")).json();
                 let (first, second) = tokio::join!(
                     service.post_signal(&token, &body),
                     service.post_signal(&token, &body)
@@ -325,7 +336,7 @@ async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
         requests.spawn(async move {
             let response = reqwest::Client::new()
                 .post(url)
-                .body(alert(&format!("g-{n}"), "buy", "0.001"))
+                .body(Alert::new(format!("g-{n}")).json())
                 .send()
                 .await
                 .ok()?;

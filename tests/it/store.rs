@@ -20,6 +20,7 @@ use ledgerhook::store::{LogPosition, Store, StoreError};
 
 use crate::on_both_stores;
 use crate::support::eventually;
+use crate::support::log::whole_log;
 use crate::support::stores::{Backend, TestStore};
 
 fn context() -> EventContext {
@@ -69,23 +70,11 @@ fn signal(key: &str) -> AccountCommand {
 }
 
 async fn read_all(store: &Store) -> Vec<(String, usize)> {
-    let mut seen = Vec::new();
-    let mut position = LogPosition::default();
-    loop {
-        let page = store
-            .events()
-            .read_log(position, 100)
-            .await
-            .expect("the log reads");
-        let Some(last) = page.last() else {
-            return seen;
-        };
-        position = last.position;
-        seen.extend(
-            page.into_iter()
-                .map(|logged| (logged.event.aggregate_id, logged.event.sequence)),
-        );
-    }
+    whole_log(store, 100)
+        .await
+        .into_iter()
+        .map(|logged| (logged.event.aggregate_id, logged.event.sequence))
+        .collect()
 }
 
 /// The whole log once it holds `expected` events. On PostgreSQL an event becomes readable only

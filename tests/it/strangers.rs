@@ -10,25 +10,16 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use rand::RngCore;
-use serde_json::Value;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
+use crate::support::answer::{assert_accepted, Answer};
 use crate::support::eventually;
 use crate::support::service::{create_user, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
 const OWNER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-fn alert(id: &str) -> String {
-    format!(r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}"}}"#)
-}
-
-fn two_factor_alert(id: &str, secret: &str) -> String {
-    format!(
-        r#"{{"symbol":"BTCUSDT.P","side":"buy","size":"0.01","id":"{id}","secret":"{secret}"}}"#
-    )
-}
 
 /// 64 random hex characters: the shape of a real token or secret, so the service cannot refuse
 /// it by its looks.
@@ -46,33 +37,11 @@ fn client_from(address: IpAddr) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    json: Value,
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("the service answers");
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let json = response.json().await.unwrap_or(Value::Null);
-    Answer {
-        status,
-        retry_after,
-        json,
-    }
-}
-
 async fn post_token(client: &reqwest::Client, service: &Service, token: &str, id: &str) -> Answer {
-    send(
+    Answer::of(
         client
             .post(format!("{}/api/webhook?token={token}", service.base_url))
-            .body(alert(id)),
+            .body(Alert::demo(id).json()),
     )
     .await
 }
@@ -83,18 +52,13 @@ async fn post_two_factor(
     uuid: &str,
     body: String,
 ) -> Answer {
-    send(
+    Answer::of(
         client
             .post(format!("{}/webhooks/{uuid}", service.base_url))
             .header("content-type", "application/json")
             .body(body),
     )
     .await
-}
-
-fn assert_accepted(case: &str, answer: &Answer) {
-    assert_eq!(answer.status, 200, "{case}: {}", answer.json);
-    assert_eq!(answer.json["status"], "accepted", "{case}: {}", answer.json);
 }
 
 /// A refusal of a failure: the one 401, or 429 once the caller failed too often.
@@ -135,9 +99,9 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
     let mut limited = 0;
     for n in 0..50 {
         let body = match n % 3 {
-            0 => two_factor_alert(&format!("s-{n}"), &random_hex()),
-            1 => alert(&format!("s-{n}")),
-            _ => two_factor_alert(&format!("s-{n}"), "wrong"),
+            0 => Alert::demo(format!("s-{n}")).secret(&random_hex()).json(),
+            1 => Alert::demo(format!("s-{n}")).json(),
+            _ => Alert::demo(format!("s-{n}")).secret("wrong").json(),
         };
         let answer = post_two_factor(&stranger, &service, &owner.webhook_uuid, body).await;
         assert_refused(&format!("stranger's attempt {n}"), &answer);
@@ -150,7 +114,7 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
         &owners,
         &service,
         &owner.webhook_uuid,
-        two_factor_alert("owner-1", &owner.webhook_secret),
+        Alert::demo("owner-1").secret(&owner.webhook_secret).json(),
     )
     .await;
     assert_accepted("the owner, from their address", &answer);
@@ -160,7 +124,7 @@ async fn a_stranger_cannot_lock_the_owner_out_of_the_two_factor_url(backend: Bac
         &stranger,
         &service,
         &owner.webhook_uuid,
-        two_factor_alert("owner-2", &owner.webhook_secret),
+        Alert::demo("owner-2").secret(&owner.webhook_secret).json(),
     )
     .await;
     assert_accepted("the owner, from the failing address", &answer);
@@ -216,15 +180,13 @@ async fn an_address_that_keeps_failing_is_limited_and_no_other(backend: Backend)
         let answer = post_token(&stranger, &service, &random_hex(), &format!("s-{n}")).await;
         assert_eq!(answer.status, 429, "over the budget: {}", answer.json);
         assert_eq!(answer.json["code"], "LOCKED_OUT");
-        let retry_after: u64 = answer
-            .retry_after
-            .as_deref()
-            .and_then(|seconds| seconds.parse().ok())
+        let retry_after = answer
+            .retry_after_seconds()
             .expect("Retry-After in seconds");
         assert!((1..=60).contains(&retry_after), "{retry_after}");
     }
     // Other schemes from the same address are the same budget.
-    let answer = send(
+    let answer = Answer::of(
         stranger
             .get(format!("{}/api/config/webhook", service.base_url))
             .bearer_auth(format!("lhk_{}", random_hex())),
@@ -318,7 +280,9 @@ async fn a_flood_of_unknown_credentials_costs_no_query(backend: Backend) {
         service.client(),
         &service,
         &newcomer.webhook_uuid,
-        two_factor_alert("second", &newcomer.webhook_secret),
+        Alert::demo("second")
+            .secret(&newcomer.webhook_secret)
+            .json(),
     )
     .await;
     assert_accepted("their two-factor URL", &answer);
@@ -332,15 +296,15 @@ async fn guess(service: &Service, owner: &User, n: usize) -> u16 {
         0 => post_token(client, service, &random_hex(), &format!("g-{n}")).await,
         1 => {
             let uuid = uuid::Uuid::new_v4().to_string();
-            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            let body = Alert::demo(format!("g-{n}")).secret(&random_hex()).json();
             post_two_factor(client, service, &uuid, body).await
         }
         2 => {
-            let body = two_factor_alert(&format!("g-{n}"), &random_hex());
+            let body = Alert::demo(format!("g-{n}")).secret(&random_hex()).json();
             post_two_factor(client, service, &owner.webhook_uuid, body).await
         }
         _ => {
-            send(
+            Answer::of(
                 client
                     .get(format!("{}/api/config/webhook", service.base_url))
                     .bearer_auth(format!("lhk_{}", random_hex())),

@@ -22,6 +22,9 @@ use self::wire::{Field, Fields};
 pub use self::fields::{MAX_ID_CHARS, MAX_LAG_SECONDS_MAX, MAX_SYMBOL_CHARS};
 pub use self::format::payload_format;
 pub use self::wire::{IGNORED_FIELDS, MAX_FIELDS, MAX_NESTING_DEPTH};
+// The size forms are the markets' vocabulary (they convert them to base units); re-exported as
+// part of what an alert parses to.
+pub use crate::markets::SizeSpec;
 
 /// A field and what is wrong with it, for the 4xx answer. `field` is a canonical field name,
 /// `body` for the body as a whole, or (clipped) the unknown key that was sent.
@@ -77,16 +80,6 @@ pub enum AlertAction {
     },
     /// `side: close` or `position: flat`.
     Close,
-}
-
-/// `Default`: the alert gave no size (seed 000's simple format allows that); ingest applies the
-/// user's configured default order size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SizeSpec {
-    Base(Decimal),
-    Usd(Decimal),
-    PercentOfEquity(Decimal),
-    Default,
 }
 
 /// The position to hold afterwards. `parse` yields `AlertAction::Close` for `position: flat`;

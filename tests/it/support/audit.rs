@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use ledgerhook::store::{recorded_at_text, Store};
+use ledgerhook::store::{recorded_at_text, AuditRow, Store};
 
 use super::service::cli;
 
@@ -84,6 +84,51 @@ pub async fn insert_audit_rows(store: &Store, rows: &[SeedRow]) {
         };
         done.expect("an audit row is inserted");
     }
+}
+
+/// Which placeholders a statement is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// `INSERT INTO audit_log` of every column of an `AuditRow`, in `bind_audit_row`'s order.
+pub fn insert_audit_row_sql(dialect: Dialect) -> String {
+    let values = match dialect {
+        Dialect::Postgres => "$1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11, $12",
+        Dialect::Sqlite => "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+    };
+    format!(
+        "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type,
+                                event_version, signal_id, recorded_at, payload, metadata,
+                                prev_hash, hash) VALUES ({values})"
+    )
+}
+
+/// Binds `row`, column by column, to `insert_audit_row_sql`'s statement.
+pub fn bind_audit_row<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    row: &'q AuditRow,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(row.position)
+        .bind(row.account_id.as_str())
+        .bind(row.aggregate_type.as_str())
+        .bind(row.sequence)
+        .bind(row.event_type.as_str())
+        .bind(row.event_version.as_str())
+        .bind(row.signal_id.as_deref())
+        .bind(row.recorded_at.as_str())
+        .bind(row.payload.as_str())
+        .bind(row.metadata.as_str())
+        .bind(row.prev_hash.as_str())
+        .bind(row.hash.as_str())
 }
 
 /// `ledgerhook staff create --name NAME --role ROLE --json`: (staff_id, api_key).

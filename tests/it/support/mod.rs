@@ -1,9 +1,15 @@
+pub mod alerts;
+pub mod answer;
 pub mod audit;
 pub mod busy_account;
 pub mod clock;
+pub mod in_process;
+pub mod log;
 pub mod postgres;
+pub mod seed;
 pub mod service;
 pub mod stores;
+pub mod tamper;
 
 /// Runs an async test body once per store, as two tests named `sqlite` and `postgres`.
 #[macro_export]

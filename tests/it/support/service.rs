@@ -1,10 +1,15 @@
-//! The real `ledgerhook` binary, started as a child process on a free loopback port.
+//! The real `ledgerhook` binary, started as a child process on a loopback port it binds itself
+//! (port 0; the test learns the port from the `listening on` line the service prints).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::oneshot;
 
 use super::eventually;
 
@@ -20,21 +25,26 @@ pub struct User {
     pub api_key: String,
 }
 
-/// Runs a CLI command against `database_url` and returns its stdout.
+/// Runs a CLI command against `database_url` and returns its stdout; it must succeed.
 pub async fn cli(database_url: &str, args: &[&str]) -> String {
-    let output = Command::new(BINARY)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("the ledgerhook binary runs");
+    let output = cli_output(database_url, args).await;
     assert!(
         output.status.success(),
         "ledgerhook {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("CLI output is UTF-8")
+}
+
+/// Runs a CLI command against `database_url`, whatever its exit status (logs at `warn`).
+pub async fn cli_output(database_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the ledgerhook binary runs")
 }
 
 pub async fn create_user(database_url: &str, name: &str) -> User {
@@ -92,6 +102,7 @@ pub struct Service {
     pub base_url: String,
     child: Child,
     http: reqwest::Client,
+    _log: ServiceLog,
 }
 
 #[derive(Default, Clone)]
@@ -121,62 +132,33 @@ impl Options {
 
 impl Service {
     pub async fn start(database_url: &str, options: Options) -> Self {
-        let port = free_port();
-        let mut command = Command::new(BINARY);
-        command
-            .arg("serve")
-            .args(&options.args)
-            .env("DATABASE_URL", database_url)
-            // These tests send far more than the default 10 alerts a minute per user; the rate
-            // limit itself is tested in abuse.rs with explicit flags.
-            .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
-            // Many tests send bad credentials on purpose; the per-address failure limit is tested
-            // in strangers.rs with an explicit flag.
-            .env("LEDGERHOOK_ADDRESS_FAILURE_LIMIT", "1000000")
-            .env("LEDGERHOOK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("LEDGERHOOK_NO_DEMO", "true")
-            // The test server's login is the superuser `postgres` (see `strict_login`).
-            .env(
-                "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
-                (!options.strict_login).to_string(),
-            )
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true);
-        if let Some(path) = &options.log_file {
-            let log = std::fs::File::create(path).expect("the log file can be created");
-            let also = log.try_clone().expect("the log file can be shared");
-            command
-                .env("RUST_LOG", "debug")
-                .stdout(Stdio::from(also))
-                .stderr(Stdio::from(log));
-        }
-        if options.no_execution {
-            command.env("LEDGERHOOK_NO_EXECUTION", "true");
-        }
-        if options.crash_after_placement {
-            command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
-        }
-        if let Some(offset) = &options.clock_offset {
-            command.envs(super::clock::shifted_by(offset));
-        }
-        let child = command.spawn().expect("the ledgerhook binary starts");
+        let log = ServiceLog::new(options.log_file.as_deref());
+        let mut command = serve_command(database_url, &options, &log);
+        let mut child = command.spawn().expect("the ledgerhook binary starts");
+        let stdout = child.stdout.take().expect("the service's stdout is piped");
+        let (announced, address) = oneshot::channel();
+        tokio::spawn(forward_stdout(stdout, log.path.clone(), announced));
+        let base_url = match tokio::time::timeout(STARTUP_TIMEOUT, address).await {
+            Ok(Ok(base_url)) => base_url,
+            Ok(Err(_)) => panic!(
+                "the service exited before it was listening ({:?}); {}",
+                child.wait().await,
+                log.describe()
+            ),
+            Err(_) => panic!(
+                "the service printed no `listening on` line within {} s; {}",
+                STARTUP_TIMEOUT.as_secs(),
+                log.describe()
+            ),
+        };
         let service = Self {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url,
             child,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client"),
+            _log: log,
         };
         let http = service.http.clone();
         let health = format!("{}/healthz", service.base_url);
@@ -193,17 +175,13 @@ impl Service {
     }
 
     pub async fn post_signal(&self, token: &str, body: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/webhook?token={token}", self.base_url))
-            .header("content-type", "text/plain")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("the webhook answers");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(Value::Null);
-        (status, json)
+        self.send(
+            self.http
+                .post(format!("{}/api/webhook?token={token}", self.base_url))
+                .header("content-type", "text/plain")
+                .body(body.to_owned()),
+        )
+        .await
     }
 
     /// `POST /webhooks/{uuid_path}` (seed 000's two-factor scheme; the secret is in `body`).
@@ -264,9 +242,132 @@ impl Service {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+/// `ledgerhook serve` as the tests run it: on a port of the OS's choosing, stdout piped (for the
+/// `listening on` line), stderr to `log`.
+fn serve_command(database_url: &str, options: &Options, log: &ServiceLog) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .arg("serve")
+        .args(&options.args)
+        .env("DATABASE_URL", database_url)
+        // These tests send far more than the default 10 alerts a minute per user; the rate
+        // limit itself is tested in abuse.rs with explicit flags.
+        .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
+        // Many tests send bad credentials on purpose; the per-address failure limit is tested
+        // in strangers.rs with an explicit flag.
+        .env("LEDGERHOOK_ADDRESS_FAILURE_LIMIT", "1000000")
+        // The OS picks a free port and the service says which (`listening on ...`): no port
+        // is chosen here and given up, for another test to take before the service binds it.
+        .env("LEDGERHOOK_LISTEN", "127.0.0.1:0")
+        .env("LEDGERHOOK_NO_DEMO", "true")
+        // The test server's login is the superuser `postgres` (see `strict_login`).
+        .env(
+            "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN",
+            (!options.strict_login).to_string(),
+        )
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    match &log.path {
+        Some(path) => command.stderr(Stdio::from(open_for_appending(path))),
+        None => command.stderr(Stdio::inherit()),
+    };
+    if options.log_file.is_some() {
+        command.env("RUST_LOG", "debug");
+    }
+    if options.no_execution {
+        command.env("LEDGERHOOK_NO_EXECUTION", "true");
+    }
+    if options.crash_after_placement {
+        command.env("LEDGERHOOK_CRASH_AFTER_PLACEMENT", "1");
+    }
+    if let Some(offset) = &options.clock_offset {
+        command.envs(super::clock::shifted_by(offset));
+    }
+    command
+}
+
+/// How long the service may take to bind its port (migrations run first).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stable line `serve` prints once it has bound its port.
+const LISTENING: &str = "listening on ";
+
+/// Where the service's output goes: the caller's log file, a private one (kept for a failure's
+/// message), or this process's stderr under `TEST_LOG`.
+struct ServiceLog {
+    path: Option<PathBuf>,
+    _private: Option<tempfile::TempDir>,
+}
+
+impl ServiceLog {
+    fn new(log_file: Option<&Path>) -> Self {
+        if let Some(path) = log_file {
+            std::fs::File::create(path).expect("the log file can be created");
+            return Self {
+                path: Some(path.to_owned()),
+                _private: None,
+            };
+        }
+        if std::env::var_os("TEST_LOG").is_some() {
+            return Self {
+                path: None,
+                _private: None,
+            };
+        }
+        let dir = tempfile::tempdir().expect("a directory for the service's log");
+        Self {
+            path: Some(dir.path().join("service.log")),
+            _private: Some(dir),
+        }
+    }
+
+    /// For a start-up failure: the log itself, else where it went.
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => format!(
+                "its log ({}):\n{}",
+                path.display(),
+                std::fs::read_to_string(path).unwrap_or_default()
+            ),
+            None => "its log is above (TEST_LOG)".to_owned(),
+        }
+    }
+}
+
+fn open_for_appending(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the service's log file opens")
+}
+
+/// Reads the service's stdout to its end (so a full pipe never blocks it), passes on the address
+/// of its `listening on` line, and keeps every line where the service's log goes.
+async fn forward_stdout(
+    stdout: ChildStdout,
+    log: Option<PathBuf>,
+    announced: oneshot::Sender<String>,
+) {
+    let mut announced = Some(announced);
+    let mut file = log.as_deref().map(open_for_appending);
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(address) = line.strip_prefix(LISTENING) {
+            if let Some(announced) = announced.take() {
+                let _ = announced.send(address.trim().to_owned());
+            }
+        }
+        match file.as_mut() {
+            Some(file) => {
+                let _ = writeln!(file, "{line}");
+            }
+            None => eprintln!("{line}"),
+        }
+    }
 }
