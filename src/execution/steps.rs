@@ -10,6 +10,7 @@ use aggregates::{
 };
 
 use super::ExecutionSaga;
+use crate::catchup::ReaderError;
 use crate::exchange::{ExchangeError, OrderOutcome, OrderRequest};
 use crate::ledger::{EventContext, LedgerError};
 
@@ -99,7 +100,7 @@ enum Plan {
 pub async fn execute_all(
     saga: &ExecutionSaga,
     approved: Vec<(String, SignalId)>,
-) -> Result<(), String> {
+) -> Result<(), ReaderError> {
     let lookups = stream::iter(approved)
         .map(|(account_id, signal_id)| {
             let saga = saga.clone();
@@ -107,9 +108,8 @@ pub async fn execute_all(
                 let pending = saga
                     .ledger
                     .awaiting_execution(&account_id, &signal_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(pending.map(|(in_flight, account_halt)| {
+                    .await?;
+                Ok::<_, ReaderError>(pending.map(|(in_flight, account_halt)| {
                     let order = OrderRequest {
                         account_id,
                         client_order_id: in_flight.client_order_id,
@@ -198,7 +198,7 @@ pub async fn execute_all(
 pub async fn notify_all(
     saga: &ExecutionSaga,
     concluded: Vec<(String, SignalId, String)>,
-) -> Result<(), String> {
+) -> Result<(), ReaderError> {
     let notified = stream::iter(concluded)
         .map(|(account_id, signal_id, message)| {
             let saga = saga.clone();
@@ -211,7 +211,7 @@ pub async fn notify_all(
 }
 
 /// Every result is awaited before failing, so no step is abandoned halfway through an append.
-fn first_error<T>(results: Vec<Result<T, String>>) -> Result<Vec<T>, String> {
+fn first_error<T>(results: Vec<Result<T, ReaderError>>) -> Result<Vec<T>, ReaderError> {
     results.into_iter().collect()
 }
 
@@ -278,12 +278,8 @@ async fn notify(
     account_id: &str,
     signal_id: SignalId,
     message: &str,
-) -> Result<(), String> {
-    let in_flight = saga
-        .ledger
-        .in_flight(account_id, &signal_id)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), ReaderError> {
+    let in_flight = saga.ledger.in_flight(account_id, &signal_id).await?;
     if in_flight.map(|f| f.stage) != Some(SignalStage::AwaitingNotification) {
         return Ok(());
     }
@@ -306,7 +302,7 @@ async fn record(
     saga: &ExecutionSaga,
     account_id: &str,
     command: AccountCommand,
-) -> Result<(), String> {
+) -> Result<(), ReaderError> {
     let context = EventContext::new(ACTOR, Utc::now());
     match saga.ledger.execute(account_id, command, &context).await {
         Ok(_) => Ok(()),
@@ -315,7 +311,7 @@ async fn record(
             tracing::warn!(account_id, %refusal, "saga step refused by the account");
             Ok(())
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
     }
 }
 

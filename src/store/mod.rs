@@ -397,3 +397,10 @@ impl Lease {
         }
     }
 }
+
+// Parked events and reader runs (the catch-up runtime's tables): their own module, migration 0009.
+mod parked;
+pub use self::parked::{
+    parse_position_label, position_label, reported_now, NewParkedEvent, ParkedDecision,
+    ParkedEvent, ReaderRun,
+};
