@@ -352,6 +352,14 @@ impl CatchUpReader for AuditWriter {
         }
     }
 
+    /// Rows added since the last checkpoint get one when its interval has passed, traffic or not.
+    async fn idle(&mut self) {
+        if let Some(mut progress) = self.progress.take() {
+            self.checkpoint_if_due(&mut progress).await;
+            self.progress = Some(progress);
+        }
+    }
+
     /// The audit writer applies every event as stored: it never parks one.
     async fn retry(&mut self, _event: LoggedEvent) -> Result<Retried, ReaderError> {
         Ok(Retried::Applied)

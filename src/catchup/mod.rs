@@ -71,6 +71,8 @@ pub trait CatchUpReader: Send + 'static {
     async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError>;
     /// Applies one released parked event again, out of order; the checkpoint does not move.
     async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError>;
+    /// Called whenever it has caught up with the log (before waiting for more): timed work.
+    async fn idle(&mut self) {}
     /// Told when the runtime halts it (`ReaderError::Halted`) while it still holds its lease.
     fn on_halt(&self) {}
     /// At shutdown, after the last page.

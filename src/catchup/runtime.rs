@@ -76,6 +76,7 @@ pub async fn run<R: CatchUpReader>(
         appended.as_mut().enable();
         let page = next_page(&store, after, reader.page_size()).await?;
         if page.is_empty() {
+            reader.idle().await;
             tokio::select! {
                 _ = appended => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
