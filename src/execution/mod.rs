@@ -14,11 +14,11 @@ use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
-use crate::catchup::parking::decode_or_park;
+use crate::catchup::parking::{decode_or_park, park};
 use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, RecordedEvent};
 use crate::notify::Notifier;
 use crate::store::{LogPosition, LoggedEvent};
 
@@ -69,6 +69,7 @@ impl ExecutionSaga {
                 continue;
             }
             let account_id = logged.event.aggregate_id.clone();
+            let position = logged.position;
             let store = self.ledger.store();
             let upcasters = self.ledger.upcasters();
             // An undecodable event is parked: it stays listed until an operator decides, so no
@@ -77,17 +78,63 @@ impl ExecutionSaga {
             else {
                 continue;
             };
+            let origin = Origin::of(position, &recorded);
             match Step::after(&recorded.event) {
-                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id)),
+                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id, origin)),
                 Some(Step::Notify { signal_id, message }) => {
-                    concluded.push((account_id, signal_id, message));
+                    concluded.push((account_id, signal_id, message, origin));
                 }
                 None => {}
             }
         }
         let executed = steps::execute_all(self, approved).await;
         let notified = steps::notify_all(self, concluded).await;
-        executed.and(notified)
+        executed.and(notified).map(drop)
+    }
+
+    /// Parks the event that calls for a step the account refuses for good: its history cannot be
+    /// read. It stays listed until an operator decides, so no execution is dropped silently.
+    async fn park_refused(
+        &self,
+        account_id: &str,
+        origin: &Origin,
+        error: &crate::ledger::DecodeError,
+    ) -> Result<(), ReaderError> {
+        let refusal = crate::ledger::DecodeError {
+            account_id: account_id.to_owned(),
+            sequence: origin.sequence,
+            event_type: origin.event_type.clone(),
+            reason: format!("the account's history cannot be read: {error}"),
+        };
+        park(
+            self.ledger.store(),
+            CHECKPOINT_NAME,
+            origin.position,
+            &origin.event_version,
+            &refusal,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The event a step came from, to park it by if the step is refused for good.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    position: LogPosition,
+    sequence: usize,
+    event_type: String,
+    event_version: String,
+}
+
+impl Origin {
+    fn of(position: LogPosition, recorded: &RecordedEvent) -> Self {
+        Self {
+            position,
+            sequence: recorded.sequence,
+            event_type: recorded.event_type.clone(),
+            event_version: recorded.stored_version.clone(),
+        }
     }
 }
 
@@ -120,6 +167,7 @@ impl CatchUpReader for ExecutionSaga {
     }
 
     async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError> {
+        let event_position = event.position;
         let store = self.ledger.store();
         let Some(recorded) =
             decode_or_park(store, CHECKPOINT_NAME, event, self.ledger.upcasters()).await?
@@ -127,15 +175,20 @@ impl CatchUpReader for ExecutionSaga {
             return Ok(Retried::ParkedAgain);
         };
         let account_id = recorded.account_id.clone();
-        match Step::after(&recorded.event) {
+        let origin = Origin::of(event_position, &recorded);
+        let parked = match Step::after(&recorded.event) {
             Some(Step::Execute { signal_id }) => {
-                steps::execute_all(self, vec![(account_id, signal_id)]).await?;
+                steps::execute_all(self, vec![(account_id, signal_id, origin)]).await?
             }
             Some(Step::Notify { signal_id, message }) => {
-                steps::notify_all(self, vec![(account_id, signal_id, message)]).await?;
+                steps::notify_all(self, vec![(account_id, signal_id, message, origin)]).await?
             }
-            None => {}
-        }
-        Ok(Retried::Applied)
+            None => 0,
+        };
+        Ok(if parked > 0 {
+            Retried::ParkedAgain
+        } else {
+            Retried::Applied
+        })
     }
 }

@@ -233,3 +233,43 @@ async fn readyz_names_a_reader_that_is_down(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(readyz_names_a_reader_that_is_down);
+
+/// A signal approved before its account's history became unreadable cannot be executed: the saga
+/// parks it (listed for an operator, never dropped silently) and goes on with every other account.
+async fn an_approved_signal_of_an_unreadable_account_is_parked_not_dropped(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let victim = create_user(&test.url, "victim").await;
+    let bystander = create_user(&test.url, "bystander").await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
+    let (status, body) = ingest_only
+        .post_signal(&victim.webhook_token, &alert("v-1"))
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("accepted")),
+        "{body}"
+    );
+    ingest_only.stop().await;
+    write_undecodable_event(&test, &victim.user_id).await;
+
+    let service = Service::start(&test.url, Options::default()).await;
+    assert_an_alert_fills(&service, &bystander, "b-1").await;
+    let parked = eventually("the saga to park the approval", || async {
+        let parked = open_parked(&test.url).await;
+        let approval = parked
+            .iter()
+            .find(|p| p["reader"] == "execution" && p["event_type"] == "RiskApproved")?
+            .clone();
+        Some(approval)
+    })
+    .await;
+    assert_eq!(parked["account_id"], victim.user_id.as_str());
+    assert!(
+        parked["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("FromTheFuture")),
+        "{parked}"
+    );
+    service.stop().await;
+}
+on_both_stores!(an_approved_signal_of_an_unreadable_account_is_parked_not_dropped);
