@@ -241,3 +241,50 @@ pub async fn monitor_lag(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> ReaderRegistry {
+        ReaderRegistry::new(ReadinessLimits {
+            max_lag_events: 10,
+            max_lag_seconds: 30,
+        })
+    }
+
+    #[test]
+    fn a_standby_reader_or_parked_events_leave_the_instance_ready() {
+        let readers = registry();
+        readers.update("execution", |s| s.state = ReaderState::Standby);
+        readers.update("projections", |s| {
+            s.state = ReaderState::Running;
+            s.parked = 3;
+            s.lag_events = Some(10);
+        });
+        assert!(readers.unready().is_none());
+    }
+
+    #[test]
+    fn a_reader_down_or_too_far_behind_is_named() {
+        let readers = registry();
+        readers.update("audit", |s| {
+            s.state = ReaderState::Down;
+            s.last_error = Some("panicked: boom".to_owned());
+        });
+        let (status, why) = readers.unready().expect("not ready");
+        assert_eq!(
+            (status.reader, why.as_str()),
+            ("audit", "down: panicked: boom")
+        );
+
+        let readers = registry();
+        readers.update("execution", |s| {
+            s.state = ReaderState::Running;
+            s.lag_events = Some(2);
+            s.lag_seconds = Some(31);
+        });
+        let (status, why) = readers.unready().expect("not ready");
+        assert_eq!((status.reader, why.as_str()), ("execution", "31 s behind"));
+    }
+}

@@ -67,8 +67,15 @@ pub async fn supervise<R: CatchUpReader>(
             Err(join) => Some(join.to_string()),
         };
         let Some(failure) = failure.filter(|_| !*shutdown.borrow()) else {
+            // Reported only by the instance that ran it: a standby's stop says nothing of it.
+            let ran_it = cx.registry.get(name).is_some_and(|status| {
+                matches!(status.state, ReaderState::Running | ReaderState::Down)
+            });
             cx.registry
                 .update(name, |status| status.state = ReaderState::Stopped);
+            if ran_it {
+                cx.registry.persist(&store, name).await;
+            }
             return ReaderExit {
                 reader: name,
                 restarts,
