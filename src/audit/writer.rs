@@ -85,6 +85,10 @@ pub struct AuditWriter {
     progress: Option<Progress>,
     /// The foreign head it found, told as an alert when the runtime halts it.
     foreign: Option<((i64, String), Option<ChainHead>)>,
+    /// The head it last chained, kept across restarts (see `resume`).
+    written: Option<Written>,
+    /// A page whose append reported an error: it may have committed anyway.
+    attempted: Option<Written>,
 }
 
 /// Where the writer stands: what it has read, and the chain it has written.
@@ -97,9 +101,21 @@ struct Progress {
     checkpointed_at: Option<Instant>,
 }
 
+/// A chain head this writer wrote, and the log position its checkpoint moved to with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    head: (i64, String),
+    read_to: LogPosition,
+}
+
 /// Why a page was not chained.
 enum PageError {
     Store(ReaderError),
+    /// The page's append failed; `attempted` is what it would have made.
+    Append {
+        error: ReaderError,
+        attempted: Written,
+    },
     /// The stored head is not the one this writer wrote or loaded.
     ForeignHead {
         expected: (i64, String),
@@ -115,6 +131,8 @@ impl AuditWriter {
             config,
             progress: None,
             foreign: None,
+            written: None,
+            attempted: None,
         }
     }
 
@@ -200,10 +218,16 @@ impl AuditWriter {
                 found: head,
             });
         }
-        store
-            .append_audit(&rows, CHECKPOINT_NAME, read_to)
-            .await
-            .map_err(failed)?;
+        if let Err(error) = store.append_audit(&rows, CHECKPOINT_NAME, read_to).await {
+            // The commit may have happened all the same: remembered, to recognise it on reload.
+            return Err(PageError::Append {
+                error: error.into(),
+                attempted: Written {
+                    head: (position, prev_hash),
+                    read_to,
+                },
+            });
+        }
         let next = Progress {
             read_to,
             head_position: position,
@@ -297,6 +321,12 @@ impl AuditWriter {
     }
 }
 
+fn foreign_head_halt() -> ReaderError {
+    ReaderError::Halted(
+        "the audit trail's head is not the one the audit writer wrote (see the ALERT)".to_owned(),
+    )
+}
+
 fn alert_foreign_head(expected: &(i64, String), found: Option<&ChainHead>) {
     let (found_position, found_hash) = found.map_or((0, GENESIS_HASH), |h| (h.position, &h.hash));
     tracing::error!(
@@ -320,9 +350,30 @@ impl CatchUpReader for AuditWriter {
         PAGE_SIZE
     }
 
-    /// Loads the stored head: with the lease just (re)taken, it is the one to chain after.
+    /// Loads the stored head and checks it against the one it last wrote: another head with the
+    /// reader checkpoint where this writer left it is a row someone else inserted (an instance that
+    /// took over in between would have moved the checkpoint in the same transaction).
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
         let progress = self.load_progress().await?;
+        let stored = Written {
+            head: (progress.head_position, progress.head_hash.clone()),
+            read_to: progress.read_to,
+        };
+        if self.attempted.take().is_some_and(|page| page == stored) {
+            self.written = Some(stored.clone());
+        }
+        if let Some(written) = self.written.take() {
+            if written.head != stored.head && written.read_to == stored.read_to {
+                let found = ChainHead {
+                    position: stored.head.0,
+                    hash: stored.head.1,
+                };
+                self.foreign = Some((written.head.clone(), Some(found)));
+                self.written = Some(written);
+                return Err(foreign_head_halt());
+            }
+        }
+        self.written = Some(stored);
         let read_to = progress.read_to;
         self.progress = Some(progress);
         Ok(read_to)
@@ -336,18 +387,23 @@ impl CatchUpReader for AuditWriter {
         };
         match self.chain_page(current, page).await {
             Ok(mut next) => {
+                self.written = Some(Written {
+                    head: (next.head_position, next.head_hash.clone()),
+                    read_to: next.read_to,
+                });
                 self.checkpoint_if_due(&mut next).await;
                 let read_to = next.read_to;
                 self.progress = Some(next);
                 Ok(read_to)
             }
             Err(PageError::Store(error)) => Err(error),
+            Err(PageError::Append { error, attempted }) => {
+                self.attempted = Some(attempted);
+                Err(error)
+            }
             Err(PageError::ForeignHead { expected, found }) => {
                 self.foreign = Some((expected, found));
-                Err(ReaderError::Halted(
-                    "the audit trail's head is not the one the audit writer wrote (see the ALERT)"
-                        .to_owned(),
-                ))
+                Err(foreign_head_halt())
             }
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Mutex};
 use super::status::{ReaderRegistry, ReaderState};
 use super::{acquire_lease, CatchUpReader, ReaderError, Retried};
 use crate::ledger::Ledger;
-use crate::store::{parse_position_label, LogPosition, LoggedEvent, Store};
+use crate::store::{parse_position_label, Lease, LogPosition, LoggedEvent, Store};
 
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -52,7 +52,20 @@ pub async fn run<R: CatchUpReader>(
     let Some(mut lease) = acquire_lease(&store, name, &mut cx.shutdown, &standing_by).await else {
         return Ok(());
     };
-    let mut after = reader.resume().await?;
+    let mut after = match reader.resume().await {
+        Err(error) if error.is_halt() => {
+            return halt(
+                &mut *reader,
+                lease,
+                &cx.registry,
+                &store,
+                &mut cx.shutdown,
+                error,
+            )
+            .await
+        }
+        resumed => resumed?,
+    };
     running(&cx, &store, name, after).await;
     let mut released_checked: Option<Instant> = None;
     while !*cx.shutdown.borrow() {
@@ -64,7 +77,20 @@ pub async fn run<R: CatchUpReader>(
             };
             lease = renewed;
             // Another instance may have moved on meanwhile.
-            after = reader.resume().await?;
+            after = match reader.resume().await {
+                Err(error) if error.is_halt() => {
+                    return halt(
+                        &mut *reader,
+                        lease,
+                        &cx.registry,
+                        &store,
+                        &mut cx.shutdown,
+                        error,
+                    )
+                    .await
+                }
+                resumed => resumed?,
+            };
             running(&cx, &store, name, after).await;
         }
         if released_checked.is_none_or(|at| at.elapsed() >= RELEASE_CHECK_INTERVAL) {
@@ -99,21 +125,42 @@ pub async fn run<R: CatchUpReader>(
                 tracing::warn!(reader = name, %error, "page failed after the lease was lost");
             }
             Err(error) if error.is_halt() => {
-                reader.on_halt();
-                cx.registry.update(name, |status| {
-                    status.state = ReaderState::Down;
-                    status.last_error = Some(error.to_string());
-                });
-                cx.registry.persist(&store, name).await;
-                // Keeps the lease, so that no standby instance goes on in its place either.
-                let _ = cx.shutdown.wait_for(|stop| *stop).await;
-                drop(lease);
-                return Ok(());
+                return halt(
+                    &mut *reader,
+                    lease,
+                    &cx.registry,
+                    &store,
+                    &mut cx.shutdown,
+                    error,
+                )
+                .await
             }
             Err(error) => return Err(error),
         }
     }
     reader.finish().await;
+    Ok(())
+}
+
+/// The reader stopped itself on purpose: down until shutdown, keeping the lease, so that no
+/// standby instance goes on in its place either.
+async fn halt<R: CatchUpReader>(
+    reader: &mut R,
+    lease: Lease,
+    registry: &ReaderRegistry,
+    store: &Store,
+    shutdown: &mut watch::Receiver<bool>,
+    error: ReaderError,
+) -> Result<(), ReaderError> {
+    let name = reader.name();
+    reader.on_halt();
+    registry.update(name, |status| {
+        status.state = ReaderState::Down;
+        status.last_error = Some(error.to_string());
+    });
+    registry.persist(store, name).await;
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    drop(lease);
     Ok(())
 }
 
