@@ -61,7 +61,7 @@ pub struct ReaderArgs {
         default_value_t = 10_000
     )]
     pub max_reader_lag_events: i64,
-    /// ... or its oldest unapplied event is older than this.
+    /// `/readyz` answers 503 while a catch-up reader's oldest unapplied event is older than this.
     #[arg(long, env = "LEDGERHOOK_MAX_READER_LAG_SECONDS", default_value_t = 30)]
     pub max_reader_lag_seconds: i64,
     /// Test only: the named reader (execution, audit, projections) panics once, on its first page.
