@@ -1,6 +1,7 @@
-//! Wiring: the store, the ledger, the exchange, the saga and the HTTP server, started together
-//! and shut down in order (stop accepting, finish requests, finish the saga's page, finish the
-//! audit writer's page and checkpoint its head, drain the committers).
+//! Wiring: the store, the ledger, the exchange, the supervised catch-up readers (saga, audit
+//! writer, read models) and the HTTP server, started together and shut down in order (stop
+//! accepting, finish requests, finish each reader's page and collect how it ended, drain the
+//! committers).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +15,10 @@ use tokio::task::JoinSet;
 use aggregates::{upcasters, Market};
 
 use crate::audit::{monitor, AuditConfig, AuditWriter, LatestVerification};
+use crate::catchup::{
+    status, supervise, CatchUpReader, Context, ReaderExit, ReaderRegistry, ReadinessLimits,
+    SupervisorConfig,
+};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
 use crate::execution::ExecutionSaga;
@@ -53,6 +58,10 @@ pub struct AppConfig {
     pub audit: AuditConfig,
     /// Serve even on a PostgreSQL login that could undo the audit trail (development).
     pub allow_privileged_login: bool,
+    /// How far behind a reader may fall before `/readyz` says not ready.
+    pub readiness: ReadinessLimits,
+    /// Restart delays of the catch-up readers (and the test-only fault hook).
+    pub supervisor: SupervisorConfig,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -75,9 +84,7 @@ pub struct RunningApp {
     pub emergency: Arc<EmergencySwitch>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    saga: tokio::task::JoinHandle<()>,
-    audit: tokio::task::JoinHandle<()>,
-    projections: tokio::task::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<ReaderExit>>,
     committers: JoinSet<()>,
     /// Held while the service runs (embedded store: this process is its only service).
     _service_lock: Option<ServiceLock>,
@@ -102,17 +109,23 @@ impl RunningApp {
         let refresher = emergency.clone();
         let stop_refreshing = shutdown_requested.clone();
         tokio::spawn(async move { refresher.keep_refreshed(stop_refreshing).await });
-        let saga = ExecutionSaga::new(
-            ledger.clone(),
-            exchange.clone(),
-            Arc::new(LogNotifier),
-            emergency.clone(),
-        );
-        let saga = if config.execute_signals {
-            tokio::spawn(saga.run(shutdown_requested.clone()))
-        } else {
-            tokio::spawn(async {})
+        let registry = Arc::new(ReaderRegistry::new(config.readiness));
+        let cx = Context {
+            ledger: ledger.clone(),
+            shutdown: shutdown_requested.clone(),
+            registry: registry.clone(),
+            panic_once: Arc::default(),
         };
+        let mut readers = Vec::new();
+        if config.execute_signals {
+            let saga = ExecutionSaga::new(
+                ledger.clone(),
+                exchange.clone(),
+                Arc::new(LogNotifier),
+                emergency.clone(),
+            );
+            readers.push(spawn_reader(saga, &cx, &config.supervisor));
+        }
         // Every instance verifies the trail in the background (read-only) for the compliance API.
         let audit_verification = Arc::new(LatestVerification::default());
         tokio::spawn(monitor::run(
@@ -122,15 +135,18 @@ impl RunningApp {
             audit_verification.clone(),
             shutdown_requested.clone(),
         ));
-        let (audit, projections) = if config.run_read_side {
-            let audit = AuditWriter::new(ledger.clone(), config.audit);
-            (
-                tokio::spawn(audit.run(shutdown_requested.clone())),
-                tokio::spawn(ReadSide::new(ledger.clone()).run(shutdown_requested.clone())),
-            )
-        } else {
-            (tokio::spawn(async {}), tokio::spawn(async {}))
-        };
+        if config.run_read_side {
+            let audit = AuditWriter::new(store.clone(), config.audit);
+            audit.warn_if_unsigned();
+            readers.push(spawn_reader(audit, &cx, &config.supervisor));
+            let projections = ReadSide::new(store.clone());
+            readers.push(spawn_reader(projections, &cx, &config.supervisor));
+        }
+        tokio::spawn(status::monitor_lag(
+            store.clone(),
+            registry.clone(),
+            shutdown_requested.clone(),
+        ));
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -142,6 +158,7 @@ impl RunningApp {
             guard: Arc::new(Guard::new(config.guard)),
             public_url: config.public_url.map(Arc::from),
             audit_verification,
+            readers: registry,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
@@ -159,9 +176,7 @@ impl RunningApp {
             emergency,
             shutdown,
             server,
-            saga,
-            audit,
-            projections,
+            readers,
             committers,
             _service_lock: service_lock,
         })
@@ -172,13 +187,33 @@ impl RunningApp {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
-        let _ = self.saga.await;
-        let _ = self.audit.await;
-        let _ = self.projections.await;
+        for reader in self.readers {
+            match reader.await {
+                Ok(ReaderExit {
+                    reader,
+                    restarts,
+                    down_with: Some(error),
+                }) => tracing::error!(reader, restarts, %error, "reader was down at shutdown"),
+                Ok(exit) => tracing::info!(
+                    reader = exit.reader,
+                    restarts = exit.restarts,
+                    "reader stopped"
+                ),
+                Err(error) => tracing::error!(%error, "a reader's supervisor failed"),
+            }
+        }
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}
         served??;
         Ok(())
     }
+}
+
+fn spawn_reader<R: CatchUpReader>(
+    reader: R,
+    cx: &Context,
+    config: &SupervisorConfig,
+) -> tokio::task::JoinHandle<ReaderExit> {
+    tokio::spawn(supervise(reader, cx.clone(), config.clone()))
 }

@@ -15,14 +15,15 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
-use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
-use crate::ledger::{decode, Ledger};
+use crate::catchup::{CatchUpReader, ReaderError, Retried};
+use crate::ledger::decode;
 use crate::store::{
     AuditCheckpoint, AuditRow, ChainHead, LogPosition, LoggedEvent, Store, StoreError,
 };
@@ -35,7 +36,6 @@ pub const CHECKPOINT_NAME: &str = "audit";
 pub const ALERT_TARGET: &str = "ledgerhook::audit::alert";
 /// Events per page and transaction.
 const PAGE_SIZE: i64 = 512;
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How the trail is written: from configuration (`serve --audit-key`, `--audit-checkpoint-every`,
 /// `--audit-checkpoint-interval-seconds`).
@@ -78,8 +78,17 @@ impl Default for AuditConfig {
 }
 
 pub struct AuditWriter {
-    ledger: Ledger,
+    store: Store,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
     config: AuditConfig,
+    /// Where it stands; `None` until loaded (at start, after a restart or a lease change).
+    progress: Option<Progress>,
+    /// The foreign head it found, told as an alert when the runtime halts it.
+    foreign: Option<((i64, String), Option<ChainHead>)>,
+    /// The head it last chained, kept across restarts (see `resume`).
+    written: Option<Written>,
+    /// A page whose append reported an error: it may have committed anyway.
+    attempted: Option<Written>,
 }
 
 /// Where the writer stands: what it has read, and the chain it has written.
@@ -92,13 +101,20 @@ struct Progress {
     checkpointed_at: Option<Instant>,
 }
 
+/// A chain head this writer wrote, and the log position its checkpoint moved to with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    head: (i64, String),
+    read_to: LogPosition,
+}
+
 /// Why a page was not chained.
 enum PageError {
-    /// `attempted`: the head the page would have made, when its append failed (the commit may
-    /// have happened all the same).
-    Store {
-        error: String,
-        attempted: Option<(i64, String)>,
+    Store(ReaderError),
+    /// The page's append failed; `attempted` is what it would have made.
+    Append {
+        error: ReaderError,
+        attempted: Written,
     },
     /// The stored head is not the one this writer wrote or loaded.
     ForeignHead {
@@ -108,130 +124,29 @@ enum PageError {
 }
 
 impl AuditWriter {
-    pub fn new(ledger: Ledger, config: AuditConfig) -> Self {
-        Self { ledger, config }
+    pub fn new(store: Store, config: AuditConfig) -> Self {
+        Self {
+            store,
+            upcasters: aggregates::upcasters(),
+            config,
+            progress: None,
+            foreign: None,
+            written: None,
+            attempted: None,
+        }
     }
 
     fn store(&self) -> &Store {
-        self.ledger.store()
+        &self.store
     }
 
-    /// Runs until `shutdown` turns true; the page in hand is finished and the head checkpointed.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Says once, at start, when checkpoints will go unsigned.
+    pub fn warn_if_unsigned(&self) {
         if self.config.key.is_none() {
             tracing::warn!(
                 "no audit key configured (--audit-key / LEDGERHOOK_AUDIT_KEY): audit checkpoints \
                  are recorded and published unsigned"
             );
-        }
-        let Some(mut lease) = acquire_lease(
-            self.store(),
-            CHECKPOINT_NAME,
-            "the audit writer",
-            &mut shutdown,
-        )
-        .await
-        else {
-            return;
-        };
-        let mut progress: Option<Progress> = None;
-        // The head this writer last chained, while it holds the lease.
-        let mut written: Option<(i64, String)> = None;
-        // The head of a page whose append reported an error: it may have committed anyway.
-        let mut attempted: Option<(i64, String)> = None;
-        while !*shutdown.borrow() {
-            if !lease.is_held().await {
-                tracing::warn!("audit writer lost its lease; waiting to take it again");
-                let Some(renewed) = acquire_lease(
-                    self.store(),
-                    CHECKPOINT_NAME,
-                    "the audit writer",
-                    &mut shutdown,
-                )
-                .await
-                else {
-                    return;
-                };
-                lease = renewed;
-                // Another instance may have chained more meanwhile.
-                progress = None;
-                written = None;
-            }
-            let current = match progress.take() {
-                Some(current) => current,
-                None => match self.load_progress().await {
-                    Ok(loaded) => loaded,
-                    Err(error) => {
-                        tracing::error!(%error, "audit writer cannot read where it stands");
-                        if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
-                            return;
-                        }
-                        continue;
-                    }
-                },
-            };
-            let stored = (current.head_position, current.head_hash.clone());
-            if attempted.take().is_some_and(|page| page == stored) {
-                written = Some(stored);
-            }
-            if let Some(expected) = &written {
-                if (current.head_position, &current.head_hash) != (expected.0, &expected.1) {
-                    if !lease.is_held().await {
-                        // Another instance took over and chained: reload after the lease.
-                        continue;
-                    }
-                    let found = Some(ChainHead {
-                        position: current.head_position,
-                        hash: current.head_hash.clone(),
-                    });
-                    alert_foreign_head(expected, found.as_ref());
-                    return stand_still(lease, shutdown).await;
-                }
-            }
-            let appended = self.ledger.appended().notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            match self.chain_next_page(current).await {
-                Ok((mut next, read_any)) => {
-                    written = Some((next.head_position, next.head_hash.clone()));
-                    self.checkpoint_if_due(&mut next).await;
-                    progress = Some(next);
-                    if !read_any {
-                        tokio::select! {
-                            _ = appended => {}
-                            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                    }
-                }
-                Err(PageError::ForeignHead { .. }) if !lease.is_held().await => {
-                    // Another instance took over and chained: reload after the lease.
-                    progress = None;
-                }
-                Err(PageError::ForeignHead { expected, found }) => {
-                    alert_foreign_head(&expected, found.as_ref());
-                    return stand_still(lease, shutdown).await;
-                }
-                Err(PageError::Store {
-                    error,
-                    attempted: page,
-                }) => {
-                    // Progress is reloaded from the store: the page may have clashed with
-                    // another writer's (or a row someone else inserted, which the reload finds).
-                    tracing::error!(%error, "audit writer will retry its page");
-                    attempted = page;
-                    if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
-                        return;
-                    }
-                }
-            }
-        }
-        if let Some(mut done) = progress {
-            if done.head_position > done.last_checkpoint {
-                if let Err(error) = self.record_checkpoint(&mut done).await {
-                    tracing::error!(%error, "audit writer could not checkpoint at shutdown");
-                }
-            }
         }
     }
 
@@ -254,19 +169,11 @@ impl AuditWriter {
         }
     }
 
-    async fn load_progress(&self) -> Result<Progress, String> {
+    async fn load_progress(&self) -> Result<Progress, StoreError> {
         let store = self.store();
-        let read_to = store
-            .events()
-            .checkpoint(CHECKPOINT_NAME)
-            .await
-            .map_err(|e| e.to_string())?;
-        let head = store.audit().head().await.map_err(|e| e.to_string())?;
-        let last_checkpoint = store
-            .audit()
-            .last_checkpoint()
-            .await
-            .map_err(|e| e.to_string())?;
+        let read_to = store.events().checkpoint(CHECKPOINT_NAME).await?;
+        let head = store.audit().head().await?;
+        let last_checkpoint = store.audit().last_checkpoint().await?;
         let (head_position, head_hash) = head
             .map(|head| (head.position, head.hash))
             .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
@@ -279,32 +186,23 @@ impl AuditWriter {
         })
     }
 
-    /// Chains the page after `progress`; the new progress, and whether there was anything to read.
-    async fn chain_next_page(&self, progress: Progress) -> Result<(Progress, bool), PageError> {
+    /// Chains `page`, the events after `progress`; the new progress.
+    async fn chain_page(
+        &self,
+        progress: Progress,
+        page: Vec<LoggedEvent>,
+    ) -> Result<Progress, PageError> {
         let store = self.store();
-        let failed = |e: StoreError| PageError::Store {
-            error: e.to_string(),
-            attempted: None,
-        };
-        let page = store
-            .events()
-            .read_log(progress.read_to, PAGE_SIZE)
-            .await
-            .map_err(failed)?;
+        let failed = |e: StoreError| PageError::Store(e.into());
         let Some(read_to) = page.last().map(|logged| logged.position) else {
-            return Ok((progress, false));
+            return Ok(progress);
         };
         let mut rows = Vec::with_capacity(page.len());
         let mut prev_hash = progress.head_hash.clone();
         let mut position = progress.head_position;
         for logged in page {
             position += 1;
-            let row = self
-                .row(position, prev_hash, logged)
-                .map_err(|error| PageError::Store {
-                    error,
-                    attempted: None,
-                })?;
+            let row = self.row(position, prev_hash, logged);
             prev_hash = row.hash.clone();
             rows.push(row);
         }
@@ -321,9 +219,13 @@ impl AuditWriter {
             });
         }
         if let Err(error) = store.audit().append(&rows, CHECKPOINT_NAME, read_to).await {
-            return Err(PageError::Store {
-                error: error.to_string(),
-                attempted: Some((position, prev_hash)),
+            // The commit may have happened all the same: remembered, to recognise it on reload.
+            return Err(PageError::Append {
+                error: error.into(),
+                attempted: Written {
+                    head: (position, prev_hash),
+                    read_to,
+                },
             });
         }
         let next = Progress {
@@ -333,16 +235,12 @@ impl AuditWriter {
             last_checkpoint: progress.last_checkpoint,
             checkpointed_at: progress.checkpointed_at,
         };
-        Ok((next, true))
+        Ok(next)
     }
 
-    /// One event as its audit row, chained after `prev_hash`.
-    fn row(
-        &self,
-        position: i64,
-        prev_hash: String,
-        logged: LoggedEvent,
-    ) -> Result<AuditRow, String> {
+    /// One event as its audit row, chained after `prev_hash`. Every event is chained as stored,
+    /// readable by this release or not: the trail must hold the k-th event at row k.
+    fn row(&self, position: i64, prev_hash: String, logged: LoggedEvent) -> AuditRow {
         let event = logged.event;
         let recorded_at = event
             .metadata
@@ -367,15 +265,20 @@ impl AuditWriter {
             hash: String::new(),
         };
         if event.aggregate_type == TradingAccount::TYPE {
-            let recorded = decode(event, self.ledger.upcasters()).map_err(|e| e.to_string())?;
-            row.signal_id = recorded
-                .event
-                .signal_id()
-                .map(|id| id.0.clone())
-                .filter(|id| !id.is_empty());
+            match decode(event, &self.upcasters) {
+                Ok(recorded) => {
+                    row.signal_id = recorded
+                        .event
+                        .signal_id()
+                        .map(|id| id.0.clone())
+                        .filter(|id| !id.is_empty());
+                }
+                // Only the signal id is lost; the other readers park the event.
+                Err(error) => tracing::warn!(%error, "audit row chained without its signal id"),
+            }
         }
         row.hash = row_hash(&row);
-        Ok(row)
+        row
     }
 
     /// Records the chain head in `audit_checkpoints` and publishes it as a log line.
@@ -418,6 +321,12 @@ impl AuditWriter {
     }
 }
 
+fn foreign_head_halt() -> ReaderError {
+    ReaderError::Halted(
+        "the audit trail's head is not the one the audit writer wrote (see the ALERT)".to_owned(),
+    )
+}
+
 fn alert_foreign_head(expected: &(i64, String), found: Option<&ChainHead>) {
     let (found_position, found_hash) = found.map_or((0, GENESIS_HASH), |h| (h.position, &h.hash));
     tracing::error!(
@@ -431,8 +340,102 @@ fn alert_foreign_head(expected: &(i64, String), found: Option<&ChainHead>) {
     );
 }
 
-/// A stopped writer keeps its lease until shutdown, so that no standby chains after a foreign row.
-async fn stand_still(lease: crate::store::Lease, mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-    drop(lease);
+#[async_trait]
+impl CatchUpReader for AuditWriter {
+    fn name(&self) -> &'static str {
+        CHECKPOINT_NAME
+    }
+
+    fn page_size(&self) -> i64 {
+        PAGE_SIZE
+    }
+
+    /// Loads the stored head and checks it against the one it last wrote: another head with the
+    /// reader checkpoint where this writer left it is a row someone else inserted (an instance that
+    /// took over in between would have moved the checkpoint in the same transaction).
+    async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
+        let progress = self.load_progress().await?;
+        let stored = Written {
+            head: (progress.head_position, progress.head_hash.clone()),
+            read_to: progress.read_to,
+        };
+        if self.attempted.take().is_some_and(|page| page == stored) {
+            self.written = Some(stored.clone());
+        }
+        if let Some(written) = self.written.take() {
+            if written.head != stored.head && written.read_to == stored.read_to {
+                let found = ChainHead {
+                    position: stored.head.0,
+                    hash: stored.head.1,
+                };
+                self.foreign = Some((written.head.clone(), Some(found)));
+                self.written = Some(written);
+                return Err(foreign_head_halt());
+            }
+        }
+        self.written = Some(stored);
+        let read_to = progress.read_to;
+        self.progress = Some(progress);
+        Ok(read_to)
+    }
+
+    /// Rows and checkpoint in one transaction; a head it did not write halts it (keeping the lease).
+    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+        let current = match self.progress.take() {
+            Some(current) => current,
+            None => self.load_progress().await?,
+        };
+        match self.chain_page(current, page).await {
+            Ok(mut next) => {
+                self.written = Some(Written {
+                    head: (next.head_position, next.head_hash.clone()),
+                    read_to: next.read_to,
+                });
+                self.checkpoint_if_due(&mut next).await;
+                let read_to = next.read_to;
+                self.progress = Some(next);
+                Ok(read_to)
+            }
+            Err(PageError::Store(error)) => Err(error),
+            Err(PageError::Append { error, attempted }) => {
+                self.attempted = Some(attempted);
+                Err(error)
+            }
+            Err(PageError::ForeignHead { expected, found }) => {
+                self.foreign = Some((expected, found));
+                Err(foreign_head_halt())
+            }
+        }
+    }
+
+    /// Rows added since the last checkpoint get one when its interval has passed, traffic or not.
+    async fn idle(&mut self) {
+        if let Some(mut progress) = self.progress.take() {
+            self.checkpoint_if_due(&mut progress).await;
+            self.progress = Some(progress);
+        }
+    }
+
+    /// The audit writer applies every event as stored: it never parks one.
+    async fn retry(&mut self, _event: LoggedEvent) -> Result<Retried, ReaderError> {
+        Ok(Retried::Applied)
+    }
+
+    fn on_halt(&self) {
+        if let Some((expected, found)) = &self.foreign {
+            alert_foreign_head(expected, found.as_ref());
+        }
+    }
+
+    /// The head is checkpointed at shutdown.
+    async fn finish(&mut self) {
+        if let Some(mut done) = self.progress.take() {
+            if done.head_position > done.last_checkpoint {
+                if let Err(error) = self.record_checkpoint(&mut done).await {
+                    tracing::error!(%error, "audit writer could not checkpoint at shutdown");
+                }
+            }
+            self.progress = Some(done);
+        }
+    }
 }

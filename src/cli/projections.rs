@@ -1,4 +1,5 @@
-//! `ledgerhook projections rebuild [NAME]` and `ledgerhook projections status`.
+//! `ledgerhook projections rebuild [NAME]`, `status` (every catch-up reader), and the parked events:
+//! `parked`, `release READER POSITION`, `skip READER POSITION --reason --by`.
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -7,7 +8,9 @@ use projections::Projection;
 
 use super::GlobalArgs;
 use crate::app::open_store;
+use crate::catchup::report::stored_statuses;
 use crate::readside;
+use crate::store::{ParkedDecision, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
@@ -17,22 +20,110 @@ pub enum ProjectionsCommand {
         /// positions, trades, daily_volume or signals (default: all).
         name: Option<String>,
     },
-    /// Each projection's checkpoint and how many events of the log it has still to apply.
-    Status,
+    /// Every catch-up reader (execution, audit, each read model): checkpoint, lag, parked events,
+    /// and state and restarts as last reported by the instance running it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The parked events awaiting a decision (events a reader could not apply and went past).
+    Parked {
+        /// Every parked event, decided ones too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Have the reader try a parked event again (e.g. after a deploy that can read it); it is
+    /// parked again if it still cannot be applied.
+    Release {
+        /// execution or projections.
+        reader: String,
+        /// As `parked` prints it.
+        position: String,
+    },
+    /// Give up on a parked event: recorded with who and why, and gone from the open list.
+    Skip {
+        reader: String,
+        position: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
 }
 
 pub async fn run(global: &GlobalArgs, command: ProjectionsCommand) -> anyhow::Result<()> {
     let store = open_store(&global.database_url).await?;
     match command {
-        ProjectionsCommand::Status => {
-            for status in readside::status(&store).await? {
+        ProjectionsCommand::Status { json } => {
+            let statuses = stored_statuses(&store).await?;
+            if json {
+                println!("{}", serde_json::to_string(&statuses)?);
+                return Ok(());
+            }
+            for status in statuses {
+                let run = status.run.as_ref();
                 println!(
-                    "{:<13} checkpoint {}  {} events behind",
-                    status.projection.name(),
-                    status.checkpoint.global_seq,
-                    status.behind
+                    "{:<13} checkpoint {}  {} events / {} s behind  {} parked  {} ({} restarts){}",
+                    status.name,
+                    status.checkpoint,
+                    status.lag_events,
+                    status.lag_seconds,
+                    status.parked,
+                    run.map_or("never run", |run| run.state.as_str()),
+                    run.map_or(0, |run| run.restarts),
+                    run.and_then(|run| run.last_error.as_deref())
+                        .map(|error| format!("  last error: {error}"))
+                        .unwrap_or_default(),
                 );
             }
+            Ok(())
+        }
+        ProjectionsCommand::Parked { all, json } => {
+            let parked = store.parked().parked_events(!all).await?;
+            if json {
+                println!("{}", serde_json::to_string(&parked)?);
+                return Ok(());
+            }
+            if parked.is_empty() {
+                println!("no parked events");
+            }
+            for event in parked {
+                println!(
+                    "{:<11} {:<12} {}#{} {} v{} parked {} [{}]: {}",
+                    event.reader,
+                    event.position,
+                    event.account_id,
+                    event.sequence,
+                    event.event_type,
+                    event.event_version,
+                    event.parked_at,
+                    event.decision,
+                    event.reason
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Release { reader, position } => {
+            decide(&store, &reader, &position, &ParkedDecision::Release).await?;
+            println!("released: the {reader} reader will try the event at {position} again");
+            Ok(())
+        }
+        ProjectionsCommand::Skip {
+            reader,
+            position,
+            reason,
+            by,
+        } => {
+            decide(
+                &store,
+                &reader,
+                &position,
+                &ParkedDecision::Skip { by, reason },
+            )
+            .await?;
+            println!("skipped: the {reader} reader will not apply the event at {position}");
             Ok(())
         }
         ProjectionsCommand::Rebuild { name } => {
@@ -90,4 +181,21 @@ pub async fn run(global: &GlobalArgs, command: ProjectionsCommand) -> anyhow::Re
             Ok(())
         }
     }
+}
+
+async fn decide(
+    store: &Store,
+    reader: &str,
+    position: &str,
+    decision: &ParkedDecision,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        store
+            .parked()
+            .decide_parked(reader, position, decision)
+            .await?,
+        "no parked event of the {reader} reader at {position} awaits a decision \
+         (see `ledgerhook projections parked`)"
+    );
+    Ok(())
 }

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 
 use super::{paper_prices, GlobalArgs};
 use crate::app::{AppConfig, RunningApp};
+use crate::catchup::{ReadinessLimits, SupervisorConfig};
 use crate::exchange::DEFAULT_PAPER_EQUITY_USD;
 use crate::guard::{
     GuardConfig, IpAllowlist, LockoutPolicy, RateLimit, TrustedProxies, DEFAULT_ADDRESS_FAILURES,
@@ -46,6 +47,59 @@ pub struct ServeArgs {
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub audit: super::audit::AuditArgs,
+    #[command(flatten)]
+    pub readers: ReaderArgs,
+}
+
+/// The catch-up readers' readiness limits, and test-only faults.
+#[derive(Debug, Args)]
+pub struct ReaderArgs {
+    /// `/readyz` answers 503 while a catch-up reader is more than this many events behind the log.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_MAX_READER_LAG_EVENTS",
+        default_value_t = 10_000
+    )]
+    pub max_reader_lag_events: i64,
+    /// `/readyz` answers 503 while a catch-up reader's oldest unapplied event is older than this.
+    #[arg(long, env = "LEDGERHOOK_MAX_READER_LAG_SECONDS", default_value_t = 30)]
+    pub max_reader_lag_seconds: i64,
+    /// Test only: the named reader (execution, audit, projections) panics once, on its first page.
+    #[arg(long, hide = true)]
+    pub fault_panic_reader: Option<String>,
+    /// Test only: the first delay before a failed reader is restarted.
+    #[arg(long, hide = true, default_value_t = 1000)]
+    pub reader_restart_backoff_ms: u64,
+}
+
+impl Default for ReaderArgs {
+    fn default() -> Self {
+        let limits = ReadinessLimits::default();
+        Self {
+            max_reader_lag_events: limits.max_lag_events,
+            max_reader_lag_seconds: limits.max_lag_seconds,
+            fault_panic_reader: None,
+            reader_restart_backoff_ms: 1000,
+        }
+    }
+}
+
+impl ReaderArgs {
+    fn readiness(&self) -> ReadinessLimits {
+        ReadinessLimits {
+            max_lag_events: self.max_reader_lag_events,
+            max_lag_seconds: self.max_reader_lag_seconds,
+        }
+    }
+
+    fn supervisor(&self) -> SupervisorConfig {
+        let first_backoff = std::time::Duration::from_millis(self.reader_restart_backoff_ms);
+        SupervisorConfig {
+            first_backoff,
+            fault_panic_reader: self.fault_panic_reader.clone(),
+            ..SupervisorConfig::default()
+        }
+    }
 }
 
 /// What ingest applies where an alert says nothing, and how long it remembers alerts.
@@ -196,6 +250,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         paper_equity_usd: args.ingest.paper_equity_usd,
         audit: args.audit.config(),
         allow_privileged_login: args.allow_privileged_login,
+        readiness: args.readers.readiness(),
+        supervisor: args.readers.supervisor(),
         public_url: global
             .public_url
             .as_deref()

@@ -7,18 +7,18 @@
 
 mod steps;
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use async_trait::async_trait;
 use cqrs_es::Aggregate;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 use aggregates::TradingAccount;
 
-use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
+use crate::catchup::parking::{decode_or_park, park};
+use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
-use crate::ledger::{decode, Ledger};
+use crate::ledger::{Ledger, RecordedEvent};
 use crate::notify::Notifier;
 use crate::store::{LogPosition, LoggedEvent};
 
@@ -28,8 +28,6 @@ pub const CHECKPOINT_NAME: &str = "execution";
 /// Events read per page of the global order. Small pages keep the saga's work smooth: a large
 /// page arrives as a burst of exchange calls and appends that delays acknowledgements.
 const PAGE_SIZE: i64 = 256;
-/// How often the log is polled for events appended by other processes.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct ExecutionSaga {
@@ -54,97 +52,15 @@ impl ExecutionSaga {
         }
     }
 
-    /// Runs until `shutdown` turns true; the page in hand is finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let store = self.ledger.store().clone();
-        let Some(mut lease) = acquire_lease(
-            self.ledger.store(),
-            CHECKPOINT_NAME,
-            "the execution saga",
-            &mut shutdown,
-        )
-        .await
-        else {
-            return;
-        };
-        let mut checkpoint = loop {
-            match store.events().checkpoint(CHECKPOINT_NAME).await {
-                Ok(position) => break position,
-                Err(error) => {
-                    tracing::error!(%error, "execution saga cannot read its checkpoint");
-                    if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
-                        return;
-                    }
-                }
-            }
-        };
-        while !*shutdown.borrow() {
-            if !lease.is_held().await {
-                tracing::warn!("execution saga lost its lease; waiting to take it again");
-                let Some(renewed) = acquire_lease(
-                    self.ledger.store(),
-                    CHECKPOINT_NAME,
-                    "the execution saga",
-                    &mut shutdown,
-                )
-                .await
-                else {
-                    return;
-                };
-                lease = renewed;
-                // Another process may have moved on meanwhile.
-                if let Ok(position) = store.events().checkpoint(CHECKPOINT_NAME).await {
-                    checkpoint = checkpoint.max(position);
-                }
-            }
-            let appended = self.ledger.appended().notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            match self.handle_next_page(checkpoint).await {
-                Ok(Some(next)) => checkpoint = next,
-                Ok(None) => {
-                    tokio::select! {
-                        _ = appended => {}
-                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "execution saga will retry its page");
-                    if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Handles the page after `checkpoint`; returns the new checkpoint, or `None` when the log
-    /// holds nothing new.
-    pub async fn handle_next_page(
-        &self,
-        checkpoint: LogPosition,
-    ) -> Result<Option<LogPosition>, String> {
-        let store = self.ledger.store();
-        let page = store
-            .events()
-            .read_log(checkpoint, PAGE_SIZE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = page.last().map(|logged| logged.position) else {
-            return Ok(None);
-        };
-        self.handle(page).await?;
-        store
-            .events()
-            .save_checkpoint(CHECKPOINT_NAME, last)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Some(last))
+    /// Runs under the catch-up runtime, on its own, until `shutdown` turns true (tests; `serve`
+    /// supervises it beside the other readers).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let ledger = self.ledger.clone();
+        crate::catchup::supervisor::run_alone(self, ledger, shutdown).await;
     }
 
     /// Executes the page's approved signals as one batch, then notifies its concluded ones.
-    async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), String> {
+    async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), ReaderError> {
         let mut approved = Vec::new();
         let mut concluded = Vec::new();
         for logged in page {
@@ -153,18 +69,132 @@ impl ExecutionSaga {
                 continue;
             }
             let account_id = logged.event.aggregate_id.clone();
-            let recorded =
-                decode(logged.event, self.ledger.upcasters()).map_err(|e| e.to_string())?;
+            let position = logged.position;
+            let store = self.ledger.store();
+            let upcasters = self.ledger.upcasters();
+            // An undecodable event is parked: it stays listed until an operator decides, so no
+            // execution is dropped silently, and every other account goes on.
+            let Some(recorded) = decode_or_park(store, CHECKPOINT_NAME, logged, upcasters).await?
+            else {
+                continue;
+            };
+            let origin = Origin::of(position, &recorded);
             match Step::after(&recorded.event) {
-                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id)),
+                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id, origin)),
                 Some(Step::Notify { signal_id, message }) => {
-                    concluded.push((account_id, signal_id, message));
+                    concluded.push((account_id, signal_id, message, origin));
                 }
                 None => {}
             }
         }
         let executed = steps::execute_all(self, approved).await;
         let notified = steps::notify_all(self, concluded).await;
-        executed.and(notified)
+        executed.and(notified).map(drop)
+    }
+
+    /// Parks the event that calls for a step the account refuses for good: its history cannot be
+    /// read. It stays listed until an operator decides, so no execution is dropped silently.
+    async fn park_refused(
+        &self,
+        account_id: &str,
+        origin: &Origin,
+        error: &crate::ledger::DecodeError,
+    ) -> Result<(), ReaderError> {
+        let refusal = crate::ledger::DecodeError {
+            account_id: account_id.to_owned(),
+            sequence: origin.sequence,
+            event_type: origin.event_type.clone(),
+            reason: format!("the account's history cannot be read: {error}"),
+        };
+        park(
+            self.ledger.store(),
+            CHECKPOINT_NAME,
+            origin.position,
+            &origin.event_version,
+            &refusal,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The event a step came from, to park it by if the step is refused for good.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    position: LogPosition,
+    sequence: usize,
+    event_type: String,
+    event_version: String,
+}
+
+impl Origin {
+    fn of(position: LogPosition, recorded: &RecordedEvent) -> Self {
+        Self {
+            position,
+            sequence: recorded.sequence,
+            event_type: recorded.event_type.clone(),
+            event_version: recorded.stored_version.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl CatchUpReader for ExecutionSaga {
+    fn name(&self) -> &'static str {
+        CHECKPOINT_NAME
+    }
+
+    fn page_size(&self) -> i64 {
+        PAGE_SIZE
+    }
+
+    async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
+        Ok(self
+            .ledger
+            .store()
+            .events()
+            .checkpoint(CHECKPOINT_NAME)
+            .await?)
+    }
+
+    /// The checkpoint moves after the whole page: after a crash the page is handled again, and
+    /// every step first asks the account where the signal stands.
+    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+        let Some(last) = page.last().map(|logged| logged.position) else {
+            return self.resume().await;
+        };
+        self.handle(page).await?;
+        self.ledger
+            .store()
+            .events()
+            .save_checkpoint(CHECKPOINT_NAME, last)
+            .await?;
+        Ok(last)
+    }
+
+    async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError> {
+        let event_position = event.position;
+        let store = self.ledger.store();
+        let Some(recorded) =
+            decode_or_park(store, CHECKPOINT_NAME, event, self.ledger.upcasters()).await?
+        else {
+            return Ok(Retried::ParkedAgain);
+        };
+        let account_id = recorded.account_id.clone();
+        let origin = Origin::of(event_position, &recorded);
+        let parked = match Step::after(&recorded.event) {
+            Some(Step::Execute { signal_id }) => {
+                steps::execute_all(self, vec![(account_id, signal_id, origin)]).await?
+            }
+            Some(Step::Notify { signal_id, message }) => {
+                steps::notify_all(self, vec![(account_id, signal_id, message, origin)]).await?
+            }
+            None => 0,
+        };
+        Ok(if parked > 0 {
+            Retried::ParkedAgain
+        } else {
+            Retried::Applied
+        })
     }
 }

@@ -9,7 +9,8 @@ use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
 };
 
-use super::ExecutionSaga;
+use super::{ExecutionSaga, Origin};
+use crate::catchup::ReaderError;
 use crate::exchange::{ExchangeError, OrderOutcome, OrderRequest};
 use crate::ledger::{EventContext, LedgerError};
 
@@ -96,47 +97,61 @@ enum Plan {
 /// Places the orders of every signal in `approved` that still awaits execution, as one batch, and
 /// records each outcome. Signals already executed (a page re-read after a crash) are skipped;
 /// under a halt the order is cancelled instead of placed.
+/// Returns how many it parked (their account's history cannot be read).
 pub async fn execute_all(
     saga: &ExecutionSaga,
-    approved: Vec<(String, SignalId)>,
-) -> Result<(), String> {
+    approved: Vec<(String, SignalId, Origin)>,
+) -> Result<usize, ReaderError> {
     let lookups = stream::iter(approved)
-        .map(|(account_id, signal_id)| {
+        .map(|(account_id, signal_id, origin)| {
             let saga = saga.clone();
             async move {
-                let pending = saga
+                let pending = match saga
                     .ledger
                     .awaiting_execution(&account_id, &signal_id)
                     .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(pending.map(|(in_flight, account_halt)| {
-                    let order = OrderRequest {
-                        account_id,
-                        client_order_id: in_flight.client_order_id,
-                        market: in_flight.market,
-                        side: in_flight.side,
-                        size: in_flight.size,
-                        reduce_only: in_flight.reduce_only,
-                        order_type: in_flight.order_type,
-                        take_profit: in_flight.take_profit,
-                        stop_loss: in_flight.stop_loss,
-                    };
-                    let halt = saga
-                        .emergency
-                        .engaged()
-                        .map(|stop| {
-                            format!("emergency stop engaged by {}: {}", stop.by, stop.reason)
-                        })
-                        .or_else(|| {
-                            account_halt.map(|halt| {
-                                format!("trading halted by {}: {}", halt.by, halt.reason)
-                            })
-                        });
-                    match halt {
-                        Some(reason) => Plan::Cancel(signal_id, order, reason),
-                        None => Plan::Place(signal_id, order),
+                {
+                    Err(LedgerError::Decode(error)) => {
+                        saga.park_refused(&account_id, &origin, &error).await?;
+                        return Ok(Lookup::Parked);
                     }
-                }))
+                    other => other?,
+                };
+                Ok::<_, ReaderError>(
+                    pending
+                        .map(|(in_flight, account_halt)| {
+                            let order = OrderRequest {
+                                account_id,
+                                client_order_id: in_flight.client_order_id,
+                                market: in_flight.market,
+                                side: in_flight.side,
+                                size: in_flight.size,
+                                reduce_only: in_flight.reduce_only,
+                                order_type: in_flight.order_type,
+                                take_profit: in_flight.take_profit,
+                                stop_loss: in_flight.stop_loss,
+                            };
+                            let halt = saga
+                                .emergency
+                                .engaged()
+                                .map(|stop| {
+                                    format!(
+                                        "emergency stop engaged by {}: {}",
+                                        stop.by, stop.reason
+                                    )
+                                })
+                                .or_else(|| {
+                                    account_halt.map(|halt| {
+                                        format!("trading halted by {}: {}", halt.by, halt.reason)
+                                    })
+                                });
+                            match halt {
+                                Some(reason) => Plan::Cancel(signal_id, order, reason),
+                                None => Plan::Place(signal_id, order),
+                            }
+                        })
+                        .map_or(Lookup::Done, Lookup::Planned),
+                )
             }
         })
         .buffered(MAX_CONCURRENT_STEPS)
@@ -144,7 +159,16 @@ pub async fn execute_all(
         .await;
     let mut to_place = Vec::new();
     let mut reports = Vec::new();
-    for plan in first_error(lookups)?.into_iter().flatten() {
+    let mut parked = 0;
+    let mut plans = Vec::new();
+    for lookup in first_error(lookups)? {
+        match lookup {
+            Lookup::Planned(plan) => plans.push(plan),
+            Lookup::Parked => parked += 1,
+            Lookup::Done => {}
+        }
+    }
+    for plan in plans {
         match plan {
             Plan::Place(signal_id, order) => to_place.push((signal_id, order)),
             Plan::Cancel(signal_id, order, reason) => reports.push((
@@ -191,27 +215,44 @@ pub async fn execute_all(
         .buffer_unordered(MAX_CONCURRENT_STEPS)
         .collect::<Vec<_>>()
         .await;
-    first_error(recorded).map(drop)
+    first_error(recorded)?;
+    Ok(parked)
 }
 
-/// Tells each trader how their signal ended and records it.
+/// What a signal's lookup found.
+enum Lookup {
+    Planned(Plan),
+    /// Already executed (a page read again).
+    Done,
+    Parked,
+}
+
+/// Tells each trader how their signal ended and records it; how many it parked.
 pub async fn notify_all(
     saga: &ExecutionSaga,
-    concluded: Vec<(String, SignalId, String)>,
-) -> Result<(), String> {
+    concluded: Vec<(String, SignalId, String, Origin)>,
+) -> Result<usize, ReaderError> {
     let notified = stream::iter(concluded)
-        .map(|(account_id, signal_id, message)| {
+        .map(|(account_id, signal_id, message, origin)| {
             let saga = saga.clone();
-            async move { notify(&saga, &account_id, signal_id, &message).await }
+            async move {
+                match notify(&saga, &account_id, signal_id, &message).await {
+                    Err(ReaderError::Ledger(LedgerError::Decode(error))) => {
+                        saga.park_refused(&account_id, &origin, &error).await?;
+                        Ok(1)
+                    }
+                    other => other.map(|()| 0),
+                }
+            }
         })
         .buffer_unordered(MAX_CONCURRENT_STEPS)
         .collect::<Vec<_>>()
         .await;
-    first_error(notified).map(drop)
+    Ok(first_error(notified)?.into_iter().sum())
 }
 
 /// Every result is awaited before failing, so no step is abandoned halfway through an append.
-fn first_error<T>(results: Vec<Result<T, String>>) -> Result<Vec<T>, String> {
+fn first_error<T>(results: Vec<Result<T, ReaderError>>) -> Result<Vec<T>, ReaderError> {
     results.into_iter().collect()
 }
 
@@ -278,12 +319,8 @@ async fn notify(
     account_id: &str,
     signal_id: SignalId,
     message: &str,
-) -> Result<(), String> {
-    let in_flight = saga
-        .ledger
-        .in_flight(account_id, &signal_id)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), ReaderError> {
+    let in_flight = saga.ledger.in_flight(account_id, &signal_id).await?;
     if in_flight.map(|f| f.stage) != Some(SignalStage::AwaitingNotification) {
         return Ok(());
     }
@@ -306,7 +343,7 @@ async fn record(
     saga: &ExecutionSaga,
     account_id: &str,
     command: AccountCommand,
-) -> Result<(), String> {
+) -> Result<(), ReaderError> {
     let context = EventContext::new(ACTOR, Utc::now());
     match saga.ledger.execute(account_id, command, &context).await {
         Ok(_) => Ok(()),
@@ -315,7 +352,7 @@ async fn record(
             tracing::warn!(account_id, %refusal, "saga step refused by the account");
             Ok(())
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -15,8 +15,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The ledger's store answers: signals can be recorded.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
+/// The ledger's store answers (signals can be recorded) and no catch-up reader of this instance is
+/// down or further behind than allowed (503 naming it). Parked events do not make it unready.
+pub async fn readyz(State(state): State<AppState>) -> Result<Response> {
     let store = state.ingest.ledger().store();
     store.ping().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
@@ -26,7 +27,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>> {
             "The ledger's store is not reachable",
         )
     })?;
-    Ok(Json(json!({ "status": "ready", "store": store.kind() })))
+    let readers = state.readers.snapshot();
+    if let Some((reader, why)) = state.readers.unready() {
+        let body = json!({
+            "status": "not_ready",
+            "code": "READER_NOT_READY",
+            "reader": reader.reader,
+            "reason": why,
+            "readers": readers,
+        });
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
+    Ok(
+        Json(json!({ "status": "ready", "store": store.kind(), "readers": readers }))
+            .into_response(),
+    )
 }
 
 /// Counters in Prometheus' text format. Nothing here names a user, an address or a credential.

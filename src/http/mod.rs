@@ -52,6 +52,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// The background verification's latest report, for `GET /api/compliance/audit/verify`.
     pub audit_verification: Arc<crate::audit::LatestVerification>,
+    /// Where this instance's catch-up readers stand, for `/readyz`.
+    pub readers: Arc<crate::catchup::ReaderRegistry>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
 
-use aggregates::{AccountEvent, TradingAccount};
+use aggregates::{AccountEvent, TradingAccount, EVENT_VERSION};
 
 /// Who or what caused an event, and when it was recorded. Stored as the event's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,13 @@ pub fn decode(
         event_type: upcast.event_type.clone(),
         reason,
     };
+    // A later release's schema may mean something else by the same fields: never guess.
+    if is_newer(&upcast.event_version, EVENT_VERSION) {
+        return Err(fail(format!(
+            "version {} was written by a newer release (this one reads up to {EVENT_VERSION})",
+            upcast.event_version
+        )));
+    }
     let event: AccountEvent =
         serde_json::from_value(upcast.payload.clone()).map_err(|e| fail(e.to_string()))?;
     let metadata: HashMap<String, String> =
@@ -133,4 +140,41 @@ pub fn decode(
         metadata,
         event,
     })
+}
+
+/// Whether `version` ("major.minor[.patch]") is later than `known`; one that cannot be read counts
+/// as later.
+fn is_newer(version: &str, known: &str) -> bool {
+    let parse = |text: &str| -> Option<Vec<u32>> {
+        let mut parts = text
+            .split('.')
+            .map(|part| part.parse().ok())
+            .collect::<Option<Vec<u32>>>()?;
+        // "1.0" and "1.0.0" are the same version.
+        while parts.last() == Some(&0) {
+            parts.pop();
+        }
+        Some(parts)
+    };
+    match (parse(version), parse(known)) {
+        (Some(version), Some(known)) => version > known,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_newer;
+
+    #[test]
+    fn only_versions_after_this_release_are_newer() {
+        assert!(!is_newer("1.0", "2.0"));
+        assert!(!is_newer("2.0", "2.0"));
+        assert!(!is_newer("1.0.0", "2.0"));
+        assert!(!is_newer("0.9", "2.0"));
+        assert!(!is_newer("2", "2.0"));
+        assert!(is_newer("2.1", "2.0"));
+        assert!(is_newer("99", "2.0"));
+        assert!(is_newer("not a version", "2.0"));
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinSet;
 
 use aggregates::{
@@ -97,7 +97,6 @@ struct Inner {
     accounts: AccountCache,
     committer: Committer,
     upcasters: Vec<Box<dyn EventUpcaster>>,
-    appended: Notify,
 }
 
 impl Ledger {
@@ -115,7 +114,6 @@ impl Ledger {
                 accounts: AccountCache::new(options.cached_accounts),
                 committer,
                 upcasters,
-                appended: Notify::new(),
             }),
         }
     }
@@ -126,11 +124,6 @@ impl Ledger {
 
     pub fn upcasters(&self) -> &[Box<dyn EventUpcaster>] {
         &self.inner.upcasters
-    }
-
-    /// Woken after every append by this process, so catch-up readers need not poll hard.
-    pub fn appended(&self) -> &Notify {
-        &self.inner.appended
     }
 
     /// The events this process commits from now on, with their positions, as they commit.
@@ -177,7 +170,6 @@ impl Ledger {
                         account.state.apply(event.clone());
                     }
                     account.version += events.len();
-                    self.inner.appended.notify_waiters();
                     self.snapshot_if_due(account_id, account);
                     return Ok(Committed {
                         version: account.version,

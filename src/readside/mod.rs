@@ -10,17 +10,16 @@
 mod rebuild;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use tokio::sync::watch;
 
 use aggregates::{upcasters, TradingAccount};
 use projections::{Envelope, Projection, ReadModels};
 
-use crate::catchup::{acquire_lease, wait_or_shutdown, ERROR_BACKOFF};
-use crate::ledger::{decode, Ledger};
+use crate::catchup::parking::decode_or_park;
+use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::store::{LogPosition, LoggedEvent, PageOutcome, ProjectionWrite, Store, TableSet};
 
 pub use self::rebuild::{rebuild, status, ProjectionStatus, RebuildReport, Verdict};
@@ -30,15 +29,11 @@ pub const LEASE_NAME: &str = "projections";
 /// carry thousands of events, which is what makes a rebuild fast; a page is still small enough to
 /// hold in memory and to finish quickly at shutdown.
 pub const PAGE_SIZE: i64 = 4096;
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadSideError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// An event the projections cannot read: they stop there rather than skip it.
-    #[error(transparent)]
-    Decode(#[from] crate::ledger::DecodeError),
     #[error("the live {projection} projection did not reach the rebuild's position in time: is the service running and healthy?")]
     LiveBehind { projection: &'static str },
 }
@@ -131,6 +126,33 @@ impl Runner {
         if let Some(until) = until {
             page.retain(|logged| logged.position <= until);
         }
+        if page.is_empty() {
+            return Ok(Step::CaughtUp);
+        }
+        self.apply_read(checkpoints, page, true).await
+    }
+
+    /// Applies a page read by someone else (the catch-up runtime), from the lowest checkpoint.
+    pub async fn apply_page(&mut self, page: Vec<LoggedEvent>) -> Result<Step, ReadSideError> {
+        let result = match self.checkpoints().await {
+            Ok(checkpoints) => self.apply_read(checkpoints, page, false).await,
+            Err(error) => Err(error),
+        };
+        if !matches!(result, Ok(Step::Applied(_)) | Ok(Step::CaughtUp)) {
+            self.checkpoints = None;
+            self.prefetched = None;
+        }
+        result
+    }
+
+    /// Decodes the page (parking what cannot be), applies it to every projection behind it and,
+    /// with `prefetch`, reads the next page meanwhile.
+    async fn apply_read(
+        &mut self,
+        checkpoints: BTreeMap<Projection, LogPosition>,
+        page: Vec<LoggedEvent>,
+        prefetch: bool,
+    ) -> Result<Step, ReadSideError> {
         let Some(last) = page.last().map(|logged| logged.position) else {
             return Ok(Step::CaughtUp);
         };
@@ -141,9 +163,14 @@ impl Runner {
             if logged.event.aggregate_type != TradingAccount::TYPE {
                 continue;
             }
-            let recorded = decode(logged.event, &self.upcasters)?;
+            let position = logged.position;
+            let Some(recorded) =
+                decode_or_park(&self.store, LEASE_NAME, logged, &self.upcasters).await?
+            else {
+                continue;
+            };
             envelopes.push((
-                logged.position,
+                position,
                 Envelope {
                     account_id: recorded.account_id,
                     sequence: recorded.sequence,
@@ -168,17 +195,20 @@ impl Runner {
                 rows: self.fold(*projection, &events).await?,
             });
         }
-        // The next page is read (and the store's other core used) while this one is written. A
-        // read below the snapshot horizon may return less while this transaction is open; it
-        // never skips anything, and what it misses is read next time.
+        // The next page is read (and the store's other core used) while this one is written.
         let (read_models, events) = (self.store.read_models(), self.store.events());
-        let (applied, next_page) = tokio::join!(
-            read_models.write_page(self.tables, &writes),
-            events.read_log(last, self.page_size)
-        );
+        let (applied, next_page) = if prefetch {
+            let (applied, next_page) = tokio::join!(
+                read_models.write_page(self.tables, &writes),
+                events.read_log(last, self.page_size)
+            );
+            (applied, next_page.ok())
+        } else {
+            (read_models.write_page(self.tables, &writes).await, None)
+        };
         match applied? {
             PageOutcome::Applied => {
-                self.prefetched = next_page.ok().map(|next| (last, next));
+                self.prefetched = next_page.map(|next| (last, next));
                 let moved: Vec<Projection> = writes.iter().map(|write| write.projection).collect();
                 if let Some(checkpoints) = &mut self.checkpoints {
                     for projection in moved {
@@ -229,55 +259,90 @@ impl Runner {
     }
 }
 
-/// The live projections, kept current inside `serve`.
+/// The live projections, kept current inside `serve` by the catch-up runtime.
 pub struct ReadSide {
-    ledger: Ledger,
+    store: Store,
+    runner: Runner,
 }
 
 impl ReadSide {
-    pub fn new(ledger: Ledger) -> Self {
-        Self { ledger }
+    pub fn new(store: Store) -> Self {
+        let runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
+        Self { store, runner }
+    }
+}
+
+#[async_trait]
+impl CatchUpReader for ReadSide {
+    fn name(&self) -> &'static str {
+        LEASE_NAME
     }
 
-    /// Runs until `shutdown` turns true; the page in hand is finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let store = self.ledger.store().clone();
-        let Some(mut lease) =
-            acquire_lease(&store, LEASE_NAME, "the projections", &mut shutdown).await
-        else {
-            return;
-        };
-        let mut runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
-        while !*shutdown.borrow() {
-            if !lease.is_held().await {
-                tracing::warn!("projections lost their lease; waiting to take it again");
-                let Some(renewed) =
-                    acquire_lease(&store, LEASE_NAME, "the projections", &mut shutdown).await
-                else {
-                    return;
-                };
-                lease = renewed;
-                runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
-            }
-            let appended = self.ledger.appended().notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            match runner.step(None).await {
-                Ok(Step::Applied(_) | Step::Contended) => {}
-                Ok(Step::CaughtUp) => {
-                    tokio::select! {
-                        _ = appended => {}
-                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "projections will retry their page");
-                    if wait_or_shutdown(&mut shutdown, ERROR_BACKOFF).await {
-                        return;
-                    }
-                }
-            }
+    fn page_size(&self) -> i64 {
+        PAGE_SIZE
+    }
+
+    async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
+        self.runner = Runner::new(self.store.clone(), TableSet::Live, &Projection::ALL);
+        Ok(self.runner.position().await.map_err(reader_error)?)
+    }
+
+    /// Rows and checkpoints move in one transaction; after contention the checkpoints are re-read.
+    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+        self.runner.apply_page(page).await.map_err(reader_error)?;
+        Ok(self.runner.position().await.map_err(reader_error)?)
+    }
+
+    /// A released event is applied late, out of the log's order, to the projections it touches;
+    /// their checkpoints are compared and kept, in the same transaction.
+    async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError> {
+        if event.event.aggregate_type != TradingAccount::TYPE {
+            return Ok(Retried::Applied);
         }
+        let upcasters = upcasters();
+        let Some(recorded) = decode_or_park(&self.store, LEASE_NAME, event, &upcasters).await?
+        else {
+            return Ok(Retried::ParkedAgain);
+        };
+        let envelope = Envelope {
+            account_id: recorded.account_id,
+            sequence: recorded.sequence,
+            recorded_at: recorded.recorded_at,
+            event: recorded.event,
+        };
+        let checkpoints = self.store.read_models().checkpoints(TableSet::Live).await?;
+        let mut writes = Vec::new();
+        for (projection, checkpoint) in checkpoints
+            .iter()
+            .filter(|(projection, _)| ReadModels::touches(**projection, &envelope))
+        {
+            writes.push(ProjectionWrite {
+                projection: *projection,
+                from: *checkpoint,
+                to: *checkpoint,
+                rows: self
+                    .runner
+                    .fold(*projection, &[&envelope])
+                    .await
+                    .map_err(reader_error)?,
+            });
+        }
+        let outcome = self
+            .store
+            .read_models()
+            .write_page(TableSet::Live, &writes)
+            .await?;
+        self.runner = Runner::new(self.store.clone(), TableSet::Live, &Projection::ALL);
+        Ok(match outcome {
+            PageOutcome::Applied => Retried::Applied,
+            PageOutcome::CheckpointMoved => Retried::Later,
+        })
+    }
+}
+
+fn reader_error(error: ReadSideError) -> ReaderError {
+    match error {
+        ReadSideError::Store(error) => ReaderError::Store(error),
+        other => ReaderError::Halted(other.to_string()),
     }
 }

@@ -187,6 +187,11 @@ impl Store {
         Audit { store: self }
     }
 
+    /// Events the catch-up readers parked, and what each reader's instance reports of it.
+    pub fn parked(&self) -> Parked<'_> {
+        Parked { store: self }
+    }
+
     /// The trader's read models: rows by key, pages written with their checkpoints.
     pub fn read_models(&self) -> ReadModelTables<'_> {
         ReadModelTables { store: self }
@@ -291,3 +296,10 @@ impl Lease {
         }
     }
 }
+
+// Parked events and reader runs (the catch-up runtime's tables): their own module, migration 0009.
+mod parked;
+pub use self::parked::{
+    parse_position_label, position_label, reported_now, NewParkedEvent, Parked, ParkedDecision,
+    ParkedEvent, ReaderRun,
+};

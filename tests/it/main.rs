@@ -24,5 +24,6 @@ mod secrets;
 mod service;
 mod store;
 mod strangers;
+mod supervision;
 mod support;
 mod template;
