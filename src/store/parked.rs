@@ -119,7 +119,7 @@ impl Parked<'_> {
                     SET decision = 'open', reason = excluded.reason, parked_at = excluded.parked_at \
                     WHERE parked_events.decision = 'released'";
         writing!(self.store, pool => {
-            sqlx::query(&text)
+            sqlx::query(text)
                 .bind(&event.reader)
                 .bind(position_label(event.position))
                 .bind(&event.account_id)
@@ -199,7 +199,7 @@ impl Parked<'_> {
         let text = "UPDATE parked_events SET decision = 'applied' \
                     WHERE reader = $1 AND position = $2 AND decision = 'released'";
         writing!(self.store, pool => {
-            sqlx::query(&text)
+            sqlx::query(text)
                 .bind(reader)
                 .bind(position)
                 .execute(pool)
@@ -213,7 +213,7 @@ impl Parked<'_> {
         let text = "SELECT reader, count(*) FROM parked_events \
                     WHERE decision IN ('open', 'released') GROUP BY reader";
         let rows: Vec<(String, i64)> = reading!(self.store, pool => {
-            sqlx::query_as(&text).fetch_all(pool).await?
+            sqlx::query_as(text).fetch_all(pool).await?
         });
         Ok(rows)
     }
@@ -225,7 +225,7 @@ impl Parked<'_> {
                     SET state = excluded.state, restarts = excluded.restarts, \
                         last_error = excluded.last_error, updated_at = excluded.updated_at";
         writing!(self.store, pool => {
-            sqlx::query(&text)
+            sqlx::query(text)
                 .bind(&run.reader)
                 .bind(&run.state)
                 .bind(run.restarts)
@@ -240,7 +240,7 @@ impl Parked<'_> {
     pub async fn reader_runs(&self) -> Result<Vec<ReaderRun>> {
         let text = "SELECT reader, state, restarts, last_error, updated_at FROM reader_runs";
         let rows: Vec<(String, String, i64, Option<String>, String)> = reading!(self.store, pool => {
-            sqlx::query_as(&text).fetch_all(pool).await?
+            sqlx::query_as(text).fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
