@@ -2,6 +2,8 @@
 //! shares: one holder of its lease among the processes sharing the store, and pauses that end early
 //! when shutdown is asked for.
 
+pub mod feed;
+
 use std::time::Duration;
 
 use tokio::sync::watch;

@@ -13,7 +13,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 use tokio::task::JoinSet;
 
-use ledgerhook::store::{LogPosition, Store};
+use ledgerhook::catchup::feed::Feed;
+use ledgerhook::ledger::CommittedBatch;
+use ledgerhook::store::{LogPosition, LoggedEvent, Store};
 
 use crate::on_both_stores;
 use crate::support::eventually;
@@ -139,6 +141,43 @@ async fn tail(
     }
 }
 
+/// Tails like `tail`, but through a `Feed` of what `published` hands over in-process: it must
+/// read exactly the pages the store would give.
+async fn tail_through_feed(
+    store: Store,
+    done: Arc<AtomicBool>,
+    mut feed: Feed,
+) -> (Vec<(String, usize, LogPosition)>, u64) {
+    let mut seen = Vec::new();
+    let mut position = LogPosition::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed reader stalled at {position:?}"
+        );
+        let finished = done.load(Ordering::SeqCst);
+        let page = feed.next_page(&store, position, 40).await.expect("a page");
+        if page.is_empty() {
+            if finished {
+                return (seen, feed.handed_over);
+            }
+            feed.wait(Duration::from_millis(2), std::future::pending())
+                .await;
+            continue;
+        }
+        for logged in page {
+            assert!(logged.position > position, "positions only move forward");
+            position = logged.position;
+            seen.push((
+                logged.event.aggregate_id,
+                logged.event.sequence,
+                logged.position,
+            ));
+        }
+    }
+}
+
 /// Many writers commit and roll back after random delays, some through the service's own append
 /// and some in raw transactions held open meanwhile; several readers tail the log at once. Each
 /// reader sees every committed event exactly once, none that rolled back, in one order that all
@@ -157,9 +196,16 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
             StdRng::seed_from_u64(rng.random()),
         ));
     }
+    // What a committer would publish: the service-path appends with their positions.
+    let (published, _) = tokio::sync::broadcast::channel::<CommittedBatch>(1024);
+    let feed_reader = tokio::spawn(tail_through_feed(
+        store.clone(),
+        done.clone(),
+        Feed::new(Some(published.subscribe())),
+    ));
     let mut writers = JoinSet::new();
     for writer in 0..WRITERS {
-        let (store, raw) = (store.clone(), raw.clone());
+        let (store, raw, published) = (store.clone(), raw.clone(), published.clone());
         let mut rng = StdRng::seed_from_u64(rng.random());
         writers.spawn(async move {
             let account = format!("w{writer}");
@@ -171,7 +217,13 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
                 let roll_back = !through_service && rng.random_bool(0.15);
                 if through_service {
                     let events = probe_events(&account, next, count);
-                    store.events().append(&events).await.expect("append");
+                    let positions = store.events().append(&events).await.expect("append");
+                    let batch: CommittedBatch = positions
+                        .into_iter()
+                        .zip(events)
+                        .map(|(position, event)| LoggedEvent { position, event })
+                        .collect();
+                    let _ = published.send(batch);
                 } else {
                     let delay = Duration::from_millis(rng.random_range(0..15));
                     raw.append_slowly(&account, next, count, delay, roll_back)
@@ -195,6 +247,12 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
     while let Some(read) = readers.join_next().await {
         orders.push(read.expect("a reader finishes"));
     }
+    let (through_feed, handed_over) = feed_reader.await.expect("the feed reader finishes");
+    assert!(
+        handed_over > 0,
+        "some pages came straight from the committer"
+    );
+    orders.push(through_feed);
     for seen in &orders {
         let keys: Vec<_> = seen.iter().map(|(a, s, _)| (a.clone(), *s)).collect();
         let distinct: BTreeSet<_> = keys.iter().cloned().collect();
