@@ -596,3 +596,32 @@ async fn the_emergency_stop_is_its_own_stream_seen_by_every_process(backend: Bac
     );
 }
 on_both_stores!(the_emergency_stop_is_its_own_stream_seen_by_every_process);
+
+/// A corrupt or out-of-range stored value is an error naming it, never read as 0 or a maximum.
+async fn corrupt_values_are_errors_not_defaults(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let positions = store.read_models();
+    for (row, what) in [
+        (
+            "'acct', 'BTC-USD', '1', 'long', '100', '0', -1",
+            "a position's sequence",
+        ),
+        ("'acct', 'ETH-USD', 'lots', 'long', '100', '0', 1", "size"),
+    ] {
+        let insert = format!(
+            "INSERT INTO positions (account_id, market, size, side, average_entry_price, \
+             realized_pnl_usd, last_sequence) VALUES ({row})"
+        );
+        execute_sql(&store, &insert).await.expect("a raw row");
+        let read = positions.account_positions("acct").await;
+        assert!(
+            matches!(&read, Err(StoreError::Decode { what: named, .. }) if *named == what),
+            "{read:?}"
+        );
+        execute_sql(&store, "DELETE FROM positions")
+            .await
+            .expect("cleared");
+    }
+}
+on_both_stores!(corrupt_values_are_errors_not_defaults);
