@@ -153,6 +153,7 @@ impl RunningApp {
         );
         let authenticator = Arc::new(Authenticator::new(store.clone()));
         let router = http::router(AppState {
+            store: store.clone(),
             ingest,
             authenticator,
             guard: Arc::new(Guard::new(config.guard)),

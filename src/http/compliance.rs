@@ -33,7 +33,7 @@ pub async fn audit(
 ) -> Result<Response> {
     let staff = staff.require(StaffRole::Compliance)?;
     let request = audit_params::parse(&query_pairs(query)?)?;
-    let store = state.authenticator.store().clone();
+    let store = state.store.clone();
     record(&store, &staff, AUDIT_PATH, request.to_record()).await?;
     audit_export::respond(store, request).await
 }
@@ -50,7 +50,7 @@ pub async fn verify(
             format!("Invalid query parameter `{name}`: this endpoint takes none"),
         ));
     }
-    let store = state.authenticator.store();
+    let store = &state.store;
     record(store, &staff, VERIFY_PATH, json!({})).await?;
     let Some(latest) = state.audit_verification.get() else {
         return Ok(Json(json!({

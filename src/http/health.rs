@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<Value> {
 /// The ledger's store answers (signals can be recorded) and no catch-up reader of this instance is
 /// down or further behind than allowed (503 naming it). Parked events do not make it unready.
 pub async fn readyz(State(state): State<AppState>) -> Result<Response> {
-    let store = state.ingest.ledger().store();
+    let store = &state.store;
     store.ping().await.map_err(|error| {
         tracing::warn!(%error, "readiness check failed");
         ApiError::new(

@@ -45,6 +45,9 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
+    /// What the handlers read through (read models, audit trail, staff, health); they never reach
+    /// the store through `ingest` or `authenticator`.
+    pub store: crate::store::Store,
     pub ingest: Arc<Ingest>,
     pub authenticator: Arc<Authenticator>,
     pub guard: Arc<Guard>,

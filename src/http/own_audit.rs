@@ -33,5 +33,5 @@ pub async fn own_audit(
         ));
     }
     request.filter.account_id = Some(user.user_id);
-    audit_export::respond(state.authenticator.store().clone(), request).await
+    audit_export::respond(state.store.clone(), request).await
 }

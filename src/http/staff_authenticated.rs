@@ -40,7 +40,7 @@ impl FromRequestParts<AppState> for StaffAuthenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let api_key = bearer(&parts.headers).ok_or_else(ApiError::invalid_token)?;
-        staff::authenticate_api_key(state.authenticator.store(), api_key)
+        staff::authenticate_api_key(&state.store, api_key)
             .await
             .map_err(ApiError::internal)?
             .map(StaffAuthenticated)

@@ -26,9 +26,7 @@ pub async fn positions(
     Authenticated(user): Authenticated,
 ) -> Result<Json<Value>> {
     let rows = state
-        .ingest
-        .ledger()
-        .store()
+        .store
         .read_models()
         .account_positions(&user.user_id)
         .await
@@ -92,9 +90,7 @@ pub async fn trades(
         })?),
     };
     let rows = state
-        .ingest
-        .ledger()
-        .store()
+        .store
         .read_models()
         .account_trades(&user.user_id, TradePage { before, limit })
         .await
@@ -136,9 +132,7 @@ pub async fn signal(
         return Err(not_found());
     }
     let row = state
-        .ingest
-        .ledger()
-        .store()
+        .store
         .read_models()
         .account_signal(&user.user_id, &signal_id)
         .await
