@@ -41,27 +41,15 @@ pub async fn run<R: CatchUpReader>(
     let store = cx.ledger.store().clone();
     let registry = cx.registry.clone();
     let standing_by = || registry.update(name, |status| status.state = ReaderState::Standby);
-    let Some(mut lease) = acquire_lease(&store, name, &mut cx.shutdown, &standing_by).await else {
+    let Some(lease) = acquire_lease(&store, name, &mut cx.shutdown, &standing_by).await else {
         return Ok(());
     };
     // Subscribed before the checkpoint is read: every later commit is either in the store by then
     // or handed over.
     let mut feed = Feed::new(Some(cx.ledger.committed()));
-    let mut after = match reader.resume().await {
-        Err(error) if error.is_halt() => {
-            return halt(
-                &mut *reader,
-                lease,
-                &cx.registry,
-                &store,
-                &mut cx.shutdown,
-                error,
-            )
-            .await
-        }
-        resumed => resumed?,
+    let Some((mut lease, mut after)) = resume(&mut *reader, lease, &mut cx, &store).await? else {
+        return Ok(());
     };
-    running(&cx, &store, name, after).await;
     let mut released_checked: Option<Instant> = None;
     while !*cx.shutdown.borrow() {
         if !lease.is_held().await {
@@ -70,23 +58,11 @@ pub async fn run<R: CatchUpReader>(
             else {
                 return Ok(());
             };
-            lease = renewed;
             // Another instance may have moved on meanwhile.
-            after = match reader.resume().await {
-                Err(error) if error.is_halt() => {
-                    return halt(
-                        &mut *reader,
-                        lease,
-                        &cx.registry,
-                        &store,
-                        &mut cx.shutdown,
-                        error,
-                    )
-                    .await
-                }
-                resumed => resumed?,
+            let Some(resumed) = resume(&mut *reader, renewed, &mut cx, &store).await? else {
+                return Ok(());
             };
-            running(&cx, &store, name, after).await;
+            (lease, after) = resumed;
         }
         if released_checked.is_none_or(|at| at.elapsed() >= RELEASE_CHECK_INTERVAL) {
             retry_released(&mut *reader, &store).await?;
@@ -136,6 +112,27 @@ pub async fn run<R: CatchUpReader>(
 
 /// The reader stopped itself on purpose: down until shutdown, keeping the lease, so that no
 /// standby instance goes on in its place either.
+/// Where the reader stands once it holds its lease, reported as running; `None` when it halted
+/// itself instead (it then kept the lease until shutdown).
+async fn resume<R: CatchUpReader>(
+    reader: &mut R,
+    lease: Lease,
+    cx: &mut Context,
+    store: &Store,
+) -> Result<Option<(Lease, LogPosition)>, ReaderError> {
+    match reader.resume().await {
+        Err(error) if error.is_halt() => {
+            halt(reader, lease, &cx.registry, store, &mut cx.shutdown, error).await?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+        Ok(after) => {
+            running(cx, store, reader.name(), after).await;
+            Ok(Some((lease, after)))
+        }
+    }
+}
+
 async fn halt<R: CatchUpReader>(
     reader: &mut R,
     lease: Lease,

@@ -101,13 +101,22 @@ impl RawDatabase {
     }
 }
 
-/// Tails the log from the start in pages of random sizes until `done` and caught up; returns
-/// (account, sequence, position) in the order read.
+/// Where a tailing reader takes its pages from.
+enum PageSource {
+    /// The store, in pages of random sizes.
+    Store(Box<StdRng>),
+    /// What a committer hands over in process, the store otherwise: it must read exactly the
+    /// pages the store would give.
+    Feed(Feed),
+}
+
+/// Tails the log from the start until `done` and caught up; returns (account, sequence,
+/// position) in the order read, and how many pages came straight from a feed.
 async fn tail(
     store: Store,
     done: Arc<AtomicBool>,
-    mut rng: StdRng,
-) -> Vec<(String, usize, LogPosition)> {
+    mut source: PageSource,
+) -> (Vec<(String, usize, LogPosition)>, u64) {
     let mut seen = Vec::new();
     let mut position = LogPosition::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -117,53 +126,29 @@ async fn tail(
             "reader stalled at {position:?}"
         );
         let finished = done.load(Ordering::SeqCst);
-        let page = store
-            .events()
-            .read_log(position, rng.random_range(1..=40))
-            .await
-            .expect("a page");
+        let page = match &mut source {
+            PageSource::Store(rng) => {
+                let size = rng.random_range(1..=40);
+                store.events().read_log(position, size).await
+            }
+            PageSource::Feed(feed) => feed.next_page(&store, position, 40).await,
+        }
+        .expect("a page");
         if page.is_empty() {
             if finished {
-                return seen;
+                let handed_over = match &source {
+                    PageSource::Feed(feed) => feed.handed_over,
+                    PageSource::Store(_) => 0,
+                };
+                return (seen, handed_over);
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            continue;
-        }
-        for logged in page {
-            assert!(logged.position > position, "positions only move forward");
-            position = logged.position;
-            seen.push((
-                logged.event.aggregate_id,
-                logged.event.sequence,
-                logged.position,
-            ));
-        }
-    }
-}
-
-/// Tails like `tail`, but through a `Feed` of what `published` hands over in-process: it must
-/// read exactly the pages the store would give.
-async fn tail_through_feed(
-    store: Store,
-    done: Arc<AtomicBool>,
-    mut feed: Feed,
-) -> (Vec<(String, usize, LogPosition)>, u64) {
-    let mut seen = Vec::new();
-    let mut position = LogPosition::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "feed reader stalled at {position:?}"
-        );
-        let finished = done.load(Ordering::SeqCst);
-        let page = feed.next_page(&store, position, 40).await.expect("a page");
-        if page.is_empty() {
-            if finished {
-                return (seen, feed.handed_over);
+            match &mut source {
+                PageSource::Store(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                PageSource::Feed(feed) => {
+                    feed.wait(Duration::from_millis(2), std::future::pending())
+                        .await
+                }
             }
-            feed.wait(Duration::from_millis(2), std::future::pending())
-                .await;
             continue;
         }
         for logged in page {
@@ -193,15 +178,15 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
         readers.spawn(tail(
             store.clone(),
             done.clone(),
-            StdRng::seed_from_u64(rng.random()),
+            PageSource::Store(Box::new(StdRng::seed_from_u64(rng.random()))),
         ));
     }
     // What a committer would publish: the service-path appends with their positions.
     let (published, _) = tokio::sync::broadcast::channel::<CommittedBatch>(1024);
-    let feed_reader = tokio::spawn(tail_through_feed(
+    let feed_reader = tokio::spawn(tail(
         store.clone(),
         done.clone(),
-        Feed::new(Some(published.subscribe())),
+        PageSource::Feed(Feed::new(Some(published.subscribe()))),
     ));
     let mut writers = JoinSet::new();
     for writer in 0..WRITERS {
@@ -245,7 +230,7 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
     done.store(true, Ordering::SeqCst);
     let mut orders = Vec::new();
     while let Some(read) = readers.join_next().await {
-        orders.push(read.expect("a reader finishes"));
+        orders.push(read.expect("a reader finishes").0);
     }
     let (through_feed, handed_over) = feed_reader.await.expect("the feed reader finishes");
     assert!(
