@@ -87,10 +87,7 @@ impl PostgresStore {
             .await
             .map_err(|error| unreachable(super::connect_reason(&error)))?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(Self {
-            pool,
-            events,
-        })
+        Ok(Self { pool, events })
     }
 
     pub fn pool(&self) -> &PgPool {
