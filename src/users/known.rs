@@ -114,7 +114,6 @@ pub enum Verdict {
     MaybeKnown,
 }
 
-#[derive(Debug)]
 enum Lookup {
     Held,
     Missed,
