@@ -5,7 +5,8 @@
 //! Failures are counted by what the caller controls (their address, and what they presented from
 //! it), never by the credential alone, and the credential is checked first: a request carrying the
 //! right credential is never refused because of failures someone else caused. The authenticator
-//! refuses unknown credentials from memory, so checking first costs nothing (see `src/users`).
+//! refuses unknown credentials from memory, so checking first costs no query per guess (see
+//! `src/users`).
 //! The webhook handlers call, in this order:
 //! 1. [`Guard::client_ip`] (the TCP peer, or what trusted proxies forwarded);
 //! 2. only while the authenticator cannot refuse unknown credentials from memory (more users

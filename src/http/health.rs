@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response> {
 /// Counters in Prometheus' text format. Nothing here names a user, an address or a credential.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = format!(
-        "# HELP ledgerhook_credential_queries_total Store queries made to authenticate: credential lookups and loads of the index of known credentials.\n\
+        "# HELP ledgerhook_credential_queries_total Store queries made to authenticate: credential lookups, and loads and change-counter reads of the index of known credentials.\n\
          # TYPE ledgerhook_credential_queries_total counter\n\
          ledgerhook_credential_queries_total {}\n",
         state.authenticator.credential_queries()

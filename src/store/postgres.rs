@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,9 +57,6 @@ impl LoginPrivileges {
 pub struct PostgresStore {
     pool: PgPool,
     pub(super) events: Arc<PostgresEventRepository>,
-    /// Credential changes made through this store (and its clones), counted as they return: this
-    /// process knows of its own changes before their NOTIFY comes back.
-    pub(super) credential_changes: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -91,11 +87,7 @@ impl PostgresStore {
             .await
             .map_err(|error| unreachable(super::connect_reason(&error)))?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(Self {
-            pool,
-            events,
-            credential_changes: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(Self { pool, events })
     }
 
     pub fn pool(&self) -> &PgPool {

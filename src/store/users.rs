@@ -1,8 +1,6 @@
 //! What the store keeps of users and their credentials: digests only, never a secret. One
 //! statement text per operation serves both dialects; only PostgreSQL announces changes.
 
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, Utc};
 
 use super::{decode, CredentialListener, Result, Store};
@@ -137,8 +135,7 @@ const ACTIVE_USER_COLUMNS: &str = "user_id, CAST(rate_limit_requests AS BIGINT) 
      rate_limit_requests, CAST(rate_limit_window_seconds AS BIGINT) AS rate_limit_window_seconds";
 
 impl Credentials<'_> {
-    /// Announced on PostgreSQL like every change: each instance's index of known credentials
-    /// must learn of it.
+    /// Announced on PostgreSQL like every change.
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
         let sql = self.announced(
             "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
@@ -156,7 +153,6 @@ impl Credentials<'_> {
             .fetch_all(pool)
             .await
             .map(drop)?);
-        self.count_change();
         Ok(())
     }
 
@@ -167,27 +163,11 @@ impl Credentials<'_> {
         Ok(reading!(self.store, pool => sqlx::query_as(sql).bind(limit).fetch_all(pool).await?))
     }
 
-    /// SQLite: a number that changes with every change to `users` by any process (bumped by a
-    /// trigger, migration 0007). PostgreSQL announces changes instead
-    /// (`CREDENTIALS_CHANGED_CHANNEL`): `None`, no query.
-    pub async fn version(&self) -> Result<Option<i64>> {
-        let Store::Sqlite(store) = self.store else {
-            return Ok(None);
-        };
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM credentials_version WHERE id = 1")
-                .fetch_optional(store.pool())
-                .await?;
-        Ok(Some(version.unwrap_or_default()))
-    }
-
-    /// PostgreSQL: credential changes made through this store in this process, counted as they
-    /// return (before their announcement comes back). SQLite: 0 (see `version`).
-    pub fn local_changes(&self) -> u64 {
-        match self.store {
-            Store::Postgres(store) => store.credential_changes.load(Ordering::SeqCst),
-            Store::Sqlite(_) => 0,
-        }
+    /// A number that changes with every change to `users` by any process and any path (bumped by
+    /// a trigger: migration 0007 on SQLite, 0008 on PostgreSQL).
+    pub async fn version(&self) -> Result<i64> {
+        let sql = "SELECT version FROM credentials_version WHERE id = 1";
+        Ok(reading!(self.store, pool => sqlx::query_scalar(sql).fetch_one(pool).await?))
     }
 
     /// The active user whose webhook token has this SHA-256.
@@ -256,9 +236,9 @@ impl Credentials<'_> {
 
     // Every change below is one statement; on PostgreSQL it also announces itself: NOTIFY is
     // delivered when (and only if) the change commits, so no instance can miss a committed change
-    // while its listener is up, nor hear of one that rolled back. The embedded store announces
-    // nothing: its one service remembers no user, and its index rereads `version` before refusing
-    // a credential it does not know, so it sees a change (also one made by the CLI) in time.
+    // while its listener is up, nor hear of one that rolled back (what remembered credentials
+    // rely on). The embedded store announces nothing: its one service remembers no user. Neither
+    // store's index of known credentials relies on announcements: it rereads `version`.
 
     /// Replaces the token, uuid and secret at once; `false` if there is no such user.
     pub async fn replace_webhook_credentials(
@@ -279,7 +259,6 @@ impl Credentials<'_> {
             .fetch_all(pool)
             .await?
             .len());
-        self.count_change();
         Ok(changed == 1)
     }
 
@@ -292,7 +271,6 @@ impl Credentials<'_> {
             .fetch_all(pool)
             .await?
             .len());
-        self.count_change();
         Ok(changed == 1)
     }
 
@@ -308,7 +286,6 @@ impl Credentials<'_> {
             .fetch_all(pool)
             .await?
             .len());
-        self.count_change();
         Ok(changed == 1)
     }
 
@@ -327,7 +304,6 @@ impl Credentials<'_> {
             .fetch_all(pool)
             .await?
             .len());
-        self.count_change();
         Ok(changed == 1)
     }
 
@@ -354,13 +330,6 @@ impl Credentials<'_> {
                  SELECT pg_notify('{CREDENTIALS_CHANGED_CHANNEL}', user_id) FROM changed"
             ),
             Store::Sqlite(_) => format!("{change} RETURNING user_id"),
-        }
-    }
-
-    /// This process knows of its own change before its NOTIFY comes back.
-    fn count_change(&self) {
-        if let Store::Postgres(store) = self.store {
-            store.credential_changes.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

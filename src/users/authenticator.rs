@@ -13,7 +13,8 @@
 //!   local file is microseconds, and always current.
 //!
 //! Before any of that, every credential is looked up in the index of known credentials
-//! (`known.rs`): one that no active user has is refused there, without a query, on both stores.
+//! (`known.rs`): one that no active user has is refused there, without a query per guess, on both
+//! stores (the index rereads a trigger-kept change counter, not announcements, before refusing).
 //!
 //! Failures are indistinguishable from outside: every one is `Ok(None)`, and an unknown webhook
 //! uuid costs the same hash and constant-time comparison as a known one with a wrong secret.
@@ -86,8 +87,9 @@ pub struct Authenticator {
     lookups: AtomicU64,
     /// PostgreSQL only: where changes are heard.
     changes: Option<Arc<Changes>>,
-    /// The task that (re)connects the listener (PostgreSQL) or first loads the index (SQLite).
-    connector: Option<JoinHandle<()>>,
+    /// The task that first loads the index, and (PostgreSQL) the one that (re)connects the
+    /// listener.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// The listening connection, `None` while it is down, and a signal for the connector once a
@@ -144,28 +146,28 @@ impl Authenticator {
     /// listener is up); on SQLite nothing is remembered. Needs a Tokio runtime.
     pub fn new(store: Store) -> Self {
         let memory = Arc::new(Memory::default());
-        let known = Arc::new(KnownCredentials::new(matches!(store, Store::Postgres(_))));
-        let (changes, connector) = match &store {
+        let known = Arc::new(KnownCredentials::default());
+        let preload = {
+            let (store, known) = (store.clone(), known.clone());
+            // Only a head start: a failed load is retried by the first request that misses.
+            tokio::spawn(async move {
+                if let Err(error) = known.preload(&store).await {
+                    tracing::warn!(%error, "cannot load the index of known credentials yet");
+                }
+            })
+        };
+        let mut background = vec![preload];
+        let changes = match &store {
             Store::Postgres(_) => {
                 let changes = Arc::new(Changes::default());
-                let connector = tokio::spawn(keep_listening(
+                background.push(tokio::spawn(keep_listening(
                     store.clone(),
                     changes.clone(),
                     memory.clone(),
-                    known.clone(),
-                ));
-                (Some(changes), Some(connector))
+                )));
+                Some(changes)
             }
-            Store::Sqlite(_) => {
-                let (store, known) = (store.clone(), known.clone());
-                // Only a head start: a failed load is retried by the first request that misses.
-                let preload = tokio::spawn(async move {
-                    if let Err(error) = known.preload(&store, 0).await {
-                        tracing::warn!(%error, "cannot load the index of known credentials yet");
-                    }
-                });
-                (None, Some(preload))
-            }
+            Store::Sqlite(_) => None,
         };
         Self {
             store,
@@ -173,24 +175,16 @@ impl Authenticator {
             known,
             lookups: AtomicU64::new(0),
             changes,
-            connector,
+            background,
         }
     }
 
     /// Whether any active user has the credential: `false` is final and cost no query (see
     /// `known.rs`).
     async fn may_be_known(&self, probe: Probe<'_>) -> Result<bool, StoreError> {
-        let arrived = Instant::now();
-        let generation = || {
-            // Announcements that reached the process count before the index is trusted.
-            self.catch_up_with_changes();
-            self.memory
-                .epoch()
-                .wrapping_add(self.store.credentials().local_changes())
-        };
         let verdict = self
             .known
-            .verdict(probe, arrived, &self.store, generation)
+            .verdict(probe, Instant::now(), &self.store)
             .await?;
         Ok(verdict == Verdict::MaybeKnown)
     }
@@ -381,20 +375,15 @@ impl Authenticator {
 
 impl Drop for Authenticator {
     fn drop(&mut self) {
-        if let Some(connector) = &self.connector {
-            connector.abort();
+        for task in &self.background {
+            task.abort();
         }
     }
 }
 
 /// Keeps a listening connection installed: connects, hands it over, checks it now and then, and
 /// connects again once it is found lost.
-async fn keep_listening(
-    store: Store,
-    changes: Arc<Changes>,
-    memory: Arc<Memory>,
-    known: Arc<KnownCredentials>,
-) {
+async fn keep_listening(store: Store, changes: Arc<Changes>, memory: Arc<Memory>) {
     loop {
         match store.credentials().listen_for_changes().await {
             Ok(Some(listener)) => {
@@ -402,14 +391,6 @@ async fn keep_listening(
                     return;
                 }
                 tracing::debug!("listening for credential changes; remembering credentials");
-                // Changes made while no one listened went unheard: reload now rather than on the
-                // first guess. (A failure leaves it to that guess.)
-                let generation = memory
-                    .epoch()
-                    .wrapping_add(store.credentials().local_changes());
-                if let Err(error) = known.preload(&store, generation).await {
-                    tracing::warn!(%error, "cannot reload the index of known credentials");
-                }
                 loop {
                     tokio::select! {
                         () = changes.lost.notified() => break,
@@ -425,8 +406,6 @@ async fn keep_listening(
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for credential changes; retrying");
-                // Changes go unheard meanwhile: each pass makes the index of known credentials
-                // stale, so a credential it misses is reread at most a second after its change.
                 memory.go_dark();
                 tokio::time::sleep(RELISTEN_DELAY).await;
             }

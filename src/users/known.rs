@@ -4,14 +4,12 @@
 //!
 //! The index only ever refuses. A credential it holds goes on to the authenticator's usual check
 //! (remembered on PostgreSQL, else the store), so a revoked credential still in the index is
-//! refused there; the index must only never *miss* a valid one. So before a miss is final:
-//! - PostgreSQL: the index must be current, i.e. loaded after every change this process has heard
-//!   of (a NOTIFY, a change made through this process, the listener going up or down — all bump
-//!   the generation). A miss on a stale index waits for a reload. While the listener is down the
-//!   generation is bumped every second, so new users get in within a second.
-//! - SQLite: no announcements, and the CLI writes from another process, so a miss waits for a
-//!   read of `credentials_version` (a trigger-kept counter) that began after the request arrived,
-//!   and a reload if it moved.
+//! refused there; the index must only never *miss* a valid one. So before a miss is final it
+//! waits for a read of `credentials_version` (a counter kept by a trigger on `users`, on both
+//! stores) that began after the request arrived, and for a reload if the counter moved. Users are
+//! changed by other processes (the CLI, other instances) and by any SQL at all, so only a read
+//! made after the request arrived proves the index current. Not NOTIFY: it is delivered some time
+//! after the commit, so a user created by the CLI could send before the service heard of it.
 //!
 //! Reloads and version reads go one at a time and at least `MIN_REFRESH_SPACING` apart; every miss
 //! that arrives meanwhile shares the next one. A flood of guesses therefore costs the store at most
@@ -105,8 +103,6 @@ fn prefix(hex_digest: &str) -> Option<Prefix> {
 struct Loaded {
     /// `None`: more active users than `MAX_INDEXED_USERS`; the index cannot decide.
     sets: Option<Sets>,
-    /// The change generation this load is known to include.
-    generation: u64,
 }
 
 /// What the index says of a probe.
@@ -120,13 +116,12 @@ pub enum Verdict {
 
 enum Lookup {
     Held,
-    Missed { final_answer: bool },
+    Missed,
     Undecided,
 }
 
+#[derive(Default)]
 pub struct KnownCredentials {
-    /// PostgreSQL: changes are announced, so a current index's miss is final.
-    announced: bool,
     loaded: RwLock<Option<Loaded>>,
     refresh: Mutex<Refresh>,
     queries: AtomicU64,
@@ -138,56 +133,38 @@ struct Refresh {
     last_started: Option<Instant>,
     /// When the latest attempt began, failed or not (for the spacing).
     last_attempt: Option<Instant>,
-    /// SQLite: `credentials_version` as of the installed load.
+    /// `credentials_version` as of the installed load.
     version: Option<i64>,
 }
 
 impl KnownCredentials {
-    pub fn new(announced: bool) -> Self {
-        Self {
-            announced,
-            loaded: RwLock::new(None),
-            refresh: Mutex::new(Refresh::default()),
-            queries: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether `probe` may belong to an active user. `generation` is the caller's count of the
-    /// changes it has heard of (PostgreSQL); a miss on an index loaded before the latest one, or
-    /// any miss on SQLite, waits for a refresh that began after `arrived`.
+    /// Whether `probe` may belong to an active user. A miss waits for a refresh that began after
+    /// `arrived`.
     pub async fn verdict(
         &self,
         probe: Probe<'_>,
         arrived: Instant,
         store: &Store,
-        generation: impl Fn() -> u64,
     ) -> Result<Verdict, StoreError> {
-        match self.lookup(probe, generation()) {
-            Lookup::Held | Lookup::Undecided => return Ok(Verdict::MaybeKnown),
-            Lookup::Missed { final_answer: true } => return Ok(Verdict::Unknown),
-            Lookup::Missed {
-                final_answer: false,
-            } => {}
+        if !matches!(self.lookup(probe), Lookup::Missed) {
+            return Ok(Verdict::MaybeKnown);
         }
-        self.refresh_since(arrived, store, &generation).await?;
-        Ok(match self.lookup(probe, generation()) {
+        self.refresh_since(arrived, store).await?;
+        Ok(match self.lookup(probe) {
             Lookup::Held | Lookup::Undecided => Verdict::MaybeKnown,
-            Lookup::Missed { .. } => Verdict::Unknown,
+            Lookup::Missed => Verdict::Unknown,
         })
     }
 
-    /// Loads the index now (at start, and when the listener comes up), so the first guesses do
-    /// not wait for it. `generation` as in `verdict`.
-    pub async fn preload(&self, store: &Store, generation: u64) -> Result<(), StoreError> {
+    /// Loads the index now (at start), so the first guesses do not wait for it.
+    pub async fn preload(&self, store: &Store) -> Result<(), StoreError> {
         let mut refresh = self.refresh.lock().await;
         let started = Instant::now();
         refresh.last_attempt = Some(started);
-        let version = store.credentials().version().await?;
-        if version.is_some() {
-            self.queries.fetch_add(1, Ordering::Relaxed);
-        }
-        self.load(store, generation).await?;
-        refresh.version = version;
+        // Read before the load: a change meanwhile leaves the load ahead of it, never behind.
+        let version = self.read_version(store).await?;
+        self.load(store).await?;
+        refresh.version = Some(version);
         refresh.last_started = Some(started);
         Ok(())
     }
@@ -202,38 +179,24 @@ impl KnownCredentials {
         self.queries.load(Ordering::Relaxed)
     }
 
-    fn lookup(&self, probe: Probe<'_>, generation: u64) -> Lookup {
+    fn lookup(&self, probe: Probe<'_>) -> Lookup {
         let loaded = self.read();
         let Some(loaded) = loaded.as_ref() else {
-            return Lookup::Missed {
-                final_answer: false,
-            };
+            return Lookup::Missed;
         };
         let Some(sets) = &loaded.sets else {
             return Lookup::Undecided;
         };
         if sets.holds(probe) {
-            return Lookup::Held;
+            Lookup::Held
+        } else {
+            Lookup::Missed
         }
-        Lookup::Missed {
-            final_answer: self.announced && loaded.generation == generation,
-        }
-    }
-
-    fn is_current(&self, generation: u64) -> bool {
-        self.read()
-            .as_ref()
-            .is_some_and(|loaded| loaded.generation == generation)
     }
 
     /// One refresh at a time: whoever waited while another ran finds its work done if that one
     /// began after they arrived.
-    async fn refresh_since(
-        &self,
-        arrived: Instant,
-        store: &Store,
-        generation: &impl Fn() -> u64,
-    ) -> Result<(), StoreError> {
+    async fn refresh_since(&self, arrived: Instant, store: &Store) -> Result<(), StoreError> {
         let mut refresh = self.refresh.lock().await;
         if refresh
             .last_started
@@ -241,30 +204,28 @@ impl KnownCredentials {
         {
             return Ok(());
         }
-        if self.announced && self.is_current(generation()) {
-            return Ok(());
-        }
         if let Some(last) = refresh.last_attempt {
             tokio::time::sleep_until((last + MIN_REFRESH_SPACING).into()).await;
         }
         let started = Instant::now();
         refresh.last_attempt = Some(started);
-        // Read before the queries: a change heard of meanwhile leaves the load stale, not lost.
-        let generation = generation();
-        let version = store.credentials().version().await?;
-        if version.is_some() {
-            self.queries.fetch_add(1, Ordering::Relaxed);
-        }
-        if version.is_none() || version != refresh.version || self.read().is_none() {
-            self.load(store, generation).await?;
-            refresh.version = version;
+        // Read before the load: a change meanwhile leaves the load ahead of it, never behind.
+        let version = self.read_version(store).await?;
+        if refresh.version != Some(version) || self.read().is_none() {
+            self.load(store).await?;
+            refresh.version = Some(version);
         }
         // Only now: whoever waited on a refresh that failed tries again rather than trusting it.
         refresh.last_started = Some(started);
         Ok(())
     }
 
-    async fn load(&self, store: &Store, generation: u64) -> Result<(), StoreError> {
+    async fn read_version(&self, store: &Store) -> Result<i64, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        store.credentials().version().await
+    }
+
+    async fn load(&self, store: &Store) -> Result<(), StoreError> {
         let limit = i64::try_from(MAX_INDEXED_USERS + 1).unwrap_or(i64::MAX);
         self.queries.fetch_add(1, Ordering::Relaxed);
         let users = store.credentials().active_credential_digests(limit).await?;
@@ -281,7 +242,7 @@ impl KnownCredentials {
             .loaded
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *loaded = Some(Loaded { sets, generation });
+        *loaded = Some(Loaded { sets });
         Ok(())
     }
 
@@ -334,52 +295,23 @@ mod tests {
     }
 
     #[test]
-    fn a_miss_is_final_only_on_a_current_announced_index() {
-        let known = KnownCredentials::new(true);
+    fn a_miss_is_never_final_before_a_refresh() {
+        let known = KnownCredentials::default();
         let probe = Probe::Token("00");
-        assert!(matches!(
-            known.lookup(probe, 0),
-            Lookup::Missed {
-                final_answer: false
-            }
-        ));
+        assert!(matches!(known.lookup(probe), Lookup::Missed));
         *known.loaded.write().expect("unpoisoned") = Some(Loaded {
             sets: Some(Sets::default()),
-            generation: 3,
         });
-        assert!(matches!(
-            known.lookup(probe, 3),
-            Lookup::Missed { final_answer: true }
-        ));
-        assert!(matches!(
-            known.lookup(probe, 4),
-            Lookup::Missed {
-                final_answer: false
-            }
-        ));
-        let unannounced = KnownCredentials::new(false);
-        *unannounced.loaded.write().expect("unpoisoned") = Some(Loaded {
-            sets: Some(Sets::default()),
-            generation: 0,
-        });
-        assert!(matches!(
-            unannounced.lookup(probe, 0),
-            Lookup::Missed {
-                final_answer: false
-            }
-        ));
+        assert!(matches!(known.lookup(probe), Lookup::Missed));
     }
 
     #[test]
     fn an_overfull_index_decides_nothing() {
-        let known = KnownCredentials::new(true);
-        *known.loaded.write().expect("unpoisoned") = Some(Loaded {
-            sets: None,
-            generation: 0,
-        });
+        let known = KnownCredentials::default();
+        *known.loaded.write().expect("unpoisoned") = Some(Loaded { sets: None });
         assert!(!known.decides());
         assert!(matches!(
-            known.lookup(Probe::Token("00"), 0),
+            known.lookup(Probe::Token("00")),
             Lookup::Undecided
         ));
     }

@@ -8,11 +8,10 @@
 //!   TradingView's 3 s budget; argon2id is for secrets people choose (staff passwords).
 //! - **Guesses never reach the database** (`known`): every active user's credential digests (first
 //!   128 bits) are held in memory and a credential not there is refused without a query. The
-//!   index only refuses, so it must never miss a valid credential: on PostgreSQL every change
-//!   `NOTIFY`s and a miss is final only if the index was loaded after every change this process
-//!   heard of; while the listener is down a miss reloads it (at most about once a second). On
-//!   SQLite a trigger counts every change to `users` and a miss waits for a read of that counter
-//!   begun after it arrived. Reloads go one at a time, ≥ 50 ms apart, shared by every waiting miss.
+//!   index only refuses, so it must never miss a valid credential: on both stores a trigger counts
+//!   every change to `users` (by any process or path) and a miss waits for a read of that counter
+//!   begun after it arrived (not `NOTIFY`: it lags the commit). Counter reads and reloads go one at
+//!   a time, ≥ 50 ms apart, shared by every waiting miss.
 //!   Hard cap 250,000 users (~40 MB); past it the index stands aside and every credential is
 //!   looked up. `/metrics` counts credential queries.
 //! - Tokens and keys are looked up by digest; the two-factor secret's digest is compared in
