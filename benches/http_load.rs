@@ -391,7 +391,7 @@ async fn signal_to_fill(
              SELECT payload->'OrderFilled'->>'signal_id' AS signal_id, recorded_at AS at
                FROM events WHERE event_type = 'OrderFilled'),
          latency AS (
-             SELECT extract(epoch FROM filled.at - received.at) * 1000 AS ms
+             SELECT extract(epoch FROM filled.at - received.at)::float8 * 1000 AS ms
                FROM received JOIN filled USING (signal_id)
               WHERE received.at >= $1 AND received.at < $2)
          SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # PostgreSQL's own ceiling for the ledger's two-row append, to report beside every figure the
 # benches measure in the same session. Creates a scratch database with the real `events` table
-# (migration 0001), runs pgbench closed-loop for 10 s, drops it.
-#   benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
+# (migration 0001), runs pgbench closed-loop for 10 s, drops it. With GLOBAL_ORDER=1 the table also
+# gets migration 0007's global order (each append takes the ledger-wide lock until it commits),
+# which shows that lock's own cost.
+#   [GLOBAL_ORDER=1] benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 clients="${1:-16}"
@@ -13,5 +15,8 @@ psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
 trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null' EXIT
 url="${admin%/*}/$database"
 psql -q "$url" -f "$here/../../migrations/postgres/0001_ledger.sql" >/dev/null
+if [ "${GLOBAL_ORDER:-0}" = 1 ]; then
+    psql -q "$url" -f "$here/../../migrations/postgres/0007_global_order.sql" >/dev/null
+fi
 pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$here/ledger_two_rows.sql" "$url" 2>&1 |
     grep -E "^(number of transactions actually processed|latency average|tps)"
