@@ -2,8 +2,8 @@
 # PostgreSQL's own ceiling for the ledger's two-row append, to report beside every figure the
 # benches measure in the same session. Creates a scratch database with the real `events` table
 # (migration 0001), runs pgbench closed-loop for 10 s, drops it. With GLOBAL_ORDER=1 the table also
-# gets migration 0007's global order (each append takes the ledger-wide lock until it commits),
-# which shows that lock's own cost.
+# gets the global order of migrations 0007 and 0010 (each append takes the ledger-wide lock, shared,
+# until it commits), which shows what the trigger costs.
 #   [GLOBAL_ORDER=1] benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,6 +17,7 @@ url="${admin%/*}/$database"
 psql -q "$url" -f "$here/../../migrations/postgres/0001_ledger.sql" >/dev/null
 if [ "${GLOBAL_ORDER:-0}" = 1 ]; then
     psql -q "$url" -f "$here/../../migrations/postgres/0007_global_order.sql" >/dev/null
+    psql -q "$url" -f "$here/../../migrations/postgres/0010_global_order_shared.sql" >/dev/null
 fi
 pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$here/ledger_two_rows.sql" "$url" 2>&1 |
     grep -E "^(number of transactions actually processed|latency average|tps)"

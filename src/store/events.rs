@@ -116,6 +116,35 @@ impl Events<'_> {
     /// earlier one may still commit, so a reader that resumes from the last position it saw
     /// misses nothing; no other transaction on the server holds it back.
     pub async fn read_log(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
+        let mut page = self.read_visible(after, limit).await?;
+        // SQLite commits in insertion order (one writer): what is visible has no gaps in flight.
+        let Store::Postgres(postgres) = self.store else {
+            return Ok(page);
+        };
+        let contiguous = contiguous_from(after, &page);
+        if contiguous > 0 || page.is_empty() {
+            page.truncate(contiguous);
+            return Ok(page);
+        }
+        // Positions right after `after` are missing: appends still in flight, or rolled back.
+        // Once those in flight have ended, whatever is missing below the first visible position is
+        // a hole for good (migration 0010).
+        let first_visible = page[0].position;
+        sqlx::query("SELECT events_wait_for_appends_in_flight()")
+            .execute(postgres.pool())
+            .await?;
+        let mut page = self.read_visible(after, limit).await?;
+        let settled = page
+            .iter()
+            .take_while(|logged| logged.position <= first_visible)
+            .count();
+        let continued = contiguous_from(first_visible, &page[settled..]);
+        page.truncate(settled + continued);
+        Ok(page)
+    }
+
+    /// The events after `after` that are visible now, in order, gaps and all.
+    async fn read_visible(&self, after: LogPosition, limit: i64) -> Result<Vec<LoggedEvent>> {
         let (position, log) = self.log();
         let sql = format!(
             "SELECT {position} AS position, e.aggregate_type, e.aggregate_id, e.sequence,
@@ -252,4 +281,12 @@ pub(super) fn save_checkpoint_sql(store: &Store) -> String {
          ON CONFLICT (name) DO UPDATE SET global_seq = excluded.global_seq, updated_at = {}",
         now_sql(store)
     )
+}
+
+/// How many of `page`'s events continue `after` without a missing position.
+fn contiguous_from(after: LogPosition, page: &[LoggedEvent]) -> usize {
+    page.iter()
+        .zip(after.global_seq + 1..)
+        .take_while(|(logged, expected)| logged.position.global_seq == *expected)
+        .count()
 }
