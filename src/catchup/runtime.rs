@@ -11,12 +11,16 @@ use tokio::sync::{watch, Mutex};
 
 use super::feed::Feed;
 use super::status::{ReaderRegistry, ReaderState};
-use super::{acquire_lease, CatchUpReader, ReaderError, Retried};
+use super::{acquire_lease, wait_or_shutdown, CatchUpReader, ReaderError, Retried};
 use crate::ledger::Ledger;
 use crate::store::{parse_position_label, Lease, LogPosition, LoggedEvent, Store};
 
 /// How often the log is polled for events appended by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Pause before a page that failed in the store is tried again in place.
+const STORE_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Failures in a row tried again in place before the supervisor restarts the reader.
+const MAX_STORE_RETRIES_IN_PLACE: u32 = 10;
 /// How often a reader looks for parked events an operator released.
 const RELEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -51,6 +55,7 @@ pub async fn run<R: CatchUpReader>(
         return Ok(());
     };
     let mut released_checked: Option<Instant> = None;
+    let mut store_failures = 0;
     while !*cx.shutdown.borrow() {
         if !lease.is_held().await {
             tracing::warn!(reader = name, "lost its lease; waiting to take it again");
@@ -68,7 +73,18 @@ pub async fn run<R: CatchUpReader>(
             retry_released(&mut *reader, &store).await?;
             released_checked = Some(Instant::now());
         }
-        let page = feed.next_page(&store, after, reader.page_size()).await?;
+        let page = match feed.next_page(&store, after, reader.page_size()).await {
+            Ok(page) => page,
+            Err(error) => {
+                // A store that does not answer for a moment: the page is read again in place,
+                // rather than restarting the reader with a growing backoff.
+                tracing::warn!(reader = name, %error, "reading the log failed; reading again");
+                if wait_or_shutdown(&mut cx.shutdown, STORE_RETRY_PAUSE).await {
+                    break;
+                }
+                continue;
+            }
+        };
         if page.is_empty() {
             reader.idle().await;
             let shutdown = &mut cx.shutdown;
@@ -103,15 +119,27 @@ pub async fn run<R: CatchUpReader>(
                 )
                 .await
             }
+            Err(ReaderError::Store(error)) if store_failures < MAX_STORE_RETRIES_IN_PLACE => {
+                store_failures += 1;
+                tracing::warn!(reader = name, %error, "the page failed in the store; trying it again");
+                if wait_or_shutdown(&mut cx.shutdown, STORE_RETRY_PAUSE).await {
+                    break;
+                }
+                // Where the page's transaction left the reader (it committed whole or not at all).
+                let Some(resumed) = resume(&mut *reader, lease, &mut cx, &store).await? else {
+                    return Ok(());
+                };
+                (lease, after) = resumed;
+                continue;
+            }
             Err(error) => return Err(error),
         }
+        store_failures = 0;
     }
     reader.finish().await;
     Ok(())
 }
 
-/// The reader stopped itself on purpose: down until shutdown, keeping the lease, so that no
-/// standby instance goes on in its place either.
 /// Where the reader stands once it holds its lease, reported as running; `None` when it halted
 /// itself instead (it then kept the lease until shutdown).
 async fn resume<R: CatchUpReader>(
@@ -133,6 +161,8 @@ async fn resume<R: CatchUpReader>(
     }
 }
 
+/// The reader stopped itself on purpose: down until shutdown, keeping the lease, so that no
+/// standby instance goes on in its place either.
 async fn halt<R: CatchUpReader>(
     reader: &mut R,
     lease: Lease,
