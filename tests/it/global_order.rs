@@ -201,14 +201,8 @@ async fn every_reader_sees_every_committed_event_once_in_one_order(backend: Back
                 let through_service = writer % 2 == 0 && rng.random_bool(0.5);
                 let roll_back = !through_service && rng.random_bool(0.15);
                 if through_service {
-                    let events = probe_events(&account, next, count);
-                    let positions = store.events().append(&events).await.expect("append");
-                    let batch: CommittedBatch = positions
-                        .into_iter()
-                        .zip(events)
-                        .map(|(position, event)| LoggedEvent { position, event })
-                        .collect();
-                    let _ = published.send(batch);
+                    append_and_publish(&store, &published, probe_events(&account, next, count))
+                        .await;
                 } else {
                     let delay = Duration::from_millis(rng.random_range(0..15));
                     raw.append_slowly(&account, next, count, delay, roll_back)
@@ -260,23 +254,13 @@ async fn a_feed_hands_over_what_continues_the_reader(backend: Backend) {
     let store = test.open().await;
     let (published, _) = tokio::sync::broadcast::channel::<CommittedBatch>(16);
     let mut feed = Feed::new(Some(published.subscribe()));
-    let publish = |events: Vec<cqrs_es::persist::SerializedEvent>, positions: Vec<LogPosition>| {
-        let batch: CommittedBatch = positions
-            .into_iter()
-            .zip(events)
-            .map(|(position, event)| LoggedEvent { position, event })
-            .collect();
-        let _ = published.send(batch);
-    };
     // Another process's append: not published here.
     store
         .events()
         .append(&probe_events("other", 1, 2))
         .await
         .expect("appends");
-    let ours = probe_events("ours", 1, 2);
-    let positions = store.events().append(&ours).await.expect("appends");
-    publish(ours, positions);
+    append_and_publish(&store, &published, probe_events("ours", 1, 2)).await;
     let first = feed
         .next_page(&store, LogPosition::default(), 40)
         .await
@@ -288,9 +272,7 @@ async fn a_feed_hands_over_what_continues_the_reader(backend: Backend) {
     assert_eq!(read, ["other", "other", "ours", "ours"]);
     assert_eq!((feed.handed_over, feed.read_from_store), (0, 1));
 
-    let more = probe_events("ours", 3, 2);
-    let positions = store.events().append(&more).await.expect("appends");
-    publish(more, positions);
+    append_and_publish(&store, &published, probe_events("ours", 3, 2)).await;
     let after = first.last().expect("events").position;
     let second = feed.next_page(&store, after, 40).await.expect("a page");
     let sequences: Vec<_> = second.iter().map(|l| l.event.sequence).collect();
@@ -302,6 +284,21 @@ async fn a_feed_hands_over_what_continues_the_reader(backend: Backend) {
     );
 }
 on_both_stores!(a_feed_hands_over_what_continues_the_reader);
+
+/// Appends `events` and publishes them with their positions, as the ledger's committer does.
+async fn append_and_publish(
+    store: &Store,
+    published: &tokio::sync::broadcast::Sender<CommittedBatch>,
+    events: Vec<cqrs_es::persist::SerializedEvent>,
+) {
+    let positions = store.events().append(&events).await.expect("appends");
+    let batch: CommittedBatch = positions
+        .into_iter()
+        .zip(events)
+        .map(|(position, event)| LoggedEvent { position, event })
+        .collect();
+    let _ = published.send(batch);
+}
 
 fn probe_events(
     account: &str,
