@@ -7,10 +7,42 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::store::bulk::{bind_columns, BulkConnection, BulkInsert, Cell};
 use crate::store::{reading, writing, Result, Store, StoreError};
 
-/// Rows per statement: 9 parameters each stays under SQLite's 32,766 and PostgreSQL's 65,535.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Ids per SQLite statement, far under its 32,766 parameters.
+const SQLITE_IDS_PER_STATEMENT: usize = 1000;
+
+const BOOK: BulkInsert<'static> = BulkInsert {
+    head: "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee, \
+           exchange_order_id, placed_at)",
+    pg_arrays: &[
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "timestamptz[]",
+    ],
+    tail: "ON CONFLICT (client_order_id) DO NOTHING",
+};
+
+fn cells(order: &PaperOrder) -> Vec<Cell> {
+    vec![
+        Cell::Text(order.client_order_id.clone()),
+        Cell::Text(order.account_id.clone()),
+        Cell::Text(order.market.clone()),
+        Cell::Text(order.side.clone()),
+        Cell::Text(order.size.clone()),
+        Cell::Text(order.price.clone()),
+        Cell::Text(order.fee.clone()),
+        Cell::Text(order.exchange_order_id.clone()),
+        Cell::Time(order.placed_at),
+    ]
+}
 
 /// An order as the paper exchange booked it. Amounts are decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -49,40 +81,45 @@ impl<'a> PaperBook<'a> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
-        let booked: Vec<PaperOrder> = writing!(self.store, pool, Db => {
-            let mut transaction = pool.begin().await?;
-            let mut booked = Vec::with_capacity(orders.len());
-            for chunk in orders.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, \
-                     price, fee, exchange_order_id, placed_at) ",
+        let cells: Vec<Vec<Cell>> = orders.iter().map(cells).collect();
+        let booked: Vec<PaperOrder> = match self.store {
+            // One statement, the same text for any number of orders (see `crate::store::bulk`).
+            // The CTE's insert is invisible to the statement's own snapshot, so the second half
+            // returns exactly the orders booked before.
+            Store::Postgres(store) => {
+                let ids: Vec<&str> = orders.iter().map(|o| o.client_order_id.as_str()).collect();
+                let sql = format!(
+                    "WITH booked AS ({} RETURNING *)
+                     SELECT * FROM booked
+                     UNION ALL
+                     SELECT * FROM paper_orders WHERE client_order_id = ANY(${})",
+                    BOOK.postgres_sql(),
+                    BOOK.pg_arrays.len() + 1
                 );
-                insert.push_values(chunk, |mut row, order| {
-                    row.push_bind(&order.client_order_id)
-                        .push_bind(&order.account_id)
-                        .push_bind(&order.market)
-                        .push_bind(&order.side)
-                        .push_bind(&order.size)
-                        .push_bind(&order.price)
-                        .push_bind(&order.fee)
-                        .push_bind(&order.exchange_order_id)
-                        .push_bind(order.placed_at);
-                });
-                insert.push(" ON CONFLICT (client_order_id) DO NOTHING");
-                insert.build().execute(&mut *transaction).await?;
-                let mut select = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT * FROM paper_orders WHERE client_order_id IN (",
-                );
-                let mut ids = select.separated(", ");
-                for order in chunk {
-                    ids.push_bind(&order.client_order_id);
-                }
-                select.push(")");
-                booked.extend(select.build_query_as().fetch_all(&mut *transaction).await?);
+                bind_columns(sqlx::query_as(&sql), &cells, BOOK.pg_arrays.len())?
+                    .bind(ids)
+                    .fetch_all(store.pool())
+                    .await?
             }
-            transaction.commit().await?;
-            booked
-        });
+            Store::Sqlite(_) => writing!(self.store, pool, Db => {
+                let mut transaction = pool.begin().await?;
+                BulkConnection::insert_rows(&mut *transaction, &BOOK, &cells).await?;
+                let mut booked = Vec::with_capacity(orders.len());
+                for chunk in orders.chunks(SQLITE_IDS_PER_STATEMENT) {
+                    let mut select = sqlx::QueryBuilder::<Db>::new(
+                        "SELECT * FROM paper_orders WHERE client_order_id IN (",
+                    );
+                    let mut ids = select.separated(", ");
+                    for order in chunk {
+                        ids.push_bind(&order.client_order_id);
+                    }
+                    select.push(")");
+                    booked.extend(select.build_query_as().fetch_all(&mut *transaction).await?);
+                }
+                transaction.commit().await?;
+                booked
+            }),
+        };
         let by_id: HashMap<&str, &PaperOrder> = booked
             .iter()
             .map(|order| (order.client_order_id.as_str(), order))

@@ -7,14 +7,50 @@
 //! neither and so cannot disable their triggers. SQLite has no roles: the triggers are the whole
 //! enforcement, and anyone who can write the file can drop them (which `audit verify` catches).
 
+use super::bulk::{BulkConnection, BulkInsert, Cell};
 use super::{LogPosition, Result, Store, StoreError};
 
 /// The role of migration 0005 that may only append to (and read) the audit tables.
 pub const AUDIT_WRITER_ROLE: &str = "ledgerhook_audit_writer";
 const SET_WRITER_ROLE: &str = "SET LOCAL ROLE ledgerhook_audit_writer";
 
-/// Rows per INSERT: 12 parameters each stays under SQLite's 32,766 and PostgreSQL's 65,535.
-const ROWS_PER_STATEMENT: usize = 1000;
+const APPEND: BulkInsert<'static> = BulkInsert {
+    head: "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, event_type, \
+           event_version, signal_id, recorded_at, payload, metadata, prev_hash, hash)",
+    pg_arrays: &[
+        "bigint[]",
+        "text[]",
+        "text[]",
+        "bigint[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        // Kept as its canonical text in the row (see `AuditRow`), stored as a time.
+        "text[]::timestamptz[]",
+        "text[]",
+        "text[]",
+        "text[]",
+        "text[]",
+    ],
+    tail: "",
+};
+
+fn cells(row: &AuditRow) -> Vec<Cell> {
+    vec![
+        Cell::Int(row.position),
+        Cell::Text(row.account_id.clone()),
+        Cell::Text(row.aggregate_type.clone()),
+        Cell::Int(row.sequence),
+        Cell::Text(row.event_type.clone()),
+        Cell::Text(row.event_version.clone()),
+        Cell::MaybeText(row.signal_id.clone()),
+        Cell::Text(row.recorded_at.clone()),
+        Cell::Text(row.payload.clone()),
+        Cell::Text(row.metadata.clone()),
+        Cell::Text(row.prev_hash.clone()),
+        Cell::Text(row.hash.clone()),
+    ]
+}
 
 /// One row of `audit_log`, exactly as stored. `recorded_at` is kept as its canonical text (RFC 3339
 /// UTC with microseconds) so that verification hashes what the database holds, even a value an
@@ -63,8 +99,8 @@ impl Audit<'_> {
     /// happens. A row whose position or event is already chained fails the whole transaction.
     pub async fn append(&self, rows: &[AuditRow], name: &str, read_to: LogPosition) -> Result<()> {
         let save_checkpoint = super::events::save_checkpoint_sql(self.store);
-        let (set_role, time) = (self.set_writer_role(), self.time_cast());
-        writing!(self.store, pool, Db => {
+        let set_role = self.set_writer_role();
+        writing!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             // The reader's checkpoint first, as the service's own role: the writer role has no
             // business with the other readers' checkpoints.
@@ -76,30 +112,10 @@ impl Audit<'_> {
             if let (Some(set_role), false) = (set_role, rows.is_empty()) {
                 sqlx::query(set_role).execute(&mut *transaction).await?;
             }
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO audit_log (position, account_id, aggregate_type, sequence, \
-                     event_type, event_version, signal_id, recorded_at, payload, metadata, \
-                     prev_hash, hash) ",
-                );
-                insert.push_values(chunk, |mut values, row| {
-                    values
-                        .push_bind(row.position)
-                        .push_bind(&row.account_id)
-                        .push_bind(&row.aggregate_type)
-                        .push_bind(row.sequence)
-                        .push_bind(&row.event_type)
-                        .push_bind(&row.event_version)
-                        .push_bind(&row.signal_id)
-                        .push_bind(&row.recorded_at)
-                        .push_unseparated(time)
-                        .push_bind(&row.payload)
-                        .push_bind(&row.metadata)
-                        .push_bind(&row.prev_hash)
-                        .push_bind(&row.hash);
-                });
-                insert.build().execute(&mut *transaction).await.map_err(conflict_or)?;
-            }
+            let cells: Vec<Vec<Cell>> = rows.iter().map(cells).collect();
+            BulkConnection::insert_rows(&mut *transaction, &APPEND, &cells)
+                .await
+                .map_err(conflict_or)?;
             transaction.commit().await?;
         });
         Ok(())

@@ -58,6 +58,7 @@ pub(crate) use {on_pool, reading, writing};
 
 mod audit;
 mod audit_queries;
+pub(crate) mod bulk;
 pub(crate) mod decode;
 mod events;
 mod postgres;

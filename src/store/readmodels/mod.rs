@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use projections::TouchedKeys;
 pub use projections::{PositionRow, Projection, ReadModels, SignalRow, TradeRow};
 
-use self::rows::{columns, Cell};
+use self::rows::columns;
+use super::bulk::{BulkConnection, BulkInsert};
 use super::{LogPosition, Result, Store};
 
-/// Keys or rows per statement: at most 11 parameters a row stays under SQLite's 32,766.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Keys per SQLite statement: two parameters each, far under its 32,766.
+const SQLITE_KEYS_PER_STATEMENT: usize = 1000;
 
 /// Which copy of the read models: the live one the service keeps current, or the fresh one a
 /// rebuild replays into. Both have the same tables (`rebuild_` prefixed) and checkpoints.
@@ -108,25 +109,49 @@ impl ReadModelTables<'_> {
         let columns = columns(projection);
         let table = tables.table(projection);
         let mut models = ReadModels::default();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            reading!(self.store, pool, Db => {
-                let mut query = sqlx::QueryBuilder::<Db>::new(format!(
-                    "SELECT {} FROM {table} WHERE {} IN (VALUES ",
-                    columns.names, columns.key
-                ));
-                let mut values = query.separated(", ");
-                for [first, second] in chunk {
-                    values.push("(");
-                    values.push_bind_unseparated(first);
-                    values.push_unseparated(", ");
-                    values.push_bind_unseparated(second);
-                    values.push_unseparated(")");
-                }
-                query.push(")");
-                for row in query.build().fetch_all(pool).await? {
+        if keys.is_empty() {
+            return Ok(models);
+        }
+        let select = format!(
+            "SELECT {} FROM {table} WHERE {} IN ",
+            columns.names, columns.key
+        );
+        match self.store {
+            // One statement text for any number of keys: parsed and planned once per connection
+            // (see `crate::store::bulk`).
+            Store::Postgres(store) => {
+                let (first, second): (Vec<&str>, Vec<&str>) = keys
+                    .iter()
+                    .map(|[first, second]| (first.as_str(), second.as_str()))
+                    .unzip();
+                let sql = format!("{select} (SELECT * FROM UNNEST($1::text[], $2::text[]))");
+                let found = sqlx::query(&sql)
+                    .bind(first)
+                    .bind(second)
+                    .fetch_all(store.pool())
+                    .await?;
+                for row in found {
                     rows::insert(&mut models, projection, &row)?;
                 }
-            });
+            }
+            Store::Sqlite(store) => {
+                for chunk in keys.chunks(SQLITE_KEYS_PER_STATEMENT) {
+                    let mut query =
+                        sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{select} (VALUES "));
+                    let mut values = query.separated(", ");
+                    for [first, second] in chunk {
+                        values.push("(");
+                        values.push_bind_unseparated(first);
+                        values.push_unseparated(", ");
+                        values.push_bind_unseparated(second);
+                        values.push_unseparated(")");
+                    }
+                    query.push(")");
+                    for row in query.build().fetch_all(store.pool()).await? {
+                        rows::insert(&mut models, projection, &row)?;
+                    }
+                }
+            }
         }
         Ok(models)
     }
@@ -151,18 +176,19 @@ impl ReadModelTables<'_> {
         let mut statements = Vec::new();
         for write in writes {
             let columns = columns(write.projection);
-            let upsert = match columns.on_conflict {
-                Some(set) => format!(" ON CONFLICT {} DO UPDATE SET {set}", columns.key),
+            let tail = match columns.on_conflict {
+                Some(set) => format!("ON CONFLICT {} DO UPDATE SET {set}", columns.key),
                 None => String::new(),
             };
             let head = format!(
-                "INSERT INTO {} ({}) ",
+                "INSERT INTO {} ({})",
                 tables.table(write.projection),
                 columns.names
             );
-            statements.push((head, rows::cells(write.projection, &write.rows)?, upsert));
+            let cells = rows::cells(write.projection, &write.rows)?;
+            statements.push((head, columns.pg_arrays, tail, cells));
         }
-        Ok(writing!(self.store, pool, Db => {
+        Ok(writing!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             let mut moved = true;
             for write in writes {
@@ -188,21 +214,9 @@ impl ReadModelTables<'_> {
                 }
             }
             if moved {
-                for (head, cells, upsert) in &statements {
-                    for chunk in cells.chunks(ROWS_PER_STATEMENT) {
-                        let mut insert = sqlx::QueryBuilder::<Db>::new(head);
-                        insert.push_values(chunk, |mut values, row| {
-                            for cell in row {
-                                match cell {
-                                    Cell::Text(text) => values.push_bind(text),
-                                    Cell::MaybeText(text) => values.push_bind(text),
-                                    Cell::Int(int) => values.push_bind(*int),
-                                };
-                            }
-                        });
-                        insert.push(upsert);
-                        insert.build().execute(&mut *transaction).await?;
-                    }
+                for (head, pg_arrays, tail, cells) in &statements {
+                    let insert = BulkInsert { head, pg_arrays, tail };
+                    BulkConnection::insert_rows(&mut *transaction, &insert, cells).await?;
                 }
                 transaction.commit().await?;
                 PageOutcome::Applied

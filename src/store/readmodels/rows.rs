@@ -10,14 +10,8 @@ use projections::{
     SignalRow, TradeRow,
 };
 
+pub(super) use crate::store::bulk::Cell;
 use crate::store::{decode, Result};
-
-/// One column value to bind.
-pub(super) enum Cell {
-    Text(String),
-    MaybeText(Option<String>),
-    Int(i64),
-}
 
 /// A projection's table: its columns (the key's first), and what an upsert changes on a key
 /// already there (`None`: insert only; a trade applied twice is a broken invariant and fails).
@@ -25,6 +19,8 @@ pub(super) struct Columns {
     pub names: &'static str,
     pub key: &'static str,
     pub on_conflict: Option<&'static str>,
+    /// Each column's array type for PostgreSQL's bulk insert (`crate::store::bulk`).
+    pub pg_arrays: &'static [&'static str],
 }
 
 pub(super) fn columns(projection: Projection) -> Columns {
@@ -33,6 +29,9 @@ pub(super) fn columns(projection: Projection) -> Columns {
             names: "account_id, market, size, side, average_entry_price, realized_pnl_usd, \
                     last_sequence",
             key: "(account_id, market)",
+            pg_arrays: &[
+                "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "bigint[]",
+            ],
             on_conflict: Some(
                 "size = excluded.size, side = excluded.side, \
                  average_entry_price = excluded.average_entry_price, \
@@ -44,17 +43,26 @@ pub(super) fn columns(projection: Projection) -> Columns {
             names: "account_id, sequence, signal_id, client_order_id, exchange_order_id, market, \
                     side, size, price, fee_usd, filled_at",
             key: "(account_id, sequence)",
+            pg_arrays: &[
+                "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+                "text[]", "text[]", "text[]",
+            ],
             on_conflict: None,
         },
         Projection::DailyVolume => Columns {
             names: "account_id, day, traded_usd, fills",
             key: "(account_id, day)",
+            pg_arrays: &["text[]", "text[]", "text[]", "bigint[]"],
             on_conflict: Some("traded_usd = excluded.traded_usd, fills = excluded.fills"),
         },
         Projection::Signals => Columns {
             names: "account_id, signal_id, status, outcome, market, received_at, updated_at, \
                     detail, duplicates, events",
             key: "(account_id, signal_id)",
+            pg_arrays: &[
+                "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+                "bigint[]", "text[]",
+            ],
             on_conflict: Some(
                 "status = excluded.status, outcome = excluded.outcome, market = excluded.market, \
                  received_at = excluded.received_at, updated_at = excluded.updated_at, \
