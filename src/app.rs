@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tokio::net::TcpListener;
@@ -27,8 +28,9 @@ use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
-use crate::notify::LogNotifier;
+use crate::notify::{LogNotifier, Notifier};
 use crate::readside::ReadSide;
+use crate::reconcile::Reconciler;
 use crate::startup::{open_service_store, ServiceStore};
 use crate::store::{ServiceLock, Store};
 use crate::users::Authenticator;
@@ -46,6 +48,8 @@ pub struct AppConfig {
     /// Run the audit writer and the read-model projections in this process. Off for instances
     /// that leave the read side to another instance sharing the store.
     pub run_read_side: bool,
+    /// How often this instance reconciles every account with its venue (with the saga only).
+    pub reconcile_every: Option<Duration>,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
@@ -117,14 +121,19 @@ impl RunningApp {
             panic_once: Arc::default(),
         };
         let mut readers = Vec::new();
+        let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
         if config.execute_signals {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
                 exchange.clone(),
-                Arc::new(LogNotifier),
+                notifier.clone(),
                 emergency.clone(),
             );
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
+            if let Some(every) = config.reconcile_every {
+                let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);
+                tokio::spawn(reconciler.run(every, shutdown_requested.clone()));
+            }
         }
         // Every instance verifies the trail in the background (read-only) for the compliance API.
         let audit_verification = Arc::new(LatestVerification::default());

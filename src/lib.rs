@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod markets;
 pub mod notify;
 pub mod readside;
+pub mod reconcile;
 pub mod staff;
 pub mod startup;
 pub mod store;

@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AccountCommand, AccountEvent, ClientOrderId, Market, NotificationOutcome, OrderType, Position,
-    Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount,
+    AccountCommand, AccountEvent, ClientOrderId, Drift, Market, NotificationOutcome, OrderType,
+    Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount,
 };
 
 /// The service's default for how long an alert's explicit id is remembered (each signal carries
@@ -28,7 +28,7 @@ pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "3";
+pub const STATE_VERSION: &str = "4";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -66,6 +66,8 @@ pub struct TradingAccount {
     /// Orders that could not be placed since the exchange last answered: the automatic halt's
     /// count.
     pub consecutive_failures: u32,
+    /// Position drifts reconciliation reported and has not cleared, by market.
+    pub drift: BTreeMap<Market, Drift>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +237,11 @@ impl TradingAccount {
                 }
                 Ok(vec![AccountEvent::TradingResumed { by, reason, at }])
             }
+            AccountCommand::RecordReconciliation {
+                venue,
+                venue_positions,
+                at,
+            } => self.reconcile(venue, venue_positions, at),
         }
     }
 
@@ -384,6 +391,23 @@ impl TradingAccount {
             TradingResumed { .. } => {
                 self.halt = None;
                 self.consecutive_failures = 0;
+            }
+            PositionDriftDetected {
+                venue,
+                market,
+                ledger_size,
+                venue_size,
+                ..
+            } => {
+                let drift = Drift {
+                    venue: venue.clone(),
+                    ledger_size: *ledger_size,
+                    venue_size: *venue_size,
+                };
+                self.drift.insert(market.clone(), drift);
+            }
+            PositionDriftCleared { market, .. } => {
+                self.drift.remove(market);
             }
         }
     }

@@ -1,6 +1,8 @@
 //! What can be asked of a `TradingAccount`. Every command carries the time and ids it needs, so the
 //! aggregate stays deterministic.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,13 @@ pub enum AccountCommand {
     ResumeTrading {
         by: String,
         reason: String,
+        at: DateTime<Utc>,
+    },
+    /// What the venue says the account holds (signed sizes; unlisted markets are flat there), to
+    /// compare with the ledger's positions.
+    RecordReconciliation {
+        venue: String,
+        venue_positions: BTreeMap<Market, Decimal>,
         at: DateTime<Utc>,
     },
 }

@@ -182,6 +182,23 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// Reconciliation found the venue holding another signed size than the ledger in `market`
+    /// (recorded when it appears or changes). The ledger's positions are not changed: which side
+    /// is right is for a person to find out.
+    PositionDriftDetected {
+        venue: String,
+        market: Market,
+        ledger_size: Decimal,
+        venue_size: Decimal,
+        detected_at: DateTime<Utc>,
+    },
+    /// A drift recorded earlier is gone: the venue and the ledger agree again on `size`.
+    PositionDriftCleared {
+        venue: String,
+        market: Market,
+        size: Decimal,
+        cleared_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +247,9 @@ impl AccountEvent {
             AccountOpened { .. }
             | RiskLimitsChanged { .. }
             | TradingHalted { .. }
-            | TradingResumed { .. } => None,
+            | TradingResumed { .. }
+            | PositionDriftDetected { .. }
+            | PositionDriftCleared { .. } => None,
         }
     }
 
@@ -258,6 +277,8 @@ impl AccountEvent {
             RiskLimitsChanged { .. } => "RiskLimitsChanged",
             TradingHalted { .. } => "TradingHalted",
             TradingResumed { .. } => "TradingResumed",
+            PositionDriftDetected { .. } => "PositionDriftDetected",
+            PositionDriftCleared { .. } => "PositionDriftCleared",
         }
     }
 }

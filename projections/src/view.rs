@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use aggregates::{
-    AccountEvent, DailyVolume, Halt, InFlight, Market, Position, Profile, SeenKey, SignalId,
+    AccountEvent, DailyVolume, Drift, Halt, InFlight, Market, Position, Profile, SeenKey, SignalId,
     TradingAccount,
 };
 use serde::{Serialize, Serializer};
@@ -31,7 +31,9 @@ impl<'e> Touches<'e> {
             | PositionOpened { market, .. }
             | PositionIncreased { market, .. }
             | PositionReduced { market, .. }
-            | PositionClosed { market, .. } => Some(market),
+            | PositionClosed { market, .. }
+            | PositionDriftDetected { market, .. }
+            | PositionDriftCleared { market, .. } => Some(market),
             _ => None,
         };
         let key = match event {
@@ -74,6 +76,7 @@ pub struct StateView<'s> {
     pub signals_received: u64,
     pub orders_filled: u64,
     pub consecutive_failures: u32,
+    pub drift: Entries<'s, Market, Drift>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -126,6 +129,7 @@ impl<'s> StateView<'s> {
             signals_received,
             orders_filled,
             consecutive_failures,
+            drift,
             ..
         } = state;
         Self {
@@ -142,6 +146,7 @@ impl<'s> StateView<'s> {
             signals_received: *signals_received,
             orders_filled: *orders_filled,
             consecutive_failures: *consecutive_failures,
+            drift: Entries::of(drift, extent, touches.market),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The command line: `serve` (the default), `migrate`, `users ...`, `staff ...`, `replay`,
-//! `halt`/`resume`, `audit verify`, `projections ...`.
+//! `halt`/`resume`, `audit verify`, `projections ...`, `reconcile`.
 
 pub mod audit;
 mod halt;
 mod limits;
 mod projections;
+mod reconcile;
 pub mod replay;
 mod serve;
 mod staff;
@@ -100,6 +101,9 @@ pub enum Command {
     /// The read models: rebuild and check them, or show how far behind they are.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Compare the ledger's positions with the venue's now (one account, or every account);
+    /// record and tell each drift.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Resume(args)) => halt::run(&cli.global, halt::Switch::Resume, args).await,
         Some(Command::Audit(command)) => audit::run(&cli.global, command).await,
         Some(Command::Projections(command)) => projections::run(&cli.global, command).await,
+        Some(Command::Reconcile(args)) => reconcile::run(&cli.global, args).await,
     }
 }
 

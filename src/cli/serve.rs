@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// Leave the audit trail and the read models to another instance sharing the store.
     #[arg(long, env = "LEDGERHOOK_NO_READ_SIDE", value_parser = FalseyValueParser::new())]
     pub no_read_side: bool,
+    /// Compare every account's positions with its venue's this often (0: never). Runs only in
+    /// instances that execute signals.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_RECONCILE_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    pub reconcile_interval_seconds: u64,
     /// Serve even when the PostgreSQL login is a superuser, has CREATEROLE or owns the audit
     /// tables: such a login could undo the audit trail's append-only guarantees (development).
     #[arg(long, env = "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN", value_parser = FalseyValueParser::new())]
@@ -245,6 +253,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
         run_read_side: !args.no_read_side,
+        reconcile_every: (args.reconcile_interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.reconcile_interval_seconds)),
         guard: args.guard.config()?,
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,

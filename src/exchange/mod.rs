@@ -4,6 +4,8 @@
 mod paper;
 mod paper_book;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
@@ -66,6 +68,20 @@ pub trait Exchange: Send + Sync {
             "this exchange does not report equity".to_owned(),
         ))
     }
+
+    /// The signed size the account holds in each market where it holds anything, as the venue
+    /// sees it: what reconciliation compares the ledger with.
+    async fn positions(
+        &self,
+        _account_id: &str,
+    ) -> Result<BTreeMap<Market, Decimal>, ExchangeError> {
+        Err(ExchangeError::Unavailable(
+            "this exchange does not report positions".to_owned(),
+        ))
+    }
+
+    /// The venue's name, as reconciliation records it.
+    fn venue(&self) -> &'static str;
 
     /// What became of an order placed earlier with this client id, if it reached the exchange.
     async fn find_order(

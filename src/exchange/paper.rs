@@ -1,7 +1,7 @@
 //! The paper exchange: deterministic fills at a configured reference price plus a fixed slippage,
 //! booked durably by client order id so that a crashed and resumed saga never trades twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -174,6 +174,33 @@ impl Exchange for PaperExchange {
 
     async fn account_equity(&self, _account_id: &str) -> Result<Decimal, ExchangeError> {
         Ok(self.equity_usd)
+    }
+
+    fn venue(&self) -> &'static str {
+        "paper"
+    }
+
+    /// Every booked order filled whole, so a position is the signed sum of the account's orders.
+    async fn positions(
+        &self,
+        account_id: &str,
+    ) -> Result<BTreeMap<Market, Decimal>, ExchangeError> {
+        let orders = PaperBook::of(&self.store)
+            .of_account(account_id)
+            .await
+            .map_err(Self::unavailable)?;
+        let mut positions = BTreeMap::new();
+        for order in &orders {
+            let OrderOutcome::Filled { fill, .. } = outcome_of(order)? else {
+                continue;
+            };
+            let size: &mut Decimal = positions.entry(fill.market).or_default();
+            *size = size
+                .checked_add(fill.side.sign() * fill.size.value())
+                .ok_or_else(|| Self::unavailable("a position beyond any size"))?;
+        }
+        positions.retain(|_, size| !size.is_zero());
+        Ok(positions)
     }
 
     async fn find_order(

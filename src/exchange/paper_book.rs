@@ -143,6 +143,16 @@ impl<'a> PaperBook<'a> {
             .await?))
     }
 
+    /// Every order booked for `account_id`, oldest first.
+    pub async fn of_account(&self, account_id: &str) -> Result<Vec<PaperOrder>> {
+        let sql =
+            "SELECT * FROM paper_orders WHERE account_id = $1 ORDER BY placed_at, client_order_id";
+        Ok(reading!(self.store, pool => sqlx::query_as(sql)
+            .bind(account_id)
+            .fetch_all(pool)
+            .await?))
+    }
+
     pub async fn count(&self) -> Result<i64> {
         let sql = "SELECT count(*) FROM paper_orders";
         Ok(reading!(self.store, pool => sqlx::query_scalar(sql).fetch_one(pool).await?))

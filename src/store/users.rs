@@ -156,6 +156,12 @@ impl Credentials<'_> {
         Ok(())
     }
 
+    /// Every user's id, disabled ones too (their positions still need watching), in id order.
+    pub async fn user_ids(&self) -> Result<Vec<String>> {
+        let sql = "SELECT user_id FROM users ORDER BY user_id";
+        Ok(reading!(self.store, pool => sqlx::query_scalar(sql).fetch_all(pool).await?))
+    }
+
     /// Every active user's credential digests, at most `limit` of them.
     pub async fn active_credential_digests(&self, limit: i64) -> Result<Vec<CredentialDigests>> {
         let sql = "SELECT webhook_token_sha256, webhook_uuid, webhook_secret_sha256, api_key_sha256

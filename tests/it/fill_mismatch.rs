@@ -112,6 +112,10 @@ impl Misreporting {
 
 #[async_trait]
 impl Exchange for Misreporting {
+    fn venue(&self) -> &'static str {
+        "test"
+    }
+
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.inner.reference_price(market)
     }

@@ -15,6 +15,7 @@ mod halts;
 mod hardening;
 mod hostile;
 mod readside;
+mod reconcile;
 mod replay;
 mod replay_scale;
 mod reused_id;

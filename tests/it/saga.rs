@@ -33,6 +33,10 @@ struct LosesResponses {
 
 #[async_trait]
 impl Exchange for LosesResponses {
+    fn venue(&self) -> &'static str {
+        "test"
+    }
+
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.inner.reference_price(market)
     }
@@ -61,6 +65,10 @@ struct Down {
 
 #[async_trait]
 impl Exchange for Down {
+    fn venue(&self) -> &'static str {
+        "test"
+    }
+
     fn reference_price(&self, market: &Market) -> Option<Decimal> {
         self.prices.reference_price(market)
     }
