@@ -235,6 +235,10 @@ impl TradingAccount {
                 }
                 Ok(vec![AccountEvent::TradingResumed { by, reason, at }])
             }
+            AccountCommand::RecordCredentialAccess(access) => {
+                self.profile()?;
+                Ok(vec![access.into_event()])
+            }
         }
     }
 
@@ -385,6 +389,8 @@ impl TradingAccount {
                 self.halt = None;
                 self.consecutive_failures = 0;
             }
+            // A record for compliance: the account's state does not change.
+            CredentialAccessed { .. } => {}
         }
     }
 

@@ -182,6 +182,15 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A credential of the account's owner was decrypted from the vault: which field, for what,
+    /// by whom, under which key version. Recorded before the decryption; never the value.
+    CredentialAccessed {
+        field: String,
+        purpose: String,
+        by: String,
+        key_version: u32,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +239,8 @@ impl AccountEvent {
             AccountOpened { .. }
             | RiskLimitsChanged { .. }
             | TradingHalted { .. }
-            | TradingResumed { .. } => None,
+            | TradingResumed { .. }
+            | CredentialAccessed { .. } => None,
         }
     }
 
@@ -258,6 +268,7 @@ impl AccountEvent {
             RiskLimitsChanged { .. } => "RiskLimitsChanged",
             TradingHalted { .. } => "TradingHalted",
             TradingResumed { .. } => "TradingResumed",
+            CredentialAccessed { .. } => "CredentialAccessed",
         }
     }
 }

@@ -13,6 +13,7 @@ mod execution;
 mod fills;
 mod position;
 mod risk;
+mod service_credentials;
 mod signal;
 mod upcasting;
 mod values;
@@ -22,7 +23,7 @@ pub use account::{
     FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
 pub use commands::{
-    AccountCommand, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,
+    AccountCommand, CredentialAccess, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,
     TradeInstruction,
 };
 pub use emergency::{
@@ -30,6 +31,10 @@ pub use emergency::{
 };
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use execution::AUTOMATIC_HALT_BY;
+pub use service_credentials::{
+    ServiceCredentials, ServiceCredentialsCommand, ServiceCredentialsError,
+    ServiceCredentialsEvent, SERVICE_CREDENTIALS_EVENT_VERSION, SERVICE_OWNER_ID,
+};
 pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
 pub use position::{Position, Unrepresentable};
 pub use risk::{rule, RiskCheck, RiskLimits};

@@ -1,6 +1,6 @@
 //! The ledger's storage on PostgreSQL or SQLite. `Store` is the connection; each concern is a small
 //! repository reached from it: `events()` (the log, global order, snapshots, checkpoints),
-//! `credentials()` (users and staff), `audit()` and `read_models()`. SQL is written once wherever
+//! `credentials()` (users and staff), `audit()`, `read_models()` and `vault()`. SQL is written once wherever
 //! the dialects agree (`reading!` / `writing!`); per-dialect code is only where they differ:
 //! appends and the global order, roles and NOTIFY, leases, the single SQLite writer.
 //!
@@ -65,6 +65,7 @@ mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
+mod vault;
 
 use cqrs_es::persist::PersistenceError;
 
@@ -76,6 +77,7 @@ pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
+pub use self::vault::{SealedSecret, SecretKey, VaultTable};
 pub use self::users::{
     ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,
     WebhookDigests, CREDENTIALS_CHANGED_CHANNEL,
@@ -195,6 +197,11 @@ impl Store {
     /// The trader's read models: rows by key, pages written with their checkpoints.
     pub fn read_models(&self) -> ReadModelTables<'_> {
         ReadModelTables { store: self }
+    }
+
+    /// The vault's sealed values (ciphertext only; `src/vault` holds the keys).
+    pub fn vault(&self) -> VaultTable<'_> {
+        VaultTable { store: self }
     }
 
     pub fn kind(&self) -> &'static str {

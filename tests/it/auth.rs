@@ -12,6 +12,7 @@ use crate::support::alerts::Alert;
 use crate::support::answer::assert_invalid_token;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, rotate_webhook, Options, Service};
+use crate::support::vault::sealing_vault;
 use crate::support::stores::{Backend, TestStore};
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
@@ -646,7 +647,7 @@ async fn remembered_credentials_never_outlive_an_announced_change(backend: Backe
         .expect("the token is valid");
     assert_eq!(found.rate_limit_or_default().requests, 5);
     let again = authenticator
-        .rotate_webhook(&user.user_id)
+        .rotate_webhook(&sealing_vault(&store), &user.user_id)
         .await
         .expect("the user exists");
     assert!(authenticator
@@ -670,7 +671,7 @@ async fn remembered_credentials_never_outlive_an_announced_change(backend: Backe
     })
     .await;
     assert!(matches!(
-        users::rotate_webhook(&store, "no-such-user").await,
+        users::rotate_webhook(&sealing_vault(&store), "no-such-user").await,
         Err(users::UserError::NoSuchUser(_))
     ));
 }
@@ -768,7 +769,7 @@ async fn users_from_before_the_migration_keep_their_token(backend: Backend) {
     assert_eq!(profile.webhook_uuid, None);
 
     let issued = authenticator
-        .rotate_webhook("legacy")
+        .rotate_webhook(&sealing_vault(&store), "legacy")
         .await
         .expect("the legacy user exists");
     assert!(authenticator

@@ -195,7 +195,7 @@ impl Harness {
     }
 
     async fn account(&self, name: &str) -> String {
-        create_user(&self.running.ledger, name, "test", Utc::now())
+        create_user(&self.running.ledger, &self.running.vault, name, "test", Utc::now())
             .await
             .expect("user")
             .user_id

@@ -250,7 +250,13 @@ async fn processes_racing_on_one_account_never_share_a_signal_id(backend: Backen
         )
     };
     let (first, second) = (start(), start());
-    let account = ledgerhook::users::create_user(&first, "racer", "test", Utc::now())
+    let account = ledgerhook::users::create_user(
+        &first,
+        &crate::support::vault::sealing_vault(&store),
+        "racer",
+        "test",
+        Utc::now(),
+    )
         .await
         .expect("a user")
         .user_id;
