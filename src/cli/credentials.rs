@@ -40,10 +40,16 @@ pub async fn run(global: &GlobalArgs, command: CredentialsCommand) -> anyhow::Re
                     owner == SERVICE_OWNER_ID,
                     "{field} is the service's: use `ledgerhook credentials set {SERVICE_OWNER_ID} {field}`"
                 ),
-                Ownership::User => anyhow::ensure!(
-                    store.credentials().user_profile(&owner).await?.is_some(),
-                    "no user {owner}"
-                ),
+                Ownership::User => {
+                    anyhow::ensure!(
+                        owner != SERVICE_OWNER_ID,
+                        "{field} belongs to a user, not to the service"
+                    );
+                    anyhow::ensure!(
+                        store.credentials().user_profile(&owner).await?.is_some(),
+                        "no user {owner}"
+                    );
+                }
             }
             vault.seal(&owner, field, &value).await?;
             println!(

@@ -27,3 +27,4 @@ mod strangers;
 mod supervision;
 mod support;
 mod template;
+mod vault;
