@@ -216,6 +216,8 @@ impl RunningApp {
                 Err(error) => tracing::error!(%error, "a reader's supervisor failed"),
             }
         }
+        // The vault records reveals through the ledger: it must go too for the committers to end.
+        drop(self.vault);
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}

@@ -23,20 +23,20 @@ pub use account::{
     FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
 pub use commands::{
-    AccountCommand, CredentialAccess, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,
-    TradeInstruction,
+    AccountCommand, CredentialAccess, ExecutionReport, Fill, NotificationOutcome, OrderType,
+    SignalIntent, TradeInstruction,
 };
 pub use emergency::{
     EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, EMERGENCY_STOP_ID,
 };
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use execution::AUTOMATIC_HALT_BY;
+pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
+pub use position::{Position, Unrepresentable};
+pub use risk::{rule, RiskCheck, RiskLimits};
 pub use service_credentials::{
     ServiceCredentials, ServiceCredentialsCommand, ServiceCredentialsError,
     ServiceCredentialsEvent, SERVICE_CREDENTIALS_EVENT_VERSION, SERVICE_OWNER_ID,
 };
-pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
-pub use position::{Position, Unrepresentable};
-pub use risk::{rule, RiskCheck, RiskLimits};
 pub use upcasting::upcasters;
 pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};

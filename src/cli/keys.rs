@@ -26,9 +26,9 @@ pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()
                 (Some(version), _) => version,
                 (None, Some(path)) => {
                     let highest = Keyring::load(path)?.current().0;
-                    highest
-                        .checked_add(1)
-                        .ok_or_else(|| anyhow::anyhow!("the key file's highest version is the last"))?
+                    highest.checked_add(1).ok_or_else(|| {
+                        anyhow::anyhow!("the key file's highest version is the last")
+                    })?
                 }
                 (None, None) => 1,
             };

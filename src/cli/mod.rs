@@ -14,8 +14,8 @@ mod staff;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};

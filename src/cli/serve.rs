@@ -263,7 +263,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     announce_address(app.address);
     if let (Some(path), false) = (&demo_file, args.no_demo) {
         if app.store.credentials().count_users().await? == 0 {
-            let credentials = create_user(&app.ledger, &app.vault, "demo", "serve", Utc::now()).await?;
+            let credentials =
+                create_user(&app.ledger, &app.vault, "demo", "serve", Utc::now()).await?;
             write_demo_user(
                 path,
                 &DemoUser {

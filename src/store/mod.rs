@@ -77,11 +77,11 @@ pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
-pub use self::vault::{SealedSecret, SecretKey, VaultTable};
 pub use self::users::{
     ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,
     WebhookDigests, CREDENTIALS_CHANGED_CHANNEL,
 };
+pub use self::vault::{SealedSecret, SecretKey, VaultTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -117,10 +117,7 @@ pub async fn create_user(
 
 /// Issues a new webhook token, uuid and secret; the old ones stop working at once (on
 /// PostgreSQL every service instance hears of it as it commits; see `Authenticator`).
-pub async fn rotate_webhook(
-    vault: &Vault,
-    user_id: &str,
-) -> Result<WebhookCredentials, UserError> {
+pub async fn rotate_webhook(vault: &Vault, user_id: &str) -> Result<WebhookCredentials, UserError> {
     let webhook = WebhookCredentials::generate();
     let sealed = sealed(vault, user_id, &webhook)?;
     found(

@@ -112,7 +112,9 @@ mod tests {
     }
 
     fn open_with(ring: &Keyring, secret: &SealedSecret) -> Result<String, OpenError> {
-        let key = ring.get(secret.key_version).expect("the version is in the ring");
+        let key = ring
+            .get(secret.key_version)
+            .expect("the version is in the ring");
         open(key, secret).map(|text| text.as_str().to_owned())
     }
 

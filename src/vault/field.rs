@@ -72,7 +72,9 @@ impl Field {
             Field::DydxMnemonic => {
                 let words = value.split_whitespace().count();
                 if words != 24 {
-                    return Err(format!("{self} must be 24 words separated by spaces, got {words}"));
+                    return Err(format!(
+                        "{self} must be 24 words separated by spaces, got {words}"
+                    ));
                 }
             }
             Field::DydxSubaccount => {

@@ -104,7 +104,9 @@ impl Keyring {
             );
             let mut key = Zeroizing::new([0_u8; KEY_BYTES]);
             if decoded.len() != KEY_BYTES {
-                return Err(bad("the key must be exactly 32 bytes (44 base64 characters)"));
+                return Err(bad(
+                    "the key must be exactly 32 bytes (44 base64 characters)",
+                ));
             }
             key.copy_from_slice(&decoded);
             if keys.insert(version, MasterKey(key)).is_some() {
@@ -205,8 +207,13 @@ mod tests {
 
     #[test]
     fn the_highest_version_seals() {
-        let ring = parse(&format!("# keys\n1:{}\n\n3:{}\n2:{}\n", key(1), key(3), key(2)))
-            .expect("a valid file");
+        let ring = parse(&format!(
+            "# keys\n1:{}\n\n3:{}\n2:{}\n",
+            key(1),
+            key(3),
+            key(2)
+        ))
+        .expect("a valid file");
         assert_eq!(ring.current().0, 3);
         assert_eq!(ring.current().1.bytes(), &[3; KEY_BYTES]);
         assert_eq!(ring.versions(), vec![1, 2, 3]);
@@ -232,7 +239,10 @@ mod tests {
                 Err(error) => error.to_string(),
             };
             assert!(message.contains(expected), "{message}");
-            assert!(!message.contains(&short) && !message.contains(&key(1)), "{message}");
+            assert!(
+                !message.contains(&short) && !message.contains(&key(1)),
+                "{message}"
+            );
         }
     }
 
@@ -257,11 +267,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(create_key_file(&path).is_err());
-        let missing = Keyring::load(&dir.path().join("absent")).unwrap_err().to_string();
+        let missing = Keyring::load(&dir.path().join("absent"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("cannot be read"), "{missing}");
     }
 }

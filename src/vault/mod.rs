@@ -177,7 +177,8 @@ impl Vault {
             return Ok(None);
         };
         let key = self.key_for(owner, field, sealed.key_version)?;
-        self.record(owner, field, sealed.key_version, access).await?;
+        self.record(owner, field, sealed.key_version, access)
+            .await?;
         cipher::open(key, &sealed)
             .map(Some)
             .map_err(|reason| VaultError::Unopenable {

@@ -35,8 +35,7 @@ pub enum KeySourceError {
 /// The embedded demo's key file, when `database_url` is the default store and no file is given.
 pub fn demo_key_file(database_url: &str) -> Option<PathBuf> {
     let path = database_url.strip_prefix("sqlite://")?;
-    (database_url == DEMO_DATABASE_URL)
-        .then(|| Path::new(path).with_file_name(DEMO_KEY_FILE))
+    (database_url == DEMO_DATABASE_URL).then(|| Path::new(path).with_file_name(DEMO_KEY_FILE))
 }
 
 impl KeySource {

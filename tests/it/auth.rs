@@ -12,8 +12,8 @@ use crate::support::alerts::Alert;
 use crate::support::answer::assert_invalid_token;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, rotate_webhook, Options, Service};
-use crate::support::vault::sealing_vault;
 use crate::support::stores::{Backend, TestStore};
+use crate::support::vault::sealing_vault;
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
     store

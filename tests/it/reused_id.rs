@@ -257,9 +257,9 @@ async fn processes_racing_on_one_account_never_share_a_signal_id(backend: Backen
         "test",
         Utc::now(),
     )
-        .await
-        .expect("a user")
-        .user_id;
+    .await
+    .expect("a user")
+    .user_id;
     let ingests = [ingest(first.clone()), ingest(second)];
     let mut requests = JoinSet::new();
     let alerts = 40;

@@ -22,9 +22,7 @@ use ledgerhook::vault::{generate_line, Access, Field, Keyring, Vault, VaultError
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::service::{
-    cli_output, create_user, rotate_webhook, Options, Service, BINARY,
-};
+use crate::support::service::{cli_output, create_user, rotate_webhook, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::vault::{key_file, write_key_file, write_private, KEY_FILE_ENV};
 
@@ -117,10 +115,19 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
     let webhook_url = text(&body, "/webhook_url");
     assert_eq!(
         webhook_url,
-        format!("{}/api/webhook?token={}", service.base_url, alice.webhook_token)
+        format!(
+            "{}/api/webhook?token={}",
+            service.base_url, alice.webhook_token
+        )
     );
-    assert_eq!(text(&body, "/two_factor_url"), alice.two_factor_url);
-    assert_eq!(text(&body, "/credentials/webhook_secret"), alice.webhook_secret);
+    assert_eq!(
+        text(&body, "/two_factor_url"),
+        format!("{}/webhooks/{}", service.base_url, alice.webhook_uuid)
+    );
+    assert_eq!(
+        text(&body, "/credentials/webhook_secret"),
+        alice.webhook_secret
+    );
     assert!(!body.to_string().contains("<webhook_token>"), "{body}");
     // The URL as shown works: TradingView posting to it is accepted.
     let (status, answer) = service
@@ -146,9 +153,18 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
             &Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         );
     let (status, answer) = service
-        .send(service.client().post(text(&body, "/two_factor_url")).body(filled))
+        .send(
+            service
+                .client()
+                .post(text(&body, "/two_factor_url"))
+                .body(filled),
+        )
         .await;
-    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
 
     // Bob's key shows Bob's credentials, and nothing of Alice's.
     let (status, _, bob_body) = config(&service, &bob.api_key).await;
@@ -179,10 +195,18 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
     let rotated = rotate_webhook(&test.url, &alice.user_id).await;
     let (_, _, body) = config(&service, &alice.api_key).await;
     assert!(text(&body, "/webhook_url").ends_with(&rotated.webhook_token));
-    assert_eq!(text(&body, "/credentials/webhook_secret"), rotated.webhook_secret);
+    assert_eq!(
+        text(&body, "/credentials/webhook_secret"),
+        rotated.webhook_secret
+    );
     crate::support::eventually("the old URL to stop working", || async {
         let (status, _) = service
-            .send(service.client().post(&webhook_url).body(Alert::new("old").json()))
+            .send(
+                service
+                    .client()
+                    .post(&webhook_url)
+                    .body(Alert::new("old").json()),
+            )
             .await;
         (status == 401).then_some(())
     })
@@ -206,7 +230,10 @@ async fn a_user_from_before_the_vault_is_told_to_rotate(backend: Backend) {
         text(&body, "/action_required").contains("users rotate-webhook"),
         "{body}"
     );
-    assert!(accesses(&store, &user.user_id).await.is_empty(), "nothing was decrypted");
+    assert!(
+        accesses(&store, &user.user_id).await.is_empty(),
+        "nothing was decrypted"
+    );
     let rotated = rotate_webhook(&test.url, &user.user_id).await;
     let (_, _, body) = config(&service, &user.api_key).await;
     assert!(text(&body, "/webhook_url").ends_with(&rotated.webhook_token));
@@ -219,8 +246,16 @@ on_both_stores!(a_user_from_before_the_vault_is_told_to_rotate);
 async fn forget_vault_rows(store: &Store, owner: &str) {
     let sql = "DELETE FROM vault_secrets WHERE owner_id = $1";
     match store {
-        Store::Postgres(pg) => sqlx::query(sql).bind(owner).execute(pg.pool()).await.map(drop),
-        Store::Sqlite(lite) => sqlx::query(sql).bind(owner).execute(lite.pool()).await.map(drop),
+        Store::Postgres(pg) => sqlx::query(sql)
+            .bind(owner)
+            .execute(pg.pool())
+            .await
+            .map(drop),
+        Store::Sqlite(lite) => sqlx::query(sql)
+            .bind(owner)
+            .execute(lite.pool())
+            .await
+            .map(drop),
     }
     .expect("the rows are deleted");
 }
@@ -291,10 +326,22 @@ async fn no_plaintext_reaches_the_database_the_ledger_the_log_or_an_error(backen
     let keys = key_file();
     let mut outputs = Vec::new();
     for (owner, field, value) in [
-        (alice.user_id.as_str(), "dydx_mnemonic", format!("{words}\n")),
-        (alice.user_id.as_str(), "telegram_chat_id", chat_id.to_owned()),
+        (
+            alice.user_id.as_str(),
+            "dydx_mnemonic",
+            format!("{words}\n"),
+        ),
+        (
+            alice.user_id.as_str(),
+            "telegram_chat_id",
+            chat_id.to_owned(),
+        ),
         (alice.user_id.as_str(), "dydx_subaccount", "3\n".to_owned()),
-        (SERVICE_OWNER_ID, "telegram_bot_token", format!("{bot_token}\n")),
+        (
+            SERVICE_OWNER_ID,
+            "telegram_bot_token",
+            format!("{bot_token}\n"),
+        ),
     ] {
         let output = credentials_set(&test.url, keys, owner, field, &value).await;
         assert!(output.status.success(), "{field}: {output:?}");
@@ -302,14 +349,49 @@ async fn no_plaintext_reaches_the_database_the_ledger_the_log_or_an_error(backen
     }
     // Refusals name the rule, never the value.
     for (owner, field, value, rule) in [
-        (alice.user_id.as_str(), "dydx_mnemonic", mnemonic("zq7")[..60].to_owned(), "24 words"),
-        (alice.user_id.as_str(), "dydx_subaccount", "128".to_owned(), "0 to 127"),
-        (alice.user_id.as_str(), "telegram_chat_id", "zq7chat".to_owned(), "integer"),
-        (alice.user_id.as_str(), "telegram_bot_token", bot_token.to_owned(), "service"),
+        (
+            alice.user_id.as_str(),
+            "dydx_mnemonic",
+            mnemonic("zq7")[..60].to_owned(),
+            "24 words",
+        ),
+        (
+            alice.user_id.as_str(),
+            "dydx_subaccount",
+            "128".to_owned(),
+            "0 to 127",
+        ),
+        (
+            alice.user_id.as_str(),
+            "telegram_chat_id",
+            "zq7chat".to_owned(),
+            "integer",
+        ),
+        (
+            alice.user_id.as_str(),
+            "telegram_bot_token",
+            bot_token.to_owned(),
+            "service",
+        ),
         (SERVICE_OWNER_ID, "dydx_mnemonic", words.clone(), "a user"),
-        ("no-such-user", "telegram_chat_id", chat_id.to_owned(), "no user"),
-        (alice.user_id.as_str(), "telegram_chat_id", "\n".to_owned(), "empty"),
-        (alice.user_id.as_str(), "password", "zq7pw".to_owned(), "unknown vault field"),
+        (
+            "no-such-user",
+            "telegram_chat_id",
+            chat_id.to_owned(),
+            "no user",
+        ),
+        (
+            alice.user_id.as_str(),
+            "telegram_chat_id",
+            "\n".to_owned(),
+            "empty",
+        ),
+        (
+            alice.user_id.as_str(),
+            "password",
+            "zq7pw".to_owned(),
+            "unknown vault field",
+        ),
     ] {
         let output = credentials_set(&test.url, keys, owner, field, &value).await;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -333,10 +415,24 @@ async fn no_plaintext_reaches_the_database_the_ledger_the_log_or_an_error(backen
                 .map(|value| value.as_str().to_owned())
         }
     };
-    assert_eq!(read(&alice.user_id, Field::DydxMnemonic).await, Some(words.clone()));
-    assert_eq!(read(&alice.user_id, Field::TelegramChatId).await.as_deref(), Some(chat_id));
-    assert_eq!(read(&alice.user_id, Field::DydxSubaccount).await.as_deref(), Some("3"));
-    assert_eq!(read(SERVICE_OWNER_ID, Field::TelegramBotToken).await.as_deref(), Some(bot_token));
+    assert_eq!(
+        read(&alice.user_id, Field::DydxMnemonic).await,
+        Some(words.clone())
+    );
+    assert_eq!(
+        read(&alice.user_id, Field::TelegramChatId).await.as_deref(),
+        Some(chat_id)
+    );
+    assert_eq!(
+        read(&alice.user_id, Field::DydxSubaccount).await.as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        read(SERVICE_OWNER_ID, Field::TelegramBotToken)
+            .await
+            .as_deref(),
+        Some(bot_token)
+    );
     let service_reads = accesses(&store, SERVICE_OWNER_ID).await;
     assert_eq!(service_reads.len(), 1);
     assert_eq!(service_reads[0]["field"], "telegram_bot_token");
@@ -359,7 +455,10 @@ async fn no_plaintext_reaches_the_database_the_ledger_the_log_or_an_error(backen
     .collect();
     assert!(ledger_text.contains("CredentialAccessed") || ledger_text.contains("dydx_mnemonic"));
     let log = std::fs::read_to_string(&log_file).expect("the log is readable");
-    assert!(log.contains("/api/config/webhook"), "the run logged its requests:\n{log}");
+    assert!(
+        log.contains("/api/config/webhook"),
+        "the run logged its requests:\n{log}"
+    );
     let cli_text: String = outputs
         .iter()
         .map(|output| {
@@ -433,9 +532,10 @@ async fn keys_rotate_moves_every_value_while_the_service_runs(backend: Backend) 
     let mut users = Vec::new();
     let mut expected: HashMap<(String, Field), String> = HashMap::new();
     for n in 0..20 {
-        let issued = create_user_in_process(&ledger, &old_vault, &format!("u{n}"), "test", Utc::now())
-            .await
-            .expect("a user");
+        let issued =
+            create_user_in_process(&ledger, &old_vault, &format!("u{n}"), "test", Utc::now())
+                .await
+                .expect("a user");
         let owner = issued.user_id.clone();
         let values = [
             (Field::DydxMnemonic, mnemonic(&format!("u{n}"))),
@@ -446,16 +546,28 @@ async fn keys_rotate_moves_every_value_while_the_service_runs(backend: Backend) 
             old_vault.seal(&owner, field, &value).await.expect("sealed");
             expected.insert((owner.clone(), field), value);
         }
-        expected.insert((owner.clone(), Field::WebhookToken), issued.webhook.webhook_token.clone());
-        expected.insert((owner.clone(), Field::WebhookSecret), issued.webhook.webhook_secret.clone());
+        expected.insert(
+            (owner.clone(), Field::WebhookToken),
+            issued.webhook.webhook_token.clone(),
+        );
+        expected.insert(
+            (owner.clone(), Field::WebhookSecret),
+            issued.webhook.webhook_secret.clone(),
+        );
         users.push(issued);
     }
     old_vault
         .seal(SERVICE_OWNER_ID, Field::TelegramBotToken, "42:bot")
         .await
         .expect("sealed");
-    expected.insert((SERVICE_OWNER_ID.to_owned(), Field::TelegramBotToken), "42:bot".to_owned());
-    assert_eq!(store.vault().count_by_version().await.expect("counts"), vec![(1, 101)]);
+    expected.insert(
+        (SERVICE_OWNER_ID.to_owned(), Field::TelegramBotToken),
+        "42:bot".to_owned(),
+    );
+    assert_eq!(
+        store.vault().count_by_version().await.expect("counts"),
+        vec![(1, 101)]
+    );
 
     // The service knows both keys (as it would after a restart with the new line appended).
     let both = both_keys.to_string_lossy().into_owned();
@@ -488,7 +600,11 @@ async fn keys_rotate_moves_every_value_while_the_service_runs(backend: Backend) 
     let (rotated, ()) = tokio::join!(rotating, meanwhile);
     expected.insert((users[1].user_id.clone(), Field::TelegramChatId), resealed);
     let stdout = String::from_utf8_lossy(&rotated.stdout).into_owned();
-    assert!(rotated.status.success(), "{stdout} {}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(
+        rotated.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     let moved: u64 = stdout
         .split_whitespace()
         .nth(1)
@@ -496,7 +612,10 @@ async fn keys_rotate_moves_every_value_while_the_service_runs(backend: Backend) 
         .unwrap_or_else(|| panic!("keys rotate prints how many moved: {stdout}"));
     assert!((100..=101).contains(&moved), "{stdout}");
     assert!(stdout.contains("older keys can be removed"), "{stdout}");
-    assert_eq!(store.vault().count_by_version().await.expect("counts"), vec![(2, 101)]);
+    assert_eq!(
+        store.vault().count_by_version().await.expect("counts"),
+        vec![(2, 101)]
+    );
 
     // Version 1 can go: everything opens with the new key alone.
     let new_vault = Vault::with_ledger(ledger.clone(), load(&new_keys));
@@ -546,7 +665,10 @@ async fn a_missing_key_or_a_damaged_value_is_a_clear_error(backend: Backend) {
         Arc::new(Keyring::load(&other_keys).expect("loads")),
     );
     let access = || Access::new("show webhook url", "test");
-    match other.reveal(&alice.user_id, Field::WebhookToken, access()).await {
+    match other
+        .reveal(&alice.user_id, Field::WebhookToken, access())
+        .await
+    {
         Err(error @ VaultError::KeyVersionAbsent { version: 1, .. }) => {
             let message = error.to_string();
             assert!(message.contains("key version 1"), "{message}");
@@ -569,7 +691,9 @@ async fn a_missing_key_or_a_damaged_value_is_a_clear_error(backend: Backend) {
         .await
         .expect("written");
     assert!(matches!(
-        vault.reveal(&bob.user_id, Field::WebhookToken, access()).await,
+        vault
+            .reveal(&bob.user_id, Field::WebhookToken, access())
+            .await,
         Err(VaultError::Unopenable { .. })
     ));
     // Nor as another field of Alice's.
@@ -581,7 +705,9 @@ async fn a_missing_key_or_a_damaged_value_is_a_clear_error(backend: Backend) {
         .await
         .expect("written");
     assert!(matches!(
-        vault.reveal(&alice.user_id, Field::WebhookSecret, access()).await,
+        vault
+            .reveal(&alice.user_id, Field::WebhookSecret, access())
+            .await,
         Err(VaultError::Unopenable { .. })
     ));
     // A truncated ciphertext, over HTTP: a 500 JSON error, nothing of the value.
@@ -623,7 +749,10 @@ async fn serve_refuses_to_start_without_usable_keys(backend: Backend) {
     write_private(&short, &format!("1:{short_key}\n"));
     let duplicate = dir.path().join("duplicate.keys");
     let line = generate_line(1);
-    write_private(&duplicate, &format!("{}\n{}\n", line.as_str(), line.as_str()));
+    write_private(
+        &duplicate,
+        &format!("{}\n{}\n", line.as_str(), line.as_str()),
+    );
     let missing = dir.path().join("missing.keys");
     let cases: [(Option<&Path>, &str); 4] = [
         (None, "--vault-key-file"),

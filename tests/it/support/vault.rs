@@ -43,7 +43,8 @@ pub fn write_private(path: &Path, text: &str) {
         options.mode(0o600);
     }
     let mut file = options.open(&partial).expect("the key file can be written");
-    file.write_all(text.as_bytes()).expect("the key file is written");
+    file.write_all(text.as_bytes())
+        .expect("the key file is written");
     std::fs::rename(&partial, path).expect("the key file is in place");
 }
 
