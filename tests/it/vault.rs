@@ -786,3 +786,25 @@ async fn serve_refuses_to_start_without_usable_keys(backend: Backend) {
     }
 }
 on_both_stores!(serve_refuses_to_start_without_usable_keys);
+
+/// `keys generate` prints a line the key file accepts, one version above its highest.
+#[tokio::test]
+async fn keys_generate_prints_the_next_version() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let keys = dir.path().join("vault.keys");
+    write_key_file(&keys, &[1, 3]);
+    let output = Command::new(BINARY)
+        .args(["keys", "generate", "--vault-key-file"])
+        .arg(&keys)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let line = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(line.starts_with("4:"), "{line}");
+    let existing = std::fs::read_to_string(&keys).expect("reads");
+    write_private(&keys, &format!("{existing}{line}"));
+    let ring = Keyring::load(&keys).expect("the appended line is valid");
+    assert_eq!(ring.versions(), vec![1, 3, 4]);
+}
