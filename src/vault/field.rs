@@ -132,9 +132,9 @@ mod tests {
 
     #[test]
     fn values_are_checked_for_shape_without_quoting_them() {
-        let words = vec!["abandon"; 24].join(" ");
+        let words = ["abandon"; 24].join(" ");
         assert!(Field::DydxMnemonic.validate(&words).is_ok());
-        let short = vec!["secretword"; 12].join(" ");
+        let short = ["secretword"; 12].join(" ");
         let refused = Field::DydxMnemonic.validate(&short).unwrap_err();
         assert!(refused.contains("got 12") && !refused.contains("secretword"));
         assert!(Field::DydxSubaccount.validate("0").is_ok());
