@@ -107,7 +107,8 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
     let test = TestStore::new(backend).await;
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
-    let service = Service::start(&test.url, Options::ingest_only()).await;
+    // The whole service: the saga, the audit writer and the read models meet the new events too.
+    let service = Service::start(&test.url, Options::default()).await;
 
     let (status, cache, body) = config(&service, &alice.api_key).await;
     assert_eq!(status, 200, "{body}");
@@ -190,6 +191,25 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
         assert!(!recorded.contains(&alice.webhook_secret));
     }
     assert_eq!(accesses(&store, &bob.user_id).await.len(), 2);
+    // Compliance sees them in the trail (the trader too, in their own), and the chain verifies.
+    crate::support::eventually("the reveals in Alice's own audit trail", || async {
+        let (status, trail) = service
+            .send(
+                service
+                    .client()
+                    .get(format!(
+                        "{}/api/audit?event_type=CredentialAccessed",
+                        service.base_url
+                    ))
+                    .bearer_auth(&alice.api_key),
+            )
+            .await;
+        let rows = trail["rows"].as_array()?.len();
+        (status == 200 && rows == 2).then_some(())
+    })
+    .await;
+    let (verified, report) = crate::audit::audit_verify(&test.url, false).await;
+    assert!(verified, "{report}");
 
     // After a rotation the new URL is shown, and the old one no longer works.
     let rotated = rotate_webhook(&test.url, &alice.user_id).await;
@@ -212,6 +232,13 @@ async fn the_webhook_url_is_shown_again_to_its_owner_only(backend: Backend) {
     })
     .await;
     service.stop().await;
+    // The read models ignore the reveals: a rebuild from the log equals the live rows.
+    let rebuilt = crate::support::service::cli(&test.url, &["projections", "rebuild"]).await;
+    assert_eq!(
+        rebuilt.matches("equals the live rows").count(),
+        4,
+        "{rebuilt}"
+    );
 }
 on_both_stores!(the_webhook_url_is_shown_again_to_its_owner_only);
 
