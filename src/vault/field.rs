@@ -78,12 +78,12 @@ impl Field {
                 }
             }
             Field::DydxSubaccount => {
-                if !matches!(value.trim().parse::<u8>(), Ok(0..=127)) {
+                if !matches!(value.parse::<u8>(), Ok(0..=127)) {
                     return Err(format!("{self} must be an integer from 0 to 127"));
                 }
             }
             Field::TelegramChatId => {
-                if value.trim().parse::<i64>().is_err() {
+                if value.parse::<i64>().is_err() {
                     return Err(format!("{self} must be an integer (negative for groups)"));
                 }
             }
@@ -141,6 +141,9 @@ mod tests {
         assert!(Field::DydxSubaccount.validate("127").is_ok());
         assert!(Field::DydxSubaccount.validate("128").is_err());
         assert!(Field::DydxSubaccount.validate("-1").is_err());
+        // Stored as given, so read back as given: no spaces around numbers.
+        assert!(Field::DydxSubaccount.validate(" 3").is_err());
+        assert!(Field::TelegramChatId.validate("42 ").is_err());
         assert!(Field::TelegramChatId.validate("-1001234567890").is_ok());
         assert!(Field::TelegramChatId.validate("@channel").is_err());
         assert!(Field::TelegramBotToken.validate("").is_err());
