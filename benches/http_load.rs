@@ -227,6 +227,15 @@ async fn run(config: &Config, database: &Database, scratch: &Path) -> anyhow::Re
     let port = free_port()?;
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let log_path = scratch.join("server.log");
+    // The vault's master keys for the server and `users create` (releases before issue 11 ignore
+    // the variable); set before any child starts, which inherits it.
+    if std::env::var_os("LEDGERHOOK_VAULT_KEY_FILE").is_none() {
+        let keys = scratch.join("vault.keys");
+        if !keys.exists() {
+            ledgerhook::vault::create_key_file(&keys)?;
+        }
+        std::env::set_var("LEDGERHOOK_VAULT_KEY_FILE", &keys);
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(8_192)

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use crate::reconcile::Reconciler;
 use crate::startup::{open_service_store, ServiceStore};
 use crate::store::{ServiceLock, Store};
 use crate::users::Authenticator;
+use crate::vault::{load_keyring, Vault};
 
 /// Store connections opened before serving: the committers, the saga and a few request reads.
 const WARM_CONNECTIONS: usize = 12;
@@ -66,6 +68,8 @@ pub struct AppConfig {
     pub readiness: ReadinessLimits,
     /// Restart delays of the catch-up readers (and the test-only fault hook).
     pub supervisor: SupervisorConfig,
+    /// The vault's master keys (`--vault-key-file`); `None`: only the embedded demo may start.
+    pub vault_key_file: Option<PathBuf>,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -86,6 +90,7 @@ pub struct RunningApp {
     pub store: Store,
     pub ledger: Ledger,
     pub emergency: Arc<EmergencySwitch>,
+    pub vault: Vault,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     readers: Vec<tokio::task::JoinHandle<ReaderExit>>,
@@ -100,9 +105,15 @@ impl RunningApp {
             store,
             lock: service_lock,
         } = open_service_store(&config.database_url, config.allow_privileged_login).await?;
+        // After the store: a database that cannot be reached is the first thing to fix.
+        let keys = Arc::new(load_keyring(
+            &config.database_url,
+            config.vault_key_file.as_deref(),
+        )?);
         store.warm_up(WARM_CONNECTIONS).await?;
         let mut committers = JoinSet::new();
         let ledger = start_ledger(store.clone(), &mut committers);
+        let vault = Vault::with_ledger(ledger.clone(), keys);
         let markets = MarketList::default();
         let exchange: Arc<dyn Exchange> = Arc::new(
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
@@ -165,6 +176,7 @@ impl RunningApp {
             store: store.clone(),
             ingest,
             authenticator,
+            vault: vault.clone(),
             guard: Arc::new(Guard::new(config.guard)),
             public_url: config.public_url.map(Arc::from),
             audit_verification,
@@ -184,6 +196,7 @@ impl RunningApp {
             store,
             ledger,
             emergency,
+            vault,
             shutdown,
             server,
             readers,
@@ -212,6 +225,8 @@ impl RunningApp {
                 Err(error) => tracing::error!(%error, "a reader's supervisor failed"),
             }
         }
+        // The vault records reveals through the ledger: it must go too for the committers to end.
+        drop(self.vault);
         drop(self.ledger);
         let mut committers = self.committers;
         while committers.join_next().await.is_some() {}

@@ -20,3 +20,4 @@ pub mod staff;
 pub mod startup;
 pub mod store;
 pub mod users;
+pub mod vault;

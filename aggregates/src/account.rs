@@ -242,6 +242,10 @@ impl TradingAccount {
                 venue_positions,
                 at,
             } => self.reconcile(venue, venue_positions, at),
+            AccountCommand::RecordCredentialAccess(access) => {
+                self.profile()?;
+                Ok(vec![access.into_event()])
+            }
         }
     }
 
@@ -409,6 +413,8 @@ impl TradingAccount {
             PositionDriftCleared { market, .. } => {
                 self.drift.remove(market);
             }
+            // A record for compliance: the account's state does not change.
+            CredentialAccessed { .. } => {}
         }
     }
 

@@ -52,6 +52,19 @@ pub enum AccountCommand {
         venue_positions: BTreeMap<Market, Decimal>,
         at: DateTime<Utc>,
     },
+    /// Records that one of the owner's credentials is about to be decrypted (see
+    /// `AccountEvent::CredentialAccessed`).
+    RecordCredentialAccess(CredentialAccess),
+}
+
+/// Who reads which of an owner's vault fields, and why. Names only: never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialAccess {
+    pub field: String,
+    pub purpose: String,
+    pub by: String,
+    pub key_version: u32,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,4 +189,16 @@ pub struct Fill {
 pub enum NotificationOutcome {
     Sent,
     Failed { reason: String },
+}
+
+impl CredentialAccess {
+    pub fn into_event(self) -> crate::AccountEvent {
+        crate::AccountEvent::CredentialAccessed {
+            field: self.field,
+            purpose: self.purpose,
+            by: self.by,
+            key_version: self.key_version,
+            at: self.at,
+        }
+    }
 }

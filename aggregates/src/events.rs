@@ -199,6 +199,15 @@ pub enum AccountEvent {
         size: Decimal,
         cleared_at: DateTime<Utc>,
     },
+    /// A credential of the account's owner was decrypted from the vault: which field, for what,
+    /// by whom, under which key version. Recorded before the decryption; never the value.
+    CredentialAccessed {
+        field: String,
+        purpose: String,
+        by: String,
+        key_version: u32,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,7 +258,8 @@ impl AccountEvent {
             | TradingHalted { .. }
             | TradingResumed { .. }
             | PositionDriftDetected { .. }
-            | PositionDriftCleared { .. } => None,
+            | PositionDriftCleared { .. }
+            | CredentialAccessed { .. } => None,
         }
     }
 
@@ -279,6 +289,7 @@ impl AccountEvent {
             TradingResumed { .. } => "TradingResumed",
             PositionDriftDetected { .. } => "PositionDriftDetected",
             PositionDriftCleared { .. } => "PositionDriftCleared",
+            CredentialAccessed { .. } => "CredentialAccessed",
         }
     }
 }

@@ -14,6 +14,7 @@ mod fills;
 mod position;
 mod reconcile;
 mod risk;
+mod service_credentials;
 mod signal;
 mod upcasting;
 mod values;
@@ -23,8 +24,8 @@ pub use account::{
     FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
 };
 pub use commands::{
-    AccountCommand, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,
-    TradeInstruction,
+    AccountCommand, CredentialAccess, ExecutionReport, Fill, NotificationOutcome, OrderType,
+    SignalIntent, TradeInstruction,
 };
 pub use emergency::{
     EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, EMERGENCY_STOP_ID,
@@ -35,5 +36,9 @@ pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
 pub use position::{Position, Unrepresentable};
 pub use reconcile::Drift;
 pub use risk::{rule, RiskCheck, RiskLimits};
+pub use service_credentials::{
+    ServiceCredentials, ServiceCredentialsCommand, ServiceCredentialsError,
+    ServiceCredentialsEvent, SERVICE_CREDENTIALS_EVENT_VERSION, SERVICE_OWNER_ID,
+};
 pub use upcasting::upcasters;
 pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};

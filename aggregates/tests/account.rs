@@ -1304,3 +1304,46 @@ async fn a_failed_notification_also_finishes_the_signal() {
     // The released reservation stays released.
     assert_eq!(state.daily_volume.traded_usd, UsdAmount::ZERO);
 }
+
+// ----------------------------------------------------------------------------------------------
+// Credential access
+
+fn credential_access() -> aggregates::CredentialAccess {
+    aggregates::CredentialAccess {
+        field: "dydx_mnemonic".into(),
+        purpose: "place order".into(),
+        by: "execution".into(),
+        key_version: 2,
+        at: at("2024-03-01T09:00:00Z"),
+    }
+}
+
+#[tokio::test]
+async fn a_credential_access_is_recorded_with_what_why_who_and_key_version() {
+    given(open_default())
+        .when_async(AccountCommand::RecordCredentialAccess(credential_access()))
+        .await
+        .then_expect_events(vec![AccountEvent::CredentialAccessed {
+            field: "dydx_mnemonic".into(),
+            purpose: "place order".into(),
+            by: "execution".into(),
+            key_version: 2,
+            at: at("2024-03-01T09:00:00Z"),
+        }]);
+}
+
+#[tokio::test]
+async fn a_credential_access_changes_nothing_else_and_needs_an_open_account() {
+    let mut account = TradingAccount::default();
+    for event in open_default() {
+        cqrs_es::Aggregate::apply(&mut account, event);
+    }
+    let before = account.clone();
+    cqrs_es::Aggregate::apply(&mut account, credential_access().into_event());
+    assert_eq!(account, before);
+    TestFramework::<TradingAccount>::with(())
+        .given_no_previous_events()
+        .when_async(AccountCommand::RecordCredentialAccess(credential_access()))
+        .await
+        .then_expect_error(AccountError::NotOpened);
+}

@@ -2,7 +2,9 @@
 //! `halt`/`resume`, `audit verify`, `projections ...`, `reconcile`.
 
 pub mod audit;
+mod credentials;
 mod halt;
+mod keys;
 mod limits;
 mod projections;
 mod reconcile;
@@ -12,7 +14,9 @@ mod staff;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
@@ -24,8 +28,9 @@ use aggregates::Market;
 
 use crate::app::{open_store, start_ledger};
 use crate::exchange::PaperExchange;
-use crate::store::RateLimit;
+use crate::store::{RateLimit, Store};
 use crate::users::{self, create_user, urls, Credentials, WebhookCredentials};
+use crate::vault::{load_keyring, Vault};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +66,11 @@ pub struct GlobalArgs {
     /// Public base URL of the service, used in printed webhook URLs (default: http://LISTEN).
     #[arg(long, env = "APP_HOST", global = true)]
     pub public_url: Option<String>,
+    /// The vault's master keys: lines VERSION:BASE64 of 32-byte keys, the highest version
+    /// encrypts (`keys generate` makes one). Keep it away from the database and its backups.
+    /// Without it only the embedded demo on the default store runs (it makes ./data/vault.keys).
+    #[arg(long, env = "LEDGERHOOK_VAULT_KEY_FILE", global = true)]
+    pub vault_key_file: Option<PathBuf>,
 }
 
 impl GlobalArgs {
@@ -104,6 +114,12 @@ pub enum Command {
     /// Compare the ledger's positions with the venue's now (one account, or every account);
     /// record and tell each drift.
     Reconcile(reconcile::ReconcileArgs),
+    /// Encrypted credentials (dYdX, Telegram): set them from standard input.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+    /// The vault's master keys: generate one, or re-encrypt everything under the newest.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +192,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Audit(command)) => audit::run(&cli.global, command).await,
         Some(Command::Projections(command)) => projections::run(&cli.global, command).await,
         Some(Command::Reconcile(args)) => reconcile::run(&cli.global, args).await,
+        Some(Command::Credentials(command)) => credentials::run(&cli.global, command).await,
+        Some(Command::Keys(command)) => keys::run(&cli.global, command).await,
     }
 }
 
@@ -188,8 +206,8 @@ async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
             print_fields(&shown, json);
         }
         UsersCommand::RotateWebhook { user_id, json } => {
-            let store = open_store(&global.database_url).await?;
-            let webhook = users::rotate_webhook(&store, &user_id).await?;
+            let (_, vault) = open_vault(global).await?;
+            let webhook = users::rotate_webhook(&vault, &user_id).await?;
             print_fields(&webhook_fields(global, &user_id, &webhook), json);
         }
         UsersCommand::RotateApiKey { user_id, json } => {
@@ -268,18 +286,31 @@ fn print_fields(fields: &[(&'static str, String)], as_json: bool) {
             width = width + 1
         );
     }
-    println!("(shown once: the service keeps only a SHA-256 of each secret)");
+    println!(
+        "(the webhook URLs are kept encrypted and shown again to their owner by GET \
+         /api/config/webhook; an API key is shown only now)"
+    );
 }
 
 /// Creates a user through a short-lived ledger, waiting for its events to be committed.
 async fn create_user_now(global: &GlobalArgs, name: &str) -> anyhow::Result<Credentials> {
-    let store = open_store(&global.database_url).await?;
+    let (store, vault) = open_vault(global).await?;
     let mut committers = JoinSet::new();
     let ledger = start_ledger(store, &mut committers);
-    let credentials = create_user(&ledger, name, "cli", Utc::now()).await?;
+    let credentials = create_user(&ledger, &vault, name, "cli", Utc::now()).await?;
+    drop(vault);
     drop(ledger);
     while committers.join_next().await.is_some() {}
     Ok(credentials)
+}
+
+/// The store, and a vault over it with the keys of `--vault-key-file` (or the demo's): it seals
+/// and rotates; revealing needs a ledger (the service's).
+async fn open_vault(global: &GlobalArgs) -> anyhow::Result<(Store, Vault)> {
+    let store = open_store(&global.database_url).await?;
+    let keys = load_keyring(&global.database_url, global.vault_key_file.as_deref())?;
+    let vault = Vault::new(store.clone(), Arc::new(keys));
+    Ok((store, vault))
 }
 
 /// `MARKET=PRICE` pairs, e.g. `BTC-USD=65000,ETH-USD=3200`, over the defaults.

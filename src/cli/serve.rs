@@ -266,13 +266,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             .public_url
             .as_deref()
             .map(crate::users::urls::base_from_setting),
+        vault_key_file: global.vault_key_file.clone(),
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
     announce_address(app.address);
     if let (Some(path), false) = (&demo_file, args.no_demo) {
         if app.store.credentials().count_users().await? == 0 {
-            let credentials = create_user(&app.ledger, "demo", "serve", Utc::now()).await?;
+            let credentials =
+                create_user(&app.ledger, &app.vault, "demo", "serve", Utc::now()).await?;
             write_demo_user(
                 path,
                 &DemoUser {
@@ -307,6 +309,7 @@ fn print_demo(global: &GlobalArgs, demo: &DemoUser, address: std::net::SocketAdd
         database_url: String::new(),
         listen: address,
         public_url: global.public_url.clone(),
+        vault_key_file: None,
     };
     let url = shown.webhook_url(&demo.webhook_token);
     println!();

@@ -1,31 +1,41 @@
-//! `GET /api/config/webhook`: what a trader needs to set up TradingView — their webhook URLs, the
-//! payload format and a message template that is correct for longs, shorts, closes and flips.
+//! `GET /api/config/webhook`: what a trader needs to set up TradingView — their webhook URLs
+//! with the real token, the two-factor secret, the payload format and a message template that is
+//! correct for longs, shorts, closes and flips.
 //!
-//! The token and the secret are not in the answer: the service keeps only their SHA-256, so they
-//! exist in plain text only when issued (`users create`, `users rotate-webhook`). The URLs carry a
-//! placeholder where the token goes; the two-factor URL is complete (its uuid is no secret).
+//! The token and the secret come from the vault, to their owner only (the API key names the
+//! user; nobody can ask for another's), and each reveal is recorded in the owner's ledger first
+//! (`CredentialAccessed`, purpose `show webhook url`). A user whose credentials were issued
+//! before the vault existed has none stored: the answer says to rotate them (`users
+//! rotate-webhook`), with `webhook_url: null`. The answer is marked `no-store`.
 
 use axum::extract::State;
-use axum::http::header::HOST;
+use axum::http::header::{CACHE_CONTROL, HOST};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::authenticated::Authenticated;
 use super::error::{ApiError, Result};
 use super::AppState;
 use crate::users::urls;
+use crate::vault::{Access, Field};
 
-const TOKEN_PLACEHOLDER: &str = "<webhook_token>";
 const SECRET_PLACEHOLDER: &str = "<webhook_secret>";
 const LONGEST_HOST: usize = 255;
+/// Why the vault is asked, as the ledger records it.
+pub const SHOW_WEBHOOK_URL: &str = "show webhook url";
+const ROTATE_NOTE: &str = "This user's webhook credentials were issued before the service kept \
+     them encrypted, so they cannot be shown again. Issue new ones with `ledgerhook users \
+     rotate-webhook <USER_ID>` (the old ones then stop working); this endpoint shows them from \
+     then on.";
 
 pub async fn webhook(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
-) -> Result<Json<Value>> {
+) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>)> {
     let profile = state
         .authenticator
         .profile(&user.user_id)
@@ -34,31 +44,57 @@ pub async fn webhook(
         // Authenticated a moment ago; gone now only if the row was deleted meanwhile.
         .ok_or_else(ApiError::invalid_token)?;
     let base = base_url(&state, &headers)?;
-    let webhook_url = urls::webhook_url(&base, TOKEN_PLACEHOLDER);
-    let two_factor_url = profile
+    let reveal = |field| {
+        state.vault.reveal(
+            &profile.user_id,
+            field,
+            Access::new(SHOW_WEBHOOK_URL, profile.user_id.clone()),
+        )
+    };
+    let token = reveal(Field::WebhookToken)
+        .await
+        .map_err(ApiError::internal)?;
+    let uuid = profile
         .webhook_uuid
         .as_deref()
-        .and_then(|uuid| Uuid::parse_str(uuid).ok())
+        .and_then(|uuid| Uuid::parse_str(uuid).ok());
+    let secret = match uuid {
+        Some(_) => reveal(Field::WebhookSecret)
+            .await
+            .map_err(ApiError::internal)?,
+        None => None,
+    };
+    let webhook_url = token
+        .as_deref()
+        .map(|token| Zeroizing::new(urls::webhook_url(&base, token)));
+    let two_factor_url = uuid
+        .filter(|_| secret.is_some())
         .map(|uuid| urls::two_factor_url(&base, &uuid));
     let rate_limit = user.rate_limit_or_default();
-    Ok(Json(json!({
+    let mut answer = json!({
         "user_id": profile.user_id,
-        "webhook_url": webhook_url,
+        "webhook_url": webhook_url.as_deref(),
         "two_factor_url": two_factor_url,
         "credentials": {
-            "webhook_token": TOKEN_PLACEHOLDER,
-            "webhook_secret": SECRET_PLACEHOLDER,
-            "note": "The token and secret are shown only when issued (ledgerhook users create / \
-                     users rotate-webhook); the service keeps only their SHA-256. Put yours where \
-                     the placeholders are.",
+            "webhook_token": token.as_deref(),
+            "webhook_uuid": two_factor_url.as_ref().and(uuid.map(|uuid| uuid.to_string())),
+            "webhook_secret": secret.as_deref(),
         },
         "rate_limit": {
             "requests": rate_limit.requests,
             "window_seconds": rate_limit.window_seconds,
         },
         "payload_format": crate::ingest::payload_format(),
-        "tradingview_setup": tradingview_setup(&webhook_url, two_factor_url.as_deref()),
-    })))
+        "tradingview_setup": tradingview_setup(
+            webhook_url.as_deref().map(String::as_str),
+            two_factor_url.as_deref(),
+            secret.as_deref().map(String::as_str),
+        ),
+    });
+    if webhook_url.is_none() {
+        answer["action_required"] = json!(ROTATE_NOTE);
+    }
+    Ok(([(CACHE_CONTROL, "no-store")], Json(answer)))
 }
 
 /// `--public-url` / `APP_HOST` if set, else what the request was addressed to.
@@ -141,20 +177,24 @@ fn target_position_template() -> String {
     .to_string()
 }
 
-fn tradingview_setup(webhook_url: &str, two_factor_url: Option<&str>) -> Value {
+fn tradingview_setup(
+    webhook_url: Option<&str>,
+    two_factor_url: Option<&str>,
+    secret: Option<&str>,
+) -> Value {
     json!({
         "alert_name": "ledgerhook signal",
         "webhook_url": webhook_url,
         "message_template": message_template(None),
         "two_factor": {
             "webhook_url": two_factor_url,
-            "message_template": message_template(Some(SECRET_PLACEHOLDER)),
+            "message_template": message_template(Some(secret.unwrap_or(SECRET_PLACEHOLDER))),
         },
         "target_position_template": target_position_template(),
         "steps": [
             "Open your strategy's alert (Create Alert) and choose the strategy as its condition.",
-            "Notifications: tick Webhook URL and paste webhook_url with your token in place of <webhook_token> (or two_factor.webhook_url).",
-            "Message: paste message_template (or two_factor.message_template with your secret in place of <webhook_secret>). Keep the quotes around the placeholders.",
+            "Notifications: tick Webhook URL and paste webhook_url (or two_factor.webhook_url).",
+            "Message: paste message_template (or two_factor.message_template, which carries your secret). Keep the quotes around the placeholders.",
             "Create the alert. TradingView posts it from its own servers; each order of the strategy becomes one signal.",
         ],
     })

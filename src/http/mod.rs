@@ -50,6 +50,8 @@ pub struct AppState {
     pub store: crate::store::Store,
     pub ingest: Arc<Ingest>,
     pub authenticator: Arc<Authenticator>,
+    /// Reveals a trader's own webhook credentials (`GET /api/config/webhook`), recording it.
+    pub vault: crate::vault::Vault,
     pub guard: Arc<Guard>,
     /// Base of the URLs shown to users; `None`: from each request's Host / X-Forwarded-Proto.
     pub public_url: Option<Arc<str>>,

@@ -5,7 +5,9 @@
 
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 
-use aggregates::{EmergencyStop, TradingAccount, EMERGENCY_STOP_ID};
+use aggregates::{
+    EmergencyStop, ServiceCredentials, TradingAccount, EMERGENCY_STOP_ID, SERVICE_OWNER_ID,
+};
 
 use super::{decode, now_sql, Dialect, Result, Store};
 
@@ -84,6 +86,18 @@ impl Events<'_> {
     pub async fn load_emergency_stop(&self) -> Result<Vec<SerializedEvent>> {
         Ok(repository!(self.store, events => {
             events.get_events::<EmergencyStop>(EMERGENCY_STOP_ID).await?
+        }))
+    }
+
+    /// The service-wide credentials' access records after `sequence` (see `src/vault`).
+    pub async fn load_service_credentials_after(
+        &self,
+        sequence: usize,
+    ) -> Result<Vec<SerializedEvent>> {
+        Ok(repository!(self.store, events => {
+            events
+                .get_last_events::<ServiceCredentials>(SERVICE_OWNER_ID, sequence)
+                .await?
         }))
     }
 

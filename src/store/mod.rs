@@ -1,6 +1,6 @@
 //! The ledger's storage on PostgreSQL or SQLite. `Store` is the connection; each concern is a small
 //! repository reached from it: `events()` (the log, global order, snapshots, checkpoints),
-//! `credentials()` (users and staff), `audit()` and `read_models()`. SQL is written once wherever
+//! `credentials()` (users and staff), `audit()`, `read_models()` and `vault()`. SQL is written once wherever
 //! the dialects agree (`reading!` / `writing!`); per-dialect code is only where they differ:
 //! appends and the global order, roles and NOTIFY, leases, the single SQLite writer.
 //!
@@ -66,6 +66,7 @@ mod readmodels;
 mod sqlite;
 mod staff;
 mod users;
+mod vault;
 
 use cqrs_es::persist::PersistenceError;
 
@@ -81,6 +82,7 @@ pub use self::users::{
     ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,
     WebhookDigests, CREDENTIALS_CHANGED_CHANNEL,
 };
+pub use self::vault::{SealedSecret, SecretKey, VaultTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -196,6 +198,11 @@ impl Store {
     /// The trader's read models: rows by key, pages written with their checkpoints.
     pub fn read_models(&self) -> ReadModelTables<'_> {
         ReadModelTables { store: self }
+    }
+
+    /// The vault's sealed values (ciphertext only; `src/vault` holds the keys).
+    pub fn vault(&self) -> VaultTable<'_> {
+        VaultTable { store: self }
     }
 
     pub fn kind(&self) -> &'static str {

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{decode, CredentialListener, Result, Store};
+use super::vault::{put_sealed, upsert_sql};
+use super::{decode, CredentialListener, Result, SealedSecret, Store};
 
 /// A user as `users create` stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,24 +136,32 @@ const ACTIVE_USER_COLUMNS: &str = "user_id, CAST(rate_limit_requests AS BIGINT) 
      rate_limit_requests, CAST(rate_limit_window_seconds AS BIGINT) AS rate_limit_window_seconds";
 
 impl Credentials<'_> {
+    /// Stores the user and its sealed secrets (webhook token and secret) in one transaction.
     /// Announced on PostgreSQL like every change.
-    pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
+    pub async fn insert_user(&self, user: &NewUser, secrets: &[SealedSecret]) -> Result<()> {
         let sql = self.announced(
             "INSERT INTO users (user_id, display_name, webhook_token_sha256, webhook_uuid,
                                 webhook_secret_sha256, api_key_sha256, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         );
-        writing!(self.store, pool => sqlx::query(&sql)
-            .bind(&user.user_id)
-            .bind(&user.display_name)
-            .bind(&user.webhook.webhook_token_sha256)
-            .bind(&user.webhook.webhook_uuid)
-            .bind(&user.webhook.webhook_secret_sha256)
-            .bind(&user.api_key_sha256)
-            .bind(user.created_at)
-            .fetch_all(pool)
-            .await
-            .map(drop)?);
+        let upsert = upsert_sql(self.store);
+        writing!(self.store, pool => {
+            let mut transaction = pool.begin().await?;
+            sqlx::query(&sql)
+                .bind(&user.user_id)
+                .bind(&user.display_name)
+                .bind(&user.webhook.webhook_token_sha256)
+                .bind(&user.webhook.webhook_uuid)
+                .bind(&user.webhook.webhook_secret_sha256)
+                .bind(&user.api_key_sha256)
+                .bind(user.created_at)
+                .fetch_all(&mut *transaction)
+                .await?;
+            for secret in secrets {
+                put_sealed!(&upsert, secret, &mut *transaction)?;
+            }
+            transaction.commit().await?;
+        });
         Ok(())
     }
 
@@ -246,25 +255,39 @@ impl Credentials<'_> {
     // rely on). The embedded store announces nothing: its one service remembers no user. Neither
     // store's index of known credentials relies on announcements: it rereads `version`.
 
-    /// Replaces the token, uuid and secret at once; `false` if there is no such user.
+    /// Replaces the token, uuid and secret at once, with their sealed copies in the same
+    /// transaction (the URL shown again is always the one that works); `false` if there is no
+    /// such user (nothing written).
     pub async fn replace_webhook_credentials(
         &self,
         user_id: &str,
         webhook: &WebhookDigests,
+        secrets: &[SealedSecret],
     ) -> Result<bool> {
         let sql = self.announced(
             "UPDATE users SET webhook_token_sha256 = $2, webhook_uuid = $3,
                               webhook_secret_sha256 = $4
               WHERE user_id = $1",
         );
-        let changed = writing!(self.store, pool => sqlx::query(&sql)
-            .bind(user_id)
-            .bind(&webhook.webhook_token_sha256)
-            .bind(&webhook.webhook_uuid)
-            .bind(&webhook.webhook_secret_sha256)
-            .fetch_all(pool)
-            .await?
-            .len());
+        let upsert = upsert_sql(self.store);
+        let changed = writing!(self.store, pool => {
+            let mut transaction = pool.begin().await?;
+            let changed = sqlx::query(&sql)
+                .bind(user_id)
+                .bind(&webhook.webhook_token_sha256)
+                .bind(&webhook.webhook_uuid)
+                .bind(&webhook.webhook_secret_sha256)
+                .fetch_all(&mut *transaction)
+                .await?
+                .len();
+            if changed == 1 {
+                for secret in secrets {
+                    put_sealed!(&upsert, secret, &mut *transaction)?;
+                }
+                transaction.commit().await?;
+            }
+            changed
+        });
         Ok(changed == 1)
     }
 

@@ -1,6 +1,7 @@
 //! Users and their credentials: issuing them (`create_user`, rotation), disabling users, and
-//! resolving credentials to users (`Authenticator`). Secrets are shown once when issued; the store
-//! keeps only their SHA-256 (see `credentials`).
+//! resolving credentials to users (`Authenticator`). Secrets are shown when issued; the store
+//! looks them up by SHA-256 (see `credentials`), and the vault keeps the webhook token and secret
+//! encrypted (written in the same transaction) so that the owner can see their URL again.
 //!
 //! - Per user: a webhook token (scheme 1), a webhook uuid + secret (scheme 2) and an API key
 //!   (Bearer, for the trader's own endpoints). Each is 256 random bits. **SHA-256, not argon2:** a
@@ -38,7 +39,8 @@ pub use self::credentials::WebhookCredentials;
 use self::credentials::{generate_api_key, sha256_hex};
 use crate::ledger::{EventContext, Ledger, LedgerError};
 pub use crate::store::RateLimit;
-use crate::store::{NewUser, Store, StoreError, WebhookDigests};
+use crate::store::{NewUser, SealedSecret, Store, StoreError, WebhookDigests};
+use crate::vault::{Field, Vault, VaultError};
 
 /// Everything a new user authenticates with, shown once.
 #[derive(Clone)]
@@ -67,12 +69,15 @@ pub enum UserError {
     Store(#[from] StoreError),
     #[error("no user {0}")]
     NoSuchUser(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 /// Opens the user's account in the ledger first, then stores the credential: a crash in between
 /// leaves an account nobody can reach, never a credential without an account.
 pub async fn create_user(
     ledger: &Ledger,
+    vault: &Vault,
     display_name: &str,
     actor: &str,
     now: DateTime<Utc>,
@@ -88,16 +93,20 @@ pub async fn create_user(
     ledger
         .execute(&user_id, command, &EventContext::new(actor, now))
         .await?;
+    let sealed = sealed(vault, &user_id, &webhook)?;
     ledger
         .store()
         .credentials()
-        .insert_user(&NewUser {
-            user_id: user_id.clone(),
-            display_name: display_name.to_owned(),
-            webhook: digests(&webhook),
-            api_key_sha256: sha256_hex(&api_key),
-            created_at: now,
-        })
+        .insert_user(
+            &NewUser {
+                user_id: user_id.clone(),
+                display_name: display_name.to_owned(),
+                webhook: digests(&webhook),
+                api_key_sha256: sha256_hex(&api_key),
+                created_at: now,
+            },
+            &sealed,
+        )
         .await?;
     Ok(Credentials {
         user_id,
@@ -108,12 +117,14 @@ pub async fn create_user(
 
 /// Issues a new webhook token, uuid and secret; the old ones stop working at once (on
 /// PostgreSQL every service instance hears of it as it commits; see `Authenticator`).
-pub async fn rotate_webhook(store: &Store, user_id: &str) -> Result<WebhookCredentials, UserError> {
+pub async fn rotate_webhook(vault: &Vault, user_id: &str) -> Result<WebhookCredentials, UserError> {
     let webhook = WebhookCredentials::generate();
+    let sealed = sealed(vault, user_id, &webhook)?;
     found(
-        store
+        vault
+            .store()
             .credentials()
-            .replace_webhook_credentials(user_id, &digests(&webhook))
+            .replace_webhook_credentials(user_id, &digests(&webhook), &sealed)
             .await?,
         user_id,
     )?;
@@ -160,8 +171,12 @@ pub async fn set_rate_limit(
 /// The same changes made from inside a service process: they take effect in this process's
 /// authenticator before returning, not only once the announcement comes back.
 impl Authenticator {
-    pub async fn rotate_webhook(&self, user_id: &str) -> Result<WebhookCredentials, UserError> {
-        let issued = rotate_webhook(self.store(), user_id).await;
+    pub async fn rotate_webhook(
+        &self,
+        vault: &Vault,
+        user_id: &str,
+    ) -> Result<WebhookCredentials, UserError> {
+        let issued = rotate_webhook(vault, user_id).await;
         self.forget_all();
         issued
     }
@@ -197,4 +212,16 @@ fn digests(webhook: &WebhookCredentials) -> WebhookDigests {
         webhook_uuid: webhook.webhook_uuid.to_string(),
         webhook_secret_sha256: sha256_hex(&webhook.webhook_secret),
     }
+}
+
+/// The token and the secret sealed for the vault, to be written with the digests.
+fn sealed(
+    vault: &Vault,
+    user_id: &str,
+    webhook: &WebhookCredentials,
+) -> Result<Vec<SealedSecret>, VaultError> {
+    Ok(vec![
+        vault.seal_only(user_id, Field::WebhookToken, &webhook.webhook_token)?,
+        vault.seal_only(user_id, Field::WebhookSecret, &webhook.webhook_secret)?,
+    ])
 }

@@ -13,6 +13,7 @@ use crate::support::answer::assert_invalid_token;
 use crate::support::eventually;
 use crate::support::service::{cli, create_user, rotate_webhook, Options, Service};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::vault::sealing_vault;
 
 async fn signals_recorded(store: &Store, account: &str) -> usize {
     store
@@ -472,17 +473,19 @@ async fn the_config_endpoint_answers_only_with_the_callers_own_config(backend: B
         config["two_factor_url"],
         format!("{}/webhooks/{}", service.base_url, alice.webhook_uuid).as_str()
     );
+    // The owner's own URL, shown again from the vault; the API key is never shown.
     assert_eq!(
         config["webhook_url"],
-        format!("{}/api/webhook?token=<webhook_token>", service.base_url).as_str()
+        format!(
+            "{}/api/webhook?token={}",
+            service.base_url, alice.webhook_token
+        )
+        .as_str()
     );
-    let text = config.to_string();
-    for secret in [&alice.webhook_token, &alice.webhook_secret, &alice.api_key] {
-        assert!(
-            !text.contains(secret.as_str()),
-            "a secret in the config answer"
-        );
-    }
+    assert!(
+        !config.to_string().contains(&alice.api_key),
+        "the API key in the config answer"
+    );
     let setup = &config["tradingview_setup"];
     let template: Value = serde_json::from_str(setup["message_template"].as_str().unwrap_or("{}"))
         .expect("the template is JSON");
@@ -495,7 +498,7 @@ async fn the_config_endpoint_answers_only_with_the_callers_own_config(backend: B
             .unwrap_or("{}"),
     )
     .expect("the two-factor template is JSON");
-    assert_eq!(two_factor["secret"], "<webhook_secret>");
+    assert_eq!(two_factor["secret"], alice.webhook_secret.as_str());
     assert!(config["payload_format"].is_object());
     assert_eq!(config["rate_limit"]["requests"], 10);
     assert_eq!(config["rate_limit"]["window_seconds"], 60);
@@ -514,7 +517,17 @@ async fn the_config_endpoint_answers_only_with_the_callers_own_config(backend: B
         .await;
     assert_eq!(status, 200, "{config}");
     assert_eq!(config["user_id"], bob.user_id.as_str());
-    assert!(!config.to_string().contains(&alice.webhook_uuid));
+    let shown = config.to_string();
+    for alices in [
+        &alice.webhook_uuid,
+        &alice.webhook_token,
+        &alice.webhook_secret,
+    ] {
+        assert!(
+            !shown.contains(alices.as_str()),
+            "Alice's credential shown to Bob"
+        );
+    }
 
     // Behind a TLS-terminating proxy the URLs are https.
     let (status, config) = service
@@ -646,7 +659,7 @@ async fn remembered_credentials_never_outlive_an_announced_change(backend: Backe
         .expect("the token is valid");
     assert_eq!(found.rate_limit_or_default().requests, 5);
     let again = authenticator
-        .rotate_webhook(&user.user_id)
+        .rotate_webhook(&sealing_vault(&store), &user.user_id)
         .await
         .expect("the user exists");
     assert!(authenticator
@@ -670,7 +683,7 @@ async fn remembered_credentials_never_outlive_an_announced_change(backend: Backe
     })
     .await;
     assert!(matches!(
-        users::rotate_webhook(&store, "no-such-user").await,
+        users::rotate_webhook(&sealing_vault(&store), "no-such-user").await,
         Err(users::UserError::NoSuchUser(_))
     ));
 }
@@ -768,7 +781,7 @@ async fn users_from_before_the_migration_keep_their_token(backend: Backend) {
     assert_eq!(profile.webhook_uuid, None);
 
     let issued = authenticator
-        .rotate_webhook("legacy")
+        .rotate_webhook(&sealing_vault(&store), "legacy")
         .await
         .expect("the legacy user exists");
     assert!(authenticator

@@ -199,10 +199,16 @@ impl Harness {
     }
 
     async fn account(&self, name: &str) -> String {
-        create_user(&self.running.ledger, name, "test", Utc::now())
-            .await
-            .expect("user")
-            .user_id
+        create_user(
+            &self.running.ledger,
+            &self.running.vault,
+            name,
+            "test",
+            Utc::now(),
+        )
+        .await
+        .expect("user")
+        .user_id
     }
 
     async fn send(&self, account: &str, body: &str) -> ReceiptStatus {

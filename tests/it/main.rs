@@ -28,3 +28,4 @@ mod strangers;
 mod supervision;
 mod support;
 mod template;
+mod vault;

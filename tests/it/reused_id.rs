@@ -250,10 +250,16 @@ async fn processes_racing_on_one_account_never_share_a_signal_id(backend: Backen
         )
     };
     let (first, second) = (start(), start());
-    let account = ledgerhook::users::create_user(&first, "racer", "test", Utc::now())
-        .await
-        .expect("a user")
-        .user_id;
+    let account = ledgerhook::users::create_user(
+        &first,
+        &crate::support::vault::sealing_vault(&store),
+        "racer",
+        "test",
+        Utc::now(),
+    )
+    .await
+    .expect("a user")
+    .user_id;
     let ingests = [ingest(first.clone()), ingest(second)];
     let mut requests = JoinSet::new();
     let alerts = 40;

@@ -107,7 +107,7 @@ impl Harness {
         let store = test.open().await;
         let exchange = exchange(store.clone());
         let running = InProcess::start(test, store, exchange, notifier).await;
-        let account = create_user(&running.ledger, "t", "test", Utc::now())
+        let account = create_user(&running.ledger, &running.vault, "t", "test", Utc::now())
             .await
             .expect("user")
             .user_id;

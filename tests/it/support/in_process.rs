@@ -23,6 +23,7 @@ pub struct InProcess {
     pub store: Store,
     pub ledger: Ledger,
     pub ingest: Ingest,
+    pub vault: ledgerhook::vault::Vault,
     stop: watch::Sender<bool>,
     saga: tokio::task::JoinHandle<()>,
     _tasks: JoinSet<()>,
@@ -51,6 +52,7 @@ impl InProcess {
             exchange.clone(),
             emergency.clone(),
         );
+        let vault = super::vault::vault(&ledger);
         let (stop, stopped) = watch::channel(false);
         let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency);
         let saga = tokio::spawn(saga.run(stopped));
@@ -58,6 +60,7 @@ impl InProcess {
             store,
             ledger,
             ingest,
+            vault,
             stop,
             saga,
             _tasks: tasks,

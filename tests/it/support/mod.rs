@@ -10,6 +10,7 @@ pub mod seed;
 pub mod service;
 pub mod stores;
 pub mod tamper;
+pub mod vault;
 
 /// Runs an async test body once per store, as two tests named `sqlite` and `postgres`.
 #[macro_export]

@@ -41,6 +41,7 @@ pub async fn cli_output(database_url: &str, args: &[&str]) -> std::process::Outp
     Command::new(BINARY)
         .args(args)
         .env("DATABASE_URL", database_url)
+        .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -250,6 +251,7 @@ fn serve_command(database_url: &str, options: &Options, log: &ServiceLog) -> Com
         .arg("serve")
         .args(&options.args)
         .env("DATABASE_URL", database_url)
+        .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
         // These tests send far more than the default 10 alerts a minute per user; the rate
         // limit itself is tested in abuse.rs with explicit flags.
         .env("LEDGERHOOK_RATE_LIMIT_REQUESTS", "1000000")
