@@ -21,7 +21,7 @@ use crate::catchup::{
 };
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
-use crate::execution::ExecutionSaga;
+use crate::execution::{ExecutionSaga, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
@@ -43,6 +43,8 @@ pub struct AppConfig {
     /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
     /// need a signal acknowledged but not yet executed).
     pub execute_signals: bool,
+    /// The saga's retries and deadline for placing an order.
+    pub execution_retry: RetryPolicy,
     /// Run the audit writer and the read-model projections in this process. Off for instances
     /// that leave the read side to another instance sharing the store.
     pub run_read_side: bool,
@@ -123,7 +125,8 @@ impl RunningApp {
                 exchange.clone(),
                 Arc::new(LogNotifier),
                 emergency.clone(),
-            );
+            )
+            .with_retry_policy(config.execution_retry);
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
         }
         // Every instance verifies the trail in the background (read-only) for the compliance API.

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 use super::paper_book::{PaperBook, PaperOrder};
-use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+use super::{Exchange, ExchangeError, Found, OrderOutcome, OrderRequest};
 use crate::markets::MarketList;
 use crate::store::Store;
 
@@ -185,6 +185,25 @@ impl Exchange for PaperExchange {
             .await
             .map_err(Self::unavailable)?;
         booked.as_ref().map(outcome_of).transpose()
+    }
+
+    /// One query for the whole page's client ids.
+    async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
+        let ids: Vec<&str> = client_order_ids.iter().map(|id| id.0.as_str()).collect();
+        let booked = match PaperBook::of(&self.store).find_all(&ids).await {
+            Ok(booked) => booked,
+            Err(error) => {
+                let error = Self::unavailable(error);
+                return ids.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let by_id: HashMap<&str, &PaperOrder> = booked
+            .iter()
+            .map(|order| (order.client_order_id.as_str(), order))
+            .collect();
+        ids.iter()
+            .map(|id| by_id.get(id).map(|order| outcome_of(order)).transpose())
+            .collect()
     }
 }
 

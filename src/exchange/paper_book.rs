@@ -1,5 +1,7 @@
 //! The paper exchange's book (`paper_orders`): every order it booked, by client order id, so that
-//! a crashed and resumed saga finds what it placed instead of placing it again. The only SQL
+//! a crashed and resumed saga finds what it placed instead of placing it again. A client id trades
+//! once; each send of it again is counted (`placements`), so tests see what a venue that does not
+//! deduplicate would have done. The only SQL
 //! outside `src/store`, written once for both stores through the store's pool and, on SQLite, its
 //! one writer queue.
 
@@ -68,7 +70,10 @@ impl<'a> PaperBook<'a> {
                         .push_bind(&order.exchange_order_id)
                         .push_bind(order.placed_at);
                 });
-                insert.push(" ON CONFLICT (client_order_id) DO NOTHING");
+                insert.push(
+                    " ON CONFLICT (client_order_id) DO UPDATE \
+                     SET placements = paper_orders.placements + 1",
+                );
                 insert.build().execute(&mut *transaction).await?;
                 let mut select = sqlx::QueryBuilder::<Db>::new(
                     "SELECT * FROM paper_orders WHERE client_order_id IN (",
@@ -104,6 +109,32 @@ impl<'a> PaperBook<'a> {
             .bind(client_order_id)
             .fetch_optional(pool)
             .await?))
+    }
+
+    /// The booked orders among `client_order_ids`, in one query.
+    pub async fn find_all(&self, client_order_ids: &[&str]) -> Result<Vec<PaperOrder>> {
+        let mut found = Vec::with_capacity(client_order_ids.len());
+        for chunk in client_order_ids.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<PaperOrder> = reading!(self.store, pool, Db => {
+                let mut select = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT * FROM paper_orders WHERE client_order_id IN (",
+                );
+                let mut ids = select.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// How many times each booked client order id was sent, by client order id.
+    pub async fn placements(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT client_order_id, placements FROM paper_orders ORDER BY client_order_id";
+        Ok(reading!(self.store, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 
     pub async fn count(&self) -> Result<i64> {
