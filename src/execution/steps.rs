@@ -109,7 +109,7 @@ impl Step {
                 signal_id, reason, ..
             } => notify(
                 signal_id,
-                format!("signal {signal_id} abandoned, nothing was traded: {reason}"),
+                format!("signal {signal_id} abandoned: {reason}"),
                 Tell::Failure,
             ),
             AccountEvent::FillMismatch {
