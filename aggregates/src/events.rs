@@ -227,7 +227,8 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
-    /// `by` is an operator, or `risk` for the automatic halt after repeated exchange failures.
+    /// `by` is an operator, or `execution` for the automatic halts (repeated exchange failures, a
+    /// fill that is not the order's, a compensating close that failed).
     TradingHalted {
         by: String,
         reason: String,
