@@ -64,21 +64,20 @@ impl PaperExchange {
             .collect()
     }
 
-    /// The order as the paper exchange would fill it, or why it cannot trade it.
-    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, OrderOutcome> {
+    /// The order as the paper exchange would fill it, or why it refuses it.
+    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, String> {
         let (Some(spec), Some(reference)) = (
             self.markets.get(&order.market),
             self.reference_price(&order.market),
         ) else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!("{} is not traded on the paper exchange", order.market),
-            });
+            return Err(format!(
+                "{} is not traded on the paper exchange",
+                order.market
+            ));
         };
         let slipped = reference.checked_mul(Decimal::ONE + order.side.sign() * SLIPPAGE);
         let Some(Ok(price)) = slipped.map(|price| spec.quantize_price(price)) else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!("{} has no valid paper price", order.market),
-            });
+            return Err(format!("{} has no valid paper price", order.market));
         };
         // A limit order fills only if marketable: the paper exchange keeps no resting book.
         if let OrderType::Limit { price: limit } = order.order_type {
@@ -87,26 +86,22 @@ impl PaperExchange {
                 Side::Sell => price >= limit,
             };
             if !marketable {
-                return Err(OrderOutcome::Rejected {
-                    reason: format!(
-                        "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
+                return Err(format!(
+                    "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
                          fills marketable orders only",
-                        order.side.as_str(),
-                        order.market
-                    ),
-                });
+                    order.side.as_str(),
+                    order.market
+                ));
             }
         }
         let Some(fee) = price
             .checked_mul(order.size.value())
             .and_then(|notional| notional.checked_mul(FEE_RATE))
         else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!(
-                    "{} {} is beyond any order's notional",
-                    order.size, order.market
-                ),
-            });
+            return Err(format!(
+                "{} {} is beyond any order's notional",
+                order.size, order.market
+            ));
         };
         let fee = fee.round_dp(6).normalize();
         Ok(PaperOrder {
@@ -147,7 +142,7 @@ impl Exchange for PaperExchange {
         &self,
         orders: &[OrderRequest],
     ) -> Vec<Result<OrderOutcome, ExchangeError>> {
-        let priced: Vec<Result<PaperOrder, OrderOutcome>> =
+        let priced: Vec<Result<PaperOrder, String>> =
             orders.iter().map(|order| self.price(order)).collect();
         let bookable: Vec<PaperOrder> = priced
             .iter()
@@ -164,7 +159,7 @@ impl Exchange for PaperExchange {
         priced
             .into_iter()
             .map(|priced| match priced {
-                Err(rejected) => Ok(rejected),
+                Err(reason) => Ok(OrderOutcome::Rejected { reason }),
                 Ok(_) => booked
                     .next()
                     .map_or_else(|| Err(Self::unavailable("order not booked")), outcome_of),

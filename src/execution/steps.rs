@@ -265,8 +265,7 @@ pub async fn execute_all(
         }
     }
     if !to_place.is_empty() {
-        let (signals, pending): (Vec<SignalId>, Vec<(OrderRequest, Option<DateTime<Utc>>)>) =
-            to_place.into_iter().unzip();
+        let (signals, pending): (Vec<SignalId>, Vec<Pending>) = to_place.into_iter().unzip();
         let outcomes = place_once(saga, &pending).await;
         crash_here_if_asked();
         for ((signal_id, (order, _)), placed) in signals.into_iter().zip(pending).zip(outcomes) {
@@ -326,6 +325,9 @@ pub(super) fn first_error<T>(results: Vec<Result<T, ReaderError>>) -> Result<Vec
     results.into_iter().collect()
 }
 
+/// An order to place, with the deadline it must be sent by.
+type Pending = (OrderRequest, Option<DateTime<Utc>>);
+
 /// How a placement ended.
 pub(super) enum Placed {
     /// The exchange has the order: this is what became of it.
@@ -339,10 +341,7 @@ pub(super) enum Placed {
 /// Places each pending order at most once: the exchange is asked for the page's client ids
 /// first (an earlier run, or another instance before it lost the lease, may have sent them),
 /// only orders it does not know are sent, and failures are retried under the policy.
-async fn place_once(
-    saga: &ExecutionSaga,
-    pending: &[(OrderRequest, Option<DateTime<Utc>>)],
-) -> Vec<Placed> {
+async fn place_once(saga: &ExecutionSaga, pending: &[Pending]) -> Vec<Placed> {
     let ids: Vec<ClientOrderId> = pending
         .iter()
         .map(|(order, _)| order.client_order_id.clone())
