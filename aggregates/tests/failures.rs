@@ -203,8 +203,10 @@ proptest! {
         threshold in 1u32..5,
         outcomes in proptest::collection::vec(0u8..3, 1..12),
     ) {
-        let mut limits = RiskLimits::default();
-        limits.halt_after_consecutive_failures = threshold;
+        let limits = RiskLimits {
+            halt_after_consecutive_failures: threshold,
+            ..RiskLimits::default()
+        };
         let mut state = replay(&history([open_command(limits)]));
         let mut streak = 0;
         let mut halted_at = None;
@@ -242,8 +244,10 @@ proptest! {
 
 #[test]
 fn resuming_resets_the_streak() {
-    let mut limits = RiskLimits::default();
-    limits.halt_after_consecutive_failures = 1;
+    let limits = RiskLimits {
+        halt_after_consecutive_failures: 1,
+        ..RiskLimits::default()
+    };
     let history = history([
         open_command(limits),
         receive(&intent(
