@@ -13,7 +13,9 @@ use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 /// The outcome of the client id at the same index in `find_orders`' argument.
 pub type Found = Result<Option<OrderOutcome>, ExchangeError>;
 
-pub use self::paper::{PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES};
+pub use self::paper::{
+    PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES, PAPER_UNAVAILABLE_VARIABLE,
+};
 pub use self::paper_book::{PaperBook, PaperOrder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

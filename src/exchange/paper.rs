@@ -38,7 +38,14 @@ pub struct PaperExchange {
     markets: MarketList,
     prices: HashMap<Market, Decimal>,
     equity_usd: Decimal,
+    /// Fault injection for the black-box tests: with `LEDGERHOOK_PAPER_UNAVAILABLE=1` every
+    /// placement and lookup fails as an unreachable venue would (prices still quote, so alerts
+    /// are approved).
+    unreachable: bool,
 }
+
+/// The variable that makes the paper venue unreachable (see `PaperExchange::unreachable`).
+pub const PAPER_UNAVAILABLE_VARIABLE: &str = "LEDGERHOOK_PAPER_UNAVAILABLE";
 
 impl PaperExchange {
     pub fn new(store: Store, markets: MarketList, prices: HashMap<Market, Decimal>) -> Self {
@@ -47,7 +54,17 @@ impl PaperExchange {
             markets,
             prices,
             equity_usd: DEFAULT_PAPER_EQUITY_USD,
+            unreachable: std::env::var_os(PAPER_UNAVAILABLE_VARIABLE).is_some_and(|v| v == "1"),
         }
+    }
+
+    fn reachable(&self) -> Result<(), ExchangeError> {
+        if self.unreachable {
+            return Err(Self::unavailable(format!(
+                "the paper venue is unreachable ({PAPER_UNAVAILABLE_VARIABLE}=1)"
+            )));
+        }
+        Ok(())
     }
 
     pub fn with_equity(mut self, equity_usd: Decimal) -> Self {
@@ -142,6 +159,9 @@ impl Exchange for PaperExchange {
         &self,
         orders: &[OrderRequest],
     ) -> Vec<Result<OrderOutcome, ExchangeError>> {
+        if let Err(error) = self.reachable() {
+            return orders.iter().map(|_| Err(error.clone())).collect();
+        }
         let priced: Vec<Result<PaperOrder, String>> =
             orders.iter().map(|order| self.price(order)).collect();
         let bookable: Vec<PaperOrder> = priced
@@ -175,6 +195,7 @@ impl Exchange for PaperExchange {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.reachable()?;
         let booked = PaperBook::of(&self.store)
             .find(&client_order_id.0)
             .await
@@ -184,6 +205,12 @@ impl Exchange for PaperExchange {
 
     /// One query for the whole page's client ids.
     async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
+        if let Err(error) = self.reachable() {
+            return client_order_ids
+                .iter()
+                .map(|_| Err(error.clone()))
+                .collect();
+        }
         let ids: Vec<&str> = client_order_ids.iter().map(|id| id.0.as_str()).collect();
         let booked = match PaperBook::of(&self.store).find_all(&ids).await {
             Ok(booked) => booked,

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use aggregates::{ClientOrderId, Market, Quantity};
 use ledgerhook::exchange::{
     Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperBook, PaperExchange,
+    PAPER_UNAVAILABLE_VARIABLE,
 };
 use ledgerhook::execution::RetryPolicy;
 use ledgerhook::ingest::ReceiptStatus;
@@ -464,3 +465,129 @@ async fn two_instances_send_each_approval_to_the_venue_exactly_once() {
     );
     standby.stop().await;
 }
+
+fn paper_unreachable(args: &[&str]) -> Options {
+    Options {
+        env: vec![(PAPER_UNAVAILABLE_VARIABLE.to_owned(), "1".to_owned())],
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        ..Options::default()
+    }
+}
+
+async fn get(service: &Service, path: &str, key: &str) -> (u16, serde_json::Value) {
+    let request = service
+        .client()
+        .get(format!("{}{path}", service.base_url))
+        .bearer_auth(key);
+    service.send(request).await
+}
+
+/// The real binary with its venue unreachable: three orders in a row that cannot be placed halt
+/// the account (by `execution`), and the next alert is refused for it.
+async fn an_unreachable_venue_halts_the_account_after_three_failures(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = service::create_user(&test.url, "olga").await;
+    let service = Service::start(&test.url, paper_unreachable(&[])).await;
+    for n in 0..3 {
+        let (status, body) = service
+            .post_signal(
+                &user.webhook_token,
+                &Alert::new(format!("down-{n}")).size("0.01").json(),
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("accepted")),
+            "{body}"
+        );
+    }
+    let store = test.open().await;
+    let events = eventually("the three failures to be told", || async {
+        let events = event_types(&store, &user.user_id).await;
+        (events.iter().filter(|e| *e == "NotificationSent").count() >= 3).then_some(events)
+    })
+    .await;
+    assert_eq!(events.iter().filter(|e| *e == "OrderFailed").count(), 3);
+    assert_eq!(events.iter().filter(|e| *e == "TradingHalted").count(), 1);
+    let (status, refused) = service
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("down-4").size("0.01").json(),
+        )
+        .await;
+    assert_eq!(status, 200, "{refused}");
+    assert_eq!(
+        (refused["status"].as_str(), refused["reason"].as_str()),
+        (Some("rejected"), Some("halted")),
+        "{refused}"
+    );
+    // The trader's signal status says who halted the account and why.
+    let refused_id = refused["signal_id"]
+        .as_str()
+        .expect("a signal id")
+        .to_owned();
+    let signal = eventually("the refused signal's status", || async {
+        let path = format!("/api/signals/{refused_id}");
+        let (status, signal) = get(&service, &path, &user.api_key).await;
+        (status == 200 && signal["outcome"] == "halted").then_some(signal)
+    })
+    .await;
+    let detail = signal["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("trading halted by execution: 3 orders in a row could not be placed"),
+        "{signal}"
+    );
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 0);
+    service.stop().await;
+}
+on_both_stores!(an_unreachable_venue_halts_the_account_after_three_failures);
+
+/// The real binary with its venue unreachable and a one-second deadline: the signal is abandoned,
+/// its volume given back, and the trader's signal status says so.
+async fn a_signal_past_its_deadline_is_abandoned(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = service::create_user(&test.url, "pavel").await;
+    let service = Service::start(
+        &test.url,
+        paper_unreachable(&["--order-deadline-seconds", "1"]),
+    )
+    .await;
+    let (status, body) = service
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("slow-1").size("0.01").json(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let signal_id = body["signal_id"].as_str().expect("a signal id").to_owned();
+    let store = test.open().await;
+    let events = eventually("the abandoned signal to be told", || async {
+        let events = event_types(&store, &user.user_id).await;
+        events
+            .iter()
+            .any(|e| e == "NotificationSent")
+            .then_some(events)
+    })
+    .await;
+    assert_eq!(
+        &events[events.len() - 3..],
+        [
+            "ExecutionAbandoned",
+            "RiskReservationReleased",
+            "NotificationSent"
+        ]
+    );
+    let signal = eventually("the signal's status to say abandoned", || async {
+        let (status, signal) = get(
+            &service,
+            &format!("/api/signals/{signal_id}"),
+            &user.api_key,
+        )
+        .await;
+        (status == 200 && signal["outcome"] == "abandoned").then_some(signal)
+    })
+    .await;
+    assert!(signal.to_string().contains("deadline of 1 s"), "{signal}");
+    service.stop().await;
+}
+on_both_stores!(a_signal_past_its_deadline_is_abandoned);
