@@ -248,21 +248,17 @@ pub async fn execute_all(
             Lookup::Done => {}
         }
     }
+    let mut to_cancel = Vec::new();
     for plan in plans {
         match plan {
             Plan::Place(signal_id, order, deadline) => {
                 to_place.push((signal_id, (order, deadline)));
             }
-            Plan::Cancel(signal_id, order, reason) => reports.push((
-                order.account_id,
-                ExecutionReport::Cancelled {
-                    signal_id,
-                    client_order_id: order.client_order_id,
-                    reason,
-                    at: Utc::now(),
-                },
-            )),
+            Plan::Cancel(signal_id, order, reason) => to_cancel.push((signal_id, order, reason)),
         }
+    }
+    if !to_cancel.is_empty() {
+        reports.extend(cancel_unless_placed(saga, to_cancel).await);
     }
     if !to_place.is_empty() {
         let (signals, pending): (Vec<SignalId>, Vec<Pending>) = to_place.into_iter().unzip();
@@ -286,6 +282,42 @@ pub async fn execute_all(
         .await;
     first_error(recorded)?;
     Ok(parked)
+}
+
+/// Cancels approved orders a halt caught before placement, unless the venue already has them:
+/// an earlier run (or another instance, before it lost the lease) may have sent one before the
+/// halt, and its outcome is then what is recorded.
+async fn cancel_unless_placed(
+    saga: &ExecutionSaga,
+    to_cancel: Vec<(SignalId, OrderRequest, String)>,
+) -> Vec<(String, ExecutionReport)> {
+    let ids: Vec<ClientOrderId> = to_cancel
+        .iter()
+        .map(|(_, order, _)| order.client_order_id.clone())
+        .collect();
+    let mut found = saga.exchange.find_orders(&ids).await.into_iter();
+    to_cancel
+        .into_iter()
+        .map(|(signal_id, order, reason)| {
+            let reason = match found.next().unwrap_or_else(no_answer) {
+                Ok(Some(outcome)) => {
+                    let report = report(signal_id, &order, Placed::Answered(outcome));
+                    return (order.account_id, report);
+                }
+                Ok(None) => reason,
+                Err(error) => format!(
+                    "{reason} (whether the venue took it earlier could not be confirmed: {error})"
+                ),
+            };
+            let report = ExecutionReport::Cancelled {
+                signal_id,
+                client_order_id: order.client_order_id,
+                reason,
+                at: Utc::now(),
+            };
+            (order.account_id, report)
+        })
+        .collect()
 }
 
 /// What a signal's lookup found.

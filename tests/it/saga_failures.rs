@@ -591,3 +591,70 @@ async fn a_signal_past_its_deadline_is_abandoned(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(a_signal_past_its_deadline_is_abandoned);
+
+/// The venue took the order, the process died before the ledger recorded it, and an operator
+/// halted the account meanwhile. The halt must not record "cancelled before placement" for an
+/// order the venue filled: the resumed saga finds it and records the fill.
+async fn a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = service::create_user(&test.url, "quinn").await;
+    let crashing = Service::start(
+        &test.url,
+        Options {
+            crash_after_placement: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, _) = crashing
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("lost-1").size("0.01").json(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    crashing.wait_for_crash().await;
+    service::cli(
+        &test.url,
+        &[
+            "halt",
+            &user.user_id,
+            "--reason",
+            "margin call",
+            "--by",
+            "ops",
+        ],
+    )
+    .await;
+    let resumed = Service::start(&test.url, Options::default()).await;
+    let store = test.open().await;
+    let events = eventually("the signal to be told", || async {
+        let events = event_types(&store, &user.user_id).await;
+        events
+            .iter()
+            .any(|e| e == "NotificationSent")
+            .then_some(events)
+    })
+    .await;
+    assert_eq!(
+        events,
+        [
+            "AccountOpened",
+            "SignalReceived",
+            "RiskApproved",
+            "TradingHalted",
+            "OrderSubmitted",
+            "OrderFilled",
+            "PositionOpened",
+            "NotificationSent"
+        ]
+    );
+    let sent = PaperBook::of(&store)
+        .placements()
+        .await
+        .expect("placements");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, 1, "sent once: {sent:?}");
+    resumed.stop().await;
+}
+on_both_stores!(a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation);
