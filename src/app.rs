@@ -23,7 +23,7 @@ use crate::catchup::{
 };
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
-use crate::execution::ExecutionSaga;
+use crate::execution::{ExecutionSaga, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
@@ -47,6 +47,8 @@ pub struct AppConfig {
     /// Run the execution saga in this process. Off for ingest-only instances (and for tests that
     /// need a signal acknowledged but not yet executed).
     pub execute_signals: bool,
+    /// The saga's retries and deadline for placing an order.
+    pub execution_retry: RetryPolicy,
     /// Run the audit writer and the read-model projections in this process. Off for instances
     /// that leave the read side to another instance sharing the store.
     pub run_read_side: bool,
@@ -139,7 +141,8 @@ impl RunningApp {
                 exchange.clone(),
                 notifier.clone(),
                 emergency.clone(),
-            );
+            )
+            .with_retry_policy(config.execution_retry);
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
             if let Some(every) = config.reconcile_every {
                 let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);

@@ -119,11 +119,29 @@ pub struct InFlight {
     pub client_order_id: ClientOrderId,
     pub reserved_usd: UsdAmount,
     pub reserved_on: NaiveDate,
+    /// When risk approved it (the signal's receipt, recorded in the same decision): the saga's
+    /// deadline counts from here, so a restart does not reset it. `None` only in state folded
+    /// from an approval that had no receipt before it.
+    #[serde(default)]
+    pub approved_at: Option<DateTime<Utc>>,
+    /// The reduce-only close that compensates the position this signal opened, once its fill
+    /// turned out unprotected (`CompensationRequired`).
+    #[serde(default)]
+    pub compensation: Option<CompensationOrder>,
+}
+
+/// A reduce-only order that closes what a signal's fill opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompensationOrder {
+    pub client_order_id: ClientOrderId,
+    pub market: Market,
+    pub side: Side,
+    pub size: Quantity,
 }
 
 impl InFlight {
-    /// What is left of the order to fill. A fill concludes its order (there are no partial fills
-    /// yet), so it is the whole order until then.
+    /// What is left of the order to fill. One report concludes its order (a partial fill is
+    /// the exchange cancelling the rest), so it is the whole order until then.
     pub fn remaining(&self) -> Quantity {
         self.size
     }
@@ -134,7 +152,11 @@ impl InFlight {
 pub enum SignalStage {
     /// Risk approved it; the order is yet to be placed.
     AwaitingExecution,
-    /// Its outcome (filled, rejected, failed, cancelled) is recorded; the user is yet to be told.
+    /// Its order filled but left a position without protection: the compensating reduce-only
+    /// close (`InFlight::compensation`) is yet to be placed.
+    AwaitingCompensation,
+    /// Its outcome (filled, partially filled, rejected, failed, cancelled, abandoned,
+    /// compensated) is recorded; the user is yet to be told.
     AwaitingNotification,
 }
 
@@ -183,6 +205,7 @@ impl TradingAccount {
             }
             AccountCommand::ReceiveSignal(intent) => self.receive_signal(intent),
             AccountCommand::RecordExecution(report) => self.record_execution(report),
+            AccountCommand::RecordCompensation(report) => self.record_compensation(report),
             AccountCommand::RecordNotification {
                 signal_id,
                 channel,
@@ -335,11 +358,13 @@ impl TradingAccount {
                         client_order_id: client_order_id.clone(),
                         reserved_usd: *notional_usd,
                         reserved_on: day,
+                        approved_at: self.last_signal_at,
+                        compensation: None,
                     },
                 );
             }
             RiskRejected { .. } | OrderSubmitted { .. } => {}
-            OrderFilled { signal_id, .. } => {
+            OrderFilled { signal_id, .. } | OrderPartiallyFilled { signal_id, .. } => {
                 self.orders_filled += 1;
                 self.consecutive_failures = 0;
                 self.conclude(signal_id);
@@ -349,7 +374,7 @@ impl TradingAccount {
                 self.consecutive_failures = 0;
                 self.conclude(signal_id);
             }
-            OrderFailed { signal_id, .. } => {
+            OrderFailed { signal_id, .. } | ExecutionAbandoned { signal_id, .. } => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.conclude(signal_id);
             }
@@ -357,6 +382,31 @@ impl TradingAccount {
             OrderCancelled { signal_id, .. } => self.conclude(signal_id),
             // Nothing is folded: the report is kept for the operator, the trader is told next.
             FillMismatch { signal_id, .. } => self.conclude(signal_id),
+            CompensationRequired {
+                signal_id,
+                client_order_id,
+                market,
+                side,
+                size,
+                ..
+            } => {
+                if let Some(in_flight) = self.in_flight.get_mut(signal_id) {
+                    in_flight.stage = SignalStage::AwaitingCompensation;
+                    in_flight.compensation = Some(CompensationOrder {
+                        client_order_id: client_order_id.clone(),
+                        market: market.clone(),
+                        side: *side,
+                        size: *size,
+                    });
+                }
+            }
+            // The exchange answered the close: it is reachable.
+            PositionCompensated { signal_id, .. } => {
+                self.consecutive_failures = 0;
+                self.conclude(signal_id);
+            }
+            // Halted in the same decision; the count says nothing more.
+            CompensationFailed { signal_id, .. } => self.conclude(signal_id),
             RiskReservationReleased {
                 signal_id,
                 notional_usd,
@@ -418,15 +468,24 @@ impl TradingAccount {
         }
     }
 
-    /// The signed size the account holds in a market once every approved, unfilled order fills:
-    /// what the position limit must be checked against.
+    /// The signed size the account holds in a market once every approved, unfilled order and
+    /// every pending compensating close fills: what the position limit must be checked against
+    /// (and what a close must close, so it never closes what a compensation already will).
     pub fn exposure(&self, market: &Market) -> Decimal {
         let filled = self.positions.get(market).map_or(Decimal::ZERO, |p| p.size);
         self.in_flight
             .values()
-            .filter(|f| &f.market == market && f.stage == SignalStage::AwaitingExecution)
-            .fold(filled, |total, f| {
-                total.saturating_add(f.side.sign().saturating_mul(f.size.value()))
+            .filter_map(|f| match f.stage {
+                SignalStage::AwaitingExecution if &f.market == market => Some((f.side, f.size)),
+                SignalStage::AwaitingCompensation => f
+                    .compensation
+                    .as_ref()
+                    .filter(|close| &close.market == market)
+                    .map(|close| (close.side, close.size)),
+                _ => None,
+            })
+            .fold(filled, |total, (side, size)| {
+                total.saturating_add(side.sign().saturating_mul(size.value()))
             })
     }
 

@@ -21,6 +21,9 @@ pub enum AccountCommand {
     ReceiveSignal(SignalIntent),
     /// The execution saga reports what the exchange did with the signal's order.
     RecordExecution(ExecutionReport),
+    /// The execution saga reports how the reduce-only close of a signal's unprotected position
+    /// went (see `ExecutionReport::FilledUnprotected`).
+    RecordCompensation(CompensationReport),
     /// The execution saga reports whether the user was told about the signal's outcome.
     RecordNotification {
         signal_id: SignalId,
@@ -123,6 +126,27 @@ pub enum ExecutionReport {
         fill: Fill,
         at: DateTime<Utc>,
     },
+    /// Only part of the order filled; the exchange cancelled the rest (an immediate-or-cancel
+    /// order meeting too little liquidity). `unfilled` is the exchange's word for the rest: the
+    /// account checks that the two add up to the order before anything is booked.
+    PartiallyFilled {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        fill: Fill,
+        unfilled: Quantity,
+        at: DateTime<Utc>,
+    },
+    /// The entry filled, but what had to follow it failed critically (the TP/SL bracket could
+    /// not be placed): the position it opened is to be closed with a reduce-only order.
+    FilledUnprotected {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        fill: Fill,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The exchange saw the order and refused it.
     Rejected {
         signal_id: SignalId,
@@ -144,21 +168,41 @@ pub enum ExecutionReport {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The signal's deadline passed before the exchange took its order, and the exchange does
+    /// not know the client order id: the saga gives up on it.
+    Abandoned {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl ExecutionReport {
     pub fn signal_id(&self) -> &SignalId {
         match self {
             Self::Filled { signal_id, .. }
+            | Self::PartiallyFilled { signal_id, .. }
+            | Self::FilledUnprotected { signal_id, .. }
             | Self::Rejected { signal_id, .. }
             | Self::Failed { signal_id, .. }
-            | Self::Cancelled { signal_id, .. } => signal_id,
+            | Self::Cancelled { signal_id, .. }
+            | Self::Abandoned { signal_id, .. } => signal_id,
         }
     }
 
     pub fn client_order_id(&self) -> &ClientOrderId {
         match self {
             Self::Filled {
+                client_order_id, ..
+            }
+            | Self::PartiallyFilled {
+                client_order_id, ..
+            }
+            | Self::FilledUnprotected {
+                client_order_id, ..
+            }
+            | Self::Abandoned {
                 client_order_id, ..
             }
             | Self::Rejected {
@@ -170,6 +214,35 @@ impl ExecutionReport {
             | Self::Cancelled {
                 client_order_id, ..
             } => client_order_id,
+        }
+    }
+}
+
+/// What became of the reduce-only close that compensates a signal's unprotected position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CompensationReport {
+    /// The close filled (all of it, or the part the exchange reports).
+    Closed {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        fill: Fill,
+        at: DateTime<Utc>,
+    },
+    /// The close could not be placed, or the exchange refused it: the position stays open
+    /// without protection, and only a person can close it now.
+    Failed {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl CompensationReport {
+    pub fn signal_id(&self) -> &SignalId {
+        match self {
+            Self::Closed { signal_id, .. } | Self::Failed { signal_id, .. } => signal_id,
         }
     }
 }

@@ -84,6 +84,21 @@ pub enum AccountEvent {
         fee_usd: UsdAmount,
         filled_at: DateTime<Utc>,
     },
+    /// Part of the order filled and the exchange cancelled the rest. Only `size` is booked into
+    /// the position (the position events follow); the reservation of `unfilled` is released
+    /// next. The signal ends here: partially filled.
+    OrderPartiallyFilled {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        market: Market,
+        side: Side,
+        price: Decimal,
+        size: Quantity,
+        unfilled: Quantity,
+        fee_usd: UsdAmount,
+        filled_at: DateTime<Utc>,
+    },
     OrderRejected {
         signal_id: SignalId,
         client_order_id: ClientOrderId,
@@ -117,6 +132,47 @@ pub enum AccountEvent {
     },
     /// The saga decided not to place an approved order (a halt was engaged before placement).
     OrderCancelled {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Compensation: the signal's deadline passed and the exchange never took its order, so it
+    /// will not be placed. Its reservation is released next.
+    ExecutionAbandoned {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The signal's order filled but a later step failed critically (its TP/SL bracket could not
+    /// be placed): the saga is to close what the fill opened with the reduce-only order
+    /// described here, under its own client order id.
+    CompensationRequired {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        market: Market,
+        side: Side,
+        size: Quantity,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The compensating reduce-only close filled; the position events it made follow.
+    PositionCompensated {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        market: Market,
+        side: Side,
+        price: Decimal,
+        size: Quantity,
+        fee_usd: UsdAmount,
+        at: DateTime<Utc>,
+    },
+    /// The compensating close could not be made (or closed less than asked, or the exchange
+    /// reported a fill that is not the close's). The position is left as booked, the account is
+    /// halted in the same decision and the trader told to close it by hand.
+    CompensationFailed {
         signal_id: SignalId,
         client_order_id: ClientOrderId,
         reason: String,
@@ -171,7 +227,8 @@ pub enum AccountEvent {
         reason: String,
         at: DateTime<Utc>,
     },
-    /// `by` is an operator, or `risk` for the automatic halt after repeated exchange failures.
+    /// `by` is an operator, or `execution` for the automatic halts (repeated exchange failures, a
+    /// fill that is not the order's, a compensating close that failed).
     TradingHalted {
         by: String,
         reason: String,
@@ -242,6 +299,11 @@ impl AccountEvent {
             | SignalRejected { signal_id, .. }
             | OrderSubmitted { signal_id, .. }
             | OrderFilled { signal_id, .. }
+            | OrderPartiallyFilled { signal_id, .. }
+            | ExecutionAbandoned { signal_id, .. }
+            | CompensationRequired { signal_id, .. }
+            | PositionCompensated { signal_id, .. }
+            | CompensationFailed { signal_id, .. }
             | OrderRejected { signal_id, .. }
             | OrderFailed { signal_id, .. }
             | OrderCancelled { signal_id, .. }
@@ -273,6 +335,11 @@ impl AccountEvent {
             SignalRejected { .. } => "SignalRejected",
             OrderSubmitted { .. } => "OrderSubmitted",
             OrderFilled { .. } => "OrderFilled",
+            OrderPartiallyFilled { .. } => "OrderPartiallyFilled",
+            ExecutionAbandoned { .. } => "ExecutionAbandoned",
+            CompensationRequired { .. } => "CompensationRequired",
+            PositionCompensated { .. } => "PositionCompensated",
+            CompensationFailed { .. } => "CompensationFailed",
             OrderRejected { .. } => "OrderRejected",
             OrderFailed { .. } => "OrderFailed",
             OrderCancelled { .. } => "OrderCancelled",

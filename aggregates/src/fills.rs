@@ -4,7 +4,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::{Fill, InFlight};
+use crate::{Fill, InFlight, Market, Quantity, Side};
 
 /// 1e12 USD per unit: far above any price a market quotes (BTC is ~1e5). A report beyond it is a
 /// broken or hostile exchange; keeping prices this far inside `Decimal`'s range (7.9e28) also keeps
@@ -15,21 +15,31 @@ pub const MAX_FILL_NOTIONAL_USD: Decimal = Decimal::from_parts(0xA4C6_8000, 0x3_
 
 /// Every reason `fill` cannot be taken as a fill of `order`; empty when it can.
 pub(crate) fn problems(order: &InFlight, fill: &Fill) -> Vec<String> {
+    problems_against(&order.market, order.side, order.remaining(), fill)
+}
+
+/// Every reason `fill` cannot be taken as a fill of an order in `market` on `side` with
+/// `remaining` left to fill; empty when it can.
+pub(crate) fn problems_against(
+    market: &Market,
+    side: Side,
+    remaining: Quantity,
+    fill: &Fill,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    if fill.market != order.market {
+    if &fill.market != market {
         problems.push(format!(
-            "market {} is not the order's {}",
-            fill.market, order.market
+            "market {} is not the order's {market}",
+            fill.market
         ));
     }
-    if fill.side != order.side {
+    if fill.side != side {
         problems.push(format!(
             "side {} is not the order's {}",
             fill.side.as_str(),
-            order.side.as_str()
+            side.as_str()
         ));
     }
-    let remaining = order.remaining();
     if fill.size > remaining {
         problems.push(format!(
             "size {} is more than the {remaining} left to fill",

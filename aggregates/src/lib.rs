@@ -20,12 +20,13 @@ mod upcasting;
 mod values;
 
 pub use account::{
-    AccountError, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage, TradingAccount,
-    FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
+    AccountError, CompensationOrder, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage,
+    TradingAccount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
+    STATE_VERSION,
 };
 pub use commands::{
-    AccountCommand, CredentialAccess, ExecutionReport, Fill, NotificationOutcome, OrderType,
-    SignalIntent, TradeInstruction,
+    AccountCommand, CompensationReport, CredentialAccess, ExecutionReport, Fill,
+    NotificationOutcome, OrderType, SignalIntent, TradeInstruction,
 };
 pub use emergency::{
     EmergencyCommand, EmergencyError, EmergencyEvent, EmergencyStop, EMERGENCY_STOP_ID,

@@ -85,6 +85,14 @@ impl Side {
         }
     }
 
+    /// The side that closes what this side opens.
+    pub fn opposite(self) -> Self {
+        match self {
+            Self::Buy => Self::Sell,
+            Self::Sell => Self::Buy,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Buy => "buy",
@@ -209,6 +217,12 @@ pub struct ClientOrderId(pub String);
 impl ClientOrderId {
     pub fn for_signal(signal_id: &SignalId) -> Self {
         Self(format!("lh-{}", signal_id.0))
+    }
+
+    /// The reduce-only close that compensates the signal's position: its own id, derived from
+    /// the signal's, so it too is placed at most once and found again after a crash.
+    pub fn compensation_for(signal_id: &SignalId) -> Self {
+        Self(format!("lh-{}-close", signal_id.0))
     }
 }
 

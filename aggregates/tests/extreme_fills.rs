@@ -251,7 +251,14 @@ impl Run {
             assert!(self.state.halt.is_some());
         } else {
             // Accepted: it was the order's, no larger, at a price a market can have.
-            assert_eq!(names[..2], ["OrderSubmitted", "OrderFilled"], "{events:?}");
+            // Less than the order is booked as a partial fill, the rest released.
+            let booked = if fill.size < order.size {
+                assert_eq!(names.last(), Some(&"RiskReservationReleased"), "{events:?}");
+                "OrderPartiallyFilled"
+            } else {
+                "OrderFilled"
+            };
+            assert_eq!(names[..2], ["OrderSubmitted", booked], "{events:?}");
             assert_eq!(fill.market, order.market);
             assert_eq!(fill.side, order.side);
             assert!(fill.size <= order.size);
@@ -319,7 +326,12 @@ proptest! {
         let fills = run
             .events
             .iter()
-            .filter(|e| matches!(e, AccountEvent::OrderFilled { .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    AccountEvent::OrderFilled { .. } | AccountEvent::OrderPartiallyFilled { .. }
+                )
+            })
             .count();
         prop_assert_eq!(run.state.orders_filled, fills as u64);
         // Every report was either booked or refused, never both, never lost.

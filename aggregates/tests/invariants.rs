@@ -557,10 +557,18 @@ impl Sim {
         let events = result.unwrap();
         let names: Vec<&str> = events.iter().map(AccountEvent::name).collect();
         match outcome {
-            Outcome::Filled { .. } => {
-                assert_eq!(names[..2], ["OrderSubmitted", "OrderFilled"]);
+            Outcome::Filled { quarters, .. } => {
+                // Less than the order is a partial fill: only that part is booked, and the
+                // rest's reservation is released after the position moves.
+                let (fill, moves) = if *quarters < 4 {
+                    assert_eq!(names.last(), Some(&"RiskReservationReleased"));
+                    ("OrderPartiallyFilled", &names[2..names.len() - 1])
+                } else {
+                    ("OrderFilled", &names[2..])
+                };
+                assert_eq!(names[..2], ["OrderSubmitted", fill]);
                 assert!(matches!(
-                    names[2..],
+                    moves,
                     ["PositionOpened"]
                         | ["PositionIncreased"]
                         | ["PositionReduced"]
@@ -612,7 +620,7 @@ impl Sim {
         });
         match stage {
             None => assert_eq!(result, Err(AccountError::NotInFlight(signal_id))),
-            Some(SignalStage::AwaitingExecution) => {
+            Some(SignalStage::AwaitingExecution | SignalStage::AwaitingCompensation) => {
                 assert_eq!(result, Err(AccountError::NotConcluded(signal_id)))
             }
             Some(SignalStage::AwaitingNotification) => {
@@ -634,6 +642,9 @@ impl Sim {
         let mut filled: BTreeMap<Market, Decimal> = BTreeMap::new();
         for event in &self.events {
             if let AccountEvent::OrderFilled {
+                market, side, size, ..
+            }
+            | AccountEvent::OrderPartiallyFilled {
                 market, side, size, ..
             } = event
             {
@@ -659,7 +670,9 @@ impl Sim {
         let mut approvals: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
         // Reservations, by signal: (day, notional); and which were released.
         let mut reserved: BTreeMap<&SignalId, (NaiveDate, UsdAmount)> = BTreeMap::new();
-        let mut released: BTreeSet<&SignalId> = BTreeSet::new();
+        // What each release gave back; partial fills release only their unfilled share.
+        let mut released: BTreeMap<&SignalId, UsdAmount> = BTreeMap::new();
+        let mut partial: BTreeSet<&SignalId> = BTreeSet::new();
         let mut concluded: BTreeSet<&SignalId> = BTreeSet::new();
         let mut notified: BTreeSet<&SignalId> = BTreeSet::new();
         let mut last_received: Option<(&SignalId, &str, DateTime<Utc>)> = None;
@@ -692,6 +705,12 @@ impl Sim {
                 AccountEvent::OrderSubmitted { signal_id, .. } => {
                     *submitted.entry(signal_id).or_default() += 1;
                 }
+                AccountEvent::OrderPartiallyFilled { signal_id, .. } => {
+                    partial.insert(signal_id);
+                    fills += 1;
+                    assert!(reserved.contains_key(signal_id));
+                    assert!(concluded.insert(signal_id), "{signal_id} concluded twice");
+                }
                 AccountEvent::OrderFilled { signal_id, .. } => {
                     fills += 1;
                     assert!(reserved.contains_key(signal_id));
@@ -707,8 +726,13 @@ impl Sim {
                     signal_id,
                     notional_usd,
                 } => {
-                    assert_eq!(reserved[signal_id].1, *notional_usd);
-                    assert!(released.insert(signal_id), "{signal_id} released twice");
+                    if partial.contains(signal_id) {
+                        assert!(*notional_usd < reserved[signal_id].1);
+                    } else {
+                        assert_eq!(reserved[signal_id].1, *notional_usd);
+                    }
+                    let previous = released.insert(signal_id, *notional_usd);
+                    assert!(previous.is_none(), "{signal_id} released twice");
                 }
                 AccountEvent::NotificationSent { signal_id, .. }
                 | AccountEvent::NotificationFailed { signal_id, .. } => {
@@ -755,12 +779,15 @@ impl Sim {
 
         // (d) Today's volume: what was approved on the volume's day, less what was given back.
         if let Some(day) = self.state.daily_volume.day {
-            let expected = reserved
-                .iter()
-                .filter(|(id, (on, _))| *on == day && !released.contains(*id))
-                .fold(UsdAmount::ZERO, |sum, (_, (_, notional))| {
-                    sum.checked_add(*notional).expect("in range")
-                });
+            let expected = reserved.iter().filter(|(_, (on, _))| *on == day).fold(
+                UsdAmount::ZERO,
+                |sum, (id, (_, notional))| {
+                    let kept = notional
+                        .checked_sub(released.get(*id).copied().unwrap_or_default())
+                        .expect("in range");
+                    sum.checked_add(kept).expect("in range")
+                },
+            );
             assert_eq!(self.state.daily_volume.traded_usd, expected);
         }
 

@@ -416,7 +416,7 @@ fn after_the_automatic_halt_signals_are_rejected_saying_why() {
             ..
         }] => assert_eq!(
             detail,
-            "trading halted by risk: 2 orders in a row could not be placed; the last: timeout"
+            "trading halted by execution: 2 orders in a row could not be placed; the last: timeout"
         ),
         other => panic!("expected a halted rejection, got {other:?}"),
     }

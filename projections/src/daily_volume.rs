@@ -19,7 +19,9 @@ pub struct DailyVolumeRow {
 
 pub fn key(envelope: &Envelope) -> Option<DailyVolumeKey> {
     match &envelope.event {
-        AccountEvent::OrderFilled { filled_at, .. } => {
+        AccountEvent::OrderFilled { filled_at, .. }
+        | AccountEvent::OrderPartiallyFilled { filled_at, .. }
+        | AccountEvent::PositionCompensated { at: filled_at, .. } => {
             Some((envelope.account_id.clone(), filled_at.date_naive()))
         }
         _ => None,
@@ -27,8 +29,10 @@ pub fn key(envelope: &Envelope) -> Option<DailyVolumeKey> {
 }
 
 pub fn apply(rows: &mut BTreeMap<DailyVolumeKey, DailyVolumeRow>, envelope: &Envelope) {
-    let (Some(key), AccountEvent::OrderFilled { price, size, .. }) =
-        (key(envelope), &envelope.event)
+    let Some(key) = key(envelope) else { return };
+    let (AccountEvent::OrderFilled { price, size, .. }
+    | AccountEvent::OrderPartiallyFilled { price, size, .. }
+    | AccountEvent::PositionCompensated { price, size, .. }) = &envelope.event
     else {
         return;
     };

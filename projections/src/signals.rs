@@ -22,12 +22,15 @@ pub struct SignalEventRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignalRow {
     /// Where the signal stands: `received`, then `accepted`/`rejected`/`duplicate`/`stale`/
-    /// `halted`, then `submitted`, `filled`/`failed`/`cancelled`/`mismatch` (the exchange reported a
-    /// fill that is not the order's), and `notified` last.
+    /// `halted`, then `submitted`, `filled`/`partially_filled`/`failed`/`cancelled`/`abandoned`
+    /// (its deadline passed before the exchange took it)/`mismatch` (the exchange reported a fill
+    /// that is not the order's), `compensating` while the position a fill left unprotected is
+    /// being closed, then `compensated`/`compensation_failed`, and `notified` last.
     pub status: String,
     /// The decision or execution result, which notification does not overwrite: `accepted`,
-    /// `rejected`, `duplicate`, `stale`, `halted`, `filled`, `failed`, `cancelled`, `mismatch`, or
-    /// `received` before any.
+    /// `rejected`, `duplicate`, `stale`, `halted`, `filled`, `partially_filled`, `failed`,
+    /// `cancelled`, `abandoned`, `mismatch`, `compensated`, `compensation_failed`, or `received`
+    /// before any.
     pub outcome: String,
     pub market: Option<String>,
     pub received_at: Option<DateTime<Utc>>,
@@ -110,6 +113,29 @@ pub fn apply(rows: &mut BTreeMap<SignalKey, SignalRow>, envelope: &Envelope) {
             row.status = "submitted".to_owned();
         }
         OrderFilled { .. } => conclude(row, "filled", None),
+        OrderPartiallyFilled { size, unfilled, .. } => conclude(
+            row,
+            "partially_filled",
+            Some(format!(
+                "{size} filled; the exchange cancelled the other {unfilled}"
+            )),
+        ),
+        ExecutionAbandoned { reason, .. } => conclude(row, "abandoned", Some(reason.clone())),
+        // The fill stands as the outcome until the close is recorded.
+        CompensationRequired { reason, .. } => {
+            row.status = "compensating".to_owned();
+            row.detail = Some(reason.clone());
+        }
+        PositionCompensated { size, price, .. } => conclude(
+            row,
+            "compensated",
+            Some(format!(
+                "the position it opened was closed: {size} at {price}"
+            )),
+        ),
+        CompensationFailed { reason, .. } => {
+            conclude(row, "compensation_failed", Some(reason.clone()));
+        }
         OrderRejected { reason, .. } | OrderFailed { reason, .. } => {
             conclude(row, "failed", Some(reason.clone()));
         }

@@ -379,3 +379,84 @@ fn projections_are_named_like_their_tables() {
     }
     assert_eq!(Projection::parse("audit"), None);
 }
+
+/// The saga's failure outcomes, as the trader's tables show them: a partial fill is a trade of
+/// the filled part, an abandoned signal is no trade, and a compensated signal shows its entry and
+/// the close that undid it.
+#[test]
+fn partial_abandoned_and_compensated_signals_show_what_happened() {
+    let id = |s: &str| SignalId(s.into());
+    let events = vec![
+        received("part"),
+        AccountEvent::OrderPartiallyFilled {
+            signal_id: id("part"),
+            client_order_id: ClientOrderId("lh-part".into()),
+            exchange_order_id: "x-part".into(),
+            market: market(),
+            side: Side::Buy,
+            price: dec("100"),
+            size: qty("0.4"),
+            unfilled: qty("0.6"),
+            fee_usd: UsdAmount::new(dec("0.1")),
+            filled_at: at(1),
+        },
+        received("late"),
+        AccountEvent::ExecutionAbandoned {
+            signal_id: id("late"),
+            client_order_id: ClientOrderId("lh-late".into()),
+            reason: "its deadline of 120 s from approval passed before the order was sent".into(),
+            at: at(1),
+        },
+        received("bare"),
+        filled("bare", Side::Buy, "1", "100", "0.1", 1),
+        AccountEvent::CompensationRequired {
+            signal_id: id("bare"),
+            client_order_id: ClientOrderId("lh-bare-close".into()),
+            market: market(),
+            side: Side::Sell,
+            size: qty("1"),
+            reason: "the stop-loss order was refused".into(),
+            at: at(1),
+        },
+        AccountEvent::PositionCompensated {
+            signal_id: id("bare"),
+            client_order_id: ClientOrderId("lh-bare-close".into()),
+            exchange_order_id: "x-bare-close".into(),
+            market: market(),
+            side: Side::Sell,
+            price: dec("99"),
+            size: qty("1"),
+            fee_usd: UsdAmount::new(dec("0.1")),
+            at: at(2),
+        },
+    ];
+    let models = ReadModels::fold(&stream("a", events));
+    let outcome = |signal: &str| {
+        let row = &models.signals[&("a".to_owned(), signal.to_owned())];
+        (row.outcome.clone(), row.detail.clone().unwrap_or_default())
+    };
+    let (part, detail) = outcome("part");
+    assert_eq!(part, "partially_filled");
+    assert_eq!(detail, "0.4 filled; the exchange cancelled the other 0.6");
+    let (late, detail) = outcome("late");
+    assert_eq!(late, "abandoned");
+    assert!(detail.contains("deadline"), "{detail}");
+    let (bare, detail) = outcome("bare");
+    assert_eq!(bare, "compensated");
+    assert_eq!(detail, "the position it opened was closed: 1 at 99");
+    let trades: Vec<_> = models
+        .trades
+        .values()
+        .map(|t| (t.client_order_id.as_str(), t.side.as_str(), t.size))
+        .collect();
+    assert_eq!(
+        trades,
+        [
+            ("lh-part", "buy", dec("0.4")),
+            ("lh-bare", "buy", dec("1")),
+            ("lh-bare-close", "sell", dec("1"))
+        ]
+    );
+    let volume: Decimal = models.daily_volume.values().map(|d| d.traded_usd).sum();
+    assert_eq!(volume, dec("239"));
+}

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use crate::Envelope;
 
-/// (account id, sequence of the `OrderFilled` event): unique, and the order a trader pages in.
+/// (account id, sequence of the fill's event): unique, and the order a trader pages in.
 pub type TradeKey = (String, usize);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,22 +31,58 @@ impl TradeRow {
     }
 }
 
-/// The trade `envelope` records, if it is a fill.
+/// The trade `envelope` records, if it is a fill: a whole or partial fill of a signal's order, or
+/// the reduce-only close that compensated one.
 pub fn row(envelope: &Envelope) -> Option<TradeRow> {
-    let AccountEvent::OrderFilled {
-        signal_id,
-        client_order_id,
-        exchange_order_id,
-        market,
-        side,
-        price,
-        size,
-        fee_usd,
-        filled_at,
-    } = &envelope.event
-    else {
-        return None;
-    };
+    use AccountEvent::*;
+    let (signal_id, client_order_id, exchange_order_id, market, side, price, size, fee_usd, at) =
+        match &envelope.event {
+            OrderFilled {
+                signal_id,
+                client_order_id,
+                exchange_order_id,
+                market,
+                side,
+                price,
+                size,
+                fee_usd,
+                filled_at,
+            }
+            | OrderPartiallyFilled {
+                signal_id,
+                client_order_id,
+                exchange_order_id,
+                market,
+                side,
+                price,
+                size,
+                fee_usd,
+                filled_at,
+                ..
+            }
+            | PositionCompensated {
+                signal_id,
+                client_order_id,
+                exchange_order_id,
+                market,
+                side,
+                price,
+                size,
+                fee_usd,
+                at: filled_at,
+            } => (
+                signal_id,
+                client_order_id,
+                exchange_order_id,
+                market,
+                side,
+                price,
+                size,
+                fee_usd,
+                filled_at,
+            ),
+            _ => return None,
+        };
     Some(TradeRow {
         account_id: envelope.account_id.clone(),
         sequence: envelope.sequence,
@@ -58,6 +94,6 @@ pub fn row(envelope: &Envelope) -> Option<TradeRow> {
         size: size.value().normalize(),
         price: price.normalize(),
         fee_usd: fee_usd.value().normalize(),
-        filled_at: *filled_at,
+        filled_at: *at,
     })
 }

@@ -28,6 +28,9 @@ impl<'e> Touches<'e> {
             | RiskApproved { market, .. }
             | OrderSubmitted { market, .. }
             | OrderFilled { market, .. }
+            | OrderPartiallyFilled { market, .. }
+            | CompensationRequired { market, .. }
+            | PositionCompensated { market, .. }
             | PositionOpened { market, .. }
             | PositionIncreased { market, .. }
             | PositionReduced { market, .. }

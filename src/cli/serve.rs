@@ -13,6 +13,7 @@ use super::{paper_prices, GlobalArgs};
 use crate::app::{AppConfig, RunningApp};
 use crate::catchup::{ReadinessLimits, SupervisorConfig};
 use crate::exchange::DEFAULT_PAPER_EQUITY_USD;
+use crate::execution::RetryPolicy;
 use crate::guard::{
     GuardConfig, IpAllowlist, LockoutPolicy, RateLimit, TrustedProxies, DEFAULT_ADDRESS_FAILURES,
 };
@@ -34,6 +35,15 @@ pub struct ServeArgs {
     /// Record signals but do not execute them (an ingest-only instance).
     #[arg(long, env = "LEDGERHOOK_NO_EXECUTION", value_parser = FalseyValueParser::new())]
     pub no_execution: bool,
+    /// How long after approval an order may still be placed; past it the signal is abandoned
+    /// (recorded, its reservation released, the trader told) unless the exchange already took it.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_ORDER_DEADLINE_SECONDS",
+        default_value_t = RetryPolicy::DEFAULT_DEADLINE_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub order_deadline_seconds: u64,
     /// Leave the audit trail and the read models to another instance sharing the store.
     #[arg(long, env = "LEDGERHOOK_NO_READ_SIDE", value_parser = FalseyValueParser::new())]
     pub no_read_side: bool,
@@ -252,6 +262,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         listen: global.listen,
         paper_prices: paper_prices(&args.paper_prices)?,
         execute_signals: !args.no_execution,
+        execution_retry: RetryPolicy {
+            deadline: std::time::Duration::from_secs(args.order_deadline_seconds),
+            ..RetryPolicy::default()
+        },
         run_read_side: !args.no_read_side,
         reconcile_every: (args.reconcile_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.reconcile_interval_seconds)),

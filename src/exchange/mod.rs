@@ -1,5 +1,6 @@
-//! Exchanges behind one trait. Orders are identified by a client order id derived from the signal,
-//! so placing the same order twice is recognised by the exchange and never trades twice.
+//! Exchanges behind one trait. Orders are identified by a client order id derived from the signal.
+//! No venue is trusted to deduplicate: the saga asks `find_orders` for the client ids before it
+//! places anything, and `find_order` before every retry, so an order is sent at most once.
 
 mod paper;
 mod paper_book;
@@ -11,7 +12,12 @@ use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
-pub use self::paper::{PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES};
+/// The outcome of the client id at the same index in `find_orders`' argument.
+pub type Found = Result<Option<OrderOutcome>, ExchangeError>;
+
+pub use self::paper::{
+    PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES, PAPER_UNAVAILABLE_VARIABLE,
+};
 pub use self::paper_book::{PaperBook, PaperOrder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +35,28 @@ pub struct OrderRequest {
     pub stop_loss: Option<Decimal>,
 }
 
+/// What became of an order. An adapter reports a fill of less than the order as
+/// `PartiallyFilled` (the account also treats a `Filled` of less than the order as partial, so
+/// nothing is booked beyond what filled either way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderOutcome {
     Filled {
         exchange_order_id: String,
         fill: Fill,
+    },
+    /// Part filled and the exchange cancelled the rest (an IOC order short of liquidity);
+    /// `fill.size + unfilled` is the order's size.
+    PartiallyFilled {
+        exchange_order_id: String,
+        fill: Fill,
+        unfilled: Quantity,
+    },
+    /// The order filled, but what had to follow it on the exchange failed for good (its TP/SL
+    /// bracket could not be placed): the saga closes the position it opened, reduce-only.
+    FilledUnprotected {
+        exchange_order_id: String,
+        fill: Fill,
+        reason: String,
     },
     /// The exchange saw the order and refused it; retrying will not help.
     Rejected { reason: String },
@@ -88,4 +111,10 @@ pub trait Exchange: Send + Sync {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError>;
+
+    /// `find_order` for several client ids; one answer per id, in order. The saga asks this for
+    /// a page's orders before placing any of them. By default the lookups go out concurrently.
+    async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
+        futures::future::join_all(client_order_ids.iter().map(|id| self.find_order(id))).await
+    }
 }

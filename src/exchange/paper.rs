@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 use super::paper_book::{PaperBook, PaperOrder};
-use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+use super::{Exchange, ExchangeError, Found, OrderOutcome, OrderRequest};
 use crate::markets::MarketList;
 use crate::store::Store;
 
@@ -38,7 +38,14 @@ pub struct PaperExchange {
     markets: MarketList,
     prices: HashMap<Market, Decimal>,
     equity_usd: Decimal,
+    /// Fault injection for the black-box tests: with `LEDGERHOOK_PAPER_UNAVAILABLE=1` every
+    /// placement and lookup fails as an unreachable venue would (prices still quote, so alerts
+    /// are approved).
+    unreachable: bool,
 }
+
+/// The variable that makes the paper venue unreachable (see `PaperExchange::unreachable`).
+pub const PAPER_UNAVAILABLE_VARIABLE: &str = "LEDGERHOOK_PAPER_UNAVAILABLE";
 
 impl PaperExchange {
     pub fn new(store: Store, markets: MarketList, prices: HashMap<Market, Decimal>) -> Self {
@@ -47,7 +54,17 @@ impl PaperExchange {
             markets,
             prices,
             equity_usd: DEFAULT_PAPER_EQUITY_USD,
+            unreachable: std::env::var_os(PAPER_UNAVAILABLE_VARIABLE).is_some_and(|v| v == "1"),
         }
+    }
+
+    fn reachable(&self) -> Result<(), ExchangeError> {
+        if self.unreachable {
+            return Err(Self::unavailable(format!(
+                "the paper venue is unreachable ({PAPER_UNAVAILABLE_VARIABLE}=1)"
+            )));
+        }
+        Ok(())
     }
 
     pub fn with_equity(mut self, equity_usd: Decimal) -> Self {
@@ -64,21 +81,20 @@ impl PaperExchange {
             .collect()
     }
 
-    /// The order as the paper exchange would fill it, or why it cannot trade it.
-    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, OrderOutcome> {
+    /// The order as the paper exchange would fill it, or why it refuses it.
+    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, String> {
         let (Some(spec), Some(reference)) = (
             self.markets.get(&order.market),
             self.reference_price(&order.market),
         ) else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!("{} is not traded on the paper exchange", order.market),
-            });
+            return Err(format!(
+                "{} is not traded on the paper exchange",
+                order.market
+            ));
         };
         let slipped = reference.checked_mul(Decimal::ONE + order.side.sign() * SLIPPAGE);
         let Some(Ok(price)) = slipped.map(|price| spec.quantize_price(price)) else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!("{} has no valid paper price", order.market),
-            });
+            return Err(format!("{} has no valid paper price", order.market));
         };
         // A limit order fills only if marketable: the paper exchange keeps no resting book.
         if let OrderType::Limit { price: limit } = order.order_type {
@@ -87,26 +103,22 @@ impl PaperExchange {
                 Side::Sell => price >= limit,
             };
             if !marketable {
-                return Err(OrderOutcome::Rejected {
-                    reason: format!(
-                        "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
+                return Err(format!(
+                    "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
                          fills marketable orders only",
-                        order.side.as_str(),
-                        order.market
-                    ),
-                });
+                    order.side.as_str(),
+                    order.market
+                ));
             }
         }
         let Some(fee) = price
             .checked_mul(order.size.value())
             .and_then(|notional| notional.checked_mul(FEE_RATE))
         else {
-            return Err(OrderOutcome::Rejected {
-                reason: format!(
-                    "{} {} is beyond any order's notional",
-                    order.size, order.market
-                ),
-            });
+            return Err(format!(
+                "{} {} is beyond any order's notional",
+                order.size, order.market
+            ));
         };
         let fee = fee.round_dp(6).normalize();
         Ok(PaperOrder {
@@ -147,7 +159,10 @@ impl Exchange for PaperExchange {
         &self,
         orders: &[OrderRequest],
     ) -> Vec<Result<OrderOutcome, ExchangeError>> {
-        let priced: Vec<Result<PaperOrder, OrderOutcome>> =
+        if let Err(error) = self.reachable() {
+            return orders.iter().map(|_| Err(error.clone())).collect();
+        }
+        let priced: Vec<Result<PaperOrder, String>> =
             orders.iter().map(|order| self.price(order)).collect();
         let bookable: Vec<PaperOrder> = priced
             .iter()
@@ -164,7 +179,7 @@ impl Exchange for PaperExchange {
         priced
             .into_iter()
             .map(|priced| match priced {
-                Err(rejected) => Ok(rejected),
+                Err(reason) => Ok(OrderOutcome::Rejected { reason }),
                 Ok(_) => booked
                     .next()
                     .map_or_else(|| Err(Self::unavailable("order not booked")), outcome_of),
@@ -207,11 +222,37 @@ impl Exchange for PaperExchange {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.reachable()?;
         let booked = PaperBook::of(&self.store)
             .find(&client_order_id.0)
             .await
             .map_err(Self::unavailable)?;
         booked.as_ref().map(outcome_of).transpose()
+    }
+
+    /// One query for the whole page's client ids.
+    async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
+        if let Err(error) = self.reachable() {
+            return client_order_ids
+                .iter()
+                .map(|_| Err(error.clone()))
+                .collect();
+        }
+        let ids: Vec<&str> = client_order_ids.iter().map(|id| id.0.as_str()).collect();
+        let booked = match PaperBook::of(&self.store).find_all(&ids).await {
+            Ok(booked) => booked,
+            Err(error) => {
+                let error = Self::unavailable(error);
+                return ids.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let by_id: HashMap<&str, &PaperOrder> = booked
+            .iter()
+            .map(|order| (order.client_order_id.as_str(), order))
+            .collect();
+        ids.iter()
+            .map(|id| by_id.get(id).map(|order| outcome_of(order)).transpose())
+            .collect()
     }
 }
 

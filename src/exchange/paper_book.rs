@@ -1,5 +1,7 @@
 //! The paper exchange's book (`paper_orders`): every order it booked, by client order id, so that
-//! a crashed and resumed saga finds what it placed instead of placing it again. The only SQL
+//! a crashed and resumed saga finds what it placed instead of placing it again. A client id trades
+//! once; each send of it again is counted (`placements`), so tests see what a venue that does not
+//! deduplicate would have done. The only SQL
 //! outside `src/store`, written once for both stores through the store's pool and, on SQLite, its
 //! one writer queue.
 
@@ -27,7 +29,8 @@ const BOOK: BulkInsert<'static> = BulkInsert {
         "text[]",
         "timestamptz[]",
     ],
-    tail: "ON CONFLICT (client_order_id) DO NOTHING",
+    // Every send is counted: the tests prove each approval reaches the venue once.
+    tail: "ON CONFLICT (client_order_id) DO UPDATE SET placements = paper_orders.placements + 1",
 };
 
 fn cells(order: &PaperOrder) -> Vec<Cell> {
@@ -151,6 +154,40 @@ impl<'a> PaperBook<'a> {
             .bind(account_id)
             .fetch_all(pool)
             .await?))
+    }
+
+    /// The booked orders among `client_order_ids`, in one query (one statement text on
+    /// PostgreSQL whatever their number; see `crate::store::bulk`).
+    pub async fn find_all(&self, client_order_ids: &[&str]) -> Result<Vec<PaperOrder>> {
+        if let Store::Postgres(store) = self.store {
+            let sql = "SELECT * FROM paper_orders WHERE client_order_id = ANY($1)";
+            return Ok(sqlx::query_as(sql)
+                .bind(client_order_ids)
+                .fetch_all(store.pool())
+                .await?);
+        }
+        let mut found = Vec::with_capacity(client_order_ids.len());
+        for chunk in client_order_ids.chunks(SQLITE_IDS_PER_STATEMENT) {
+            let rows: Vec<PaperOrder> = reading!(self.store, pool, Db => {
+                let mut select = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT * FROM paper_orders WHERE client_order_id IN (",
+                );
+                let mut ids = select.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// How many times each booked client order id was sent, by client order id.
+    pub async fn placements(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT client_order_id, placements FROM paper_orders ORDER BY client_order_id";
+        Ok(reading!(self.store, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 
     pub async fn count(&self) -> Result<i64> {

@@ -3,9 +3,17 @@
 //!
 //! Its progress is the ledger itself plus a checkpoint saved after each fully handled page. After
 //! a crash it re-reads from the checkpoint; each step first asks the account where the signal
-//! stands, and the exchange recognises a client order id it has seen, so nothing happens twice.
+//! stands, and asks the exchange for the order's client id before sending it (and before every
+//! retry), so nothing is sent twice. The catch-up runtime's lease keeps one saga running at a
+//! time across instances. Failures: retries under a `RetryPolicy` with a deadline from approval
+//! (`ExecutionAbandoned` past it), the account's automatic halt after repeated failures, and a
+//! reduce-only close of a position a fill left unprotected (`compensate`).
 
+mod compensate;
+mod retry;
 mod steps;
+
+pub use self::retry::RetryPolicy;
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -35,6 +43,7 @@ pub struct ExecutionSaga {
     exchange: Arc<dyn Exchange>,
     notifier: Arc<dyn Notifier>,
     emergency: Arc<EmergencySwitch>,
+    retry: RetryPolicy,
 }
 
 impl ExecutionSaga {
@@ -49,7 +58,14 @@ impl ExecutionSaga {
             exchange,
             notifier,
             emergency,
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Replaces the default retries and deadline (`serve --order-deadline-seconds`, tests).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Runs under the catch-up runtime, on its own, until `shutdown` turns true (tests; `serve`
@@ -59,9 +75,11 @@ impl ExecutionSaga {
         crate::catchup::supervisor::run_alone(self, ledger, shutdown).await;
     }
 
-    /// Executes the page's approved signals as one batch, then notifies its concluded ones.
+    /// Executes the page's approved signals as one batch, closes the positions its fills left
+    /// unprotected, then notifies its concluded signals.
     async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), ReaderError> {
         let mut approved = Vec::new();
+        let mut compensations = Vec::new();
         let mut concluded = Vec::new();
         for logged in page {
             // The log also carries other streams (the emergency stop); the saga works accounts.
@@ -81,15 +99,23 @@ impl ExecutionSaga {
             let origin = Origin::of(position, &recorded);
             match Step::after(&recorded.event) {
                 Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id, origin)),
-                Some(Step::Notify { signal_id, message }) => {
-                    concluded.push((account_id, signal_id, message, origin));
+                Some(Step::Compensate { signal_id }) => {
+                    compensations.push((account_id, signal_id, origin));
+                }
+                Some(Step::Notify {
+                    signal_id,
+                    message,
+                    tell,
+                }) => {
+                    concluded.push((account_id, signal_id, message, tell, origin));
                 }
                 None => {}
             }
         }
         let executed = steps::execute_all(self, approved).await;
+        let compensated = compensate::compensate_all(self, compensations).await;
         let notified = steps::notify_all(self, concluded).await;
-        executed.and(notified).map(drop)
+        executed.and(compensated).and(notified).map(drop)
     }
 
     /// Parks the event that calls for a step the account refuses for good: its history cannot be
@@ -186,8 +212,16 @@ impl CatchUpReader for ExecutionSaga {
             Some(Step::Execute { signal_id }) => {
                 steps::execute_all(self, vec![(account_id, signal_id, origin)]).await?
             }
-            Some(Step::Notify { signal_id, message }) => {
-                steps::notify_all(self, vec![(account_id, signal_id, message, origin)]).await?
+            Some(Step::Compensate { signal_id }) => {
+                compensate::compensate_all(self, vec![(account_id, signal_id, origin)]).await?
+            }
+            Some(Step::Notify {
+                signal_id,
+                message,
+                tell,
+            }) => {
+                steps::notify_all(self, vec![(account_id, signal_id, message, tell, origin)])
+                    .await?
             }
             None => 0,
         };

@@ -1,12 +1,12 @@
-//! The saga's two steps, each safe to run again after a crash.
+//! The saga's steps, each safe to run again after a crash: place an approved order, close the
+//! position of a fill left unprotected, tell the trader.
 
-use std::time::Duration;
-
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use aggregates::{
-    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
+    AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, NotificationOutcome, SignalId,
+    SignalStage, AUTOMATIC_HALT_BY,
 };
 
 use super::{ExecutionSaga, Origin};
@@ -14,31 +14,52 @@ use crate::catchup::ReaderError;
 use crate::exchange::{ExchangeError, OrderOutcome, OrderRequest};
 use crate::ledger::{EventContext, LedgerError};
 
-/// Placement attempts before the order is recorded as failed.
-const MAX_PLACEMENT_ATTEMPTS: u32 = 5;
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
-
 const ACTOR: &str = "execution";
 /// Lookups, placements and records in progress at once: enough for the group committer to batch
 /// a page's records into a few transactions, few enough to leave the store's connections to the
 /// webhook path.
-const MAX_CONCURRENT_STEPS: usize = 16;
+pub(super) const MAX_CONCURRENT_STEPS: usize = 16;
 
 pub enum Step {
     /// Place the approved signal's order and record what the exchange did.
     Execute { signal_id: SignalId },
+    /// Close, reduce-only, the position a fill left without protection, and record it.
+    Compensate { signal_id: SignalId },
     /// Tell the trader how the signal ended and record whether that worked.
     Notify {
         signal_id: SignalId,
         message: String,
+        tell: Tell,
     },
+}
+
+/// What a notification is about, which decides whether it is the signal's to send and what is
+/// added to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tell {
+    Outcome,
+    /// The exchange failed the order: an automatic halt it caused is added.
+    Failure,
+    /// The outcome of a compensating close: it alone is sent for a signal that needed one (its
+    /// fill's own message would say the position stands), with any automatic halt added.
+    Compensation,
 }
 
 impl Step {
     /// The step an event calls for, if any.
     pub fn after(event: &AccountEvent) -> Option<Self> {
+        let notify = |signal_id: &SignalId, message: String, tell: Tell| {
+            Some(Self::Notify {
+                signal_id: signal_id.clone(),
+                message,
+                tell,
+            })
+        };
         match event {
             AccountEvent::RiskApproved { signal_id, .. } => Some(Self::Execute {
+                signal_id: signal_id.clone(),
+            }),
+            AccountEvent::CompensationRequired { signal_id, .. } => Some(Self::Compensate {
                 signal_id: signal_id.clone(),
             }),
             AccountEvent::OrderFilled {
@@ -48,40 +69,97 @@ impl Step {
                 size,
                 price,
                 ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("filled: {} {size} {market} at {price}", side.as_str()),
-            }),
+            } => notify(
+                signal_id,
+                format!("filled: {} {size} {market} at {price}", side.as_str()),
+                Tell::Outcome,
+            ),
+            AccountEvent::OrderPartiallyFilled {
+                signal_id,
+                market,
+                side,
+                size,
+                price,
+                unfilled,
+                ..
+            } => notify(
+                signal_id,
+                format!(
+                    "partially filled: {} {size} {market} at {price}; the exchange cancelled the \
+                     other {unfilled} (signal {signal_id})",
+                    side.as_str()
+                ),
+                Tell::Outcome,
+            ),
             AccountEvent::OrderRejected {
                 signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order rejected by the exchange: {reason}"),
-            }),
+            } => notify(
+                signal_id,
+                format!("order rejected by the exchange: {reason}"),
+                Tell::Outcome,
+            ),
             AccountEvent::OrderFailed {
                 signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order could not be placed: {reason}"),
-            }),
+            } => notify(
+                signal_id,
+                format!("order could not be placed: {reason}"),
+                Tell::Failure,
+            ),
+            AccountEvent::ExecutionAbandoned {
+                signal_id, reason, ..
+            } => notify(
+                signal_id,
+                format!("signal {signal_id} abandoned: {reason}"),
+                Tell::Failure,
+            ),
             AccountEvent::FillMismatch {
                 signal_id,
                 client_order_id,
                 reason,
                 ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!(
+            } => notify(
+                signal_id,
+                format!(
                     "the exchange reported a fill that is not order {client_order_id}'s ({reason}); \
                      nothing was booked and trading is halted until an operator resumes it"
                 ),
-            }),
+                Tell::Outcome,
+            ),
             AccountEvent::OrderCancelled {
                 signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order cancelled before placement: {reason}"),
-            }),
+            } => notify(
+                signal_id,
+                format!("order cancelled before placement: {reason}"),
+                Tell::Outcome,
+            ),
+            AccountEvent::PositionCompensated {
+                signal_id,
+                market,
+                side,
+                size,
+                price,
+                ..
+            } => notify(
+                signal_id,
+                format!(
+                    "signal {signal_id}'s order filled, but its position could not be protected \
+                     (take-profit/stop-loss); it was closed with a reduce-only {} of {size} \
+                     {market} at {price}",
+                    side.as_str()
+                ),
+                Tell::Compensation,
+            ),
+            AccountEvent::CompensationFailed {
+                signal_id, reason, ..
+            } => notify(
+                signal_id,
+                format!(
+                    "signal {signal_id}'s order filled, but its position could not be protected \
+                     and closing it failed ({reason}); the position is open without protection: \
+                     close it by hand"
+                ),
+                Tell::Compensation,
+            ),
             _ => None,
         }
     }
@@ -89,7 +167,8 @@ impl Step {
 
 /// What the saga does with an approved signal's order.
 enum Plan {
-    Place(SignalId, OrderRequest),
+    /// Place it unless the exchange already has it, until the deadline.
+    Place(SignalId, OrderRequest, Option<DateTime<Utc>>),
     /// A halt (the account's or the emergency stop) was engaged after approval.
     Cancel(SignalId, OrderRequest, String),
 }
@@ -145,9 +224,10 @@ pub async fn execute_all(
                                         format!("trading halted by {}: {}", halt.by, halt.reason)
                                     })
                                 });
+                            let deadline = saga.retry.deadline_for(in_flight.approved_at);
                             match halt {
                                 Some(reason) => Plan::Cancel(signal_id, order, reason),
-                                None => Plan::Place(signal_id, order),
+                                None => Plan::Place(signal_id, order, deadline),
                             }
                         })
                         .map_or(Lookup::Done, Lookup::Planned),
@@ -168,39 +248,24 @@ pub async fn execute_all(
             Lookup::Done => {}
         }
     }
+    let mut to_cancel = Vec::new();
     for plan in plans {
         match plan {
-            Plan::Place(signal_id, order) => to_place.push((signal_id, order)),
-            Plan::Cancel(signal_id, order, reason) => reports.push((
-                order.account_id,
-                ExecutionReport::Cancelled {
-                    signal_id,
-                    client_order_id: order.client_order_id,
-                    reason,
-                    at: Utc::now(),
-                },
-            )),
+            Plan::Place(signal_id, order, deadline) => {
+                to_place.push((signal_id, (order, deadline)));
+            }
+            Plan::Cancel(signal_id, order, reason) => to_cancel.push((signal_id, order, reason)),
         }
     }
+    if !to_cancel.is_empty() {
+        reports.extend(cancel_unless_placed(saga, to_cancel).await);
+    }
     if !to_place.is_empty() {
-        let (signals, orders): (Vec<SignalId>, Vec<OrderRequest>) = to_place.into_iter().unzip();
-        let answers = saga.exchange.place_orders(&orders).await;
-        let outcomes = stream::iter(orders.clone().into_iter().zip(answers))
-            .map(|(order, answer)| {
-                let saga = saga.clone();
-                async move {
-                    match answer {
-                        Err(error) => retry_placement(&saga, &order, error).await,
-                        answered => answered,
-                    }
-                }
-            })
-            .buffered(MAX_CONCURRENT_STEPS)
-            .collect::<Vec<_>>()
-            .await;
+        let (signals, pending): (Vec<SignalId>, Vec<Pending>) = to_place.into_iter().unzip();
+        let outcomes = place_once(saga, &pending).await;
         crash_here_if_asked();
-        for ((signal_id, order), outcome) in signals.into_iter().zip(orders).zip(outcomes) {
-            let report = report(signal_id, &order, outcome);
+        for ((signal_id, (order, _)), placed) in signals.into_iter().zip(pending).zip(outcomes) {
+            let report = report(signal_id, &order, placed);
             reports.push((order.account_id, report));
         }
     }
@@ -219,6 +284,42 @@ pub async fn execute_all(
     Ok(parked)
 }
 
+/// Cancels approved orders a halt caught before placement, unless the venue already has them:
+/// an earlier run (or another instance, before it lost the lease) may have sent one before the
+/// halt, and its outcome is then what is recorded.
+async fn cancel_unless_placed(
+    saga: &ExecutionSaga,
+    to_cancel: Vec<(SignalId, OrderRequest, String)>,
+) -> Vec<(String, ExecutionReport)> {
+    let ids: Vec<ClientOrderId> = to_cancel
+        .iter()
+        .map(|(_, order, _)| order.client_order_id.clone())
+        .collect();
+    let mut found = saga.exchange.find_orders(&ids).await.into_iter();
+    to_cancel
+        .into_iter()
+        .map(|(signal_id, order, reason)| {
+            let reason = match found.next().unwrap_or_else(no_answer) {
+                Ok(Some(outcome)) => {
+                    let report = report(signal_id, &order, Placed::Answered(outcome));
+                    return (order.account_id, report);
+                }
+                Ok(None) => reason,
+                Err(error) => format!(
+                    "{reason} (whether the venue took it earlier could not be confirmed: {error})"
+                ),
+            };
+            let report = ExecutionReport::Cancelled {
+                signal_id,
+                client_order_id: order.client_order_id,
+                reason,
+                at: Utc::now(),
+            };
+            (order.account_id, report)
+        })
+        .collect()
+}
+
 /// What a signal's lookup found.
 enum Lookup {
     Planned(Plan),
@@ -230,13 +331,13 @@ enum Lookup {
 /// Tells each trader how their signal ended and records it; how many it parked.
 pub async fn notify_all(
     saga: &ExecutionSaga,
-    concluded: Vec<(String, SignalId, String, Origin)>,
+    concluded: Vec<(String, SignalId, String, Tell, Origin)>,
 ) -> Result<usize, ReaderError> {
     let notified = stream::iter(concluded)
-        .map(|(account_id, signal_id, message, origin)| {
+        .map(|(account_id, signal_id, message, tell, origin)| {
             let saga = saga.clone();
             async move {
-                match notify(&saga, &account_id, signal_id, &message).await {
+                match notify(&saga, &account_id, signal_id, &message, tell).await {
                     Err(ReaderError::Ledger(LedgerError::Decode(error))) => {
                         saga.park_refused(&account_id, &origin, &error).await?;
                         Ok(1)
@@ -252,18 +353,155 @@ pub async fn notify_all(
 }
 
 /// Every result is awaited before failing, so no step is abandoned halfway through an append.
-fn first_error<T>(results: Vec<Result<T, ReaderError>>) -> Result<Vec<T>, ReaderError> {
+pub(super) fn first_error<T>(results: Vec<Result<T, ReaderError>>) -> Result<Vec<T>, ReaderError> {
     results.into_iter().collect()
 }
 
-fn report(
-    signal_id: SignalId,
+/// An order to place, with the deadline it must be sent by.
+type Pending = (OrderRequest, Option<DateTime<Utc>>);
+
+/// How a placement ended.
+pub(super) enum Placed {
+    /// The exchange has the order: this is what became of it.
+    Answered(OrderOutcome),
+    /// Every attempt failed, and the exchange does not show the order.
+    Failed(ExchangeError),
+    /// The deadline passed first; why, in words.
+    Abandoned(String),
+}
+
+/// Places each pending order at most once: the exchange is asked for the page's client ids
+/// first (an earlier run, or another instance before it lost the lease, may have sent them),
+/// only orders it does not know are sent, and failures are retried under the policy.
+async fn place_once(saga: &ExecutionSaga, pending: &[Pending]) -> Vec<Placed> {
+    let ids: Vec<ClientOrderId> = pending
+        .iter()
+        .map(|(order, _)| order.client_order_id.clone())
+        .collect();
+    let mut found = saga.exchange.find_orders(&ids).await.into_iter();
+    let now = Utc::now();
+    let mut placed: Vec<Option<Placed>> = pending.iter().map(|_| None).collect();
+    let mut to_send = Vec::new();
+    // (index, the error, placements tried so far)
+    let mut to_retry = Vec::new();
+    for (index, (_, deadline)) in pending.iter().enumerate() {
+        match found.next().unwrap_or_else(no_answer) {
+            Ok(Some(outcome)) => placed[index] = Some(Placed::Answered(outcome)),
+            Ok(None) if deadline.is_some_and(|deadline| now >= deadline) => {
+                placed[index] = Some(Placed::Abandoned(format!(
+                    "its deadline of {} s from approval passed before the order was sent",
+                    saga.retry.deadline.as_secs()
+                )));
+            }
+            Ok(None) => to_send.push(index),
+            Err(error) => to_retry.push((index, error, 0)),
+        }
+    }
+    if !to_send.is_empty() {
+        let orders: Vec<OrderRequest> = to_send
+            .iter()
+            .map(|&index| pending[index].0.clone())
+            .collect();
+        let mut answers = saga.exchange.place_orders(&orders).await.into_iter();
+        for index in to_send {
+            match answers.next().unwrap_or_else(no_answer) {
+                Ok(outcome) => placed[index] = Some(Placed::Answered(outcome)),
+                Err(error) => to_retry.push((index, error, 1)),
+            }
+        }
+    }
+    let retried = stream::iter(to_retry)
+        .map(|(index, error, attempts)| {
+            let saga = saga.clone();
+            let (order, deadline) = pending[index].clone();
+            async move {
+                let placed = retry_placement(&saga, &order, deadline, error, attempts).await;
+                (index, placed)
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_STEPS)
+        .collect::<Vec<_>>()
+        .await;
+    for (index, outcome) in retried {
+        placed[index] = Some(outcome);
+    }
+    placed
+        .into_iter()
+        .map(|placed| {
+            placed.unwrap_or_else(|| {
+                Placed::Failed(ExchangeError::Unavailable("no answer for the order".into()))
+            })
+        })
+        .collect()
+}
+
+/// An exchange that answers fewer orders than it was asked: the rest are unknown.
+fn no_answer<T>() -> Result<T, ExchangeError> {
+    Err(ExchangeError::Unavailable("no answer for the order".into()))
+}
+
+/// Retries a placement whose last try failed (`attempts` placements so far): before every retry
+/// asks the exchange whether an earlier try got through, waits double each time, and stops at
+/// the policy's attempts or the signal's deadline, whichever comes first.
+pub(super) async fn retry_placement(
+    saga: &ExecutionSaga,
     order: &OrderRequest,
-    placed: Result<OrderOutcome, ExchangeError>,
-) -> ExecutionReport {
+    deadline: Option<DateTime<Utc>>,
+    mut error: ExchangeError,
+    mut attempts: u32,
+) -> Placed {
+    let policy = saga.retry;
+    let client_order_id = &order.client_order_id;
+    loop {
+        let delay = policy.delay_before(attempts.saturating_add(1));
+        let out_of_time = deadline.is_some_and(|deadline| {
+            chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|delay| Utc::now().checked_add_signed(delay))
+                .is_none_or(|wake| wake >= deadline)
+        });
+        if out_of_time || attempts >= policy.max_attempts {
+            // No try left: only ask whether an earlier one got through.
+            let found = saga.exchange.find_order(client_order_id).await;
+            if let Ok(Some(outcome)) = found {
+                return Placed::Answered(outcome);
+            }
+            if !out_of_time {
+                return Placed::Failed(error);
+            }
+            let known = match found {
+                Ok(_) => format!("the exchange has no order {client_order_id}"),
+                Err(lookup) => format!(
+                    "whether the exchange took order {client_order_id} could not be confirmed \
+                     ({lookup})"
+                ),
+            };
+            return Placed::Abandoned(format!(
+                "its deadline of {} s from approval passed after {attempts} attempts; {known}; \
+                 the last error: {error}",
+                policy.deadline.as_secs()
+            ));
+        }
+        tracing::warn!(%error, attempts, %client_order_id, "placement failed, retrying");
+        tokio::time::sleep(delay).await;
+        attempts = attempts.saturating_add(1);
+        let result = match saga.exchange.find_order(client_order_id).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => saga.exchange.place_order(order).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(outcome) => return Placed::Answered(outcome),
+            Err(failed) => error = failed,
+        }
+    }
+}
+
+fn report(signal_id: SignalId, order: &OrderRequest, placed: Placed) -> ExecutionReport {
     let client_order_id = order.client_order_id.clone();
+    let at = Utc::now();
     match placed {
-        Ok(OrderOutcome::Filled {
+        Placed::Answered(OrderOutcome::Filled {
             exchange_order_id,
             fill,
         }) => ExecutionReport::Filled {
@@ -271,47 +509,51 @@ fn report(
             client_order_id,
             exchange_order_id,
             fill,
-            at: Utc::now(),
+            at,
         },
-        Ok(OrderOutcome::Rejected { reason }) => ExecutionReport::Rejected {
+        Placed::Answered(OrderOutcome::PartiallyFilled {
+            exchange_order_id,
+            fill,
+            unfilled,
+        }) => ExecutionReport::PartiallyFilled {
+            signal_id,
+            client_order_id,
+            exchange_order_id,
+            fill,
+            unfilled,
+            at,
+        },
+        Placed::Answered(OrderOutcome::FilledUnprotected {
+            exchange_order_id,
+            fill,
+            reason,
+        }) => ExecutionReport::FilledUnprotected {
+            signal_id,
+            client_order_id,
+            exchange_order_id,
+            fill,
+            reason,
+            at,
+        },
+        Placed::Answered(OrderOutcome::Rejected { reason }) => ExecutionReport::Rejected {
             signal_id,
             client_order_id,
             reason,
-            at: Utc::now(),
+            at,
         },
-        Err(error) => ExecutionReport::Failed {
+        Placed::Failed(error) => ExecutionReport::Failed {
             signal_id,
             client_order_id,
             reason: error.to_string(),
-            at: Utc::now(),
+            at,
+        },
+        Placed::Abandoned(reason) => ExecutionReport::Abandoned {
+            signal_id,
+            client_order_id,
+            reason,
+            at,
         },
     }
-}
-
-/// Retries a placement whose first answer was an error; before every retry asks the exchange
-/// whether an earlier try got through.
-async fn retry_placement(
-    saga: &ExecutionSaga,
-    order: &OrderRequest,
-    first: ExchangeError,
-) -> Result<OrderOutcome, ExchangeError> {
-    let mut delay = FIRST_RETRY_DELAY;
-    let mut error = first;
-    for attempt in 2..=MAX_PLACEMENT_ATTEMPTS {
-        tracing::warn!(%error, attempt, client_order_id = %order.client_order_id, "placement failed, retrying");
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-        let result = match saga.exchange.find_order(&order.client_order_id).await {
-            Ok(Some(outcome)) => Ok(outcome),
-            Ok(None) => saga.exchange.place_order(order).await,
-            Err(error) => Err(error),
-        };
-        match result {
-            Err(failed) => error = failed,
-            answered => return answered,
-        }
-    }
-    Err(error)
 }
 
 async fn notify(
@@ -319,12 +561,30 @@ async fn notify(
     account_id: &str,
     signal_id: SignalId,
     message: &str,
+    tell: Tell,
 ) -> Result<(), ReaderError> {
-    let in_flight = saga.ledger.in_flight(account_id, &signal_id).await?;
-    if in_flight.map(|f| f.stage) != Some(SignalStage::AwaitingNotification) {
+    let standing = saga
+        .ledger
+        .in_flight_with_halt(account_id, &signal_id)
+        .await?;
+    let Some((in_flight, halt)) = standing else {
+        return Ok(());
+    };
+    if in_flight.stage != SignalStage::AwaitingNotification {
         return Ok(());
     }
-    let outcome = match saga.notifier.notify(account_id, message).await {
+    // A signal whose fill needed a compensating close is told once, by the close's outcome.
+    if in_flight.compensation.is_some() != (tell == Tell::Compensation) {
+        return Ok(());
+    }
+    let message = match halt {
+        Some(halt) if tell != Tell::Outcome && halt.by == AUTOMATIC_HALT_BY => format!(
+            "{message}. Trading on this account is halted ({}) until an operator resumes it",
+            halt.reason
+        ),
+        _ => message.to_owned(),
+    };
+    let outcome = match saga.notifier.notify(account_id, &message).await {
         Ok(()) => NotificationOutcome::Sent,
         Err(error) => NotificationOutcome::Failed {
             reason: error.to_string(),
@@ -339,7 +599,7 @@ async fn notify(
     record(saga, account_id, command).await
 }
 
-async fn record(
+pub(super) async fn record(
     saga: &ExecutionSaga,
     account_id: &str,
     command: AccountCommand,

@@ -210,6 +210,20 @@ impl Ledger {
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
     }
 
+    /// A signal with work still to do, with the account's halt if one is engaged: what the saga's
+    /// later steps (compensation, notification) need.
+    pub async fn in_flight_with_halt(
+        &self,
+        account_id: &str,
+        signal_id: &SignalId,
+    ) -> Result<Option<(InFlight, Option<Halt>)>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().and_then(|account| {
+            let in_flight = account.state.in_flight.get(signal_id)?;
+            Some((in_flight.clone(), account.state.halt.clone()))
+        }))
+    }
+
     /// A signal still awaiting its order, with the account's halt if one is engaged: what the
     /// saga needs to decide between placing and cancelling.
     pub async fn awaiting_execution(

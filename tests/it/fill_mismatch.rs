@@ -341,7 +341,7 @@ async fn a_fill_that_is_not_the_orders_halts_the_account_and_books_nothing(backe
         assert!(
             events.iter().any(|e| matches!(
                 e,
-                AccountEvent::TradingHalted { by, .. } if by == "risk"
+                AccountEvent::TradingHalted { by, .. } if by == "execution"
             )),
             "{tamper:?}: not halted: {events:?}"
         );

@@ -21,6 +21,7 @@ mod replay_scale;
 mod reused_id;
 mod risk;
 mod saga;
+mod saga_failures;
 mod secrets;
 mod service;
 mod store;

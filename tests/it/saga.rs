@@ -271,7 +271,7 @@ async fn consecutive_exchange_failures_halt_the_account(backend: Backend) {
         account.state.halt.clone()
     })
     .await;
-    assert_eq!(halted.by, "risk");
+    assert_eq!(halted.by, "execution");
     let types = harness.event_types().await;
     assert_eq!(types.iter().filter(|t| *t == "OrderFailed").count(), 3);
     assert_eq!(types.iter().filter(|t| *t == "TradingHalted").count(), 1);

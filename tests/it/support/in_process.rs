@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::exchange::Exchange;
-use ledgerhook::execution::ExecutionSaga;
+use ledgerhook::execution::{ExecutionSaga, RetryPolicy};
 use ledgerhook::ingest::Ingest;
 use ledgerhook::ledger::{Ledger, LedgerOptions};
 use ledgerhook::markets::MarketList;
@@ -38,6 +38,17 @@ impl InProcess {
         exchange: Arc<dyn Exchange>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Self::start_with(test, store, exchange, notifier, RetryPolicy::default()).await
+    }
+
+    /// As `start`, with the saga's retries and deadline of the test's choosing.
+    pub async fn start_with(
+        test: TestStore,
+        store: Store,
+        exchange: Arc<dyn Exchange>,
+        notifier: Arc<dyn Notifier>,
+        retry: RetryPolicy,
+    ) -> Self {
         let mut tasks = JoinSet::new();
         let ledger = Ledger::start(
             store.clone(),
@@ -54,7 +65,8 @@ impl InProcess {
         );
         let vault = super::vault::vault(&ledger);
         let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency);
+        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency)
+            .with_retry_policy(retry);
         let saga = tokio::spawn(saga.run(stopped));
         Self {
             store,

@@ -118,6 +118,8 @@ pub struct Options {
     pub clock_offset: Option<String>,
     /// Serve without `--allow-privileged-login` (production's PostgreSQL login check).
     pub strict_login: bool,
+    /// Extra environment variables (fault injection such as `LEDGERHOOK_PAPER_UNAVAILABLE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -290,6 +292,7 @@ fn serve_command(database_url: &str, options: &Options, log: &ServiceLog) -> Com
     if let Some(offset) = &options.clock_offset {
         command.envs(super::clock::shifted_by(offset));
     }
+    command.envs(options.env.iter().map(|(name, value)| (name, value)));
     command
 }
 
