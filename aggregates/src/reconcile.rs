@@ -196,6 +196,8 @@ mod tests {
                 client_order_id: ClientOrderId::for_signal(&signal),
                 reserved_usd: Default::default(),
                 reserved_on: at(0).date_naive(),
+                approved_at: Some(at(0)),
+                compensation: None,
             },
         );
         // The venue may have filled it already: not a drift, yet.
