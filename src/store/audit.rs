@@ -100,8 +100,12 @@ impl Audit<'_> {
     pub async fn append(&self, rows: &[AuditRow], name: &str, read_to: LogPosition) -> Result<()> {
         let save_checkpoint = super::events::save_checkpoint_sql(self.store);
         let set_role = self.set_writer_role();
+        let derived_commit = super::derived_commit_sql(self.store);
         writing!(self.store, pool => {
             let mut transaction = pool.begin().await?;
+            if let Some(derived) = derived_commit {
+                sqlx::query(derived).execute(&mut *transaction).await?;
+            }
             // The reader's checkpoint first, as the service's own role: the writer role has no
             // business with the other readers' checkpoints.
             sqlx::query(&save_checkpoint)

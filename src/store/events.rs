@@ -275,14 +275,24 @@ impl Events<'_> {
         })
     }
 
+    /// Moves a reader's checkpoint. Committed without waiting for the flush on PostgreSQL (see
+    /// `derived_commit_sql`): a checkpoint lost in a crash makes its reader do the page again,
+    /// which every reader's steps are safe to do.
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
         let sql = save_checkpoint_sql(self.store);
-        writing!(self.store, pool => sqlx::query(&sql)
-            .bind(name)
-            .bind(position.global_seq)
-            .execute(pool)
-            .await
-            .map(drop)?);
+        let derived_commit = super::derived_commit_sql(self.store);
+        writing!(self.store, pool => {
+            let mut transaction = pool.begin().await?;
+            if let Some(derived) = derived_commit {
+                sqlx::query(derived).execute(&mut *transaction).await?;
+            }
+            sqlx::query(&sql)
+                .bind(name)
+                .bind(position.global_seq)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+        });
         Ok(())
     }
 }

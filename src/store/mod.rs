@@ -281,6 +281,19 @@ trait Dialect {
 }
 
 /// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).
+/// The first statement of a reader's transaction on PostgreSQL: commit without waiting for the
+/// flush to disk. What readers write is derived from the ledger, in the transaction that moves
+/// their checkpoint: a crash can lose only whole recent transactions, which the reader then does
+/// again from its checkpoint. The ledger's own appends keep waiting for the flush (they are what
+/// an acknowledgement promises), as does the paper venue's book (a venue, not a fold).
+/// SQLite has one writer and no per-transaction setting: `None`.
+fn derived_commit_sql(store: &Store) -> Option<&'static str> {
+    match store {
+        Store::Postgres(_) => Some("SET LOCAL synchronous_commit = off"),
+        Store::Sqlite(_) => None,
+    }
+}
+
 fn now_sql(store: &Store) -> &'static str {
     match store {
         Store::Postgres(_) => "now()",

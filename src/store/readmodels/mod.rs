@@ -188,8 +188,12 @@ impl ReadModelTables<'_> {
             let cells = rows::cells(write.projection, &write.rows)?;
             statements.push((head, columns.pg_arrays, tail, cells));
         }
+        let derived_commit = super::derived_commit_sql(self.store);
         Ok(writing!(self.store, pool => {
             let mut transaction = pool.begin().await?;
+            if let Some(derived) = derived_commit {
+                sqlx::query(derived).execute(&mut *transaction).await?;
+            }
             let mut moved = true;
             for write in writes {
                 let name = tables.checkpoint_name(write.projection);
