@@ -20,7 +20,8 @@ use crate::catchup::{
     SupervisorConfig,
 };
 use crate::emergency::EmergencySwitch;
-use crate::exchange::{Exchange, PaperExchange};
+use crate::exchange::dydx::{DydxConfig, DydxExchange, InMemoryCredentials};
+use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
 use crate::execution::ExecutionSaga;
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
@@ -62,6 +63,8 @@ pub struct AppConfig {
     pub readiness: ReadinessLimits,
     /// Restart delays of the catch-up readers (and the test-only fault hook).
     pub supervisor: SupervisorConfig,
+    /// dYdX v4, for users whose venue is `dydx`; `None`: every account trades on paper.
+    pub dydx: Option<DydxConfig>,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -100,10 +103,21 @@ impl RunningApp {
         let mut committers = JoinSet::new();
         let ledger = start_ledger(store.clone(), &mut committers);
         let markets = MarketList::default();
-        let exchange: Arc<dyn Exchange> = Arc::new(
+        let paper: Arc<dyn Exchange> = Arc::new(
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
                 .with_equity(config.paper_equity_usd),
         );
+        let dydx = config.dydx.clone().map(|dydx| {
+            // TODO(lead, when merging the vault): pass the vault's `DydxCredentials` here.
+            let exchange = DydxExchange::new(dydx, Arc::new(InMemoryCredentials::default()));
+            exchange.spawn_market_refresh();
+            Arc::new(exchange) as Arc<dyn Exchange>
+        });
+        let exchange: Arc<dyn Exchange> = Arc::new(VenueRouter::new(
+            paper,
+            dydx,
+            Arc::new(StoredVenues(store.clone())),
+        ));
         let (shutdown, shutdown_requested) = watch::channel(false);
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();

@@ -1,8 +1,10 @@
 //! Exchanges behind one trait. Orders are identified by a client order id derived from the signal,
 //! so placing the same order twice is recognised by the exchange and never trades twice.
 
+pub mod dydx;
 mod paper;
 mod paper_book;
+mod router;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -11,6 +13,7 @@ use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
 pub use self::paper::{PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES};
 pub use self::paper_book::{PaperBook, PaperOrder};
+pub use self::router::{StoredVenues, Venue, VenueChoice, VenueRouter};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
@@ -29,6 +32,8 @@ pub struct OrderRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderOutcome {
+    /// The order traded. `fill.size` below the order's size is a partial fill: the rest was
+    /// cancelled by the exchange (an immediate-or-cancel order finding too little liquidity).
     Filled {
         exchange_order_id: String,
         fill: Fill,
@@ -72,4 +77,13 @@ pub trait Exchange: Send + Sync {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError>;
+
+    /// `find_order` for an order the caller still has in hand: exchanges that list orders by
+    /// account (dYdX) need the account and market to look it up.
+    async fn find_placed(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.find_order(&order.client_order_id).await
+    }
 }

@@ -301,7 +301,7 @@ async fn retry_placement(
         tracing::warn!(%error, attempt, client_order_id = %order.client_order_id, "placement failed, retrying");
         tokio::time::sleep(delay).await;
         delay *= 2;
-        let result = match saga.exchange.find_order(&order.client_order_id).await {
+        let result = match saga.exchange.find_placed(order).await {
             Ok(Some(outcome)) => Ok(outcome),
             Ok(None) => saga.exchange.place_order(order).await,
             Err(error) => Err(error),

@@ -1,0 +1,339 @@
+//! The dYdX adapter (production code, the official client inside) against the fake venues binary:
+//! what the fake's node received and what the adapter reported, fault by fault. Each test starts
+//! its own fake on free ports.
+
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+use ledgerhook::exchange::dydx::{
+    venue_ids, DydxChain, DydxConfig, DydxExchange, InMemoryCredentials, Leg,
+};
+use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+
+/// The official client's published example phrase (a public testnet wallet, no funds of ours).
+const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
+    athlete gossip awake miracle matter bus reopen team ladder lazy list timber render wait";
+const ACCOUNT: &str = "trader-1";
+
+struct FakeVenues {
+    _child: Child,
+    indexer: String,
+    node: String,
+    http: reqwest::Client,
+}
+
+impl FakeVenues {
+    async fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-venues"))
+            .args(["--listen", "127.0.0.1:0", "--block-ms", "100"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the fake venues start");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut indexer, mut node) = (None, None);
+        let read = async {
+            while indexer.is_none() || node.is_none() {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("stdout reads")
+                    .expect("a line");
+                if let Some(url) = line.strip_prefix("indexer ") {
+                    indexer = Some(url.to_owned());
+                } else if let Some(url) = line.strip_prefix("node ") {
+                    node = Some(url.to_owned());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the fake venues print their addresses");
+        Self {
+            _child: child,
+            indexer: indexer.expect("indexer address"),
+            node: node.expect("node address"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn exchange(&self) -> DydxExchange {
+        let mut config = DydxConfig::new(&self.indexer, &self.node, DydxChain::Testnet);
+        config.request_timeout = Duration::from_millis(1_000);
+        config.outcome_wait = Duration::from_secs(5);
+        config.requests_per_second = std::num::NonZeroU32::new(200).expect("non-zero");
+        let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+        DydxExchange::new(config, Arc::new(credentials))
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_fake/faults", self.indexer))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults set");
+        assert!(response.status().is_success(), "faults refused: {faults}");
+    }
+
+    async fn received(&self) -> Value {
+        self.http
+            .get(format!("{}/_fake/orders", self.indexer))
+            .send()
+            .await
+            .expect("orders read")
+            .json()
+            .await
+            .expect("orders are JSON")
+    }
+
+    /// How many times the node received the order with this client order id.
+    async fn sends(&self, order: &OrderRequest) -> u64 {
+        let client_id = venue_ids(&order.client_order_id, Leg::Entry).client_id;
+        self.received().await["sends"][client_id.to_string()]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn order(id: &str, market: &str, side: Side, size: &str) -> OrderRequest {
+    OrderRequest {
+        account_id: ACCOUNT.to_owned(),
+        client_order_id: ClientOrderId(format!("lh-{id}")),
+        market: Market::parse(market).expect("market"),
+        side,
+        size: Quantity::new(Decimal::from_str(size).expect("size")).expect("positive size"),
+        reduce_only: false,
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+    }
+}
+
+fn decimal(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("decimal")
+}
+
+#[tokio::test]
+async fn dydx_market_order_fills_once_at_the_fakes_price_and_moves_the_position() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("market-fills", "BTC-USD", Side::Buy, "0.01");
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    // 65,000 oracle, filled 2 bp above on the 1-dollar tick; taker fee 5 bp of the notional.
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("expected a fill, got {outcome:?}");
+    };
+    assert_eq!(fill.market.as_str(), "BTC-USD");
+    assert_eq!(fill.side, Side::Buy);
+    assert_eq!(fill.size.value(), decimal("0.01"));
+    assert_eq!(fill.price, decimal("65013"));
+    assert_eq!(fill.fee, decimal("0.325065"));
+
+    let received = fake.received().await;
+    let sent = &received["orders"][0];
+    assert_eq!(sent["market"], "BTC-USD");
+    assert_eq!(sent["side"], "BUY");
+    assert_eq!(sent["size"], "0.01");
+    // The slippage cap: the oracle price plus 1%, on the tick grid.
+    assert_eq!(sent["price"], "65650");
+    assert_eq!(sent["flags"], 0, "a short-term order");
+    assert_eq!(sent["time_in_force"], "IOC");
+    assert_eq!(fake.sends(&buy).await, 1);
+
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].market.as_str(), "BTC-USD");
+    assert_eq!(positions[0].size, decimal("0.01"));
+    let fills = exchange.fills(ACCOUNT, None).await.expect("fills");
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].price, decimal("65013"));
+    assert_eq!(
+        exchange.reference_price(&buy.market),
+        Some(decimal("65000")),
+        "the oracle price is cached"
+    );
+
+    // Placing the same order again (a saga that crashed after placing) finds it: no second send.
+    let again = exchange.place_order(&buy).await.expect("placed again");
+    assert!(matches!(again, OrderOutcome::Filled { .. }), "{again:?}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_order_whose_answer_was_lost_is_found_by_its_client_id_and_not_sent_again() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let sell = order("lost-answer", "ETH-USD", Side::Sell, "0.5");
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+
+    // What the saga does before a retry.
+    let found = exchange.find_placed(&sell).await.expect("looked up");
+    let Some(OrderOutcome::Filled { fill, .. }) = found else {
+        panic!("expected the accepted order, found {found:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fake.sends(&sell).await, 1);
+    let retried = exchange.place_order(&sell).await.expect("placed");
+    assert!(
+        matches!(retried, OrderOutcome::Filled { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(fake.sends(&sell).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_partial_fill_is_reported_with_the_filled_size() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("partial", "SOL-USD", Side::Buy, "10");
+    fake.set_faults(json!({ "partial_fill": "0.3" })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("expected a partial fill, got {outcome:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("3"), "3 of the 10 ordered");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_rejection_is_reported_with_the_chains_code_and_log() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("rejected", "BTC-USD", Side::Buy, "0.01");
+    fake.set_faults(json!({ "reject": 1 })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = outcome else {
+        panic!("expected a rejection, got {outcome:?}");
+    };
+    assert!(reason.contains("10001"), "{reason}");
+    assert!(reason.contains("equity tier limit"), "{reason}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_unreachable_or_refusing_venue_is_unavailable_and_the_order_goes_out_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let faults = [
+        ("5xx", json!({ "status_5xx": 1, "scope": "broadcast" })),
+        ("429", json!({ "rate_limited": 1, "scope": "broadcast" })),
+        ("node down", json!({ "down": true, "scope": "node" })),
+        ("down", json!({ "down": true })),
+        (
+            "indexer 5xx",
+            json!({ "status_5xx": 5, "scope": "indexer" }),
+        ),
+    ];
+    for (name, faults) in faults {
+        let buy = order(&format!("unavailable-{name}"), "ETH-USD", Side::Buy, "0.1");
+        fake.set_faults(faults).await;
+        let first = exchange.place_order(&buy).await;
+        assert!(
+            matches!(first, Err(ExchangeError::Unavailable(_))),
+            "{name}: {first:?}"
+        );
+        assert_eq!(
+            fake.sends(&buy).await,
+            0,
+            "{name}: refused before the chain saw it"
+        );
+
+        // The saga's retry: ask, then place; the order goes out exactly once.
+        fake.set_faults(json!({})).await;
+        let found = exchange.find_placed(&buy).await.expect("looked up");
+        assert_eq!(found, None, "{name}");
+        let placed = exchange.place_order(&buy).await.expect("placed");
+        assert!(
+            matches!(placed, OrderOutcome::Filled { .. }),
+            "{name}: {placed:?}"
+        );
+        assert_eq!(fake.sends(&buy).await, 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn dydx_slow_node_is_unavailable_and_never_trades_twice() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("slow", "BTC-USD", Side::Buy, "0.002");
+    // Slower than the adapter's 1 s request timeout.
+    fake.set_faults(json!({ "slow_ms": 1_500, "scope": "broadcast" }))
+        .await;
+
+    let first = exchange.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    fake.set_faults(json!({})).await;
+    let outcome = match exchange.find_placed(&buy).await.expect("looked up") {
+        Some(found) => found,
+        None => exchange.place_order(&buy).await.expect("placed"),
+    };
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    let received = fake.received().await;
+    let filled: Vec<&Value> = received["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .collect();
+    assert!(filled.len() <= 2, "{received}");
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions[0].size, decimal("0.002"), "traded exactly once");
+}
+
+#[tokio::test]
+async fn dydx_take_profit_and_stop_loss_follow_the_fill_as_reduce_only_conditional_orders() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("brackets", "ETH-USD", Side::Buy, "1");
+    buy.take_profit = Some(decimal("3500"));
+    buy.stop_loss = Some(decimal("3000"));
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 3, "{received}");
+    for (leg, trigger, condition) in [(1, "3500", 2), (2, "3000", 1)] {
+        let bracket = &orders[leg];
+        assert_eq!(bracket["flags"], 32, "conditional");
+        assert_eq!(bracket["side"], "SELL");
+        assert_eq!(bracket["size"], "1");
+        assert_eq!(bracket["reduce_only"], true);
+        assert_eq!(bracket["trigger_price"], trigger);
+        assert_eq!(bracket["condition_type"], condition);
+    }
+}
