@@ -13,10 +13,27 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+use async_trait::async_trait;
+use chrono::Utc;
+use zeroize::Zeroizing;
+
 use ledgerhook::exchange::dydx::{
-    venue_ids, DydxChain, DydxConfig, DydxExchange, InMemoryCredentials, Leg,
+    venue_ids, CredentialError, DydxChain, DydxConfig, DydxCredentials, DydxExchange, DydxKey,
+    InMemoryCredentials, Leg,
 };
-use ledgerhook::exchange::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+use ledgerhook::exchange::{
+    Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperBook, PaperExchange, StoredVenues,
+    VenueRouter,
+};
+use ledgerhook::ingest::ReceiptStatus;
+use ledgerhook::markets::MarketList;
+use ledgerhook::notify::LogNotifier;
+use ledgerhook::users::create_user;
+
+use crate::on_both_stores;
+use crate::support::eventually;
+use crate::support::in_process::InProcess;
+use crate::support::stores::{Backend, TestStore};
 
 /// The official client's published example phrase (a public testnet wallet, no funds of ours).
 const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
@@ -67,12 +84,16 @@ impl FakeVenues {
     }
 
     fn exchange(&self) -> DydxExchange {
+        let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+        self.exchange_with(Arc::new(credentials))
+    }
+
+    fn exchange_with(&self, credentials: Arc<dyn DydxCredentials>) -> DydxExchange {
         let mut config = DydxConfig::new(&self.indexer, &self.node, DydxChain::Testnet);
         config.request_timeout = Duration::from_millis(1_000);
         config.outcome_wait = Duration::from_secs(5);
         config.requests_per_second = std::num::NonZeroU32::new(200).expect("non-zero");
-        let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
-        DydxExchange::new(config, Arc::new(credentials))
+        DydxExchange::new(config, credentials)
     }
 
     async fn set_faults(&self, faults: Value) {
@@ -332,3 +353,102 @@ async fn dydx_take_profit_and_stop_loss_follow_the_fill_as_reduce_only_condition
         assert_eq!(bracket["condition_type"], condition);
     }
 }
+
+/// Every account holds the test wallet (the vault's place in the service).
+struct EveryAccount;
+
+#[async_trait]
+impl DydxCredentials for EveryAccount {
+    async fn wallet_for(&self, _: &str) -> Result<Option<DydxKey>, CredentialError> {
+        Ok(Some(DydxKey {
+            mnemonic: Zeroizing::new(TEST_MNEMONIC.to_owned()),
+            subaccount: 0,
+        }))
+    }
+}
+
+async fn event_types(running: &InProcess, account: &str) -> Vec<String> {
+    running
+        .store
+        .events()
+        .load_account(account)
+        .await
+        .expect("load")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}
+
+/// The saga, the venue router and the dYdX adapter together: a user who chose dYdX has the signal
+/// filled there, once; a user who did not stays on paper.
+async fn a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let dydx = fake.exchange_with(Arc::new(EveryAccount));
+    dydx.refresh_markets().await.expect("markets read");
+    let paper = PaperExchange::new(
+        store.clone(),
+        MarketList::default(),
+        PaperExchange::default_prices(),
+    );
+    let router = VenueRouter::new(
+        Arc::new(paper),
+        Some(Arc::new(dydx)),
+        Arc::new(StoredVenues(store.clone())),
+    );
+    let running = InProcess::start(test, store, Arc::new(router), Arc::new(LogNotifier)).await;
+    let on_dydx = create_user(&running.ledger, "d", "test", Utc::now())
+        .await
+        .expect("user")
+        .user_id;
+    let on_paper = create_user(&running.ledger, "p", "test", Utc::now())
+        .await
+        .expect("user")
+        .user_id;
+    assert!(running
+        .store
+        .credentials()
+        .set_venue(&on_dydx, "dydx")
+        .await
+        .expect("venue set"));
+
+    let alert = r#"{"symbol":"ETHUSDT","side":"buy","size":"0.5","id":"s-1"}"#;
+    for account in [&on_dydx, &on_paper] {
+        let receipt = running
+            .ingest
+            .receive(account, alert.as_bytes(), Utc::now(), None)
+            .await
+            .expect("recorded");
+        assert_eq!(receipt.status, ReceiptStatus::Accepted);
+    }
+    for account in [&on_dydx, &on_paper] {
+        let types = eventually("the signal to be filled", || async {
+            let types = event_types(&running, account).await;
+            types
+                .iter()
+                .any(|t| t.starts_with("Notification"))
+                .then_some(types)
+        })
+        .await;
+        assert_eq!(
+            types.iter().filter(|t| *t == "OrderFilled").count(),
+            1,
+            "{types:?}"
+        );
+    }
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 1, "only the dYdX user's order: {received}");
+    assert_eq!(orders[0]["market"], "ETH-USD");
+    assert_eq!(orders[0]["size"], "0.5");
+    assert_eq!(received["sends"].as_object().map(|s| s.len()), Some(1));
+    assert_eq!(
+        PaperBook::of(&running.store).count().await.expect("count"),
+        1,
+        "only the paper user's order"
+    );
+    running.stop().await;
+}
+on_both_stores!(a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper);

@@ -17,7 +17,6 @@ mod indexer;
 mod node;
 mod venue;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -90,48 +89,45 @@ enum Protocol {
 
 /// Accepts connections and serves `router` on each; while `refuse()` holds, a new connection is
 /// closed at once, as a venue that is down.
-fn serve(
+async fn serve(
     listener: TcpListener,
     router: Router,
     protocol: Protocol,
     refuse: impl Fn() -> bool + Send + 'static,
-) -> impl Future<Output = std::io::Result<()>> {
-    async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    eprintln!("fake-venues: accept failed: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if refuse() {
-                drop(stream);
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                eprintln!("fake-venues: accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
-            let router = router.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                        router.clone().call(request)
-                    });
-                let io = TokioIo::new(stream);
-                let served = match protocol {
-                    Protocol::Http1 => {
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await
-                    }
-                    Protocol::Http2 => {
-                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, service)
-                            .await
-                    }
-                };
-                // A client that goes away mid-request is normal for a fake under faults.
-                let _ = served;
-            });
+        };
+        if refuse() {
+            drop(stream);
+            continue;
         }
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                router.clone().call(request)
+            });
+            let io = TokioIo::new(stream);
+            let served = match protocol {
+                Protocol::Http1 => {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                }
+                Protocol::Http2 => {
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                }
+            };
+            // A client that goes away mid-request is normal for a fake under faults.
+            let _ = served;
+        });
     }
 }
