@@ -109,7 +109,11 @@ impl RunningApp {
         );
         let dydx = config.dydx.clone().map(|dydx| {
             // TODO(lead, when merging the vault): pass the vault's `DydxCredentials` here.
-            let exchange = DydxExchange::new(dydx, Arc::new(InMemoryCredentials::default()));
+            let exchange = DydxExchange::new(
+                dydx,
+                Arc::new(InMemoryCredentials::default()),
+                Some(store.clone()),
+            );
             exchange.spawn_market_refresh();
             Arc::new(exchange) as Arc<dyn Exchange>
         });

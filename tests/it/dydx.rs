@@ -28,6 +28,7 @@ use ledgerhook::exchange::{
 use ledgerhook::ingest::ReceiptStatus;
 use ledgerhook::markets::MarketList;
 use ledgerhook::notify::LogNotifier;
+use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
@@ -89,11 +90,19 @@ impl FakeVenues {
     }
 
     fn exchange_with(&self, credentials: Arc<dyn DydxCredentials>) -> DydxExchange {
+        self.exchange_recording(credentials, None)
+    }
+
+    fn exchange_recording(
+        &self,
+        credentials: Arc<dyn DydxCredentials>,
+        sends: Option<Store>,
+    ) -> DydxExchange {
         let mut config = DydxConfig::new(&self.indexer, &self.node, DydxChain::Testnet);
         config.request_timeout = Duration::from_millis(1_000);
         config.outcome_wait = Duration::from_secs(5);
         config.requests_per_second = std::num::NonZeroU32::new(200).expect("non-zero");
-        DydxExchange::new(config, credentials)
+        DydxExchange::new(config, credentials, sends)
     }
 
     async fn set_faults(&self, faults: Value) {
@@ -452,3 +461,34 @@ async fn a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper(backend: Ba
     running.stop().await;
 }
 on_both_stores!(a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper);
+
+/// A service restarted while its order was in flight (sent, the answer lost, the Indexer not
+/// showing it yet) finds the send recorded and waits for the order instead of sending it again.
+async fn a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again(
+    backend: Backend,
+) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let buy = order("restarted", "BTC-USD", Side::Buy, "0.01");
+    fake.set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 900 }))
+        .await;
+
+    let before = fake.exchange_recording(credentials.clone(), Some(store.clone()));
+    let first = before.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    drop(before);
+
+    let after = fake.exchange_recording(credentials, Some(store));
+    let outcome = after.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+on_both_stores!(a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again);

@@ -195,6 +195,8 @@ pub struct FakeOrder {
     pub created_at_height: u32,
     pub updated_at: DateTime<Utc>,
     pub updated_at_height: u32,
+    /// When the Indexer starts showing it (it trails the chain).
+    pub visible_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +213,7 @@ pub struct FakeFill {
     pub created_at_height: u32,
     pub order_id: String,
     pub client_metadata: u32,
+    pub visible_at: Instant,
 }
 
 /// A subaccount's position in one market, signed (negative is short).
@@ -242,6 +245,8 @@ pub struct Faults {
     pub drop_response_after_accept: u32,
     /// Orders fill this fraction of their size (rounded down to the step); the rest is cancelled.
     pub partial_fill: Option<Decimal>,
+    /// Orders and fills show on the Indexer this long after the node took them.
+    pub indexer_lag_ms: u64,
     /// The next N placements fail CheckTx with `reject_code` and `reject_log`.
     pub reject: u32,
     pub reject_code: Option<u32>,
@@ -481,7 +486,9 @@ impl Venue {
                 .or_insert(0) += 1;
         }
         let partial = state.faults.partial_fill;
-        let order = accept(&mut state, placement, &market, height, partial);
+        let visible_at =
+            Instant::now() + std::time::Duration::from_millis(state.faults.indexer_lag_ms);
+        let order = accept(&mut state, placement, &market, height, partial, visible_at);
         state.orders.push(order);
         if state.faults.drop_response_after_accept > 0 {
             state.faults.drop_response_after_accept -= 1;
@@ -490,12 +497,28 @@ impl Venue {
         PlaceAnswer::Accepted
     }
 
+    /// The orders the Indexer shows now.
     pub fn orders(&self) -> Vec<FakeOrder> {
-        self.state().orders.clone()
+        let now = Instant::now();
+        let state = self.state();
+        state
+            .orders
+            .iter()
+            .filter(|o| o.visible_at <= now)
+            .cloned()
+            .collect()
     }
 
+    /// The fills the Indexer shows now.
     pub fn fills(&self) -> Vec<FakeFill> {
-        self.state().fills.clone()
+        let now = Instant::now();
+        let state = self.state();
+        state
+            .fills
+            .iter()
+            .filter(|f| f.visible_at <= now)
+            .cloned()
+            .collect()
     }
 
     pub fn positions(&self, address: &str, subaccount: u32) -> Vec<(String, FakePosition)> {
@@ -609,6 +632,7 @@ fn accept(
     market: &FakeMarket,
     height: u32,
     partial: Option<Decimal>,
+    visible_at: Instant,
 ) -> FakeOrder {
     let now = Utc::now();
     let size = market.size_of(placement.quantums);
@@ -653,6 +677,7 @@ fn accept(
         created_at_height: height,
         updated_at: now,
         updated_at_height: height,
+        visible_at,
         placement,
     };
     if conditional {
@@ -712,6 +737,7 @@ fn accept(
             created_at_height: height,
             order_id: order.id.clone(),
             client_metadata: order.placement.client_metadata,
+            visible_at,
         });
         move_position(state, &order, fill_size, fill_price, now, height);
         order.total_filled = fill_size;

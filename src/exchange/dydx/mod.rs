@@ -8,9 +8,10 @@
 //!   entry's take-profit and stop-loss follow as reduce-only conditional orders (flags 32).
 //! - **Exactly once.** The client id is derived from the saga's client order id (`ids`), so a
 //!   lookup on the Indexer's order list (there is no lookup by client id) finds an order sent
-//!   earlier. Every placement asks first; an order sent by this process whose answer was lost is
-//!   waited for until it shows up or its last block has passed (a short-term order can never
-//!   execute after that), so it is never sent twice while it may still trade.
+//!   earlier. Every placement asks first; an order whose answer was lost is waited for until it
+//!   shows up or its last block has passed (a short-term order can never execute after that), so
+//!   it is never sent twice while it may still trade. Each send and its last block are recorded in
+//!   the store (`dydx_sends`) before the order leaves, so a restarted service waits too.
 //! - **Failures.** Anything that leaves the order's fate unknown is `Unavailable` (the saga asks
 //!   again before retrying); a CheckTx refusal is `Rejected`. Requests are paced per service with a
 //!   token bucket (`governor`), so bursts queue instead of meeting 429s.
@@ -54,6 +55,7 @@ pub use self::credentials::{CredentialError, DydxCredentials, DydxKey, InMemoryC
 pub use self::ids::{venue_ids, Leg, VenueIds};
 use self::markets::{to_big, to_decimal, MarketCache, MarketParams};
 use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+use crate::store::{DydxSend, Store};
 
 /// Which dYdX chain the node serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,9 @@ pub struct DydxConfig {
     pub requests_per_second: NonZeroU32,
     /// Cached market parameters older than this are read again before an order.
     pub market_max_age: Duration,
+    /// Blocks the Indexer may trail the chain by: an order missing from it this far past its
+    /// last block never executed.
+    pub indexer_lag_blocks: u32,
     /// Conditional (take-profit, stop-loss) orders live this long.
     pub bracket_lifetime: chrono::Duration,
 }
@@ -108,8 +113,6 @@ pub struct DydxConfig {
 /// 1%: the default cap on how far from the oracle price a market order may fill.
 pub const DEFAULT_SLIPPAGE: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
 const INDEXER_PAGE: u32 = 100;
-/// Blocks the Indexer may trail the chain by before an order missing from it counts as expired.
-const INDEXER_LAG_BLOCKS: u32 = 3;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 impl DydxConfig {
@@ -124,6 +127,8 @@ impl DydxConfig {
             outcome_wait: Duration::from_secs(15),
             requests_per_second: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
             market_max_age: Duration::from_secs(60),
+            // About 5 s on dYdX (blocks of ~1 s); the Indexer usually trails by well under 1 s.
+            indexer_lag_blocks: 5,
             bracket_lifetime: chrono::Duration::days(28),
         }
     }
@@ -167,6 +172,7 @@ struct Inner {
     subaccounts: Mutex<HashMap<String, Subaccount>>,
     /// Orders this process sent whose outcome it has not seen yet, with their last valid block.
     in_flight: Mutex<HashMap<ClientOrderId, InFlightOrder>>,
+    sends: Option<Store>,
     indexer_pace: DefaultDirectRateLimiter,
     node_pace: DefaultDirectRateLimiter,
 }
@@ -201,7 +207,13 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> ExchangeError {
 }
 
 impl DydxExchange {
-    pub fn new(config: DydxConfig, credentials: Arc<dyn DydxCredentials>) -> Self {
+    /// `sends`: where each send is recorded before it leaves, so a restarted service waits out an
+    /// order still in flight; `None` keeps them in memory only (tests of the adapter alone).
+    pub fn new(
+        config: DydxConfig,
+        credentials: Arc<dyn DydxCredentials>,
+        sends: Option<Store>,
+    ) -> Self {
         install_crypto_provider();
         let quota = Quota::per_second(config.requests_per_second);
         Self {
@@ -213,6 +225,7 @@ impl DydxExchange {
                 node: tokio::sync::Mutex::new(None),
                 subaccounts: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashMap::new()),
+                sends,
                 indexer_pace: RateLimiter::direct(quota),
                 node_pace: RateLimiter::direct(quota),
             }),
@@ -424,7 +437,8 @@ impl DydxExchange {
         let Some(key) = self.key_of(account_id).await? else {
             return Ok(None);
         };
-        self.subaccount_for(account_id, &key).map(Some)
+        let wallet = wallet_of(&key)?;
+        self.subaccount_for(account_id, &wallet, &key).map(Some)
     }
 
     fn known_subaccount(&self, account_id: &str) -> Option<Subaccount> {
@@ -444,8 +458,12 @@ impl DydxExchange {
             .map_err(|error| ExchangeError::Unavailable(error.to_string()))
     }
 
-    fn subaccount_for(&self, account_id: &str, key: &DydxKey) -> Result<Subaccount, ExchangeError> {
-        let wallet = wallet_of(key)?;
+    fn subaccount_for(
+        &self,
+        account_id: &str,
+        wallet: &Wallet,
+        key: &DydxKey,
+    ) -> Result<Subaccount, ExchangeError> {
         let subaccount = wallet
             .account_offline(0)
             .and_then(|account| account.subaccount(key.subaccount))
@@ -458,25 +476,80 @@ impl DydxExchange {
         Ok(subaccount)
     }
 
-    fn in_flight(&self, client_order_id: &ClientOrderId) -> Option<InFlightOrder> {
-        self.inner
+    /// The order this service sent under this client order id and whose fate it has not seen,
+    /// from memory or, after a restart, from the store.
+    async fn in_flight(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<InFlightOrder>, ExchangeError> {
+        let remembered = self
+            .inner
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(client_order_id)
-            .cloned()
+            .cloned();
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        let Some(store) = &self.inner.sends else {
+            return Ok(None);
+        };
+        let Some(send) = store
+            .dydx_sends()
+            .find(&client_order_id.0)
+            .await
+            .map_err(|error| unavailable("send record", error))?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| unavailable("send record", format!("unreadable {what}"));
+        Ok(Some(InFlightOrder {
+            account_id: send.account_id,
+            market: Market::parse(&send.market).map_err(|_| corrupt("market"))?,
+            side: Side::parse(&send.side).map_err(|_| corrupt("side"))?,
+            good_til_block: u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
+        }))
     }
 
-    fn set_in_flight(&self, client_order_id: &ClientOrderId, order: Option<InFlightOrder>) {
-        let mut in_flight = self
-            .inner
+    /// Remembers an order about to leave, durably when the service has a store: if that fails
+    /// the order does not leave.
+    async fn record_send(
+        &self,
+        client_order_id: &ClientOrderId,
+        order: InFlightOrder,
+    ) -> Result<(), ExchangeError> {
+        if let Some(store) = &self.inner.sends {
+            let send = DydxSend {
+                client_order_id: client_order_id.0.clone(),
+                account_id: order.account_id.clone(),
+                market: order.market.to_string(),
+                side: order.side.as_str().to_owned(),
+                good_til_block: i64::from(order.good_til_block),
+                sent_at: Utc::now(),
+            };
+            store
+                .dydx_sends()
+                .record(&send)
+                .await
+                .map_err(|error| unavailable("send record", error))?;
+        }
+        self.inner
             .in_flight
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match order {
-            Some(order) => in_flight.insert(client_order_id.clone(), order),
-            None => in_flight.remove(client_order_id),
-        };
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(client_order_id.clone(), order);
+        Ok(())
+    }
+
+    /// The order's fate is known: memory lets go of it (the stored record, past its last block,
+    /// costs a later lookup one height check).
+    fn forget(&self, client_order_id: &ClientOrderId) {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(client_order_id);
     }
 
     /// What the Indexer shows of the order with these ids in `market`.
@@ -618,7 +691,9 @@ impl DydxExchange {
                                 indexer.utility().get_height().await
                             })
                             .await?;
-                        if height.height.0 > last.saturating_add(INDEXER_LAG_BLOCKS) {
+                        if height.height.0
+                            > last.saturating_add(self.inner.config.indexer_lag_blocks)
+                        {
                             return Ok(None);
                         }
                     }
@@ -640,7 +715,7 @@ impl DydxExchange {
             return Ok(None);
         };
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
-        let sent = self.in_flight(&order.client_order_id);
+        let sent = self.in_flight(&order.client_order_id).await?;
         let found = self
             .await_outcome(
                 &subaccount,
@@ -650,7 +725,7 @@ impl DydxExchange {
             )
             .await?;
         if found.is_some() || sent.is_some() {
-            self.set_in_flight(&order.client_order_id, None);
+            self.forget(&order.client_order_id);
         }
         Ok(found)
     }
@@ -661,7 +736,9 @@ impl DydxExchange {
                 reason: "this account has no dYdX credentials".to_owned(),
             });
         };
-        let subaccount = self.subaccount_for(&order.account_id, &key)?;
+        // Deriving the wallet is deliberately slow (PBKDF2): once per placement.
+        let wallet = wallet_of(&key)?;
+        let subaccount = self.subaccount_for(&order.account_id, &wallet, &key)?;
         let Some(params) = self.market(&order.market).await? else {
             return Ok(OrderOutcome::Rejected {
                 reason: format!("{} is not listed on dYdX", order.market),
@@ -689,7 +766,6 @@ impl DydxExchange {
             });
         };
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
-        let wallet = wallet_of(&key)?;
         drop(key);
 
         let mut node = self.node().await?;
@@ -723,15 +799,16 @@ impl DydxExchange {
         self.inner.node_pace.until_ready().await;
         let mut account = self.node_call("account", wallet.account(0, client)).await?;
         drop(wallet);
-        self.set_in_flight(
+        self.record_send(
             &order.client_order_id,
-            Some(InFlightOrder {
+            InFlightOrder {
                 account_id: order.account_id.clone(),
                 market: order.market.clone(),
                 side: order.side,
                 good_til_block: good_til.0,
-            }),
-        );
+            },
+        )
+        .await?;
         self.inner.node_pace.until_ready().await;
         let placed = tokio::time::timeout(
             self.inner.config.request_timeout,
@@ -746,7 +823,7 @@ impl DydxExchange {
                 code: Some(code),
                 message,
             }))) => {
-                self.set_in_flight(&order.client_order_id, None);
+                self.forget(&order.client_order_id);
                 return Ok(OrderOutcome::Rejected {
                     reason: format!("dYdX refused the order (code {code}): {message}"),
                 });
@@ -758,7 +835,7 @@ impl DydxExchange {
         let outcome = self
             .await_outcome(&subaccount, &order.market, ids, Some(good_til.0))
             .await?;
-        self.set_in_flight(&order.client_order_id, None);
+        self.forget(&order.client_order_id);
         let outcome = outcome.ok_or_else(|| {
             ExchangeError::Unavailable(
                 "dYdX: the node took the order but it expired without being executed".to_owned(),
@@ -933,7 +1010,7 @@ impl Exchange for DydxExchange {
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        let Some(sent) = self.in_flight(client_order_id) else {
+        let Some(sent) = self.in_flight(client_order_id).await? else {
             return Err(ExchangeError::Unavailable(
                 "dYdX looks orders up by account; the order is not one this process sent"
                     .to_owned(),
