@@ -492,3 +492,62 @@ async fn a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it
     assert_eq!(fake.sends(&buy).await, 1);
 }
 on_both_stores!(a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again);
+
+#[tokio::test]
+async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut sell = order("brackets-lost", "SOL-USD", Side::Sell, "2");
+    sell.stop_loss = Some(decimal("160"));
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    let found = exchange.find_placed(&sell).await.expect("looked up");
+    assert!(
+        matches!(found, Some(OrderOutcome::Filled { .. })),
+        "{found:?}"
+    );
+    // Asked again (a second retry): the stop-loss is not placed twice.
+    exchange.find_placed(&sell).await.expect("looked up again");
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 2, "the entry and one stop-loss: {received}");
+    assert_eq!(orders[1]["flags"], 32);
+    assert_eq!(orders[1]["side"], "BUY");
+    assert_eq!(orders[1]["reduce_only"], true);
+    assert_eq!(orders[1]["trigger_price"], "160");
+}
+
+#[tokio::test]
+async fn dydx_a_burst_of_orders_is_paced_under_the_venues_rate_limit() {
+    let fake = FakeVenues::start().await;
+    let mut config = DydxConfig::new(&fake.indexer, &fake.node, DydxChain::Testnet);
+    config.outcome_wait = Duration::from_secs(20);
+    config.requests_per_second = std::num::NonZeroU32::new(5).expect("non-zero");
+    let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+    let exchange = DydxExchange::new(config, Arc::new(credentials), None);
+    // Twice the adapter's two buckets (Indexer, node) at their fullest, with room to spare.
+    fake.set_faults(json!({ "max_requests_per_second": 25 }))
+        .await;
+    let burst: Vec<OrderRequest> = (0..8)
+        .map(|n| order(&format!("burst-{n}"), "ETH-USD", Side::Buy, "0.01"))
+        .collect();
+
+    let outcomes = exchange.place_orders(&burst).await;
+
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Ok(OrderOutcome::Filled { .. })),
+            "{outcome:?}"
+        );
+    }
+    let received = fake.received().await;
+    assert_eq!(received["rate_limited_answers"], 0, "{received}");
+    assert_eq!(received["orders"].as_array().map(Vec::len), Some(8));
+}

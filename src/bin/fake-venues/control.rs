@@ -64,7 +64,12 @@ async fn orders(State(control): State<Control>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "orders": orders, "sends": sends })).into_response()
+    Json(json!({
+        "orders": orders,
+        "sends": sends,
+        "rate_limited_answers": control.venue.throttled(),
+    }))
+    .into_response()
 }
 
 async fn faults(State(control): State<Control>) -> Response {

@@ -245,6 +245,9 @@ pub struct Faults {
     pub drop_response_after_accept: u32,
     /// Orders fill this fraction of their size (rounded down to the step); the rest is cancelled.
     pub partial_fill: Option<Decimal>,
+    /// Like a venue's rate limit: beyond this many requests (Indexer and node together) in any
+    /// second, requests get 429 / RESOURCE_EXHAUSTED.
+    pub max_requests_per_second: Option<u32>,
     /// Orders and fills show on the Indexer this long after the node took them.
     pub indexer_lag_ms: u64,
     /// The next N placements fail CheckTx with `reject_code` and `reject_log`.
@@ -302,6 +305,10 @@ struct State {
     positions: HashMap<(String, u32, String), FakePosition>,
     sequences: HashMap<String, u64>,
     faults: Faults,
+    /// When the requests of the last second arrived, for `max_requests_per_second`.
+    recent_requests: std::collections::VecDeque<Instant>,
+    /// Requests refused by `max_requests_per_second`.
+    throttled: u64,
 }
 
 impl Venue {
@@ -396,7 +403,27 @@ impl Venue {
             faults.rate_limited -= 1;
             return Some(RequestFault::RateLimited);
         }
+        if let Some(limit) = state.faults.max_requests_per_second {
+            let now = Instant::now();
+            while state
+                .recent_requests
+                .front()
+                .is_some_and(|at| now.duration_since(*at) >= std::time::Duration::from_secs(1))
+            {
+                state.recent_requests.pop_front();
+            }
+            if state.recent_requests.len() >= limit as usize {
+                state.throttled += 1;
+                return Some(RequestFault::RateLimited);
+            }
+            state.recent_requests.push_back(now);
+        }
         None
+    }
+
+    /// How many requests `max_requests_per_second` refused.
+    pub fn throttled(&self) -> u64 {
+        self.state().throttled
     }
 
     pub fn next_sequence(&self, address: &str) -> u64 {

@@ -841,11 +841,30 @@ impl DydxExchange {
                 "dYdX: the node took the order but it expired without being executed".to_owned(),
             )
         })?;
-        if let OrderOutcome::Filled { fill, .. } = &outcome {
-            self.attach_brackets(order, &subaccount, &params, fill.size.value())
-                .await;
-        }
         Ok(outcome)
+    }
+
+    /// After a fill, however it was learnt (the placement's answer or a lookup), the order's
+    /// take-profit and stop-loss; each is placed once (looked up first).
+    async fn protect(&self, order: &OrderRequest, outcome: &OrderOutcome) {
+        let OrderOutcome::Filled { fill, .. } = outcome else {
+            return;
+        };
+        if order.take_profit.is_none() && order.stop_loss.is_none() {
+            return;
+        }
+        let subaccount = self.subaccount_of(&order.account_id).await;
+        let params = self.market(&order.market).await;
+        let (Ok(Some(subaccount)), Ok(Some(params))) = (subaccount, params) else {
+            tracing::error!(
+                client_order_id = %order.client_order_id,
+                "dYdX bracket orders not placed (account or market unavailable); the position is \
+                 unprotected"
+            );
+            return;
+        };
+        self.attach_brackets(order, &subaccount, &params, fill.size.value())
+            .await;
     }
 
     async fn node_call<T, E: std::fmt::Display>(
@@ -988,7 +1007,9 @@ impl Exchange for DydxExchange {
     }
 
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
-        self.place(order).await
+        let outcome = self.place(order).await?;
+        self.protect(order, &outcome).await;
+        Ok(outcome)
     }
 
     async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
@@ -1034,6 +1055,10 @@ impl Exchange for DydxExchange {
         &self,
         order: &OrderRequest,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        self.find(order).await
+        let found = self.find(order).await?;
+        if let Some(outcome) = &found {
+            self.protect(order, outcome).await;
+        }
+        Ok(found)
     }
 }
