@@ -551,3 +551,61 @@ async fn dydx_a_burst_of_orders_is_paced_under_the_venues_rate_limit() {
     assert_eq!(received["rate_limited_answers"], 0, "{received}");
     assert_eq!(received["orders"].as_array().map(Vec::len), Some(8));
 }
+
+/// Through the binary: `serve --dydx-*` and `users venue` send a dYdX user's signal to the dYdX
+/// adapter while a paper user's fills on paper. Until the vault is wired in, the service holds no
+/// dYdX keys, so the dYdX user's order is refused before anything reaches the venue.
+async fn serve_routes_each_user_to_the_venue_they_chose(backend: Backend) {
+    use crate::support::alerts::Alert;
+    use crate::support::service::{cli, create_user, replay, Options, Service};
+
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let on_dydx = create_user(&test.url, "dydx trader").await;
+    let on_paper = create_user(&test.url, "paper trader").await;
+    let answer = cli(&test.url, &["users", "venue", &on_dydx.user_id, "dydx"]).await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    let options = Options {
+        args: vec![
+            "--dydx-indexer-url".to_owned(),
+            fake.indexer.clone(),
+            "--dydx-node-url".to_owned(),
+            fake.node.clone(),
+        ],
+        ..Options::default()
+    };
+    let service = Service::start(&test.url, options).await;
+    for user in [&on_dydx, &on_paper] {
+        let (status, body) = service
+            .post_signal(&user.webhook_token, &Alert::new("v-1").size("0.01").json())
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let concluded = |user_id: String| {
+        let url = test.url.clone();
+        async move {
+            eventually("the signal to conclude", || async {
+                let replayed = replay(&url, &user_id).await;
+                replayed
+                    .iter()
+                    .any(|line| line["event_type"] == "NotificationSent")
+                    .then_some(replayed)
+            })
+            .await
+        }
+    };
+    let paper = concluded(on_paper.user_id.clone()).await;
+    assert!(paper.iter().any(|line| line["event_type"] == "OrderFilled"));
+    let dydx = concluded(on_dydx.user_id.clone()).await;
+    let rejected = dydx
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("the dYdX user's order is refused without keys");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("no dYdX credentials"), "{rejected}");
+    assert_eq!(fake.received().await["orders"], json!([]));
+    service.stop().await;
+}
+on_both_stores!(serve_routes_each_user_to_the_venue_they_chose);
