@@ -609,3 +609,34 @@ async fn serve_routes_each_user_to_the_venue_they_chose(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(serve_routes_each_user_to_the_venue_they_chose);
+
+#[tokio::test]
+async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut far = order("limit-far", "BTC-USD", Side::Buy, "0.01");
+    far.order_type = OrderType::Limit {
+        price: decimal("60000.7"),
+    };
+    let mut near = order("limit-near", "BTC-USD", Side::Buy, "0.01");
+    near.order_type = OrderType::Limit {
+        price: decimal("65100"),
+    };
+
+    let unfilled = exchange.place_order(&far).await.expect("answered");
+    let filled = exchange.place_order(&near).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = unfilled else {
+        panic!("a limit below the market cannot fill: {unfilled:?}");
+    };
+    assert!(reason.contains("nothing filled"), "{reason}");
+    let OrderOutcome::Filled { fill, .. } = filled else {
+        panic!("a marketable limit fills: {filled:?}");
+    };
+    assert_eq!(fill.price, decimal("65013"));
+    let received = fake.received().await;
+    // The limit on the tick grid, rounded down for a buy: never above what was asked.
+    assert_eq!(received["orders"][0]["price"], "60000");
+    assert_eq!(received["orders"][0]["time_in_force"], "IOC");
+    assert_eq!(received["orders"][1]["price"], "65100");
+}
