@@ -640,3 +640,44 @@ async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
     assert_eq!(received["orders"][0]["time_in_force"], "IOC");
     assert_eq!(received["orders"][1]["price"], "65100");
 }
+
+#[tokio::test]
+async fn dydx_a_reduce_only_close_never_trades_past_flat() {
+    let fake = FakeVenues::start().await;
+    let response = fake
+        .http
+        .post(format!("{}/_fake/prices", fake.indexer))
+        .json(&json!({ "ETH-USD": "3000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+    let exchange = fake.exchange();
+    let buy = order("open", "ETH-USD", Side::Buy, "1");
+    let mut close = order("close", "ETH-USD", Side::Sell, "2");
+    close.reduce_only = true;
+
+    let opened = exchange.place_order(&buy).await.expect("placed");
+    let closed = exchange.place_order(&close).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = opened else {
+        panic!("{opened:?}");
+    };
+    assert_eq!(
+        fill.price,
+        decimal("3000.6"),
+        "the oracle price set through the fake"
+    );
+    let OrderOutcome::Filled { fill, .. } = closed else {
+        panic!("{closed:?}");
+    };
+    assert_eq!(
+        fill.size.value(),
+        decimal("1"),
+        "only the 1 held, of the 2 asked"
+    );
+    assert_eq!(fill.price, decimal("2999.4"));
+    assert_eq!(fake.received().await["orders"][1]["reduce_only"], true);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert!(positions.is_empty(), "flat: {positions:?}");
+}
