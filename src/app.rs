@@ -22,7 +22,8 @@ use crate::catchup::{
     SupervisorConfig,
 };
 use crate::emergency::EmergencySwitch;
-use crate::exchange::{Exchange, PaperExchange};
+use crate::exchange::dydx::{DydxConfig, DydxExchange};
+use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
 use crate::execution::{ExecutionSaga, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
@@ -72,6 +73,8 @@ pub struct AppConfig {
     pub supervisor: SupervisorConfig,
     /// The vault's master keys (`--vault-key-file`); `None`: only the embedded demo may start.
     pub vault_key_file: Option<PathBuf>,
+    /// dYdX v4, for users whose venue is `dydx`; `None`: every account trades on paper.
+    pub dydx: Option<DydxConfig>,
 }
 
 /// Connects to the store and applies pending migrations.
@@ -117,10 +120,20 @@ impl RunningApp {
         let ledger = start_ledger(store.clone(), &mut committers);
         let vault = Vault::with_ledger(ledger.clone(), keys);
         let markets = MarketList::default();
-        let exchange: Arc<dyn Exchange> = Arc::new(
+        let paper: Arc<dyn Exchange> = Arc::new(
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
                 .with_equity(config.paper_equity_usd),
         );
+        let dydx = config.dydx.clone().map(|dydx| {
+            let exchange = DydxExchange::new(dydx, Arc::new(vault.clone()), Some(store.clone()));
+            exchange.spawn_market_refresh();
+            Arc::new(exchange) as Arc<dyn Exchange>
+        });
+        let exchange: Arc<dyn Exchange> = Arc::new(VenueRouter::new(
+            paper,
+            dydx,
+            Arc::new(StoredVenues(store.clone())),
+        ));
         let (shutdown, shutdown_requested) = watch::channel(false);
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();

@@ -65,10 +65,11 @@ impl Reconciler {
 
     /// Reconciles one account, records what changed and notifies the trader of each new drift.
     pub async fn account(&self, account_id: &str) -> Result<Vec<AccountEvent>, ReconcileError> {
+        let venue = self.exchange.venue_for(account_id).await?;
         let venue_positions = self.exchange.positions(account_id).await?;
         let at = Utc::now();
         let command = AccountCommand::RecordReconciliation {
-            venue: self.exchange.venue().to_owned(),
+            venue: venue.to_owned(),
             venue_positions,
             at,
         };

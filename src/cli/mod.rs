@@ -158,6 +158,15 @@ pub enum UsersCommand {
     },
     /// Show the account's risk limits, or change some of them (recorded with who and why).
     Limits(limits::LimitsArgs),
+    /// Choose where the user's signals trade: `paper` (the default) or `dydx` (needs the
+    /// service's --dydx-* settings and the user's dYdX credentials).
+    Venue {
+        /// The user's id, as printed by `users create`.
+        user_id: String,
+        /// `paper` or `dydx`.
+        #[arg(value_parser = ["paper", "dydx"])]
+        venue: String,
+    },
     /// Set the user's webhook rate limit (the service default is 10 requests per 60 s).
     RateLimit {
         /// The user's id, as printed by `users create`.
@@ -220,6 +229,13 @@ async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
             let store = open_store(&global.database_url).await?;
             users::disable_user(&store, &user_id, Utc::now()).await?;
             println!("user {user_id} is disabled: its credentials no longer work");
+        }
+        UsersCommand::Venue { user_id, venue } => {
+            let store = open_store(&global.database_url).await?;
+            if !store.credentials().set_venue(&user_id, &venue).await? {
+                anyhow::bail!("no user {user_id}");
+            }
+            println!("user {user_id} trades on {venue}");
         }
         UsersCommand::RateLimit {
             user_id,

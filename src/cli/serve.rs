@@ -67,6 +67,45 @@ pub struct ServeArgs {
     pub audit: super::audit::AuditArgs,
     #[command(flatten)]
     pub readers: ReaderArgs,
+    #[command(flatten)]
+    pub dydx: DydxArgs,
+}
+
+/// Where dYdX v4 is. Without both URLs the service trades on paper only and dials nothing.
+#[derive(Debug, Default, Args)]
+pub struct DydxArgs {
+    /// The dYdX Indexer's REST base URL (e.g. https://indexer.v4testnet.dydx.exchange, or the
+    /// fake venues' `indexer` line).
+    #[arg(long, env = "LEDGERHOOK_DYDX_INDEXER_URL", requires = "dydx_node_url")]
+    pub dydx_indexer_url: Option<String>,
+    /// A dYdX validator node's gRPC URL (or the fake venues' `node` line).
+    #[arg(long, env = "LEDGERHOOK_DYDX_NODE_URL", requires = "dydx_indexer_url")]
+    pub dydx_node_url: Option<String>,
+    /// Which chain the node serves: testnet or mainnet.
+    #[arg(long, env = "LEDGERHOOK_DYDX_CHAIN_ID", default_value = "testnet", value_parser = ["testnet", "mainnet"])]
+    pub dydx_chain_id: String,
+    /// A market order's price cap, as a fraction beyond the oracle price (0.01 = 1%).
+    #[arg(long, env = "LEDGERHOOK_DYDX_SLIPPAGE", default_value = "0.01")]
+    pub dydx_slippage: Decimal,
+}
+
+impl DydxArgs {
+    pub fn config(&self) -> anyhow::Result<Option<crate::exchange::dydx::DydxConfig>> {
+        let (Some(indexer), Some(node)) = (&self.dydx_indexer_url, &self.dydx_node_url) else {
+            return Ok(None);
+        };
+        let chain = self
+            .dydx_chain_id
+            .parse()
+            .map_err(|error: String| anyhow::anyhow!(error))?;
+        anyhow::ensure!(
+            self.dydx_slippage > Decimal::ZERO && self.dydx_slippage < Decimal::ONE,
+            "--dydx-slippage must be between 0 and 1"
+        );
+        let mut config = crate::exchange::dydx::DydxConfig::new(indexer, node, chain);
+        config.slippage = self.dydx_slippage;
+        Ok(Some(config))
+    }
 }
 
 /// The catch-up readers' readiness limits, and test-only faults.
@@ -281,6 +320,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(crate::users::urls::base_from_setting),
         vault_key_file: global.vault_key_file.clone(),
+        dydx: args.dydx.config()?,
     };
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");

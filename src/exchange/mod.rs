@@ -2,8 +2,10 @@
 //! No venue is trusted to deduplicate: the saga asks `find_orders` for the client ids before it
 //! places anything, and `find_order` before every retry, so an order is sent at most once.
 
+pub mod dydx;
 mod paper;
 mod paper_book;
+mod router;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,7 @@ pub use self::paper::{
     PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES, PAPER_UNAVAILABLE_VARIABLE,
 };
 pub use self::paper_book::{PaperBook, PaperOrder};
+pub use self::router::{StoredVenues, Venue, VenueChoice, VenueRouter};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
@@ -40,6 +43,8 @@ pub struct OrderRequest {
 /// nothing is booked beyond what filled either way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderOutcome {
+    /// The order traded. `fill.size` below the order's size is a partial fill: the rest was
+    /// cancelled by the exchange (an immediate-or-cancel order finding too little liquidity).
     Filled {
         exchange_order_id: String,
         fill: Fill,
@@ -106,15 +111,29 @@ pub trait Exchange: Send + Sync {
     /// The venue's name, as reconciliation records it.
     fn venue(&self) -> &'static str;
 
+    /// The name of the venue `account_id` trades on (a router answers for each account).
+    async fn venue_for(&self, _account_id: &str) -> Result<&'static str, ExchangeError> {
+        Ok(self.venue())
+    }
+
     /// What became of an order placed earlier with this client id, if it reached the exchange.
     async fn find_order(
         &self,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderOutcome>, ExchangeError>;
 
-    /// `find_order` for several client ids; one answer per id, in order. The saga asks this for
-    /// a page's orders before placing any of them. By default the lookups go out concurrently.
-    async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
-        futures::future::join_all(client_order_ids.iter().map(|id| self.find_order(id))).await
+    /// `find_order` for an order the caller still has in hand: exchanges that list orders by
+    /// account (dYdX) need the account and market to look it up. The saga always asks this way.
+    async fn find_placed(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.find_order(&order.client_order_id).await
+    }
+
+    /// `find_placed` for several orders; one answer per order, in order. The saga asks this for a
+    /// page's orders before placing any of them. By default the lookups go out concurrently.
+    async fn find_orders(&self, orders: &[OrderRequest]) -> Vec<Found> {
+        futures::future::join_all(orders.iter().map(|order| self.find_placed(order))).await
     }
 }

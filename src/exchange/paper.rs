@@ -231,14 +231,14 @@ impl Exchange for PaperExchange {
     }
 
     /// One query for the whole page's client ids.
-    async fn find_orders(&self, client_order_ids: &[ClientOrderId]) -> Vec<Found> {
+    async fn find_orders(&self, orders: &[OrderRequest]) -> Vec<Found> {
         if let Err(error) = self.reachable() {
-            return client_order_ids
-                .iter()
-                .map(|_| Err(error.clone()))
-                .collect();
+            return orders.iter().map(|_| Err(error.clone())).collect();
         }
-        let ids: Vec<&str> = client_order_ids.iter().map(|id| id.0.as_str()).collect();
+        let ids: Vec<&str> = orders
+            .iter()
+            .map(|order| order.client_order_id.0.as_str())
+            .collect();
         let booked = match PaperBook::of(&self.store).find_all(&ids).await {
             Ok(booked) => booked,
             Err(error) => {

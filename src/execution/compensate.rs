@@ -94,7 +94,7 @@ async fn compensate(
 /// found, never sent again. A close has no deadline: an open position without protection is
 /// worse late than never closed.
 async fn close_once(saga: &ExecutionSaga, order: &OrderRequest) -> Result<(String, Fill), String> {
-    let (error, attempts) = match saga.exchange.find_order(&order.client_order_id).await {
+    let (error, attempts) = match saga.exchange.find_placed(order).await {
         Ok(Some(outcome)) => return closed(outcome),
         Ok(None) => match saga.exchange.place_order(order).await {
             Ok(outcome) => return closed(outcome),

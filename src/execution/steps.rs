@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use aggregates::{
-    AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, NotificationOutcome, SignalId,
-    SignalStage, AUTOMATIC_HALT_BY,
+    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
+    AUTOMATIC_HALT_BY,
 };
 
 use super::{ExecutionSaga, Origin};
@@ -291,11 +291,11 @@ async fn cancel_unless_placed(
     saga: &ExecutionSaga,
     to_cancel: Vec<(SignalId, OrderRequest, String)>,
 ) -> Vec<(String, ExecutionReport)> {
-    let ids: Vec<ClientOrderId> = to_cancel
+    let orders: Vec<OrderRequest> = to_cancel
         .iter()
-        .map(|(_, order, _)| order.client_order_id.clone())
+        .map(|(_, order, _)| order.clone())
         .collect();
-    let mut found = saga.exchange.find_orders(&ids).await.into_iter();
+    let mut found = saga.exchange.find_orders(&orders).await.into_iter();
     to_cancel
         .into_iter()
         .map(|(signal_id, order, reason)| {
@@ -374,11 +374,8 @@ pub(super) enum Placed {
 /// first (an earlier run, or another instance before it lost the lease, may have sent them),
 /// only orders it does not know are sent, and failures are retried under the policy.
 async fn place_once(saga: &ExecutionSaga, pending: &[Pending]) -> Vec<Placed> {
-    let ids: Vec<ClientOrderId> = pending
-        .iter()
-        .map(|(order, _)| order.client_order_id.clone())
-        .collect();
-    let mut found = saga.exchange.find_orders(&ids).await.into_iter();
+    let orders: Vec<OrderRequest> = pending.iter().map(|(order, _)| order.clone()).collect();
+    let mut found = saga.exchange.find_orders(&orders).await.into_iter();
     let now = Utc::now();
     let mut placed: Vec<Option<Placed>> = pending.iter().map(|_| None).collect();
     let mut to_send = Vec::new();
@@ -462,7 +459,7 @@ pub(super) async fn retry_placement(
         });
         if out_of_time || attempts >= policy.max_attempts {
             // No try left: only ask whether an earlier one got through.
-            let found = saga.exchange.find_order(client_order_id).await;
+            let found = saga.exchange.find_placed(order).await;
             if let Ok(Some(outcome)) = found {
                 return Placed::Answered(outcome);
             }
@@ -485,7 +482,7 @@ pub(super) async fn retry_placement(
         tracing::warn!(%error, attempts, %client_order_id, "placement failed, retrying");
         tokio::time::sleep(delay).await;
         attempts = attempts.saturating_add(1);
-        let result = match saga.exchange.find_order(client_order_id).await {
+        let result = match saga.exchange.find_placed(order).await {
             Ok(Some(outcome)) => Ok(outcome),
             Ok(None) => saga.exchange.place_order(order).await,
             Err(error) => Err(error),

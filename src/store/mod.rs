@@ -60,6 +60,7 @@ mod audit;
 mod audit_queries;
 pub(crate) mod bulk;
 pub(crate) mod decode;
+mod dydx_sends;
 mod events;
 mod postgres;
 mod readmodels;
@@ -72,6 +73,7 @@ use cqrs_es::persist::PersistenceError;
 
 pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::dydx_sends::{DydxSend, DydxSends};
 pub use self::events::{Events, LogPosition, LoggedEvent, Snapshot};
 pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
@@ -188,6 +190,11 @@ impl Store {
     /// The audit trail: the hash chain, its checkpoints, and the compliance reads of it.
     pub fn audit(&self) -> Audit<'_> {
         Audit { store: self }
+    }
+
+    /// The orders the dYdX adapter sent, with the last block each can execute in.
+    pub fn dydx_sends(&self) -> DydxSends<'_> {
+        DydxSends { store: self }
     }
 
     /// Events the catch-up readers parked, and what each reader's instance reports of it.

@@ -336,6 +336,27 @@ impl Credentials<'_> {
         Ok(changed == 1)
     }
 
+    /// Sets where the user's signals trade (`paper` or `dydx`); `false` if there is no such user.
+    pub async fn set_venue(&self, user_id: &str, venue: &str) -> Result<bool> {
+        let sql = "UPDATE users SET venue = $2 WHERE user_id = $1 RETURNING user_id";
+        let changed = writing!(self.store, pool => sqlx::query(sql)
+            .bind(user_id)
+            .bind(venue)
+            .fetch_all(pool)
+            .await?
+            .len());
+        Ok(changed == 1)
+    }
+
+    /// Where the user's signals trade; `None` if there is no such user.
+    pub async fn venue_of(&self, user_id: &str) -> Result<Option<String>> {
+        let sql = "SELECT venue FROM users WHERE user_id = $1";
+        Ok(reading!(self.store, pool => sqlx::query_scalar(sql)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
     /// A listener for credential changes made by any process: `None` on SQLite, which has no
     /// announcements.
     pub async fn listen_for_changes(&self) -> Result<Option<CredentialListener>> {

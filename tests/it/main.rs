@@ -9,6 +9,7 @@ mod audit;
 mod audit_guard;
 mod auth;
 mod compliance;
+mod dydx;
 mod fill_mismatch;
 mod global_order;
 mod halts;

@@ -1,0 +1,263 @@
+//! Each account trades on the venue its user chose: paper (the default) or dYdX. The router is the
+//! saga's one `Exchange` and sends every call to the account's venue.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use rust_decimal::Decimal;
+
+use aggregates::{ClientOrderId, Market};
+
+use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Venue {
+    #[default]
+    Paper,
+    Dydx,
+}
+
+impl Venue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paper => "paper",
+            Self::Dydx => "dydx",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "paper" => Some(Self::Paper),
+            "dydx" => Some(Self::Dydx),
+            _ => None,
+        }
+    }
+}
+
+/// Where an account's user chose to trade.
+#[async_trait]
+pub trait VenueChoice: Send + Sync {
+    async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError>;
+}
+
+pub struct VenueRouter {
+    paper: Arc<dyn Exchange>,
+    /// `None` when the service runs without dYdX configured.
+    dydx: Option<Arc<dyn Exchange>>,
+    choice: Arc<dyn VenueChoice>,
+}
+
+impl VenueRouter {
+    pub fn new(
+        paper: Arc<dyn Exchange>,
+        dydx: Option<Arc<dyn Exchange>>,
+        choice: Arc<dyn VenueChoice>,
+    ) -> Self {
+        Self {
+            paper,
+            dydx,
+            choice,
+        }
+    }
+
+    /// The account's venue, or the outcome to report when it cannot trade there.
+    async fn venue_of_account(
+        &self,
+        account_id: &str,
+    ) -> Result<Result<&dyn Exchange, OrderOutcome>, ExchangeError> {
+        Ok(match self.choice.venue_of(account_id).await? {
+            Venue::Paper => Ok(self.paper.as_ref()),
+            Venue::Dydx => match &self.dydx {
+                Some(dydx) => Ok(dydx.as_ref()),
+                None => Err(OrderOutcome::Rejected {
+                    reason: "the account trades on dYdX, which this service is not configured for"
+                        .to_owned(),
+                }),
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl Exchange for VenueRouter {
+    fn venue(&self) -> &'static str {
+        "router"
+    }
+
+    async fn venue_for(&self, account_id: &str) -> Result<&'static str, ExchangeError> {
+        match self.venue_of_account(account_id).await? {
+            Ok(venue) => Ok(venue.venue()),
+            Err(_) => Err(ExchangeError::Unavailable(
+                "the account's venue is not configured in this service".to_owned(),
+            )),
+        }
+    }
+
+    async fn positions(
+        &self,
+        account_id: &str,
+    ) -> Result<std::collections::BTreeMap<Market, Decimal>, ExchangeError> {
+        match self.venue_of_account(account_id).await? {
+            Ok(venue) => venue.positions(account_id).await,
+            Err(_) => Err(ExchangeError::Unavailable(
+                "the account's venue is not configured in this service".to_owned(),
+            )),
+        }
+    }
+
+    /// The paper book answers a page's lookups in one query; other venues one by one.
+    async fn find_orders(&self, orders: &[OrderRequest]) -> Vec<super::Found> {
+        let venues = join_all(
+            orders
+                .iter()
+                .map(|order| self.choice.venue_of(&order.account_id)),
+        )
+        .await;
+        let mut answers: Vec<Option<super::Found>> = (0..orders.len()).map(|_| None).collect();
+        let mut paper = Vec::new();
+        let mut elsewhere = Vec::new();
+        for (index, (order, venue)) in orders.iter().zip(venues).enumerate() {
+            match venue {
+                Ok(Venue::Paper) => paper.push((index, order.clone())),
+                Ok(Venue::Dydx) => elsewhere.push((index, order)),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
+        }
+        if !paper.is_empty() {
+            let batch: Vec<OrderRequest> = paper.iter().map(|(_, order)| order.clone()).collect();
+            let found = self.paper.find_orders(&batch).await;
+            for ((index, _), answer) in paper.into_iter().zip(found) {
+                answers[index] = Some(answer);
+            }
+        }
+        let found = join_all(elsewhere.iter().map(|(_, order)| self.find_placed(order))).await;
+        for ((index, _), answer) in elsewhere.into_iter().zip(found) {
+            answers[index] = Some(answer);
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    Err(ExchangeError::Unavailable(
+                        "no answer for the lookup".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// dYdX's oracle price where the service has it (the real market), else the paper price.
+    fn reference_price(&self, market: &Market) -> Option<Decimal> {
+        self.dydx
+            .as_ref()
+            .and_then(|dydx| dydx.reference_price(market))
+            .or_else(|| self.paper.reference_price(market))
+    }
+
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.place_order(order).await,
+            Err(refused) => Ok(refused),
+        }
+    }
+
+    /// Paper orders go as one batch (one transaction); dYdX orders one by one.
+    async fn place_orders(
+        &self,
+        orders: &[OrderRequest],
+    ) -> Vec<Result<OrderOutcome, ExchangeError>> {
+        let venues = join_all(
+            orders
+                .iter()
+                .map(|order| self.choice.venue_of(&order.account_id)),
+        )
+        .await;
+        let mut answers: Vec<Option<Result<OrderOutcome, ExchangeError>>> =
+            (0..orders.len()).map(|_| None).collect();
+        let mut paper = Vec::new();
+        let mut elsewhere = Vec::new();
+        for (index, (order, venue)) in orders.iter().zip(venues).enumerate() {
+            match venue {
+                Ok(Venue::Paper) => paper.push((index, order.clone())),
+                Ok(Venue::Dydx) => elsewhere.push((index, order)),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
+        }
+        if !paper.is_empty() {
+            let batch: Vec<OrderRequest> = paper.iter().map(|(_, order)| order.clone()).collect();
+            let placed = self.paper.place_orders(&batch).await;
+            for ((index, _), answer) in paper.into_iter().zip(placed) {
+                answers[index] = Some(answer);
+            }
+        }
+        let placed = join_all(elsewhere.iter().map(|(_, order)| self.place_order(order))).await;
+        for ((index, _), answer) in elsewhere.into_iter().zip(placed) {
+            answers[index] = Some(answer);
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    Err(ExchangeError::Unavailable(
+                        "no answer for the order".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
+        match self.venue_of_account(account_id).await? {
+            Ok(venue) => venue.account_equity(account_id).await,
+            Err(OrderOutcome::Rejected { reason }) => Err(ExchangeError::Unavailable(reason)),
+            Err(_) => Err(ExchangeError::Unavailable("no venue".to_owned())),
+        }
+    }
+
+    /// Without the account, the paper book is asked first, then dYdX.
+    async fn find_order(
+        &self,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        if let Some(found) = self.paper.find_order(client_order_id).await? {
+            return Ok(Some(found));
+        }
+        match &self.dydx {
+            Some(dydx) => dydx.find_order(client_order_id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn find_placed(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.find_placed(order).await,
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The venue each user chose, as the store records it (`users venue`).
+pub struct StoredVenues(pub crate::store::Store);
+
+#[async_trait]
+impl VenueChoice for StoredVenues {
+    async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError> {
+        let stored = self
+            .0
+            .credentials()
+            .venue_of(account_id)
+            .await
+            .map_err(|error| ExchangeError::Unavailable(format!("venue setting: {error}")))?;
+        // An account without a user row (tests, replays) trades on paper, the default.
+        match stored {
+            None => Ok(Venue::default()),
+            Some(text) => Venue::parse(&text).ok_or_else(|| {
+                ExchangeError::Unavailable(format!("unknown venue {text:?} stored for the user"))
+            }),
+        }
+    }
+}

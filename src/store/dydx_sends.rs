@@ -1,0 +1,54 @@
+//! `dydx_sends`: each order the dYdX adapter sends, recorded before it leaves, with the last block
+//! it can execute in. Read back after a restart so an order whose fate is still open is waited
+//! for, never sent a second time.
+
+use chrono::{DateTime, Utc};
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DydxSend {
+    pub client_order_id: String,
+    pub account_id: String,
+    pub market: String,
+    pub side: String,
+    pub good_til_block: i64,
+    pub sent_at: DateTime<Utc>,
+}
+
+pub struct DydxSends<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl DydxSends<'_> {
+    /// Records a send; a later send of the same order (the first one expired unexecuted)
+    /// replaces it.
+    pub async fn record(&self, send: &DydxSend) -> Result<()> {
+        let sql = "INSERT INTO dydx_sends (client_order_id, account_id, market, side, \
+                   good_til_block, sent_at) VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (client_order_id) DO UPDATE
+                   SET good_til_block = excluded.good_til_block, sent_at = excluded.sent_at";
+        writing!(self.store, pool => sqlx::query(sql)
+            .bind(&send.client_order_id)
+            .bind(&send.account_id)
+            .bind(&send.market)
+            .bind(&send.side)
+            .bind(send.good_til_block)
+            .bind(send.sent_at)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn find(&self, client_order_id: &str) -> Result<Option<DydxSend>> {
+        let sql = "SELECT client_order_id, account_id, market, side, good_til_block, sent_at
+                   FROM dydx_sends WHERE client_order_id = $1";
+        Ok(
+            reading!(self.store, pool => sqlx::query_as::<_, DydxSend>(sql)
+            .bind(client_order_id)
+            .fetch_optional(pool)
+            .await?),
+        )
+    }
+}

@@ -1,0 +1,683 @@
+//! The dYdX adapter (production code, the official client inside) against the fake venues binary:
+//! what the fake's node received and what the adapter reported, fault by fault. Each test starts
+//! its own fake on free ports.
+
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+use async_trait::async_trait;
+use chrono::Utc;
+use zeroize::Zeroizing;
+
+use ledgerhook::exchange::dydx::{
+    venue_ids, CredentialError, DydxChain, DydxConfig, DydxCredentials, DydxExchange, DydxKey,
+    InMemoryCredentials, Leg,
+};
+use ledgerhook::exchange::{
+    Exchange, ExchangeError, OrderOutcome, OrderRequest, PaperBook, PaperExchange, StoredVenues,
+    VenueRouter,
+};
+use ledgerhook::ingest::ReceiptStatus;
+use ledgerhook::markets::MarketList;
+use ledgerhook::notify::LogNotifier;
+use ledgerhook::store::Store;
+use ledgerhook::users::create_user;
+
+use crate::on_both_stores;
+use crate::support::eventually;
+use crate::support::in_process::InProcess;
+use crate::support::stores::{Backend, TestStore};
+
+/// The official client's published example phrase (a public testnet wallet, no funds of ours).
+const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
+    athlete gossip awake miracle matter bus reopen team ladder lazy list timber render wait";
+const ACCOUNT: &str = "trader-1";
+
+struct FakeVenues {
+    _child: Child,
+    indexer: String,
+    node: String,
+    http: reqwest::Client,
+}
+
+impl FakeVenues {
+    async fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-venues"))
+            .args(["--listen", "127.0.0.1:0", "--block-ms", "100"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the fake venues start");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut indexer, mut node) = (None, None);
+        let read = async {
+            while indexer.is_none() || node.is_none() {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("stdout reads")
+                    .expect("a line");
+                if let Some(url) = line.strip_prefix("indexer ") {
+                    indexer = Some(url.to_owned());
+                } else if let Some(url) = line.strip_prefix("node ") {
+                    node = Some(url.to_owned());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the fake venues print their addresses");
+        Self {
+            _child: child,
+            indexer: indexer.expect("indexer address"),
+            node: node.expect("node address"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn exchange(&self) -> DydxExchange {
+        let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+        self.exchange_with(Arc::new(credentials))
+    }
+
+    fn exchange_with(&self, credentials: Arc<dyn DydxCredentials>) -> DydxExchange {
+        self.exchange_recording(credentials, None)
+    }
+
+    fn exchange_recording(
+        &self,
+        credentials: Arc<dyn DydxCredentials>,
+        sends: Option<Store>,
+    ) -> DydxExchange {
+        let mut config = DydxConfig::new(&self.indexer, &self.node, DydxChain::Testnet);
+        config.request_timeout = Duration::from_millis(1_000);
+        config.outcome_wait = Duration::from_secs(5);
+        config.requests_per_second = std::num::NonZeroU32::new(200).expect("non-zero");
+        DydxExchange::new(config, credentials, sends)
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_fake/faults", self.indexer))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults set");
+        assert!(response.status().is_success(), "faults refused: {faults}");
+    }
+
+    async fn received(&self) -> Value {
+        self.http
+            .get(format!("{}/_fake/orders", self.indexer))
+            .send()
+            .await
+            .expect("orders read")
+            .json()
+            .await
+            .expect("orders are JSON")
+    }
+
+    /// How many times the node received the order with this client order id.
+    async fn sends(&self, order: &OrderRequest) -> u64 {
+        let client_id = venue_ids(&order.client_order_id, Leg::Entry).client_id;
+        self.received().await["sends"][client_id.to_string()]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn order(id: &str, market: &str, side: Side, size: &str) -> OrderRequest {
+    OrderRequest {
+        account_id: ACCOUNT.to_owned(),
+        client_order_id: ClientOrderId(format!("lh-{id}")),
+        market: Market::parse(market).expect("market"),
+        side,
+        size: Quantity::new(Decimal::from_str(size).expect("size")).expect("positive size"),
+        reduce_only: false,
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+    }
+}
+
+fn decimal(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("decimal")
+}
+
+#[tokio::test]
+async fn dydx_market_order_fills_once_at_the_fakes_price_and_moves_the_position() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("market-fills", "BTC-USD", Side::Buy, "0.01");
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    // 65,000 oracle, filled 2 bp above on the 1-dollar tick; taker fee 5 bp of the notional.
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("expected a fill, got {outcome:?}");
+    };
+    assert_eq!(fill.market.as_str(), "BTC-USD");
+    assert_eq!(fill.side, Side::Buy);
+    assert_eq!(fill.size.value(), decimal("0.01"));
+    assert_eq!(fill.price, decimal("65013"));
+    assert_eq!(fill.fee, decimal("0.325065"));
+
+    let received = fake.received().await;
+    let sent = &received["orders"][0];
+    assert_eq!(sent["market"], "BTC-USD");
+    assert_eq!(sent["side"], "BUY");
+    assert_eq!(sent["size"], "0.01");
+    // The slippage cap: the oracle price plus 1%, on the tick grid.
+    assert_eq!(sent["price"], "65650");
+    assert_eq!(sent["flags"], 0, "a short-term order");
+    assert_eq!(sent["time_in_force"], "IOC");
+    assert_eq!(fake.sends(&buy).await, 1);
+
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].market.as_str(), "BTC-USD");
+    assert_eq!(positions[0].size, decimal("0.01"));
+    let fills = exchange.fills(ACCOUNT, None).await.expect("fills");
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].price, decimal("65013"));
+    assert_eq!(
+        exchange.reference_price(&buy.market),
+        Some(decimal("65000")),
+        "the oracle price is cached"
+    );
+
+    // Placing the same order again (a saga that crashed after placing) finds it: no second send.
+    let again = exchange.place_order(&buy).await.expect("placed again");
+    assert!(matches!(again, OrderOutcome::Filled { .. }), "{again:?}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_order_whose_answer_was_lost_is_found_by_its_client_id_and_not_sent_again() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let sell = order("lost-answer", "ETH-USD", Side::Sell, "0.5");
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+
+    // What the saga does before a retry.
+    let found = exchange.find_placed(&sell).await.expect("looked up");
+    let Some(OrderOutcome::Filled { fill, .. }) = found else {
+        panic!("expected the accepted order, found {found:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fake.sends(&sell).await, 1);
+    let retried = exchange.place_order(&sell).await.expect("placed");
+    assert!(
+        matches!(retried, OrderOutcome::Filled { .. }),
+        "{retried:?}"
+    );
+    assert_eq!(fake.sends(&sell).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_partial_fill_is_reported_with_the_filled_size() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("partial", "SOL-USD", Side::Buy, "10");
+    fake.set_faults(json!({ "partial_fill": "0.3" })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("expected a partial fill, got {outcome:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("3"), "3 of the 10 ordered");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_rejection_is_reported_with_the_chains_code_and_log() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("rejected", "BTC-USD", Side::Buy, "0.01");
+    fake.set_faults(json!({ "reject": 1 })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = outcome else {
+        panic!("expected a rejection, got {outcome:?}");
+    };
+    assert!(reason.contains("10001"), "{reason}");
+    assert!(reason.contains("equity tier limit"), "{reason}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_unreachable_or_refusing_venue_is_unavailable_and_the_order_goes_out_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let faults = [
+        ("5xx", json!({ "status_5xx": 1, "scope": "broadcast" })),
+        ("429", json!({ "rate_limited": 1, "scope": "broadcast" })),
+        ("node down", json!({ "down": true, "scope": "node" })),
+        ("down", json!({ "down": true })),
+        (
+            "indexer 5xx",
+            json!({ "status_5xx": 5, "scope": "indexer" }),
+        ),
+    ];
+    for (name, faults) in faults {
+        let buy = order(&format!("unavailable-{name}"), "ETH-USD", Side::Buy, "0.1");
+        fake.set_faults(faults).await;
+        let first = exchange.place_order(&buy).await;
+        assert!(
+            matches!(first, Err(ExchangeError::Unavailable(_))),
+            "{name}: {first:?}"
+        );
+        assert_eq!(
+            fake.sends(&buy).await,
+            0,
+            "{name}: refused before the chain saw it"
+        );
+
+        // The saga's retry: ask, then place; the order goes out exactly once.
+        fake.set_faults(json!({})).await;
+        let found = exchange.find_placed(&buy).await.expect("looked up");
+        assert_eq!(found, None, "{name}");
+        let placed = exchange.place_order(&buy).await.expect("placed");
+        assert!(
+            matches!(placed, OrderOutcome::Filled { .. }),
+            "{name}: {placed:?}"
+        );
+        assert_eq!(fake.sends(&buy).await, 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn dydx_slow_node_is_unavailable_and_never_trades_twice() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("slow", "BTC-USD", Side::Buy, "0.002");
+    // Slower than the adapter's 1 s request timeout.
+    fake.set_faults(json!({ "slow_ms": 1_500, "scope": "broadcast" }))
+        .await;
+
+    let first = exchange.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    fake.set_faults(json!({})).await;
+    let outcome = match exchange.find_placed(&buy).await.expect("looked up") {
+        Some(found) => found,
+        None => exchange.place_order(&buy).await.expect("placed"),
+    };
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    // The timed-out request was dropped with its stream: the order went out once, on the retry.
+    assert_eq!(fake.sends(&buy).await, 1, "{}", fake.received().await);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions[0].size, decimal("0.002"), "traded exactly once");
+}
+
+#[tokio::test]
+async fn dydx_take_profit_and_stop_loss_follow_the_fill_as_reduce_only_conditional_orders() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("brackets", "ETH-USD", Side::Buy, "1");
+    buy.take_profit = Some(decimal("3500"));
+    buy.stop_loss = Some(decimal("3000"));
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 3, "{received}");
+    for (leg, trigger, condition) in [(1, "3500", 2), (2, "3000", 1)] {
+        let bracket = &orders[leg];
+        assert_eq!(bracket["flags"], 32, "conditional");
+        assert_eq!(bracket["side"], "SELL");
+        assert_eq!(bracket["size"], "1");
+        assert_eq!(bracket["reduce_only"], true);
+        assert_eq!(bracket["trigger_price"], trigger);
+        assert_eq!(bracket["condition_type"], condition);
+    }
+}
+
+/// Every account holds the test wallet (the vault's place in the service).
+struct EveryAccount;
+
+#[async_trait]
+impl DydxCredentials for EveryAccount {
+    async fn wallet_for(&self, _: &str) -> Result<Option<DydxKey>, CredentialError> {
+        Ok(Some(DydxKey {
+            mnemonic: Zeroizing::new(TEST_MNEMONIC.to_owned()),
+            subaccount: 0,
+        }))
+    }
+}
+
+async fn event_types(running: &InProcess, account: &str) -> Vec<String> {
+    running
+        .store
+        .events()
+        .load_account(account)
+        .await
+        .expect("load")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}
+
+/// The saga, the venue router and the dYdX adapter together: a user who chose dYdX has the signal
+/// filled there, once; a user who did not stays on paper.
+async fn a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let dydx = fake.exchange_with(Arc::new(EveryAccount));
+    dydx.refresh_markets().await.expect("markets read");
+    let paper = PaperExchange::new(
+        store.clone(),
+        MarketList::default(),
+        PaperExchange::default_prices(),
+    );
+    let router = VenueRouter::new(
+        Arc::new(paper),
+        Some(Arc::new(dydx)),
+        Arc::new(StoredVenues(store.clone())),
+    );
+    let running = InProcess::start(test, store, Arc::new(router), Arc::new(LogNotifier)).await;
+    let on_dydx = create_user(&running.ledger, &running.vault, "d", "test", Utc::now())
+        .await
+        .expect("user")
+        .user_id;
+    let on_paper = create_user(&running.ledger, &running.vault, "p", "test", Utc::now())
+        .await
+        .expect("user")
+        .user_id;
+    assert!(running
+        .store
+        .credentials()
+        .set_venue(&on_dydx, "dydx")
+        .await
+        .expect("venue set"));
+
+    let alert = r#"{"symbol":"ETHUSDT","side":"buy","size":"0.5","id":"s-1"}"#;
+    for account in [&on_dydx, &on_paper] {
+        let receipt = running
+            .ingest
+            .receive(account, alert.as_bytes(), Utc::now(), None)
+            .await
+            .expect("recorded");
+        assert_eq!(receipt.status, ReceiptStatus::Accepted);
+    }
+    for account in [&on_dydx, &on_paper] {
+        let types = eventually("the signal to be filled", || async {
+            let types = event_types(&running, account).await;
+            types
+                .iter()
+                .any(|t| t.starts_with("Notification"))
+                .then_some(types)
+        })
+        .await;
+        assert_eq!(
+            types.iter().filter(|t| *t == "OrderFilled").count(),
+            1,
+            "{types:?}"
+        );
+    }
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 1, "only the dYdX user's order: {received}");
+    assert_eq!(orders[0]["market"], "ETH-USD");
+    assert_eq!(orders[0]["size"], "0.5");
+    assert_eq!(received["sends"].as_object().map(|s| s.len()), Some(1));
+    assert_eq!(
+        PaperBook::of(&running.store).count().await.expect("count"),
+        1,
+        "only the paper user's order"
+    );
+    running.stop().await;
+}
+on_both_stores!(a_signal_is_filled_on_dydx_and_a_paper_users_stays_on_paper);
+
+/// A service restarted while its order was in flight (sent, the answer lost, the Indexer not
+/// showing it yet) finds the send recorded and waits for the order instead of sending it again.
+async fn a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again(
+    backend: Backend,
+) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let buy = order("restarted", "BTC-USD", Side::Buy, "0.01");
+    fake.set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 900 }))
+        .await;
+
+    let before = fake.exchange_recording(credentials.clone(), Some(store.clone()));
+    let first = before.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    drop(before);
+
+    let after = fake.exchange_recording(credentials, Some(store));
+    let outcome = after.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+on_both_stores!(a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again);
+
+#[tokio::test]
+async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut sell = order("brackets-lost", "SOL-USD", Side::Sell, "2");
+    sell.stop_loss = Some(decimal("160"));
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    let found = exchange.find_placed(&sell).await.expect("looked up");
+    assert!(
+        matches!(found, Some(OrderOutcome::Filled { .. })),
+        "{found:?}"
+    );
+    // Asked again (a second retry): the stop-loss is not placed twice.
+    exchange.find_placed(&sell).await.expect("looked up again");
+
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 2, "the entry and one stop-loss: {received}");
+    assert_eq!(orders[1]["flags"], 32);
+    assert_eq!(orders[1]["side"], "BUY");
+    assert_eq!(orders[1]["reduce_only"], true);
+    assert_eq!(orders[1]["trigger_price"], "160");
+}
+
+#[tokio::test]
+async fn dydx_a_burst_of_orders_is_paced_under_the_venues_rate_limit() {
+    let fake = FakeVenues::start().await;
+    let mut config = DydxConfig::new(&fake.indexer, &fake.node, DydxChain::Testnet);
+    config.outcome_wait = Duration::from_secs(20);
+    config.requests_per_second = std::num::NonZeroU32::new(5).expect("non-zero");
+    let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+    let exchange = DydxExchange::new(config, Arc::new(credentials), None);
+    // Twice the adapter's two buckets (Indexer, node) at their fullest, with room to spare.
+    fake.set_faults(json!({ "max_requests_per_second": 25 }))
+        .await;
+    let burst: Vec<OrderRequest> = (0..8)
+        .map(|n| order(&format!("burst-{n}"), "ETH-USD", Side::Buy, "0.01"))
+        .collect();
+
+    let outcomes = exchange.place_orders(&burst).await;
+
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Ok(OrderOutcome::Filled { .. })),
+            "{outcome:?}"
+        );
+    }
+    let received = fake.received().await;
+    assert_eq!(received["rate_limited_answers"], 0, "{received}");
+    assert_eq!(received["orders"].as_array().map(Vec::len), Some(8));
+}
+
+/// Through the binary: `serve --dydx-*` and `users venue` send a dYdX user's signal to the dYdX
+/// adapter while a paper user's fills on paper. Until the vault is wired in, the service holds no
+/// dYdX keys, so the dYdX user's order is refused before anything reaches the venue.
+async fn serve_routes_each_user_to_the_venue_they_chose(backend: Backend) {
+    use crate::support::alerts::Alert;
+    use crate::support::service::{cli, create_user, replay, Options, Service};
+
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let on_dydx = create_user(&test.url, "dydx trader").await;
+    let on_paper = create_user(&test.url, "paper trader").await;
+    let answer = cli(&test.url, &["users", "venue", &on_dydx.user_id, "dydx"]).await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    let options = Options {
+        args: vec![
+            "--dydx-indexer-url".to_owned(),
+            fake.indexer.clone(),
+            "--dydx-node-url".to_owned(),
+            fake.node.clone(),
+        ],
+        ..Options::default()
+    };
+    let service = Service::start(&test.url, options).await;
+    for user in [&on_dydx, &on_paper] {
+        let (status, body) = service
+            .post_signal(&user.webhook_token, &Alert::new("v-1").size("0.01").json())
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let concluded = |user_id: String| {
+        let url = test.url.clone();
+        async move {
+            eventually("the signal to conclude", || async {
+                let replayed = replay(&url, &user_id).await;
+                replayed
+                    .iter()
+                    .any(|line| line["event_type"] == "NotificationSent")
+                    .then_some(replayed)
+            })
+            .await
+        }
+    };
+    let paper = concluded(on_paper.user_id.clone()).await;
+    assert!(paper.iter().any(|line| line["event_type"] == "OrderFilled"));
+    let dydx = concluded(on_dydx.user_id.clone()).await;
+    let rejected = dydx
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("the dYdX user's order is refused without keys");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("no dYdX credentials"), "{rejected}");
+    assert_eq!(fake.received().await["orders"], json!([]));
+    service.stop().await;
+}
+on_both_stores!(serve_routes_each_user_to_the_venue_they_chose);
+
+#[tokio::test]
+async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut far = order("limit-far", "BTC-USD", Side::Buy, "0.01");
+    far.order_type = OrderType::Limit {
+        price: decimal("60000.7"),
+    };
+    let mut near = order("limit-near", "BTC-USD", Side::Buy, "0.01");
+    near.order_type = OrderType::Limit {
+        price: decimal("65100"),
+    };
+
+    let unfilled = exchange.place_order(&far).await.expect("answered");
+    let filled = exchange.place_order(&near).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = unfilled else {
+        panic!("a limit below the market cannot fill: {unfilled:?}");
+    };
+    assert!(reason.contains("nothing filled"), "{reason}");
+    let OrderOutcome::Filled { fill, .. } = filled else {
+        panic!("a marketable limit fills: {filled:?}");
+    };
+    assert_eq!(fill.price, decimal("65013"));
+    let received = fake.received().await;
+    // The limit on the tick grid, rounded down for a buy: never above what was asked.
+    assert_eq!(received["orders"][0]["price"], "60000");
+    assert_eq!(received["orders"][0]["time_in_force"], "IOC");
+    assert_eq!(received["orders"][1]["price"], "65100");
+}
+
+#[tokio::test]
+async fn dydx_a_reduce_only_close_never_trades_past_flat() {
+    let fake = FakeVenues::start().await;
+    let response = fake
+        .http
+        .post(format!("{}/_fake/prices", fake.indexer))
+        .json(&json!({ "ETH-USD": "3000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+    let exchange = fake.exchange();
+    let buy = order("open", "ETH-USD", Side::Buy, "1");
+    let mut close = order("close", "ETH-USD", Side::Sell, "2");
+    close.reduce_only = true;
+
+    let opened = exchange.place_order(&buy).await.expect("placed");
+    let closed = exchange.place_order(&close).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = opened else {
+        panic!("{opened:?}");
+    };
+    assert_eq!(
+        fill.price,
+        decimal("3000.6"),
+        "the oracle price set through the fake"
+    );
+    let OrderOutcome::Filled { fill, .. } = closed else {
+        panic!("{closed:?}");
+    };
+    assert_eq!(
+        fill.size.value(),
+        decimal("1"),
+        "only the 1 held, of the 2 asked"
+    );
+    assert_eq!(fill.price, decimal("2999.4"));
+    assert_eq!(fake.received().await["orders"][1]["reduce_only"], true);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert!(positions.is_empty(), "flat: {positions:?}");
+}
