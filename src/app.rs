@@ -21,13 +21,16 @@ use crate::catchup::{
 };
 use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, PaperExchange};
+use crate::execution::retry::RetryPolicy;
 use crate::execution::ExecutionSaga;
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
-use crate::notify::LogNotifier;
+use crate::notify::{
+    LogNotifier, Notifier, TelegramCredentials, TelegramNotifier, TelegramOptions,
+};
 use crate::readside::ReadSide;
 use crate::startup::{open_service_store, ServiceStore};
 use crate::store::{ServiceLock, Store};
@@ -62,6 +65,35 @@ pub struct AppConfig {
     pub readiness: ReadinessLimits,
     /// Restart delays of the catch-up readers (and the test-only fault hook).
     pub supervisor: SupervisorConfig,
+    /// Where trade notifications go, and how failed ones are retried.
+    pub notifications: NotificationConfig,
+}
+
+/// Telegram when credentials with a bot token are given, else the service log.
+#[derive(Clone, Default)]
+pub struct NotificationConfig {
+    /// The Bot API's URL and pacing (`--telegram-api-url`).
+    pub telegram: TelegramOptions,
+    /// The bot token and the chat ids (the vault, once wired).
+    pub credentials: Option<Arc<dyn TelegramCredentials>>,
+    /// Delays between attempts at a failed notification.
+    pub retry: RetryPolicy,
+}
+
+impl NotificationConfig {
+    /// The notifier `serve` uses: Telegram if a bot token is configured now (read once, at
+    /// start), else the log.
+    pub async fn notifier(&self) -> anyhow::Result<Arc<dyn Notifier>> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(Arc::new(LogNotifier));
+        };
+        if credentials.bot_token().await?.is_none() {
+            tracing::info!("no Telegram bot token configured: notifications go to the log");
+            return Ok(Arc::new(LogNotifier));
+        }
+        let notifier = TelegramNotifier::new(credentials.clone(), self.telegram.clone())?;
+        Ok(Arc::new(notifier))
+    }
 }
 
 /// Connects to the store and applies pending migrations.
@@ -121,9 +153,11 @@ impl RunningApp {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
                 exchange.clone(),
-                Arc::new(LogNotifier),
+                config.notifications.notifier().await?,
                 emergency.clone(),
-            );
+            )
+            .with_retry_policy(config.notifications.retry);
+            tokio::spawn(saga.clone().retry_notifications(shutdown_requested.clone()));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
         }
         // Every instance verifies the trail in the background (read-only) for the compliance API.

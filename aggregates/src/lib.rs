@@ -19,7 +19,8 @@ mod values;
 
 pub use account::{
     AccountError, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage, TradingAccount,
-    FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS, STATE_VERSION,
+    FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
+    NOTIFICATION_ATTEMPTS, STATE_VERSION,
 };
 pub use commands::{
     AccountCommand, ExecutionReport, Fill, NotificationOutcome, OrderType, SignalIntent,

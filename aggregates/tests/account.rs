@@ -1296,6 +1296,7 @@ async fn a_failed_notification_also_finishes_the_signal() {
             channel: "telegram".to_owned(),
             reason: "chat not found".to_owned(),
             at: at("2024-03-01T09:00:05Z"),
+            retry_at: None,
         }]
     );
     history.extend(events);

@@ -290,6 +290,7 @@ mod tests {
                 channel: "log".into(),
                 reason: "no".into(),
                 at: at(3),
+                retry_at: None,
             },
             notified(1),
             RiskLimitsChanged {

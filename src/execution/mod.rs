@@ -4,7 +4,11 @@
 //! Its progress is the ledger itself plus a checkpoint saved after each fully handled page. After
 //! a crash it re-reads from the checkpoint; each step first asks the account where the signal
 //! stands, and the exchange recognises a client order id it has seen, so nothing happens twice.
+//!
+//! A notification that failed in a way the channel may get over is tried again later by
+//! `retry::run`, beside the saga, so that neither a trade nor the next page waits for it.
 
+pub mod retry;
 mod steps;
 
 use async_trait::async_trait;
@@ -12,7 +16,7 @@ use cqrs_es::Aggregate;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use aggregates::TradingAccount;
+use aggregates::{AccountEvent, TradingAccount};
 
 use crate::catchup::parking::{decode_or_park, park};
 use crate::catchup::{CatchUpReader, ReaderError, Retried};
@@ -22,7 +26,8 @@ use crate::ledger::{Ledger, RecordedEvent};
 use crate::notify::Notifier;
 use crate::store::{LogPosition, LoggedEvent};
 
-use self::steps::Step;
+use self::retry::{NotificationRetries, RetryPolicy};
+use self::steps::{Concluded, Step};
 
 pub const CHECKPOINT_NAME: &str = "execution";
 /// Events read per page of the global order. Small pages keep the saga's work smooth: a large
@@ -35,6 +40,9 @@ pub struct ExecutionSaga {
     exchange: Arc<dyn Exchange>,
     notifier: Arc<dyn Notifier>,
     emergency: Arc<EmergencySwitch>,
+    /// Failed notifications waiting for their next attempt (shared by clones).
+    retries: NotificationRetries,
+    retry_policy: RetryPolicy,
 }
 
 impl ExecutionSaga {
@@ -49,20 +57,39 @@ impl ExecutionSaga {
             exchange,
             notifier,
             emergency,
+            retries: NotificationRetries::default(),
+            retry_policy: RetryPolicy::default(),
         }
+    }
+
+    /// How long a failed notification waits for its next attempt.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// Retries failed notifications until `shutdown` turns true. `serve` and `run` start it beside
+    /// the saga; only the notifications this saga read as failed are queued for it.
+    pub async fn retry_notifications(self, shutdown: watch::Receiver<bool>) {
+        retry::run(self, shutdown).await;
     }
 
     /// Runs under the catch-up runtime, on its own, until `shutdown` turns true (tests; `serve`
     /// supervises it beside the other readers).
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let ledger = self.ledger.clone();
+        let retries = tokio::spawn(self.clone().retry_notifications(shutdown.clone()));
         crate::catchup::supervisor::run_alone(self, ledger, shutdown).await;
+        if let Err(error) = retries.await {
+            tracing::error!(%error, "the notification retries stopped abnormally");
+        }
     }
 
-    /// Executes the page's approved signals as one batch, then notifies its concluded ones.
+    /// Executes the page's approved signals as one batch while it notifies its concluded ones,
+    /// and queues the retries of notifications that failed.
     async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), ReaderError> {
         let mut approved = Vec::new();
-        let mut concluded = Vec::new();
+        let mut decoded = Vec::new();
         for logged in page {
             // The log also carries other streams (the emergency stop); the saga works accounts.
             if logged.event.aggregate_type != TradingAccount::TYPE {
@@ -79,16 +106,44 @@ impl ExecutionSaga {
                 continue;
             };
             let origin = Origin::of(position, &recorded);
-            match Step::after(&recorded.event) {
-                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id, origin)),
-                Some(Step::Notify { signal_id, message }) => {
-                    concluded.push((account_id, signal_id, message, origin));
+            decoded.push((account_id, origin, recorded.event));
+        }
+        let mut concluded = Vec::new();
+        for (index, (account_id, origin, event)) in decoded.iter().enumerate() {
+            match Step::after(event) {
+                Some(Step::Execute { signal_id }) => {
+                    approved.push((account_id.clone(), signal_id, origin.clone()));
+                }
+                Some(Step::Notify { signal_id }) => {
+                    // The events recorded with the conclusion (the position's change) follow it
+                    // in the log; a run reaching the page's end may go on in the next page.
+                    let beside: Vec<AccountEvent> = decoded[index + 1..]
+                        .iter()
+                        .take_while(|(account, _, later)| {
+                            account == account_id && later.signal_id() == Some(&signal_id)
+                        })
+                        .map(|(_, _, later)| later.clone())
+                        .collect();
+                    let maybe_more = index + 1 + beside.len() == decoded.len();
+                    concluded.push(Concluded {
+                        account_id: account_id.clone(),
+                        signal_id,
+                        origin: origin.clone(),
+                        conclusion: event.clone(),
+                        beside,
+                        maybe_more,
+                    });
+                }
+                Some(Step::RetryNotification { signal_id, at }) => {
+                    self.retries.schedule(account_id, &signal_id, at);
                 }
                 None => {}
             }
         }
-        let executed = steps::execute_all(self, approved).await;
-        let notified = steps::notify_all(self, concluded).await;
+        let (executed, notified) = tokio::join!(
+            steps::execute_all(self, approved),
+            steps::notify_all(self, concluded),
+        );
         executed.and(notified).map(drop)
     }
 
@@ -186,8 +241,20 @@ impl CatchUpReader for ExecutionSaga {
             Some(Step::Execute { signal_id }) => {
                 steps::execute_all(self, vec![(account_id, signal_id, origin)]).await?
             }
-            Some(Step::Notify { signal_id, message }) => {
-                steps::notify_all(self, vec![(account_id, signal_id, message, origin)]).await?
+            Some(Step::Notify { signal_id }) => {
+                let concluded = Concluded {
+                    account_id,
+                    signal_id,
+                    origin,
+                    conclusion: recorded.event,
+                    beside: Vec::new(),
+                    maybe_more: true,
+                };
+                steps::notify_all(self, vec![concluded]).await?
+            }
+            Some(Step::RetryNotification { signal_id, at }) => {
+                self.retries.schedule(&account_id, &signal_id, at);
+                0
             }
             None => 0,
         };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use aggregates::{
@@ -12,7 +12,8 @@ use aggregates::{
 use super::{ExecutionSaga, Origin};
 use crate::catchup::ReaderError;
 use crate::exchange::{ExchangeError, OrderOutcome, OrderRequest};
-use crate::ledger::{EventContext, LedgerError};
+use crate::ledger::{decode, EventContext, LedgerError};
+use crate::notify::messages::{self, OrderSummary};
 
 /// Placement attempts before the order is recorded as failed.
 const MAX_PLACEMENT_ATTEMPTS: u32 = 5;
@@ -28,9 +29,11 @@ pub enum Step {
     /// Place the approved signal's order and record what the exchange did.
     Execute { signal_id: SignalId },
     /// Tell the trader how the signal ended and record whether that worked.
-    Notify {
+    Notify { signal_id: SignalId },
+    /// A notification failed for now: queue its next attempt.
+    RetryNotification {
         signal_id: SignalId,
-        message: String,
+        at: DateTime<Utc>,
     },
 }
 
@@ -41,50 +44,32 @@ impl Step {
             AccountEvent::RiskApproved { signal_id, .. } => Some(Self::Execute {
                 signal_id: signal_id.clone(),
             }),
-            AccountEvent::OrderFilled {
+            AccountEvent::NotificationFailed {
                 signal_id,
-                market,
-                side,
-                size,
-                price,
+                retry_at: Some(at),
                 ..
-            } => Some(Self::Notify {
+            } => Some(Self::RetryNotification {
                 signal_id: signal_id.clone(),
-                message: format!("filled: {} {size} {market} at {price}", side.as_str()),
+                at: *at,
             }),
-            AccountEvent::OrderRejected {
-                signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order rejected by the exchange: {reason}"),
-            }),
-            AccountEvent::OrderFailed {
-                signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order could not be placed: {reason}"),
-            }),
-            AccountEvent::FillMismatch {
-                signal_id,
-                client_order_id,
-                reason,
-                ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!(
-                    "the exchange reported a fill that is not order {client_order_id}'s ({reason}); \
-                     nothing was booked and trading is halted until an operator resumes it"
-                ),
-            }),
-            AccountEvent::OrderCancelled {
-                signal_id, reason, ..
-            } => Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message: format!("order cancelled before placement: {reason}"),
+            concluding if messages::concludes(concluding) => Some(Self::Notify {
+                signal_id: concluding.signal_id()?.clone(),
             }),
             _ => None,
         }
     }
+}
+
+/// A signal's conclusion as the saga read it, with what was recorded beside it.
+pub struct Concluded {
+    pub account_id: String,
+    pub signal_id: SignalId,
+    pub origin: Origin,
+    pub conclusion: AccountEvent,
+    /// The events after the conclusion in the same page, about the same signal.
+    pub beside: Vec<AccountEvent>,
+    /// `beside` ran to the page's end: the rest may be in the store only.
+    pub maybe_more: bool,
 }
 
 /// What the saga does with an approved signal's order.
@@ -230,13 +215,15 @@ enum Lookup {
 /// Tells each trader how their signal ended and records it; how many it parked.
 pub async fn notify_all(
     saga: &ExecutionSaga,
-    concluded: Vec<(String, SignalId, String, Origin)>,
+    concluded: Vec<Concluded>,
 ) -> Result<usize, ReaderError> {
     let notified = stream::iter(concluded)
-        .map(|(account_id, signal_id, message, origin)| {
+        .map(|concluded| {
             let saga = saga.clone();
             async move {
-                match notify(&saga, &account_id, signal_id, &message).await {
+                let account_id = concluded.account_id.clone();
+                let origin = concluded.origin.clone();
+                match notify(&saga, concluded).await {
                     Err(ReaderError::Ledger(LedgerError::Decode(error))) => {
                         saga.park_refused(&account_id, &origin, &error).await?;
                         Ok(1)
@@ -314,32 +301,104 @@ async fn retry_placement(
     Err(error)
 }
 
-async fn notify(
-    saga: &ExecutionSaga,
-    account_id: &str,
-    signal_id: SignalId,
-    message: &str,
-) -> Result<(), ReaderError> {
-    let in_flight = saga.ledger.in_flight(account_id, &signal_id).await?;
-    if in_flight.map(|f| f.stage) != Some(SignalStage::AwaitingNotification) {
+/// The first attempt at telling the trader. Sending and recording are two steps: a crash between
+/// them sends the message again when the page is read again (at least once, see `retry`).
+async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), ReaderError> {
+    let Concluded {
+        account_id,
+        signal_id,
+        origin,
+        conclusion,
+        beside,
+        maybe_more,
+    } = concluded;
+    let Some(in_flight) = saga
+        .ledger
+        .in_flight(&account_id, &signal_id)
+        .await?
+        .filter(|in_flight| in_flight.stage == SignalStage::AwaitingNotification)
+    else {
         return Ok(());
-    }
-    let outcome = match saga.notifier.notify(account_id, message).await {
-        Ok(()) => NotificationOutcome::Sent,
-        Err(error) => NotificationOutcome::Failed {
-            reason: error.to_string(),
-        },
     };
+    let mut events = vec![conclusion];
+    events.extend(beside);
+    if maybe_more {
+        events.extend(recorded_beside(saga, &account_id, &signal_id, &origin, events.len()).await?);
+    }
+    let order = OrderSummary {
+        market: in_flight.market,
+        side: in_flight.side,
+        size: in_flight.size,
+    };
+    let message = messages::signal_outcome(Some(&order), &events)
+        .unwrap_or_else(|| format!("signal {signal_id} has ended"));
+    let outcome = attempt(saga, &account_id, &message, 0).await;
     let command = AccountCommand::RecordNotification {
         signal_id,
         channel: saga.notifier.channel().to_owned(),
         outcome,
         at: Utc::now(),
     };
-    record(saga, account_id, command).await
+    record(saga, &account_id, command).await
 }
 
-async fn record(
+/// Sends one message and says what to record: sent, failed for good, or failed until `retry_at`.
+/// `failed_before` counts this notification's earlier failed attempts (for the backoff).
+pub async fn attempt(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    message: &str,
+    failed_before: u32,
+) -> NotificationOutcome {
+    match saga.notifier.notify(account_id, message).await {
+        Ok(()) => NotificationOutcome::Sent,
+        Err(error) => {
+            tracing::warn!(account_id, %error, "notification failed");
+            match error.retry_after() {
+                None => NotificationOutcome::Failed {
+                    reason: error.to_string(),
+                },
+                Some(at_least) => {
+                    let wait = saga.retry_policy.delay(failed_before).max(at_least);
+                    NotificationOutcome::Deferred {
+                        reason: error.to_string(),
+                        retry_at: Utc::now()
+                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The events recorded with a conclusion that lay beyond the page: read from the account's
+/// stream, right after the `known` events from the conclusion on.
+async fn recorded_beside(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    signal_id: &SignalId,
+    origin: &Origin,
+    known: usize,
+) -> Result<Vec<AccountEvent>, ReaderError> {
+    let after = origin.sequence + known - 1;
+    let stored = saga
+        .ledger
+        .store()
+        .events()
+        .load_account_after(account_id, after)
+        .await?;
+    let mut beside = Vec::new();
+    for event in stored {
+        let recorded = decode(event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
+        if recorded.event.signal_id() != Some(signal_id) {
+            break;
+        }
+        beside.push(recorded.event);
+    }
+    Ok(beside)
+}
+
+pub async fn record(
     saga: &ExecutionSaga,
     account_id: &str,
     command: AccountCommand,

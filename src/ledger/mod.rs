@@ -210,6 +210,18 @@ impl Ledger {
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
     }
 
+    /// How many times the signal's notification has failed, while another attempt is due.
+    pub async fn undelivered(
+        &self,
+        account_id: &str,
+        signal_id: &SignalId,
+    ) -> Result<Option<u32>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot
+            .as_ref()
+            .and_then(|account| account.state.undelivered.get(signal_id).copied()))
+    }
+
     /// A signal still awaiting its order, with the account's halt if one is engaged: what the
     /// saga needs to decide between placing and cancelling.
     pub async fn awaiting_execution(
