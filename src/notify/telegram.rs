@@ -23,6 +23,8 @@ pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
 /// First pause after a 5xx or a connection failure; doubles with each further attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The least time worth starting another attempt with.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// A credential store could not answer. Its text must never hold a secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,7 +157,9 @@ impl TelegramNotifier {
                 Attempt::Final(error) => return Err(error),
                 Attempt::Retry(wait, error) => (wait.max(backoff), error),
             };
-            if Instant::now() + wait >= deadline {
+            // An attempt needs time to connect and be answered; one cut short by the deadline
+            // would only hide the real failure behind a timeout.
+            if Instant::now() + wait + MIN_ATTEMPT >= deadline {
                 return Err(error);
             }
             tracing::debug!(target: "ledgerhook::notify", %error, ?wait, "telegram: retrying");

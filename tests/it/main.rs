@@ -26,4 +26,5 @@ mod store;
 mod strangers;
 mod supervision;
 mod support;
+mod telegram;
 mod template;

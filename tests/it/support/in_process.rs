@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::exchange::Exchange;
+use ledgerhook::execution::retry::RetryPolicy;
 use ledgerhook::execution::ExecutionSaga;
 use ledgerhook::ingest::Ingest;
 use ledgerhook::ledger::{Ledger, LedgerOptions};
@@ -37,6 +38,17 @@ impl InProcess {
         exchange: Arc<dyn Exchange>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Self::start_with_retries(test, store, exchange, notifier, RetryPolicy::default()).await
+    }
+
+    /// As `start`, with failed notifications retried after `retry`'s delays.
+    pub async fn start_with_retries(
+        test: TestStore,
+        store: Store,
+        exchange: Arc<dyn Exchange>,
+        notifier: Arc<dyn Notifier>,
+        retry: RetryPolicy,
+    ) -> Self {
         let mut tasks = JoinSet::new();
         let ledger = Ledger::start(
             store.clone(),
@@ -52,7 +64,8 @@ impl InProcess {
             emergency.clone(),
         );
         let (stop, stopped) = watch::channel(false);
-        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency);
+        let saga = ExecutionSaga::new(ledger.clone(), exchange, notifier, emergency)
+            .with_retry_policy(retry);
         let saga = tokio::spawn(saga.run(stopped));
         Self {
             store,
