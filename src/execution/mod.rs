@@ -135,7 +135,8 @@ impl ExecutionSaga {
                     });
                 }
                 Some(Step::RetryNotification { signal_id, at }) => {
-                    self.retries.schedule(account_id, &signal_id, at);
+                    self.retries
+                        .schedule(account_id, &signal_id, at, origin.position);
                 }
                 None => {}
             }
@@ -203,13 +204,16 @@ impl CatchUpReader for ExecutionSaga {
         PAGE_SIZE
     }
 
+    /// Also queues again the notification retries an earlier holder of the lease left.
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
-        Ok(self
+        let position = self
             .ledger
             .store()
             .events()
             .checkpoint(CHECKPOINT_NAME)
-            .await?)
+            .await?;
+        retry::recover(self, position).await?;
+        Ok(position)
     }
 
     /// The checkpoint moves after the whole page: after a crash the page is handled again, and
@@ -224,6 +228,7 @@ impl CatchUpReader for ExecutionSaga {
             .events()
             .save_checkpoint(CHECKPOINT_NAME, last)
             .await?;
+        retry::save_low_water(self).await?;
         Ok(last)
     }
 
@@ -253,7 +258,8 @@ impl CatchUpReader for ExecutionSaga {
                 steps::notify_all(self, vec![concluded]).await?
             }
             Some(Step::RetryNotification { signal_id, at }) => {
-                self.retries.schedule(&account_id, &signal_id, at);
+                self.retries
+                    .schedule(&account_id, &signal_id, at, event_position);
                 0
             }
             None => 0,

@@ -40,6 +40,11 @@ const TRADE: [&str; 6] = [
     "PositionOpened",
 ];
 
+const QUICK_RETRIES: RetryPolicy = RetryPolicy {
+    first: Duration::from_millis(300),
+    max: Duration::from_secs(1),
+};
+
 /// The vault's part, with fixed values: one bot token, chat ids by account.
 #[derive(Default)]
 struct FixedCredentials {
@@ -69,6 +74,7 @@ struct Harness {
     fake: FakeVenues,
     account: String,
     chat_id: String,
+    notifier: Arc<TelegramNotifier>,
 }
 
 impl Harness {
@@ -82,7 +88,8 @@ impl Harness {
             deadline: Duration::from_secs(3),
             ..TelegramOptions::default()
         };
-        let notifier = TelegramNotifier::new(credentials.clone(), options).expect("client");
+        let notifier =
+            Arc::new(TelegramNotifier::new(credentials.clone(), options).expect("client"));
         let test = TestStore::new(backend).await;
         let store = test.open().await;
         let exchange = Arc::new(PaperExchange::new(
@@ -90,12 +97,9 @@ impl Harness {
             MarketList::default(),
             PaperExchange::default_prices(),
         ));
-        let retry = RetryPolicy {
-            first: Duration::from_millis(300),
-            max: Duration::from_secs(1),
-        };
+        let retry = QUICK_RETRIES;
         let running =
-            InProcess::start_with_retries(test, store, exchange, Arc::new(notifier), retry).await;
+            InProcess::start_with_retries(test, store, exchange, notifier.clone(), retry).await;
         let account = create_user(&running.ledger, "t", "test", Utc::now())
             .await
             .expect("user")
@@ -113,6 +117,7 @@ impl Harness {
             fake,
             account,
             chat_id,
+            notifier,
         }
     }
 
@@ -158,6 +163,16 @@ impl Harness {
             (messages.len() >= count).then_some(messages)
         })
         .await
+    }
+
+    /// The saga has handled every event in the log.
+    async fn caught_up(&self) {
+        eventually("the saga to catch up", || async {
+            let events = self.running.store.events();
+            let at = events.checkpoint("execution").await.ok()?;
+            events.read_log(at, 1).await.ok()?.is_empty().then_some(())
+        })
+        .await;
     }
 
     async fn stop(self) {
@@ -406,3 +421,46 @@ async fn an_unreachable_telegram_leaves_no_token_in_the_ledger(backend: Backend)
     harness.stop().await;
 }
 on_both_stores!(an_unreachable_telegram_leaves_no_token_in_the_ledger);
+
+async fn a_retry_pending_at_a_restart_is_sent_once_after_it(backend: Backend) {
+    let mut harness = Harness::start(backend, None, Some("424247")).await;
+    harness.fake.telegram_faults(json!({"down": true})).await;
+    let signal = harness.send(ALERT).await;
+    harness
+        .when("the notification recorded failed", |event| {
+            matches!(
+                event,
+                AccountEvent::NotificationFailed {
+                    retry_at: Some(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    // The failure is behind the saga's checkpoint: the new process's saga never reads it again,
+    // only the retries' low-water mark brings it back.
+    harness.caught_up().await;
+    let exchange = Arc::new(PaperExchange::new(
+        harness.running.store.clone(),
+        MarketList::default(),
+        PaperExchange::default_prices(),
+    ));
+    harness.running = harness
+        .running
+        .restart(exchange, harness.notifier.clone(), QUICK_RETRIES)
+        .await;
+    harness.fake.telegram_faults(json!({})).await;
+    harness.when("the retry recorded sent", sent).await;
+    let messages = harness.messages(1).await;
+    let of_signal = messages
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(&format!("Signal: {signal}")))
+        })
+        .count();
+    assert_eq!(of_signal, 1, "{messages:?}");
+    harness.stop().await;
+}
+on_both_stores!(a_retry_pending_at_a_restart_is_sent_once_after_it);

@@ -78,6 +78,29 @@ impl InProcess {
         }
     }
 
+    /// Stops the saga and the ledger as a crash would leave them, and starts new ones on the same
+    /// store: a restart of the process.
+    pub async fn restart(
+        self,
+        exchange: Arc<dyn Exchange>,
+        notifier: Arc<dyn Notifier>,
+        retry: RetryPolicy,
+    ) -> Self {
+        let Self {
+            store,
+            ledger,
+            ingest,
+            stop,
+            saga,
+            _tasks,
+            _test,
+        } = self;
+        let _ = stop.send(true);
+        saga.await.expect("the saga stops cleanly, without a panic");
+        drop((ledger, ingest, _tasks));
+        Self::start_with_retries(_test, store, exchange, notifier, retry).await
+    }
+
     /// Stops the saga after its current page; it must end cleanly.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
