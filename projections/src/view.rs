@@ -74,6 +74,8 @@ pub struct StateView<'s> {
     pub signals_received: u64,
     pub orders_filled: u64,
     pub consecutive_failures: u32,
+    /// Notifications that failed and are to be tried again, with the failed attempts so far.
+    pub undelivered: Entries<'s, SignalId, u32>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -126,6 +128,7 @@ impl<'s> StateView<'s> {
             signals_received,
             orders_filled,
             consecutive_failures,
+            undelivered,
             ..
         } = state;
         Self {
@@ -142,6 +145,7 @@ impl<'s> StateView<'s> {
             signals_received: *signals_received,
             orders_filled: *orders_filled,
             consecutive_failures: *consecutive_failures,
+            undelivered: Entries::of(undelivered, extent, touches.signal),
         }
     }
 }
