@@ -464,3 +464,56 @@ async fn a_retry_pending_at_a_restart_is_sent_once_after_it(backend: Backend) {
     harness.stop().await;
 }
 on_both_stores!(a_retry_pending_at_a_restart_is_sent_once_after_it);
+
+/// The fake answers as the Bot API does: form bodies too, `ok`/`result`, 404 without a token,
+/// and the 429 shape with `parameters.retry_after`.
+#[tokio::test]
+async fn the_fake_answers_like_the_bot_api() {
+    let fake = FakeVenues::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/bot{TOKEN}/sendMessage", fake.telegram_url);
+    let form: Value = http
+        .post(&url)
+        .form(&[("chat_id", "55"), ("text", "hello")])
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(form["ok"], json!(true), "{form}");
+    assert_eq!(form["result"]["chat"]["id"], json!(55), "{form}");
+    assert_eq!(form["result"]["text"], json!("hello"), "{form}");
+
+    let no_token = http
+        .post(format!("{}/bot/sendMessage", fake.telegram_url))
+        .json(&json!({"chat_id": 55, "text": "x"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(no_token.status(), 404);
+
+    fake.telegram_faults(json!({"rate_limited": 1, "retry_after": 7}))
+        .await;
+    let limited = http
+        .post(&url)
+        .json(&json!({"chat_id": 55, "text": "again"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    let body: Value = limited.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({
+            "ok": false,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 7",
+            "parameters": {"retry_after": 7}
+        })
+    );
+    let (messages, requests) = fake.telegram_messages().await;
+    assert_eq!((messages.len(), requests), (1, 2), "{messages:?}");
+    assert!(!fake.telegram_messages_text().await.contains(TOKEN));
+}

@@ -246,10 +246,18 @@ fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_urlencoded::from_bytes(body).map_err(|_| "Bad Request: can't parse form".to_owned())
 }
 
+/// The chat a message went to: an id (as a number or, from a form, as text) is a private chat
+/// when positive and a group when negative; `@name` is a channel.
 fn chat_json(chat_id: &Value) -> Value {
-    match chat_id {
-        Value::Number(id) => json!({"id": id, "first_name": "Trader", "type": "private"}),
-        other => json!({"id": -1_001_000_000_000_i64, "title": other, "type": "channel"}),
+    let id = match chat_id {
+        Value::Number(id) => id.as_i64(),
+        Value::String(text) => text.parse::<i64>().ok(),
+        _ => None,
+    };
+    match id {
+        Some(id) if id > 0 => json!({"id": id, "first_name": "Trader", "type": "private"}),
+        Some(id) => json!({"id": id, "title": "Traders", "type": "supergroup"}),
+        None => json!({"id": -1_001_000_000_000_i64, "title": chat_id, "type": "channel"}),
     }
 }
 
