@@ -322,7 +322,10 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
     };
     let mut events = vec![conclusion];
     events.extend(beside);
-    if maybe_more {
+    let last_known = origin.sequence + events.len() - 1;
+    // Usually the account has nothing after what the page showed (the cached version says so
+    // without a query); otherwise the rest of the conclusion's events are in the store.
+    if maybe_more && saga.ledger.version(&account_id).await? > last_known {
         events.extend(recorded_beside(saga, &account_id, &signal_id, &origin, events.len()).await?);
     }
     let order = OrderSummary {

@@ -210,6 +210,12 @@ impl Ledger {
             .and_then(|account| account.state.in_flight.get(signal_id).cloned()))
     }
 
+    /// The account's version: the sequence of its last event (0 before any).
+    pub async fn version(&self, account_id: &str) -> Result<usize, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().map_or(0, |account| account.version))
+    }
+
     /// How many times the signal's notification has failed, while another attempt is due.
     pub async fn undelivered(
         &self,
