@@ -132,7 +132,7 @@ impl TelegramNotifier {
         let chat = chat_id
             .parse::<i64>()
             .map_or_else(|_| json!(chat_id), |id| json!(id));
-        let body = json!({ "chat_id": chat, "text": text });
+        let body = json!({ "chat_id": chat, "text": clip(text) });
         let mut backoff = FIRST_BACKOFF;
         loop {
             if tokio::time::timeout_at(deadline, self.pacing.ready(chat_id))
@@ -167,6 +167,20 @@ impl TelegramNotifier {
             backoff = backoff.saturating_mul(2);
         }
     }
+}
+
+/// Telegram refuses a text over 4,096 characters ("message is too long"): a longer one is cut,
+/// which beats not telling the trader at all.
+fn clip(text: &str) -> String {
+    const MAX_CHARS: usize = 4_096;
+    if text.chars().nth(MAX_CHARS).is_none() {
+        return text.to_owned();
+    }
+    let cut = text
+        .char_indices()
+        .nth(MAX_CHARS - 1)
+        .map_or(text.len(), |(index, _)| index);
+    format!("{}…", &text[..cut])
 }
 
 /// Reads one answer. Nothing here may carry the URL: reqwest errors lose it before display.
@@ -260,5 +274,20 @@ impl Notifier for TelegramNotifier {
             ));
         };
         self.send_until(deadline, &token, &chat_id, message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn a_text_too_long_for_telegram_is_cut_to_its_limit() {
+        let long = "é".repeat(5_000);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), 4_096);
+        assert!(clipped.ends_with('…'));
+        let fits = "é".repeat(4_096);
+        assert_eq!(clip(&fits), fits);
     }
 }

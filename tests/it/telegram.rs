@@ -517,3 +517,25 @@ async fn the_fake_answers_like_the_bot_api() {
     assert_eq!((messages.len(), requests), (1, 2), "{messages:?}");
     assert!(!fake.telegram_messages_text().await.contains(TOKEN));
 }
+
+async fn a_burst_to_one_chat_is_paced_instead_of_refused(backend: Backend) {
+    let harness = Harness::start(backend, None, Some("424248")).await;
+    // The fake enforces Telegram's flood control: one message a second to a chat.
+    harness
+        .fake
+        .telegram_faults(json!({"chat_min_interval_ms": 900}))
+        .await;
+    for id in ["b-1", "b-2", "b-3"] {
+        harness
+            .send(&format!(
+                r#"{{"symbol":"ETHUSDT","side":"buy","size":"0.1","id":"{id}"}}"#
+            ))
+            .await;
+    }
+    let messages = harness.messages(3).await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    let (_, requests) = harness.fake.telegram_messages().await;
+    assert_eq!(requests, 3, "paced: no request was answered 429");
+    harness.stop().await;
+}
+on_both_stores!(a_burst_to_one_chat_is_paced_instead_of_refused);

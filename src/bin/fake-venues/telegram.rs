@@ -37,6 +37,9 @@ pub struct TelegramFaults {
     pub retry_after: Option<u64>,
     /// Chats that do not exist: 400 "Bad Request: chat not found".
     pub reject_chat_ids: BTreeSet<String>,
+    /// Telegram's flood control: a message to a chat that got one less than this long ago is
+    /// answered 429 (`retry_after` 1). 0: no limit.
+    pub chat_min_interval_ms: u64,
 }
 
 /// A message the fake accepted.
@@ -58,6 +61,8 @@ struct Inner {
     messages: Vec<SentMessage>,
     /// Every sendMessage request that reached the fake, accepted or not.
     requests: u64,
+    /// When each chat last got a message (for `chat_min_interval_ms`).
+    last_by_chat: std::collections::HashMap<String, std::time::Instant>,
 }
 
 /// The fake's shared state; clones share it.
@@ -156,7 +161,16 @@ async fn send_message(
             Verdict::RateLimited(faults.retry_after.unwrap_or(1))
         } else if faults.reject_chat_ids.contains(&chat_id) {
             Verdict::ChatNotFound
+        } else if faults.chat_min_interval_ms > 0
+            && inner.last_by_chat.get(&chat_id).is_some_and(|last| {
+                last.elapsed() < Duration::from_millis(inner.faults.chat_min_interval_ms)
+            })
+        {
+            Verdict::RateLimited(1)
         } else {
+            inner
+                .last_by_chat
+                .insert(chat_id.clone(), std::time::Instant::now());
             let message = SentMessage {
                 message_id: inner.messages.len() as u64 + 1,
                 token_sha256: hex::encode(&Sha256::digest(token.as_bytes())[..8]),
