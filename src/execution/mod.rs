@@ -23,7 +23,7 @@ use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
 use crate::ledger::{Ledger, RecordedEvent};
-use crate::notify::Notifier;
+use crate::notify::{messages, Notifier};
 use crate::store::{LogPosition, LoggedEvent};
 
 use self::retry::{NotificationRetries, RetryPolicy};
@@ -120,7 +120,7 @@ impl ExecutionSaga {
                     let beside: Vec<AccountEvent> = decoded[index + 1..]
                         .iter()
                         .take_while(|(account, _, later)| {
-                            account == account_id && later.signal_id() == Some(&signal_id)
+                            account == account_id && messages::recorded_with(later, &signal_id)
                         })
                         .map(|(_, _, later)| later.clone())
                         .collect();

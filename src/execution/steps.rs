@@ -393,7 +393,7 @@ async fn recorded_beside(
     let mut beside = Vec::new();
     for event in stored {
         let recorded = decode(event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
-        if recorded.event.signal_id() != Some(signal_id) {
+        if !messages::recorded_with(&recorded.event, signal_id) {
             break;
         }
         beside.push(recorded.event);

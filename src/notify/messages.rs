@@ -34,8 +34,13 @@ pub fn signal_outcome(order: Option<&OrderSummary>, events: &[AccountEvent]) -> 
     let signal_id = concluding.signal_id()?;
     let beside: Vec<&AccountEvent> = beside
         .iter()
-        .filter(|event| event.signal_id() == Some(signal_id))
+        .filter(|event| recorded_with(event, signal_id))
         .collect();
+    // An automatic halt is decided with the failure that triggered it: the trader reads both.
+    let halt = beside.iter().find_map(|event| match event {
+        AccountEvent::TradingHalted { by, reason, .. } => Some(halted(by, reason)),
+        _ => None,
+    });
     let order_text = order.map(OrderSummary::describe);
     let released = beside
         .iter()
@@ -60,7 +65,13 @@ pub fn signal_outcome(order: Option<&OrderSummary>, events: &[AccountEvent]) -> 
             signal_id,
         ),
         AccountEvent::OrderRejected { reason, .. } => rejected(order_text, reason, signal_id),
-        AccountEvent::OrderFailed { reason, .. } => failed(order_text, reason, released, signal_id),
+        AccountEvent::OrderFailed { reason, .. } => {
+            let text = failed(order_text, reason, released, signal_id);
+            match halt {
+                Some(halt) => format!("{text}\n\n{halt}"),
+                None => text,
+            }
+        }
         AccountEvent::OrderCancelled { reason, .. } => cancelled(order_text, reason, signal_id),
         AccountEvent::FillMismatch {
             client_order_id,
@@ -90,12 +101,18 @@ pub fn from_history(history: &[AccountEvent], signal_id: &SignalId) -> Option<St
     let start = history
         .iter()
         .position(|event| event.signal_id() == Some(signal_id) && concludes(event))?;
-    // The events recorded with the conclusion follow it, all about the same signal.
+    // The events recorded with the conclusion follow it.
     let end = history[start + 1..]
         .iter()
-        .position(|event| event.signal_id() != Some(signal_id))
+        .position(|event| !recorded_with(event, signal_id))
         .map_or(history.len(), |offset| start + 1 + offset);
     signal_outcome(order.as_ref(), &history[start..end])
+}
+
+/// Whether `event`, following a signal's conclusion, can be part of the same decision: the
+/// signal's own events, and the automatic halt the conclusion triggered.
+pub fn recorded_with(event: &AccountEvent, signal_id: &SignalId) -> bool {
+    event.signal_id() == Some(signal_id) || matches!(event, AccountEvent::TradingHalted { .. })
 }
 
 /// Whether the event ends a signal's execution: the one its message is about.
@@ -363,5 +380,36 @@ mod tests {
         assert!(text.contains("exchange unavailable"), "{text}");
         assert!(text.contains("given back"), "{text}");
         assert!(text.ends_with("Signal: sig-2"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_that_halts_the_account_says_so() {
+        let signal = SignalId("sig-3".into());
+        let history = vec![
+            AccountEvent::OrderFailed {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-3".into()),
+                reason: "exchange unavailable".into(),
+                at: Utc::now(),
+            },
+            AccountEvent::RiskReservationReleased {
+                signal_id: signal.clone(),
+                notional_usd: UsdAmount::new(Decimal::from(100)),
+            },
+            AccountEvent::TradingHalted {
+                by: "risk".into(),
+                reason: "3 orders in a row could not be placed".into(),
+                at: Utc::now(),
+            },
+        ];
+        let text = from_history(&history, &signal).unwrap_or_default();
+        assert!(text.contains("Order could not be placed"), "{text}");
+        assert!(
+            text.ends_with(
+                "🛑 Trading halted by risk: 3 orders in a row could not be placed\n\
+                 New signals are refused until it is resumed."
+            ),
+            "{text}"
+        );
     }
 }
