@@ -115,16 +115,23 @@ impl ExecutionSaga {
                     approved.push((account_id.clone(), signal_id, origin.clone()));
                 }
                 Some(Step::Notify { signal_id }) => {
-                    // The events recorded with the conclusion (the position's change) follow it
-                    // in the log; a run reaching the page's end may go on in the next page.
-                    let beside: Vec<AccountEvent> = decoded[index + 1..]
+                    // The events recorded with the conclusion (the position's change) come next
+                    // in the account's stream; other accounts' appends may sit between them in
+                    // the log, and a run reaching the account's last event in the page may go on
+                    // in the next page.
+                    let later: Vec<&(String, Origin, AccountEvent)> = decoded[index + 1..]
                         .iter()
-                        .take_while(|(account, _, later)| {
-                            account == account_id && messages::recorded_with(later, &signal_id)
-                        })
-                        .map(|(_, _, later)| later.clone())
+                        .filter(|(account, _, _)| account == account_id)
                         .collect();
-                    let maybe_more = index + 1 + beside.len() == decoded.len();
+                    let beside: Vec<AccountEvent> = later
+                        .iter()
+                        .zip(origin.sequence + 1..)
+                        .take_while(|((_, next, event), expected)| {
+                            next.sequence == *expected && messages::recorded_with(event, &signal_id)
+                        })
+                        .map(|((_, _, event), _)| event.clone())
+                        .collect();
+                    let maybe_more = beside.len() == later.len();
                     concluded.push(Concluded {
                         account_id: account_id.clone(),
                         signal_id,
