@@ -28,5 +28,6 @@ mod store;
 mod strangers;
 mod supervision;
 mod support;
+mod telegram;
 mod template;
 mod vault;
