@@ -1,6 +1,6 @@
 //! Trade notifications through the real Telegram notifier to the `fake-venues` binary: what the
-//! trader receives, 429 and 5xx handled, and a Telegram outage that changes no trade and is made
-//! good by a retry that sends the message once.
+//! trader receives, 429 and 5xx handled, a Telegram outage that changes no trade and is made
+//! good by a retry that sends the message once, and `serve` turning Telegram on from the vault.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use aggregates::{AccountEvent, Market, SignalId};
+use aggregates::{AccountEvent, Market, SignalId, SERVICE_OWNER_ID};
 use ledgerhook::exchange::PaperExchange;
 use ledgerhook::execution::NotificationRetryPolicy;
 use ledgerhook::ingest::ReceiptStatus;
@@ -23,9 +23,11 @@ use ledgerhook::notify::{
 use ledgerhook::users::create_user;
 
 use crate::on_both_stores;
+use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::fake_venues::FakeVenues;
 use crate::support::in_process::{InProcess, Policies};
+use crate::support::service::{self, credentials_set, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
 const TOKEN: &str = "7000000001:AAH-test-bot-token-do-not-leak-Zq9x";
@@ -543,3 +545,97 @@ async fn a_burst_to_one_chat_is_paced_instead_of_refused(backend: Backend) {
     harness.stop().await;
 }
 on_both_stores!(a_burst_to_one_chat_is_paced_instead_of_refused);
+
+/// The `CredentialAccessed` events of a stream (an account's, or the service's), as
+/// (field, purpose, by).
+async fn accesses(store: &ledgerhook::store::Store, owner: &str) -> Vec<(String, String, String)> {
+    let events = if owner == SERVICE_OWNER_ID {
+        store.events().load_service_credentials_after(0).await
+    } else {
+        store.events().load_account(owner).await
+    };
+    events
+        .expect("the stream loads")
+        .into_iter()
+        .filter(|event| event.event_type == "CredentialAccessed")
+        .map(|event| {
+            let access = &event.payload["CredentialAccessed"];
+            let text = |name: &str| access[name].as_str().unwrap_or_default().to_owned();
+            (text("field"), text("purpose"), text("by"))
+        })
+        .collect()
+}
+
+/// The real binary: a bot token and the trader's chat id set with `credentials set` turn
+/// Telegram on at `serve`; the fill's message reaches the fake once, and each message costs one
+/// recorded reveal of the chat id (the trader's stream) and one of the bot token (the service's).
+async fn serve_sends_to_telegram_with_the_vaults_credentials(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let user = service::create_user(&test.url, "tess").await;
+    credentials_set(&test.url, SERVICE_OWNER_ID, "telegram_bot_token", TOKEN).await;
+    credentials_set(&test.url, &user.user_id, "telegram_chat_id", "515151").await;
+    let options = Options {
+        args: vec!["--telegram-api-url".to_owned(), fake.telegram_url.clone()],
+        ..Options::default()
+    };
+    let service = Service::start(&test.url, options).await;
+    let alert = Alert::new("tg-e2e").symbol("ETH-USD").size("0.5").json();
+    let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    let signal_id = body["signal_id"].as_str().expect("a signal id").to_owned();
+    let store = test.open().await;
+    eventually("the notification recorded sent", || async {
+        let types = crate::support::event_types(&store, &user.user_id).await;
+        types.iter().any(|t| t == "NotificationSent").then_some(())
+    })
+    .await;
+    let (messages, requests) = fake.telegram_messages().await;
+    assert_eq!((messages.len(), requests), (1, 1), "{messages:?}");
+    assert_eq!(messages[0]["chat_id"], json!("515151"));
+    assert_eq!(messages[0]["token_last4"], json!(&TOKEN[TOKEN.len() - 4..]));
+    let text = messages[0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("✅ Filled: BUY 0.5 ETH-USD at "), "{text}");
+    assert!(text.ends_with(&format!("Signal: {signal_id}")), "{text}");
+    let reveal = |field: &str| {
+        (
+            field.to_owned(),
+            "send notification".to_owned(),
+            "execution".to_owned(),
+        )
+    };
+    assert_eq!(
+        accesses(&store, &user.user_id).await,
+        [reveal("telegram_chat_id")]
+    );
+    assert_eq!(
+        accesses(&store, SERVICE_OWNER_ID).await,
+        [reveal("telegram_bot_token")]
+    );
+    // Neither value reaches a stream.
+    let mut stored = store
+        .events()
+        .load_account(&user.user_id)
+        .await
+        .expect("load");
+    stored.extend(
+        store
+            .events()
+            .load_service_credentials_after(0)
+            .await
+            .expect("load"),
+    );
+    for event in stored {
+        let payload = event.payload.to_string();
+        assert!(
+            !payload.contains(TOKEN) && !payload.contains("515151"),
+            "{payload}"
+        );
+    }
+    service.stop().await;
+}
+on_both_stores!(serve_sends_to_telegram_with_the_vaults_credentials);
