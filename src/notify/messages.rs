@@ -393,13 +393,22 @@ pub fn compensation_failed(order: Option<String>, reason: &str, signal_id: &Sign
     )
 }
 
-/// Reconciliation found the venue holding something other than the ledger.
-pub fn drift(market: &Market, ledger_size: Decimal, venue_size: Decimal) -> String {
+/// Reconciliation found the venue holding something other than the ledger. Nothing is changed:
+/// which side is right is for a person to find out.
+pub fn drift(venue: &str, market: &Market, ledger_size: Decimal, venue_size: Decimal) -> String {
     format!(
-        "🔎 Position drift in {market}: the ledger holds {} but the exchange reports {}.\n\
-         Check the account before the next signal.",
+        "🔎 Position drift in {market}: the ledger holds {} but {venue} reports {}.\n\
+         Nothing was changed; check the account on {venue} before trading {market} again.",
         signed(ledger_size),
         signed(venue_size)
+    )
+}
+
+/// A drift reconciliation reported earlier is gone.
+pub fn drift_cleared(venue: &str, market: &Market, size: Decimal) -> String {
+    format!(
+        "✔️ Position drift in {market} resolved: {venue} and the ledger both hold {}.",
+        signed(size)
     )
 }
 
@@ -520,6 +529,169 @@ mod tests {
                 "🛑 Trading halted by risk: 3 orders in a row could not be placed\n\
                  New signals are refused until it is resumed."
             ),
+            "{text}"
+        );
+    }
+
+    fn eth_buy(size: &str) -> OrderSummary {
+        OrderSummary {
+            market: market(),
+            side: Side::Buy,
+            size: qty(size),
+        }
+    }
+
+    fn automatic_halt(reason: &str) -> AccountEvent {
+        AccountEvent::TradingHalted {
+            by: "execution".into(),
+            reason: reason.into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_partial_fill_tells_what_filled_and_what_did_not() {
+        let signal = SignalId("sig-4".into());
+        let events = vec![
+            AccountEvent::OrderPartiallyFilled {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-4".into()),
+                exchange_order_id: "x4".into(),
+                market: market(),
+                side: Side::Buy,
+                price: Decimal::new(3200, 0),
+                size: qty("0.25"),
+                unfilled: qty("0.25"),
+                fee_usd: UsdAmount::new(Decimal::new(40, 2)),
+                filled_at: Utc::now(),
+            },
+            AccountEvent::PositionOpened {
+                signal_id: signal.clone(),
+                market: market(),
+                side: Side::Buy,
+                size: qty("0.25"),
+                entry_price: Decimal::new(3200, 0),
+            },
+            AccountEvent::RiskReservationReleased {
+                signal_id: signal.clone(),
+                notional_usd: UsdAmount::new(Decimal::from(800)),
+            },
+        ];
+        let text = signal_outcome(Some(&eth_buy("0.5")), &events).unwrap_or_default();
+        assert_eq!(
+            text,
+            "◐ Partially filled: BUY 0.25 ETH-USD at 3200\nNot filled: 0.25 (the exchange \
+             cancelled the rest; its daily volume was given back)\nFee: 0.4 USD\nPosition now: \
+             long 0.25 ETH-USD (entry 3200)\nSignal: sig-4"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_signal_says_nothing_traded_and_adds_the_halt_it_caused() {
+        let signal = SignalId("sig-5".into());
+        let events = vec![
+            AccountEvent::ExecutionAbandoned {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-5".into()),
+                reason: "its deadline of 120 s from approval passed".into(),
+                at: Utc::now(),
+            },
+            AccountEvent::RiskReservationReleased {
+                signal_id: signal.clone(),
+                notional_usd: UsdAmount::new(Decimal::from(100)),
+            },
+            automatic_halt("3 orders in a row could not be placed"),
+        ];
+        let text = signal_outcome(Some(&eth_buy("0.5")), &events).unwrap_or_default();
+        assert!(
+            text.starts_with("⌛ Order abandoned at its deadline: BUY 0.5 ETH-USD\n"),
+            "{text}"
+        );
+        assert!(text.contains("deadline of 120 s"), "{text}");
+        assert!(text.contains("given back"), "{text}");
+        assert!(
+            text.ends_with("🛑 Trading halted by execution: 3 orders in a row could not be placed\nNew signals are refused until it is resumed."),
+            "{text}"
+        );
+    }
+
+    /// The fill that needed a close is not what the trader reads: the close is, with the
+    /// position it left.
+    #[test]
+    fn a_compensating_close_is_told_from_history_with_the_position_it_left() {
+        let signal = SignalId("sig-6".into());
+        let history = vec![
+            AccountEvent::RiskApproved {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-6".into()),
+                market: market(),
+                side: Side::Buy,
+                size: qty("0.5"),
+                notional_usd: UsdAmount::new(Decimal::from(1600)),
+                reduce_only: false,
+                order_type: aggregates::OrderType::Market,
+                take_profit: None,
+                stop_loss: Some(Decimal::from(3000)),
+            },
+            AccountEvent::OrderFilled {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-6".into()),
+                exchange_order_id: "x6".into(),
+                market: market(),
+                side: Side::Buy,
+                price: Decimal::new(3200, 0),
+                size: qty("0.5"),
+                fee_usd: UsdAmount::new(Decimal::new(80, 2)),
+                filled_at: Utc::now(),
+            },
+            AccountEvent::PositionCompensated {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-6-close".into()),
+                exchange_order_id: "x7".into(),
+                market: market(),
+                side: Side::Sell,
+                price: Decimal::new(3190, 0),
+                size: qty("0.5"),
+                fee_usd: UsdAmount::new(Decimal::new(80, 2)),
+                at: Utc::now(),
+            },
+            AccountEvent::PositionClosed {
+                signal_id: signal.clone(),
+                market: market(),
+                size_delta: qty("0.5"),
+                realized_pnl_usd: UsdAmount::new(Decimal::from(-5)),
+            },
+        ];
+        let text = from_history(&history, &signal).unwrap_or_default();
+        assert_eq!(
+            text,
+            "↩️ Order filled: BUY 0.5 ETH-USD, but its take-profit/stop-loss could not be placed, \
+             so the position was closed.\nClosed with a reduce-only SELL 0.5 ETH-USD at 3190\n\
+             Position now: flat in ETH-USD\nRealized PnL: -5 USD\nSignal: sig-6"
+        );
+    }
+
+    #[test]
+    fn a_failed_close_says_to_close_by_hand_and_that_trading_is_halted() {
+        let signal = SignalId("sig-7".into());
+        let events = vec![
+            AccountEvent::CompensationFailed {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-7-close".into()),
+                reason: "exchange unavailable".into(),
+                at: Utc::now(),
+            },
+            automatic_halt("the 0.5 ETH-USD position signal sig-7 opened could not be closed"),
+        ];
+        let text = signal_outcome(Some(&eth_buy("0.5")), &events).unwrap_or_default();
+        assert!(
+            text.starts_with("🚨 Order filled: BUY 0.5 ETH-USD, but"),
+            "{text}"
+        );
+        assert!(text.contains("close it by hand"), "{text}");
+        assert!(text.contains("Signal: sig-7"), "{text}");
+        assert!(
+            text.contains("🛑 Trading halted by execution: the 0.5 ETH-USD position"),
             "{text}"
         );
     }
