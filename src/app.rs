@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use aggregates::{upcasters, Market};
+use aggregates::{upcasters, Market, SERVICE_OWNER_ID};
 
 use crate::audit::{monitor, AuditConfig, AuditWriter, LatestVerification};
 use crate::catchup::{
@@ -24,19 +24,19 @@ use crate::catchup::{
 use crate::emergency::EmergencySwitch;
 use crate::exchange::dydx::{DydxConfig, DydxExchange};
 use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
-use crate::execution::{ExecutionSaga, RetryPolicy};
+use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
 use crate::ledger::{Ledger, LedgerOptions};
 use crate::markets::MarketList;
-use crate::notify::{LogNotifier, Notifier};
+use crate::notify::{LogNotifier, Notifier, TelegramNotifier, TelegramOptions};
 use crate::readside::ReadSide;
 use crate::reconcile::Reconciler;
 use crate::startup::{open_service_store, ServiceStore};
 use crate::store::{ServiceLock, Store};
 use crate::users::Authenticator;
-use crate::vault::{load_keyring, Vault};
+use crate::vault::{load_keyring, Field, Vault};
 
 /// Store connections opened before serving: the committers, the saga and a few request reads.
 const WARM_CONNECTIONS: usize = 12;
@@ -75,6 +75,36 @@ pub struct AppConfig {
     pub vault_key_file: Option<PathBuf>,
     /// dYdX v4, for users whose venue is `dydx`; `None`: every account trades on paper.
     pub dydx: Option<DydxConfig>,
+    /// Where trade notifications go, and how failed ones are retried.
+    pub notifications: NotificationConfig,
+}
+
+/// Telegram when the vault holds a bot token, else the service log.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationConfig {
+    /// The Bot API's URL and pacing (`--telegram-api-url`).
+    pub telegram: TelegramOptions,
+    /// Delays between attempts at a failed notification (`--notification-retry-seconds`).
+    pub retry: NotificationRetryPolicy,
+}
+
+impl NotificationConfig {
+    /// The notifier `serve` uses: Telegram if the vault holds a bot token at start (`ledgerhook
+    /// credentials set service telegram_bot_token`), else the log. Whether one is stored is read
+    /// without decrypting it; the token and each chat id are revealed per message, each reveal
+    /// recorded (`vault::telegram`).
+    pub async fn notifier(&self, vault: &Vault) -> anyhow::Result<Arc<dyn Notifier>> {
+        if !vault
+            .holds(SERVICE_OWNER_ID, Field::TelegramBotToken)
+            .await?
+        {
+            tracing::info!("no Telegram bot token in the vault: notifications go to the log");
+            return Ok(Arc::new(LogNotifier));
+        }
+        tracing::info!(api_url = %self.telegram.api_url, "notifications go to Telegram");
+        let notifier = TelegramNotifier::new(Arc::new(vault.clone()), self.telegram.clone())?;
+        Ok(Arc::new(notifier))
+    }
 }
 
 /// Connects to the store and applies pending migrations.
@@ -99,6 +129,7 @@ pub struct RunningApp {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     readers: Vec<tokio::task::JoinHandle<ReaderExit>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     committers: JoinSet<()>,
     /// Held while the service runs (embedded store: this process is its only service).
     _service_lock: Option<ServiceLock>,
@@ -147,7 +178,9 @@ impl RunningApp {
             panic_once: Arc::default(),
         };
         let mut readers = Vec::new();
-        let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
+        // Background tasks that append through the ledger, awaited before the committers drain.
+        let mut background = Vec::new();
+        let notifier = config.notifications.notifier(&vault).await?;
         if config.execute_signals {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
@@ -155,7 +188,11 @@ impl RunningApp {
                 notifier.clone(),
                 emergency.clone(),
             )
-            .with_retry_policy(config.execution_retry);
+            .with_retry_policy(config.execution_retry)
+            .with_notification_retry_policy(config.notifications.retry);
+            background.push(tokio::spawn(
+                saga.clone().retry_notifications(shutdown_requested.clone()),
+            ));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
             if let Some(every) = config.reconcile_every {
                 let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);
@@ -216,6 +253,7 @@ impl RunningApp {
             shutdown,
             server,
             readers,
+            background,
             committers,
             _service_lock: service_lock,
         })
@@ -239,6 +277,11 @@ impl RunningApp {
                     "reader stopped"
                 ),
                 Err(error) => tracing::error!(%error, "a reader's supervisor failed"),
+            }
+        }
+        for task in self.background {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed");
             }
         }
         // The vault records reveals through the ledger: it must go too for the committers to end.

@@ -18,7 +18,7 @@ use aggregates::{AccountCommand, AccountEvent, Drift, Market};
 
 use crate::exchange::{Exchange, ExchangeError};
 use crate::ledger::{EventContext, Ledger, LedgerError};
-use crate::notify::Notifier;
+use crate::notify::{messages, Notifier};
 use crate::store::StoreError;
 
 const ACTOR: &str = "reconciliation";
@@ -151,7 +151,7 @@ impl Reconciler {
     }
 }
 
-/// What the trader is told of a recorded reconciliation event.
+/// What the trader is told of a recorded reconciliation event (the texts are `notify::messages`'s).
 pub fn message(event: &AccountEvent) -> Option<String> {
     match event {
         AccountEvent::PositionDriftDetected {
@@ -160,18 +160,13 @@ pub fn message(event: &AccountEvent) -> Option<String> {
             ledger_size,
             venue_size,
             ..
-        } => Some(format!(
-            "position drift on {market}: {venue} holds {venue_size}, the ledger {ledger_size}. \
-             Nothing was changed; check the venue before trading {market} again."
-        )),
+        } => Some(messages::drift(venue, market, *ledger_size, *venue_size)),
         AccountEvent::PositionDriftCleared {
             venue,
             market,
             size,
             ..
-        } => Some(format!(
-            "position drift on {market} resolved: {venue} and the ledger both hold {size}."
-        )),
+        } => Some(messages::drift_cleared(venue, market, *size)),
         _ => None,
     }
 }

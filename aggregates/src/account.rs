@@ -26,9 +26,14 @@ pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 pub const FINGERPRINT_KEY_PREFIX: &str = "fp:";
 pub const FINGERPRINT_WINDOW_SECONDS: i64 = 120;
 
+/// Attempts at telling the trader how one signal ended (the first and the retries) before the
+/// failure is recorded as final. A notification never holds a trade up, so this only bounds how
+/// long an account remembers an undelivered message.
+pub const NOTIFICATION_ATTEMPTS: u32 = 6;
+
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "4";
+pub const STATE_VERSION: &str = "5";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -68,6 +73,10 @@ pub struct TradingAccount {
     pub consecutive_failures: u32,
     /// Position drifts reconciliation reported and has not cleared, by market.
     pub drift: BTreeMap<Market, Drift>,
+    /// Signals whose notification failed and is to be tried again, with the failed attempts so
+    /// far. Each leaves when a retry is sent or the attempts run out.
+    #[serde(default)]
+    pub undelivered: BTreeMap<SignalId, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,10 +221,17 @@ impl TradingAccount {
                 outcome,
                 at,
             } => {
-                let in_flight = self.in_flight_signal(&signal_id)?;
-                if in_flight.stage != SignalStage::AwaitingNotification {
-                    return Err(AccountError::NotConcluded(signal_id));
-                }
+                // A retry of a failed notification, else the first attempt.
+                let failed_attempts = match self.undelivered.get(&signal_id) {
+                    Some(failed) => *failed,
+                    None => {
+                        let in_flight = self.in_flight_signal(&signal_id)?;
+                        if in_flight.stage != SignalStage::AwaitingNotification {
+                            return Err(AccountError::NotConcluded(signal_id));
+                        }
+                        0
+                    }
+                };
                 Ok(vec![match outcome {
                     NotificationOutcome::Sent => AccountEvent::NotificationSent {
                         signal_id,
@@ -227,7 +243,18 @@ impl TradingAccount {
                         channel,
                         reason,
                         at,
+                        retry_at: None,
                     },
+                    NotificationOutcome::Deferred { reason, retry_at } => {
+                        let last = failed_attempts.saturating_add(1) >= NOTIFICATION_ATTEMPTS;
+                        AccountEvent::NotificationFailed {
+                            signal_id,
+                            channel,
+                            reason,
+                            at,
+                            retry_at: (!last).then_some(retry_at),
+                        }
+                    }
                 }])
             }
             AccountCommand::SetRiskLimits {
@@ -426,8 +453,22 @@ impl TradingAccount {
                     .or_default()
                     .apply(event);
             }
-            NotificationSent { signal_id, .. } | NotificationFailed { signal_id, .. } => {
+            NotificationSent { signal_id, .. } => {
                 self.in_flight.remove(signal_id);
+                self.undelivered.remove(signal_id);
+            }
+            NotificationFailed {
+                signal_id,
+                retry_at,
+                ..
+            } => {
+                self.in_flight.remove(signal_id);
+                if retry_at.is_some() {
+                    let failed = self.undelivered.entry(signal_id.clone()).or_insert(0);
+                    *failed = failed.saturating_add(1);
+                } else {
+                    self.undelivered.remove(signal_id);
+                }
             }
             RiskLimitsChanged { limits, .. } => {
                 if let Some(profile) = &mut self.profile {

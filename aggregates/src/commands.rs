@@ -261,7 +261,16 @@ pub struct Fill {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NotificationOutcome {
     Sent,
-    Failed { reason: String },
+    /// Failed for good: nothing will try again.
+    Failed {
+        reason: String,
+    },
+    /// Failed for now: try again at `retry_at`, unless the attempts are used up (then it is
+    /// recorded as final).
+    Deferred {
+        reason: String,
+        retry_at: DateTime<Utc>,
+    },
 }
 
 impl CredentialAccess {

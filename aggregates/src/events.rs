@@ -220,6 +220,10 @@ pub enum AccountEvent {
         channel: String,
         reason: String,
         at: DateTime<Utc>,
+        /// When the next attempt is due; absent when this failure is final (a permanent refusal,
+        /// or the last attempt). Absent in events written before retries existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
     },
     RiskLimitsChanged {
         limits: RiskLimits,

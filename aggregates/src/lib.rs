@@ -22,7 +22,7 @@ mod values;
 pub use account::{
     AccountError, CompensationOrder, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage,
     TradingAccount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
-    STATE_VERSION,
+    NOTIFICATION_ATTEMPTS, STATE_VERSION,
 };
 pub use commands::{
     AccountCommand, CompensationReport, CredentialAccess, ExecutionReport, Fill,

@@ -1296,6 +1296,7 @@ async fn a_failed_notification_also_finishes_the_signal() {
             channel: "telegram".to_owned(),
             reason: "chat not found".to_owned(),
             at: at("2024-03-01T09:00:05Z"),
+            retry_at: None,
         }]
     );
     history.extend(events);
@@ -1346,4 +1347,101 @@ async fn a_credential_access_changes_nothing_else_and_needs_an_open_account() {
         .when_async(AccountCommand::RecordCredentialAccess(credential_access()))
         .await
         .then_expect_error(AccountError::NotOpened);
+}
+
+fn deferred(reason: &str, retry_at: &str) -> NotificationOutcome {
+    NotificationOutcome::Deferred {
+        reason: reason.to_owned(),
+        retry_at: at(retry_at),
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_notification_is_retried_until_the_attempts_run_out() {
+    let mut history = one_btc_in_flight();
+    history.extend(after_state(
+        &history,
+        filled("s1", "60010", "1", "4.5", "2024-03-01T09:00:02Z"),
+    ));
+    // Every attempt but the last plans the next one; the account keeps the signal undelivered.
+    for attempt in 1..aggregates::NOTIFICATION_ATTEMPTS {
+        let events = after_state(
+            &history,
+            notified(
+                "s1",
+                deferred("502", "2024-03-01T09:01:00Z"),
+                "2024-03-01T09:00:05Z",
+            ),
+        );
+        assert!(
+            matches!(
+                events.as_slice(),
+                [AccountEvent::NotificationFailed {
+                    retry_at: Some(_),
+                    ..
+                }]
+            ),
+            "attempt {attempt}: {events:?}"
+        );
+        history.extend(events);
+        let state = replay(&history);
+        assert!(state.in_flight.is_empty());
+        assert_eq!(state.undelivered.get(&sid("s1")), Some(&attempt));
+    }
+    // The last attempt's failure is final: nothing is planned, nothing kept.
+    let last = after_state(
+        &history,
+        notified(
+            "s1",
+            deferred("502", "2024-03-01T09:01:00Z"),
+            "2024-03-01T09:00:09Z",
+        ),
+    );
+    assert!(
+        matches!(
+            last.as_slice(),
+            [AccountEvent::NotificationFailed { retry_at: None, .. }]
+        ),
+        "{last:?}"
+    );
+    history.extend(last);
+    assert!(replay(&history).undelivered.is_empty());
+    let refused = replay(&history).decide(notified(
+        "s1",
+        NotificationOutcome::Sent,
+        "2024-03-01T09:00:10Z",
+    ));
+    assert_eq!(refused, Err(AccountError::NotInFlight(sid("s1"))));
+}
+
+#[tokio::test]
+async fn a_retry_that_is_sent_ends_the_signal_for_good() {
+    let mut history = one_btc_in_flight();
+    history.extend(after_state(
+        &history,
+        failed("s1", "exchange unreachable", "2024-03-01T09:00:02Z"),
+    ));
+    history.extend(after_state(
+        &history,
+        notified(
+            "s1",
+            deferred("down", "2024-03-01T09:00:30Z"),
+            "2024-03-01T09:00:03Z",
+        ),
+    ));
+    let sent = after_state(
+        &history,
+        notified("s1", NotificationOutcome::Sent, "2024-03-01T09:00:31Z"),
+    );
+    assert_eq!(names(&sent), ["NotificationSent"]);
+    history.extend(sent);
+    let state = replay(&history);
+    assert!(state.undelivered.is_empty() && state.in_flight.is_empty());
+    // A second send of the same notification is refused: it is recorded once.
+    let again = state.decide(notified(
+        "s1",
+        NotificationOutcome::Sent,
+        "2024-03-01T09:00:32Z",
+    ));
+    assert_eq!(again, Err(AccountError::NotInFlight(sid("s1"))));
 }

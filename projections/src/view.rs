@@ -80,6 +80,8 @@ pub struct StateView<'s> {
     pub orders_filled: u64,
     pub consecutive_failures: u32,
     pub drift: Entries<'s, Market, Drift>,
+    /// Notifications that failed and are to be tried again, with the failed attempts so far.
+    pub undelivered: Entries<'s, SignalId, u32>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -133,6 +135,7 @@ impl<'s> StateView<'s> {
             orders_filled,
             consecutive_failures,
             drift,
+            undelivered,
             ..
         } = state;
         Self {
@@ -150,6 +153,7 @@ impl<'s> StateView<'s> {
             orders_filled: *orders_filled,
             consecutive_failures: *consecutive_failures,
             drift: Entries::of(drift, extent, touches.market),
+            undelivered: Entries::of(undelivered, extent, touches.signal),
         }
     }
 }
@@ -298,6 +302,7 @@ mod tests {
                 channel: "log".into(),
                 reason: "no".into(),
                 at: at(3),
+                retry_at: None,
             },
             notified(1),
             RiskLimitsChanged {

@@ -10,10 +10,10 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 
 use super::{paper_prices, GlobalArgs};
-use crate::app::{AppConfig, RunningApp};
+use crate::app::{AppConfig, NotificationConfig, RunningApp};
 use crate::catchup::{ReadinessLimits, SupervisorConfig};
 use crate::exchange::DEFAULT_PAPER_EQUITY_USD;
-use crate::execution::RetryPolicy;
+use crate::execution::{NotificationRetryPolicy, RetryPolicy};
 use crate::guard::{
     GuardConfig, IpAllowlist, LockoutPolicy, RateLimit, TrustedProxies, DEFAULT_ADDRESS_FAILURES,
 };
@@ -69,6 +69,51 @@ pub struct ServeArgs {
     pub readers: ReaderArgs,
     #[command(flatten)]
     pub dydx: DydxArgs,
+    #[command(flatten)]
+    pub notifications: NotificationArgs,
+}
+
+/// Where notifications go. The bot token and chat ids never come from flags or the environment:
+/// they come from the vault (`ledgerhook credentials set service telegram_bot_token`, and each
+/// user's `telegram_chat_id`); with no bot token stored, notifications go to the log.
+#[derive(Debug, Args)]
+pub struct NotificationArgs {
+    /// The Telegram Bot API's base URL (a fake one for tests and demos).
+    #[arg(long, env = "LEDGERHOOK_TELEGRAM_API_URL", default_value = crate::notify::DEFAULT_TELEGRAM_API_URL)]
+    pub telegram_api_url: String,
+    /// Seconds before a failed notification's first retry; doubles with each failure, to 15 min.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_NOTIFICATION_RETRY_SECONDS",
+        default_value_t = 30
+    )]
+    pub notification_retry_seconds: u64,
+}
+
+impl Default for NotificationArgs {
+    fn default() -> Self {
+        Self {
+            telegram_api_url: crate::notify::DEFAULT_TELEGRAM_API_URL.to_owned(),
+            notification_retry_seconds: 30,
+        }
+    }
+}
+
+impl NotificationArgs {
+    /// The notification settings (the credentials are the vault's, found at start).
+    pub fn config(&self) -> NotificationConfig {
+        let first = std::time::Duration::from_secs(self.notification_retry_seconds.max(1));
+        NotificationConfig {
+            telegram: crate::notify::TelegramOptions {
+                api_url: self.telegram_api_url.clone(),
+                ..Default::default()
+            },
+            retry: NotificationRetryPolicy {
+                first,
+                max: NotificationRetryPolicy::default().max.max(first),
+            },
+        }
+    }
 }
 
 /// Where dYdX v4 is. Without both URLs the service trades on paper only and dials nothing.
@@ -315,6 +360,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         allow_privileged_login: args.allow_privileged_login,
         readiness: args.readers.readiness(),
         supervisor: args.readers.supervisor(),
+        notifications: args.notifications.config(),
         public_url: global
             .public_url
             .as_deref()

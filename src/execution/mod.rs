@@ -8,11 +8,17 @@
 //! time across instances. Failures: retries under a `RetryPolicy` with a deadline from approval
 //! (`ExecutionAbandoned` past it), the account's automatic halt after repeated failures, and a
 //! reduce-only close of a position a fill left unprotected (`compensate`).
+//!
+//! A notification that failed in a way the channel may get over is tried again later by
+//! `notification_retry::run`, beside the saga, under a `NotificationRetryPolicy`, so that
+//! neither a trade nor the next page waits for it.
 
 mod compensate;
+pub mod notification_retry;
 mod retry;
 mod steps;
 
+pub use self::notification_retry::NotificationRetryPolicy;
 pub use self::retry::RetryPolicy;
 
 use async_trait::async_trait;
@@ -20,17 +26,18 @@ use cqrs_es::Aggregate;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use aggregates::TradingAccount;
+use aggregates::{AccountEvent, TradingAccount};
 
 use crate::catchup::parking::{decode_or_park, park};
 use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::emergency::EmergencySwitch;
 use crate::exchange::Exchange;
 use crate::ledger::{Ledger, RecordedEvent};
-use crate::notify::Notifier;
+use crate::notify::{messages, Notifier};
 use crate::store::{LogPosition, LoggedEvent};
 
-use self::steps::Step;
+use self::notification_retry::NotificationRetries;
+use self::steps::{Concluded, Step};
 
 pub const CHECKPOINT_NAME: &str = "execution";
 /// Events read per page of the global order. Small pages keep the saga's work smooth: a large
@@ -43,7 +50,11 @@ pub struct ExecutionSaga {
     exchange: Arc<dyn Exchange>,
     notifier: Arc<dyn Notifier>,
     emergency: Arc<EmergencySwitch>,
+    /// Placement retries and the deadline from approval.
     retry: RetryPolicy,
+    /// Failed notifications waiting for their next attempt (shared by clones).
+    retries: NotificationRetries,
+    notification_retry: NotificationRetryPolicy,
 }
 
 impl ExecutionSaga {
@@ -59,28 +70,49 @@ impl ExecutionSaga {
             notifier,
             emergency,
             retry: RetryPolicy::default(),
+            retries: NotificationRetries::default(),
+            notification_retry: NotificationRetryPolicy::default(),
         }
     }
 
-    /// Replaces the default retries and deadline (`serve --order-deadline-seconds`, tests).
+    /// Replaces the default placement retries and deadline (`serve --order-deadline-seconds`,
+    /// tests).
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// How long a failed notification waits for its next attempt (`serve
+    /// --notification-retry-seconds`, tests).
+    pub fn with_notification_retry_policy(mut self, policy: NotificationRetryPolicy) -> Self {
+        self.notification_retry = policy;
+        self
+    }
+
+    /// Retries failed notifications until `shutdown` turns true. `serve` and `run` start it beside
+    /// the saga; only the notifications this saga read as failed are queued for it.
+    pub async fn retry_notifications(self, shutdown: watch::Receiver<bool>) {
+        notification_retry::run(self, shutdown).await;
     }
 
     /// Runs under the catch-up runtime, on its own, until `shutdown` turns true (tests; `serve`
     /// supervises it beside the other readers).
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let ledger = self.ledger.clone();
+        let retries = tokio::spawn(self.clone().retry_notifications(shutdown.clone()));
         crate::catchup::supervisor::run_alone(self, ledger, shutdown).await;
+        if let Err(error) = retries.await {
+            tracing::error!(%error, "the notification retries stopped abnormally");
+        }
     }
 
-    /// Executes the page's approved signals as one batch, closes the positions its fills left
-    /// unprotected, then notifies its concluded signals.
+    /// Executes the page's approved signals as one batch and closes the positions its fills left
+    /// unprotected, while it notifies its concluded signals; queues the retries of notifications
+    /// that failed.
     async fn handle(&self, page: Vec<LoggedEvent>) -> Result<(), ReaderError> {
         let mut approved = Vec::new();
         let mut compensations = Vec::new();
-        let mut concluded = Vec::new();
+        let mut decoded = Vec::new();
         for logged in page {
             // The log also carries other streams (the emergency stop); the saga works accounts.
             if logged.event.aggregate_type != TradingAccount::TYPE {
@@ -97,25 +129,63 @@ impl ExecutionSaga {
                 continue;
             };
             let origin = Origin::of(position, &recorded);
-            match Step::after(&recorded.event) {
-                Some(Step::Execute { signal_id }) => approved.push((account_id, signal_id, origin)),
-                Some(Step::Compensate { signal_id }) => {
-                    compensations.push((account_id, signal_id, origin));
+            decoded.push((account_id, origin, recorded.event));
+        }
+        let mut concluded = Vec::new();
+        for (index, (account_id, origin, event)) in decoded.iter().enumerate() {
+            match Step::after(event) {
+                Some(Step::Execute { signal_id }) => {
+                    approved.push((account_id.clone(), signal_id, origin.clone()));
                 }
-                Some(Step::Notify {
-                    signal_id,
-                    message,
-                    tell,
-                }) => {
-                    concluded.push((account_id, signal_id, message, tell, origin));
+                Some(Step::Compensate { signal_id }) => {
+                    compensations.push((account_id.clone(), signal_id, origin.clone()));
+                }
+                Some(Step::Notify { signal_id, tell }) => {
+                    // The events recorded with the conclusion (the position's change) come next
+                    // in the account's stream; other accounts' appends may sit between them in
+                    // the log, and a run reaching the account's last event in the page may go on
+                    // in the next page.
+                    let later: Vec<&(String, Origin, AccountEvent)> = decoded[index + 1..]
+                        .iter()
+                        .filter(|(account, _, _)| account == account_id)
+                        .collect();
+                    let beside: Vec<AccountEvent> = later
+                        .iter()
+                        .zip(origin.sequence + 1..)
+                        .take_while(|((_, next, event), expected)| {
+                            next.sequence == *expected && messages::recorded_with(event, &signal_id)
+                        })
+                        .map(|((_, _, event), _)| event.clone())
+                        .collect();
+                    let maybe_more = beside.len() == later.len();
+                    concluded.push(Concluded {
+                        account_id: account_id.clone(),
+                        signal_id,
+                        origin: origin.clone(),
+                        conclusion: event.clone(),
+                        beside,
+                        maybe_more,
+                        tell,
+                    });
+                }
+                Some(Step::RetryNotification { signal_id, at }) => {
+                    self.retries
+                        .schedule(account_id, &signal_id, at, origin.position);
                 }
                 None => {}
             }
         }
-        let executed = steps::execute_all(self, approved).await;
-        let compensated = compensate::compensate_all(self, compensations).await;
-        let notified = steps::notify_all(self, concluded).await;
-        executed.and(compensated).and(notified).map(drop)
+        // Closes come after the page's placements, as one sequence; a notification waits for
+        // neither (its step checks the signal's stage, so running beside them is safe).
+        let (trades, notified) = tokio::join!(
+            async {
+                let executed = steps::execute_all(self, approved).await;
+                let compensated = compensate::compensate_all(self, compensations).await;
+                executed.and(compensated)
+            },
+            steps::notify_all(self, concluded),
+        );
+        trades.and(notified).map(drop)
     }
 
     /// Parks the event that calls for a step the account refuses for good: its history cannot be
@@ -174,13 +244,16 @@ impl CatchUpReader for ExecutionSaga {
         PAGE_SIZE
     }
 
+    /// Also queues again the notification retries an earlier holder of the lease left.
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
-        Ok(self
+        let position = self
             .ledger
             .store()
             .events()
             .checkpoint(CHECKPOINT_NAME)
-            .await?)
+            .await?;
+        notification_retry::recover(self, position).await?;
+        Ok(position)
     }
 
     /// The checkpoint moves after the whole page: after a crash the page is handled again, and
@@ -195,6 +268,7 @@ impl CatchUpReader for ExecutionSaga {
             .events()
             .save_checkpoint(CHECKPOINT_NAME, last)
             .await?;
+        notification_retry::save_low_water(self).await?;
         Ok(last)
     }
 
@@ -215,13 +289,22 @@ impl CatchUpReader for ExecutionSaga {
             Some(Step::Compensate { signal_id }) => {
                 compensate::compensate_all(self, vec![(account_id, signal_id, origin)]).await?
             }
-            Some(Step::Notify {
-                signal_id,
-                message,
-                tell,
-            }) => {
-                steps::notify_all(self, vec![(account_id, signal_id, message, tell, origin)])
-                    .await?
+            Some(Step::Notify { signal_id, tell }) => {
+                let concluded = Concluded {
+                    account_id,
+                    signal_id,
+                    origin,
+                    conclusion: recorded.event,
+                    beside: Vec::new(),
+                    maybe_more: true,
+                    tell,
+                };
+                steps::notify_all(self, vec![concluded]).await?
+            }
+            Some(Step::RetryNotification { signal_id, at }) => {
+                self.retries
+                    .schedule(&account_id, &signal_id, at, event_position);
+                0
             }
             None => 0,
         };

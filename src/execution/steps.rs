@@ -6,13 +6,13 @@ use futures::stream::{self, StreamExt};
 
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
-    AUTOMATIC_HALT_BY,
 };
 
 use super::{ExecutionSaga, Origin};
 use crate::catchup::ReaderError;
 use crate::exchange::{ExchangeError, OrderOutcome, OrderRequest};
-use crate::ledger::{EventContext, LedgerError};
+use crate::ledger::{decode, EventContext, LedgerError};
+use crate::notify::messages::{self, OrderSummary};
 
 const ACTOR: &str = "execution";
 /// Lookups, placements and records in progress at once: enough for the group committer to batch
@@ -25,36 +25,43 @@ pub enum Step {
     Execute { signal_id: SignalId },
     /// Close, reduce-only, the position a fill left without protection, and record it.
     Compensate { signal_id: SignalId },
-    /// Tell the trader how the signal ended and record whether that worked.
-    Notify {
+    /// Tell the trader how the signal ended and record whether that worked. The text is written
+    /// from the concluding event and those recorded beside it (`notify::messages`).
+    Notify { signal_id: SignalId, tell: Tell },
+    /// A notification failed for now: queue its next attempt.
+    RetryNotification {
         signal_id: SignalId,
-        message: String,
-        tell: Tell,
+        at: DateTime<Utc>,
     },
 }
 
-/// What a notification is about, which decides whether it is the signal's to send and what is
-/// added to it.
+/// What a notification is about, which decides whether it is the signal's to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tell {
+    /// How the order ended (filled, partially filled, rejected, failed, abandoned, cancelled, a
+    /// fill that is not the order's). An automatic halt recorded with it is added to the text.
     Outcome,
-    /// The exchange failed the order: an automatic halt it caused is added.
-    Failure,
     /// The outcome of a compensating close: it alone is sent for a signal that needed one (its
     /// fill's own message would say the position stands), with any automatic halt added.
     Compensation,
 }
 
+impl Tell {
+    /// Which notification a concluding event calls for; `None` for any other event.
+    fn of(event: &AccountEvent) -> Option<Self> {
+        match event {
+            AccountEvent::PositionCompensated { .. } | AccountEvent::CompensationFailed { .. } => {
+                Some(Self::Compensation)
+            }
+            concluding if messages::concludes(concluding) => Some(Self::Outcome),
+            _ => None,
+        }
+    }
+}
+
 impl Step {
     /// The step an event calls for, if any.
     pub fn after(event: &AccountEvent) -> Option<Self> {
-        let notify = |signal_id: &SignalId, message: String, tell: Tell| {
-            Some(Self::Notify {
-                signal_id: signal_id.clone(),
-                message,
-                tell,
-            })
-        };
         match event {
             AccountEvent::RiskApproved { signal_id, .. } => Some(Self::Execute {
                 signal_id: signal_id.clone(),
@@ -62,107 +69,33 @@ impl Step {
             AccountEvent::CompensationRequired { signal_id, .. } => Some(Self::Compensate {
                 signal_id: signal_id.clone(),
             }),
-            AccountEvent::OrderFilled {
+            AccountEvent::NotificationFailed {
                 signal_id,
-                market,
-                side,
-                size,
-                price,
+                retry_at: Some(at),
                 ..
-            } => notify(
-                signal_id,
-                format!("filled: {} {size} {market} at {price}", side.as_str()),
-                Tell::Outcome,
-            ),
-            AccountEvent::OrderPartiallyFilled {
-                signal_id,
-                market,
-                side,
-                size,
-                price,
-                unfilled,
-                ..
-            } => notify(
-                signal_id,
-                format!(
-                    "partially filled: {} {size} {market} at {price}; the exchange cancelled the \
-                     other {unfilled} (signal {signal_id})",
-                    side.as_str()
-                ),
-                Tell::Outcome,
-            ),
-            AccountEvent::OrderRejected {
-                signal_id, reason, ..
-            } => notify(
-                signal_id,
-                format!("order rejected by the exchange: {reason}"),
-                Tell::Outcome,
-            ),
-            AccountEvent::OrderFailed {
-                signal_id, reason, ..
-            } => notify(
-                signal_id,
-                format!("order could not be placed: {reason}"),
-                Tell::Failure,
-            ),
-            AccountEvent::ExecutionAbandoned {
-                signal_id, reason, ..
-            } => notify(
-                signal_id,
-                format!("signal {signal_id} abandoned: {reason}"),
-                Tell::Failure,
-            ),
-            AccountEvent::FillMismatch {
-                signal_id,
-                client_order_id,
-                reason,
-                ..
-            } => notify(
-                signal_id,
-                format!(
-                    "the exchange reported a fill that is not order {client_order_id}'s ({reason}); \
-                     nothing was booked and trading is halted until an operator resumes it"
-                ),
-                Tell::Outcome,
-            ),
-            AccountEvent::OrderCancelled {
-                signal_id, reason, ..
-            } => notify(
-                signal_id,
-                format!("order cancelled before placement: {reason}"),
-                Tell::Outcome,
-            ),
-            AccountEvent::PositionCompensated {
-                signal_id,
-                market,
-                side,
-                size,
-                price,
-                ..
-            } => notify(
-                signal_id,
-                format!(
-                    "signal {signal_id}'s order filled, but its position could not be protected \
-                     (take-profit/stop-loss); it was closed with a reduce-only {} of {size} \
-                     {market} at {price}",
-                    side.as_str()
-                ),
-                Tell::Compensation,
-            ),
-            AccountEvent::CompensationFailed {
-                signal_id, reason, ..
-            } => notify(
-                signal_id,
-                format!(
-                    "signal {signal_id}'s order filled, but its position could not be protected \
-                     and closing it failed ({reason}); the position is open without protection: \
-                     close it by hand"
-                ),
-                Tell::Compensation,
-            ),
-            _ => None,
+            } => Some(Self::RetryNotification {
+                signal_id: signal_id.clone(),
+                at: *at,
+            }),
+            concluding => Some(Self::Notify {
+                tell: Tell::of(concluding)?,
+                signal_id: concluding.signal_id()?.clone(),
+            }),
         }
     }
+}
+
+/// A signal's conclusion as the saga read it, with what was recorded beside it.
+pub struct Concluded {
+    pub account_id: String,
+    pub signal_id: SignalId,
+    pub origin: Origin,
+    pub conclusion: AccountEvent,
+    /// The events after the conclusion in the same page, about the same signal.
+    pub beside: Vec<AccountEvent>,
+    /// `beside` ran to the page's end: the rest may be in the store only.
+    pub maybe_more: bool,
+    pub tell: Tell,
 }
 
 /// What the saga does with an approved signal's order.
@@ -331,13 +264,15 @@ enum Lookup {
 /// Tells each trader how their signal ended and records it; how many it parked.
 pub async fn notify_all(
     saga: &ExecutionSaga,
-    concluded: Vec<(String, SignalId, String, Tell, Origin)>,
+    concluded: Vec<Concluded>,
 ) -> Result<usize, ReaderError> {
     let notified = stream::iter(concluded)
-        .map(|(account_id, signal_id, message, tell, origin)| {
+        .map(|concluded| {
             let saga = saga.clone();
             async move {
-                match notify(&saga, &account_id, signal_id, &message, tell).await {
+                let account_id = concluded.account_id.clone();
+                let origin = concluded.origin.clone();
+                match notify(&saga, concluded).await {
                     Err(ReaderError::Ledger(LedgerError::Decode(error))) => {
                         saga.park_refused(&account_id, &origin, &error).await?;
                         Ok(1)
@@ -553,47 +488,110 @@ fn report(signal_id: SignalId, order: &OrderRequest, placed: Placed) -> Executio
     }
 }
 
-async fn notify(
-    saga: &ExecutionSaga,
-    account_id: &str,
-    signal_id: SignalId,
-    message: &str,
-    tell: Tell,
-) -> Result<(), ReaderError> {
-    let standing = saga
+/// The first attempt at telling the trader. Sending and recording are two steps: a crash between
+/// them sends the message again when the page is read again (at least once, see
+/// `notification_retry`).
+async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), ReaderError> {
+    let Concluded {
+        account_id,
+        signal_id,
+        origin,
+        conclusion,
+        beside,
+        maybe_more,
+        tell,
+    } = concluded;
+    let Some(in_flight) = saga
         .ledger
-        .in_flight_with_halt(account_id, &signal_id)
-        .await?;
-    let Some((in_flight, halt)) = standing else {
+        .in_flight(&account_id, &signal_id)
+        .await?
+        .filter(|in_flight| in_flight.stage == SignalStage::AwaitingNotification)
+    else {
         return Ok(());
     };
-    if in_flight.stage != SignalStage::AwaitingNotification {
-        return Ok(());
-    }
     // A signal whose fill needed a compensating close is told once, by the close's outcome.
     if in_flight.compensation.is_some() != (tell == Tell::Compensation) {
         return Ok(());
     }
-    let message = match halt {
-        Some(halt) if tell != Tell::Outcome && halt.by == AUTOMATIC_HALT_BY => format!(
-            "{message}. Trading on this account is halted ({}) until an operator resumes it",
-            halt.reason
-        ),
-        _ => message.to_owned(),
+    let mut events = vec![conclusion];
+    events.extend(beside);
+    let last_known = origin.sequence + events.len() - 1;
+    // Usually the account has nothing after what the page showed (the cached version says so
+    // without a query); otherwise the rest of the conclusion's events are in the store.
+    if maybe_more && saga.ledger.version(&account_id).await? > last_known {
+        events.extend(recorded_beside(saga, &account_id, &signal_id, &origin, events.len()).await?);
+    }
+    let order = OrderSummary {
+        market: in_flight.market,
+        side: in_flight.side,
+        size: in_flight.size,
     };
-    let outcome = match saga.notifier.notify(account_id, &message).await {
-        Ok(()) => NotificationOutcome::Sent,
-        Err(error) => NotificationOutcome::Failed {
-            reason: error.to_string(),
-        },
-    };
+    let message = messages::signal_outcome(Some(&order), &events)
+        .unwrap_or_else(|| format!("signal {signal_id} has ended"));
+    let outcome = attempt(saga, &account_id, &message, 0).await;
     let command = AccountCommand::RecordNotification {
         signal_id,
         channel: saga.notifier.channel().to_owned(),
         outcome,
         at: Utc::now(),
     };
-    record(saga, account_id, command).await
+    record(saga, &account_id, command).await
+}
+
+/// Sends one message and says what to record: sent, failed for good, or failed until `retry_at`.
+/// `failed_before` counts this notification's earlier failed attempts (for the backoff).
+pub(super) async fn attempt(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    message: &str,
+    failed_before: u32,
+) -> NotificationOutcome {
+    match saga.notifier.notify(account_id, message).await {
+        Ok(()) => NotificationOutcome::Sent,
+        Err(error) => {
+            tracing::warn!(account_id, %error, "notification failed");
+            match error.retry_after() {
+                None => NotificationOutcome::Failed {
+                    reason: error.to_string(),
+                },
+                Some(at_least) => {
+                    let wait = saga.notification_retry.delay(failed_before).max(at_least);
+                    NotificationOutcome::Deferred {
+                        reason: error.to_string(),
+                        retry_at: Utc::now()
+                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The events recorded with a conclusion that lay beyond the page: read from the account's
+/// stream, right after the `known` events from the conclusion on.
+async fn recorded_beside(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    signal_id: &SignalId,
+    origin: &Origin,
+    known: usize,
+) -> Result<Vec<AccountEvent>, ReaderError> {
+    let after = origin.sequence + known - 1;
+    let stored = saga
+        .ledger
+        .store()
+        .events()
+        .load_account_after(account_id, after)
+        .await?;
+    let mut beside = Vec::new();
+    for event in stored {
+        let recorded = decode(event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
+        if !messages::recorded_with(&recorded.event, signal_id) {
+            break;
+        }
+        beside.push(recorded.event);
+    }
+    Ok(beside)
 }
 
 pub(super) async fn record(

@@ -224,6 +224,24 @@ impl Ledger {
         }))
     }
 
+    /// The account's version: the sequence of its last event (0 before any).
+    pub async fn version(&self, account_id: &str) -> Result<usize, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().map_or(0, |account| account.version))
+    }
+
+    /// How many times the signal's notification has failed, while another attempt is due.
+    pub async fn undelivered(
+        &self,
+        account_id: &str,
+        signal_id: &SignalId,
+    ) -> Result<Option<u32>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot
+            .as_ref()
+            .and_then(|account| account.state.undelivered.get(signal_id).copied()))
+    }
+
     /// A signal still awaiting its order, with the account's halt if one is engaged: what the
     /// saga needs to decide between placing and cancelling.
     pub async fn awaiting_execution(

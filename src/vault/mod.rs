@@ -20,6 +20,7 @@ mod field;
 mod keys;
 mod rotate;
 mod source;
+mod telegram;
 
 use std::sync::Arc;
 
@@ -162,6 +163,19 @@ impl Vault {
         let sealed = self.seal_only(owner, field, plaintext)?;
         self.inner.store.vault().put(&sealed).await?;
         Ok(())
+    }
+
+    /// Whether a value is stored for `owner`'s `field`: nothing is decrypted, so nothing is
+    /// recorded.
+    pub async fn holds(&self, owner: &str, field: Field) -> Result<bool, VaultError> {
+        check_owner(owner, field)?;
+        Ok(self
+            .inner
+            .store
+            .vault()
+            .get(owner, field.name())
+            .await?
+            .is_some())
     }
 
     /// `owner`'s `field` in plain text, `None` if none is stored. The access is recorded in the

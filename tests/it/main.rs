@@ -29,5 +29,6 @@ mod store;
 mod strangers;
 mod supervision;
 mod support;
+mod telegram;
 mod template;
 mod vault;

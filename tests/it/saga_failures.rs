@@ -27,7 +27,7 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::event_types;
 use crate::support::eventually;
-use crate::support::in_process::InProcess;
+use crate::support::in_process::{InProcess, Policies};
 use crate::support::service::{self, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
@@ -196,7 +196,9 @@ impl Harness {
         let exchange = exchange(store.clone());
         let inbox = Arc::new(Inbox::default());
         let notifier: Arc<dyn Notifier> = inbox.clone();
-        let running = InProcess::start_with(test, store, exchange, notifier, retry).await;
+        let running =
+            InProcess::start_with(test, store, exchange, notifier, Policies::placement(retry))
+                .await;
         let account = create_user(&running.ledger, &running.vault, "t", "test", Utc::now())
             .await
             .expect("user")
@@ -280,7 +282,9 @@ async fn an_exchange_down_past_the_deadline_abandons_the_signal(backend: Backend
     let told = harness.inbox.read();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(
-        told[0].contains("abandoned") && told[0].contains("deadline of 1 s"),
+        told[0].starts_with("⌛ Order abandoned at its deadline: BUY 0.5 ETH-USD")
+            && told[0].contains("deadline of 1 s")
+            && told[0].contains("given back"),
         "{told:?}"
     );
     harness.running.stop().await;
@@ -312,7 +316,8 @@ async fn failures_in_a_row_halt_the_account_and_the_trader_is_told(backend: Back
     let told = harness.inbox.read();
     assert!(
         told.iter()
-            .any(|m| m.contains("halted (3 orders in a row could not be placed")),
+            .any(|m| m
+                .contains("Trading halted by execution: 3 orders in a row could not be placed")),
         "{told:?}"
     );
     harness.running.stop().await;
@@ -355,7 +360,8 @@ async fn a_partial_fill_books_only_what_filled(backend: Backend) {
     );
     let told = harness.inbox.read();
     assert!(
-        told[0].starts_with("partially filled: buy 0.25 ETH-USD"),
+        told[0].starts_with("◐ Partially filled: BUY 0.25 ETH-USD at ")
+            && told[0].contains("Not filled: 0.25"),
         "{told:?}"
     );
     harness.running.stop().await;
@@ -411,7 +417,8 @@ async fn an_unprotected_position_is_closed_once_reduce_only(backend: Backend) {
     let told = harness.inbox.read();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(
-        told[0].contains("closed with a reduce-only sell of 0.5 ETH-USD"),
+        told[0].contains("Closed with a reduce-only SELL 0.5 ETH-USD")
+            && told[0].contains("Position now: flat in ETH-USD"),
         "{told:?}"
     );
     harness.running.stop().await;

@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 
 use crate::venue::{Faults, Venue};
 
-/// Where faults meant for the Telegram fake go; `None` until that fake is mounted.
-pub type TelegramFaults = Option<Arc<dyn Fn(Value) + Send + Sync>>;
+/// Where faults meant for the Telegram fake go (an error: they do not parse); `None` when that fake
+/// is not mounted.
+pub type TelegramFaults = Option<Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>>;
 
 #[derive(Clone)]
 struct Control {
@@ -84,7 +85,11 @@ async fn set_faults(State(control): State<Control>, body: axum::body::Bytes) -> 
     };
     if let Some(telegram) = faults.telegram.clone() {
         match &control.telegram {
-            Some(set) => set(telegram),
+            Some(set) => {
+                if let Err(error) = set(telegram) {
+                    return bad_request(&format!("telegram: {error}"));
+                }
+            }
             None => return bad_request("the Telegram fake is not mounted in this build"),
         }
     }

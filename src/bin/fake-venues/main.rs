@@ -1,20 +1,24 @@
 //! Fake venues on loopback, for tests and for trying the service by hand without the internet:
-//! a dYdX v4 Indexer (REST) and validator node (gRPC), with control endpoints to inspect what they
-//! received and to inject faults.
+//! a dYdX v4 Indexer (REST) and validator node (gRPC), and the Telegram Bot API's `sendMessage`,
+//! with control endpoints to inspect what they received and to inject faults.
 //!
 //! ```text
 //! cargo run --release --bin fake-venues -- --listen 127.0.0.1:8090
 //! indexer http://127.0.0.1:8090
 //! node http://127.0.0.1:41237
+//! telegram http://127.0.0.1:8090
 //! ```
 //!
-//! One line per service on stdout, then it serves until killed. The Indexer and the control
-//! endpoints (`GET /_fake/orders`, `GET|POST /_fake/faults`, `GET|POST /_fake/prices`) share the
-//! `--listen` address; the node (HTTP/2) listens on its own port of the same interface.
+//! One line per service on stdout, then it serves until killed. The Indexer, Telegram and the
+//! control endpoints (`GET /_fake/orders`, `GET /_fake/messages`, `GET|POST /_fake/faults`,
+//! `GET|POST /_fake/prices`) share the `--listen` address; the node (HTTP/2) listens on its own
+//! port of the same interface. `POST /_fake/faults {"telegram": {...}}` sets Telegram's faults
+//! (`telegram::TelegramFaults`).
 
 mod control;
 mod indexer;
 mod node;
+mod telegram;
 mod venue;
 
 use std::net::SocketAddr;
@@ -57,17 +61,22 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| SocketAddr::new(args.listen.ip(), 0));
     let node_listener = TcpListener::bind(node_address).await?;
 
-    // TODO(lead, when merging w11-telegram): mount `telegram::TelegramFake` here on its own
-    // listener, print `telegram http://ADDR`, and pass its `set_faults` to the control router so
-    // that `POST /_fake/faults {"telegram": {...}}` reaches it.
-    let telegram_faults: control::TelegramFaults = None;
+    let telegram = telegram::TelegramFake::new();
+    let faulty = telegram.clone();
+    let telegram_faults: control::TelegramFaults = Some(Arc::new(move |faults| {
+        serde_json::from_value(faults)
+            .map(|faults| faulty.set_faults(faults))
+            .map_err(|error| error.to_string())
+    }));
 
-    let indexer =
-        indexer::router(venue.clone()).merge(control::router(venue.clone(), telegram_faults));
+    let indexer = indexer::router(venue.clone())
+        .merge(control::router(venue.clone(), telegram_faults))
+        .merge(telegram.router());
     let node = node::router(venue.clone());
 
     println!("indexer http://{}", indexer_listener.local_addr()?);
     println!("node http://{}", node_listener.local_addr()?);
+    println!("telegram http://{}", indexer_listener.local_addr()?);
 
     // The Indexer shares its port with the control endpoints, so "down" answers 503 there
     // rather than refusing connections; the node refuses new connections while down.

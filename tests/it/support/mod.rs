@@ -3,6 +3,7 @@ pub mod answer;
 pub mod audit;
 pub mod busy_account;
 pub mod clock;
+pub mod fake_venues;
 pub mod in_process;
 pub mod log;
 pub mod postgres;

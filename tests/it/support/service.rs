@@ -48,6 +48,35 @@ pub async fn cli_output(database_url: &str, args: &[&str]) -> std::process::Outp
         .expect("the ledgerhook binary runs")
 }
 
+/// `ledgerhook credentials set OWNER FIELD` with `value` on standard input; it must succeed.
+pub async fn credentials_set(database_url: &str, owner: &str, field: &str, value: &str) {
+    let mut child = Command::new(BINARY)
+        .args(["credentials", "set", owner, field])
+        .env("DATABASE_URL", database_url)
+        .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the ledgerhook binary runs");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, value.as_bytes())
+        .await
+        .expect("the value is written");
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .await
+        .expect("the command finishes");
+    assert!(
+        output.status.success(),
+        "credentials set {owner} {field} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 pub async fn create_user(database_url: &str, name: &str) -> User {
     let out = cli(database_url, &["users", "create", "--name", name, "--json"]).await;
     let json: Value = serde_json::from_str(out.trim()).expect("users create prints JSON");
