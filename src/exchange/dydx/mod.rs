@@ -252,13 +252,19 @@ impl DydxExchange {
         Ok(stored)
     }
 
-    /// Keeps the market cache fresh in the background until the returned task is aborted.
+    /// Keeps the market cache fresh in the background until the returned task is aborted or the
+    /// exchange is dropped. The task holds the exchange only while it refreshes: the exchange
+    /// holds the vault, which holds the ledger, and `serve` drains the ledger's committers only
+    /// once every holder is gone.
     pub fn spawn_market_refresh(&self) -> tokio::task::JoinHandle<()> {
-        let exchange = self.clone();
+        let exchange = Arc::downgrade(&self.inner);
         let every = (self.inner.config.market_max_age / 2).max(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
-                if let Err(error) = exchange.refresh_markets().await {
+                let Some(inner) = exchange.upgrade() else {
+                    return;
+                };
+                if let Err(error) = (DydxExchange { inner }).refresh_markets().await {
                     tracing::warn!(%error, "dYdX markets not refreshed");
                 }
                 tokio::time::sleep(every).await;
