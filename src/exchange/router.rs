@@ -61,6 +61,31 @@ impl VenueRouter {
         }
     }
 
+    /// A page's orders by venue: the paper ones go to the paper exchange as one batch, the others
+    /// one by one; an order whose venue cannot be read is answered with that error.
+    async fn split<'o>(&self, orders: &'o [OrderRequest]) -> Split<'o> {
+        let venues = join_all(
+            orders
+                .iter()
+                .map(|order| self.choice.venue_of(&order.account_id)),
+        )
+        .await;
+        let mut split = Split {
+            len: orders.len(),
+            paper: Vec::new(),
+            elsewhere: Vec::new(),
+            refused: Vec::new(),
+        };
+        for (index, (order, venue)) in orders.iter().zip(venues).enumerate() {
+            match venue {
+                Ok(Venue::Paper) => split.paper.push((index, order.clone())),
+                Ok(Venue::Dydx) => split.elsewhere.push((index, order)),
+                Err(error) => split.refused.push((index, error)),
+            }
+        }
+        split
+    }
+
     /// The account's venue, or the outcome to report when it cannot trade there.
     async fn venue_of_account(
         &self,
@@ -108,43 +133,13 @@ impl Exchange for VenueRouter {
 
     /// The paper book answers a page's lookups in one query; other venues one by one.
     async fn find_orders(&self, orders: &[OrderRequest]) -> Vec<super::Found> {
-        let venues = join_all(
-            orders
-                .iter()
-                .map(|order| self.choice.venue_of(&order.account_id)),
-        )
-        .await;
-        let mut answers: Vec<Option<super::Found>> = (0..orders.len()).map(|_| None).collect();
-        let mut paper = Vec::new();
-        let mut elsewhere = Vec::new();
-        for (index, (order, venue)) in orders.iter().zip(venues).enumerate() {
-            match venue {
-                Ok(Venue::Paper) => paper.push((index, order.clone())),
-                Ok(Venue::Dydx) => elsewhere.push((index, order)),
-                Err(error) => answers[index] = Some(Err(error)),
-            }
-        }
-        if !paper.is_empty() {
-            let batch: Vec<OrderRequest> = paper.iter().map(|(_, order)| order.clone()).collect();
-            let found = self.paper.find_orders(&batch).await;
-            for ((index, _), answer) in paper.into_iter().zip(found) {
-                answers[index] = Some(answer);
-            }
-        }
-        let found = join_all(elsewhere.iter().map(|(_, order)| self.find_placed(order))).await;
-        for ((index, _), answer) in elsewhere.into_iter().zip(found) {
-            answers[index] = Some(answer);
-        }
-        answers
-            .into_iter()
-            .map(|answer| {
-                answer.unwrap_or_else(|| {
-                    Err(ExchangeError::Unavailable(
-                        "no answer for the lookup".to_owned(),
-                    ))
-                })
-            })
-            .collect()
+        let split = self.split(orders).await;
+        let paper = match split.paper_orders() {
+            batch if batch.is_empty() => Vec::new(),
+            batch => self.paper.find_orders(&batch).await,
+        };
+        let others = join_all(split.elsewhere.iter().map(|(_, o)| self.find_placed(o))).await;
+        split.assemble(paper, others)
     }
 
     /// dYdX's oracle price where the service has it (the real market), else the paper price.
@@ -167,44 +162,13 @@ impl Exchange for VenueRouter {
         &self,
         orders: &[OrderRequest],
     ) -> Vec<Result<OrderOutcome, ExchangeError>> {
-        let venues = join_all(
-            orders
-                .iter()
-                .map(|order| self.choice.venue_of(&order.account_id)),
-        )
-        .await;
-        let mut answers: Vec<Option<Result<OrderOutcome, ExchangeError>>> =
-            (0..orders.len()).map(|_| None).collect();
-        let mut paper = Vec::new();
-        let mut elsewhere = Vec::new();
-        for (index, (order, venue)) in orders.iter().zip(venues).enumerate() {
-            match venue {
-                Ok(Venue::Paper) => paper.push((index, order.clone())),
-                Ok(Venue::Dydx) => elsewhere.push((index, order)),
-                Err(error) => answers[index] = Some(Err(error)),
-            }
-        }
-        if !paper.is_empty() {
-            let batch: Vec<OrderRequest> = paper.iter().map(|(_, order)| order.clone()).collect();
-            let placed = self.paper.place_orders(&batch).await;
-            for ((index, _), answer) in paper.into_iter().zip(placed) {
-                answers[index] = Some(answer);
-            }
-        }
-        let placed = join_all(elsewhere.iter().map(|(_, order)| self.place_order(order))).await;
-        for ((index, _), answer) in elsewhere.into_iter().zip(placed) {
-            answers[index] = Some(answer);
-        }
-        answers
-            .into_iter()
-            .map(|answer| {
-                answer.unwrap_or_else(|| {
-                    Err(ExchangeError::Unavailable(
-                        "no answer for the order".to_owned(),
-                    ))
-                })
-            })
-            .collect()
+        let split = self.split(orders).await;
+        let paper = match split.paper_orders() {
+            batch if batch.is_empty() => Vec::new(),
+            batch => self.paper.place_orders(&batch).await,
+        };
+        let others = join_all(split.elsewhere.iter().map(|(_, o)| self.place_order(o))).await;
+        split.assemble(paper, others)
     }
 
     async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
@@ -237,6 +201,51 @@ impl Exchange for VenueRouter {
             Ok(venue) => venue.find_placed(order).await,
             Err(_) => Ok(None),
         }
+    }
+}
+
+struct Split<'o> {
+    len: usize,
+    paper: Vec<(usize, OrderRequest)>,
+    elsewhere: Vec<(usize, &'o OrderRequest)>,
+    refused: Vec<(usize, ExchangeError)>,
+}
+
+impl Split<'_> {
+    fn paper_orders(&self) -> Vec<OrderRequest> {
+        self.paper.iter().map(|(_, order)| order.clone()).collect()
+    }
+
+    /// One answer per order, in the orders' order: `paper` answers the paper orders, `others` the
+    /// rest, each in the order `split` listed them.
+    fn assemble<T>(
+        self,
+        paper: Vec<Result<T, ExchangeError>>,
+        others: Vec<Result<T, ExchangeError>>,
+    ) -> Vec<Result<T, ExchangeError>> {
+        let mut answers: Vec<Option<Result<T, ExchangeError>>> =
+            (0..self.len).map(|_| None).collect();
+        let placed = self.paper.iter().map(|(index, _)| *index).zip(paper);
+        let elsewhere = self.elsewhere.iter().map(|(index, _)| *index).zip(others);
+        let refused = self
+            .refused
+            .into_iter()
+            .map(|(index, error)| (index, Err(error)));
+        for (index, answer) in placed.chain(elsewhere).chain(refused) {
+            if let Some(slot) = answers.get_mut(index) {
+                *slot = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    Err(ExchangeError::Unavailable(
+                        "the venue gave no answer".to_owned(),
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
