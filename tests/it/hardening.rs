@@ -527,11 +527,12 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
         .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;
-    let trail = eventually("the filled signal to be chained into the trail", || async {
+    // The signal's last event is its notification: after it, nothing more is appended.
+    let trail = eventually("the concluded signal to be chained into the trail", || async {
         let events = store.events().load_account(&user.user_id).await.ok()?;
         let rows = audit_rows_of(&store, &user.user_id).await;
-        let filled = events.iter().any(|e| e.event_type == "OrderFilled");
-        (filled && rows.len() == events.len()).then_some(rows)
+        let told = events.iter().any(|e| e.event_type == "NotificationSent");
+        (told && rows.len() == events.len()).then_some(rows)
     })
     .await;
     let mut plain = PgConnection::connect(&login.url).await.expect("connects");
