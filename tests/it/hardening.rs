@@ -528,12 +528,15 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let store = test.open().await;
     // The signal's last event is its notification: after it, nothing more is appended.
-    let trail = eventually("the concluded signal to be chained into the trail", || async {
-        let events = store.events().load_account(&user.user_id).await.ok()?;
-        let rows = audit_rows_of(&store, &user.user_id).await;
-        let told = events.iter().any(|e| e.event_type == "NotificationSent");
-        (told && rows.len() == events.len()).then_some(rows)
-    })
+    let trail = eventually(
+        "the concluded signal to be chained into the trail",
+        || async {
+            let events = store.events().load_account(&user.user_id).await.ok()?;
+            let rows = audit_rows_of(&store, &user.user_id).await;
+            let told = events.iter().any(|e| e.event_type == "NotificationSent");
+            (told && rows.len() == events.len()).then_some(rows)
+        },
+    )
     .await;
     let mut plain = PgConnection::connect(&login.url).await.expect("connects");
     for role in ["", "SET ROLE ledgerhook_audit_writer"] {
