@@ -252,16 +252,28 @@ impl DydxExchange {
         Ok(stored)
     }
 
-    /// Keeps the market cache fresh in the background until the returned task is aborted.
-    pub fn spawn_market_refresh(&self) -> tokio::task::JoinHandle<()> {
+    /// Keeps the market cache fresh in the background until `shutdown` turns true. The task holds
+    /// the adapter, hence its credentials (the vault, which appends through the ledger): it must
+    /// end for the ledger's committers to drain at shutdown.
+    pub fn spawn_market_refresh(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let exchange = self.clone();
         let every = (self.inner.config.market_max_age / 2).max(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
-                if let Err(error) = exchange.refresh_markets().await {
-                    tracing::warn!(%error, "dYdX markets not refreshed");
+                tokio::select! {
+                    refreshed = exchange.refresh_markets() => {
+                        if let Err(error) = refreshed {
+                            tracing::warn!(%error, "dYdX markets not refreshed");
+                        }
+                    }
+                    _ = shutdown.wait_for(|stop| *stop) => return,
                 }
-                tokio::time::sleep(every).await;
+                if crate::catchup::wait_or_shutdown(&mut shutdown, every).await {
+                    return;
+                }
             }
         })
     }
