@@ -155,9 +155,13 @@ impl RunningApp {
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
                 .with_equity(config.paper_equity_usd),
         );
+        let (shutdown, shutdown_requested) = watch::channel(false);
+        // Background tasks that hold the ledger (directly or through the vault), awaited before
+        // the committers drain.
+        let mut background = Vec::new();
         let dydx = config.dydx.clone().map(|dydx| {
             let exchange = DydxExchange::new(dydx, Arc::new(vault.clone()), Some(store.clone()));
-            exchange.spawn_market_refresh();
+            background.push(exchange.spawn_market_refresh(shutdown_requested.clone()));
             Arc::new(exchange) as Arc<dyn Exchange>
         });
         let exchange: Arc<dyn Exchange> = Arc::new(VenueRouter::new(
@@ -165,7 +169,6 @@ impl RunningApp {
             dydx,
             Arc::new(StoredVenues(store.clone())),
         ));
-        let (shutdown, shutdown_requested) = watch::channel(false);
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();
         let stop_refreshing = shutdown_requested.clone();
@@ -178,8 +181,6 @@ impl RunningApp {
             panic_once: Arc::default(),
         };
         let mut readers = Vec::new();
-        // Background tasks that append through the ledger, awaited before the committers drain.
-        let mut background = Vec::new();
         let notifier = config.notifications.notifier(&vault).await?;
         if config.execute_signals {
             let saga = ExecutionSaga::new(
@@ -196,7 +197,9 @@ impl RunningApp {
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
             if let Some(every) = config.reconcile_every {
                 let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);
-                tokio::spawn(reconciler.run(every, shutdown_requested.clone()));
+                background.push(tokio::spawn(
+                    reconciler.run(every, shutdown_requested.clone()),
+                ));
             }
         }
         // Every instance verifies the trail in the background (read-only) for the compliance API.

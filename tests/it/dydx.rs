@@ -553,8 +553,9 @@ async fn dydx_a_burst_of_orders_is_paced_under_the_venues_rate_limit() {
 }
 
 /// Through the binary: `serve --dydx-*` and `users venue` send a dYdX user's signal to the dYdX
-/// adapter while a paper user's fills on paper. Until the vault is wired in, the service holds no
-/// dYdX keys, so the dYdX user's order is refused before anything reaches the venue.
+/// adapter while a paper user's fills on paper. This dYdX user has no mnemonic in the vault, so
+/// their order is refused before anything reaches the venue (the filled path, with a mnemonic set
+/// through `credentials set`, is in dydx_faults.rs).
 async fn serve_routes_each_user_to_the_venue_they_chose(backend: Backend) {
     use crate::support::alerts::Alert;
     use crate::support::service::{cli, create_user, replay, Options, Service};

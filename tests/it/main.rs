@@ -10,6 +10,7 @@ mod audit_guard;
 mod auth;
 mod compliance;
 mod dydx;
+mod dydx_faults;
 mod fill_mismatch;
 mod global_order;
 mod halts;

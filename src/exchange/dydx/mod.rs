@@ -252,22 +252,28 @@ impl DydxExchange {
         Ok(stored)
     }
 
-    /// Keeps the market cache fresh in the background until the returned task is aborted or the
-    /// exchange is dropped. The task holds the exchange only while it refreshes: the exchange
-    /// holds the vault, which holds the ledger, and `serve` drains the ledger's committers only
-    /// once every holder is gone.
-    pub fn spawn_market_refresh(&self) -> tokio::task::JoinHandle<()> {
-        let exchange = Arc::downgrade(&self.inner);
+    /// Keeps the market cache fresh in the background until `shutdown` turns true. The task holds
+    /// the adapter, hence its credentials (the vault, which appends through the ledger): it must
+    /// end for the ledger's committers to drain at shutdown.
+    pub fn spawn_market_refresh(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let exchange = self.clone();
         let every = (self.inner.config.market_max_age / 2).max(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
-                let Some(inner) = exchange.upgrade() else {
-                    return;
-                };
-                if let Err(error) = (DydxExchange { inner }).refresh_markets().await {
-                    tracing::warn!(%error, "dYdX markets not refreshed");
+                tokio::select! {
+                    refreshed = exchange.refresh_markets() => {
+                        if let Err(error) = refreshed {
+                            tracing::warn!(%error, "dYdX markets not refreshed");
+                        }
+                    }
+                    _ = shutdown.wait_for(|stop| *stop) => return,
                 }
-                tokio::time::sleep(every).await;
+                if crate::catchup::wait_or_shutdown(&mut shutdown, every).await {
+                    return;
+                }
             }
         })
     }

@@ -1,0 +1,388 @@
+//! dYdX through the real binaries: `ledgerhook serve` against the `fake-venues` binary, a user
+//! whose mnemonic was set through the CLI, and every fault the fake can inject. Each approval must
+//! reach the venue exactly once (never where the venue could not take it) and every signal must
+//! end in a final state in the ledger.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use aggregates::ClientOrderId;
+use ledgerhook::exchange::dydx::{venue_ids, Leg};
+
+use crate::on_both_stores;
+use crate::support::alerts::Alert;
+use crate::support::eventually;
+use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
+use crate::support::stores::{Backend, TestStore};
+
+/// The official client's published example phrase (a public testnet wallet, no funds of ours).
+const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
+    athlete gossip awake miracle matter bus reopen team ladder lazy list timber render wait";
+
+/// The events that end a signal's execution.
+const FINAL: [&str; 5] = [
+    "OrderFilled",
+    "OrderPartiallyFilled",
+    "OrderRejected",
+    "OrderFailed",
+    "ExecutionAbandoned",
+];
+
+struct Fake {
+    _child: Child,
+    indexer: String,
+    node: String,
+    http: reqwest::Client,
+}
+
+impl Fake {
+    /// A fake chain making a block every `block_ms` (a short-term order lives 10 blocks).
+    async fn start(block_ms: u64) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-venues"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--block-ms",
+                &block_ms.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the fake venues start");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut indexer, mut node) = (None, None);
+        let read = async {
+            while indexer.is_none() || node.is_none() {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("stdout reads")
+                    .expect("a line");
+                if let Some(url) = line.strip_prefix("indexer ") {
+                    indexer = Some(url.to_owned());
+                } else if let Some(url) = line.strip_prefix("node ") {
+                    node = Some(url.to_owned());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the fake venues print their addresses");
+        Self {
+            _child: child,
+            indexer: indexer.expect("indexer address"),
+            node: node.expect("node address"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_fake/faults", self.indexer))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults set");
+        assert!(response.status().is_success(), "faults refused: {faults}");
+    }
+
+    /// Client id → how many times the node received an order with it.
+    async fn sends(&self) -> serde_json::Map<String, Value> {
+        let received: Value = self
+            .http
+            .get(format!("{}/_fake/orders", self.indexer))
+            .send()
+            .await
+            .expect("orders read")
+            .json()
+            .await
+            .expect("orders are JSON");
+        received["sends"].as_object().cloned().unwrap_or_default()
+    }
+
+    /// How many times the entry order of this signal reached the node.
+    async fn sends_of(&self, signal_id: &str) -> u64 {
+        let client_id = venue_ids(&ClientOrderId(format!("lh-{signal_id}")), Leg::Entry).client_id;
+        self.sends()
+            .await
+            .get(&client_id.to_string())
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A fake venue, a store, and a user who trades on dYdX with a mnemonic set through the CLI.
+struct Setup {
+    fake: Fake,
+    test: TestStore,
+    user: User,
+}
+
+impl Setup {
+    async fn new(backend: Backend) -> Self {
+        Self::with_blocks_of(backend, 100).await
+    }
+
+    async fn with_blocks_of(backend: Backend, block_ms: u64) -> Self {
+        let fake = Fake::start(block_ms).await;
+        let test = TestStore::new(backend).await;
+        let user = create_user(&test.url, "dydx trader").await;
+        credentials_set(&test.url, &user.user_id, "dydx_mnemonic", TEST_MNEMONIC).await;
+        let answer = cli(&test.url, &["users", "venue", &user.user_id, "dydx"]).await;
+        assert!(answer.contains("trades on dydx"), "{answer}");
+        Self { fake, test, user }
+    }
+
+    async fn serve(&self, deadline_seconds: u64) -> Service {
+        Service::start(&self.test.url, self.options(deadline_seconds)).await
+    }
+
+    fn options(&self, deadline_seconds: u64) -> Options {
+        Options {
+            args: vec![
+                "--dydx-indexer-url".to_owned(),
+                self.fake.indexer.clone(),
+                "--dydx-node-url".to_owned(),
+                self.fake.node.clone(),
+                "--order-deadline-seconds".to_owned(),
+                deadline_seconds.to_string(),
+            ],
+            ..Options::default()
+        }
+    }
+
+    /// Sends a buy of 0.01 BTC and returns its signal id.
+    async fn signal(&self, service: &Service, id: &str) -> String {
+        let alert = Alert::new(id).size("0.01").json();
+        let (status, body) = service.post_signal(&self.user.webhook_token, &alert).await;
+        assert_eq!(status, 200, "{body}");
+        body["signal_id"]
+            .as_str()
+            .expect("the answer names the signal")
+            .to_owned()
+    }
+
+    /// Waits for the user's ledger to hold `count` final events and returns all its event types.
+    async fn final_events(&self, count: usize) -> Vec<String> {
+        let store = self.test.open().await;
+        let account = self.user.user_id.clone();
+        eventually("every signal to reach a final state", || async {
+            let types = crate::support::event_types(&store, &account).await;
+            let finals = types.iter().filter(|t| FINAL.contains(&t.as_str())).count();
+            (finals >= count).then_some(types)
+        })
+        .await
+    }
+
+    async fn positions(&self, service: &Service) -> Value {
+        let (status, body) = service
+            .send(
+                service
+                    .client()
+                    .get(format!("{}/api/positions", service.base_url))
+                    .bearer_auth(&self.user.api_key),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+fn count(types: &[String], event: &str) -> usize {
+    types.iter().filter(|t| *t == event).count()
+}
+
+/// A user who set a mnemonic with `credentials set` and chose dYdX has a signal filled there
+/// end to end: one send, `OrderFilled` in the ledger, the position in the read model.
+async fn a_dydx_signal_is_filled_end_to_end_through_the_binary(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(30).await;
+
+    let signal = setup.signal(&service, "e2e-1").await;
+    let types = setup.final_events(1).await;
+
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    assert_eq!(setup.fake.sends_of(&signal).await, 1);
+    assert_eq!(setup.fake.sends().await.len(), 1);
+    let positions = eventually("the position to show", || async {
+        let body = setup.positions(&service).await;
+        let list = body["positions"].as_array().cloned().unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(positions.len(), 1, "{positions:?}");
+    assert_eq!(positions[0]["size"], "0.01", "{positions:?}");
+    assert_eq!(positions[0]["side"], "long", "{positions:?}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_signal_is_filled_end_to_end_through_the_binary);
+
+/// Runs one signal under `faults` (set before it is sent) and returns the ledger's event types
+/// and how many times the venue received the order.
+async fn one_signal_under(
+    backend: Backend,
+    faults: Value,
+    deadline_seconds: u64,
+) -> (Vec<String>, u64) {
+    under(Setup::new(backend).await, faults, deadline_seconds).await
+}
+
+async fn under(setup: Setup, faults: Value, deadline_seconds: u64) -> (Vec<String>, u64) {
+    let service = setup.serve(deadline_seconds).await;
+    setup.fake.set_faults(faults).await;
+    let signal = setup.signal(&service, "fault-1").await;
+    let types = setup.final_events(1).await;
+    // A venue that is down answers no control request either.
+    setup.fake.set_faults(json!({})).await;
+    let sends = setup.fake.sends_of(&signal).await;
+    assert_eq!(
+        setup.fake.sends().await.len() as u64,
+        sends,
+        "only this signal's order reached the venue"
+    );
+    service.stop().await;
+    (types, sends)
+}
+
+/// The venue down for longer than the order's deadline: nothing is sent, the signal is abandoned.
+async fn dydx_venue_down_past_the_deadline_sends_nothing_and_abandons(backend: Backend) {
+    let (types, sends) = one_signal_under(backend, json!({ "down": true }), 2).await;
+    assert_eq!(sends, 0);
+    assert_eq!(count(&types, "ExecutionAbandoned"), 1, "{types:?}");
+    assert_eq!(count(&types, "OrderFilled"), 0, "{types:?}");
+}
+on_both_stores!(dydx_venue_down_past_the_deadline_sends_nothing_and_abandons);
+
+/// A slow venue (every request 1.5 s late, within the adapter's timeout and the short-term
+/// order's 10 blocks of 0.5 s): filled, once.
+async fn dydx_slow_venue_fills_once(backend: Backend) {
+    let setup = Setup::with_blocks_of(backend, 500).await;
+    let (types, sends) = under(setup, json!({ "slow_ms": 1500 }), 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+}
+on_both_stores!(dydx_slow_venue_fills_once);
+
+/// 503 / UNAVAILABLE on the first requests: retried, filled, sent once.
+async fn dydx_5xx_answers_are_retried_and_the_order_fills_once(backend: Backend) {
+    let (types, sends) = one_signal_under(backend, json!({ "status_5xx": 3 }), 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+}
+on_both_stores!(dydx_5xx_answers_are_retried_and_the_order_fills_once);
+
+/// 429 / RESOURCE_EXHAUSTED on the first requests: retried, filled, sent once.
+async fn dydx_429_answers_are_retried_and_the_order_fills_once(backend: Backend) {
+    let (types, sends) = one_signal_under(backend, json!({ "rate_limited": 3 }), 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+}
+on_both_stores!(dydx_429_answers_are_retried_and_the_order_fills_once);
+
+/// 503 on the placement itself (the broadcast): it did not land, so it may go out once more.
+async fn dydx_5xx_on_the_broadcast_is_retried_and_the_order_lands_once(backend: Backend) {
+    let faults = json!({ "status_5xx": 2, "scope": "broadcast" });
+    let (types, sends) = one_signal_under(backend, faults, 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+}
+on_both_stores!(dydx_5xx_on_the_broadcast_is_retried_and_the_order_lands_once);
+
+/// The venue took the order and the answer was lost: found by its client id, never sent again.
+async fn dydx_lost_answer_is_found_by_client_id_and_sent_once(backend: Backend) {
+    let faults = json!({ "drop_response_after_accept": 1 });
+    let (types, sends) = one_signal_under(backend, faults, 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+}
+on_both_stores!(dydx_lost_answer_is_found_by_client_id_and_sent_once);
+
+/// Half filled: booked as a partial fill, sent once.
+async fn dydx_partial_fill_is_booked_as_partial_and_sent_once(backend: Backend) {
+    let (types, sends) = one_signal_under(backend, json!({ "partial_fill": "0.5" }), 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderPartiallyFilled"), 1, "{types:?}");
+    assert_eq!(count(&types, "OrderFilled"), 0, "{types:?}");
+}
+on_both_stores!(dydx_partial_fill_is_booked_as_partial_and_sent_once);
+
+/// Refused by CheckTx: rejected, sent once, not retried.
+async fn dydx_rejection_is_final_and_sent_once(backend: Backend) {
+    let (types, sends) = one_signal_under(backend, json!({ "reject": 1 }), 60).await;
+    assert_eq!(sends, 1);
+    assert_eq!(count(&types, "OrderRejected"), 1, "{types:?}");
+    assert_eq!(count(&types, "OrderFilled"), 0, "{types:?}");
+}
+on_both_stores!(dydx_rejection_is_final_and_sent_once);
+
+/// The venue down when the signal comes, back before the deadline: the order goes out once
+/// after recovery and fills.
+async fn dydx_venue_back_before_the_deadline_fills_once(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let options = Options {
+        log_file: Some(log.clone()),
+        ..setup.options(60)
+    };
+    let service = Service::start(&setup.test.url, options).await;
+    setup.fake.set_faults(json!({ "down": true })).await;
+    let signal = setup.signal(&service, "recover-1").await;
+    // The saga's first failed attempt, as the service logs it: recovery comes after it.
+    eventually("the saga to fail an attempt", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("placement failed, retrying").then_some(())
+    })
+    .await;
+    setup.fake.set_faults(json!({})).await;
+
+    let types = setup.final_events(1).await;
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    assert_eq!(setup.fake.sends_of(&signal).await, 1);
+    service.stop().await;
+}
+on_both_stores!(dydx_venue_back_before_the_deadline_fills_once);
+
+/// Two instances on one PostgreSQL database and one venue, one killed with SIGKILL mid-run: every
+/// approval reaches the venue exactly once and every signal ends final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dydx_two_instances_one_killed_send_each_order_once() {
+    const SIGNALS: usize = 6;
+    let setup = Setup::new(Backend::Postgres).await;
+    // Lost answers and a slow venue keep orders in flight when the kill lands.
+    setup
+        .fake
+        .set_faults(json!({ "slow_ms": 200, "drop_response_after_accept": 2 }))
+        .await;
+    // The first instance starts alone, so it is the one executing (it holds the saga's lease)
+    // when it is killed; the second stands by, takes signals, and takes the saga over.
+    let first = setup.serve(60).await;
+    let mut signals = Vec::new();
+    for n in 0..SIGNALS / 2 {
+        signals.push(setup.signal(&first, &format!("first-{n}")).await);
+    }
+    eventually("the venue to receive an order", || async {
+        (!setup.fake.sends().await.is_empty()).then_some(())
+    })
+    .await;
+    let second = setup.serve(60).await;
+    for n in 0..SIGNALS - SIGNALS / 2 {
+        signals.push(setup.signal(&second, &format!("second-{n}")).await);
+    }
+    first.kill_9().await;
+
+    let types = setup.final_events(SIGNALS).await;
+    let finals: usize = FINAL.iter().map(|event| count(&types, event)).sum();
+    assert_eq!(finals, SIGNALS, "one final event per signal: {types:?}");
+    for signal in &signals {
+        assert_eq!(setup.fake.sends_of(signal).await, 1, "{signal}: {types:?}");
+    }
+    assert_eq!(setup.fake.sends().await.len(), SIGNALS);
+    second.stop().await;
+}
