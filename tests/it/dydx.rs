@@ -2,15 +2,13 @@
 //! what the fake's node received and what the adapter reported, fault by fault. Each test starts
 //! its own fake on free ports.
 
-use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
 use async_trait::async_trait;
@@ -50,36 +48,11 @@ struct FakeVenues {
 
 impl FakeVenues {
     async fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-venues"))
-            .args(["--listen", "127.0.0.1:0", "--block-ms", "100"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the fake venues start");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut indexer, mut node) = (None, None);
-        let read = async {
-            while indexer.is_none() || node.is_none() {
-                let line = lines
-                    .next_line()
-                    .await
-                    .expect("stdout reads")
-                    .expect("a line");
-                if let Some(url) = line.strip_prefix("indexer ") {
-                    indexer = Some(url.to_owned());
-                } else if let Some(url) = line.strip_prefix("node ") {
-                    node = Some(url.to_owned());
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .expect("the fake venues print their addresses");
+        let (child, addresses) = crate::support::fake_venues::spawn(&["--block-ms", "100"]).await;
         Self {
             _child: child,
-            indexer: indexer.expect("indexer address"),
-            node: node.expect("node address"),
+            indexer: addresses.indexer,
+            node: addresses.node,
             http: reqwest::Client::new(),
         }
     }

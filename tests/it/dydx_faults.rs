@@ -3,12 +3,8 @@
 //! reach the venue exactly once (never where the venue could not take it) and every signal must
 //! end in a final state in the ledger.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use aggregates::ClientOrderId;
 use ledgerhook::exchange::dydx::{venue_ids, Leg};
@@ -42,41 +38,12 @@ struct Fake {
 impl Fake {
     /// A fake chain making a block every `block_ms` (a short-term order lives 10 blocks).
     async fn start(block_ms: u64) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-venues"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--block-ms",
-                &block_ms.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the fake venues start");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut indexer, mut node) = (None, None);
-        let read = async {
-            while indexer.is_none() || node.is_none() {
-                let line = lines
-                    .next_line()
-                    .await
-                    .expect("stdout reads")
-                    .expect("a line");
-                if let Some(url) = line.strip_prefix("indexer ") {
-                    indexer = Some(url.to_owned());
-                } else if let Some(url) = line.strip_prefix("node ") {
-                    node = Some(url.to_owned());
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .expect("the fake venues print their addresses");
+        let (child, addresses) =
+            crate::support::fake_venues::spawn(&["--block-ms", &block_ms.to_string()]).await;
         Self {
             _child: child,
-            indexer: indexer.expect("indexer address"),
-            node: node.expect("node address"),
+            indexer: addresses.indexer,
+            node: addresses.node,
             http: reqwest::Client::new(),
         }
     }

@@ -1,5 +1,5 @@
-//! The `fake-venues` binary on loopback, port 0: the test learns its address from the
-//! `telegram http://ADDR` line it prints, and drives its faults over HTTP.
+//! The `fake-venues` binary on loopback, port 0: the test learns its addresses from the lines it
+//! prints (`indexer`, `node`, `telegram`), and drives its faults over HTTP.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,29 +16,53 @@ pub struct FakeVenues {
     _child: Child,
 }
 
+/// Where a started `fake-venues` serves, as it printed.
+pub struct Addresses {
+    pub indexer: String,
+    pub node: String,
+    pub telegram: String,
+}
+
+/// Starts `fake-venues` on free loopback ports with `extra_args` (e.g. `--block-ms 100`) and reads
+/// the addresses it prints. The process dies with the returned `Child`.
+pub async fn spawn(extra_args: &[&str]) -> (Child, Addresses) {
+    let mut child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("fake-venues starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addresses = tokio::time::timeout(Duration::from_secs(30), async {
+        let (mut indexer, mut node) = (None, None);
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            if let Some(url) = line.strip_prefix("indexer ") {
+                indexer = Some(url.to_owned());
+            } else if let Some(url) = line.strip_prefix("node ") {
+                node = Some(url.to_owned());
+            } else if let Some(url) = line.strip_prefix("telegram ") {
+                return Addresses {
+                    indexer: indexer.expect("the indexer line comes before telegram's"),
+                    node: node.expect("the node line comes before telegram's"),
+                    telegram: url.to_owned(),
+                };
+            }
+        }
+        panic!("fake-venues ended without printing its addresses")
+    })
+    .await
+    .expect("fake-venues prints its addresses within 30 s");
+    (child, addresses)
+}
+
 impl FakeVenues {
     pub async fn start() -> Self {
-        let mut child = Command::new(BINARY)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("fake-venues starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let telegram_url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("stdout readable") {
-                if let Some(url) = line.strip_prefix("telegram ") {
-                    return url.to_owned();
-                }
-            }
-            panic!("fake-venues ended without printing its telegram address")
-        })
-        .await
-        .expect("fake-venues prints its address within 30 s");
+        let (child, addresses) = spawn(&[]).await;
         Self {
-            telegram_url,
+            telegram_url: addresses.telegram,
             http: reqwest::Client::new(),
             _child: child,
         }
