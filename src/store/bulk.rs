@@ -176,49 +176,48 @@ pub(crate) enum Column<'r> {
 }
 
 fn column_of(rows: &[Vec<Cell>], index: usize) -> sqlx::Result<Column<'_>> {
-    fn cell(row: &[Cell], index: usize) -> sqlx::Result<&Cell> {
-        row.get(index)
-            .ok_or_else(|| sqlx::Error::Protocol(format!("a bulk row has no column {index}")))
-    }
-    let mixed = || sqlx::Error::Protocol(format!("bulk column {index} mixes kinds of cell"));
     let first = match rows.first() {
         Some(row) => cell(row, index)?,
         None => return Ok(Column::Text(Vec::new())),
     };
     Ok(match first {
-        Cell::Text(_) => Column::Text(
-            rows.iter()
-                .map(|row| match cell(row, index)? {
-                    Cell::Text(text) => Ok(text.as_str()),
-                    _ => Err(mixed()),
-                })
-                .collect::<sqlx::Result<_>>()?,
-        ),
-        Cell::MaybeText(_) => Column::MaybeText(
-            rows.iter()
-                .map(|row| match cell(row, index)? {
-                    Cell::MaybeText(text) => Ok(text.as_deref()),
-                    _ => Err(mixed()),
-                })
-                .collect::<sqlx::Result<_>>()?,
-        ),
-        Cell::Int(_) => Column::Int(
-            rows.iter()
-                .map(|row| match cell(row, index)? {
-                    Cell::Int(int) => Ok(*int),
-                    _ => Err(mixed()),
-                })
-                .collect::<sqlx::Result<_>>()?,
-        ),
-        Cell::Time(_) => Column::Time(
-            rows.iter()
-                .map(|row| match cell(row, index)? {
-                    Cell::Time(time) => Ok(*time),
-                    _ => Err(mixed()),
-                })
-                .collect::<sqlx::Result<_>>()?,
-        ),
+        Cell::Text(_) => Column::Text(values_of(rows, index, |cell| match cell {
+            Cell::Text(text) => Some(text.as_str()),
+            _ => None,
+        })?),
+        Cell::MaybeText(_) => Column::MaybeText(values_of(rows, index, |cell| match cell {
+            Cell::MaybeText(text) => Some(text.as_deref()),
+            _ => None,
+        })?),
+        Cell::Int(_) => Column::Int(values_of(rows, index, |cell| match cell {
+            Cell::Int(int) => Some(*int),
+            _ => None,
+        })?),
+        Cell::Time(_) => Column::Time(values_of(rows, index, |cell| match cell {
+            Cell::Time(time) => Some(*time),
+            _ => None,
+        })?),
     })
+}
+
+fn cell(row: &[Cell], index: usize) -> sqlx::Result<&Cell> {
+    row.get(index)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("a bulk row has no column {index}")))
+}
+
+/// Column `index` of every row, each cell taken by `pick`; a cell of another kind is an error.
+fn values_of<'r, T>(
+    rows: &'r [Vec<Cell>],
+    index: usize,
+    pick: impl Fn(&'r Cell) -> Option<T>,
+) -> sqlx::Result<Vec<T>> {
+    rows.iter()
+        .map(|row| {
+            pick(cell(row, index)?).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("bulk column {index} mixes kinds of cell"))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
