@@ -39,6 +39,16 @@ impl Venue {
 #[async_trait]
 pub trait VenueChoice: Send + Sync {
     async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError>;
+
+    /// The venue of each account in `account_ids`, in their order. Asked once per page of
+    /// orders, so a choice kept in a database answers in one query.
+    async fn venues_of(&self, account_ids: &[&str]) -> Result<Vec<Venue>, ExchangeError> {
+        let mut venues = Vec::with_capacity(account_ids.len());
+        for account_id in account_ids {
+            venues.push(self.venue_of(account_id).await?);
+        }
+        Ok(venues)
+    }
 }
 
 pub struct VenueRouter {
@@ -64,12 +74,12 @@ impl VenueRouter {
     /// A page's orders by venue: the paper ones go to the paper exchange as one batch, the others
     /// one by one; an order whose venue cannot be read is answered with that error.
     async fn split<'o>(&self, orders: &'o [OrderRequest]) -> Split<'o> {
-        let venues = join_all(
-            orders
-                .iter()
-                .map(|order| self.choice.venue_of(&order.account_id)),
-        )
-        .await;
+        let accounts: Vec<&str> = orders.iter().map(|o| o.account_id.as_str()).collect();
+        let venues: Vec<Result<Venue, ExchangeError>> = match self.choice.venues_of(&accounts).await
+        {
+            Ok(venues) => venues.into_iter().map(Ok).collect(),
+            Err(error) => orders.iter().map(|_| Err(error.clone())).collect(),
+        };
         let mut split = Split {
             len: orders.len(),
             paper: Vec::new(),
@@ -254,6 +264,24 @@ pub struct StoredVenues(pub crate::store::Store);
 
 #[async_trait]
 impl VenueChoice for StoredVenues {
+    async fn venues_of(&self, account_ids: &[&str]) -> Result<Vec<Venue>, ExchangeError> {
+        let mut distinct = account_ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let stored: std::collections::HashMap<String, String> = self
+            .0
+            .credentials()
+            .venues_of(&distinct)
+            .await
+            .map_err(|error| ExchangeError::Unavailable(format!("venue setting: {error}")))?
+            .into_iter()
+            .collect();
+        account_ids
+            .iter()
+            .map(|account_id| stored_venue(stored.get(*account_id).map(String::as_str)))
+            .collect()
+    }
+
     async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError> {
         let stored = self
             .0
@@ -261,12 +289,16 @@ impl VenueChoice for StoredVenues {
             .venue_of(account_id)
             .await
             .map_err(|error| ExchangeError::Unavailable(format!("venue setting: {error}")))?;
-        // An account without a user row (tests, replays) trades on paper, the default.
-        match stored {
-            None => Ok(Venue::default()),
-            Some(text) => Venue::parse(&text).ok_or_else(|| {
-                ExchangeError::Unavailable(format!("unknown venue {text:?} stored for the user"))
-            }),
-        }
+        stored_venue(stored.as_deref())
+    }
+}
+
+/// An account without a user row (tests, replays) trades on paper, the default.
+fn stored_venue(stored: Option<&str>) -> Result<Venue, ExchangeError> {
+    match stored {
+        None => Ok(Venue::default()),
+        Some(text) => Venue::parse(text).ok_or_else(|| {
+            ExchangeError::Unavailable(format!("unknown venue {text:?} stored for the user"))
+        }),
     }
 }

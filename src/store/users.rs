@@ -357,6 +357,33 @@ impl Credentials<'_> {
             .await?))
     }
 
+    /// Where each of `user_ids` trades, in one query whatever their number (a page of orders asks
+    /// once, not once per order); users that do not exist are left out.
+    pub async fn venues_of(&self, user_ids: &[&str]) -> Result<Vec<(String, String)>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.store {
+            Store::Postgres(store) => {
+                let sql = "SELECT user_id, venue FROM users WHERE user_id = ANY($1)";
+                sqlx::query_as(sql)
+                    .bind(user_ids)
+                    .fetch_all(store.pool())
+                    .await?
+            }
+            Store::Sqlite(_) => {
+                // One statement text for any number of ids: the list goes as one JSON array.
+                let sql = "SELECT user_id, venue FROM users
+                            WHERE user_id IN (SELECT value FROM json_each($1))";
+                let ids = serde_json::Value::from(user_ids.to_vec()).to_string();
+                reading!(self.store, pool => sqlx::query_as(sql)
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?)
+            }
+        })
+    }
+
     /// A listener for credential changes made by any process: `None` on SQLite, which has no
     /// announcements.
     pub async fn listen_for_changes(&self) -> Result<Option<CredentialListener>> {
