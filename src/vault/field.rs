@@ -172,12 +172,17 @@ mod tests {
         let owner = "dydx14zzueazeh0hj67cghhf9jypslcf9sh2n5k6art";
         assert!(Field::DydxOwnerAddress.validate(owner).is_ok());
         let typo = owner.replace("art", "arr");
-        assert!(Field::DydxOwnerAddress.validate(&typo).is_err(), "bad checksum");
+        assert!(
+            Field::DydxOwnerAddress.validate(&typo).is_err(),
+            "bad checksum"
+        );
         assert!(Field::DydxOwnerAddress
             .validate("cosmos1xyz")
             .is_err_and(|rule| !rule.contains("cosmos1xyz")));
         assert!(Field::DydxAuthenticatorId.validate("0").is_ok());
-        assert!(Field::DydxAuthenticatorId.validate("18446744073709551615").is_ok());
+        assert!(Field::DydxAuthenticatorId
+            .validate("18446744073709551615")
+            .is_ok());
         assert!(Field::DydxAuthenticatorId.validate("-1").is_err());
         assert!(Field::DydxAuthenticatorId.validate("one").is_err());
         assert!(Field::DydxSubaccount.validate("0").is_ok());

@@ -89,7 +89,10 @@ impl Fake {
     async fn remove_authenticator(&self, owner: &str, id: u64) {
         let response = self
             .http
-            .delete(format!("{}/_fake/authenticators/{owner}/{id}", self.indexer))
+            .delete(format!(
+                "{}/_fake/authenticators/{owner}/{id}",
+                self.indexer
+            ))
             .send()
             .await
             .expect("authenticator removed");
@@ -262,7 +265,11 @@ async fn a_permissioned_key_trades_for_the_owners_subaccount(backend: Backend) {
     let orders = setup.fake.orders().await;
     assert_eq!(orders.len(), 1, "{orders:?}");
     let (trading_address, _) = account_of(TRADING_MNEMONIC);
-    assert_eq!(orders[0]["address"], setup.owner.as_str(), "the owner's order");
+    assert_eq!(
+        orders[0]["address"],
+        setup.owner.as_str(),
+        "the owner's order"
+    );
     assert_eq!(orders[0]["subaccount"], 0);
     assert_eq!(orders[0]["signer"], trading_address.as_str());
     assert_eq!(orders[0]["authenticators"], json!([setup.authenticator]));
@@ -338,12 +345,18 @@ async fn an_authenticator_whose_filters_forbid_the_order_refuses_it(backend: Bac
     let store = setup.test.open().await;
 
     setup
-        .signal(&service, Alert::new("f-btc").symbol("BTCUSDT.P").size("0.01"))
+        .signal(
+            &service,
+            Alert::new("f-btc").symbol("BTCUSDT.P").size("0.01"),
+        )
         .await;
     setup.concluded(&store, 1).await;
     setup.set("dydx_subaccount", "1").await;
     setup
-        .signal(&service, Alert::new("f-sub").symbol("ETHUSDT.P").size("0.1"))
+        .signal(
+            &service,
+            Alert::new("f-sub").symbol("ETHUSDT.P").size("0.1"),
+        )
         .await;
     setup.concluded(&store, 2).await;
     setup.set("dydx_subaccount", "0").await;
@@ -351,7 +364,10 @@ async fn an_authenticator_whose_filters_forbid_the_order_refuses_it(backend: Bac
         .set("dydx_authenticator_id", &cancels_only.to_string())
         .await;
     setup
-        .signal(&service, Alert::new("f-msg").symbol("ETHUSDT.P").size("0.1"))
+        .signal(
+            &service,
+            Alert::new("f-msg").symbol("ETHUSDT.P").size("0.1"),
+        )
         .await;
     let events = setup.concluded(&store, 3).await;
 
@@ -429,7 +445,10 @@ async fn the_trading_key_reaches_no_log_event_or_answer(backend: Backend) {
         .iter()
         .map(|event| event.payload.to_string())
         .collect();
-    assert!(ledger.contains("dydx_trading_mnemonic"), "accesses recorded");
+    assert!(
+        ledger.contains("dydx_trading_mnemonic"),
+        "accesses recorded"
+    );
     let answers: String = answers.iter().map(Value::to_string).collect();
     for (place, text) in [
         ("log", &log),
@@ -472,4 +491,82 @@ async fn cli_stdin(url: &str, owner: &str, field: &str, value: &str) -> std::pro
         .wait_with_output()
         .await
         .expect("the command finishes")
+}
+
+/// The adapter alone: a permissioned key's take-profit and stop-loss (conditional orders, which
+/// the official client does not route through an authenticator itself) are signed for the owner
+/// too, and the chain takes them; positions are read from the owner's subaccount.
+#[tokio::test]
+async fn dydx_a_permissioned_keys_brackets_are_signed_for_the_owner_too() {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+    use ledgerhook::exchange::dydx::{DydxChain, DydxConfig, DydxExchange, InMemoryCredentials};
+    use ledgerhook::exchange::{Exchange, OrderOutcome, OrderRequest};
+    use rust_decimal::Decimal;
+
+    let fake = Fake::start().await;
+    let (owner, _) = account_of(OWNER_MNEMONIC);
+    let id = fake
+        .add_authenticator(&owner, json!({ "message_filter": [PLACE_ORDER] }))
+        .await;
+    let credentials =
+        InMemoryCredentials::default().with_permissioned("trader", &owner, TRADING_MNEMONIC, id, 0);
+    let mut config = DydxConfig::new(&fake.indexer, &fake.node, DydxChain::Testnet);
+    config.request_timeout = std::time::Duration::from_secs(1);
+    config.outcome_wait = std::time::Duration::from_secs(5);
+    let exchange = DydxExchange::new(config, Arc::new(credentials), None);
+    let decimal = |text: &str| Decimal::from_str(text).expect("decimal");
+    let buy = OrderRequest {
+        account_id: "trader".to_owned(),
+        client_order_id: ClientOrderId("lh-permissioned-brackets".to_owned()),
+        market: Market::parse("ETH-USD").expect("market"),
+        side: Side::Buy,
+        size: Quantity::new(decimal("1")).expect("positive"),
+        reduce_only: false,
+        order_type: OrderType::Market,
+        take_profit: Some(decimal("3500")),
+        stop_loss: Some(decimal("3000")),
+    };
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    let (trading_address, _) = account_of(TRADING_MNEMONIC);
+    let received = fake.orders().await;
+    assert_eq!(
+        received.len(),
+        3,
+        "the entry and two brackets: {received:?}"
+    );
+    for order in &received {
+        assert_eq!(order["address"], owner.as_str(), "{order}");
+        assert_eq!(order["signer"], trading_address.as_str(), "{order}");
+        assert_eq!(order["authenticators"], json!([id]), "{order}");
+    }
+    let held: Vec<Value> = fake
+        .http
+        .get(format!(
+            "{}/v4/orders?address={owner}&subaccountNumber=0",
+            fake.indexer
+        ))
+        .send()
+        .await
+        .expect("orders read")
+        .json()
+        .await
+        .expect("orders are JSON");
+    let untriggered = held
+        .iter()
+        .filter(|order| order["status"] == "UNTRIGGERED")
+        .count();
+    assert_eq!(untriggered, 2, "both brackets taken by the chain: {held:?}");
+    let positions = Exchange::positions(&exchange, "trader")
+        .await
+        .expect("positions");
+    assert_eq!(positions.get(&buy.market), Some(&decimal("1")));
 }

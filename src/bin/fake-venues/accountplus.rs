@@ -79,8 +79,8 @@ impl Registry {
         if spec.owner.parse::<cosmrs::AccountId>().is_err() || !spec.owner.starts_with("dydx1") {
             return Err("owner must be a dydx1... address".to_owned());
         }
-        let bytes = hex::decode(spec.public_key.trim())
-            .map_err(|_| "public_key must be hex".to_owned())?;
+        let bytes =
+            hex::decode(spec.public_key.trim()).map_err(|_| "public_key must be hex".to_owned())?;
         let key = VerifyingKey::from_sec1_bytes(&bytes)
             .map_err(|_| "public_key is not a secp256k1 public key".to_owned())?;
         if spec.message_filter.is_empty() {
@@ -212,8 +212,7 @@ impl SignedTx {
         let [signature] = self.raw.signatures.as_slice() else {
             return false;
         };
-        Signature::from_slice(signature)
-            .is_ok_and(|signature| key.verify(&doc, &signature).is_ok())
+        Signature::from_slice(signature).is_ok_and(|signature| key.verify(&doc, &signature).is_ok())
     }
 }
 
@@ -319,7 +318,8 @@ pub fn authenticate(
 pub fn as_chain_config(registered: &Registered) -> Vec<u8> {
     use base64::Engine as _;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let part = |kind: &str, config: &[u8]| serde_json::json!({ "type": kind, "config": encode(config) });
+    let part =
+        |kind: &str, config: &[u8]| serde_json::json!({ "type": kind, "config": encode(config) });
     let spec = &registered.spec;
     let mut parts = vec![
         part("SignatureVerification", &registered.key.to_sec1_bytes()),

@@ -472,7 +472,9 @@ impl DydxExchange {
         match self.inner.credentials.public_subaccount(account_id).await {
             Ok(Some((owner, number))) => {
                 let owner = owner_address(&owner)?;
-                return self.remember_subaccount(account_id, &owner, number).map(Some);
+                return self
+                    .remember_subaccount(account_id, &owner, number)
+                    .map(Some);
             }
             Ok(None) => {}
             Err(CredentialError::Unusable(_)) => return Ok(None),
@@ -560,7 +562,10 @@ impl DydxExchange {
             .account_offline(0)
             .map_err(|_| unavailable("wallet", "cannot derive the trading key's account"))?;
         let owner = self
-            .node_call("owner account", PublicAccount::updated(owner.clone(), client))
+            .node_call(
+                "owner account",
+                PublicAccount::updated(owner.clone(), client),
+            )
             .await?;
         trader.authenticators_mut().add(owner, *authenticator_id);
         Ok(trader)
