@@ -570,3 +570,68 @@ async fn dydx_a_permissioned_keys_brackets_are_signed_for_the_owner_too() {
         .expect("positions");
     assert_eq!(positions.get(&buy.market), Some(&decimal("1")));
 }
+
+/// The documented rule when a trader holds both: the permissioned key signs and the mnemonic is
+/// never revealed; and a permissioned key missing a field refuses orders, saying which, without
+/// decrypting the trading key (nor falling back to the mnemonic).
+async fn a_permissioned_key_wins_over_a_mnemonic_and_an_incomplete_one_refuses(backend: Backend) {
+    let setup = Setup::new(backend, json!({ "message_filter": [PLACE_ORDER] })).await;
+    setup.set("dydx_mnemonic", OWNER_MNEMONIC).await;
+    let incomplete = create_user(&setup.test.url, "half-configured trader").await;
+    for (field, value) in [
+        ("dydx_mnemonic", OWNER_MNEMONIC),
+        ("dydx_trading_mnemonic", TRADING_MNEMONIC),
+        ("dydx_authenticator_id", &setup.authenticator.to_string()),
+    ] {
+        credentials_set(&setup.test.url, &incomplete.user_id, field, value).await;
+    }
+    let answer = cli(
+        &setup.test.url,
+        &["users", "venue", &incomplete.user_id, "dydx"],
+    )
+    .await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    let service = setup.serve(None).await;
+    let store = setup.test.open().await;
+
+    setup
+        .signal(&service, Alert::new("both-1").size("0.01"))
+        .await;
+    let (status, body) = service
+        .post_signal(
+            &incomplete.webhook_token,
+            &Alert::new("half-1").size("0.01").json(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events = setup.concluded(&store, 1).await;
+    let half = Setup {
+        user: incomplete,
+        ..setup
+    };
+    let half_events = half.concluded(&store, 1).await;
+
+    assert_eq!(count(&events, "OrderFilled"), 1, "{events:?}");
+    let (trading_address, _) = account_of(TRADING_MNEMONIC);
+    let orders = half.fake.orders().await;
+    assert_eq!(orders.len(), 1, "only the complete key's order: {orders:?}");
+    assert_eq!(orders[0]["signer"], trading_address.as_str());
+    let fields = revealed(&events);
+    assert!(!fields.iter().any(|f| f == "dydx_mnemonic"), "{fields:?}");
+    let reasons = rejections(&half_events);
+    assert_eq!(reasons.len(), 1, "{half_events:?}");
+    assert!(
+        reasons[0].contains("incomplete: dydx_owner_address is not set"),
+        "{}",
+        reasons[0]
+    );
+    let fields = revealed(&half_events);
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f == "dydx_mnemonic" || f == "dydx_trading_mnemonic"),
+        "no secret decrypted for an order that cannot be signed: {fields:?}"
+    );
+    service.stop().await;
+}
+on_both_stores!(a_permissioned_key_wins_over_a_mnemonic_and_an_incomplete_one_refuses);
