@@ -88,6 +88,16 @@ impl Field {
                         "{self} must be 24 words separated by spaces, got {words}"
                     ));
                 }
+                // A wrong word would otherwise show only at the first order. (dydx_mnemonic keeps
+                // the word count alone: values stored under it were accepted that way.)
+                if self == Field::DydxTradingMnemonic
+                    && dydx::node::Wallet::from_mnemonic(value).is_err()
+                {
+                    return Err(format!(
+                        "{self} is not a valid BIP-39 phrase (a word misspelt, or the checksum \
+                         word wrong)"
+                    ));
+                }
             }
             Field::DydxSubaccount => {
                 if !matches!(value.parse::<u8>(), Ok(0..=127)) {
@@ -169,6 +179,10 @@ mod tests {
         assert!(refused.contains("got 12") && !refused.contains("secretword"));
         let refused = Field::DydxTradingMnemonic.validate(&short).unwrap_err();
         assert!(refused.contains("got 12") && !refused.contains("secretword"));
+        let valid = format!("{} art", ["abandon"; 23].join(" "));
+        assert!(Field::DydxTradingMnemonic.validate(&valid).is_ok());
+        let refused = Field::DydxTradingMnemonic.validate(&words).unwrap_err();
+        assert!(refused.contains("checksum") && !refused.contains("abandon"));
         let owner = "dydx14zzueazeh0hj67cghhf9jypslcf9sh2n5k6art";
         assert!(Field::DydxOwnerAddress.validate(owner).is_ok());
         let typo = owner.replace("art", "arr");

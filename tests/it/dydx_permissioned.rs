@@ -419,8 +419,11 @@ async fn the_trading_key_reaches_no_log_event_or_answer(backend: Backend) {
     assert_eq!(rejections(&events).len(), 1, "{events:?}");
     let id = setup.user.user_id.as_str();
     let short: Vec<&str> = TRADING_MNEMONIC.split_whitespace().take(23).collect();
+    let mut swapped: Vec<&str> = TRADING_MNEMONIC.split_whitespace().collect();
+    swapped.swap(0, 1);
     let refused = [
         ("dydx_trading_mnemonic", short.join(" ")),
+        ("dydx_trading_mnemonic", swapped.join(" ")),
         ("dydx_owner_address", format!("dydx1{}", TRADING_MARKERS[0])),
         ("dydx_authenticator_id", TRADING_MARKERS[1].to_owned()),
     ];
