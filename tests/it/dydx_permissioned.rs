@@ -571,6 +571,31 @@ async fn dydx_a_permissioned_keys_brackets_are_signed_for_the_owner_too() {
         .await
         .expect("positions");
     assert_eq!(positions.get(&buy.market), Some(&decimal("1")));
+
+    // What a trader's client reads back of the owner's authenticators (x/accountplus).
+    let config = dydx::node::NodeConfig {
+        endpoint: fake.node.clone(),
+        timeout: 1_000,
+        chain_id: dydx::node::ChainId::Testnet4,
+        fee_denom: dydx::indexer::Denom::Usdc,
+        manage_sequencing: true,
+    };
+    let mut client = dydx::node::NodeClient::connect(config)
+        .await
+        .expect("the node connects");
+    let listed = client
+        .authenticators()
+        .get_authenticators(owner.parse().expect("an address"))
+        .await
+        .expect("authenticators listed");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].id, listed[0].r#type.as_str()), (id, "AllOf"));
+    let parts: Vec<Value> = serde_json::from_slice(&listed[0].config).expect("a JSON list");
+    let kinds: Vec<&str> = parts
+        .iter()
+        .filter_map(|part| part["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["SignatureVerification", "MessageFilter"]);
 }
 
 /// The documented rule when a trader holds both: the permissioned key signs and the mnemonic is
