@@ -18,8 +18,10 @@ const LONGEST_VALUE: u64 = 4096;
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
     /// Store a credential, read from standard input (one trailing newline is dropped). FIELD is
-    /// one of dydx_mnemonic (24 words), dydx_subaccount (0..=127), telegram_chat_id (an
-    /// integer), webhook_token, webhook_secret, or, with OWNER `service`, telegram_bot_token.
+    /// one of dydx_mnemonic (24 words), dydx_subaccount (0..=127), the permissioned key's three
+    /// (dydx_owner_address, dydx_trading_mnemonic, dydx_authenticator_id; used instead of
+    /// dydx_mnemonic when set), telegram_chat_id (an integer), webhook_token, webhook_secret,
+    /// or, with OWNER `service`, telegram_bot_token.
     Set {
         /// A user's id, or `service` for the service-wide telegram_bot_token.
         owner: String,

@@ -10,8 +10,14 @@ use aggregates::SERVICE_OWNER_ID;
 pub enum Field {
     /// A user's dYdX v4 wallet: 24 words.
     DydxMnemonic,
-    /// A user's dYdX subaccount number, 0..=127.
+    /// A user's dYdX subaccount number, 0..=127 (the owner's, with a permissioned key).
     DydxSubaccount,
+    /// Permissioned trading: the address (`dydx1...`) of the account the orders trade for.
+    DydxOwnerAddress,
+    /// Permissioned trading: the 24 words of the separate wallet that signs for the owner.
+    DydxTradingMnemonic,
+    /// Permissioned trading: the id of the owner's authenticator that lets that wallet trade.
+    DydxAuthenticatorId,
     /// Where a user's Telegram messages go: an integer (negative for groups).
     TelegramChatId,
     /// The service's Telegram bot token (owner `service`).
@@ -30,9 +36,12 @@ pub enum Ownership {
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 9] = [
         Field::DydxMnemonic,
         Field::DydxSubaccount,
+        Field::DydxOwnerAddress,
+        Field::DydxTradingMnemonic,
+        Field::DydxAuthenticatorId,
         Field::TelegramChatId,
         Field::TelegramBotToken,
         Field::WebhookToken,
@@ -43,6 +52,9 @@ impl Field {
         match self {
             Field::DydxMnemonic => "dydx_mnemonic",
             Field::DydxSubaccount => "dydx_subaccount",
+            Field::DydxOwnerAddress => "dydx_owner_address",
+            Field::DydxTradingMnemonic => "dydx_trading_mnemonic",
+            Field::DydxAuthenticatorId => "dydx_authenticator_id",
             Field::TelegramChatId => "telegram_chat_id",
             Field::TelegramBotToken => "telegram_bot_token",
             Field::WebhookToken => "webhook_token",
@@ -69,17 +81,45 @@ impl Field {
             return Err(format!("{self} is empty"));
         }
         match self {
-            Field::DydxMnemonic => {
+            Field::DydxMnemonic | Field::DydxTradingMnemonic => {
                 let words = value.split_whitespace().count();
                 if words != 24 {
                     return Err(format!(
                         "{self} must be 24 words separated by spaces, got {words}"
                     ));
                 }
+                // A wrong word would otherwise show only at the first order. (dydx_mnemonic keeps
+                // the word count alone: values stored under it were accepted that way.)
+                if self == Field::DydxTradingMnemonic
+                    && dydx::node::Wallet::from_mnemonic(value).is_err()
+                {
+                    return Err(format!(
+                        "{self} is not a valid BIP-39 phrase (a word misspelt, or the checksum \
+                         word wrong)"
+                    ));
+                }
             }
             Field::DydxSubaccount => {
                 if !matches!(value.parse::<u8>(), Ok(0..=127)) {
                     return Err(format!("{self} must be an integer from 0 to 127"));
+                }
+            }
+            Field::DydxOwnerAddress => {
+                // Public, but a typo would send every order to the wrong account: the checksum
+                // is checked here, not at the first order.
+                let parsed = value.parse::<dydx::indexer::Address>();
+                if !value.starts_with("dydx1") || parsed.is_err() {
+                    return Err(format!(
+                        "{self} must be a dYdX address: dydx1 followed by its bech32 characters, \
+                         checksum included"
+                    ));
+                }
+            }
+            Field::DydxAuthenticatorId => {
+                if value.parse::<u64>().is_err() {
+                    return Err(format!(
+                        "{self} must be the authenticator's id, an integer from 0"
+                    ));
                 }
             }
             Field::TelegramChatId => {
@@ -104,7 +144,7 @@ impl fmt::Display for Field {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown vault field `{0}` (expected one of: dydx_mnemonic, dydx_subaccount, telegram_chat_id, telegram_bot_token, webhook_token, webhook_secret)")]
+#[error("unknown vault field `{0}` (expected one of: dydx_mnemonic, dydx_subaccount, dydx_owner_address, dydx_trading_mnemonic, dydx_authenticator_id, telegram_chat_id, telegram_bot_token, webhook_token, webhook_secret)")]
 pub struct UnknownField(pub String);
 
 impl FromStr for Field {
@@ -137,6 +177,28 @@ mod tests {
         let short = ["secretword"; 12].join(" ");
         let refused = Field::DydxMnemonic.validate(&short).unwrap_err();
         assert!(refused.contains("got 12") && !refused.contains("secretword"));
+        let refused = Field::DydxTradingMnemonic.validate(&short).unwrap_err();
+        assert!(refused.contains("got 12") && !refused.contains("secretword"));
+        let valid = format!("{} art", ["abandon"; 23].join(" "));
+        assert!(Field::DydxTradingMnemonic.validate(&valid).is_ok());
+        let refused = Field::DydxTradingMnemonic.validate(&words).unwrap_err();
+        assert!(refused.contains("checksum") && !refused.contains("abandon"));
+        let owner = "dydx14zzueazeh0hj67cghhf9jypslcf9sh2n5k6art";
+        assert!(Field::DydxOwnerAddress.validate(owner).is_ok());
+        let typo = owner.replace("art", "arr");
+        assert!(
+            Field::DydxOwnerAddress.validate(&typo).is_err(),
+            "bad checksum"
+        );
+        assert!(Field::DydxOwnerAddress
+            .validate("cosmos1xyz")
+            .is_err_and(|rule| !rule.contains("cosmos1xyz")));
+        assert!(Field::DydxAuthenticatorId.validate("0").is_ok());
+        assert!(Field::DydxAuthenticatorId
+            .validate("18446744073709551615")
+            .is_ok());
+        assert!(Field::DydxAuthenticatorId.validate("-1").is_err());
+        assert!(Field::DydxAuthenticatorId.validate("one").is_err());
         assert!(Field::DydxSubaccount.validate("0").is_ok());
         assert!(Field::DydxSubaccount.validate("127").is_ok());
         assert!(Field::DydxSubaccount.validate("128").is_err());

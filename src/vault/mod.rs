@@ -1,6 +1,6 @@
-//! The vault: credentials the service must use in plain text (dYdX mnemonics, Telegram chat ids
-//! and bot token, each user's webhook token and secret so their URL can be shown again), encrypted
-//! at rest.
+//! The vault: credentials the service must use in plain text (dYdX mnemonics or permissioned
+//! trading keys, Telegram chat ids and bot token, each user's webhook token and secret so their
+//! URL can be shown again), encrypted at rest.
 //!
 //! - `keys`: the master key file (`--vault-key-file`, lines `VERSION:BASE64`; the highest
 //!   version seals). `source` finds it, or makes the embedded demo's own.

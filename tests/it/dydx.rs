@@ -13,7 +13,6 @@ use tokio::process::Child;
 use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
 use async_trait::async_trait;
 use chrono::Utc;
-use zeroize::Zeroizing;
 
 use ledgerhook::exchange::dydx::{
     venue_ids, CredentialError, DydxChain, DydxConfig, DydxCredentials, DydxExchange, DydxKey,
@@ -342,10 +341,7 @@ struct EveryAccount;
 #[async_trait]
 impl DydxCredentials for EveryAccount {
     async fn wallet_for(&self, _: &str) -> Result<Option<DydxKey>, CredentialError> {
-        Ok(Some(DydxKey {
-            mnemonic: Zeroizing::new(TEST_MNEMONIC.to_owned()),
-            subaccount: 0,
-        }))
+        Ok(Some(DydxKey::mnemonic(TEST_MNEMONIC, 0)))
     }
 }
 

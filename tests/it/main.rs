@@ -11,6 +11,7 @@ mod auth;
 mod compliance;
 mod dydx;
 mod dydx_faults;
+mod dydx_permissioned;
 mod fill_mismatch;
 mod global_order;
 mod halts;

@@ -1,17 +1,18 @@
 //! The control endpoints tests and people drive the fakes with: what the venue received, the
-//! faults to inject, the oracle prices.
+//! faults to inject, the oracle prices, the owners' authenticators (permissioned keys).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use crate::accountplus::AuthenticatorSpec;
 use crate::venue::{Faults, Venue};
 
 /// Where faults meant for the Telegram fake go (an error: they do not parse); `None` when that fake
@@ -29,6 +30,14 @@ pub fn router(venue: Arc<Venue>, telegram: TelegramFaults) -> Router {
         .route("/_fake/orders", get(orders))
         .route("/_fake/faults", get(faults).post(set_faults))
         .route("/_fake/prices", get(prices).post(set_prices))
+        .route(
+            "/_fake/authenticators",
+            get(authenticators).post(add_authenticator),
+        )
+        .route(
+            "/_fake/authenticators/{owner}/{id}",
+            delete(remove_authenticator),
+        )
         .with_state(Control { venue, telegram })
 }
 
@@ -62,6 +71,8 @@ async fn orders(State(control): State<Control>) -> Response {
                 "condition_type": placement.condition_type,
                 "good_til_block": placement.good_til_block,
                 "good_til_block_time": placement.good_til_block_time,
+                "signer": placement.signer,
+                "authenticators": placement.authenticators,
             })
         })
         .collect();
@@ -127,6 +138,39 @@ fn prices_response(control: &Control) -> Response {
         .map(|market| (market.ticker, market.oracle_price.to_string()))
         .collect();
     Json(prices).into_response()
+}
+
+async fn authenticators(State(control): State<Control>) -> Response {
+    Json(json!({ "authenticators": control.venue.authenticators.all() })).into_response()
+}
+
+/// `{"owner", "public_key" (hex), "message_filter": [type URLs], "subaccount_filter"?: [numbers],
+/// "clob_pair_filter"?: [ids]}` → `{"id"}`: what the owner's `MsgAddAuthenticator` would do.
+async fn add_authenticator(State(control): State<Control>, body: axum::body::Bytes) -> Response {
+    let spec: AuthenticatorSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(error) => return bad_request(&error.to_string()),
+    };
+    match control.venue.authenticators.add(spec) {
+        Ok(id) => Json(json!({ "id": id })).into_response(),
+        Err(error) => bad_request(&error),
+    }
+}
+
+/// What the owner's `MsgRemoveAuthenticator` would do; 404 when the owner has no such id.
+async fn remove_authenticator(
+    State(control): State<Control>,
+    Path((owner, id)): Path<(String, u64)>,
+) -> Response {
+    if control.venue.authenticators.remove(&owner, id) {
+        Json(json!({ "removed": id })).into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such authenticator", "code": "not_found" })),
+        )
+            .into_response()
+    }
 }
 
 fn bad_request(message: &str) -> Response {

@@ -11,10 +11,12 @@
 //!
 //! One line per service on stdout, then it serves until killed. The Indexer, Telegram and the
 //! control endpoints (`GET /_fake/orders`, `GET /_fake/messages`, `GET|POST /_fake/faults`,
-//! `GET|POST /_fake/prices`) share the `--listen` address; the node (HTTP/2) listens on its own
-//! port of the same interface. `POST /_fake/faults {"telegram": {...}}` sets Telegram's faults
+//! `GET|POST /_fake/prices`, `GET|POST /_fake/authenticators`,
+//! `DELETE /_fake/authenticators/{owner}/{id}`) share the `--listen` address; the node (HTTP/2)
+//! listens on its own port of the same interface. `POST /_fake/faults {"telegram": {...}}` sets Telegram's faults
 //! (`telegram::TelegramFaults`).
 
+mod accountplus;
 mod control;
 mod indexer;
 mod node;

@@ -1,6 +1,8 @@
 //! The fake validator node: the gRPC methods the official client calls to place orders (account,
-//! latest block, simulate, broadcast), on plaintext HTTP/2. Transactions are decoded with the
-//! chain's own protobuf types; signatures are not checked (the fake holds no keys).
+//! latest block, simulate, broadcast, x/accountplus's GetAuthenticators), on plaintext HTTP/2.
+//! Transactions are decoded with the chain's own protobuf types and authenticated as CheckTx
+//! does before any message is looked at (`accountplus`): the owner's own signature, or a
+//! permissioned key through one of the owner's authenticators.
 
 // `tonic::Status` is what a gRPC handler answers with; boxing it would only be unboxed again.
 #![allow(clippy::result_large_err)]
@@ -21,16 +23,20 @@ use dydx_proto::cosmos_sdk_proto::cosmos::base::tendermint::v1beta1::{
     Block, GetLatestBlockRequest, GetLatestBlockResponse, Header,
 };
 use dydx_proto::cosmos_sdk_proto::cosmos::tx::v1beta1::{
-    BroadcastTxRequest, BroadcastTxResponse, SimulateRequest, SimulateResponse, TxBody, TxRaw,
+    BroadcastTxRequest, BroadcastTxResponse, SimulateRequest, SimulateResponse,
 };
 use dydx_proto::cosmos_sdk_proto::prost::Message;
 use dydx_proto::cosmos_sdk_proto::{Any, Timestamp};
+use dydx_proto::dydxprotocol::accountplus::{
+    AccountAuthenticator, GetAuthenticatorsRequest, GetAuthenticatorsResponse,
+};
 use dydx_proto::dydxprotocol::clob::{order, MsgCancelOrder, MsgPlaceOrder};
 use sha2::{Digest, Sha256};
 use tonic::codec::ProstCodec;
 use tonic::server::Grpc;
 use tonic::Status;
 
+use crate::accountplus::{self, MessageScope, SignedTx};
 use crate::venue::{OrderSide, PlaceAnswer, Placement, RequestFault, Service, TimeInForce, Venue};
 
 const PLACE_ORDER: &str = "/dydxprotocol.clob.MsgPlaceOrder";
@@ -47,6 +53,10 @@ pub fn router(venue: Arc<Venue>) -> Router {
         )
         .route("/cosmos.tx.v1beta1.Service/Simulate", post(simulate))
         .route("/cosmos.tx.v1beta1.Service/BroadcastTx", post(broadcast))
+        .route(
+            "/dydxprotocol.accountplus.Query/GetAuthenticators",
+            post(authenticators),
+        )
         .with_state(venue)
 }
 
@@ -92,14 +102,10 @@ async fn account(State(venue): State<Arc<Venue>>, request: Request) -> Response 
         Service::Node,
         request,
         |venue, query: QueryAccountRequest| {
-            let digest = Sha256::digest(query.address.as_bytes());
-            let number = u64::from(u32::from_be_bytes([
-                digest[0], digest[1], digest[2], digest[3],
-            ]));
             let account = BaseAccount {
                 address: query.address.clone(),
                 pub_key: None,
-                account_number: number,
+                account_number: accountplus::account_number(&query.address),
                 sequence: venue.next_sequence(&query.address),
             };
             Ok(QueryAccountResponse {
@@ -154,6 +160,36 @@ async fn simulate(State(venue): State<Arc<Venue>>, request: Request) -> Response
     .await
 }
 
+async fn authenticators(State(venue): State<Arc<Venue>>, request: Request) -> Response {
+    unary(
+        venue,
+        Service::Node,
+        request,
+        |venue, query: GetAuthenticatorsRequest| {
+            let account_authenticators = venue
+                .authenticators
+                .of(&query.account)
+                .iter()
+                .map(|registered| AccountAuthenticator {
+                    id: registered.id,
+                    r#type: "AllOf".to_owned(),
+                    config: accountplus::as_chain_config(registered),
+                })
+                .collect();
+            Ok(GetAuthenticatorsResponse {
+                account_authenticators,
+            })
+        },
+    )
+    .await
+}
+
+/// A message of the transaction, decoded.
+enum Decoded {
+    Place(Placement),
+    Cancel(MsgCancelOrder),
+}
+
 async fn broadcast(State(venue): State<Arc<Venue>>, request: Request) -> Response {
     unary(
         venue,
@@ -161,19 +197,69 @@ async fn broadcast(State(venue): State<Arc<Venue>>, request: Request) -> Respons
         request,
         |venue, broadcast: BroadcastTxRequest| {
             let txhash = hex::encode_upper(Sha256::digest(&broadcast.tx_bytes));
-            let messages = decode_messages(&broadcast.tx_bytes)?;
-            let mut answer = PlaceAnswer::Accepted;
-            for message in messages {
+            let tx = SignedTx::decode(&broadcast.tx_bytes).map_err(Status::invalid_argument)?;
+            let mut decoded = Vec::new();
+            let mut scopes = Vec::new();
+            for message in &tx.body.messages {
                 match message.type_url.as_str() {
                     PLACE_ORDER => {
                         let placed = MsgPlaceOrder::decode(message.value.as_slice())
                             .map_err(|error| Status::invalid_argument(error.to_string()))?;
-                        let placement = placement_of(&placed)?;
-                        answer = venue.place(placement);
+                        let mut placement = placement_of(&placed)?;
+                        placement.signer = tx.signer_address();
+                        placement.authenticators = tx.selected_authenticators();
+                        scopes.push(MessageScope {
+                            type_url: PLACE_ORDER.to_owned(),
+                            owner: placement.address.clone(),
+                            subaccount: placement.subaccount,
+                            clob_pair_id: placement.clob_pair_id,
+                        });
+                        decoded.push(Decoded::Place(placement));
                     }
                     CANCEL_ORDER => {
                         let cancel = MsgCancelOrder::decode(message.value.as_slice())
                             .map_err(|error| Status::invalid_argument(error.to_string()))?;
+                        let id = cancel.order_id.clone().unwrap_or_default();
+                        let subaccount = id.subaccount_id.clone().unwrap_or_default();
+                        scopes.push(MessageScope {
+                            type_url: CANCEL_ORDER.to_owned(),
+                            owner: subaccount.owner,
+                            subaccount: subaccount.number,
+                            clob_pair_id: id.clob_pair_id,
+                        });
+                        decoded.push(Decoded::Cancel(cancel));
+                    }
+                    other => {
+                        return Ok(tx_response(
+                            txhash,
+                            2,
+                            "sdk",
+                            format!("unable to resolve type URL {other}: tx parse error"),
+                        ))
+                    }
+                }
+            }
+            if let Err(refused) =
+                accountplus::authenticate(&venue.authenticators, &venue.chain_id, &tx, &scopes)
+            {
+                // Shown by the control endpoint as received, like any placement CheckTx refused.
+                for message in decoded {
+                    if let Decoded::Place(placement) = message {
+                        venue.refused(placement);
+                    }
+                }
+                return Ok(tx_response(
+                    txhash,
+                    refused.code,
+                    refused.codespace,
+                    refused.log,
+                ));
+            }
+            let mut answer = PlaceAnswer::Accepted;
+            for message in decoded {
+                match message {
+                    Decoded::Place(placement) => answer = venue.place(placement),
+                    Decoded::Cancel(cancel) => {
                         if let Some(id) = cancel.order_id {
                             let (owner, number) = id
                                 .subaccount_id
@@ -187,14 +273,6 @@ async fn broadcast(State(venue): State<Arc<Venue>>, request: Request) -> Respons
                                 id.clob_pair_id,
                             );
                         }
-                    }
-                    other => {
-                        return Ok(tx_response(
-                            txhash,
-                            2,
-                            "sdk",
-                            format!("unable to resolve type URL {other}: tx parse error"),
-                        ))
                     }
                 }
             }
@@ -220,14 +298,6 @@ fn tx_response(txhash: String, code: u32, codespace: &str, raw_log: String) -> B
             ..TxResponse::default()
         }),
     }
-}
-
-fn decode_messages(tx_bytes: &[u8]) -> Result<Vec<Any>, Status> {
-    let raw =
-        TxRaw::decode(tx_bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
-    let body = TxBody::decode(raw.body_bytes.as_slice())
-        .map_err(|error| Status::invalid_argument(error.to_string()))?;
-    Ok(body.messages)
 }
 
 fn placement_of(message: &MsgPlaceOrder) -> Result<Placement, Status> {
@@ -275,5 +345,7 @@ fn placement_of(message: &MsgPlaceOrder) -> Result<Placement, Status> {
         trigger_subticks: order.conditional_order_trigger_subticks,
         good_til_block,
         good_til_block_time,
+        signer: None,
+        authenticators: None,
     })
 }

@@ -178,6 +178,10 @@ pub struct Placement {
     pub trigger_subticks: u64,
     pub good_til_block: Option<u32>,
     pub good_til_block_time: Option<u32>,
+    /// The address of the key that signed the transaction.
+    pub signer: Option<String>,
+    /// The authenticators the transaction selected (x/accountplus), when it selected any.
+    pub authenticators: Option<Vec<u64>>,
 }
 
 /// An order the venue holds, with what the Indexer says about it.
@@ -292,6 +296,8 @@ pub struct Venue {
     started: Instant,
     block_ms: u64,
     pub chain_id: String,
+    /// The owners' authenticators (x/accountplus).
+    pub authenticators: crate::accountplus::Registry,
     state: Mutex<State>,
 }
 
@@ -321,6 +327,7 @@ impl Venue {
             started: Instant::now(),
             block_ms: block_ms.max(1),
             chain_id,
+            authenticators: crate::accountplus::Registry::default(),
             state: Mutex::new(State {
                 markets,
                 ..State::default()
@@ -473,6 +480,11 @@ impl Venue {
                 order.updated_at_height = height;
             }
         }
+    }
+
+    /// Records an order whose transaction CheckTx refused before its messages were looked at.
+    pub fn refused(&self, placement: Placement) {
+        self.state().received.push(placement);
     }
 
     /// Receives an order from a broadcast transaction: records it, decides what CheckTx says,

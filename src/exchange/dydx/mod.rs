@@ -17,6 +17,11 @@
 //!   token bucket (`governor`), so bursts queue instead of meeting 429s.
 //! - **Secrets.** The key is asked of [`DydxCredentials`] at the moment of use and dropped after
 //!   signing; only the public address is kept, to look orders up.
+//! - **Permissioned keys.** A trader may hand over a separate trading wallet instead of their own
+//!   (`credentials::Signer`): it signs for the owner's address, naming the owner's authenticator
+//!   in the transaction's extension, and everything else (subaccount, lookups, positions,
+//!   reconciliation) is the owner's. The client selects the authenticator for short-term orders
+//!   only; conditional (bracket) orders for the owner are built here (`place_for_owner`).
 //!
 //! Start-up traps of the client (`shared/design/dydx-v4.md`): the rustls ring provider is
 //! installed once here; the node connection needs CA roots on the machine (`SSL_CERT_FILE` or
@@ -42,16 +47,21 @@ use dydx::indexer::{
     RestConfig, SockConfig, Subaccount, Ticker,
 };
 use dydx::indexer::{GetFillsOpts, ListPerpetualMarketsOpts, ListPositionsOpts};
+use dydx::node::sequencer::Nonce;
 use dydx::node::{
-    BroadcastError, ChainId, NodeClient, NodeConfig, NodeError, OrderBuilder, OrderSide,
-    OrderTimeInForce, Wallet,
+    Account, Address, BroadcastError, ChainId, NodeClient, NodeConfig, NodeError, OrderBuilder,
+    OrderSide, OrderTimeInForce, PublicAccount, TxHash, Wallet,
 };
+use dydx_proto::dydxprotocol::clob::{MsgPlaceOrder, Order};
+use dydx_proto::ToAny;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
-pub use self::credentials::{CredentialError, DydxCredentials, DydxKey, InMemoryCredentials};
+pub use self::credentials::{
+    CredentialError, DydxCredentials, DydxKey, InMemoryCredentials, Signer,
+};
 pub use self::ids::{venue_ids, Leg, VenueIds};
 use self::markets::{to_big, to_decimal, MarketCache, MarketParams};
 use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
@@ -183,6 +193,19 @@ struct InFlightOrder {
     market: Market,
     side: Side,
     good_til_block: u32,
+}
+
+/// What the credentials give for an account: a key, or why its orders are refused.
+enum KeyLookup {
+    Key(DydxKey),
+    Refused(String),
+}
+
+/// How an order is signed: the wallet, and for a permissioned key the owner it signs for and
+/// the owner's authenticator that allows it.
+struct Signing {
+    wallet: Wallet,
+    permission: Option<(Address, u64)>,
 }
 
 /// What the Indexer shows of an order.
@@ -446,11 +469,23 @@ impl DydxExchange {
         if let Some(known) = self.known_subaccount(account_id) {
             return Ok(Some(known));
         }
-        let Some(key) = self.key_of(account_id).await? else {
+        match self.inner.credentials.public_subaccount(account_id).await {
+            Ok(Some((owner, number))) => {
+                let owner = owner_address(&owner)?;
+                return self
+                    .remember_subaccount(account_id, &owner, number)
+                    .map(Some);
+            }
+            Ok(None) => {}
+            Err(CredentialError::Unusable(_)) => return Ok(None),
+            Err(error) => return Err(ExchangeError::Unavailable(error.to_string())),
+        }
+        let KeyLookup::Key(key) = self.key_of(account_id).await? else {
             return Ok(None);
         };
-        let wallet = wallet_of(&key)?;
-        self.subaccount_for(account_id, &wallet, &key).map(Some)
+        let signing = signing_of(&key)?;
+        self.subaccount_for(account_id, &signing, key.subaccount)
+            .map(Some)
     }
 
     fn known_subaccount(&self, account_id: &str) -> Option<Subaccount> {
@@ -462,23 +497,44 @@ impl DydxExchange {
             .cloned()
     }
 
-    async fn key_of(&self, account_id: &str) -> Result<Option<DydxKey>, ExchangeError> {
-        self.inner
-            .credentials
-            .wallet_for(account_id)
-            .await
-            .map_err(|error| ExchangeError::Unavailable(error.to_string()))
+    async fn key_of(&self, account_id: &str) -> Result<KeyLookup, ExchangeError> {
+        match self.inner.credentials.wallet_for(account_id).await {
+            Ok(Some(key)) => Ok(KeyLookup::Key(key)),
+            Ok(None) => Ok(KeyLookup::Refused(
+                "this account has no dYdX credentials".to_owned(),
+            )),
+            Err(CredentialError::Unusable(reason)) => Ok(KeyLookup::Refused(reason)),
+            Err(error) => Err(ExchangeError::Unavailable(error.to_string())),
+        }
     }
 
+    /// The subaccount orders go to: the signer's own, or with a permissioned key the owner's.
     fn subaccount_for(
         &self,
         account_id: &str,
-        wallet: &Wallet,
-        key: &DydxKey,
+        signing: &Signing,
+        number: u32,
     ) -> Result<Subaccount, ExchangeError> {
-        let subaccount = wallet
-            .account_offline(0)
-            .and_then(|account| account.subaccount(key.subaccount))
+        match &signing.permission {
+            Some((owner, _)) => self.remember_subaccount(account_id, owner, number),
+            None => {
+                let own = signing
+                    .wallet
+                    .account_offline(0)
+                    .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))?;
+                self.remember_subaccount(account_id, own.address(), number)
+            }
+        }
+    }
+
+    fn remember_subaccount(
+        &self,
+        account_id: &str,
+        address: &Address,
+        number: u32,
+    ) -> Result<Subaccount, ExchangeError> {
+        let subaccount = PublicAccount::new(address.clone())
+            .subaccount(number)
             .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))?;
         self.inner
             .subaccounts
@@ -486,6 +542,33 @@ impl DydxExchange {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(account_id.to_owned(), subaccount.clone());
         Ok(subaccount)
+    }
+
+    /// The account that signs, with the owner's authenticator selected for a permissioned key
+    /// (the owner's account number and sequence are what the transaction is signed under).
+    async fn signing_account(
+        &self,
+        signing: &Signing,
+        client: &mut NodeClient,
+    ) -> Result<Account, ExchangeError> {
+        self.inner.node_pace.until_ready().await;
+        let Some((owner, authenticator_id)) = &signing.permission else {
+            return self
+                .node_call("account", signing.wallet.account(0, client))
+                .await;
+        };
+        let mut trader = signing
+            .wallet
+            .account_offline(0)
+            .map_err(|_| unavailable("wallet", "cannot derive the trading key's account"))?;
+        let owner = self
+            .node_call(
+                "owner account",
+                PublicAccount::updated(owner.clone(), client),
+            )
+            .await?;
+        trader.authenticators_mut().add(owner, *authenticator_id);
+        Ok(trader)
     }
 
     /// The order this service sent under this client order id and whose fate it has not seen,
@@ -743,14 +826,13 @@ impl DydxExchange {
     }
 
     async fn place(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
-        let Some(key) = self.key_of(&order.account_id).await? else {
-            return Ok(OrderOutcome::Rejected {
-                reason: "this account has no dYdX credentials".to_owned(),
-            });
+        let key = match self.key_of(&order.account_id).await? {
+            KeyLookup::Key(key) => key,
+            KeyLookup::Refused(reason) => return Ok(OrderOutcome::Rejected { reason }),
         };
         // Deriving the wallet is deliberately slow (PBKDF2): once per placement.
-        let wallet = wallet_of(&key)?;
-        let subaccount = self.subaccount_for(&order.account_id, &wallet, &key)?;
+        let signing = signing_of(&key)?;
+        let subaccount = self.subaccount_for(&order.account_id, &signing, key.subaccount)?;
         let Some(params) = self.market(&order.market).await? else {
             return Ok(OrderOutcome::Rejected {
                 reason: format!("{} is not listed on dYdX", order.market),
@@ -808,9 +890,8 @@ impl DydxExchange {
             .build(ids.client_id)
             .map_err(|error| unavailable("order", error))?;
         proto.client_metadata = ids.client_metadata;
-        self.inner.node_pace.until_ready().await;
-        let mut account = self.node_call("account", wallet.account(0, client)).await?;
-        drop(wallet);
+        let mut account = self.signing_account(&signing, client).await?;
+        drop(signing);
         self.record_send(
             &order.client_order_id,
             InFlightOrder {
@@ -969,31 +1050,99 @@ impl DydxExchange {
             .build(ids.client_id)
             .map_err(|error| unavailable("bracket", error))?;
         proto.client_metadata = ids.client_metadata;
-        let Some(key) = self.key_of(&order.account_id).await? else {
+        let KeyLookup::Key(key) = self.key_of(&order.account_id).await? else {
             return Err(unavailable("bracket", "the account's credentials are gone"));
         };
-        let wallet = wallet_of(&key)?;
+        let signing = signing_of(&key)?;
         drop(key);
         let mut node = self.node().await?;
         let client = node
             .as_mut()
             .ok_or_else(|| unavailable("node", "not connected"))?;
+        let mut account = self.signing_account(&signing, client).await?;
+        let owner = signing.permission.as_ref().map(|(owner, _)| owner.clone());
+        drop(signing);
         self.inner.node_pace.until_ready().await;
-        let mut account = self.node_call("account", wallet.account(0, client)).await?;
-        drop(wallet);
-        self.inner.node_pace.until_ready().await;
-        self.node_call("bracket", client.place_order(&mut account, proto))
-            .await
-            .map(|_| ())
+        let placed = match owner {
+            None => {
+                self.node_call("bracket", client.place_order(&mut account, proto))
+                    .await
+            }
+            Some(owner) => {
+                self.node_call(
+                    "bracket",
+                    place_for_owner(client, &mut account, &owner, proto),
+                )
+                .await
+            }
+        };
+        placed.map(|_| ())
     }
 }
 
-fn wallet_of(key: &DydxKey) -> Result<Wallet, ExchangeError> {
-    // The parser's message could quote the phrase: it is never passed on.
-    Wallet::from_mnemonic(key.mnemonic.as_str()).map_err(|_| {
+/// A conditional order signed by a permissioned key for `owner`, built as the client builds its
+/// own long-term transactions (the owner's sequence, gas from a simulation) but with the owner's
+/// authenticator selected, which 0.3.0's `place_order` does for short-term orders only.
+async fn place_for_owner(
+    client: &mut NodeClient,
+    account: &mut Account,
+    owner: &Address,
+    order: Order,
+) -> Result<TxHash, NodeError> {
+    if let Some((authing, _)) = account.authenticators_mut().get_mut(owner) {
+        let sequence = authing.sequence_number();
+        authing.set_next_nonce(Nonce::Sequence(sequence));
+    }
+    let message = MsgPlaceOrder { order: Some(order) }.to_any();
+    let unpriced = client.builder.build_transaction(
+        account,
+        std::iter::once(message.clone()),
+        None,
+        Some(owner),
+    )?;
+    let gas = client.simulate(&unpriced).await?.gas_used;
+    let fee = client.builder.calculate_fee(Some(gas))?;
+    let priced = client.builder.build_transaction(
+        account,
+        std::iter::once(message),
+        Some(fee),
+        Some(owner),
+    )?;
+    client.broadcast_transaction(priced).await
+}
+
+fn signing_of(key: &DydxKey) -> Result<Signing, ExchangeError> {
+    match &key.signer {
+        Signer::Mnemonic(mnemonic) => Ok(Signing {
+            wallet: wallet_of(mnemonic, "dydx_mnemonic")?,
+            permission: None,
+        }),
+        Signer::Permissioned {
+            owner,
+            trading_mnemonic,
+            authenticator_id,
+        } => Ok(Signing {
+            wallet: wallet_of(trading_mnemonic, "dydx_trading_mnemonic")?,
+            permission: Some((owner_address(owner)?, *authenticator_id)),
+        }),
+    }
+}
+
+fn owner_address(owner: &str) -> Result<Address, ExchangeError> {
+    owner.parse().map_err(|_| {
         unavailable(
             "wallet",
-            "the stored mnemonic is not a valid 24-word phrase",
+            "the stored dydx_owner_address is not a dYdX address",
+        )
+    })
+}
+
+fn wallet_of(mnemonic: &str, field: &str) -> Result<Wallet, ExchangeError> {
+    // The parser's message could quote the phrase: it is never passed on.
+    Wallet::from_mnemonic(mnemonic).map_err(|_| {
+        unavailable(
+            "wallet",
+            format!("the stored {field} is not a valid 24-word phrase"),
         )
     })
 }
