@@ -34,8 +34,8 @@ pub use emergency::{
 };
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use execution::AUTOMATIC_HALT_BY;
-pub use notices::is_notice;
 pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
+pub use notices::is_notice;
 pub use position::{Position, Unrepresentable};
 pub use reconcile::Drift;
 pub use risk::{rule, RiskCheck, RiskLimits};

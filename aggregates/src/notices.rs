@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{AccountError, AccountEvent, NotificationOutcome, TradingAccount, AUTOMATIC_HALT_BY};
 use crate::NOTIFICATION_ATTEMPTS;
+use crate::{AccountError, AccountEvent, NotificationOutcome, TradingAccount, AUTOMATIC_HALT_BY};
 
 /// Whether the trader is told of `event` as a notice of its own. An automatic halt is not: it is
 /// told inside the message of the failure that caused it.
@@ -130,8 +130,13 @@ mod tests {
     fn a_notice_is_recorded_once_and_never_one_before_it() {
         let mut account = opened();
         assert!(matches!(
-            record(&mut account, 5, NotificationOutcome::Sent).unwrap().as_slice(),
-            [AccountEvent::NoticeSent { about_sequence: 5, .. }]
+            record(&mut account, 5, NotificationOutcome::Sent)
+                .unwrap()
+                .as_slice(),
+            [AccountEvent::NoticeSent {
+                about_sequence: 5,
+                ..
+            }]
         ));
         assert_eq!(
             record(&mut account, 5, NotificationOutcome::Sent),
@@ -160,7 +165,10 @@ mod tests {
             let events = record(&mut account, 10, deferred()).unwrap();
             assert!(matches!(
                 events.as_slice(),
-                [AccountEvent::NoticeFailed { retry_at: Some(_), .. }]
+                [AccountEvent::NoticeFailed {
+                    retry_at: Some(_),
+                    ..
+                }]
             ));
         }
         let last = record(&mut account, 10, deferred()).unwrap();

@@ -15,8 +15,8 @@
 //! neither a trade nor the next page waits for it.
 
 mod compensate;
-pub mod notification_retry;
 mod notices;
+pub mod notification_retry;
 mod retry;
 mod steps;
 

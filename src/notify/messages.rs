@@ -780,5 +780,4 @@ mod tests {
         })
         .is_none());
     }
-
 }

@@ -161,8 +161,10 @@ async fn a_drift_the_cli_finds_is_told_once_by_the_running_service(backend: Back
     let texts = setup.texts().await;
     assert_eq!(
         texts,
-        ["🔎 Position drift in ETH-USD: the ledger holds nothing but paper reports short 0.5.\n\
-          Nothing was changed; check the account on paper before trading ETH-USD again."]
+        [
+            "🔎 Position drift in ETH-USD: the ledger holds nothing but paper reports short 0.5.\n\
+          Nothing was changed; check the account on paper before trading ETH-USD again."
+        ]
     );
     // Unchanged, it records nothing more, so nothing more is told.
     let again = cli_output(&setup.test.url, &["reconcile", &setup.account]).await;
@@ -189,7 +191,9 @@ async fn a_telegram_outage_is_retried_until_the_notice_arrives_once(backend: Bac
         .telegram_faults(serde_json::json!({"down": true}))
         .await;
     let service = setup.serve().await;
-    setup.operator("halt", "exchange incident", "ops-carol").await;
+    setup
+        .operator("halt", "exchange incident", "ops-carol")
+        .await;
     let halted_at = setup.sequence_of("TradingHalted").await;
     let failed = eventually("the notice recorded failed, to be retried", || async {
         let events = setup.events().await;
@@ -252,8 +256,14 @@ async fn a_restart_between_the_event_and_the_notice_still_tells_once(backend: Ba
     );
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts[0].starts_with("🛑 Trading halted by ops-carol"), "{texts:?}");
-    assert!(texts[1].starts_with("▶️ Trading resumed by ops-dan: funded"), "{texts:?}");
+    assert!(
+        texts[0].starts_with("🛑 Trading halted by ops-carol"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("▶️ Trading resumed by ops-dan: funded"),
+        "{texts:?}"
+    );
     service.stop().await;
 }
 on_both_stores!(a_restart_between_the_event_and_the_notice_still_tells_once);

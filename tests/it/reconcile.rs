@@ -14,7 +14,13 @@ use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, event_types_but_notices, eventually};
 
 /// An order placed on the venue by someone else than the service.
-pub(crate) async fn trade_behind_the_ledger(store: &Store, account: &str, side: &str, size: &str, id: &str) {
+pub(crate) async fn trade_behind_the_ledger(
+    store: &Store,
+    account: &str,
+    side: &str,
+    size: &str,
+    id: &str,
+) {
     PaperBook::of(store)
         .book(&PaperOrder {
             client_order_id: id.to_owned(),
