@@ -145,6 +145,27 @@ async fn an_operators_halt_and_resume_reach_telegram_once_each(backend: Backend)
         "{texts:?}"
     );
     assert!(setup.notices("NoticeFailed").await.is_empty());
+
+    // "execution" is the automatic halts' name: an operator cannot halt under it.
+    let refused = cli_output(
+        &setup.test.url,
+        &["halt", &setup.account, "--reason", "r", "--by", "execution"],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("reserved for the automatic halts"),
+        "{stderr}"
+    );
+    assert_eq!(
+        setup
+            .events()
+            .await
+            .last()
+            .map(|(_, name, _)| name.as_str()),
+        Some("NoticeSent")
+    );
     service.stop().await;
 }
 on_both_stores!(an_operators_halt_and_resume_reach_telegram_once_each);
