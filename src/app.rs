@@ -186,7 +186,7 @@ impl RunningApp {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
                 exchange.clone(),
-                notifier.clone(),
+                notifier,
                 emergency.clone(),
             )
             .with_retry_policy(config.execution_retry)
@@ -196,7 +196,7 @@ impl RunningApp {
             ));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
             if let Some(every) = config.reconcile_every {
-                let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);
+                let reconciler = Reconciler::new(ledger.clone(), exchange.clone());
                 background.push(tokio::spawn(
                     reconciler.run(every, shutdown_requested.clone()),
                 ));

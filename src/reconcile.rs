@@ -1,7 +1,8 @@
 //! Reconciliation: each account's positions in the ledger compared with what its venue says it
 //! holds. The account decides what is a drift (`RecordReconciliation`); this module fetches the
-//! venue's side, records the decision and tells the trader. `ledgerhook reconcile` runs it once;
-//! `serve` runs it every `--reconcile-interval-seconds`.
+//! venue's side and records the decision; the execution saga tells the trader of each recorded
+//! drift, whoever recorded it (`ledgerhook reconcile` runs it once; `serve` every
+//! `--reconcile-interval-seconds`).
 //!
 //! Any number of instances may run it: an unchanged drift records nothing, and the ledger's
 //! optimistic concurrency orders two instances' records of the same account.
@@ -18,7 +19,6 @@ use aggregates::{AccountCommand, AccountEvent, Drift, Market};
 
 use crate::exchange::{Exchange, ExchangeError};
 use crate::ledger::{EventContext, Ledger, LedgerError};
-use crate::notify::{messages, Notifier};
 use crate::store::StoreError;
 
 const ACTOR: &str = "reconciliation";
@@ -51,19 +51,14 @@ pub struct AccountReport {
 pub struct Reconciler {
     ledger: Ledger,
     exchange: Arc<dyn Exchange>,
-    notifier: Arc<dyn Notifier>,
 }
 
 impl Reconciler {
-    pub fn new(ledger: Ledger, exchange: Arc<dyn Exchange>, notifier: Arc<dyn Notifier>) -> Self {
-        Self {
-            ledger,
-            exchange,
-            notifier,
-        }
+    pub fn new(ledger: Ledger, exchange: Arc<dyn Exchange>) -> Self {
+        Self { ledger, exchange }
     }
 
-    /// Reconciles one account, records what changed and notifies the trader of each new drift.
+    /// Reconciles one account and records what changed (the saga tells the trader).
     pub async fn account(&self, account_id: &str) -> Result<Vec<AccountEvent>, ReconcileError> {
         let venue = self.exchange.venue_for(account_id).await?;
         let venue_positions = self.exchange.positions(account_id).await?;
@@ -77,15 +72,6 @@ impl Reconciler {
             .ledger
             .execute(account_id, command, &EventContext::new(ACTOR, at))
             .await?;
-        for event in &committed.events {
-            if let Some(message) = message(event) {
-                // The drift is recorded either way; a message that fails is logged, and the next
-                // change of the drift is told again.
-                if let Err(error) = self.notifier.notify(account_id, &message).await {
-                    tracing::warn!(account_id, %error, "drift notification failed");
-                }
-            }
-        }
         Ok(committed.events)
     }
 
@@ -148,25 +134,5 @@ impl Reconciler {
                 Err(error) => tracing::warn!(%error, "reconciliation could not list accounts"),
             }
         }
-    }
-}
-
-/// What the trader is told of a recorded reconciliation event (the texts are `notify::messages`'s).
-pub fn message(event: &AccountEvent) -> Option<String> {
-    match event {
-        AccountEvent::PositionDriftDetected {
-            venue,
-            market,
-            ledger_size,
-            venue_size,
-            ..
-        } => Some(messages::drift(venue, market, *ledger_size, *venue_size)),
-        AccountEvent::PositionDriftCleared {
-            venue,
-            market,
-            size,
-            ..
-        } => Some(messages::drift_cleared(venue, market, *size)),
-        _ => None,
     }
 }

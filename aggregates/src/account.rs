@@ -33,7 +33,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "5";
+pub const STATE_VERSION: &str = "6";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -45,6 +45,8 @@ pub enum AccountError {
     NotInFlight(SignalId),
     #[error("signal {0} has not reached an outcome yet")]
     NotConcluded(SignalId),
+    #[error("the notice about event {0} is already recorded")]
+    NoticeAlreadyRecorded(u64),
     #[error("the report names client order id {reported}, but signal's order is {expected}")]
     ClientOrderIdMismatch {
         expected: ClientOrderId,
@@ -77,6 +79,15 @@ pub struct TradingAccount {
     /// far. Each leaves when a retry is sent or the attempts run out.
     #[serde(default)]
     pub undelivered: BTreeMap<SignalId, u32>,
+    /// Account notices (an operator's halt or resume, a drift found or cleared) are told in the
+    /// order of the account's events: the sequence of the last one whose telling is recorded (0:
+    /// none yet). A notice at or below it is never recorded again, unless it awaits a retry.
+    #[serde(default)]
+    pub notices_through: u64,
+    /// Notices whose telling failed and is to be tried again, by the sequence of the event they
+    /// tell, with the failed attempts so far.
+    #[serde(default)]
+    pub undelivered_notices: BTreeMap<u64, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +268,12 @@ impl TradingAccount {
                     }
                 }])
             }
+            AccountCommand::RecordNotice {
+                about_sequence,
+                channel,
+                outcome,
+                at,
+            } => self.record_notice(about_sequence, channel, outcome, at),
             AccountCommand::SetRiskLimits {
                 limits,
                 by,
@@ -503,6 +520,23 @@ impl TradingAccount {
             }
             PositionDriftCleared { market, .. } => {
                 self.drift.remove(market);
+            }
+            NoticeSent { about_sequence, .. } => {
+                self.notices_through = self.notices_through.max(*about_sequence);
+                self.undelivered_notices.remove(about_sequence);
+            }
+            NoticeFailed {
+                about_sequence,
+                retry_at,
+                ..
+            } => {
+                self.notices_through = self.notices_through.max(*about_sequence);
+                if retry_at.is_some() {
+                    let failed = self.undelivered_notices.entry(*about_sequence).or_insert(0);
+                    *failed = failed.saturating_add(1);
+                } else {
+                    self.undelivered_notices.remove(about_sequence);
+                }
             }
             // A record for compliance: the account's state does not change.
             CredentialAccessed { .. } => {}

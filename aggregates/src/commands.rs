@@ -31,6 +31,14 @@ pub enum AccountCommand {
         outcome: NotificationOutcome,
         at: DateTime<Utc>,
     },
+    /// The execution saga reports whether the user was told of the account-level event at
+    /// `about_sequence` (see `AccountEvent::NoticeSent`).
+    RecordNotice {
+        about_sequence: u64,
+        channel: String,
+        outcome: NotificationOutcome,
+        at: DateTime<Utc>,
+    },
     /// Replaces the account's risk limits; who and why are kept in the ledger.
     SetRiskLimits {
         limits: RiskLimits,

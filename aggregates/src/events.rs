@@ -260,6 +260,23 @@ pub enum AccountEvent {
         size: Decimal,
         cleared_at: DateTime<Utc>,
     },
+    /// The trader was told of an account-level event (an operator's halt or resume, a drift found
+    /// or cleared): the one at `about_sequence` in this account's stream.
+    NoticeSent {
+        about_sequence: u64,
+        channel: String,
+        at: DateTime<Utc>,
+    },
+    /// Telling the trader of the event at `about_sequence` failed; `retry_at` as for
+    /// `NotificationFailed` (absent: final).
+    NoticeFailed {
+        about_sequence: u64,
+        channel: String,
+        reason: String,
+        at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+    },
     /// A credential of the account's owner was decrypted from the vault: which field, for what,
     /// by whom, under which key version. Recorded before the decryption; never the value.
     CredentialAccessed {
@@ -325,6 +342,8 @@ impl AccountEvent {
             | TradingResumed { .. }
             | PositionDriftDetected { .. }
             | PositionDriftCleared { .. }
+            | NoticeSent { .. }
+            | NoticeFailed { .. }
             | CredentialAccessed { .. } => None,
         }
     }
@@ -360,6 +379,8 @@ impl AccountEvent {
             TradingResumed { .. } => "TradingResumed",
             PositionDriftDetected { .. } => "PositionDriftDetected",
             PositionDriftCleared { .. } => "PositionDriftCleared",
+            NoticeSent { .. } => "NoticeSent",
+            NoticeFailed { .. } => "NoticeFailed",
             CredentialAccessed { .. } => "CredentialAccessed",
         }
     }

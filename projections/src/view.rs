@@ -12,12 +12,13 @@ use aggregates::{
 use serde::{Serialize, Serializer};
 
 /// What one event can change in the keyed parts of the state: its signal's in-flight entry, its
-/// market's position, and the idempotency key it carries.
+/// market's position, the idempotency key it carries, and the account notice it records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Touches<'e> {
     pub signal: Option<&'e SignalId>,
     pub market: Option<&'e Market>,
     pub key: Option<&'e str>,
+    pub notice: Option<&'e u64>,
 }
 
 impl<'e> Touches<'e> {
@@ -48,10 +49,17 @@ impl<'e> Touches<'e> {
             } => Some(idempotency_key.as_str()),
             _ => None,
         };
+        let notice = match event {
+            NoticeSent { about_sequence, .. } | NoticeFailed { about_sequence, .. } => {
+                Some(about_sequence)
+            }
+            _ => None,
+        };
         Self {
             signal: event.signal_id(),
             market,
             key,
+            notice,
         }
     }
 }
@@ -82,6 +90,11 @@ pub struct StateView<'s> {
     pub drift: Entries<'s, Market, Drift>,
     /// Notifications that failed and are to be tried again, with the failed attempts so far.
     pub undelivered: Entries<'s, SignalId, u32>,
+    /// The sequence of the last account notice recorded.
+    pub notices_through: u64,
+    /// Account notices that failed and are to be tried again (by the sequence of the event they
+    /// tell), with the failed attempts so far.
+    pub undelivered_notices: Entries<'s, u64, u32>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -136,6 +149,8 @@ impl<'s> StateView<'s> {
             consecutive_failures,
             drift,
             undelivered,
+            notices_through,
+            undelivered_notices,
             ..
         } = state;
         Self {
@@ -154,6 +169,8 @@ impl<'s> StateView<'s> {
             consecutive_failures: *consecutive_failures,
             drift: Entries::of(drift, extent, touches.market),
             undelivered: Entries::of(undelivered, extent, touches.signal),
+            notices_through: *notices_through,
+            undelivered_notices: Entries::of(undelivered_notices, extent, touches.notice),
         }
     }
 }
@@ -326,9 +343,26 @@ mod tests {
                 reason: RejectionReason::Halted { detail: "h".into() },
                 received_at: at(5),
             },
+            NoticeFailed {
+                about_sequence: 15,
+                channel: "telegram".into(),
+                reason: "503".into(),
+                at: at(5),
+                retry_at: Some(at(6)),
+            },
             TradingResumed {
                 by: "ops".into(),
                 reason: "r".into(),
+                at: at(6),
+            },
+            NoticeSent {
+                about_sequence: 18,
+                channel: "telegram".into(),
+                at: at(6),
+            },
+            NoticeSent {
+                about_sequence: 15,
+                channel: "telegram".into(),
                 at: at(6),
             },
             // Past k1's and k2's expiry: they are forgotten as k5 is remembered.

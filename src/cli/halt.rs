@@ -6,7 +6,7 @@ use chrono::Utc;
 use clap::Args;
 use tokio::task::JoinSet;
 
-use aggregates::{AccountCommand, AccountError};
+use aggregates::{AccountCommand, AccountError, AUTOMATIC_HALT_BY};
 
 use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
@@ -52,6 +52,12 @@ pub async fn run(global: &GlobalArgs, switch: Switch, args: HaltArgs) -> anyhow:
         );
         return Ok(());
     };
+    // An account halted "by execution" reads as an automatic halt, which the trader is told of
+    // only inside the failure's message: an operator's halt must name someone else.
+    anyhow::ensure!(
+        args.by != AUTOMATIC_HALT_BY,
+        "--by {AUTOMATIC_HALT_BY} is reserved for the automatic halts; name the operator"
+    );
     let command = match switch {
         Switch::Halt => AccountCommand::HaltTrading {
             by: args.by.clone(),

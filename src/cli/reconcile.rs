@@ -1,6 +1,6 @@
 //! `ledgerhook reconcile [USER_ID]`: compares the ledger's positions with the venue's, now, for one
-//! account or every account; records each drift that appeared, changed or cleared, and tells the
-//! trader. Prints every drift that stands; exits 1 if any account has one or could not be
+//! account or every account; records each drift that appeared, changed or cleared (a running
+//! service's saga tells the trader). Prints every drift that stands; exits 1 if any account has one or could not be
 //! reconciled.
 
 use std::collections::HashMap;
@@ -13,7 +13,6 @@ use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
 use crate::exchange::PaperExchange;
 use crate::markets::MarketList;
-use crate::notify::LogNotifier;
 use crate::reconcile::{AccountReport, Reconciler};
 
 #[derive(Debug, Args)]
@@ -35,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: ReconcileArgs) -> anyhow::Result<()>
         MarketList::default(),
         HashMap::new(),
     ));
-    let reconciler = Reconciler::new(ledger.clone(), exchange, Arc::new(LogNotifier));
+    let reconciler = Reconciler::new(ledger.clone(), exchange);
     let reports = match args.user_id {
         Some(user_id) => vec![reconciler.report(user_id).await],
         None => reconciler.all().await?,

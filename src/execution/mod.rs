@@ -1,5 +1,6 @@
 //! The execution saga: a catch-up reader of the ledger's global order that takes every approved
-//! signal through the exchange and every outcome to the trader, recording each step.
+//! signal through the exchange and every outcome to the trader, and tells the trader of the
+//! account's notices (an operator's halt or resume, a drift: `notices`), recording each step.
 //!
 //! Its progress is the ledger itself plus a checkpoint saved after each fully handled page. After
 //! a crash it re-reads from the checkpoint; each step first asks the account where the signal
@@ -9,11 +10,12 @@
 //! (`ExecutionAbandoned` past it), the account's automatic halt after repeated failures, and a
 //! reduce-only close of a position a fill left unprotected (`compensate`).
 //!
-//! A notification that failed in a way the channel may get over is tried again later by
+//! A notification (or notice) that failed in a way the channel may get over is tried again later by
 //! `notification_retry::run`, beside the saga, under a `NotificationRetryPolicy`, so that
 //! neither a trade nor the next page waits for it.
 
 mod compensate;
+mod notices;
 pub mod notification_retry;
 mod retry;
 mod steps;
@@ -36,7 +38,8 @@ use crate::ledger::{Ledger, RecordedEvent};
 use crate::notify::{messages, Notifier};
 use crate::store::{LogPosition, LoggedEvent};
 
-use self::notification_retry::NotificationRetries;
+use self::notices::Notice;
+use self::notification_retry::{NotificationRetries, Subject};
 use self::steps::{Concluded, Step};
 
 pub const CHECKPOINT_NAME: &str = "execution";
@@ -132,6 +135,7 @@ impl ExecutionSaga {
             decoded.push((account_id, origin, recorded.event));
         }
         let mut concluded = Vec::new();
+        let mut notices = Vec::new();
         for (index, (account_id, origin, event)) in decoded.iter().enumerate() {
             match Step::after(event) {
                 Some(Step::Execute { signal_id }) => {
@@ -169,23 +173,35 @@ impl ExecutionSaga {
                     });
                 }
                 Some(Step::RetryNotification { signal_id, at }) => {
+                    let subject = Subject::Signal(signal_id);
                     self.retries
-                        .schedule(account_id, &signal_id, at, origin.position);
+                        .schedule(account_id, subject, at, origin.position);
+                }
+                Some(Step::Notice) => notices.push(Notice {
+                    account_id: account_id.clone(),
+                    origin: origin.clone(),
+                    event: event.clone(),
+                }),
+                Some(Step::RetryNotice { about_sequence, at }) => {
+                    let subject = Subject::Notice(about_sequence);
+                    self.retries
+                        .schedule(account_id, subject, at, origin.position);
                 }
                 None => {}
             }
         }
         // Closes come after the page's placements, as one sequence; a notification waits for
         // neither (its step checks the signal's stage, so running beside them is safe).
-        let (trades, notified) = tokio::join!(
+        let (trades, notified, told) = tokio::join!(
             async {
                 let executed = steps::execute_all(self, approved).await;
                 let compensated = compensate::compensate_all(self, compensations).await;
                 executed.and(compensated)
             },
             steps::notify_all(self, concluded),
+            notices::tell_all(self, notices),
         );
-        trades.and(notified).map(drop)
+        trades.and(notified).and(told).map(drop)
     }
 
     /// Parks the event that calls for a step the account refuses for good: its history cannot be
@@ -302,8 +318,23 @@ impl CatchUpReader for ExecutionSaga {
                 steps::notify_all(self, vec![concluded]).await?
             }
             Some(Step::RetryNotification { signal_id, at }) => {
+                let subject = Subject::Signal(signal_id);
                 self.retries
-                    .schedule(&account_id, &signal_id, at, event_position);
+                    .schedule(&account_id, subject, at, event_position);
+                0
+            }
+            Some(Step::Notice) => {
+                let notice = Notice {
+                    account_id,
+                    origin,
+                    event: recorded.event,
+                };
+                notices::tell_all(self, vec![notice]).await?
+            }
+            Some(Step::RetryNotice { about_sequence, at }) => {
+                let subject = Subject::Notice(about_sequence);
+                self.retries
+                    .schedule(&account_id, subject, at, event_position);
                 0
             }
             None => 0,

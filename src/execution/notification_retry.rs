@@ -1,8 +1,9 @@
-//! Failed notifications, tried again later.
+//! Failed notifications, tried again later: a signal's outcome, or an account notice (`notices`).
 //!
 //! A notification that failed in a way the channel may get over is recorded as
-//! `NotificationFailed` with the time of its next attempt (`retry_at`); the account keeps the
-//! signal among its undelivered ones until a retry is sent or `NOTIFICATION_ATTEMPTS` run out.
+//! `NotificationFailed` (a notice: `NoticeFailed`) with the time of its next attempt
+//! (`retry_at`); the account keeps it among its undelivered ones until a retry is sent or
+//! `NOTIFICATION_ATTEMPTS` run out.
 //! The saga queues each such event it reads here; `run` sends what is due, off the saga's path,
 //! and records every outcome, which the saga reads in turn (a new failure queues the next
 //! attempt). Nothing here touches an order.
@@ -33,7 +34,7 @@ use aggregates::{AccountCommand, AccountEvent, SignalId, TradingAccount};
 use cqrs_es::Aggregate;
 
 use super::steps::{attempt, record};
-use super::ExecutionSaga;
+use super::{notices, ExecutionSaga};
 use crate::catchup::ReaderError;
 use crate::ledger::decode;
 use crate::notify::messages;
@@ -76,7 +77,23 @@ impl NotificationRetryPolicy {
     }
 }
 
-type Key = (String, SignalId);
+/// What a retry tells: a signal's outcome, or the account notice about the event at a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    Signal(SignalId),
+    Notice(u64),
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signal(signal_id) => write!(f, "signal {signal_id}"),
+            Self::Notice(about_sequence) => write!(f, "notice of event {about_sequence}"),
+        }
+    }
+}
+
+type Key = (String, Subject);
 
 /// A queued retry: when it is due, and the failure's place in the log.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +106,7 @@ struct Entry {
 /// never taken twice.
 const IN_PROGRESS: DateTime<Utc> = DateTime::<Utc>::MAX_UTC;
 
-/// Retries by account and signal. One entry per notification, so a failure read twice (a page
+/// Retries by account and subject. One entry per notification, so a failure read twice (a page
 /// read again) is still tried once at a time.
 #[derive(Clone, Default)]
 pub struct NotificationRetries {
@@ -104,14 +121,15 @@ impl NotificationRetries {
     pub fn schedule(
         &self,
         account_id: &str,
-        signal_id: &SignalId,
+        subject: Subject,
         at: DateTime<Utc>,
         failed_at: LogPosition,
     ) {
         let mut queue = self.lock();
-        let key = (account_id.to_owned(), signal_id.clone());
+        let key = (account_id.to_owned(), subject);
         if queue.len() >= MAX_QUEUED && !queue.contains_key(&key) {
-            tracing::warn!(account_id, %signal_id, "notification retry queue full; not retried");
+            let subject = &key.1;
+            tracing::warn!(account_id, %subject, "notification retry queue full; not retried");
             return;
         }
         // The same failure read again (a page re-read, a recovery) changes nothing, least of all
@@ -229,7 +247,10 @@ pub async fn recover(saga: &ExecutionSaga, resumed_at: LogPosition) -> Result<()
             }
             let event = &logged.event;
             if event.aggregate_type != TradingAccount::TYPE
-                || event.event_type != "NotificationFailed"
+                || !matches!(
+                    event.event_type.as_str(),
+                    "NotificationFailed" | "NoticeFailed"
+                )
             {
                 continue;
             }
@@ -238,14 +259,22 @@ pub async fn recover(saga: &ExecutionSaga, resumed_at: LogPosition) -> Result<()
             let Ok(recorded) = decode(logged.event, saga.ledger.upcasters()) else {
                 continue;
             };
-            if let AccountEvent::NotificationFailed {
-                signal_id,
-                retry_at: Some(at),
-                ..
-            } = &recorded.event
-            {
+            let due = match &recorded.event {
+                AccountEvent::NotificationFailed {
+                    signal_id,
+                    retry_at: Some(at),
+                    ..
+                } => Some((Subject::Signal(signal_id.clone()), *at)),
+                AccountEvent::NoticeFailed {
+                    about_sequence,
+                    retry_at: Some(at),
+                    ..
+                } => Some((Subject::Notice(*about_sequence), *at)),
+                _ => None,
+            };
+            if let Some((subject, at)) = due {
                 saga.retries
-                    .schedule(&recorded.account_id, signal_id, *at, position);
+                    .schedule(&recorded.account_id, subject, at, position);
                 queued += 1;
             }
         }
@@ -280,8 +309,8 @@ pub async fn run(saga: ExecutionSaga, mut shutdown: watch::Receiver<bool>) {
             match result {
                 Ok(()) => retries.done(&key),
                 Err(error) => {
-                    let (account_id, signal_id) = &key;
-                    tracing::warn!(account_id, %signal_id, %error, "notification retry not recorded");
+                    let (account_id, subject) = &key;
+                    tracing::warn!(account_id, %subject, %error, "notification retry not recorded");
                     let later = Utc::now()
                         + chrono::Duration::from_std(AFTER_STORE_FAILURE)
                             .unwrap_or(chrono::Duration::MAX);
@@ -305,8 +334,19 @@ pub async fn run(saga: ExecutionSaga, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One retry: only while the account still lists the signal as undelivered.
+/// One retry: only while the account still lists it as undelivered.
 async fn retry_one(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    subject: &Subject,
+) -> Result<(), ReaderError> {
+    match subject {
+        Subject::Signal(signal_id) => retry_signal(saga, account_id, signal_id).await,
+        Subject::Notice(about_sequence) => notices::retry(saga, account_id, *about_sequence).await,
+    }
+}
+
+async fn retry_signal(
     saga: &ExecutionSaga,
     account_id: &str,
     signal_id: &SignalId,

@@ -1,5 +1,6 @@
 //! The saga's steps, each safe to run again after a crash: place an approved order, close the
-//! position of a fill left unprotected, tell the trader.
+//! position of a fill left unprotected, tell the trader (of a signal's outcome here, of an
+//! account's notices in `notices`).
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -31,6 +32,14 @@ pub enum Step {
     /// A notification failed for now: queue its next attempt.
     RetryNotification {
         signal_id: SignalId,
+        at: DateTime<Utc>,
+    },
+    /// Tell the trader of an account-level event (`aggregates::is_notice`) and record whether that
+    /// worked, keyed by the event's sequence (`notices`).
+    Notice,
+    /// An account notice failed for now: queue its next attempt.
+    RetryNotice {
+        about_sequence: u64,
         at: DateTime<Utc>,
     },
 }
@@ -77,6 +86,15 @@ impl Step {
                 signal_id: signal_id.clone(),
                 at: *at,
             }),
+            AccountEvent::NoticeFailed {
+                about_sequence,
+                retry_at: Some(at),
+                ..
+            } => Some(Self::RetryNotice {
+                about_sequence: *about_sequence,
+                at: *at,
+            }),
+            notice if aggregates::is_notice(notice) => Some(Self::Notice),
             concluding => Some(Self::Notify {
                 tell: Tell::of(concluding)?,
                 signal_id: concluding.signal_id()?.clone(),

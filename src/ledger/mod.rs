@@ -242,6 +242,36 @@ impl Ledger {
             .and_then(|account| account.state.undelivered.get(signal_id).copied()))
     }
 
+    /// Whether the account notice about its event at `about_sequence` is yet to be tried: no
+    /// notice at or after it is recorded.
+    pub async fn notice_untold(
+        &self,
+        account_id: &str,
+        about_sequence: u64,
+    ) -> Result<bool, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot
+            .as_ref()
+            .is_some_and(|account| account.state.notices_through < about_sequence))
+    }
+
+    /// How many times the account notice about its event at `about_sequence` has failed, while
+    /// another attempt is due.
+    pub async fn undelivered_notice(
+        &self,
+        account_id: &str,
+        about_sequence: u64,
+    ) -> Result<Option<u32>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().and_then(|account| {
+            account
+                .state
+                .undelivered_notices
+                .get(&about_sequence)
+                .copied()
+        }))
+    }
+
     /// A signal still awaiting its order, with the account's halt if one is engaged: what the
     /// saga needs to decide between placing and cancelling.
     pub async fn awaiting_execution(

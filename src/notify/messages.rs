@@ -361,6 +361,45 @@ pub fn resumed(by: &str, reason: &str) -> String {
     format!("▶️ Trading resumed by {by}: {reason}")
 }
 
+/// The message for an account notice (`aggregates::is_notice`): an operator's halt or resume, a
+/// drift found or cleared. `None` for any other event.
+pub fn notice(event: &AccountEvent) -> Option<String> {
+    Some(match event {
+        AccountEvent::TradingHalted { by, reason, at } => operator_halt(by, reason, at),
+        AccountEvent::TradingResumed { by, reason, at } => format!(
+            "{}\nNew signals are taken again from now on (since {}).",
+            resumed(by, reason),
+            at.format(AT)
+        ),
+        AccountEvent::PositionDriftDetected {
+            venue,
+            market,
+            ledger_size,
+            venue_size,
+            ..
+        } => drift(venue, market, *ledger_size, *venue_size),
+        AccountEvent::PositionDriftCleared {
+            venue,
+            market,
+            size,
+            ..
+        } => drift_cleared(venue, market, *size),
+        _ => return None,
+    })
+}
+
+/// How a notice dates what it tells: a retried message may arrive after a later one.
+const AT: &str = "%Y-%m-%d %H:%M UTC";
+
+/// An operator halted the account: who, why, and what it means for the trader.
+fn operator_halt(by: &str, reason: &str, at: &chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "🛑 Trading halted by {by} at {}: {reason}\nEvery new signal is refused until trading is \
+         resumed. Open positions stay open: nothing is closed for you.",
+        at.format(AT)
+    )
+}
+
 /// A compensating close: the signal's order filled but its take-profit/stop-loss could not be
 /// placed, so the service closed what the fill opened with a reduce-only order.
 pub fn compensated(
@@ -694,5 +733,51 @@ mod tests {
             text.contains("🛑 Trading halted by execution: the 0.5 ETH-USD position"),
             "{text}"
         );
+    }
+
+    fn at_noon() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-11-28T12:05:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    #[test]
+    fn an_operator_halt_says_who_why_and_what_it_means() {
+        let text = notice(&AccountEvent::TradingHalted {
+            by: "ops-carol".into(),
+            reason: "margin call".into(),
+            at: at_noon(),
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            "🛑 Trading halted by ops-carol at 2026-11-28 12:05 UTC: margin call\nEvery new \
+             signal is refused until trading is resumed. Open positions stay open: nothing is \
+             closed for you."
+        );
+    }
+
+    #[test]
+    fn a_resume_says_signals_are_taken_again() {
+        let text = notice(&AccountEvent::TradingResumed {
+            by: "ops".into(),
+            reason: "funded".into(),
+            at: at_noon(),
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            "▶️ Trading resumed by ops: funded\nNew signals are taken again from now on (since \
+             2026-11-28 12:05 UTC)."
+        );
+    }
+
+    #[test]
+    fn only_account_notices_have_a_notice() {
+        assert!(notice(&AccountEvent::RiskReservationReleased {
+            signal_id: SignalId("s".into()),
+            notional_usd: Default::default(),
+        })
+        .is_none());
     }
 }

@@ -8,7 +8,7 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::service::{cli, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-use crate::support::{event_types, eventually};
+use crate::support::{event_types, event_types_but_notices, eventually};
 
 async fn the_emergency_stop_refuses_every_account_until_released(backend: Backend) {
     let test = TestStore::new(backend).await;
@@ -101,7 +101,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     let events = eventually(
         "the approved order to be cancelled and notified",
         || async {
-            let events = event_types(&store, &alice.user_id).await;
+            let events = event_types_but_notices(&store, &alice.user_id).await;
             events
                 .contains(&"NotificationSent".to_owned())
                 .then_some(events)

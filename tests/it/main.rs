@@ -17,6 +17,7 @@ mod global_order;
 mod halts;
 mod hardening;
 mod hostile;
+mod notices;
 mod readside;
 mod reconcile;
 mod replay;

@@ -26,6 +26,7 @@ use ledgerhook::users::create_user;
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::event_types;
+use crate::support::event_types_but_notices;
 use crate::support::eventually;
 use crate::support::in_process::{InProcess, Policies};
 use crate::support::service::{self, Options, Service};
@@ -648,7 +649,7 @@ async fn a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation(backe
     let resumed = Service::start(&test.url, Options::default()).await;
     let store = test.open().await;
     let events = eventually("the signal to be told", || async {
-        let events = event_types(&store, &user.user_id).await;
+        let events = event_types_but_notices(&store, &user.user_id).await;
         events
             .iter()
             .any(|e| e == "NotificationSent")
