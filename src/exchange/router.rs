@@ -202,6 +202,16 @@ impl Exchange for VenueRouter {
             Err(_) => Ok(None),
         }
     }
+
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.order_status(order).await,
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 struct Split<'o> {

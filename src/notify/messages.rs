@@ -4,7 +4,8 @@
 
 use rust_decimal::Decimal;
 
-use aggregates::{AccountEvent, Market, Quantity, Side, SignalId};
+use aggregates::{AccountEvent, Market, OrderType, Quantity, Side, SignalId};
+use chrono::{DateTime, Utc};
 
 /// The order a signal was approved as: what a message about it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,7 @@ pub fn signal_outcome(order: Option<&OrderSummary>, events: &[AccountEvent]) -> 
             signal_id,
         ),
         AccountEvent::OrderRejected { reason, .. } => rejected(order_text, reason, signal_id),
+        AccountEvent::OrderExpired { reason, .. } => expired(order_text, reason, signal_id),
         AccountEvent::OrderFailed { reason, .. } => {
             with_halt(failed(order_text, reason, released, signal_id))
         }
@@ -171,6 +173,7 @@ pub fn concludes(event: &AccountEvent) -> bool {
         AccountEvent::OrderFilled { .. }
             | AccountEvent::OrderPartiallyFilled { .. }
             | AccountEvent::OrderRejected { .. }
+            | AccountEvent::OrderExpired { .. }
             | AccountEvent::OrderFailed { .. }
             | AccountEvent::ExecutionAbandoned { .. }
             | AccountEvent::OrderCancelled { .. }
@@ -290,6 +293,37 @@ fn holding(side: Side, size: Quantity, entry: Decimal, market: &Market) -> Strin
 pub fn rejected(order: Option<String>, reason: &str, signal_id: &SignalId) -> String {
     format!(
         "❌ Order rejected by the exchange{}\nReason: {reason}\nNothing was traded.{}",
+        order_suffix(order),
+        signal_line(signal_id)
+    )
+}
+
+/// A limit order resting on the book: its outcome is told when it ends.
+pub fn resting(
+    order: &OrderSummary,
+    order_type: &OrderType,
+    good_til: DateTime<Utc>,
+    signal_id: &SignalId,
+) -> String {
+    let limit = match order_type {
+        OrderType::Limit { price } => format!(" at {}", price.normalize()),
+        OrderType::Market => String::new(),
+    };
+    format!(
+        "📌 Limit order resting on the book: {}{limit}
+It stays until it fills or expires at          {} UTC; you will be told how it ends.{}",
+        order.describe(),
+        good_til.format("%Y-%m-%d %H:%M:%S"),
+        signal_line(signal_id)
+    )
+}
+
+/// A resting order left the book with nothing filled (compensation: the reservation given back).
+pub fn expired(order: Option<String>, reason: &str, signal_id: &SignalId) -> String {
+    format!(
+        "⌛ Limit order ended unfilled{}
+Reason: {reason}
+Nothing was traded; the daily volume          it reserved was given back.{}",
         order_suffix(order),
         signal_line(signal_id)
     )
