@@ -24,7 +24,7 @@ use crate::catchup::{
 use crate::emergency::EmergencySwitch;
 use crate::exchange::dydx::{DydxConfig, DydxExchange};
 use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
-use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RetryPolicy};
+use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RestingWatcher, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
@@ -55,6 +55,8 @@ pub struct AppConfig {
     pub run_read_side: bool,
     /// How often this instance reconciles every account with its venue (with the saga only).
     pub reconcile_every: Option<Duration>,
+    /// How often this instance asks the venues how resting limit orders stand (with the saga).
+    pub resting_check_every: Duration,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
@@ -195,6 +197,10 @@ impl RunningApp {
                 saga.clone().retry_notifications(shutdown_requested.clone()),
             ));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
+            let watcher = RestingWatcher::new(ledger.clone(), exchange.clone());
+            background.push(tokio::spawn(
+                watcher.run(config.resting_check_every, shutdown_requested.clone()),
+            ));
             if let Some(every) = config.reconcile_every {
                 let reconciler = Reconciler::new(ledger.clone(), exchange.clone(), notifier);
                 background.push(tokio::spawn(

@@ -35,11 +35,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{Timelike, Utc};
 use dydx::indexer::{
-    ApiOrderStatus, IndexerClient, IndexerConfig, ListOrdersOpts, OrderExecution,
-    OrderResponseObject, OrderSide as IndexerSide, OrderStatus, PerpetualPositionStatus,
-    RestConfig, SockConfig, Subaccount, Ticker,
+    ApiOrderStatus, BestEffortOpenedStatus, IndexerClient, IndexerConfig, ListOrdersOpts,
+    OrderExecution, OrderFlags, OrderResponseObject, OrderSide as IndexerSide, OrderStatus,
+    PerpetualPositionStatus, RestConfig, SockConfig, Subaccount, Ticker,
 };
 use dydx::indexer::{GetFillsOpts, ListPerpetualMarketsOpts, ListPositionsOpts};
 use dydx::node::{
@@ -108,7 +108,13 @@ pub struct DydxConfig {
     pub indexer_lag_blocks: u32,
     /// Conditional (take-profit, stop-loss) orders live this long.
     pub bracket_lifetime: chrono::Duration,
+    /// A limit order that does not fill at once rests on the book this long (long-term order;
+    /// at most `MAX_LONG_TERM_SECONDS`).
+    pub limit_order_lifetime: chrono::Duration,
 }
+
+/// dYdX's cap on a long-term order's good-til time: 95 days ahead.
+pub const MAX_LONG_TERM_SECONDS: u64 = 95 * 24 * 60 * 60;
 
 /// 1%: the default cap on how far from the oracle price a market order may fill.
 pub const DEFAULT_SLIPPAGE: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
@@ -130,6 +136,7 @@ impl DydxConfig {
             // About 5 s on dYdX (blocks of ~1 s); the Indexer usually trails by well under 1 s.
             indexer_lag_blocks: 5,
             bracket_lifetime: chrono::Duration::days(28),
+            limit_order_lifetime: chrono::Duration::days(1),
         }
     }
 }
@@ -182,7 +189,16 @@ struct InFlightOrder {
     account_id: String,
     market: Market,
     side: Side,
-    good_til_block: u32,
+    last: LastMoment,
+}
+
+/// Until when a sent order may still execute (and so may still show up on the Indexer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastMoment {
+    /// A short-term order's last block.
+    Block(u32),
+    /// A long-term order's good-til time.
+    Time(chrono::DateTime<Utc>),
 }
 
 /// What the Indexer shows of an order.
@@ -190,6 +206,8 @@ enum Seen {
     Nothing,
     /// Known but not final (or its fills not indexed yet).
     Live,
+    /// A long-term order open on the book.
+    Resting(OrderOutcome),
     Done(OrderOutcome),
 }
 
@@ -520,7 +538,12 @@ impl DydxExchange {
             account_id: send.account_id,
             market: Market::parse(&send.market).map_err(|_| corrupt("market"))?,
             side: Side::parse(&send.side).map_err(|_| corrupt("side"))?,
-            good_til_block: u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
+            last: match send.good_til_time {
+                Some(time) => LastMoment::Time(time),
+                None => LastMoment::Block(
+                    u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
+                ),
+            },
         }))
     }
 
@@ -537,7 +560,14 @@ impl DydxExchange {
                 account_id: order.account_id.clone(),
                 market: order.market.to_string(),
                 side: order.side.as_str().to_owned(),
-                good_til_block: i64::from(order.good_til_block),
+                good_til_block: match order.last {
+                    LastMoment::Block(block) => i64::from(block),
+                    LastMoment::Time(_) => 0,
+                },
+                good_til_time: match order.last {
+                    LastMoment::Time(time) => Some(time),
+                    LastMoment::Block(_) => None,
+                },
                 sent_at: Utc::now(),
             };
             store
@@ -606,11 +636,34 @@ impl DydxExchange {
                 OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::BestEffortCanceled
             )
         );
-        if !finished {
-            return Ok(Seen::Live);
-        }
+        let long_term = matches!(found.order_flags, OrderFlags::LongTerm);
         let filled = to_decimal(&found.total_filled)
             .ok_or_else(|| unavailable("order", "filled size out of range"))?;
+        if !finished {
+            let open = matches!(
+                found.status,
+                ApiOrderStatus::OrderStatus(OrderStatus::Open)
+                    | ApiOrderStatus::BestEffort(BestEffortOpenedStatus::BestEffortOpened)
+            );
+            return Ok(match (long_term && open, found.good_til_block_time) {
+                (true, Some(good_til)) => Seen::Resting(OrderOutcome::Resting {
+                    exchange_order_id: found.id.0,
+                    good_til,
+                    filled_so_far: filled,
+                }),
+                _ => Seen::Live,
+            });
+        }
+        if filled <= Decimal::ZERO && long_term {
+            return Ok(Seen::Done(OrderOutcome::Expired {
+                reason: format!(
+                    "it left dYdX's book unfilled at its limit {} (expired or cancelled; dYdX \
+                     order {})",
+                    found.price.0, found.id.0
+                ),
+                exchange_order_id: found.id.0,
+            }));
+        }
         if filled <= Decimal::ZERO {
             return Ok(Seen::Done(OrderOutcome::Rejected {
                 reason: format!(
@@ -681,23 +734,32 @@ impl DydxExchange {
         }))
     }
 
-    /// Waits for the Indexer to show the order's outcome. `None` when it is not there and cannot
-    /// appear any more: nothing was sent (`good_til_block` unknown) or the chain is past the
-    /// order's last block.
+    /// Waits for the Indexer to show the order's outcome (or, for a long-term order, that it
+    /// rests on the book). `None` when it is not there and cannot appear any more: nothing was
+    /// sent (`last` unknown) or the chain is past the order's last block or time.
     async fn await_outcome(
         &self,
         subaccount: &Subaccount,
         market: &Market,
         ids: VenueIds,
-        good_til_block: Option<u32>,
+        last: Option<LastMoment>,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         let deadline = Instant::now() + self.inner.config.outcome_wait;
         loop {
             match self.seen(subaccount, market, ids).await? {
-                Seen::Done(outcome) => return Ok(Some(outcome)),
-                Seen::Nothing => match good_til_block {
+                Seen::Done(outcome) | Seen::Resting(outcome) => return Ok(Some(outcome)),
+                Seen::Nothing => match last {
                     None => return Ok(None),
-                    Some(last) => {
+                    // Blocks of ~1 s: the Indexer's lag in blocks is as many seconds.
+                    Some(LastMoment::Time(until)) => {
+                        let lag = chrono::Duration::seconds(i64::from(
+                            self.inner.config.indexer_lag_blocks,
+                        ));
+                        if Utc::now() > until + lag {
+                            return Ok(None);
+                        }
+                    }
+                    Some(LastMoment::Block(last)) => {
                         let height = self
                             .indexer_call("height", |indexer| async move {
                                 indexer.utility().get_height().await
@@ -733,7 +795,7 @@ impl DydxExchange {
                 &subaccount,
                 &order.market,
                 ids,
-                sent.as_ref().map(|sent| sent.good_til_block),
+                sent.as_ref().map(|sent| sent.last),
             )
             .await?;
         if found.is_some() || sent.is_some() {
@@ -772,6 +834,15 @@ impl DydxExchange {
             OrderType::Market => params.worst_price(order.side, self.inner.config.slippage),
             OrderType::Limit { price } => params.quantize_limit(order.side, price),
         };
+        // A limit the oracle price has not reached rests on the book (a long-term order); one it
+        // has is sent immediate-or-cancel, as a market order is.
+        let rests = match (&order.order_type, price) {
+            (OrderType::Limit { .. }, Some(limit)) => match order.side {
+                Side::Buy => limit < params.oracle_price,
+                Side::Sell => limit > params.oracle_price,
+            },
+            _ => false,
+        };
         let Some(price) = price else {
             return Ok(OrderOutcome::Rejected {
                 reason: format!("no valid price for {} on dYdX", order.market),
@@ -793,18 +864,31 @@ impl DydxExchange {
             return Err(unavailable("order", "size or price not convertible"));
         };
         let builder = OrderBuilder::new(params.model.clone(), subaccount.clone())
-            .reduce_only(order.reduce_only)
-            .until(good_til.clone());
-        let builder = match order.order_type {
-            OrderType::Market => builder
-                .market(side_to(order.side), size_big)
-                .price(price_big),
-            OrderType::Limit { .. } => builder
+            .reduce_only(order.reduce_only);
+        let (builder, last) = if rests {
+            // dYdX's good-til time has whole seconds: the order's last moment is that second.
+            let max = chrono::Duration::seconds(MAX_LONG_TERM_SECONDS as i64);
+            let until = Utc::now() + self.inner.config.limit_order_lifetime.min(max);
+            let until = until.with_nanosecond(0).unwrap_or(until);
+            let builder = builder
                 .limit(side_to(order.side), price_big, size_big)
-                .time_in_force(OrderTimeInForce::Ioc),
+                .time_in_force(OrderTimeInForce::Unspecified)
+                .until(until)
+                .long_term();
+            (builder, LastMoment::Time(until))
+        } else {
+            let builder = builder.until(good_til.clone());
+            let builder = match order.order_type {
+                OrderType::Market => builder
+                    .market(side_to(order.side), size_big)
+                    .price(price_big),
+                OrderType::Limit { .. } => builder
+                    .limit(side_to(order.side), price_big, size_big)
+                    .time_in_force(OrderTimeInForce::Ioc),
+            };
+            (builder.short_term(), LastMoment::Block(good_til.0))
         };
         let (_, mut proto) = builder
-            .short_term()
             .build(ids.client_id)
             .map_err(|error| unavailable("order", error))?;
         proto.client_metadata = ids.client_metadata;
@@ -817,7 +901,7 @@ impl DydxExchange {
                 account_id: order.account_id.clone(),
                 market: order.market.clone(),
                 side: order.side,
-                good_til_block: good_til.0,
+                last,
             },
         )
         .await?;
@@ -845,7 +929,7 @@ impl DydxExchange {
             Err(_) => return Err(unavailable("node", "no answer in time")),
         }
         let outcome = self
-            .await_outcome(&subaccount, &order.market, ids, Some(good_til.0))
+            .await_outcome(&subaccount, &order.market, ids, Some(last))
             .await?;
         self.forget(&order.client_order_id);
         let outcome = outcome.ok_or_else(|| {
@@ -1088,5 +1172,14 @@ impl Exchange for DydxExchange {
             self.protect(order, outcome).await;
         }
         Ok(found)
+    }
+
+    /// The Indexer's order list, as for any lookup; a resting order that filled gets its
+    /// brackets here.
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.find_placed(order).await
     }
 }

@@ -1,0 +1,133 @@
+//! The resting-order watcher: brings every limit order resting on a venue's book to its end.
+//!
+//! Every `--resting-check-seconds` it reads each account's signals in `SignalStage::Resting`, asks
+//! the venue where each order stands (`Exchange::order_status`) and records an end it finds —
+//! filled, partially filled then expired or cancelled, or expired with nothing — through the
+//! account, which takes one end per signal: a second watcher (another instance) or a report read
+//! again after a restart records nothing. The saga then tells the trader, as for any conclusion.
+//! It only reads the venue, so running it in several instances sends nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use aggregates::{AccountCommand, SignalStage};
+
+use super::steps::{report, Placed};
+use crate::exchange::{Exchange, OrderOutcome, OrderRequest};
+use crate::ledger::{EventContext, Ledger, LedgerError};
+use crate::store::StoreError;
+
+const ACTOR: &str = "resting-orders";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct RestingWatcher {
+    ledger: Ledger,
+    exchange: Arc<dyn Exchange>,
+}
+
+impl RestingWatcher {
+    pub fn new(ledger: Ledger, exchange: Arc<dyn Exchange>) -> Self {
+        Self { ledger, exchange }
+    }
+
+    /// Checks one account's resting orders; how many ends it recorded.
+    pub async fn account(&self, account_id: &str) -> Result<usize, WatchError> {
+        let state = self.ledger.load(account_id).await?.state;
+        let mut recorded = 0;
+        for (signal_id, in_flight) in state
+            .in_flight
+            .iter()
+            .filter(|(_, in_flight)| in_flight.stage == SignalStage::Resting)
+        {
+            let order = OrderRequest {
+                account_id: account_id.to_owned(),
+                client_order_id: in_flight.client_order_id.clone(),
+                market: in_flight.market.clone(),
+                side: in_flight.side,
+                size: in_flight.size,
+                reduce_only: in_flight.reduce_only,
+                order_type: in_flight.order_type.clone(),
+                take_profit: in_flight.take_profit,
+                stop_loss: in_flight.stop_loss,
+            };
+            let outcome = match self.exchange.order_status(&order).await {
+                Ok(Some(OrderOutcome::Resting { .. })) => continue,
+                Ok(Some(outcome)) => outcome,
+                // Not listed any more (or never): nothing is recorded on a guess; the operator
+                // sees the warning and the signal stays resting.
+                Ok(None) => {
+                    tracing::warn!(
+                        account_id,
+                        %signal_id,
+                        "the venue does not list a resting order; it stays resting"
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(account_id, %signal_id, %error, "resting order not checked");
+                    continue;
+                }
+            };
+            let report = report(signal_id.clone(), &order, Placed::Answered(outcome));
+            let context = EventContext::new(ACTOR, Utc::now());
+            match self
+                .ledger
+                .execute(
+                    account_id,
+                    AccountCommand::RecordExecution(report),
+                    &context,
+                )
+                .await
+            {
+                Ok(committed) => recorded += usize::from(!committed.events.is_empty()),
+                // Another instance recorded it first: it ended either way.
+                Err(LedgerError::Rejected(refusal)) => {
+                    tracing::warn!(account_id, %refusal, "resting order's end refused");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Checks every account; one account's failure does not stop the others.
+    pub async fn all(&self) -> Result<usize, WatchError> {
+        let accounts = self.ledger.store().credentials().user_ids().await?;
+        let mut recorded = 0;
+        for account_id in accounts {
+            match self.account(&account_id).await {
+                Ok(count) => recorded += count,
+                Err(error) => {
+                    tracing::warn!(account_id, %error, "resting orders not checked");
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Checks every account every `every` until `shutdown` turns true.
+    pub async fn run(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            match self.all().await {
+                Ok(0) => {}
+                Ok(ended) => tracing::info!(ended, "resting orders ended"),
+                Err(error) => tracing::warn!(%error, "resting orders could not list accounts"),
+            }
+        }
+    }
+}
