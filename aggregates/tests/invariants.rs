@@ -627,6 +627,11 @@ impl Sim {
                 assert_eq!(result.map(|events| events.len()), Ok(1));
                 assert!(!self.state.in_flight.contains_key(&signal_id));
             }
+            // The resting notice: told at most once, the signal goes on resting.
+            Some(SignalStage::Resting) => {
+                assert!(result.is_ok_and(|events| events.len() <= 1));
+                assert!(self.state.in_flight.contains_key(&signal_id));
+            }
         }
     }
 
