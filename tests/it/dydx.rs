@@ -637,7 +637,10 @@ async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_pri
     let again = exchange.place_order(&far).await.expect("answered");
     assert!(matches!(again, OrderOutcome::Resting { .. }), "{again:?}");
     let status = exchange.order_status(&far).await.expect("answered");
-    assert!(matches!(status, Some(OrderOutcome::Resting { .. })), "{status:?}");
+    assert!(
+        matches!(status, Some(OrderOutcome::Resting { .. })),
+        "{status:?}"
+    );
 
     // The price falls through the limit: the order fills at the taker price, once.
     let response = fake
@@ -671,7 +674,10 @@ async fn dydx_a_resting_order_that_expires_unfilled_says_so() {
     };
 
     let resting = exchange.place_order(&sell).await.expect("answered");
-    assert!(matches!(resting, OrderOutcome::Resting { .. }), "{resting:?}");
+    assert!(
+        matches!(resting, OrderOutcome::Resting { .. }),
+        "{resting:?}"
+    );
 
     let ended = eventually("the order to expire", || async {
         match exchange.order_status(&sell).await {

@@ -20,6 +20,7 @@ mod readside;
 mod reconcile;
 mod replay;
 mod replay_scale;
+mod resting;
 mod reused_id;
 mod risk;
 mod saga;
