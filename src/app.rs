@@ -197,7 +197,7 @@ impl RunningApp {
                 saga.clone().retry_notifications(shutdown_requested.clone()),
             ));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
-            let watcher = RestingWatcher::new(ledger.clone(), exchange.clone());
+            let watcher = RestingWatcher::new(ledger.clone(), exchange.clone(), emergency.clone());
             background.push(tokio::spawn(
                 watcher.run(config.resting_check_every, shutdown_requested.clone()),
             ));

@@ -154,6 +154,12 @@ pub trait Exchange: Send + Sync {
         self.find_placed(order).await
     }
 
+    /// Cancels an order resting on the book (a halt stops trading); how it ended is then learnt
+    /// from `order_status`. Exchanges whose orders never rest have nothing to cancel.
+    async fn cancel_resting(&self, _order: &OrderRequest) -> Result<(), ExchangeError> {
+        Ok(())
+    }
+
     /// `find_placed` for several orders; one answer per order, in order. The saga asks this for a
     /// page's orders before placing any of them. By default the lookups go out concurrently.
     async fn find_orders(&self, orders: &[OrderRequest]) -> Vec<Found> {

@@ -212,6 +212,13 @@ impl Exchange for VenueRouter {
             Err(_) => Ok(None),
         }
     }
+
+    async fn cancel_resting(&self, order: &OrderRequest) -> Result<(), ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.cancel_resting(order).await,
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 struct Split<'o> {

@@ -5,7 +5,9 @@
 //! filled, partially filled then expired or cancelled, or expired with nothing — through the
 //! account, which takes one end per signal: a second watcher (another instance) or a report read
 //! again after a restart records nothing. The saga then tells the trader, as for any conclusion.
-//! It only reads the venue, so running it in several instances sends nothing twice.
+//! It only reads the venue — but for a halted account (or under the emergency stop), whose resting
+//! orders it cancels: a cancel of an order already gone changes nothing, so two instances are
+//! harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::watch;
 use aggregates::{AccountCommand, SignalStage};
 
 use super::steps::{report, Placed};
+use crate::emergency::EmergencySwitch;
 use crate::exchange::{Exchange, OrderOutcome, OrderRequest};
 use crate::ledger::{EventContext, Ledger, LedgerError};
 use crate::store::StoreError;
@@ -34,16 +37,27 @@ pub enum WatchError {
 pub struct RestingWatcher {
     ledger: Ledger,
     exchange: Arc<dyn Exchange>,
+    emergency: Arc<EmergencySwitch>,
 }
 
 impl RestingWatcher {
-    pub fn new(ledger: Ledger, exchange: Arc<dyn Exchange>) -> Self {
-        Self { ledger, exchange }
+    pub fn new(
+        ledger: Ledger,
+        exchange: Arc<dyn Exchange>,
+        emergency: Arc<EmergencySwitch>,
+    ) -> Self {
+        Self {
+            ledger,
+            exchange,
+            emergency,
+        }
     }
 
     /// Checks one account's resting orders; how many ends it recorded.
     pub async fn account(&self, account_id: &str) -> Result<usize, WatchError> {
         let state = self.ledger.load(account_id).await?.state;
+        // A halt stops trading: what rests on the book is cancelled.
+        let halted = state.halt.is_some() || self.emergency.engaged().is_some();
         let mut recorded = 0;
         for (signal_id, in_flight) in state
             .in_flight
@@ -61,7 +75,16 @@ impl RestingWatcher {
                 take_profit: in_flight.take_profit,
                 stop_loss: in_flight.stop_loss,
             };
-            let outcome = match self.exchange.order_status(&order).await {
+            let mut status = self.exchange.order_status(&order).await;
+            if halted && matches!(status, Ok(Some(OrderOutcome::Resting { .. }))) {
+                match self.exchange.cancel_resting(&order).await {
+                    Ok(()) => status = self.exchange.order_status(&order).await,
+                    Err(error) => {
+                        tracing::warn!(account_id, %signal_id, %error, "resting order not cancelled");
+                    }
+                }
+            }
+            let outcome = match status {
                 Ok(Some(OrderOutcome::Resting { .. })) => continue,
                 Ok(Some(outcome)) => outcome,
                 // Not listed any more (or never): nothing is recorded on a guess; the operator

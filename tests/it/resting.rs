@@ -272,3 +272,39 @@ async fn a_restart_while_an_order_rests_loses_nothing_and_sends_nothing_twice(ba
     service.stop().await;
 }
 on_both_stores!(a_restart_while_an_order_rests_loses_nothing_and_sends_nothing_twice);
+
+async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(3_600).await;
+    let signal = setup.limit_buy(&service, "halt-1").await;
+    rests_and_is_told(&setup).await;
+
+    let answer = cli(
+        &setup.test.url,
+        &[
+            "halt",
+            &setup.user.user_id,
+            "--reason",
+            "drill",
+            "--by",
+            "ops",
+        ],
+    )
+    .await;
+    assert!(answer.contains("halt"), "{answer}");
+    let types = setup
+        .events_once("the cancelled order to be told", |types| {
+            count(types, "OrderExpired") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "RiskReservationReleased"), 1, "{types:?}");
+    let told = setup.messages(2).await;
+    assert!(told[1].contains("ended unfilled"), "{told:?}");
+    // Off the book: the price crossing its limit fills nothing.
+    setup.set_price("63000").await;
+    let positions = setup.api(&service, "/api/positions").await;
+    assert_eq!(positions["positions"], json!([]));
+    assert_eq!(setup.received(&signal).await, (vec![64], 1));
+    service.stop().await;
+}
+on_both_stores!(halting_the_account_cancels_its_resting_order_on_the_venue);

@@ -46,6 +46,7 @@ use dydx::node::{
     BroadcastError, ChainId, NodeClient, NodeConfig, NodeError, OrderBuilder, OrderSide,
     OrderTimeInForce, Wallet,
 };
+use dydx_proto::dydxprotocol::clob::OrderId as ProtoOrderId;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rust_decimal::Decimal;
 
@@ -112,6 +113,9 @@ pub struct DydxConfig {
     /// at most `MAX_LONG_TERM_SECONDS`).
     pub limit_order_lifetime: chrono::Duration,
 }
+
+/// The order flags of a long-term (stateful) order.
+const LONG_TERM_FLAGS: u32 = 64;
 
 /// dYdX's cap on a long-term order's good-til time: 95 days ahead.
 pub const MAX_LONG_TERM_SECONDS: u64 = 95 * 24 * 60 * 60;
@@ -1172,6 +1176,40 @@ impl Exchange for DydxExchange {
             self.protect(order, outcome).await;
         }
         Ok(found)
+    }
+
+    /// A long-term cancel of the entry's order id; the chain ignores it for an order already
+    /// gone.
+    async fn cancel_resting(&self, order: &OrderRequest) -> Result<(), ExchangeError> {
+        let Some(key) = self.key_of(&order.account_id).await? else {
+            return Err(unavailable("cancel", "the account has no dYdX credentials"));
+        };
+        let wallet = wallet_of(&key)?;
+        let subaccount = self.subaccount_for(&order.account_id, &wallet, &key)?;
+        drop(key);
+        let Some(params) = self.market(&order.market).await? else {
+            return Err(unavailable("cancel", "the market is not listed"));
+        };
+        let order_id = ProtoOrderId {
+            subaccount_id: Some(subaccount.into()),
+            client_id: venue_ids(&order.client_order_id, Leg::Entry).client_id,
+            order_flags: LONG_TERM_FLAGS,
+            clob_pair_id: params.model.clob_pair_id.0,
+        };
+        let mut node = self.node().await?;
+        let client = node
+            .as_mut()
+            .ok_or_else(|| unavailable("node", "not connected"))?;
+        self.inner.node_pace.until_ready().await;
+        let mut account = self.node_call("account", wallet.account(0, client)).await?;
+        drop(wallet);
+        // A stateful cancel is good for a while; the order's own end is learnt from the Indexer.
+        let until = Utc::now() + chrono::Duration::minutes(5);
+        let until = until.with_nanosecond(0).unwrap_or(until);
+        self.inner.node_pace.until_ready().await;
+        self.node_call("cancel", client.cancel_order(&mut account, order_id, until))
+            .await
+            .map(drop)
     }
 
     /// The Indexer's order list, as for any lookup; a resting order that filled gets its
