@@ -3,15 +3,18 @@
 //! - **Markets** (tick, step = minimum size, oracle price) come from the Indexer and are cached;
 //!   `reference_price` reads the cache only.
 //! - **Orders** are short-term IOC orders on the validator node: market orders capped at the oracle
-//!   price ± `slippage`, limit orders at their limit (marketable-only, as the paper exchange: the
-//!   saga has no outcome for an order resting on the book yet), reduce-only when asked. A filled
-//!   entry's take-profit and stop-loss follow as reduce-only conditional orders (flags 32).
+//!   price ± `slippage`, limit orders the oracle price has reached at their limit, reduce-only when
+//!   asked. A limit it has not reached rests on the book as a long-term order (flags 64, good til
+//!   `limit_order_lifetime` from now): `OrderOutcome::Resting`, whose end `order_status` reads
+//!   later (and `cancel_resting` forces under a halt). A filled entry's take-profit and stop-loss
+//!   follow as reduce-only conditional orders (flags 32).
 //! - **Exactly once.** The client id is derived from the saga's client order id (`ids`), so a
 //!   lookup on the Indexer's order list (there is no lookup by client id) finds an order sent
 //!   earlier. Every placement asks first; an order whose answer was lost is waited for until it
-//!   shows up or its last block has passed (a short-term order can never execute after that), so
-//!   it is never sent twice while it may still trade. Each send and its last block are recorded in
-//!   the store (`dydx_sends`) before the order leaves, so a restarted service waits too.
+//!   shows up or its last block (a long-term order's: its good-til time) has passed, after which
+//!   it can never execute, so it is never sent twice while it may still trade. Each send and its
+//!   last block or time are recorded in the store (`dydx_sends`) before the order leaves, so a
+//!   restarted service waits too.
 //! - **Failures.** Anything that leaves the order's fate unknown is `Unavailable` (the saga asks
 //!   again before retrying); a CheckTx refusal is `Rejected`. Requests are paced per service with a
 //!   token bucket (`governor`), so bursts queue instead of meeting 429s.
