@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use aggregates::{
-    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
+    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, OrderType, SignalId,
+    SignalStage,
 };
 
 use super::{ExecutionSaga, Origin};
@@ -400,6 +401,13 @@ pub(super) async fn retry_placement(
             let found = saga.exchange.find_placed(order).await;
             if let Ok(Some(outcome)) = found {
                 return Placed::Answered(outcome);
+            }
+            // A limit order sent earlier may yet reach the book and rest there long after the
+            // signal is given up: it is cancelled (nothing happens if it never got there).
+            if found.is_err() && matches!(order.order_type, OrderType::Limit { .. }) {
+                if let Err(cancel) = saga.exchange.cancel_resting(order).await {
+                    tracing::warn!(%cancel, %client_order_id, "a possibly resting order not cancelled");
+                }
             }
             if !out_of_time {
                 return Placed::Failed(error);
