@@ -144,12 +144,14 @@ pub trait Exchange: Send + Sync {
         self.find_order(&order.client_order_id).await
     }
 
-    /// Where an order that rested on the book stands now: `Resting` while it is there, else how
-    /// it ended (filled, partially filled then expired or cancelled, expired with nothing).
-    /// `None` when the venue does not know the order. The resting watcher asks this.
+    /// Where an order that rested on the book (as `exchange_order_id`) stands now: `Resting`
+    /// while it is there, else how it ended (filled, partially filled then expired or cancelled,
+    /// expired with nothing). `None` when the venue does not know the order. The resting watcher
+    /// asks this.
     async fn order_status(
         &self,
         order: &OrderRequest,
+        _exchange_order_id: &str,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         self.find_placed(order).await
     }

@@ -206,9 +206,10 @@ impl Exchange for VenueRouter {
     async fn order_status(
         &self,
         order: &OrderRequest,
+        exchange_order_id: &str,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         match self.venue_of_account(&order.account_id).await? {
-            Ok(venue) => venue.order_status(order).await,
+            Ok(venue) => venue.order_status(order, exchange_order_id).await,
             Err(_) => Ok(None),
         }
     }

@@ -75,10 +75,19 @@ impl RestingWatcher {
                 take_profit: in_flight.take_profit,
                 stop_loss: in_flight.stop_loss,
             };
-            let mut status = self.exchange.order_status(&order).await;
+            let Some(exchange_order_id) = in_flight
+                .resting
+                .as_ref()
+                .map(|resting| resting.exchange_order_id.clone())
+            else {
+                continue;
+            };
+            let mut status = self.exchange.order_status(&order, &exchange_order_id).await;
             if halted && matches!(status, Ok(Some(OrderOutcome::Resting { .. }))) {
                 match self.exchange.cancel_resting(&order).await {
-                    Ok(()) => status = self.exchange.order_status(&order).await,
+                    Ok(()) => {
+                        status = self.exchange.order_status(&order, &exchange_order_id).await;
+                    }
                     Err(error) => {
                         tracing::warn!(account_id, %signal_id, %error, "resting order not cancelled");
                     }

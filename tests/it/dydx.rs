@@ -602,9 +602,9 @@ async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_pri
     let filled = exchange.place_order(&near).await.expect("answered");
 
     let OrderOutcome::Resting {
+        exchange_order_id,
         good_til,
         filled_so_far,
-        ..
     } = resting
     else {
         panic!("a limit below the market rests: {resting:?}");
@@ -636,7 +636,10 @@ async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_pri
     // Asked again (a saga after a restart): it is found resting, not sent again.
     let again = exchange.place_order(&far).await.expect("answered");
     assert!(matches!(again, OrderOutcome::Resting { .. }), "{again:?}");
-    let status = exchange.order_status(&far).await.expect("answered");
+    let status = exchange
+        .order_status(&far, &exchange_order_id)
+        .await
+        .expect("answered");
     assert!(
         matches!(status, Some(OrderOutcome::Resting { .. })),
         "{status:?}"
@@ -651,7 +654,10 @@ async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_pri
         .await
         .expect("prices set");
     assert!(response.status().is_success());
-    let status = exchange.order_status(&far).await.expect("answered");
+    let status = exchange
+        .order_status(&far, &exchange_order_id)
+        .await
+        .expect("answered");
     let Some(OrderOutcome::Filled { fill, .. }) = status else {
         panic!("the crossed order filled: {status:?}");
     };
@@ -674,13 +680,15 @@ async fn dydx_a_resting_order_that_expires_unfilled_says_so() {
     };
 
     let resting = exchange.place_order(&sell).await.expect("answered");
-    assert!(
-        matches!(resting, OrderOutcome::Resting { .. }),
-        "{resting:?}"
-    );
+    let OrderOutcome::Resting {
+        exchange_order_id, ..
+    } = resting
+    else {
+        panic!("a sell above the market rests: {resting:?}");
+    };
 
     let ended = eventually("the order to expire", || async {
-        match exchange.order_status(&sell).await {
+        match exchange.order_status(&sell, &exchange_order_id).await {
             Ok(Some(OrderOutcome::Resting { .. })) => None,
             other => Some(other),
         }

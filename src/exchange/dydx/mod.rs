@@ -1215,12 +1215,40 @@ impl Exchange for DydxExchange {
             .map(drop)
     }
 
-    /// The Indexer's order list, as for any lookup; a resting order that filled gets its
-    /// brackets here.
+    /// The Indexer's order by its id (a long-resting order may have left the latest orders the
+    /// list shows); a resting order that filled gets its brackets here.
     async fn order_status(
         &self,
         order: &OrderRequest,
+        exchange_order_id: &str,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        self.find_placed(order).await
+        let Some(subaccount) = self.subaccount_of(&order.account_id).await? else {
+            return Ok(None);
+        };
+        let id = dydx::indexer::OrderId(exchange_order_id.to_owned());
+        let found = self
+            .indexer_call("order", |indexer| async move {
+                indexer.accounts().get_order(&id).await
+            })
+            .await?;
+        let ids = venue_ids(&order.client_order_id, Leg::Entry);
+        // The id is the ledger's record of this order; the venue's answer must be that order.
+        if found.client_id.0 != ids.client_id || found.client_metadata.0 != ids.client_metadata {
+            return Err(unavailable(
+                "order",
+                "the Indexer answered with another order than the one asked",
+            ));
+        }
+        let outcome = match self.outcome_of(&subaccount, &order.market, found).await? {
+            Seen::Done(outcome) | Seen::Resting(outcome) => outcome,
+            Seen::Nothing | Seen::Live => {
+                return Err(ExchangeError::Unavailable(
+                    "dYdX: the order's end is not indexed yet".to_owned(),
+                ))
+            }
+        };
+        self.forget(&order.client_order_id);
+        self.protect(order, &outcome).await;
+        Ok(Some(outcome))
     }
 }
