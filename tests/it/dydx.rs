@@ -466,6 +466,45 @@ async fn a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it
 }
 on_both_stores!(a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again);
 
+/// The same for a resting (long-term) order: its send is recorded with its good-til time, and a
+/// restarted service finds it resting instead of sending it again.
+async fn a_restarted_service_finds_its_resting_order_instead_of_sending_it_again(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let mut buy = order("restarted-resting", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("60000"),
+    };
+    fake.set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 900 }))
+        .await;
+
+    let before = fake.exchange_recording(credentials.clone(), Some(store.clone()));
+    let first = before.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    drop(before);
+    let send = store
+        .dydx_sends()
+        .find(&buy.client_order_id.0)
+        .await
+        .expect("read")
+        .expect("the send was recorded before it left");
+    assert!(send.good_til_time.is_some_and(|until| until > Utc::now()));
+
+    let after = fake.exchange_recording(credentials, Some(store));
+    let outcome = after.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Resting { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+on_both_stores!(a_restarted_service_finds_its_resting_order_instead_of_sending_it_again);
+
 #[tokio::test]
 async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {
     let fake = FakeVenues::start().await;
