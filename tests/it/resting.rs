@@ -194,6 +194,13 @@ async fn a_limit_below_the_market_rests_is_told_and_fills_once_when_the_price_cr
     assert_eq!(setup.received(&signal).await, (vec![64], 1));
     let positions = setup.api(&service, "/api/positions").await;
     assert_eq!(positions["positions"], json!([]), "nothing filled yet");
+    let path = format!("/api/signals/{signal}");
+    let status = eventually("the signal to show resting", || async {
+        let body = setup.api(&service, &path).await;
+        (body["status"] == "resting").then_some(body)
+    })
+    .await;
+    assert_eq!(status["outcome"], "resting", "{status}");
 
     setup.set_price("63000").await;
     let types = setup
@@ -213,6 +220,12 @@ async fn a_limit_below_the_market_rests_is_told_and_fills_once_when_the_price_cr
     .await;
     assert_eq!(positions[0]["size"], "0.01", "{positions:?}");
     assert_eq!(positions[0]["side"], "long", "{positions:?}");
+    let status = eventually("the signal to show filled", || async {
+        let body = setup.api(&service, &path).await;
+        (body["outcome"] == "filled").then_some(body)
+    })
+    .await;
+    assert_eq!(status["status"], "notified", "{status}");
     // Several more checks of the watcher: still one fill, one send, two messages.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let store = setup.test.open().await;
