@@ -236,35 +236,6 @@ impl TradingAccount {
                 outcome,
                 at,
             } => {
-                // A resting order's notice is told once, never retried: the conclusion follows.
-                if let Some(in_flight) = self.in_flight.get(&signal_id) {
-                    if in_flight.stage == SignalStage::Resting {
-                        if in_flight
-                            .resting
-                            .as_ref()
-                            .is_none_or(|resting| resting.told)
-                        {
-                            return Ok(vec![]);
-                        }
-                        return Ok(vec![match outcome {
-                            NotificationOutcome::Sent => AccountEvent::NotificationSent {
-                                signal_id,
-                                channel,
-                                at,
-                            },
-                            NotificationOutcome::Failed { reason }
-                            | NotificationOutcome::Deferred { reason, .. } => {
-                                AccountEvent::NotificationFailed {
-                                    signal_id,
-                                    channel,
-                                    reason,
-                                    at,
-                                    retry_at: None,
-                                }
-                            }
-                        }]);
-                    }
-                }
                 // A retry of a failed notification, else the first attempt.
                 let failed_attempts = match self.undelivered.get(&signal_id) {
                     Some(failed) => *failed,
@@ -297,6 +268,42 @@ impl TradingAccount {
                             reason,
                             at,
                             retry_at: (!last).then_some(retry_at),
+                        }
+                    }
+                }])
+            }
+            AccountCommand::RecordRestingNotice {
+                signal_id,
+                channel,
+                outcome,
+                at,
+            } => {
+                self.profile()?;
+                // Told once, never retried; an order that ended meanwhile is told by its end.
+                let untold = self.in_flight.get(&signal_id).is_some_and(|in_flight| {
+                    in_flight.stage == SignalStage::Resting
+                        && in_flight
+                            .resting
+                            .as_ref()
+                            .is_some_and(|resting| !resting.told)
+                });
+                if !untold {
+                    return Ok(vec![]);
+                }
+                Ok(vec![match outcome {
+                    NotificationOutcome::Sent => AccountEvent::NotificationSent {
+                        signal_id,
+                        channel,
+                        at,
+                    },
+                    NotificationOutcome::Failed { reason }
+                    | NotificationOutcome::Deferred { reason, .. } => {
+                        AccountEvent::NotificationFailed {
+                            signal_id,
+                            channel,
+                            reason,
+                            at,
+                            retry_at: None,
                         }
                     }
                 }])

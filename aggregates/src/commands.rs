@@ -31,6 +31,14 @@ pub enum AccountCommand {
         outcome: NotificationOutcome,
         at: DateTime<Utc>,
     },
+    /// The execution saga reports whether the trader was told their limit order rests on the
+    /// book. Recorded only while it rests and only once; never retried.
+    RecordRestingNotice {
+        signal_id: SignalId,
+        channel: String,
+        outcome: NotificationOutcome,
+        at: DateTime<Utc>,
+    },
     /// Replaces the account's risk limits; who and why are kept in the ledger.
     SetRiskLimits {
         limits: RiskLimits,

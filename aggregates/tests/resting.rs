@@ -52,7 +52,7 @@ fn expired_report() -> AccountCommand {
 }
 
 fn told(outcome: NotificationOutcome) -> AccountCommand {
-    AccountCommand::RecordNotification {
+    AccountCommand::RecordRestingNotice {
         signal_id: sid("s1"),
         channel: "log".to_owned(),
         outcome,
@@ -107,6 +107,30 @@ fn the_resting_notice_is_recorded_once_and_the_signal_goes_on_resting() {
     assert!(in_flight.resting.as_ref().is_some_and(|rest| rest.told));
     let (again, _, _) = decide(&after, told(NotificationOutcome::Sent));
     assert!(again.is_empty(), "told once: {again:?}");
+}
+
+#[test]
+fn a_resting_notice_reported_after_the_order_ended_records_nothing() {
+    let history = decide(&resting(), filled("s1", "59000", "0.4", "2", ENDED)).2;
+    let (events, state, _) = decide(&history, told(NotificationOutcome::Sent));
+
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(
+        state.in_flight[&sid("s1")].stage,
+        SignalStage::AwaitingNotification,
+        "the fill is still to be told"
+    );
+}
+
+#[test]
+fn the_outcome_notification_is_refused_while_the_order_rests() {
+    let command = AccountCommand::RecordNotification {
+        signal_id: sid("s1"),
+        channel: "log".to_owned(),
+        outcome: NotificationOutcome::Sent,
+        at: at(RESTED),
+    };
+    assert!(replay(&resting()).decide(command).is_err());
 }
 
 #[test]

@@ -597,7 +597,7 @@ async fn notify_resting(
     };
     let message = messages::resting(&order, &in_flight.order_type, resting.good_til, &signal_id);
     let outcome = attempt(saga, account_id, &message, 0).await;
-    let command = AccountCommand::RecordNotification {
+    let command = AccountCommand::RecordRestingNotice {
         signal_id,
         channel: saga.notifier.channel().to_owned(),
         outcome,
