@@ -479,6 +479,44 @@ mod tests {
     }
 
     #[test]
+    fn a_resting_order_is_told_with_its_limit_and_its_end_says_nothing_traded() {
+        let signal = SignalId("sig-r".into());
+        let order = OrderSummary {
+            market: market(),
+            side: Side::Buy,
+            size: qty("0.5"),
+        };
+        let until = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let limit = OrderType::Limit {
+            price: Decimal::new(29_500, 1),
+        };
+        let resting = resting(&order, &limit, until, &signal);
+        assert!(
+            resting.contains("resting on the book: BUY 0.5 ETH-USD at 2950"),
+            "{resting}"
+        );
+        assert!(resting.contains("2027-01-15 08:00:00 UTC"), "{resting}");
+
+        let events = vec![
+            AccountEvent::OrderExpired {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-r".into()),
+                exchange_order_id: "x1".into(),
+                reason: "expired".into(),
+                at: Utc::now(),
+            },
+            AccountEvent::RiskReservationReleased {
+                signal_id: signal.clone(),
+                notional_usd: UsdAmount::new(Decimal::new(1475, 0)),
+            },
+        ];
+        let ended = signal_outcome(Some(&order), &events).unwrap_or_default();
+        assert!(ended.contains("ended unfilled: BUY 0.5 ETH-USD"), "{ended}");
+        assert!(ended.contains("Nothing was traded"), "{ended}");
+        assert!(ended.contains("Signal: sig-r"), "{ended}");
+    }
+
+    #[test]
     fn a_fill_that_reduces_a_position_tells_what_is_left_and_the_pnl() {
         let signal = SignalId("sig-1".into());
         let events = vec![
