@@ -1,6 +1,7 @@
 //! The resting-order watcher: brings every limit order resting on a venue's book to its end.
 //!
-//! Every `--resting-check-seconds` it reads each account's signals in `SignalStage::Resting`, asks
+//! Every `--resting-check-seconds` it reads the signals in `SignalStage::Resting` of each account
+//! the read model lists with one (every account, every `FULL_SCAN_EVERY` rounds), asks
 //! the venue where each order stands (`Exchange::order_status`) and records an end it finds —
 //! filled, partially filled then expired or cancelled, or expired with nothing — through the
 //! account, which takes one end per signal: a second watcher (another instance) or a report read
@@ -24,6 +25,9 @@ use crate::ledger::{EventContext, Ledger, LedgerError};
 use crate::store::StoreError;
 
 const ACTOR: &str = "resting-orders";
+/// Every this many rounds the watcher checks every account, not only those the read model shows
+/// (5 minutes at the default 10 s).
+const FULL_SCAN_EVERY: u32 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -136,6 +140,22 @@ impl RestingWatcher {
     /// Checks every account; one account's failure does not stop the others.
     pub async fn all(&self) -> Result<usize, WatchError> {
         let accounts = self.ledger.store().credentials().user_ids().await?;
+        self.each(accounts).await
+    }
+
+    /// Checks the accounts the read model shows with a resting order: cheap, but as late as the
+    /// read model (and blind to what it parked), so `run` also checks every account now and then.
+    pub async fn indexed(&self) -> Result<usize, WatchError> {
+        let accounts = self
+            .ledger
+            .store()
+            .read_models()
+            .accounts_with_resting_orders()
+            .await?;
+        self.each(accounts).await
+    }
+
+    async fn each(&self, accounts: Vec<String>) -> Result<usize, WatchError> {
         let mut recorded = 0;
         for account_id in accounts {
             match self.account(&account_id).await {
@@ -148,14 +168,22 @@ impl RestingWatcher {
         Ok(recorded)
     }
 
-    /// Checks every account every `every` until `shutdown` turns true.
+    /// Checks the indexed accounts every `every`, and every account every
+    /// `FULL_SCAN_EVERY` rounds, until `shutdown` turns true.
     pub async fn run(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut round: u32 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            match self.all().await {
+            round = round.wrapping_add(1);
+            let checked = if round % FULL_SCAN_EVERY == 0 {
+                self.all().await
+            } else {
+                self.indexed().await
+            };
+            match checked {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "resting orders ended"),
                 Err(error) => tracing::warn!(%error, "resting orders could not list accounts"),
