@@ -57,6 +57,9 @@ pub struct AppConfig {
     pub reconcile_every: Option<Duration>,
     /// How often this instance asks the venues how resting limit orders stand (with the saga).
     pub resting_check_every: Duration,
+    /// How long a limit order that does not fill at once rests (paper; dYdX has its own in
+    /// `dydx`).
+    pub limit_order_lifetime: chrono::Duration,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
@@ -155,7 +158,8 @@ impl RunningApp {
         let markets = MarketList::default();
         let paper: Arc<dyn Exchange> = Arc::new(
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
-                .with_equity(config.paper_equity_usd),
+                .with_equity(config.paper_equity_usd)
+                .with_limit_order_lifetime(config.limit_order_lifetime),
         );
         let (shutdown, shutdown_requested) = watch::channel(false);
         // Background tasks that hold the ledger (directly or through the vault), awaited before

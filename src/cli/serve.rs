@@ -141,8 +141,8 @@ pub struct DydxArgs {
     /// A market order's price cap, as a fraction beyond the oracle price (0.01 = 1%).
     #[arg(long, env = "LEDGERHOOK_DYDX_SLIPPAGE", default_value = "0.01")]
     pub dydx_slippage: Decimal,
-    /// How long a limit order that does not fill at once rests on dYdX's book before it
-    /// expires (dYdX allows at most 95 days).
+    /// How long a limit order that does not fill at once rests on the book (dYdX's or the paper
+    /// exchange's) before it expires (dYdX allows at most 95 days).
     #[arg(
         long,
         env = "LEDGERHOOK_LIMIT_ORDER_TTL_SECONDS",
@@ -375,6 +375,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         reconcile_every: (args.reconcile_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.reconcile_interval_seconds)),
         resting_check_every: std::time::Duration::from_secs(args.resting_check_seconds),
+        limit_order_lifetime: chrono::Duration::seconds(
+            i64::try_from(args.dydx.limit_order_ttl_seconds).unwrap_or(i64::MAX),
+        ),
         guard: args.guard.config()?,
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,

@@ -26,6 +26,8 @@ async fn trade_behind_the_ledger(store: &Store, account: &str, side: &str, size:
             fee: "0".to_owned(),
             exchange_order_id: format!("manual-{id}"),
             placed_at: Utc::now(),
+            status: "filled".to_owned(),
+            good_til: None,
         })
         .await
         .expect("the venue books the order");

@@ -33,15 +33,32 @@ struct Setup {
 }
 
 impl Setup {
+    /// A trader on dYdX.
     async fn new(backend: Backend) -> Self {
+        let setup = Self::on_paper(backend).await;
+        credentials_set(
+            &setup.test.url,
+            &setup.user.user_id,
+            "dydx_mnemonic",
+            TEST_MNEMONIC,
+        )
+        .await;
+        let answer = cli(
+            &setup.test.url,
+            &["users", "venue", &setup.user.user_id, "dydx"],
+        )
+        .await;
+        assert!(answer.contains("trades on dydx"), "{answer}");
+        setup
+    }
+
+    /// A trader on the paper exchange (the default venue).
+    async fn on_paper(backend: Backend) -> Self {
         let (child, addresses) = crate::support::fake_venues::spawn(&["--block-ms", "100"]).await;
         let test = TestStore::new(backend).await;
         let user = create_user(&test.url, "resting trader").await;
-        credentials_set(&test.url, &user.user_id, "dydx_mnemonic", TEST_MNEMONIC).await;
         credentials_set(&test.url, SERVICE_OWNER_ID, "telegram_bot_token", BOT_TOKEN).await;
         credentials_set(&test.url, &user.user_id, "telegram_chat_id", CHAT).await;
-        let answer = cli(&test.url, &["users", "venue", &user.user_id, "dydx"]).await;
-        assert!(answer.contains("trades on dydx"), "{answer}");
         Self {
             _fake: child,
             indexer: addresses.indexer,
@@ -55,6 +72,10 @@ impl Setup {
 
     /// `serve` checking resting orders every second, limit orders good for `ttl_seconds`.
     async fn serve(&self, ttl_seconds: u64) -> Service {
+        self.serve_with(ttl_seconds, &[]).await
+    }
+
+    async fn serve_with(&self, ttl_seconds: u64, extra: &[&str]) -> Service {
         let args = [
             "--dydx-indexer-url",
             &self.indexer,
@@ -68,7 +89,11 @@ impl Setup {
             &ttl_seconds.to_string(),
         ];
         let options = Options {
-            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            args: args
+                .iter()
+                .chain(extra)
+                .map(|arg| (*arg).to_owned())
+                .collect(),
             ..Options::default()
         };
         Service::start(&self.test.url, options).await
@@ -321,3 +346,65 @@ async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Bac
     service.stop().await;
 }
 on_both_stores!(halting_the_account_cancels_its_resting_order_on_the_venue);
+
+/// The paper exchange behaves the same: the limit rests (its reference price is 65,000 + 5 bp),
+/// and a service started with a paper price through the limit fills it, once.
+async fn a_paper_limit_rests_and_fills_once_the_paper_price_reaches_it(backend: Backend) {
+    let setup = Setup::on_paper(backend).await;
+    let service = setup.serve(3_600).await;
+    let signal = setup.limit_buy(&service, "paper-rest-1").await;
+    rests_and_is_told(&setup).await;
+    let told = setup.messages(1).await;
+    assert!(told[0].contains("resting on the book"), "{told:?}");
+    service.stop().await;
+
+    let service = setup
+        .serve_with(3_600, &["--paper-price", "BTC-USD=63000"])
+        .await;
+    let types = setup
+        .events_once("the paper fill to be told", |types| {
+            count(types, "OrderFilled") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "OrderSubmitted"), 1, "{types:?}");
+    let told = setup.messages(2).await;
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[1].contains("Filled"), "{told:?}");
+    let store = setup.test.open().await;
+    let sends = ledgerhook::exchange::PaperBook::of(&store)
+        .placements()
+        .await
+        .expect("placements");
+    assert_eq!(sends, vec![(format!("lh-{signal}"), 1)]);
+    assert_eq!(
+        setup.received(&signal).await,
+        (vec![], 0),
+        "nothing on dYdX"
+    );
+    let positions = eventually("the position to show", || async {
+        let body = setup.api(&service, "/api/positions").await;
+        let list = body["positions"].as_array().cloned().unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(positions[0]["size"], "0.01", "{positions:?}");
+    service.stop().await;
+}
+on_both_stores!(a_paper_limit_rests_and_fills_once_the_paper_price_reaches_it);
+
+async fn a_paper_limit_that_expires_gives_its_reservation_back(backend: Backend) {
+    let setup = Setup::on_paper(backend).await;
+    let service = setup.serve(2).await;
+    setup.limit_buy(&service, "paper-expire-1").await;
+    rests_and_is_told(&setup).await;
+    let types = setup
+        .events_once("the paper expiry to be told", |types| {
+            count(types, "OrderExpired") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "RiskReservationReleased"), 1, "{types:?}");
+    let told = setup.messages(2).await;
+    assert!(told[1].contains("ended unfilled"), "{told:?}");
+    service.stop().await;
+}
+on_both_stores!(a_paper_limit_that_expires_gives_its_reservation_back);
