@@ -1,9 +1,9 @@
 //! The paper exchange's book (`paper_orders`): every order it booked, by client order id, so that
 //! a crashed and resumed saga finds what it placed instead of placing it again. A client id trades
 //! once; each send of it again is counted (`placements`), so tests see what a venue that does not
-//! deduplicate would have done. The only SQL
-//! outside `src/store`, written once for both stores through the store's pool and, on SQLite, its
-//! one writer queue.
+//! deduplicate would have done. A limit order rests (`status` resting) until `settle` fills or
+//! expires it. The only SQL outside `src/store`, written once for both stores through the store's
+//! pool and, on SQLite, its one writer queue.
 
 use std::collections::HashMap;
 
