@@ -24,7 +24,7 @@ use crate::catchup::{
 use crate::emergency::EmergencySwitch;
 use crate::exchange::dydx::{DydxConfig, DydxExchange};
 use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
-use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RetryPolicy};
+use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RestingWatcher, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestConfig};
@@ -55,6 +55,11 @@ pub struct AppConfig {
     pub run_read_side: bool,
     /// How often this instance reconciles every account with its venue (with the saga only).
     pub reconcile_every: Option<Duration>,
+    /// How often this instance asks the venues how resting limit orders stand (with the saga).
+    pub resting_check_every: Duration,
+    /// How long a limit order that does not fill at once rests (paper; dYdX has its own in
+    /// `dydx`).
+    pub limit_order_lifetime: chrono::Duration,
     /// Rate limit, lockout and IP allowlist of the webhook.
     pub guard: GuardConfig,
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
@@ -153,7 +158,8 @@ impl RunningApp {
         let markets = MarketList::default();
         let paper: Arc<dyn Exchange> = Arc::new(
             PaperExchange::new(store.clone(), markets.clone(), config.paper_prices)
-                .with_equity(config.paper_equity_usd),
+                .with_equity(config.paper_equity_usd)
+                .with_limit_order_lifetime(config.limit_order_lifetime),
         );
         let (shutdown, shutdown_requested) = watch::channel(false);
         // Background tasks that hold the ledger (directly or through the vault), awaited before
@@ -195,6 +201,10 @@ impl RunningApp {
                 saga.clone().retry_notifications(shutdown_requested.clone()),
             ));
             readers.push(spawn_reader(saga, &cx, &config.supervisor));
+            let watcher = RestingWatcher::new(ledger.clone(), exchange.clone(), emergency.clone());
+            background.push(tokio::spawn(
+                watcher.run(config.resting_check_every, shutdown_requested.clone()),
+            ));
             if let Some(every) = config.reconcile_every {
                 let reconciler = Reconciler::new(ledger.clone(), exchange.clone());
                 background.push(tokio::spawn(

@@ -148,6 +148,18 @@ pub struct InFlight {
     /// turned out unprotected (`CompensationRequired`).
     #[serde(default)]
     pub compensation: Option<CompensationOrder>,
+    /// The order on the venue's book, once the exchange said it rests (`OrderResting`).
+    #[serde(default)]
+    pub resting: Option<RestingOrder>,
+}
+
+/// A signal's limit order resting on the venue's book.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestingOrder {
+    pub exchange_order_id: String,
+    pub good_til: DateTime<Utc>,
+    /// The trader was told it rests (or telling failed for good): told once.
+    pub told: bool,
 }
 
 /// A reduce-only order that closes what a signal's fill opened.
@@ -172,6 +184,9 @@ impl InFlight {
 pub enum SignalStage {
     /// Risk approved it; the order is yet to be placed.
     AwaitingExecution,
+    /// Its limit order rests on the venue's book (`InFlight::resting`): neither concluded nor
+    /// placed again; its reservation is held until the order fills, expires or is cancelled.
+    Resting,
     /// Its order filled but left a position without protection: the compensating reduce-only
     /// close (`InFlight::compensation`) is yet to be placed.
     AwaitingCompensation,
@@ -274,6 +289,42 @@ impl TradingAccount {
                 outcome,
                 at,
             } => self.record_notice(about_sequence, channel, outcome, at),
+            AccountCommand::RecordRestingNotice {
+                signal_id,
+                channel,
+                outcome,
+                at,
+            } => {
+                self.profile()?;
+                // Told once, never retried; an order that ended meanwhile is told by its end.
+                let untold = self.in_flight.get(&signal_id).is_some_and(|in_flight| {
+                    in_flight.stage == SignalStage::Resting
+                        && in_flight
+                            .resting
+                            .as_ref()
+                            .is_some_and(|resting| !resting.told)
+                });
+                if !untold {
+                    return Ok(vec![]);
+                }
+                Ok(vec![match outcome {
+                    NotificationOutcome::Sent => AccountEvent::NotificationSent {
+                        signal_id,
+                        channel,
+                        at,
+                    },
+                    NotificationOutcome::Failed { reason }
+                    | NotificationOutcome::Deferred { reason, .. } => {
+                        AccountEvent::NotificationFailed {
+                            signal_id,
+                            channel,
+                            reason,
+                            at,
+                            retry_at: None,
+                        }
+                    }
+                }])
+            }
             AccountCommand::SetRiskLimits {
                 limits,
                 by,
@@ -404,6 +455,7 @@ impl TradingAccount {
                         reserved_on: day,
                         approved_at: self.last_signal_at,
                         compensation: None,
+                        resting: None,
                     },
                 );
             }
@@ -422,6 +474,24 @@ impl TradingAccount {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.conclude(signal_id);
             }
+            // The exchange took the order: it is reachable.
+            OrderResting {
+                signal_id,
+                exchange_order_id,
+                good_til,
+                ..
+            } => {
+                self.consecutive_failures = 0;
+                if let Some(in_flight) = self.in_flight.get_mut(signal_id) {
+                    in_flight.stage = SignalStage::Resting;
+                    in_flight.resting = Some(RestingOrder {
+                        exchange_order_id: exchange_order_id.clone(),
+                        good_til: *good_til,
+                        told: false,
+                    });
+                }
+            }
+            OrderExpired { signal_id, .. } => self.conclude(signal_id),
             // Never sent: says nothing about the exchange.
             OrderCancelled { signal_id, .. } => self.conclude(signal_id),
             // Nothing is folded: the report is kept for the operator, the trader is told next.
@@ -470,6 +540,9 @@ impl TradingAccount {
                     .or_default()
                     .apply(event);
             }
+            // A resting order's notice: the signal goes on resting, told.
+            NotificationSent { signal_id, .. } | NotificationFailed { signal_id, .. }
+                if self.mark_resting_told(signal_id) => {}
             NotificationSent { signal_id, .. } => {
                 self.in_flight.remove(signal_id);
                 self.undelivered.remove(signal_id);
@@ -551,7 +624,9 @@ impl TradingAccount {
         self.in_flight
             .values()
             .filter_map(|f| match f.stage {
-                SignalStage::AwaitingExecution if &f.market == market => Some((f.side, f.size)),
+                SignalStage::AwaitingExecution | SignalStage::Resting if &f.market == market => {
+                    Some((f.side, f.size))
+                }
                 SignalStage::AwaitingCompensation => f
                     .compensation
                     .as_ref()
@@ -562,6 +637,19 @@ impl TradingAccount {
             .fold(filled, |total, (side, size)| {
                 total.saturating_add(side.sign().saturating_mul(size.value()))
             })
+    }
+
+    /// Marks a resting signal's notice as told; false when the signal is not resting.
+    fn mark_resting_told(&mut self, signal_id: &SignalId) -> bool {
+        match self.in_flight.get_mut(signal_id) {
+            Some(in_flight) if in_flight.stage == SignalStage::Resting => {
+                if let Some(resting) = &mut in_flight.resting {
+                    resting.told = true;
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     fn conclude(&mut self, signal_id: &SignalId) {

@@ -39,6 +39,14 @@ pub enum AccountCommand {
         outcome: NotificationOutcome,
         at: DateTime<Utc>,
     },
+    /// The execution saga reports whether the trader was told their limit order rests on the
+    /// book. Recorded only while it rests and only once; never retried.
+    RecordRestingNotice {
+        signal_id: SignalId,
+        channel: String,
+        outcome: NotificationOutcome,
+        at: DateTime<Utc>,
+    },
     /// Replaces the account's risk limits; who and why are kept in the ledger.
     SetRiskLimits {
         limits: RiskLimits,
@@ -145,6 +153,23 @@ pub enum ExecutionReport {
         unfilled: Quantity,
         at: DateTime<Utc>,
     },
+    /// The exchange took the limit order and it rests on the book until `good_til` (nothing
+    /// filled yet, or part of it: the fill is booked when the order ends).
+    Resting {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        good_til: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// A resting order left the book with nothing filled (expired, or cancelled by the venue).
+    Expired {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The entry filled, but what had to follow it failed critically (the TP/SL bracket could
     /// not be placed): the position it opened is to be closed with a reduce-only order.
     FilledUnprotected {
@@ -192,6 +217,8 @@ impl ExecutionReport {
             Self::Filled { signal_id, .. }
             | Self::PartiallyFilled { signal_id, .. }
             | Self::FilledUnprotected { signal_id, .. }
+            | Self::Resting { signal_id, .. }
+            | Self::Expired { signal_id, .. }
             | Self::Rejected { signal_id, .. }
             | Self::Failed { signal_id, .. }
             | Self::Cancelled { signal_id, .. }
@@ -208,6 +235,12 @@ impl ExecutionReport {
                 client_order_id, ..
             }
             | Self::FilledUnprotected {
+                client_order_id, ..
+            }
+            | Self::Resting {
+                client_order_id, ..
+            }
+            | Self::Expired {
                 client_order_id, ..
             }
             | Self::Abandoned {

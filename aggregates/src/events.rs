@@ -99,6 +99,25 @@ pub enum AccountEvent {
         fee_usd: UsdAmount,
         filled_at: DateTime<Utc>,
     },
+    /// The exchange took a limit order that did not fill at once: it rests on the book until
+    /// `good_til`. The signal stays in flight, its reservation held, until the order fills
+    /// (`OrderFilled`, `OrderPartiallyFilled`) or ends with nothing filled (`OrderExpired`).
+    OrderResting {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        good_til: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// A resting order left the book with nothing filled: it expired, or the venue cancelled it.
+    /// Its reservation is released next. The signal ends here.
+    OrderExpired {
+        signal_id: SignalId,
+        client_order_id: ClientOrderId,
+        exchange_order_id: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     OrderRejected {
         signal_id: SignalId,
         client_order_id: ClientOrderId,
@@ -321,6 +340,8 @@ impl AccountEvent {
             | OrderSubmitted { signal_id, .. }
             | OrderFilled { signal_id, .. }
             | OrderPartiallyFilled { signal_id, .. }
+            | OrderResting { signal_id, .. }
+            | OrderExpired { signal_id, .. }
             | ExecutionAbandoned { signal_id, .. }
             | CompensationRequired { signal_id, .. }
             | PositionCompensated { signal_id, .. }
@@ -359,6 +380,8 @@ impl AccountEvent {
             OrderSubmitted { .. } => "OrderSubmitted",
             OrderFilled { .. } => "OrderFilled",
             OrderPartiallyFilled { .. } => "OrderPartiallyFilled",
+            OrderResting { .. } => "OrderResting",
+            OrderExpired { .. } => "OrderExpired",
             ExecutionAbandoned { .. } => "ExecutionAbandoned",
             CompensationRequired { .. } => "CompensationRequired",
             PositionCompensated { .. } => "PositionCompensated",

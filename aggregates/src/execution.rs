@@ -28,8 +28,22 @@ impl TradingAccount {
         let limits = &self.profile()?.limits;
         let signal_id = report.signal_id().clone();
         let in_flight = self.in_flight_signal(&signal_id)?;
-        if in_flight.stage != SignalStage::AwaitingExecution {
-            // Already recorded: a resumed saga reports again. Nothing new happened.
+        let resting = match in_flight.stage {
+            SignalStage::AwaitingExecution => false,
+            // The order is on the book: only its end (a fill, or leaving the book) is news.
+            SignalStage::Resting => true,
+            // Already recorded: a resumed saga (or a second watcher) reports again.
+            _ => return Ok(vec![]),
+        };
+        if resting
+            && !matches!(
+                report,
+                ExecutionReport::Filled { .. }
+                    | ExecutionReport::PartiallyFilled { .. }
+                    | ExecutionReport::FilledUnprotected { .. }
+                    | ExecutionReport::Expired { .. }
+            )
+        {
             return Ok(vec![]);
         }
         let reported = report.client_order_id();
@@ -39,13 +53,16 @@ impl TradingAccount {
                 reported: reported.clone(),
             });
         }
-        let submitted = |at: DateTime<Utc>| AccountEvent::OrderSubmitted {
-            signal_id: signal_id.clone(),
-            client_order_id: in_flight.client_order_id.clone(),
-            market: in_flight.market.clone(),
-            side: in_flight.side,
-            size: in_flight.size,
-            submitted_at: at,
+        // The order's submission, unless it was recorded when the order came to rest.
+        let submitted = |at: DateTime<Utc>| {
+            (!resting).then(|| AccountEvent::OrderSubmitted {
+                signal_id: signal_id.clone(),
+                client_order_id: in_flight.client_order_id.clone(),
+                market: in_flight.market.clone(),
+                side: in_flight.side,
+                size: in_flight.size,
+                submitted_at: at,
+            })
         };
         let released = AccountEvent::RiskReservationReleased {
             signal_id: signal_id.clone(),
@@ -77,7 +94,7 @@ impl TradingAccount {
                 at,
                 ..
             } => {
-                let mut events = vec![submitted(at)];
+                let mut events: Vec<AccountEvent> = submitted(at).into_iter().collect();
                 match self.book(
                     in_flight,
                     &signal_id,
@@ -100,7 +117,7 @@ impl TradingAccount {
                 at,
                 ..
             } => {
-                let mut events = vec![submitted(at)];
+                let mut events: Vec<AccountEvent> = submitted(at).into_iter().collect();
                 let booked = self.book(
                     in_flight,
                     &signal_id,
@@ -124,7 +141,7 @@ impl TradingAccount {
                 at,
                 ..
             } => {
-                let mut events = vec![submitted(at)];
+                let mut events: Vec<AccountEvent> = submitted(at).into_iter().collect();
                 let side = fill.side;
                 let size = fill.size.value();
                 let booked = self.book(
@@ -163,16 +180,54 @@ impl TradingAccount {
                 reason,
                 at,
                 ..
-            } => vec![
-                submitted(at),
-                AccountEvent::OrderRejected {
+            } => submitted(at)
+                .into_iter()
+                .chain([
+                    AccountEvent::OrderRejected {
+                        signal_id: signal_id.clone(),
+                        client_order_id,
+                        reason,
+                        at,
+                    },
+                    released,
+                ])
+                .collect(),
+            ExecutionReport::Resting {
+                client_order_id,
+                exchange_order_id,
+                good_til,
+                at,
+                ..
+            } => submitted(at)
+                .into_iter()
+                .chain([AccountEvent::OrderResting {
                     signal_id: signal_id.clone(),
                     client_order_id,
-                    reason,
+                    exchange_order_id,
+                    good_til,
                     at,
-                },
-                released,
-            ],
+                }])
+                .collect(),
+            // Compensation: nothing traded, the reservation goes back.
+            ExecutionReport::Expired {
+                client_order_id,
+                exchange_order_id,
+                reason,
+                at,
+                ..
+            } => submitted(at)
+                .into_iter()
+                .chain([
+                    AccountEvent::OrderExpired {
+                        signal_id: signal_id.clone(),
+                        client_order_id,
+                        exchange_order_id,
+                        reason,
+                        at,
+                    },
+                    released,
+                ])
+                .collect(),
             ExecutionReport::Failed {
                 client_order_id,
                 reason,

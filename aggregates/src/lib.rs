@@ -21,9 +21,9 @@ mod upcasting;
 mod values;
 
 pub use account::{
-    AccountError, CompensationOrder, DailyVolume, Halt, InFlight, Profile, SeenKey, SignalStage,
-    TradingAccount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
-    NOTIFICATION_ATTEMPTS, STATE_VERSION,
+    AccountError, CompensationOrder, DailyVolume, Halt, InFlight, Profile, RestingOrder, SeenKey,
+    SignalStage, TradingAccount, FINGERPRINT_KEY_PREFIX, FINGERPRINT_WINDOW_SECONDS,
+    IDEMPOTENCY_WINDOW_HOURS, NOTIFICATION_ATTEMPTS, STATE_VERSION,
 };
 pub use commands::{
     AccountCommand, CompensationReport, CredentialAccess, ExecutionReport, Fill,

@@ -34,7 +34,13 @@ impl TradingAccount {
         let unsettled: BTreeSet<&Market> = self
             .in_flight
             .values()
-            .filter(|signal| signal.stage == SignalStage::AwaitingExecution)
+            // A resting order may fill on the venue before the watcher records it.
+            .filter(|signal| {
+                matches!(
+                    signal.stage,
+                    SignalStage::AwaitingExecution | SignalStage::Resting
+                )
+            })
             .map(|signal| &signal.market)
             .collect();
         let markets: BTreeSet<&Market> = self
@@ -198,6 +204,7 @@ mod tests {
                 reserved_on: at(0).date_naive(),
                 approved_at: Some(at(0)),
                 compensation: None,
+                resting: None,
             },
         );
         // The venue may have filled it already: not a drift, yet.

@@ -627,6 +627,10 @@ impl Sim {
                 assert_eq!(result.map(|events| events.len()), Ok(1));
                 assert!(!self.state.in_flight.contains_key(&signal_id));
             }
+            // Its notice has its own command; its outcome is not known yet.
+            Some(SignalStage::Resting) => {
+                assert_eq!(result, Err(AccountError::NotConcluded(signal_id)))
+            }
         }
     }
 

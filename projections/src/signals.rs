@@ -22,7 +22,8 @@ pub struct SignalEventRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignalRow {
     /// Where the signal stands: `received`, then `accepted`/`rejected`/`duplicate`/`stale`/
-    /// `halted`, then `submitted`, `filled`/`partially_filled`/`failed`/`cancelled`/`abandoned`
+    /// `halted`, then `submitted`, `resting` (a limit order on the book, its notice sent or not),
+    /// `filled`/`partially_filled`/`expired`/`failed`/`cancelled`/`abandoned`
     /// (its deadline passed before the exchange took it)/`mismatch` (the exchange reported a fill
     /// that is not the order's), `compensating` while the position a fill left unprotected is
     /// being closed, then `compensated`/`compensation_failed`, and `notified` last.
@@ -120,6 +121,12 @@ pub fn apply(rows: &mut BTreeMap<SignalKey, SignalRow>, envelope: &Envelope) {
                 "{size} filled; the exchange cancelled the other {unfilled}"
             )),
         ),
+        OrderResting { good_til, .. } => {
+            row.status = "resting".to_owned();
+            row.outcome = "resting".to_owned();
+            row.detail = Some(format!("on the book until {}", good_til.to_rfc3339()));
+        }
+        OrderExpired { reason, .. } => conclude(row, "expired", Some(reason.clone())),
         ExecutionAbandoned { reason, .. } => conclude(row, "abandoned", Some(reason.clone())),
         // The fill stands as the outcome until the close is recorded.
         CompensationRequired { reason, .. } => {
@@ -141,6 +148,8 @@ pub fn apply(rows: &mut BTreeMap<SignalKey, SignalRow>, envelope: &Envelope) {
         }
         OrderCancelled { reason, .. } => conclude(row, "cancelled", Some(reason.clone())),
         FillMismatch { reason, .. } => conclude(row, "mismatch", Some(reason.clone())),
+        // The notice that an order rests tells nothing new of where it stands.
+        NotificationSent { .. } | NotificationFailed { .. } if row.status == "resting" => {}
         NotificationSent { .. } | NotificationFailed { .. } => {
             row.status = "notified".to_owned();
         }

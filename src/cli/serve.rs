@@ -55,6 +55,15 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub reconcile_interval_seconds: u64,
+    /// Ask the venues how each resting limit order stands this often. Runs only in instances
+    /// that execute signals.
+    #[arg(
+        long,
+        env = "LEDGERHOOK_RESTING_CHECK_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub resting_check_seconds: u64,
     /// Serve even when the PostgreSQL login is a superuser, has CREATEROLE or owns the audit
     /// tables: such a login could undo the audit trail's append-only guarantees (development).
     #[arg(long, env = "LEDGERHOOK_ALLOW_PRIVILEGED_LOGIN", value_parser = FalseyValueParser::new())]
@@ -132,6 +141,15 @@ pub struct DydxArgs {
     /// A market order's price cap, as a fraction beyond the oracle price (0.01 = 1%).
     #[arg(long, env = "LEDGERHOOK_DYDX_SLIPPAGE", default_value = "0.01")]
     pub dydx_slippage: Decimal,
+    /// How long a limit order that does not fill at once rests on the book (dYdX's or the paper
+    /// exchange's) before it expires (dYdX allows at most 95 days).
+    #[arg(
+        long,
+        env = "LEDGERHOOK_LIMIT_ORDER_TTL_SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..=crate::exchange::dydx::MAX_LONG_TERM_SECONDS)
+    )]
+    pub limit_order_ttl_seconds: u64,
 }
 
 impl DydxArgs {
@@ -149,6 +167,9 @@ impl DydxArgs {
         );
         let mut config = crate::exchange::dydx::DydxConfig::new(indexer, node, chain);
         config.slippage = self.dydx_slippage;
+        config.limit_order_lifetime = chrono::Duration::seconds(
+            i64::try_from(self.limit_order_ttl_seconds).unwrap_or(i64::MAX),
+        );
         Ok(Some(config))
     }
 }
@@ -353,6 +374,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         run_read_side: !args.no_read_side,
         reconcile_every: (args.reconcile_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.reconcile_interval_seconds)),
+        resting_check_every: std::time::Duration::from_secs(args.resting_check_seconds),
+        limit_order_lifetime: chrono::Duration::seconds(
+            i64::try_from(args.dydx.limit_order_ttl_seconds).unwrap_or(i64::MAX),
+        ),
         guard: args.guard.config()?,
         ingest: args.ingest.config()?,
         paper_equity_usd: args.ingest.paper_equity_usd,

@@ -10,6 +10,7 @@ mod router;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
@@ -65,6 +66,18 @@ pub enum OrderOutcome {
     },
     /// The exchange saw the order and refused it; retrying will not help.
     Rejected { reason: String },
+    /// A limit order the exchange took that did not fill at once: it rests on the book until
+    /// `good_til`. `filled_so_far` is booked only when the order ends (`order_status`).
+    Resting {
+        exchange_order_id: String,
+        good_til: DateTime<Utc>,
+        filled_so_far: Decimal,
+    },
+    /// A resting order left the book with nothing filled: expired, or cancelled by the venue.
+    Expired {
+        exchange_order_id: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +142,24 @@ pub trait Exchange: Send + Sync {
         order: &OrderRequest,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         self.find_order(&order.client_order_id).await
+    }
+
+    /// Where an order that rested on the book (as `exchange_order_id`) stands now: `Resting`
+    /// while it is there, else how it ended (filled, partially filled then expired or cancelled,
+    /// expired with nothing). `None` when the venue does not know the order. The resting watcher
+    /// asks this.
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+        _exchange_order_id: &str,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.find_placed(order).await
+    }
+
+    /// Cancels an order resting on the book (a halt stops trading); how it ended is then learnt
+    /// from `order_status`. Exchanges whose orders never rest have nothing to cancel.
+    async fn cancel_resting(&self, _order: &OrderRequest) -> Result<(), ExchangeError> {
+        Ok(())
     }
 
     /// `find_placed` for several orders; one answer per order, in order. The saga asks this for a

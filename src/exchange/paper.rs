@@ -1,5 +1,7 @@
 //! The paper exchange: deterministic fills at a configured reference price plus a fixed slippage,
-//! booked durably by client order id so that a crashed and resumed saga never trades twice.
+//! booked durably by client order id so that a crashed and resumed saga never trades twice. A
+//! limit order the reference price has not reached rests in the book until it does (asked by
+//! `order_status`: a service started with other `--paper-price`s) or its good-til time passes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -10,7 +12,7 @@ use rust_decimal::Decimal;
 
 use aggregates::{ClientOrderId, Fill, Market, OrderType, Quantity, Side};
 
-use super::paper_book::{PaperBook, PaperOrder};
+use super::paper_book::{PaperBook, PaperOrder, EXPIRED, FILLED, RESTING};
 use super::{Exchange, ExchangeError, Found, OrderOutcome, OrderRequest};
 use crate::markets::MarketList;
 use crate::store::Store;
@@ -38,6 +40,8 @@ pub struct PaperExchange {
     markets: MarketList,
     prices: HashMap<Market, Decimal>,
     equity_usd: Decimal,
+    /// How long a limit order the reference price has not reached rests.
+    limit_order_lifetime: chrono::Duration,
     /// Fault injection for the black-box tests: with `LEDGERHOOK_PAPER_UNAVAILABLE=1` every
     /// placement and lookup fails as an unreachable venue would (prices still quote, so alerts
     /// are approved).
@@ -54,6 +58,7 @@ impl PaperExchange {
             markets,
             prices,
             equity_usd: DEFAULT_PAPER_EQUITY_USD,
+            limit_order_lifetime: chrono::Duration::days(1),
             unreachable: std::env::var_os(PAPER_UNAVAILABLE_VARIABLE).is_some_and(|v| v == "1"),
         }
     }
@@ -72,17 +77,15 @@ impl PaperExchange {
         self
     }
 
-    pub fn default_prices() -> HashMap<Market, Decimal> {
-        DEFAULT_PAPER_PRICES
-            .iter()
-            .filter_map(|(ticker, price)| {
-                Some((Market::parse(ticker).ok()?, Decimal::from_str(price).ok()?))
-            })
-            .collect()
+    /// How long a limit order the reference price has not reached rests before it expires.
+    pub fn with_limit_order_lifetime(mut self, lifetime: chrono::Duration) -> Self {
+        self.limit_order_lifetime = lifetime;
+        self
     }
 
-    /// The order as the paper exchange would fill it, or why it refuses it.
-    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, String> {
+    /// The price `order` fills at now (the reference price and the slippage, on the tick), and
+    /// whether that is within its limit.
+    fn fill_price(&self, order: &OrderRequest) -> Result<(Decimal, bool), String> {
         let (Some(spec), Some(reference)) = (
             self.markets.get(&order.market),
             self.reference_price(&order.market),
@@ -96,31 +99,53 @@ impl PaperExchange {
         let Some(Ok(price)) = slipped.map(|price| spec.quantize_price(price)) else {
             return Err(format!("{} has no valid paper price", order.market));
         };
-        // A limit order fills only if marketable: the paper exchange keeps no resting book.
-        if let OrderType::Limit { price: limit } = order.order_type {
-            let marketable = match order.side {
+        let marketable = match order.order_type {
+            OrderType::Market => true,
+            OrderType::Limit { price: limit } => match order.side {
                 Side::Buy => price <= limit,
                 Side::Sell => price >= limit,
-            };
-            if !marketable {
-                return Err(format!(
-                    "limit {} {} at {limit} is not marketable at {price}; the paper exchange \
-                         fills marketable orders only",
-                    order.side.as_str(),
-                    order.market
-                ));
-            }
-        }
-        let Some(fee) = price
+            },
+        };
+        Ok((price, marketable))
+    }
+
+    /// The taker fee on `size` at `price`.
+    fn fee(order: &OrderRequest, price: Decimal) -> Result<Decimal, String> {
+        price
             .checked_mul(order.size.value())
             .and_then(|notional| notional.checked_mul(FEE_RATE))
-        else {
-            return Err(format!(
-                "{} {} is beyond any order's notional",
-                order.size, order.market
-            ));
+            .map(|fee| fee.round_dp(6).normalize())
+            .ok_or_else(|| {
+                format!(
+                    "{} {} is beyond any order's notional",
+                    order.size, order.market
+                )
+            })
+    }
+
+    pub fn default_prices() -> HashMap<Market, Decimal> {
+        DEFAULT_PAPER_PRICES
+            .iter()
+            .filter_map(|(ticker, price)| {
+                Some((Market::parse(ticker).ok()?, Decimal::from_str(price).ok()?))
+            })
+            .collect()
+    }
+
+    /// The order as the paper exchange books it — filled, or resting at its limit when the
+    /// reference price has not reached it — or why it refuses it.
+    fn price(&self, order: &OrderRequest) -> Result<PaperOrder, String> {
+        let (price, marketable) = self.fill_price(order)?;
+        let now = Utc::now();
+        let (status, price, fee, good_til) = match (marketable, &order.order_type) {
+            (false, OrderType::Limit { price: limit }) => (
+                RESTING,
+                *limit,
+                Decimal::ZERO,
+                Some(now + self.limit_order_lifetime),
+            ),
+            _ => (FILLED, price, Self::fee(order, price)?, None),
         };
-        let fee = fee.round_dp(6).normalize();
         Ok(PaperOrder {
             client_order_id: order.client_order_id.0.clone(),
             account_id: order.account_id.clone(),
@@ -130,7 +155,9 @@ impl PaperExchange {
             price: price.to_string(),
             fee: fee.to_string(),
             exchange_order_id: format!("paper-{}", order.client_order_id),
-            placed_at: Utc::now(),
+            placed_at: now,
+            status: status.to_owned(),
+            good_til,
         })
     }
 
@@ -218,6 +245,48 @@ impl Exchange for PaperExchange {
         Ok(positions)
     }
 
+    /// A resting order fills once the reference price reaches its limit (at that price and the
+    /// slippage, as any paper fill), and expires at its good-til time.
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+        _exchange_order_id: &str,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        self.reachable()?;
+        let book = PaperBook::of(&self.store);
+        let Some(booked) = book
+            .find(&order.client_order_id.0)
+            .await
+            .map_err(Self::unavailable)?
+        else {
+            return Ok(None);
+        };
+        if booked.status != RESTING {
+            return outcome_of(&booked).map(Some);
+        }
+        let (price, marketable) = self.fill_price(order).map_err(Self::unavailable)?;
+        let settled = if marketable {
+            let fee = Self::fee(order, price).map_err(Self::unavailable)?;
+            book.settle(
+                &booked.client_order_id,
+                FILLED,
+                &price.to_string(),
+                &fee.to_string(),
+            )
+            .await
+        } else if booked.good_til.is_some_and(|until| Utc::now() >= until) {
+            book.settle(&booked.client_order_id, EXPIRED, &booked.price, &booked.fee)
+                .await
+        } else {
+            return outcome_of(&booked).map(Some);
+        };
+        settled
+            .map_err(Self::unavailable)?
+            .as_ref()
+            .map(outcome_of)
+            .transpose()
+    }
+
     async fn find_order(
         &self,
         client_order_id: &ClientOrderId,
@@ -258,6 +327,31 @@ impl Exchange for PaperExchange {
 
 fn outcome_of(order: &PaperOrder) -> Result<OrderOutcome, ExchangeError> {
     let decimal = |text: &str| Decimal::from_str(text).map_err(PaperExchange::unavailable);
+    match (order.status.as_str(), order.good_til) {
+        (FILLED, _) => {}
+        (RESTING, Some(good_til)) => {
+            return Ok(OrderOutcome::Resting {
+                exchange_order_id: order.exchange_order_id.clone(),
+                good_til,
+                filled_so_far: Decimal::ZERO,
+            })
+        }
+        (EXPIRED, _) => {
+            return Ok(OrderOutcome::Expired {
+                exchange_order_id: order.exchange_order_id.clone(),
+                reason: format!(
+                    "the paper price did not reach its limit {} before it expired",
+                    order.price
+                ),
+            })
+        }
+        (status, _) => {
+            return Err(PaperExchange::unavailable(format!(
+                "paper order {} has an unreadable status {status}",
+                order.client_order_id
+            )))
+        }
+    }
     let size = Quantity::new(decimal(&order.size)?).map_err(PaperExchange::unavailable)?;
     // The book's own market and side: an order booked under this client id earlier says what it
     // was, and the account compares that with the order it placed.

@@ -1,9 +1,9 @@
 //! The paper exchange's book (`paper_orders`): every order it booked, by client order id, so that
 //! a crashed and resumed saga finds what it placed instead of placing it again. A client id trades
 //! once; each send of it again is counted (`placements`), so tests see what a venue that does not
-//! deduplicate would have done. The only SQL
-//! outside `src/store`, written once for both stores through the store's pool and, on SQLite, its
-//! one writer queue.
+//! deduplicate would have done. A limit order rests (`status` resting) until `settle` fills or
+//! expires it. The only SQL outside `src/store`, written once for both stores through the store's
+//! pool and, on SQLite, its one writer queue.
 
 use std::collections::HashMap;
 
@@ -17,7 +17,7 @@ const SQLITE_IDS_PER_STATEMENT: usize = 1000;
 
 const BOOK: BulkInsert<'static> = BulkInsert {
     head: "INSERT INTO paper_orders (client_order_id, account_id, market, side, size, price, fee, \
-           exchange_order_id, placed_at)",
+           exchange_order_id, placed_at, status, good_til)",
     pg_arrays: &[
         "text[]",
         "text[]",
@@ -28,6 +28,8 @@ const BOOK: BulkInsert<'static> = BulkInsert {
         "text[]",
         "text[]",
         "timestamptz[]",
+        "text[]",
+        "text[]::timestamptz[]",
     ],
     // Every send is counted: the tests prove each approval reaches the venue once.
     tail: "ON CONFLICT (client_order_id) DO UPDATE SET placements = paper_orders.placements + 1",
@@ -44,6 +46,8 @@ fn cells(order: &PaperOrder) -> Vec<Cell> {
         Cell::Text(order.fee.clone()),
         Cell::Text(order.exchange_order_id.clone()),
         Cell::Time(order.placed_at),
+        Cell::Text(order.status.clone()),
+        Cell::MaybeText(order.good_til.map(|until| until.to_rfc3339())),
     ]
 }
 
@@ -59,7 +63,17 @@ pub struct PaperOrder {
     pub fee: String,
     pub exchange_order_id: String,
     pub placed_at: DateTime<Utc>,
+    /// `filled`; or `resting` (a limit at `price` the reference price has not reached, fee 0
+    /// until it fills), then `filled` or `expired`.
+    pub status: String,
+    /// Until when a resting order rests.
+    pub good_til: Option<DateTime<Utc>>,
 }
+
+/// A paper order's `status`.
+pub const FILLED: &str = "filled";
+pub const RESTING: &str = "resting";
+pub const EXPIRED: &str = "expired";
 
 pub struct PaperBook<'a> {
     store: &'a Store,
@@ -182,6 +196,28 @@ impl<'a> PaperBook<'a> {
             found.extend(rows);
         }
         Ok(found)
+    }
+
+    /// Ends a resting order: `filled` at `price` with `fee`, or `expired`; an order no longer
+    /// resting (another instance ended it first) is left as it is. Returns the order as it stands.
+    pub async fn settle(
+        &self,
+        client_order_id: &str,
+        status: &str,
+        price: &str,
+        fee: &str,
+    ) -> Result<Option<PaperOrder>> {
+        let sql = "UPDATE paper_orders SET status = $2, price = $3, fee = $4
+                   WHERE client_order_id = $1 AND status = 'resting'";
+        writing!(self.store, pool => sqlx::query(sql)
+            .bind(client_order_id)
+            .bind(status)
+            .bind(price)
+            .bind(fee)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        self.find(client_order_id).await
     }
 
     /// How many times each booked client order id was sent, by client order id.

@@ -212,6 +212,24 @@ impl Exchange for VenueRouter {
             Err(_) => Ok(None),
         }
     }
+
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+        exchange_order_id: &str,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.order_status(order, exchange_order_id).await,
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn cancel_resting(&self, order: &OrderRequest) -> Result<(), ExchangeError> {
+        match self.venue_of_account(&order.account_id).await? {
+            Ok(venue) => venue.cancel_resting(order).await,
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 struct Split<'o> {

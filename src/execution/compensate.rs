@@ -128,5 +128,9 @@ fn closed(outcome: OrderOutcome) -> Result<(String, Fill), String> {
         OrderOutcome::Rejected { reason } => {
             Err(format!("the exchange refused the close: {reason}"))
         }
+        // A close is a reduce-only market order: it never rests on a book.
+        OrderOutcome::Resting { .. } | OrderOutcome::Expired { .. } => {
+            Err("the exchange did not fill the close at once".to_owned())
+        }
     }
 }

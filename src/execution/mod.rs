@@ -10,6 +10,9 @@
 //! (`ExecutionAbandoned` past it), the account's automatic halt after repeated failures, and a
 //! reduce-only close of a position a fill left unprotected (`compensate`).
 //!
+//! A limit order that rests on the book is recorded as `OrderResting` (the trader told once);
+//! `resting::RestingWatcher`, beside the saga, records how it ends.
+//!
 //! A notification (or notice) that failed in a way the channel may get over is tried again later by
 //! `notification_retry::run`, beside the saga, under a `NotificationRetryPolicy`, so that
 //! neither a trade nor the next page waits for it.
@@ -17,10 +20,12 @@
 mod compensate;
 mod notices;
 pub mod notification_retry;
+mod resting;
 mod retry;
 mod steps;
 
 pub use self::notification_retry::NotificationRetryPolicy;
+pub use self::resting::{RestingWatcher, WatchError};
 pub use self::retry::RetryPolicy;
 
 use async_trait::async_trait;

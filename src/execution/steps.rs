@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use aggregates::{
-    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, SignalId, SignalStage,
+    AccountCommand, AccountEvent, ExecutionReport, NotificationOutcome, OrderType, SignalId,
+    SignalStage,
 };
 
 use super::{ExecutionSaga, Origin};
@@ -53,6 +54,8 @@ pub enum Tell {
     /// The outcome of a compensating close: it alone is sent for a signal that needed one (its
     /// fill's own message would say the position stands), with any automatic halt added.
     Compensation,
+    /// A limit order came to rest on the book: told once, before its outcome.
+    Resting,
 }
 
 impl Tell {
@@ -62,6 +65,7 @@ impl Tell {
             AccountEvent::PositionCompensated { .. } | AccountEvent::CompensationFailed { .. } => {
                 Some(Self::Compensation)
             }
+            AccountEvent::OrderResting { .. } => Some(Self::Resting),
             concluding if messages::concludes(concluding) => Some(Self::Outcome),
             _ => None,
         }
@@ -416,6 +420,13 @@ pub(super) async fn retry_placement(
             if let Ok(Some(outcome)) = found {
                 return Placed::Answered(outcome);
             }
+            // A limit order sent earlier may yet reach the book and rest there long after the
+            // signal is given up: it is cancelled (nothing happens if it never got there).
+            if found.is_err() && matches!(order.order_type, OrderType::Limit { .. }) {
+                if let Err(cancel) = saga.exchange.cancel_resting(order).await {
+                    tracing::warn!(%cancel, %client_order_id, "a possibly resting order not cancelled");
+                }
+            }
             if !out_of_time {
                 return Placed::Failed(error);
             }
@@ -447,7 +458,7 @@ pub(super) async fn retry_placement(
     }
 }
 
-fn report(signal_id: SignalId, order: &OrderRequest, placed: Placed) -> ExecutionReport {
+pub(crate) fn report(signal_id: SignalId, order: &OrderRequest, placed: Placed) -> ExecutionReport {
     let client_order_id = order.client_order_id.clone();
     let at = Utc::now();
     match placed {
@@ -485,6 +496,27 @@ fn report(signal_id: SignalId, order: &OrderRequest, placed: Placed) -> Executio
             reason,
             at,
         },
+        Placed::Answered(OrderOutcome::Resting {
+            exchange_order_id,
+            good_til,
+            ..
+        }) => ExecutionReport::Resting {
+            signal_id,
+            client_order_id,
+            exchange_order_id,
+            good_til,
+            at,
+        },
+        Placed::Answered(OrderOutcome::Expired {
+            exchange_order_id,
+            reason,
+        }) => ExecutionReport::Expired {
+            signal_id,
+            client_order_id,
+            exchange_order_id,
+            reason,
+            at,
+        },
         Placed::Answered(OrderOutcome::Rejected { reason }) => ExecutionReport::Rejected {
             signal_id,
             client_order_id,
@@ -519,6 +551,9 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
         maybe_more,
         tell,
     } = concluded;
+    if tell == Tell::Resting {
+        return notify_resting(saga, &account_id, signal_id).await;
+    }
     let Some(in_flight) = saga
         .ledger
         .in_flight(&account_id, &signal_id)
@@ -554,6 +589,39 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
         at: Utc::now(),
     };
     record(saga, &account_id, command).await
+}
+
+/// Tells the trader their limit order rests on the book, unless they were told already (or it
+/// has ended since: its outcome is told instead).
+async fn notify_resting(
+    saga: &ExecutionSaga,
+    account_id: &str,
+    signal_id: SignalId,
+) -> Result<(), ReaderError> {
+    let Some(in_flight) = saga.ledger.in_flight(account_id, &signal_id).await? else {
+        return Ok(());
+    };
+    let Some(resting) = in_flight
+        .resting
+        .as_ref()
+        .filter(|resting| in_flight.stage == SignalStage::Resting && !resting.told)
+    else {
+        return Ok(());
+    };
+    let order = OrderSummary {
+        market: in_flight.market.clone(),
+        side: in_flight.side,
+        size: in_flight.size,
+    };
+    let message = messages::resting(&order, &in_flight.order_type, resting.good_til, &signal_id);
+    let outcome = attempt(saga, account_id, &message, 0).await;
+    let command = AccountCommand::RecordRestingNotice {
+        signal_id,
+        channel: saga.notifier.channel().to_owned(),
+        outcome,
+        at: Utc::now(),
+    };
+    record(saga, account_id, command).await
 }
 
 /// Sends one message and says what to record: sent, failed for good, or failed until `retry_at`.

@@ -4,7 +4,8 @@
 
 use rust_decimal::Decimal;
 
-use aggregates::{AccountEvent, Market, Quantity, Side, SignalId};
+use aggregates::{AccountEvent, Market, OrderType, Quantity, Side, SignalId};
+use chrono::{DateTime, Utc};
 
 /// The order a signal was approved as: what a message about it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,7 @@ pub fn signal_outcome(order: Option<&OrderSummary>, events: &[AccountEvent]) -> 
             signal_id,
         ),
         AccountEvent::OrderRejected { reason, .. } => rejected(order_text, reason, signal_id),
+        AccountEvent::OrderExpired { reason, .. } => expired(order_text, reason, signal_id),
         AccountEvent::OrderFailed { reason, .. } => {
             with_halt(failed(order_text, reason, released, signal_id))
         }
@@ -171,6 +173,7 @@ pub fn concludes(event: &AccountEvent) -> bool {
         AccountEvent::OrderFilled { .. }
             | AccountEvent::OrderPartiallyFilled { .. }
             | AccountEvent::OrderRejected { .. }
+            | AccountEvent::OrderExpired { .. }
             | AccountEvent::OrderFailed { .. }
             | AccountEvent::ExecutionAbandoned { .. }
             | AccountEvent::OrderCancelled { .. }
@@ -290,6 +293,37 @@ fn holding(side: Side, size: Quantity, entry: Decimal, market: &Market) -> Strin
 pub fn rejected(order: Option<String>, reason: &str, signal_id: &SignalId) -> String {
     format!(
         "❌ Order rejected by the exchange{}\nReason: {reason}\nNothing was traded.{}",
+        order_suffix(order),
+        signal_line(signal_id)
+    )
+}
+
+/// A limit order resting on the book: its outcome is told when it ends.
+pub fn resting(
+    order: &OrderSummary,
+    order_type: &OrderType,
+    good_til: DateTime<Utc>,
+    signal_id: &SignalId,
+) -> String {
+    let limit = match order_type {
+        OrderType::Limit { price } => format!(" at {}", price.normalize()),
+        OrderType::Market => String::new(),
+    };
+    format!(
+        "📌 Limit order resting on the book: {}{limit}
+It stays until it fills or expires at          {} UTC; you will be told how it ends.{}",
+        order.describe(),
+        good_til.format("%Y-%m-%d %H:%M:%S"),
+        signal_line(signal_id)
+    )
+}
+
+/// A resting order left the book with nothing filled (compensation: the reservation given back).
+pub fn expired(order: Option<String>, reason: &str, signal_id: &SignalId) -> String {
+    format!(
+        "⌛ Limit order ended unfilled{}
+Reason: {reason}
+Nothing was traded; the daily volume          it reserved was given back.{}",
         order_suffix(order),
         signal_line(signal_id)
     )
@@ -481,6 +515,44 @@ mod tests {
 
     fn qty(text: &str) -> Quantity {
         Quantity::new(text.parse().unwrap_or_default()).unwrap_or_else(|_| panic!("a quantity"))
+    }
+
+    #[test]
+    fn a_resting_order_is_told_with_its_limit_and_its_end_says_nothing_traded() {
+        let signal = SignalId("sig-r".into());
+        let order = OrderSummary {
+            market: market(),
+            side: Side::Buy,
+            size: qty("0.5"),
+        };
+        let until = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let limit = OrderType::Limit {
+            price: Decimal::new(29_500, 1),
+        };
+        let resting = resting(&order, &limit, until, &signal);
+        assert!(
+            resting.contains("resting on the book: BUY 0.5 ETH-USD at 2950"),
+            "{resting}"
+        );
+        assert!(resting.contains("2027-01-15 08:00:00 UTC"), "{resting}");
+
+        let events = vec![
+            AccountEvent::OrderExpired {
+                signal_id: signal.clone(),
+                client_order_id: ClientOrderId("lh-sig-r".into()),
+                exchange_order_id: "x1".into(),
+                reason: "expired".into(),
+                at: Utc::now(),
+            },
+            AccountEvent::RiskReservationReleased {
+                signal_id: signal.clone(),
+                notional_usd: UsdAmount::new(Decimal::new(1475, 0)),
+            },
+        ];
+        let ended = signal_outcome(Some(&order), &events).unwrap_or_default();
+        assert!(ended.contains("ended unfilled: BUY 0.5 ETH-USD"), "{ended}");
+        assert!(ended.contains("Nothing was traded"), "{ended}");
+        assert!(ended.contains("Signal: sig-r"), "{ended}");
     }
 
     #[test]

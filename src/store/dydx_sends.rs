@@ -1,5 +1,5 @@
 //! `dydx_sends`: each order the dYdX adapter sends, recorded before it leaves, with the last block
-//! it can execute in. Read back after a restart so an order whose fate is still open is waited
+//! it can execute in (a long-term order's: the time it is good until). Read back after a restart so an order whose fate is still open is waited
 //! for, never sent a second time.
 
 use chrono::{DateTime, Utc};
@@ -13,6 +13,8 @@ pub struct DydxSend {
     pub market: String,
     pub side: String,
     pub good_til_block: i64,
+    /// A long-term order's good-til time: it may execute until then (`good_til_block` is 0).
+    pub good_til_time: Option<DateTime<Utc>>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -25,15 +27,17 @@ impl DydxSends<'_> {
     /// replaces it.
     pub async fn record(&self, send: &DydxSend) -> Result<()> {
         let sql = "INSERT INTO dydx_sends (client_order_id, account_id, market, side, \
-                   good_til_block, sent_at) VALUES ($1, $2, $3, $4, $5, $6)
+                   good_til_block, good_til_time, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
                    ON CONFLICT (client_order_id) DO UPDATE
-                   SET good_til_block = excluded.good_til_block, sent_at = excluded.sent_at";
+                   SET good_til_block = excluded.good_til_block,
+                       good_til_time = excluded.good_til_time, sent_at = excluded.sent_at";
         writing!(self.store, pool => sqlx::query(sql)
             .bind(&send.client_order_id)
             .bind(&send.account_id)
             .bind(&send.market)
             .bind(&send.side)
             .bind(send.good_til_block)
+            .bind(send.good_til_time)
             .bind(send.sent_at)
             .execute(pool)
             .await
@@ -42,7 +46,8 @@ impl DydxSends<'_> {
     }
 
     pub async fn find(&self, client_order_id: &str) -> Result<Option<DydxSend>> {
-        let sql = "SELECT client_order_id, account_id, market, side, good_til_block, sent_at
+        let sql = "SELECT client_order_id, account_id, market, side, good_til_block, good_til_time,
+                          sent_at
                    FROM dydx_sends WHERE client_order_id = $1";
         Ok(
             reading!(self.store, pool => sqlx::query_as::<_, DydxSend>(sql)

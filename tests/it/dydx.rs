@@ -462,6 +462,45 @@ async fn a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it
 }
 on_both_stores!(a_restarted_service_waits_for_its_order_in_flight_instead_of_sending_it_again);
 
+/// The same for a resting (long-term) order: its send is recorded with its good-til time, and a
+/// restarted service finds it resting instead of sending it again.
+async fn a_restarted_service_finds_its_resting_order_instead_of_sending_it_again(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let mut buy = order("restarted-resting", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("60000"),
+    };
+    fake.set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 900 }))
+        .await;
+
+    let before = fake.exchange_recording(credentials.clone(), Some(store.clone()));
+    let first = before.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    drop(before);
+    let send = store
+        .dydx_sends()
+        .find(&buy.client_order_id.0)
+        .await
+        .expect("read")
+        .expect("the send was recorded before it left");
+    assert!(send.good_til_time.is_some_and(|until| until > Utc::now()));
+
+    let after = fake.exchange_recording(credentials, Some(store));
+    let outcome = after.place_order(&buy).await.expect("placed");
+    assert!(
+        matches!(outcome, OrderOutcome::Resting { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+on_both_stores!(a_restarted_service_finds_its_resting_order_instead_of_sending_it_again);
+
 #[tokio::test]
 async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {
     let fake = FakeVenues::start().await;
@@ -581,7 +620,7 @@ async fn serve_routes_each_user_to_the_venue_they_chose(backend: Backend) {
 on_both_stores!(serve_routes_each_user_to_the_venue_they_chose);
 
 #[tokio::test]
-async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
+async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_price_crosses() {
     let fake = FakeVenues::start().await;
     let exchange = fake.exchange();
     let mut far = order("limit-far", "BTC-USD", Side::Buy, "0.01");
@@ -593,13 +632,25 @@ async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
         price: decimal("65100"),
     };
 
-    let unfilled = exchange.place_order(&far).await.expect("answered");
+    let placed_at = Utc::now();
+    let resting = exchange.place_order(&far).await.expect("answered");
     let filled = exchange.place_order(&near).await.expect("answered");
 
-    let OrderOutcome::Rejected { reason } = unfilled else {
-        panic!("a limit below the market cannot fill: {unfilled:?}");
+    let OrderOutcome::Resting {
+        exchange_order_id,
+        good_til,
+        filled_so_far,
+    } = resting
+    else {
+        panic!("a limit below the market rests: {resting:?}");
     };
-    assert!(reason.contains("nothing filled"), "{reason}");
+    assert_eq!(filled_so_far, Decimal::ZERO);
+    // The default lifetime: a day, to the second.
+    let lifetime = good_til - placed_at;
+    assert!(
+        (chrono::Duration::hours(23)..=chrono::Duration::hours(25)).contains(&lifetime),
+        "{good_til}"
+    );
     let OrderOutcome::Filled { fill, .. } = filled else {
         panic!("a marketable limit fills: {filled:?}");
     };
@@ -607,8 +658,82 @@ async fn dydx_limit_orders_trade_at_their_limit_or_not_at_all() {
     let received = fake.received().await;
     // The limit on the tick grid, rounded down for a buy: never above what was asked.
     assert_eq!(received["orders"][0]["price"], "60000");
-    assert_eq!(received["orders"][0]["time_in_force"], "IOC");
+    assert_eq!(received["orders"][0]["flags"], 64, "a long-term order");
+    assert_eq!(received["orders"][0]["time_in_force"], "GTT");
+    assert_eq!(
+        received["orders"][0]["good_til_block_time"],
+        good_til.timestamp()
+    );
     assert_eq!(received["orders"][1]["price"], "65100");
+    assert_eq!(received["orders"][1]["flags"], 0);
+    assert_eq!(received["orders"][1]["time_in_force"], "IOC");
+
+    // Asked again (a saga after a restart): it is found resting, not sent again.
+    let again = exchange.place_order(&far).await.expect("answered");
+    assert!(matches!(again, OrderOutcome::Resting { .. }), "{again:?}");
+    let status = exchange
+        .order_status(&far, &exchange_order_id)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(status, Some(OrderOutcome::Resting { .. })),
+        "{status:?}"
+    );
+
+    // The price falls through the limit: the order fills at the taker price, once.
+    let response = fake
+        .http
+        .post(format!("{}/_fake/prices", fake.indexer))
+        .json(&json!({ "BTC-USD": "59000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+    let status = exchange
+        .order_status(&far, &exchange_order_id)
+        .await
+        .expect("answered");
+    let Some(OrderOutcome::Filled { fill, .. }) = status else {
+        panic!("the crossed order filled: {status:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.01"));
+    assert_eq!(fill.price, decimal("59012"), "59,000 + 2 bp, on the tick");
+    assert_eq!(fake.sends(&far).await, 1);
+}
+
+#[tokio::test]
+async fn dydx_a_resting_order_that_expires_unfilled_says_so() {
+    let fake = FakeVenues::start().await;
+    let credentials = InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0);
+    let mut config = DydxConfig::new(&fake.indexer, &fake.node, DydxChain::Testnet);
+    config.request_timeout = Duration::from_millis(1_000);
+    config.limit_order_lifetime = chrono::Duration::seconds(2);
+    let exchange = DydxExchange::new(config, Arc::new(credentials), None);
+    let mut sell = order("limit-expires", "ETH-USD", Side::Sell, "0.5");
+    sell.order_type = OrderType::Limit {
+        price: decimal("3500"),
+    };
+
+    let resting = exchange.place_order(&sell).await.expect("answered");
+    let OrderOutcome::Resting {
+        exchange_order_id, ..
+    } = resting
+    else {
+        panic!("a sell above the market rests: {resting:?}");
+    };
+
+    let ended = eventually("the order to expire", || async {
+        match exchange.order_status(&sell, &exchange_order_id).await {
+            Ok(Some(OrderOutcome::Resting { .. })) => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    let Ok(Some(OrderOutcome::Expired { reason, .. })) = ended else {
+        panic!("an unfilled order ends expired: {ended:?}");
+    };
+    assert!(reason.contains("unfilled"), "{reason}");
+    assert_eq!(fake.sends(&sell).await, 1);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ mod readside;
 mod reconcile;
 mod replay;
 mod replay_scale;
+mod resting;
 mod reused_id;
 mod risk;
 mod saga;

@@ -32,6 +32,8 @@ pub(crate) async fn trade_behind_the_ledger(
             fee: "0".to_owned(),
             exchange_order_id: format!("manual-{id}"),
             placed_at: Utc::now(),
+            status: "filled".to_owned(),
+            good_til: None,
         })
         .await
         .expect("the venue books the order");

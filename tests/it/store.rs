@@ -420,6 +420,8 @@ async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
         fee: "0.325".into(),
         exchange_order_id: "paper-lh-1".into(),
         placed_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
+        status: "filled".into(),
+        good_til: None,
     };
     let first = PaperBook::of(&store).book(&order).await.expect("book");
     let again = PaperBook::of(&store)

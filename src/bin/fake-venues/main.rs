@@ -13,8 +13,10 @@
 //! control endpoints (`GET /_fake/orders`, `GET /_fake/messages`, `GET|POST /_fake/faults`,
 //! `GET|POST /_fake/prices`, `GET|POST /_fake/authenticators`,
 //! `DELETE /_fake/authenticators/{owner}/{id}`) share the `--listen` address; the node (HTTP/2)
-//! listens on its own port of the same interface. `POST /_fake/faults {"telegram": {...}}` sets Telegram's faults
-//! (`telegram::TelegramFaults`).
+//! listens on its own port of the same interface. `POST /_fake/faults {"telegram": {...}}` sets
+//! Telegram's faults (`telegram::TelegramFaults`). Long-term orders rest on the book (OPEN) until
+//! the oracle price crosses them (`POST /_fake/prices`: FILLED at the taker price), they are
+//! cancelled, or their good-til time passes (CANCELED, as the Indexer shows an expired order).
 
 mod accountplus;
 mod control;

@@ -367,6 +367,7 @@ impl Venue {
                 market.oracle_price = *price;
             }
         }
+        settle(&mut state, self.height());
         Ok(())
     }
 
@@ -539,7 +540,9 @@ impl Venue {
     /// The orders the Indexer shows now.
     pub fn orders(&self) -> Vec<FakeOrder> {
         let now = Instant::now();
-        let state = self.state();
+        let height = self.height();
+        let mut state = self.state();
+        settle(&mut state, height);
         state
             .orders
             .iter()
@@ -551,7 +554,9 @@ impl Venue {
     /// The fills the Indexer shows now.
     pub fn fills(&self) -> Vec<FakeFill> {
         let now = Instant::now();
-        let state = self.state();
+        let height = self.height();
+        let mut state = self.state();
+        settle(&mut state, height);
         state
             .fills
             .iter()
@@ -794,6 +799,71 @@ fn accept(
         OrderStatus::Canceled
     };
     order
+}
+
+/// Brings the resting (long-term) orders up to date: those past their good-til time expire
+/// (CANCELED, as the Indexer shows an expired order), and those the oracle price now crosses fill
+/// what is left of them at the taker price.
+fn settle(state: &mut State, height: u32) {
+    let now = Utc::now();
+    let lag = std::time::Duration::from_millis(state.faults.indexer_lag_ms);
+    for index in 0..state.orders.len() {
+        let order = &state.orders[index];
+        if order.placement.order_flags != FLAG_LONG_TERM || order.status != OrderStatus::Open {
+            continue;
+        }
+        let expired = order
+            .placement
+            .good_til_block_time
+            .is_some_and(|until| now.timestamp() >= i64::from(until));
+        if expired {
+            let order = &mut state.orders[index];
+            order.status = OrderStatus::Canceled;
+            order.updated_at = now;
+            order.updated_at_height = height;
+            continue;
+        }
+        let Some(market) = state.markets.get(&order.ticker).cloned() else {
+            continue;
+        };
+        let side = order.placement.side;
+        let fill_price = market.fill_price(side);
+        let crosses = match side {
+            OrderSide::Buy => fill_price <= order.price,
+            OrderSide::Sell => fill_price >= order.price,
+        };
+        let rest = order.size - order.total_filled;
+        if !crosses || rest <= Decimal::ZERO {
+            continue;
+        }
+        let order = order.clone();
+        let fee = (fill_price * rest * TAKER_FEE).round_dp(6).normalize();
+        state.fills.push(FakeFill {
+            id: uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("fill/{}/{}", order.id, order.total_filled).as_bytes(),
+            )
+            .to_string(),
+            address: order.placement.address.clone(),
+            subaccount: order.placement.subaccount,
+            side,
+            ticker: market.ticker.clone(),
+            price: fill_price,
+            size: rest,
+            fee,
+            created_at: now,
+            created_at_height: height,
+            order_id: order.id.clone(),
+            client_metadata: order.placement.client_metadata,
+            visible_at: Instant::now() + lag,
+        });
+        move_position(state, &order, rest, fill_price, now, height);
+        let resting = &mut state.orders[index];
+        resting.total_filled = resting.size;
+        resting.status = OrderStatus::Filled;
+        resting.updated_at = now;
+        resting.updated_at_height = height;
+    }
 }
 
 fn move_position(

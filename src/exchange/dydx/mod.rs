@@ -3,15 +3,18 @@
 //! - **Markets** (tick, step = minimum size, oracle price) come from the Indexer and are cached;
 //!   `reference_price` reads the cache only.
 //! - **Orders** are short-term IOC orders on the validator node: market orders capped at the oracle
-//!   price ± `slippage`, limit orders at their limit (marketable-only, as the paper exchange: the
-//!   saga has no outcome for an order resting on the book yet), reduce-only when asked. A filled
-//!   entry's take-profit and stop-loss follow as reduce-only conditional orders (flags 32).
+//!   price ± `slippage`, limit orders the oracle price has reached at their limit, reduce-only when
+//!   asked. A limit it has not reached rests on the book as a long-term order (flags 64, good til
+//!   `limit_order_lifetime` from now): `OrderOutcome::Resting`, whose end `order_status` reads
+//!   later (and `cancel_resting` forces under a halt). A filled entry's take-profit and stop-loss
+//!   follow as reduce-only conditional orders (flags 32).
 //! - **Exactly once.** The client id is derived from the saga's client order id (`ids`), so a
 //!   lookup on the Indexer's order list (there is no lookup by client id) finds an order sent
 //!   earlier. Every placement asks first; an order whose answer was lost is waited for until it
-//!   shows up or its last block has passed (a short-term order can never execute after that), so
-//!   it is never sent twice while it may still trade. Each send and its last block are recorded in
-//!   the store (`dydx_sends`) before the order leaves, so a restarted service waits too.
+//!   shows up or its last block (a long-term order's: its good-til time) has passed, after which
+//!   it can never execute, so it is never sent twice while it may still trade. Each send and its
+//!   last block or time are recorded in the store (`dydx_sends`) before the order leaves, so a
+//!   restarted service waits too.
 //! - **Failures.** Anything that leaves the order's fate unknown is `Unavailable` (the saga asks
 //!   again before retrying); a CheckTx refusal is `Rejected`. Requests are paced per service with a
 //!   token bucket (`governor`), so bursts queue instead of meeting 429s.
@@ -40,11 +43,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{Timelike, Utc};
 use dydx::indexer::{
-    ApiOrderStatus, IndexerClient, IndexerConfig, ListOrdersOpts, OrderExecution,
-    OrderResponseObject, OrderSide as IndexerSide, OrderStatus, PerpetualPositionStatus,
-    RestConfig, SockConfig, Subaccount, Ticker,
+    ApiOrderStatus, BestEffortOpenedStatus, IndexerClient, IndexerConfig, ListOrdersOpts,
+    OrderExecution, OrderFlags, OrderResponseObject, OrderSide as IndexerSide, OrderStatus,
+    PerpetualPositionStatus, RestConfig, SockConfig, Subaccount, Ticker,
 };
 use dydx::indexer::{GetFillsOpts, ListPerpetualMarketsOpts, ListPositionsOpts};
 use dydx::node::sequencer::Nonce;
@@ -52,7 +55,8 @@ use dydx::node::{
     Account, Address, BroadcastError, ChainId, NodeClient, NodeConfig, NodeError, OrderBuilder,
     OrderSide, OrderTimeInForce, PublicAccount, TxHash, Wallet,
 };
-use dydx_proto::dydxprotocol::clob::{MsgPlaceOrder, Order};
+use dydx_proto::dydxprotocol::clob::OrderId as ProtoOrderId;
+use dydx_proto::dydxprotocol::clob::{msg_cancel_order, MsgCancelOrder, MsgPlaceOrder, Order};
 use dydx_proto::ToAny;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rust_decimal::Decimal;
@@ -118,7 +122,16 @@ pub struct DydxConfig {
     pub indexer_lag_blocks: u32,
     /// Conditional (take-profit, stop-loss) orders live this long.
     pub bracket_lifetime: chrono::Duration,
+    /// A limit order that does not fill at once rests on the book this long (long-term order;
+    /// at most `MAX_LONG_TERM_SECONDS`).
+    pub limit_order_lifetime: chrono::Duration,
 }
+
+/// The order flags of a long-term (stateful) order.
+const LONG_TERM_FLAGS: u32 = 64;
+
+/// dYdX's cap on a long-term order's good-til time: 95 days ahead.
+pub const MAX_LONG_TERM_SECONDS: u64 = 95 * 24 * 60 * 60;
 
 /// 1%: the default cap on how far from the oracle price a market order may fill.
 pub const DEFAULT_SLIPPAGE: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
@@ -140,6 +153,7 @@ impl DydxConfig {
             // About 5 s on dYdX (blocks of ~1 s); the Indexer usually trails by well under 1 s.
             indexer_lag_blocks: 5,
             bracket_lifetime: chrono::Duration::days(28),
+            limit_order_lifetime: chrono::Duration::days(1),
         }
     }
 }
@@ -192,7 +206,16 @@ struct InFlightOrder {
     account_id: String,
     market: Market,
     side: Side,
-    good_til_block: u32,
+    last: LastMoment,
+}
+
+/// Until when a sent order may still execute (and so may still show up on the Indexer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastMoment {
+    /// A short-term order's last block.
+    Block(u32),
+    /// A long-term order's good-til time.
+    Time(chrono::DateTime<Utc>),
 }
 
 /// What the credentials give for an account: a key, or why its orders are refused.
@@ -213,6 +236,8 @@ enum Seen {
     Nothing,
     /// Known but not final (or its fills not indexed yet).
     Live,
+    /// A long-term order open on the book.
+    Resting(OrderOutcome),
     Done(OrderOutcome),
 }
 
@@ -603,7 +628,12 @@ impl DydxExchange {
             account_id: send.account_id,
             market: Market::parse(&send.market).map_err(|_| corrupt("market"))?,
             side: Side::parse(&send.side).map_err(|_| corrupt("side"))?,
-            good_til_block: u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
+            last: match send.good_til_time {
+                Some(time) => LastMoment::Time(time),
+                None => LastMoment::Block(
+                    u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
+                ),
+            },
         }))
     }
 
@@ -620,7 +650,14 @@ impl DydxExchange {
                 account_id: order.account_id.clone(),
                 market: order.market.to_string(),
                 side: order.side.as_str().to_owned(),
-                good_til_block: i64::from(order.good_til_block),
+                good_til_block: match order.last {
+                    LastMoment::Block(block) => i64::from(block),
+                    LastMoment::Time(_) => 0,
+                },
+                good_til_time: match order.last {
+                    LastMoment::Time(time) => Some(time),
+                    LastMoment::Block(_) => None,
+                },
                 sent_at: Utc::now(),
             };
             store
@@ -689,11 +726,34 @@ impl DydxExchange {
                 OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::BestEffortCanceled
             )
         );
-        if !finished {
-            return Ok(Seen::Live);
-        }
+        let long_term = matches!(found.order_flags, OrderFlags::LongTerm);
         let filled = to_decimal(&found.total_filled)
             .ok_or_else(|| unavailable("order", "filled size out of range"))?;
+        if !finished {
+            let open = matches!(
+                found.status,
+                ApiOrderStatus::OrderStatus(OrderStatus::Open)
+                    | ApiOrderStatus::BestEffort(BestEffortOpenedStatus::BestEffortOpened)
+            );
+            return Ok(match (long_term && open, found.good_til_block_time) {
+                (true, Some(good_til)) => Seen::Resting(OrderOutcome::Resting {
+                    exchange_order_id: found.id.0,
+                    good_til,
+                    filled_so_far: filled,
+                }),
+                _ => Seen::Live,
+            });
+        }
+        if filled <= Decimal::ZERO && long_term {
+            return Ok(Seen::Done(OrderOutcome::Expired {
+                reason: format!(
+                    "it left dYdX's book unfilled at its limit {} (expired or cancelled; dYdX \
+                     order {})",
+                    found.price.0, found.id.0
+                ),
+                exchange_order_id: found.id.0,
+            }));
+        }
         if filled <= Decimal::ZERO {
             return Ok(Seen::Done(OrderOutcome::Rejected {
                 reason: format!(
@@ -764,23 +824,32 @@ impl DydxExchange {
         }))
     }
 
-    /// Waits for the Indexer to show the order's outcome. `None` when it is not there and cannot
-    /// appear any more: nothing was sent (`good_til_block` unknown) or the chain is past the
-    /// order's last block.
+    /// Waits for the Indexer to show the order's outcome (or, for a long-term order, that it
+    /// rests on the book). `None` when it is not there and cannot appear any more: nothing was
+    /// sent (`last` unknown) or the chain is past the order's last block or time.
     async fn await_outcome(
         &self,
         subaccount: &Subaccount,
         market: &Market,
         ids: VenueIds,
-        good_til_block: Option<u32>,
+        last: Option<LastMoment>,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         let deadline = Instant::now() + self.inner.config.outcome_wait;
         loop {
             match self.seen(subaccount, market, ids).await? {
-                Seen::Done(outcome) => return Ok(Some(outcome)),
-                Seen::Nothing => match good_til_block {
+                Seen::Done(outcome) | Seen::Resting(outcome) => return Ok(Some(outcome)),
+                Seen::Nothing => match last {
                     None => return Ok(None),
-                    Some(last) => {
+                    // Blocks of ~1 s: the Indexer's lag in blocks is as many seconds.
+                    Some(LastMoment::Time(until)) => {
+                        let lag = chrono::Duration::seconds(i64::from(
+                            self.inner.config.indexer_lag_blocks,
+                        ));
+                        if Utc::now() > until + lag {
+                            return Ok(None);
+                        }
+                    }
+                    Some(LastMoment::Block(last)) => {
                         let height = self
                             .indexer_call("height", |indexer| async move {
                                 indexer.utility().get_height().await
@@ -816,7 +885,7 @@ impl DydxExchange {
                 &subaccount,
                 &order.market,
                 ids,
-                sent.as_ref().map(|sent| sent.good_til_block),
+                sent.as_ref().map(|sent| sent.last),
             )
             .await?;
         if found.is_some() || sent.is_some() {
@@ -854,6 +923,15 @@ impl DydxExchange {
             OrderType::Market => params.worst_price(order.side, self.inner.config.slippage),
             OrderType::Limit { price } => params.quantize_limit(order.side, price),
         };
+        // A limit the oracle price has not reached rests on the book (a long-term order); one it
+        // has is sent immediate-or-cancel, as a market order is.
+        let rests = match (&order.order_type, price) {
+            (OrderType::Limit { .. }, Some(limit)) => match order.side {
+                Side::Buy => limit < params.oracle_price,
+                Side::Sell => limit > params.oracle_price,
+            },
+            _ => false,
+        };
         let Some(price) = price else {
             return Ok(OrderOutcome::Rejected {
                 reason: format!("no valid price for {} on dYdX", order.market),
@@ -875,22 +953,41 @@ impl DydxExchange {
             return Err(unavailable("order", "size or price not convertible"));
         };
         let builder = OrderBuilder::new(params.model.clone(), subaccount.clone())
-            .reduce_only(order.reduce_only)
-            .until(good_til.clone());
-        let builder = match order.order_type {
-            OrderType::Market => builder
-                .market(side_to(order.side), size_big)
-                .price(price_big),
-            OrderType::Limit { .. } => builder
+            .reduce_only(order.reduce_only);
+        let (builder, last) = if rests {
+            // dYdX's good-til time has whole seconds: the order's last moment is that second.
+            let max = chrono::Duration::seconds(MAX_LONG_TERM_SECONDS as i64);
+            let until = Utc::now() + self.inner.config.limit_order_lifetime.min(max);
+            let until = until.with_nanosecond(0).unwrap_or(until);
+            let builder = builder
                 .limit(side_to(order.side), price_big, size_big)
-                .time_in_force(OrderTimeInForce::Ioc),
+                .time_in_force(OrderTimeInForce::Unspecified)
+                .until(until)
+                .long_term();
+            (builder, LastMoment::Time(until))
+        } else {
+            let builder = builder.until(good_til.clone());
+            let builder = match order.order_type {
+                OrderType::Market => builder
+                    .market(side_to(order.side), size_big)
+                    .price(price_big),
+                OrderType::Limit { .. } => builder
+                    .limit(side_to(order.side), price_big, size_big)
+                    .time_in_force(OrderTimeInForce::Ioc),
+            };
+            (builder.short_term(), LastMoment::Block(good_til.0))
         };
         let (_, mut proto) = builder
-            .short_term()
             .build(ids.client_id)
             .map_err(|error| unavailable("order", error))?;
         proto.client_metadata = ids.client_metadata;
         let mut account = self.signing_account(&signing, client).await?;
+        // A resting (stateful) order for an owner needs the authenticator selected by hand.
+        let owner_of_resting = signing
+            .permission
+            .as_ref()
+            .filter(|_| rests)
+            .map(|(owner, _)| owner.clone());
         drop(signing);
         self.record_send(
             &order.client_order_id,
@@ -898,16 +995,18 @@ impl DydxExchange {
                 account_id: order.account_id.clone(),
                 market: order.market.clone(),
                 side: order.side,
-                good_til_block: good_til.0,
+                last,
             },
         )
         .await?;
         self.inner.node_pace.until_ready().await;
-        let placed = tokio::time::timeout(
-            self.inner.config.request_timeout,
-            client.place_order(&mut account, proto),
-        )
-        .await;
+        let send = async {
+            match &owner_of_resting {
+                Some(owner) => place_for_owner(client, &mut account, owner, proto).await,
+                None => client.place_order(&mut account, proto).await,
+            }
+        };
+        let placed = tokio::time::timeout(self.inner.config.request_timeout, send).await;
         drop(account);
         drop(node);
         match placed {
@@ -926,7 +1025,7 @@ impl DydxExchange {
             Err(_) => return Err(unavailable("node", "no answer in time")),
         }
         let outcome = self
-            .await_outcome(&subaccount, &order.market, ids, Some(good_til.0))
+            .await_outcome(&subaccount, &order.market, ids, Some(last))
             .await?;
         self.forget(&order.client_order_id);
         let outcome = outcome.ok_or_else(|| {
@@ -1080,20 +1179,53 @@ impl DydxExchange {
     }
 }
 
-/// A conditional order signed by a permissioned key for `owner`, built as the client builds its
-/// own long-term transactions (the owner's sequence, gas from a simulation) but with the owner's
-/// authenticator selected, which 0.3.0's `place_order` does for short-term orders only.
+/// A stateful order (conditional or long-term) signed by a permissioned key for `owner`, built
+/// as the client builds its own stateful transactions (the owner's sequence, gas from a
+/// simulation) but with the owner's authenticator selected, which 0.3.0's `place_order` does for
+/// short-term orders only.
 async fn place_for_owner(
     client: &mut NodeClient,
     account: &mut Account,
     owner: &Address,
     order: Order,
 ) -> Result<TxHash, NodeError> {
+    broadcast_for_owner(
+        client,
+        account,
+        owner,
+        MsgPlaceOrder { order: Some(order) }.to_any(),
+    )
+    .await
+}
+
+/// A stateful cancel signed by a permissioned key for `owner` (0.3.0's `cancel_order` never
+/// selects an authenticator).
+async fn cancel_for_owner(
+    client: &mut NodeClient,
+    account: &mut Account,
+    owner: &Address,
+    order_id: ProtoOrderId,
+    until: chrono::DateTime<Utc>,
+) -> Result<TxHash, NodeError> {
+    let message = MsgCancelOrder {
+        order_id: Some(order_id),
+        good_til_oneof: Some(msg_cancel_order::GoodTilOneof::GoodTilBlockTime(
+            u32::try_from(until.timestamp()).unwrap_or(u32::MAX),
+        )),
+    };
+    broadcast_for_owner(client, account, owner, message.to_any()).await
+}
+
+async fn broadcast_for_owner(
+    client: &mut NodeClient,
+    account: &mut Account,
+    owner: &Address,
+    message: dydx_proto::cosmos_sdk_proto::Any,
+) -> Result<TxHash, NodeError> {
     if let Some((authing, _)) = account.authenticators_mut().get_mut(owner) {
         let sequence = authing.sequence_number();
         authing.set_next_nonce(Nonce::Sequence(sequence));
     }
-    let message = MsgPlaceOrder { order: Some(order) }.to_any();
     let unpriced = client.builder.build_transaction(
         account,
         std::iter::once(message.clone()),
@@ -1237,5 +1369,90 @@ impl Exchange for DydxExchange {
             self.protect(order, outcome).await;
         }
         Ok(found)
+    }
+
+    /// A long-term cancel of the entry's order id; the chain ignores it for an order already
+    /// gone.
+    async fn cancel_resting(&self, order: &OrderRequest) -> Result<(), ExchangeError> {
+        let KeyLookup::Key(key) = self.key_of(&order.account_id).await? else {
+            return Err(unavailable(
+                "cancel",
+                "the account has no usable dYdX credentials",
+            ));
+        };
+        let signing = signing_of(&key)?;
+        let subaccount = self.subaccount_for(&order.account_id, &signing, key.subaccount)?;
+        drop(key);
+        let Some(params) = self.market(&order.market).await? else {
+            return Err(unavailable("cancel", "the market is not listed"));
+        };
+        let order_id = ProtoOrderId {
+            subaccount_id: Some(subaccount.into()),
+            client_id: venue_ids(&order.client_order_id, Leg::Entry).client_id,
+            order_flags: LONG_TERM_FLAGS,
+            clob_pair_id: params.model.clob_pair_id.0,
+        };
+        let mut node = self.node().await?;
+        let client = node
+            .as_mut()
+            .ok_or_else(|| unavailable("node", "not connected"))?;
+        let mut account = self.signing_account(&signing, client).await?;
+        let owner = signing.permission.as_ref().map(|(owner, _)| owner.clone());
+        drop(signing);
+        // A stateful cancel is good for a while; the order's own end is learnt from the Indexer.
+        let until = Utc::now() + chrono::Duration::minutes(5);
+        let until = until.with_nanosecond(0).unwrap_or(until);
+        self.inner.node_pace.until_ready().await;
+        match owner {
+            None => {
+                self.node_call("cancel", client.cancel_order(&mut account, order_id, until))
+                    .await
+            }
+            Some(owner) => {
+                self.node_call(
+                    "cancel",
+                    cancel_for_owner(client, &mut account, &owner, order_id, until),
+                )
+                .await
+            }
+        }
+        .map(drop)
+    }
+
+    /// The Indexer's order by its id (a long-resting order may have left the latest orders the
+    /// list shows); a resting order that filled gets its brackets here.
+    async fn order_status(
+        &self,
+        order: &OrderRequest,
+        exchange_order_id: &str,
+    ) -> Result<Option<OrderOutcome>, ExchangeError> {
+        let Some(subaccount) = self.subaccount_of(&order.account_id).await? else {
+            return Ok(None);
+        };
+        let id = dydx::indexer::OrderId(exchange_order_id.to_owned());
+        let found = self
+            .indexer_call("order", |indexer| async move {
+                indexer.accounts().get_order(&id).await
+            })
+            .await?;
+        let ids = venue_ids(&order.client_order_id, Leg::Entry);
+        // The id is the ledger's record of this order; the venue's answer must be that order.
+        if found.client_id.0 != ids.client_id || found.client_metadata.0 != ids.client_metadata {
+            return Err(unavailable(
+                "order",
+                "the Indexer answered with another order than the one asked",
+            ));
+        }
+        let outcome = match self.outcome_of(&subaccount, &order.market, found).await? {
+            Seen::Done(outcome) | Seen::Resting(outcome) => outcome,
+            Seen::Nothing | Seen::Live => {
+                return Err(ExchangeError::Unavailable(
+                    "dYdX: the order's end is not indexed yet".to_owned(),
+                ))
+            }
+        };
+        self.forget(&order.client_order_id);
+        self.protect(order, &outcome).await;
+        Ok(Some(outcome))
     }
 }

@@ -332,6 +332,18 @@ impl ReadModelTables<'_> {
             .collect())
     }
 
+    /// Accounts the signal-status model shows with a limit order resting on a venue's book
+    /// (`signals_resting` index): where the resting-order watcher looks first.
+    pub async fn accounts_with_resting_orders(&self) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT account_id FROM signals WHERE status = 'resting' \
+                   ORDER BY account_id";
+        Ok(
+            reading!(self.store, pool => sqlx::query_scalar::<_, String>(sql)
+            .fetch_all(pool)
+            .await?),
+        )
+    }
+
     pub async fn account_signal(
         &self,
         account_id: &str,
