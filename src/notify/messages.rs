@@ -310,8 +310,8 @@ pub fn resting(
         OrderType::Market => String::new(),
     };
     format!(
-        "📌 Limit order resting on the book: {}{limit}
-It stays until it fills or expires at          {} UTC; you will be told how it ends.{}",
+        "📌 Limit order resting on the book: {}{limit}\nIt stays until it fills or expires at {} \
+         UTC; you will be told how it ends.{}",
         order.describe(),
         good_til.format("%Y-%m-%d %H:%M:%S"),
         signal_line(signal_id)
@@ -321,9 +321,8 @@ It stays until it fills or expires at          {} UTC; you will be told how it e
 /// A resting order left the book with nothing filled (compensation: the reservation given back).
 pub fn expired(order: Option<String>, reason: &str, signal_id: &SignalId) -> String {
     format!(
-        "⌛ Limit order ended unfilled{}
-Reason: {reason}
-Nothing was traded; the daily volume          it reserved was given back.{}",
+        "⌛ Limit order ended unfilled{}\nReason: {reason}\nNothing was traded; the daily volume \
+         it reserved was given back.{}",
         order_suffix(order),
         signal_line(signal_id)
     )

@@ -147,15 +147,21 @@ impl Setup {
     }
 
     async fn serve(&self, log_file: Option<std::path::PathBuf>) -> Service {
+        self.serve_with(log_file, &[]).await
+    }
+
+    async fn serve_with(&self, log_file: Option<std::path::PathBuf>, extra: &[&str]) -> Service {
+        let mut args = vec![
+            "--dydx-indexer-url".to_owned(),
+            self.fake.indexer.clone(),
+            "--dydx-node-url".to_owned(),
+            self.fake.node.clone(),
+            "--order-deadline-seconds".to_owned(),
+            "30".to_owned(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let options = Options {
-            args: vec![
-                "--dydx-indexer-url".to_owned(),
-                self.fake.indexer.clone(),
-                "--dydx-node-url".to_owned(),
-                self.fake.node.clone(),
-                "--order-deadline-seconds".to_owned(),
-                "30".to_owned(),
-            ],
+            args,
             log_file,
             ..Options::default()
         };
@@ -662,3 +668,82 @@ async fn a_permissioned_key_wins_over_a_mnemonic_and_an_incomplete_one_refuses(b
     service.stop().await;
 }
 on_both_stores!(a_permissioned_key_wins_over_a_mnemonic_and_an_incomplete_one_refuses);
+
+/// A resting limit order and its cancel are stateful messages, for which the client selects no
+/// authenticator by itself: both must still be the owner's, signed by the trading key with the
+/// authenticator selected, or the chain refuses them (the order would not rest; the cancel of a
+/// halt would leave it on the book).
+async fn a_permissioned_keys_resting_order_rests_and_a_halt_cancels_it(backend: Backend) {
+    let setup = Setup::new(
+        backend,
+        json!({ "message_filter": [PLACE_ORDER, CANCEL_ORDER], "subaccount_filter": [0] }),
+    )
+    .await;
+    let service = setup
+        .serve_with(
+            None,
+            &[
+                "--resting-check-seconds",
+                "1",
+                "--limit-order-ttl-seconds",
+                "3600",
+            ],
+        )
+        .await;
+    let store = setup.test.open().await;
+    // The fake's oracle is at 65,000: a buy limited to 64,000 rests.
+    let alert = Alert::new("rest-p-1")
+        .size("0.01")
+        .field("order_type", "limit")
+        .field("price", "64000");
+    setup.signal(&service, alert).await;
+    let account = setup.user.user_id.clone();
+    let kinds = |store: &Store| {
+        let account = account.clone();
+        let store = store.clone();
+        async move {
+            store
+                .events()
+                .load_account(&account)
+                .await
+                .expect("the account loads")
+                .into_iter()
+                .map(|event| event.event_type)
+                .collect::<Vec<String>>()
+        }
+    };
+    eventually("the order to rest", || async {
+        let types = kinds(&store).await;
+        types
+            .iter()
+            .any(|kind| kind == "OrderResting")
+            .then_some(())
+    })
+    .await;
+    let orders = setup.fake.orders().await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    let (trading_address, _) = account_of(TRADING_MNEMONIC);
+    assert_eq!(orders[0]["flags"], 64, "a long-term order: {orders:?}");
+    assert_eq!(orders[0]["address"], setup.owner.as_str());
+    assert_eq!(orders[0]["signer"], trading_address.as_str());
+    assert_eq!(orders[0]["authenticators"], json!([setup.authenticator]));
+
+    let answer = cli(
+        &setup.test.url,
+        &["halt", &account, "--reason", "drill", "--by", "ops"],
+    )
+    .await;
+    assert!(answer.contains("halt"), "{answer}");
+    eventually("the halt's cancel to end the order", || async {
+        let types = kinds(&store).await;
+        types
+            .iter()
+            .any(|kind| kind == "OrderExpired")
+            .then_some(())
+    })
+    .await;
+    let types = kinds(&store).await;
+    assert!(!types.iter().any(|kind| kind == "OrderFilled"), "{types:?}");
+    service.stop().await;
+}
+on_both_stores!(a_permissioned_keys_resting_order_rests_and_a_halt_cancels_it);

@@ -336,8 +336,16 @@ async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Bac
         })
         .await;
     assert_eq!(count(&types, "RiskReservationReleased"), 1, "{types:?}");
-    let told = setup.messages(2).await;
-    assert!(told[1].contains("ended unfilled"), "{told:?}");
+    // The halt is told as a notice of its own, beside the order's end.
+    let told = setup.messages(3).await;
+    assert!(
+        told.iter().any(|m| m.contains("Trading halted by ops")),
+        "{told:?}"
+    );
+    assert!(
+        told.iter().any(|m| m.contains("ended unfilled")),
+        "{told:?}"
+    );
     // Off the book: the price crossing its limit fills nothing.
     setup.set_price("63000").await;
     let positions = setup.api(&service, "/api/positions").await;
