@@ -89,14 +89,7 @@ impl FakeVenues {
     }
 
     async fn received(&self) -> Value {
-        self.http
-            .get(format!("{}/_fake/orders", self.indexer))
-            .send()
-            .await
-            .expect("orders read")
-            .json()
-            .await
-            .expect("orders are JSON")
+        crate::support::fake_venues::received_orders(&self.http, &self.indexer).await
     }
 
     /// How many times the node received the order with this client order id.

@@ -61,15 +61,8 @@ impl Fake {
 
     /// Client id → how many times the node received an order with it.
     async fn sends(&self) -> serde_json::Map<String, Value> {
-        let received: Value = self
-            .http
-            .get(format!("{}/_fake/orders", self.indexer))
-            .send()
-            .await
-            .expect("orders read")
-            .json()
-            .await
-            .expect("orders are JSON");
+        let received: Value =
+            crate::support::fake_venues::received_orders(&self.http, &self.indexer).await;
         received["sends"].as_object().cloned().unwrap_or_default()
     }
 

@@ -100,15 +100,8 @@ impl Fake {
     }
 
     async fn orders(&self) -> Vec<Value> {
-        let received: Value = self
-            .http
-            .get(format!("{}/_fake/orders", self.indexer))
-            .send()
-            .await
-            .expect("orders read")
-            .json()
-            .await
-            .expect("orders are JSON");
+        let received: Value =
+            crate::support::fake_venues::received_orders(&self.http, &self.indexer).await;
         received["orders"].as_array().cloned().unwrap_or_default()
     }
 }

@@ -159,15 +159,8 @@ impl Setup {
 
     /// What the venue received: (flags of each order, sends of this signal's entry).
     async fn received(&self, signal_id: &str) -> (Vec<u64>, u64) {
-        let body: Value = self
-            .http
-            .get(format!("{}/_fake/orders", self.indexer))
-            .send()
-            .await
-            .expect("orders read")
-            .json()
-            .await
-            .expect("orders are JSON");
+        let body: Value =
+            crate::support::fake_venues::received_orders(&self.http, &self.indexer).await;
         let flags = body["orders"]
             .as_array()
             .map(|orders| orders.iter().filter_map(|o| o["flags"].as_u64()).collect())

@@ -58,6 +58,17 @@ pub async fn spawn(extra_args: &[&str]) -> (Child, Addresses) {
     (child, addresses)
 }
 
+/// What the fake node received (`GET /_fake/orders`): every order, and the sends per client id.
+pub async fn received_orders(http: &reqwest::Client, indexer: &str) -> Value {
+    http.get(format!("{indexer}/_fake/orders"))
+        .send()
+        .await
+        .expect("orders read")
+        .json()
+        .await
+        .expect("orders are JSON")
+}
+
 impl FakeVenues {
     pub async fn start() -> Self {
         let (child, addresses) = spawn(&[]).await;
