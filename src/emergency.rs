@@ -149,6 +149,6 @@ async fn load_state(store: &Store) -> Result<(EmergencyStop, usize), SwitchError
     Ok((state, version))
 }
 
-fn decode(event: SerializedEvent) -> Result<EmergencyEvent, serde_json::Error> {
+pub(crate) fn decode(event: SerializedEvent) -> Result<EmergencyEvent, serde_json::Error> {
     serde_json::from_value(event.payload)
 }

@@ -33,7 +33,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "6";
+pub const STATE_VERSION: &str = "7";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -88,6 +88,10 @@ pub struct TradingAccount {
     /// tell, with the failed attempts so far.
     #[serde(default)]
     pub undelivered_notices: BTreeMap<u64, u32>,
+    /// The sequence, in the emergency stop's own stream, of the last engagement or release this
+    /// account noted (0: none): each is noted once, and told as a notice.
+    #[serde(default)]
+    pub emergency_noted_through: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +293,26 @@ impl TradingAccount {
                 outcome,
                 at,
             } => self.record_notice(about_sequence, channel, outcome, at),
+            AccountCommand::NoteEmergencyStop {
+                stop_sequence,
+                engaged,
+                by,
+                reason,
+                at,
+            } => {
+                self.profile()?;
+                // Noted once per engagement or release, whoever hands it over again.
+                if stop_sequence <= self.emergency_noted_through {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AccountEvent::EmergencyStopNoted {
+                    stop_sequence,
+                    engaged,
+                    by,
+                    reason,
+                    at,
+                }])
+            }
             AccountCommand::RecordRestingNotice {
                 signal_id,
                 channel,
@@ -610,6 +634,9 @@ impl TradingAccount {
                 } else {
                     self.undelivered_notices.remove(about_sequence);
                 }
+            }
+            EmergencyStopNoted { stop_sequence, .. } => {
+                self.emergency_noted_through = self.emergency_noted_through.max(*stop_sequence);
             }
             // A record for compliance: the account's state does not change.
             CredentialAccessed { .. } => {}

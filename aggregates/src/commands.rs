@@ -39,6 +39,16 @@ pub enum AccountCommand {
         outcome: NotificationOutcome,
         at: DateTime<Utc>,
     },
+    /// The execution saga hands the global emergency stop's engagement (or release) to the
+    /// account, so that the trader is told of it as of any notice; `stop_sequence` is its place
+    /// in the emergency stop's stream.
+    NoteEmergencyStop {
+        stop_sequence: u64,
+        engaged: bool,
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The execution saga reports whether the trader was told their limit order rests on the
     /// book. Recorded only while it rests and only once; never retried.
     RecordRestingNotice {

@@ -279,6 +279,15 @@ pub enum AccountEvent {
         size: Decimal,
         cleared_at: DateTime<Utc>,
     },
+    /// The global emergency stop was engaged (`engaged`) or released, as this account noted it:
+    /// the notice the trader is told of. Changes nothing else (the stop itself is its own stream).
+    EmergencyStopNoted {
+        stop_sequence: u64,
+        engaged: bool,
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// The trader was told of an account-level event (an operator's halt or resume, a drift found
     /// or cleared): the one at `about_sequence` in this account's stream.
     NoticeSent {
@@ -365,6 +374,7 @@ impl AccountEvent {
             | PositionDriftCleared { .. }
             | NoticeSent { .. }
             | NoticeFailed { .. }
+            | EmergencyStopNoted { .. }
             | CredentialAccessed { .. } => None,
         }
     }
@@ -403,6 +413,7 @@ impl AccountEvent {
             PositionDriftDetected { .. } => "PositionDriftDetected",
             PositionDriftCleared { .. } => "PositionDriftCleared",
             NoticeSent { .. } => "NoticeSent",
+            EmergencyStopNoted { .. } => "EmergencyStopNoted",
             NoticeFailed { .. } => "NoticeFailed",
             CredentialAccessed { .. } => "CredentialAccessed",
         }

@@ -15,7 +15,8 @@ pub fn is_notice(event: &AccountEvent) -> bool {
         AccountEvent::TradingHalted { by, .. } => by != AUTOMATIC_HALT_BY,
         AccountEvent::TradingResumed { .. }
         | AccountEvent::PositionDriftDetected { .. }
-        | AccountEvent::PositionDriftCleared { .. } => true,
+        | AccountEvent::PositionDriftCleared { .. }
+        | AccountEvent::EmergencyStopNoted { .. } => true,
         _ => false,
     }
 }
@@ -178,5 +179,28 @@ mod tests {
         ));
         assert!(account.undelivered_notices.is_empty());
         assert!(record(&mut account, 10, NotificationOutcome::Sent).is_err());
+    }
+
+    #[test]
+    fn an_emergency_stop_change_is_noted_once_and_is_a_notice() {
+        let mut account = opened();
+        let note = |stop_sequence: u64, engaged: bool| AccountCommand::NoteEmergencyStop {
+            stop_sequence,
+            engaged,
+            by: "ops".into(),
+            reason: "incident".into(),
+            at: at(3),
+        };
+        let noted = account.decide(note(1, true)).unwrap();
+        assert_eq!(noted.len(), 1);
+        assert!(is_notice(&noted[0]));
+        for event in noted {
+            account.apply(event);
+        }
+        // Handed over again (a page read twice, another instance): nothing more.
+        assert!(account.decide(note(1, true)).unwrap().is_empty());
+        assert_eq!(account.decide(note(2, false)).unwrap().len(), 1);
+        // An account not yet opened is refused, not noted.
+        assert!(TradingAccount::default().decide(note(1, true)).is_err());
     }
 }

@@ -33,7 +33,7 @@ use cqrs_es::Aggregate;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use aggregates::{AccountEvent, TradingAccount};
+use aggregates::{AccountEvent, EmergencyStop, TradingAccount};
 
 use crate::catchup::parking::{decode_or_park, park};
 use crate::catchup::{CatchUpReader, ReaderError, Retried};
@@ -121,8 +121,14 @@ impl ExecutionSaga {
         let mut approved = Vec::new();
         let mut compensations = Vec::new();
         let mut decoded = Vec::new();
+        let mut stops = Vec::new();
         for logged in page {
-            // The log also carries other streams (the emergency stop); the saga works accounts.
+            // The emergency stop's engagements and releases are handed to every account, to be
+            // told as notices; other streams are not the saga's.
+            if logged.event.aggregate_type == EmergencyStop::TYPE {
+                stops.extend(notices::emergency_stop(logged));
+                continue;
+            }
             if logged.event.aggregate_type != TradingAccount::TYPE {
                 continue;
             }
@@ -206,7 +212,8 @@ impl ExecutionSaga {
             steps::notify_all(self, concluded),
             notices::tell_all(self, notices),
         );
-        trades.and(notified).and(told).map(drop)
+        trades.and(notified).and(told)?;
+        notices::note_emergency_stops(self, stops).await
     }
 
     /// Parks the event that calls for a step the account refuses for good: its history cannot be

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 
-use aggregates::AccountCommand;
+use aggregates::{AccountCommand, EmergencyEvent};
 
 use super::steps::{attempt, first_error, record, MAX_CONCURRENT_STEPS};
 use super::{ExecutionSaga, Origin};
@@ -137,4 +137,71 @@ pub(super) async fn retry(
 /// The told event's sequence in its account, as the notice is keyed.
 fn sequence(origin: &Origin) -> u64 {
     u64::try_from(origin.sequence).unwrap_or(u64::MAX)
+}
+
+/// An engagement or release of the global emergency stop, as the saga read it.
+pub struct EmergencyStopChange {
+    stop_sequence: u64,
+    engaged: bool,
+    by: String,
+    reason: String,
+    at: chrono::DateTime<Utc>,
+}
+
+/// The change an event of the emergency stop's stream records; `None` (logged) when it cannot be
+/// read: the switch itself refuses such a stream, so trading stays as it was.
+pub fn emergency_stop(logged: crate::store::LoggedEvent) -> Option<EmergencyStopChange> {
+    let stop_sequence = u64::try_from(logged.event.sequence).ok()?;
+    match crate::emergency::decode(logged.event) {
+        Ok(EmergencyEvent::EmergencyStopEngaged { by, reason, at }) => Some(EmergencyStopChange {
+            stop_sequence,
+            engaged: true,
+            by,
+            reason,
+            at,
+        }),
+        Ok(EmergencyEvent::EmergencyStopReleased { by, reason, at }) => Some(EmergencyStopChange {
+            stop_sequence,
+            engaged: false,
+            by,
+            reason,
+            at,
+        }),
+        Err(error) => {
+            tracing::error!(%error, stop_sequence, "an emergency stop event cannot be read; not told");
+            None
+        }
+    }
+}
+
+/// Hands each change of the emergency stop to every account, which notes it once
+/// (`EmergencyStopNoted`); the note is then told as any notice. A page read again notes nothing
+/// twice.
+pub async fn note_emergency_stops(
+    saga: &ExecutionSaga,
+    changes: Vec<EmergencyStopChange>,
+) -> Result<(), ReaderError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let accounts = saga.ledger.store().credentials().user_ids().await?;
+    for change in changes {
+        let noted = stream::iter(accounts.clone())
+            .map(|account_id| {
+                let command = AccountCommand::NoteEmergencyStop {
+                    stop_sequence: change.stop_sequence,
+                    engaged: change.engaged,
+                    by: change.by.clone(),
+                    reason: change.reason.clone(),
+                    at: change.at,
+                };
+                let saga = saga.clone();
+                async move { record(&saga, &account_id, command).await }
+            })
+            .buffer_unordered(MAX_CONCURRENT_STEPS)
+            .collect::<Vec<_>>()
+            .await;
+        first_error(noted)?;
+    }
+    Ok(())
 }

@@ -417,6 +417,28 @@ pub fn notice(event: &AccountEvent) -> Option<String> {
             size,
             ..
         } => drift_cleared(venue, market, *size),
+        AccountEvent::EmergencyStopNoted {
+            engaged: true,
+            by,
+            reason,
+            at,
+            ..
+        } => format!(
+            "🚨 Emergency stop: all trading on this service halted by {by} at {}: {reason}\n\
+             Every new signal is refused until it is released; resting orders are cancelled. \
+             Open positions stay open: nothing is closed for you.",
+            at.format(AT)
+        ),
+        AccountEvent::EmergencyStopNoted {
+            engaged: false,
+            by,
+            reason,
+            at,
+            ..
+        } => format!(
+            "✅ Emergency stop released by {by} at {}: {reason}\nNew signals are taken again.",
+            at.format(AT)
+        ),
         _ => return None,
     })
 }

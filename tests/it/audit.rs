@@ -171,6 +171,9 @@ async fn the_chain_holds_every_event_once_and_verifies(backend: Backend) {
                 "RiskLimitsChanged",
                 "TradingHalted",
                 "TradingResumed",
+                "EmergencyStopNoted",
+                "NoticeSent",
+                "NoticeFailed",
             ]
             .contains(&row.event_type.as_str());
         assert_eq!(has_signal, expects_signal, "{row:?}");

@@ -8,7 +8,7 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::service::{cli, create_user, Options, Service};
 use crate::support::stores::{Backend, TestStore};
-use crate::support::{event_types, event_types_but_notices, eventually};
+use crate::support::{event_types_but_notices, eventually};
 
 async fn the_emergency_stop_refuses_every_account_until_released(backend: Backend) {
     let test = TestStore::new(backend).await;
@@ -65,7 +65,8 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         .map(|event| event.event_type)
         .collect();
     assert_eq!(stop, ["EmergencyStopEngaged", "EmergencyStopReleased"]);
-    let bobs = event_types(&store, &bob.user_id).await;
+    // The stop and its release are also noted in each account, to be told (`notices.rs`).
+    let bobs = event_types_but_notices(&store, &bob.user_id).await;
     assert_eq!(
         bobs[1], "SignalRejected",
         "the refusal is recorded: {bobs:?}"

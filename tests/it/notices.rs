@@ -288,3 +288,49 @@ async fn a_restart_between_the_event_and_the_notice_still_tells_once(backend: Ba
     service.stop().await;
 }
 on_both_stores!(a_restart_between_the_event_and_the_notice_still_tells_once);
+
+/// The global emergency stop (the CLI's `halt` without an account) and its release are told to
+/// the trader as notices, once each: the saga hands each change to every account, which notes it
+/// once (`EmergencyStopNoted`).
+async fn the_emergency_stop_and_its_release_are_told_once_each(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve().await;
+    cli(
+        &setup.test.url,
+        &["halt", "--reason", "exchange incident", "--by", "ops-erin"],
+    )
+    .await;
+    let sent = setup.sent(1).await;
+    assert_eq!(sent, [setup.sequence_of("EmergencyStopNoted").await]);
+    let texts = setup.texts().await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].starts_with("🚨 Emergency stop: all trading on this service halted by ops-erin")
+            && texts[0].contains(": exchange incident\n")
+            && texts[0].contains("Every new signal is refused until it is released"),
+        "{texts:?}"
+    );
+
+    cli(
+        &setup.test.url,
+        &["resume", "--reason", "incident over", "--by", "ops-erin"],
+    )
+    .await;
+    let sent = setup.sent(2).await;
+    assert_eq!(sent[1], setup.sequence_of("EmergencyStopNoted").await);
+    let texts = setup.texts().await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].starts_with("✅ Emergency stop released by ops-erin at "),
+        "{texts:?}"
+    );
+    let noted = setup
+        .events()
+        .await
+        .into_iter()
+        .filter(|(_, name, _)| name == "EmergencyStopNoted")
+        .count();
+    assert_eq!(noted, 2, "one note per change");
+    service.stop().await;
+}
+on_both_stores!(the_emergency_stop_and_its_release_are_told_once_each);

@@ -51,14 +51,15 @@ where
     }
 }
 
-/// The event types of one account but the records of its notices (`NoticeSent`/`NoticeFailed`),
+/// The event types of one account but its notices' records (`NoticeSent`/`NoticeFailed`, and
+/// `EmergencyStopNoted`),
 /// which the saga appends beside its other steps, in no fixed order with them.
 pub async fn event_types_but_notices(
     store: &ledgerhook::store::Store,
     account: &str,
 ) -> Vec<String> {
     let mut types = event_types(store, account).await;
-    types.retain(|name| !name.starts_with("Notice"));
+    types.retain(|name| !name.starts_with("Notice") && name != "EmergencyStopNoted");
     types
 }
 
