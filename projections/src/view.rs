@@ -95,6 +95,8 @@ pub struct StateView<'s> {
     /// Account notices that failed and are to be tried again (by the sequence of the event they
     /// tell), with the failed attempts so far.
     pub undelivered_notices: Entries<'s, u64, u32>,
+    /// The emergency stop's last engagement or release this account noted (its sequence).
+    pub emergency_noted_through: u64,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -151,6 +153,7 @@ impl<'s> StateView<'s> {
             undelivered,
             notices_through,
             undelivered_notices,
+            emergency_noted_through,
             ..
         } = state;
         Self {
@@ -171,6 +174,7 @@ impl<'s> StateView<'s> {
             undelivered: Entries::of(undelivered, extent, touches.signal),
             notices_through: *notices_through,
             undelivered_notices: Entries::of(undelivered_notices, extent, touches.notice),
+            emergency_noted_through: *emergency_noted_through,
         }
     }
 }
