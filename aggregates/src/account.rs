@@ -262,29 +262,19 @@ impl TradingAccount {
                         0
                     }
                 };
-                Ok(vec![match outcome {
-                    NotificationOutcome::Sent => AccountEvent::NotificationSent {
+                Ok(vec![match outcome.failure(failed_attempts) {
+                    None => AccountEvent::NotificationSent {
                         signal_id,
                         channel,
                         at,
                     },
-                    NotificationOutcome::Failed { reason } => AccountEvent::NotificationFailed {
+                    Some((reason, retry_at)) => AccountEvent::NotificationFailed {
                         signal_id,
                         channel,
                         reason,
                         at,
-                        retry_at: None,
+                        retry_at,
                     },
-                    NotificationOutcome::Deferred { reason, retry_at } => {
-                        let last = failed_attempts.saturating_add(1) >= NOTIFICATION_ATTEMPTS;
-                        AccountEvent::NotificationFailed {
-                            signal_id,
-                            channel,
-                            reason,
-                            at,
-                            retry_at: (!last).then_some(retry_at),
-                        }
-                    }
                 }])
             }
             AccountCommand::RecordNotice {

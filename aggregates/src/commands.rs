@@ -324,6 +324,22 @@ pub enum NotificationOutcome {
     },
 }
 
+impl NotificationOutcome {
+    /// How an attempt is recorded, given the failed attempts before it: `None` when it was sent,
+    /// else why it failed and when it is tried again (`None` when final: refused for good, or
+    /// the attempts used up).
+    pub(crate) fn failure(self, failed_attempts: u32) -> Option<(String, Option<DateTime<Utc>>)> {
+        match self {
+            Self::Sent => None,
+            Self::Failed { reason } => Some((reason, None)),
+            Self::Deferred { reason, retry_at } => {
+                let last = failed_attempts.saturating_add(1) >= crate::NOTIFICATION_ATTEMPTS;
+                Some((reason, (!last).then_some(retry_at)))
+            }
+        }
+    }
+}
+
 impl CredentialAccess {
     pub fn into_event(self) -> crate::AccountEvent {
         crate::AccountEvent::CredentialAccessed {

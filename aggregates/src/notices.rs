@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::NOTIFICATION_ATTEMPTS;
 use crate::{AccountError, AccountEvent, NotificationOutcome, TradingAccount, AUTOMATIC_HALT_BY};
 
 /// Whether the trader is told of `event` as a notice of its own. An automatic halt is not: it is
@@ -37,29 +36,19 @@ impl TradingAccount {
             None if about_sequence > self.notices_through => 0,
             None => return Err(AccountError::NoticeAlreadyRecorded(about_sequence)),
         };
-        Ok(vec![match outcome {
-            NotificationOutcome::Sent => AccountEvent::NoticeSent {
+        Ok(vec![match outcome.failure(failed_attempts) {
+            None => AccountEvent::NoticeSent {
                 about_sequence,
                 channel,
                 at,
             },
-            NotificationOutcome::Failed { reason } => AccountEvent::NoticeFailed {
+            Some((reason, retry_at)) => AccountEvent::NoticeFailed {
                 about_sequence,
                 channel,
                 reason,
                 at,
-                retry_at: None,
+                retry_at,
             },
-            NotificationOutcome::Deferred { reason, retry_at } => {
-                let last = failed_attempts.saturating_add(1) >= NOTIFICATION_ATTEMPTS;
-                AccountEvent::NoticeFailed {
-                    about_sequence,
-                    channel,
-                    reason,
-                    at,
-                    retry_at: (!last).then_some(retry_at),
-                }
-            }
         }])
     }
 }
@@ -67,7 +56,7 @@ impl TradingAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AccountCommand, RiskLimits};
+    use crate::{AccountCommand, RiskLimits, NOTIFICATION_ATTEMPTS};
     use chrono::TimeZone;
     use cqrs_es::Aggregate;
 
