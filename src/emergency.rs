@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use aggregates::{
@@ -144,11 +145,11 @@ async fn load_state(store: &Store) -> Result<(EmergencyStop, usize), SwitchError
     let mut version = 0;
     for event in stored {
         version = event.sequence;
-        state.evolve(&decode(event)?);
+        state.evolve(&decode(&event)?);
     }
     Ok((state, version))
 }
 
-pub(crate) fn decode(event: SerializedEvent) -> Result<EmergencyEvent, serde_json::Error> {
-    serde_json::from_value(event.payload)
+pub(crate) fn decode(event: &SerializedEvent) -> Result<EmergencyEvent, serde_json::Error> {
+    EmergencyEvent::deserialize(&event.payload)
 }

@@ -265,7 +265,7 @@ impl AuditWriter {
             hash: String::new(),
         };
         if event.aggregate_type == TradingAccount::TYPE {
-            match decode(event, &self.upcasters) {
+            match decode(&event, &self.upcasters) {
                 Ok(recorded) => {
                     row.signal_id = recorded
                         .event

@@ -17,7 +17,7 @@ pub async fn decode_or_park(
 ) -> crate::store::Result<Option<RecordedEvent>> {
     let position = logged.position;
     let version = logged.event.event_version.clone();
-    match decode(logged.event, upcasters) {
+    match decode(&logged.event, upcasters) {
         Ok(recorded) => Ok(Some(recorded)),
         Err(error) => {
             park(store, reader, position, &version, &error).await?;

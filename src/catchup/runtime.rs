@@ -23,6 +23,10 @@ const STORE_RETRY_PAUSE: Duration = Duration::from_secs(1);
 const MAX_STORE_RETRIES_IN_PLACE: u32 = 10;
 /// How often a reader looks for parked events an operator released.
 const RELEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a busy reader asks whether it still holds its lease (a round trip on the lease's
+/// connection). Not before every page: a page's writes are safe without it (checkpoints move by
+/// compare-and-set, each saga step asks the account first), and a failed page asks at once.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a run needs besides its reader.
 #[derive(Clone)]
@@ -55,9 +59,14 @@ pub async fn run<R: CatchUpReader>(
         return Ok(());
     };
     let mut released_checked: Option<Instant> = None;
+    let mut lease_checked = Instant::now();
     let mut store_failures = 0;
     while !*cx.shutdown.borrow() {
-        if !lease.is_held().await {
+        let lease_check_due = store_failures > 0 || lease_checked.elapsed() >= LEASE_CHECK_INTERVAL;
+        if lease_check_due {
+            lease_checked = Instant::now();
+        }
+        if lease_check_due && !lease.is_held().await {
             tracing::warn!(reader = name, "lost its lease; waiting to take it again");
             let Some(renewed) = acquire_lease(&store, name, &mut cx.shutdown, &standing_by).await
             else {
@@ -209,6 +218,7 @@ async fn retry_released<R: CatchUpReader>(
             tracing::error!(reader = name, position = %parked.position, "a released event is not in the store");
             continue;
         };
+        let event = Arc::new(event);
         match reader.retry(LoggedEvent { position, event }).await? {
             Retried::Applied => {
                 tracing::info!(reader = name, position = %parked.position, "released event applied");

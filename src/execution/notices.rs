@@ -113,7 +113,7 @@ pub(super) async fn retry(
         .await?
         .into_iter()
         .next()
-        .map(|stored| decode(stored, saga.ledger.upcasters()))
+        .map(|stored| decode(&stored, saga.ledger.upcasters()))
         .transpose()
         .map_err(LedgerError::from)?;
     let Some(message) = told.and_then(|told| messages::notice(&told.event)) else {
@@ -152,7 +152,7 @@ pub struct EmergencyStopChange {
 /// read: the switch itself refuses such a stream, so trading stays as it was.
 pub fn emergency_stop(logged: crate::store::LoggedEvent) -> Option<EmergencyStopChange> {
     let stop_sequence = u64::try_from(logged.event.sequence).ok()?;
-    match crate::emergency::decode(logged.event) {
+    match crate::emergency::decode(&logged.event) {
         Ok(EmergencyEvent::EmergencyStopEngaged { by, reason, at }) => Some(EmergencyStopChange {
             stop_sequence,
             engaged: true,

@@ -256,7 +256,7 @@ pub async fn recover(saga: &ExecutionSaga, resumed_at: LogPosition) -> Result<()
             }
             let position = logged.position;
             // The saga parks what it cannot read; here it is only skipped.
-            let Ok(recorded) = decode(logged.event, saga.ledger.upcasters()) else {
+            let Ok(recorded) = decode(&logged.event, saga.ledger.upcasters()) else {
                 continue;
             };
             let due = match &recorded.event {

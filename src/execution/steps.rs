@@ -671,7 +671,7 @@ async fn recorded_beside(
         .await?;
     let mut beside = Vec::new();
     for event in stored {
-        let recorded = decode(event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
+        let recorded = decode(&event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
         if !messages::recorded_with(&recorded.event, signal_id) {
             break;
         }

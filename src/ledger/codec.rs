@@ -1,10 +1,12 @@
 //! Between the domain's events and the store's serialized rows: upcasting, metadata, sequences.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::{Aggregate, DomainEvent};
+use serde::Deserialize;
 
 use aggregates::{AccountEvent, TradingAccount, EVENT_VERSION};
 
@@ -98,18 +100,21 @@ pub fn encode_for<A: Aggregate>(
         .collect()
 }
 
+/// Decodes a stored event, read in place: it is copied only when an upcaster rewrites it.
 pub fn decode(
-    stored: SerializedEvent,
+    stored: &SerializedEvent,
     upcasters: &[Box<dyn EventUpcaster>],
 ) -> Result<RecordedEvent, DecodeError> {
     let stored_version = stored.event_version.clone();
-    let upcast = upcasters.iter().fold(stored, |event, upcaster| {
-        if upcaster.can_upcast(&event.event_type, &event.event_version) {
-            upcaster.upcast(event)
-        } else {
-            event
-        }
-    });
+    let upcast = upcasters
+        .iter()
+        .fold(Cow::Borrowed(stored), |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                Cow::Owned(upcaster.upcast(event.into_owned()))
+            } else {
+                event
+            }
+        });
     let fail = |reason: String| DecodeError {
         account_id: upcast.aggregate_id.clone(),
         sequence: upcast.sequence,
@@ -123,18 +128,17 @@ pub fn decode(
             upcast.event_version
         )));
     }
-    let event: AccountEvent =
-        serde_json::from_value(upcast.payload.clone()).map_err(|e| fail(e.to_string()))?;
-    let metadata: HashMap<String, String> =
-        serde_json::from_value(upcast.metadata.clone()).map_err(|e| fail(e.to_string()))?;
+    let event = AccountEvent::deserialize(&upcast.payload).map_err(|e| fail(e.to_string()))?;
+    let metadata = HashMap::<String, String>::deserialize(&upcast.metadata)
+        .map_err(|e| fail(e.to_string()))?;
     let recorded_at = metadata
         .get("recorded_at")
         .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
         .map(|time| time.with_timezone(&Utc));
     Ok(RecordedEvent {
-        account_id: upcast.aggregate_id,
+        account_id: upcast.aggregate_id.clone(),
         sequence: upcast.sequence,
-        event_type: upcast.event_type,
+        event_type: upcast.event_type.clone(),
         stored_version,
         recorded_at,
         metadata,

@@ -114,26 +114,32 @@ impl Worker {
             }
             return;
         }
-        let events: Vec<SerializedEvent> = batch
-            .iter()
-            .flat_map(|request| request.events.iter().cloned())
-            .collect();
+        // The requests' events are moved into one append, not copied; each request remembers
+        // how many were its own, to be committed alone after a conflict.
+        let mut events = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch {
+            replies.push((request.reply, request.events.len()));
+            events.extend(request.events);
+        }
         match self.store.events().append(&events).await {
             Ok(positions) => {
-                for request in batch {
-                    let _ = request.reply.send(Ok(()));
+                for (reply, _) in replies {
+                    let _ = reply.send(Ok(()));
                 }
                 self.publish(events, positions);
             }
             Err(StoreError::Conflict) => {
-                for request in batch {
-                    self.commit_alone(request).await;
+                let mut events = events.into_iter();
+                for (reply, count) in replies {
+                    let events = events.by_ref().take(count).collect();
+                    self.commit_alone(Request { events, reply }).await;
                 }
             }
             Err(error) => {
                 let error = Arc::new(error);
-                for request in batch {
-                    let _ = request.reply.send(Err(CommitError::Failed(error.clone())));
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(CommitError::Failed(error.clone())));
                 }
             }
         }
@@ -158,7 +164,10 @@ impl Worker {
         let batch: CommittedBatch = positions
             .into_iter()
             .zip(events)
-            .map(|(position, event)| LoggedEvent { position, event })
+            .map(|(position, event)| LoggedEvent {
+                position,
+                event: Arc::new(event),
+            })
             .collect();
         let _ = self.published.send(batch);
     }

@@ -360,7 +360,7 @@ impl Ledger {
         let stored = self.inner.store.events().load_account(account_id).await?;
         stored
             .into_iter()
-            .map(|event| decode(event, &self.inner.upcasters).map_err(LedgerError::from))
+            .map(|event| decode(&event, &self.inner.upcasters).map_err(LedgerError::from))
             .collect()
     }
 
@@ -370,7 +370,7 @@ impl Ledger {
         stored: Vec<cqrs_es::persist::SerializedEvent>,
     ) -> Result<(), LedgerError> {
         for event in stored {
-            let recorded = decode(event, &self.inner.upcasters)?;
+            let recorded = decode(&event, &self.inner.upcasters)?;
             account.version = recorded.sequence;
             account.state.apply(recorded.event);
         }

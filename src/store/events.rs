@@ -18,11 +18,12 @@ pub struct LogPosition {
     pub global_seq: i64,
 }
 
-/// One event as a catch-up reader sees it.
+/// One event as a catch-up reader sees it. The event is shared, not copied: every reader of a
+/// committed batch holds the same one, and a JSON tree is costly to copy.
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub position: LogPosition,
-    pub event: SerializedEvent,
+    pub event: std::sync::Arc<SerializedEvent>,
 }
 
 /// An account's state as of `version`, serialized by the code named by `state_version`.
@@ -176,7 +177,7 @@ impl Events<'_> {
                     position: LogPosition {
                         global_seq: row.position,
                     },
-                    event: SerializedEvent {
+                    event: std::sync::Arc::new(SerializedEvent {
                         aggregate_id: row.aggregate_id,
                         sequence: decode::int("an event's sequence", row.sequence)?,
                         aggregate_type: row.aggregate_type,
@@ -184,7 +185,7 @@ impl Events<'_> {
                         event_version: row.event_version,
                         payload: row.payload,
                         metadata: row.metadata,
-                    },
+                    }),
                 })
             })
             .collect()

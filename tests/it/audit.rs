@@ -42,7 +42,11 @@ pub(crate) async fn logged_events(store: &Store) -> Vec<(String, String, i64)> {
         .into_iter()
         .map(|logged| {
             let e = logged.event;
-            (e.aggregate_type, e.aggregate_id, e.sequence as i64)
+            (
+                e.aggregate_type.clone(),
+                e.aggregate_id.clone(),
+                e.sequence as i64,
+            )
         })
         .collect()
 }

@@ -155,7 +155,7 @@ async fn tail(
             assert!(logged.position > position, "positions only move forward");
             position = logged.position;
             seen.push((
-                logged.event.aggregate_id,
+                logged.event.aggregate_id.clone(),
                 logged.event.sequence,
                 logged.position,
             ));
@@ -295,7 +295,10 @@ async fn append_and_publish(
     let batch: CommittedBatch = positions
         .into_iter()
         .zip(events)
-        .map(|(position, event)| LoggedEvent { position, event })
+        .map(|(position, event)| LoggedEvent {
+            position,
+            event: event.into(),
+        })
         .collect();
     let _ = published.send(batch);
 }

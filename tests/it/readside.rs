@@ -41,7 +41,7 @@ async fn fold_of_the_log(store: &Store) -> (LogPosition, ReadModels) {
         .into_iter()
         .filter(|logged| logged.event.aggregate_type == TradingAccount::TYPE)
         .map(|logged| {
-            let recorded = decode(logged.event, &upcasters).expect("every event decodes");
+            let recorded = decode(&logged.event, &upcasters).expect("every event decodes");
             Envelope {
                 account_id: recorded.account_id,
                 sequence: recorded.sequence,

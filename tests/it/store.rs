@@ -73,7 +73,7 @@ async fn read_all(store: &Store) -> Vec<(String, usize)> {
     whole_log(store, 100)
         .await
         .into_iter()
-        .map(|logged| (logged.event.aggregate_id, logged.event.sequence))
+        .map(|logged| (logged.event.aggregate_id.clone(), logged.event.sequence))
         .collect()
 }
 
@@ -230,7 +230,7 @@ async fn the_global_order_is_commit_order_and_pages_resume_exactly(backend: Back
         .expect("rest");
     let rest: Vec<(String, usize)> = resumed
         .into_iter()
-        .map(|l| (l.event.aggregate_id, l.event.sequence))
+        .map(|l| (l.event.aggregate_id.clone(), l.event.sequence))
         .collect();
     assert_eq!(rest, expected[2..].to_vec());
     assert_eq!(
@@ -287,7 +287,7 @@ async fn a_tailing_reader_misses_nothing_under_concurrent_writers(backend: Backe
         }
         seen.extend(
             page.into_iter()
-                .map(|l| (l.event.aggregate_id, l.event.sequence)),
+                .map(|l| (l.event.aggregate_id.clone(), l.event.sequence)),
         );
         tokio::task::yield_now().await;
     }
