@@ -31,6 +31,7 @@ pub use self::retry::RetryPolicy;
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use aggregates::{AccountEvent, EmergencyStop, TradingAccount};
@@ -51,6 +52,10 @@ pub const CHECKPOINT_NAME: &str = "execution";
 /// Events read per page of the global order. Small pages keep the saga's work smooth: a large
 /// page arrives as a burst of exchange calls and appends that delays acknowledgements.
 const PAGE_SIZE: i64 = 256;
+/// How often a busy saga records where it stands. Not after every page: a page handled again
+/// after a crash does nothing twice (each step asks the account first), so a checkpoint a moment
+/// old costs a re-read, while one per page cost a transaction per commit.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct ExecutionSaga {
@@ -63,6 +68,9 @@ pub struct ExecutionSaga {
     /// Failed notifications waiting for their next attempt (shared by clones).
     retries: NotificationRetries,
     notification_retry: NotificationRetryPolicy,
+    /// Handled but not yet recorded as the checkpoint, and when it was last recorded.
+    unsaved: Option<LogPosition>,
+    saved_at: Option<Instant>,
 }
 
 impl ExecutionSaga {
@@ -80,7 +88,31 @@ impl ExecutionSaga {
             retry: RetryPolicy::default(),
             retries: NotificationRetries::default(),
             notification_retry: NotificationRetryPolicy::default(),
+            unsaved: None,
+            saved_at: None,
         }
+    }
+
+    /// Records the checkpoint (and the retries' low-water mark) when `force`d or due.
+    async fn save_progress(&mut self, force: bool) -> Result<(), ReaderError> {
+        let Some(position) = self.unsaved else {
+            return Ok(());
+        };
+        let due = self
+            .saved_at
+            .is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
+        if !force && !due {
+            return Ok(());
+        }
+        self.ledger
+            .store()
+            .events()
+            .save_checkpoint(CHECKPOINT_NAME, position)
+            .await?;
+        notification_retry::save_low_water(self).await?;
+        self.unsaved = None;
+        self.saved_at = Some(Instant::now());
+        Ok(())
     }
 
     /// Replaces the default placement retries and deadline (`serve --order-deadline-seconds`,
@@ -274,6 +306,7 @@ impl CatchUpReader for ExecutionSaga {
 
     /// Also queues again the notification retries an earlier holder of the lease left.
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
+        self.unsaved = None;
         let position = self
             .ledger
             .store()
@@ -284,20 +317,30 @@ impl CatchUpReader for ExecutionSaga {
         Ok(position)
     }
 
-    /// The checkpoint moves after the whole page: after a crash the page is handled again, and
-    /// every step first asks the account where the signal stands.
+    /// The checkpoint moves after whole pages (at most every `CHECKPOINT_INTERVAL` while busy):
+    /// after a crash those pages are handled again, and every step first asks the account where
+    /// the signal stands.
     async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
         let Some(last) = page.last().map(|logged| logged.position) else {
             return self.resume().await;
         };
         self.handle(page).await?;
-        self.ledger
-            .store()
-            .events()
-            .save_checkpoint(CHECKPOINT_NAME, last)
-            .await?;
-        notification_retry::save_low_water(self).await?;
+        self.unsaved = Some(last);
+        self.save_progress(false).await?;
         Ok(last)
+    }
+
+    /// Caught up: what was handled is recorded once its interval has passed.
+    async fn idle(&mut self) {
+        if let Err(error) = self.save_progress(false).await {
+            tracing::warn!(%error, "the saga could not record its checkpoint; it will try again");
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let Err(error) = self.save_progress(true).await {
+            tracing::error!(%error, "the saga could not record its checkpoint at shutdown");
+        }
     }
 
     async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError> {
