@@ -20,6 +20,7 @@
 mod compensate;
 mod notices;
 pub mod notification_retry;
+mod recent;
 mod resting;
 mod retry;
 mod steps;
@@ -68,6 +69,8 @@ pub struct ExecutionSaga {
     /// Failed notifications waiting for their next attempt (shared by clones).
     retries: NotificationRetries,
     notification_retry: NotificationRetryPolicy,
+    /// What this saga recorded lately, for the notifications of its conclusions (shared by clones).
+    recent: Arc<recent::RecentlyRecorded>,
     /// Handled but not yet recorded as the checkpoint, and when it was last recorded.
     unsaved: Option<LogPosition>,
     saved_at: Option<Instant>,
@@ -88,6 +91,7 @@ impl ExecutionSaga {
             retry: RetryPolicy::default(),
             retries: NotificationRetries::default(),
             notification_retry: NotificationRetryPolicy::default(),
+            recent: Arc::default(),
             unsaved: None,
             saved_at: None,
         }

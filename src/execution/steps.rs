@@ -569,10 +569,21 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
     let mut events = vec![conclusion];
     events.extend(beside);
     let last_known = origin.sequence + events.len() - 1;
+    let kept = saga.recent.take(&account_id, origin.sequence);
     // Usually the account has nothing after what the page showed (the cached version says so
-    // without a query); otherwise the rest of the conclusion's events are in the store.
+    // without a query); otherwise the rest of the conclusion's events are those this saga kept
+    // when it recorded them, or else in the store.
     if maybe_more && saga.ledger.version(&account_id).await? > last_known {
-        events.extend(recorded_beside(saga, &account_id, &signal_id, &origin, events.len()).await?);
+        match kept {
+            Some(kept) if kept.len() >= events.len() => {
+                let known = events.len();
+                let rest = kept.into_iter().skip(known);
+                events.extend(rest.take_while(|event| messages::recorded_with(event, &signal_id)));
+            }
+            _ => events.extend(
+                recorded_beside(saga, &account_id, &signal_id, &origin, events.len()).await?,
+            ),
+        }
     }
     let order = OrderSummary {
         market: in_flight.market,
@@ -687,7 +698,10 @@ pub(super) async fn record(
 ) -> Result<(), ReaderError> {
     let context = EventContext::new(ACTOR, Utc::now());
     match saga.ledger.execute(account_id, command, &context).await {
-        Ok(_) => Ok(()),
+        Ok(committed) => {
+            saga.recent.keep(account_id, &committed);
+            Ok(())
+        }
         // Another instance's saga got there first: the step is done either way.
         Err(LedgerError::Rejected(refusal)) => {
             tracing::warn!(account_id, %refusal, "saga step refused by the account");
