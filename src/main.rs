@@ -3,6 +3,10 @@ use tracing_subscriber::EnvFilter;
 
 use ledgerhook::cli::{run, Cli};
 
+/// mimalloc rather than glibc's malloc: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     init_tracing();
