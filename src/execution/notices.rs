@@ -109,7 +109,7 @@ pub(super) async fn retry(
         .ledger
         .store()
         .events()
-        .load_account_after(account_id, after)
+        .load_account_page(account_id, after, 1)
         .await?
         .into_iter()
         .next()

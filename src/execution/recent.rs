@@ -12,7 +12,7 @@ use aggregates::AccountEvent;
 use crate::ledger::Committed;
 
 /// Past this many kept commands the table starts again: it is a shortcut, never the truth.
-const MAX_KEPT: usize = 4_096;
+const MAX_KEPT: usize = 16_384;
 
 #[derive(Default)]
 pub struct RecentlyRecorded {

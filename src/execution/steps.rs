@@ -21,6 +21,9 @@ const ACTOR: &str = "execution";
 /// a page's records into a few transactions, few enough to leave the store's connections to the
 /// webhook path.
 pub(super) const MAX_CONCURRENT_STEPS: usize = 16;
+/// Events read at a time when looking for those recorded with a conclusion (a command records a
+/// handful).
+const BESIDE_PAGE: i64 = 8;
 
 pub enum Step {
     /// Place the approved signal's order and record what the exchange did.
@@ -673,22 +676,29 @@ async fn recorded_beside(
     origin: &Origin,
     known: usize,
 ) -> Result<Vec<AccountEvent>, ReaderError> {
-    let after = origin.sequence + known - 1;
-    let stored = saga
-        .ledger
-        .store()
-        .events()
-        .load_account_after(account_id, after)
-        .await?;
+    let mut after = origin.sequence + known - 1;
     let mut beside = Vec::new();
-    for event in stored {
-        let recorded = decode(&event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
-        if !messages::recorded_with(&recorded.event, signal_id) {
-            break;
+    // A few at a time: the saga may be far behind, with much of the account's history since.
+    loop {
+        let stored = saga
+            .ledger
+            .store()
+            .events()
+            .load_account_page(account_id, after, BESIDE_PAGE)
+            .await?;
+        let read = stored.len();
+        for event in stored {
+            let recorded = decode(&event, saga.ledger.upcasters()).map_err(LedgerError::from)?;
+            if !messages::recorded_with(&recorded.event, signal_id) {
+                return Ok(beside);
+            }
+            after = recorded.sequence;
+            beside.push(recorded.event);
         }
-        beside.push(recorded.event);
+        if i64::try_from(read).map_or(true, |read| read < BESIDE_PAGE) {
+            return Ok(beside);
+        }
     }
-    Ok(beside)
 }
 
 pub(super) async fn record(

@@ -47,6 +47,18 @@ struct LogRow {
     metadata: serde_json::Value,
 }
 
+/// One event of one stream, as `load_account_page` reads it.
+#[derive(sqlx::FromRow)]
+struct StreamRow {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+}
+
 #[derive(sqlx::FromRow)]
 struct SnapshotRow {
     version: i64,
@@ -111,6 +123,42 @@ impl Events<'_> {
         Ok(repository!(self.store, events => {
             events.get_last_events::<TradingAccount>(account_id, sequence).await?
         }))
+    }
+
+    /// Up to `limit` events of one account after `sequence`, in order: what a step needs of an
+    /// account's recent history, without reading (and decoding) all that came since.
+    pub async fn load_account_page(
+        &self,
+        account_id: &str,
+        sequence: usize,
+        limit: i64,
+    ) -> Result<Vec<SerializedEvent>> {
+        let sql = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
+                          payload, metadata
+                     FROM events
+                    WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+                    ORDER BY sequence LIMIT $4";
+        let after = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let rows: Vec<StreamRow> = reading!(self.store, pool => sqlx::query_as(sql)
+            .bind(<TradingAccount as cqrs_es::Aggregate>::TYPE)
+            .bind(account_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter()
+            .map(|row| {
+                Ok(SerializedEvent {
+                    aggregate_id: row.aggregate_id,
+                    sequence: decode::int("an event's sequence", row.sequence)?,
+                    aggregate_type: row.aggregate_type,
+                    event_type: row.event_type,
+                    event_version: row.event_version,
+                    payload: row.payload,
+                    metadata: row.metadata,
+                })
+            })
+            .collect()
     }
 
     /// Appends events of one or more accounts in one transaction: all or none, and returns the

@@ -268,7 +268,7 @@ impl Parked<'_> {
         let after = self
             .store
             .events()
-            .load_account_after(account_id, sequence.saturating_sub(1))
+            .load_account_page(account_id, sequence.saturating_sub(1), 1)
             .await?;
         Ok(after.into_iter().find(|event| event.sequence == sequence))
     }
