@@ -92,10 +92,7 @@ impl Setup {
     async fn with_blocks_of(backend: Backend, block_ms: u64) -> Self {
         let fake = Fake::start(block_ms).await;
         let test = TestStore::new(backend).await;
-        let user = create_user(&test.url, "dydx trader").await;
-        credentials_set(&test.url, &user.user_id, "dydx_mnemonic", TEST_MNEMONIC).await;
-        let answer = cli(&test.url, &["users", "venue", &user.user_id, "dydx"]).await;
-        assert!(answer.contains("trades on dydx"), "{answer}");
+        let user = dydx_user(&test.url, "dydx trader").await;
         Self { fake, test, user }
     }
 
@@ -152,6 +149,72 @@ impl Setup {
         assert_eq!(status, 200, "{body}");
         body
     }
+}
+
+/// An Indexer that misreports what filled (the other side, more than the order's size, a price
+/// of zero, a price no market has) is not believed: each signal ends in `FillMismatch`, with no
+/// position booked, the account halted (its next alert is refused as halted) and the trader
+/// told; the service keeps serving. Each kind has a user of its own, since a mismatch halts.
+async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let kinds = ["side", "oversize", "zero_price", "absurd_price"];
+    let mut users = Vec::new();
+    for kind in kinds {
+        users.push(dydx_user(&setup.test.url, kind).await);
+    }
+    let service = setup.serve(30).await;
+    let store = setup.test.open().await;
+    for (kind, user) in kinds.into_iter().zip(&users) {
+        setup.fake.set_faults(json!({ "misreport": kind })).await;
+        let alert = Alert::new(&format!("{kind}-1")).size("0.01").json();
+        let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
+        assert_eq!(status, 200, "{kind}: {body}");
+        let types = eventually("the misreported fill to be refused and told", || async {
+            let types = crate::support::event_types(&store, &user.user_id).await;
+            let told = types.iter().any(|t| t == "NotificationSent");
+            (types.iter().any(|t| t == "FillMismatch") && told).then_some(types)
+        })
+        .await;
+        setup.fake.set_faults(json!({})).await;
+        assert_eq!(count(&types, "FillMismatch"), 1, "{kind}: {types:?}");
+        assert_eq!(count(&types, "TradingHalted"), 1, "{kind}: {types:?}");
+        assert_eq!(count(&types, "OrderFilled"), 0, "{kind}: {types:?}");
+        assert!(
+            !types.iter().any(|t| t.starts_with("Position")),
+            "{kind}: no position is booked: {types:?}"
+        );
+
+        let next = Alert::new(&format!("{kind}-2")).size("0.01").json();
+        let (status, answer) = service.post_signal(&user.webhook_token, &next).await;
+        assert_eq!(status, 200, "{kind}: {answer}");
+        assert_eq!(answer["status"], "rejected", "{kind}: {answer}");
+        assert_eq!(answer["reason"], "halted", "{kind}: {answer}");
+        let (status, positions) = service
+            .send(
+                service
+                    .client()
+                    .get(format!("{}/api/positions", service.base_url))
+                    .bearer_auth(&user.api_key),
+            )
+            .await;
+        assert_eq!(status, 200, "{positions}");
+        assert_eq!(positions["positions"], json!([]), "{kind}: {positions}");
+    }
+    let (status, health) = service
+        .send(service.client().get(format!("{}/healthz", service.base_url)))
+        .await;
+    assert_eq!(status, 200, "the service still serves: {health}");
+    service.stop().await;
+}
+on_both_stores!(dydx_misreported_fills_are_refused_and_halt_the_account);
+
+/// Another user who trades on dYdX with the test mnemonic.
+async fn dydx_user(url: &str, name: &str) -> User {
+    let user = create_user(url, name).await;
+    credentials_set(url, &user.user_id, "dydx_mnemonic", TEST_MNEMONIC).await;
+    let answer = cli(url, &["users", "venue", &user.user_id, "dydx"]).await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    user
 }
 
 fn count(types: &[String], event: &str) -> usize {

@@ -238,9 +238,10 @@ async fn a_limit_below_the_market_rests_is_told_and_fills_once_when_the_price_cr
     .await;
     assert_eq!(positions[0]["size"], "0.01", "{positions:?}");
     assert_eq!(positions[0]["side"], "long", "{positions:?}");
-    let status = eventually("the signal to show filled", || async {
+    // The read model follows the ledger: the fill and the message told of it come in turn.
+    let status = eventually("the signal to show filled and told", || async {
         let body = setup.api(&service, &path).await;
-        (body["outcome"] == "filled").then_some(body)
+        (body["outcome"] == "filled" && body["status"] == "notified").then_some(body)
     })
     .await;
     assert_eq!(status["status"], "notified", "{status}");

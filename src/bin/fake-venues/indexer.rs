@@ -189,7 +189,10 @@ async fn fills(State(venue): State<Arc<Venue>>, Query(query): Query<SubaccountQu
         .filter(|fill| fill.address == query.address && fill.subaccount == query.subaccount_number)
         .filter(|fill| query.market.as_ref().is_none_or(|m| *m == fill.ticker))
         .take(query.limit.unwrap_or(DEFAULT_LIMIT))
-        .map(fill_json)
+        .map(|fill| match venue.faults().misreport {
+            Some(misreport) => fill_json(&misreport.fill(fill)),
+            None => fill_json(fill),
+        })
         .collect();
     Json(json!({ "fills": fills })).into_response()
 }
@@ -229,7 +232,7 @@ async fn orders(State(venue): State<Arc<Venue>>, Query(query): Query<SubaccountQ
                 && order.placement.subaccount == query.subaccount_number
         })
         .filter(|order| query.ticker.as_ref().is_none_or(|t| *t == order.ticker))
-        .map(order_json)
+        .map(|order| shown_order_json(&venue, order))
         .filter(|order| {
             query.side.as_ref().is_none_or(|s| order["side"] == *s)
                 && query.status.as_ref().is_none_or(|s| order["status"] == *s)
@@ -245,11 +248,19 @@ async fn orders(State(venue): State<Arc<Venue>>, Query(query): Query<SubaccountQ
 
 async fn order(State(venue): State<Arc<Venue>>, Path(id): Path<String>) -> Response {
     match venue.orders().iter().find(|order| order.id == id) {
-        Some(order) => Json(order_json(order)).into_response(),
+        Some(order) => Json(shown_order_json(&venue, order)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             &format!("Unable to find order with id: {id}"),
         ),
+    }
+}
+
+/// The order as the Indexer shows it, misreported when that fault is set.
+fn shown_order_json(venue: &Venue, order: &FakeOrder) -> Value {
+    match venue.faults().misreport {
+        Some(misreport) => order_json(&misreport.order(order)),
+        None => order_json(order),
     }
 }
 

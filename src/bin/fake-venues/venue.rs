@@ -263,6 +263,65 @@ pub struct Faults {
     pub scope: Option<String>,
     /// The Telegram fake's faults, handed to it unread.
     pub telegram: Option<serde_json::Value>,
+    /// The Indexer shows what filled other than the book has it, as a faulty or hostile one
+    /// could; the book itself (positions, balances) is untouched.
+    pub misreport: Option<Misreport>,
+}
+
+/// How the Indexer misreports orders and fills (`Faults::misreport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misreport {
+    /// Orders and fills show the other side.
+    Side,
+    /// Orders show twice their size filled, and fills twice their size.
+    Oversize,
+    /// Fills at a price of zero.
+    ZeroPrice,
+    /// Fills at 79,228,162,514,264,337,593,543,950 (within a decimal's range, not any market's).
+    AbsurdPrice,
+}
+
+impl Misreport {
+    /// The order as the misreporting Indexer shows it.
+    pub fn order(self, order: &FakeOrder) -> FakeOrder {
+        let mut shown = order.clone();
+        shown.placement.side = self.side(order.placement.side);
+        shown.total_filled = self.filled(order.total_filled);
+        shown
+    }
+
+    /// The fill as the misreporting Indexer shows it.
+    pub fn fill(self, fill: &FakeFill) -> FakeFill {
+        let mut shown = fill.clone();
+        shown.side = self.side(fill.side);
+        shown.size = self.filled(fill.size);
+        shown.price = self.price(fill.price);
+        shown
+    }
+
+    fn side(self, side: OrderSide) -> OrderSide {
+        match (self, side) {
+            (Self::Side, OrderSide::Buy) => OrderSide::Sell,
+            (Self::Side, OrderSide::Sell) => OrderSide::Buy,
+            _ => side,
+        }
+    }
+
+    fn filled(self, size: Decimal) -> Decimal {
+        match self {
+            Self::Oversize => size * Decimal::TWO,
+            _ => size,
+        }
+    }
+
+    fn price(self, price: Decimal) -> Decimal {
+        match self {
+            Self::ZeroPrice => Decimal::ZERO,
+            Self::AbsurdPrice => Decimal::from_i128_with_scale(79_228_162_514_264_337_593_543_950, 0),
+            _ => price,
+        }
+    }
 }
 
 /// CheckTx's answer when an equity tier forbids another order: a real rejection's code and log.
