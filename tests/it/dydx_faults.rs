@@ -166,7 +166,7 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
     let store = setup.test.open().await;
     for (kind, user) in kinds.into_iter().zip(&users) {
         setup.fake.set_faults(json!({ "misreport": kind })).await;
-        let alert = Alert::new(&format!("{kind}-1")).size("0.01").json();
+        let alert = Alert::new(format!("{kind}-1")).size("0.01").json();
         let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
         assert_eq!(status, 200, "{kind}: {body}");
         let types = eventually("the misreported fill to be refused and told", || async {
@@ -184,7 +184,7 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
             "{kind}: no position is booked: {types:?}"
         );
 
-        let next = Alert::new(&format!("{kind}-2")).size("0.01").json();
+        let next = Alert::new(format!("{kind}-2")).size("0.01").json();
         let (status, answer) = service.post_signal(&user.webhook_token, &next).await;
         assert_eq!(status, 200, "{kind}: {answer}");
         assert_eq!(answer["status"], "rejected", "{kind}: {answer}");
@@ -201,7 +201,11 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         assert_eq!(positions["positions"], json!([]), "{kind}: {positions}");
     }
     let (status, health) = service
-        .send(service.client().get(format!("{}/healthz", service.base_url)))
+        .send(
+            service
+                .client()
+                .get(format!("{}/healthz", service.base_url)),
+        )
         .await;
     assert_eq!(status, 200, "the service still serves: {health}");
     service.stop().await;

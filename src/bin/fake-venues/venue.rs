@@ -318,7 +318,9 @@ impl Misreport {
     fn price(self, price: Decimal) -> Decimal {
         match self {
             Self::ZeroPrice => Decimal::ZERO,
-            Self::AbsurdPrice => Decimal::from_i128_with_scale(79_228_162_514_264_337_593_543_950, 0),
+            Self::AbsurdPrice => {
+                Decimal::from_i128_with_scale(79_228_162_514_264_337_593_543_950, 0)
+            }
             _ => price,
         }
     }
