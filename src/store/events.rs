@@ -38,13 +38,8 @@ pub struct Snapshot {
 #[derive(sqlx::FromRow)]
 struct LogRow {
     position: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
+    #[sqlx(flatten)]
+    event: StreamRow,
 }
 
 /// One event of one stream, as `load_account_page` reads it.
@@ -57,6 +52,20 @@ struct StreamRow {
     event_version: String,
     payload: serde_json::Value,
     metadata: serde_json::Value,
+}
+
+impl StreamRow {
+    fn into_event(self) -> Result<SerializedEvent> {
+        Ok(SerializedEvent {
+            aggregate_id: self.aggregate_id,
+            sequence: decode::int("an event's sequence", self.sequence)?,
+            aggregate_type: self.aggregate_type,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+        })
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -146,19 +155,7 @@ impl Events<'_> {
             .bind(limit)
             .fetch_all(pool)
             .await?);
-        rows.into_iter()
-            .map(|row| {
-                Ok(SerializedEvent {
-                    aggregate_id: row.aggregate_id,
-                    sequence: decode::int("an event's sequence", row.sequence)?,
-                    aggregate_type: row.aggregate_type,
-                    event_type: row.event_type,
-                    event_version: row.event_version,
-                    payload: row.payload,
-                    metadata: row.metadata,
-                })
-            })
-            .collect()
+        rows.into_iter().map(StreamRow::into_event).collect()
     }
 
     /// Appends events of one or more accounts in one transaction: all or none, and returns the
@@ -225,15 +222,7 @@ impl Events<'_> {
                     position: LogPosition {
                         global_seq: row.position,
                     },
-                    event: std::sync::Arc::new(SerializedEvent {
-                        aggregate_id: row.aggregate_id,
-                        sequence: decode::int("an event's sequence", row.sequence)?,
-                        aggregate_type: row.aggregate_type,
-                        event_type: row.event_type,
-                        event_version: row.event_version,
-                        payload: row.payload,
-                        metadata: row.metadata,
-                    }),
+                    event: std::sync::Arc::new(row.event.into_event()?),
                 })
             })
             .collect()

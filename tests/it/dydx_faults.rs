@@ -138,16 +138,7 @@ impl Setup {
     }
 
     async fn positions(&self, service: &Service) -> Value {
-        let (status, body) = service
-            .send(
-                service
-                    .client()
-                    .get(format!("{}/api/positions", service.base_url))
-                    .bearer_auth(&self.user.api_key),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
+        positions_of(service, &self.user.api_key).await
     }
 }
 
@@ -189,15 +180,7 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         assert_eq!(status, 200, "{kind}: {answer}");
         assert_eq!(answer["status"], "rejected", "{kind}: {answer}");
         assert_eq!(answer["reason"], "halted", "{kind}: {answer}");
-        let (status, positions) = service
-            .send(
-                service
-                    .client()
-                    .get(format!("{}/api/positions", service.base_url))
-                    .bearer_auth(&user.api_key),
-            )
-            .await;
-        assert_eq!(status, 200, "{positions}");
+        let positions = positions_of(&service, &user.api_key).await;
         assert_eq!(positions["positions"], json!([]), "{kind}: {positions}");
     }
     let (status, health) = service
@@ -211,6 +194,20 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
     service.stop().await;
 }
 on_both_stores!(dydx_misreported_fills_are_refused_and_halt_the_account);
+
+/// `GET /api/positions` as the owner of `api_key`.
+async fn positions_of(service: &Service, api_key: &str) -> Value {
+    let (status, body) = service
+        .send(
+            service
+                .client()
+                .get(format!("{}/api/positions", service.base_url))
+                .bearer_auth(api_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
 
 /// Another user who trades on dYdX with the test mnemonic.
 async fn dydx_user(url: &str, name: &str) -> User {
