@@ -62,7 +62,9 @@ pub fn install() -> PrometheusHandle {
             };
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics shows only its own");
+                tracing::warn!(
+                    "a metrics recorder was already installed; /metrics shows only its own"
+                );
             }
             describe();
             handle

@@ -189,7 +189,11 @@ impl Exchange for VenueRouter {
 
     async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
         match self.venue_of_account(account_id).await? {
-            Ok(venue) => counted(venue, "account_equity", venue.account_equity(account_id).await),
+            Ok(venue) => counted(
+                venue,
+                "account_equity",
+                venue.account_equity(account_id).await,
+            ),
             Err(OrderOutcome::Rejected { reason }) => Err(ExchangeError::Unavailable(reason)),
             Err(_) => Err(ExchangeError::Unavailable("no venue".to_owned())),
         }

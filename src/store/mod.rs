@@ -225,11 +225,19 @@ impl Store {
         let (size, idle, max) = match self {
             Self::Postgres(store) => {
                 let pool = store.pool();
-                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
             Self::Sqlite(store) => {
                 let pool = store.pool();
-                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
         };
         PoolStatus {
