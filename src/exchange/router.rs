@@ -146,7 +146,13 @@ impl Exchange for VenueRouter {
         let split = self.split(orders).await;
         let paper = match split.paper_orders() {
             batch if batch.is_empty() => Vec::new(),
-            batch => self.paper.find_orders(&batch).await,
+            batch => {
+                let found = self.paper.find_orders(&batch).await;
+                found
+                    .into_iter()
+                    .map(|answer| counted(self.paper.as_ref(), "find_order", answer))
+                    .collect()
+            }
         };
         let others = join_all(split.elsewhere.iter().map(|(_, o)| self.find_placed(o))).await;
         split.assemble(paper, others)

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use ledgerhook::exchange::PAPER_UNAVAILABLE_VARIABLE;
+
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
@@ -292,6 +294,64 @@ async fn metrics_count_what_was_sent_and_what_filled(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(metrics_count_what_was_sent_and_what_filled);
+
+/// With its venue unreachable, every order fails: each failed call is counted by venue,
+/// operation and kind, and each signal's outcome as `failed`, with no fill sample.
+async fn an_unreachable_venue_is_counted_by_venue_and_kind(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "olga").await;
+    let service = Service::start(
+        &test.url,
+        Options {
+            env: vec![(PAPER_UNAVAILABLE_VARIABLE.to_owned(), "1".to_owned())],
+            ..Options::default()
+        },
+    )
+    .await;
+    for n in 0..3 {
+        let (status, body) = service
+            .post_signal(
+                &user.webhook_token,
+                &Alert::btc_usd(format!("down-{n}")).json(),
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("accepted")),
+            "{body}"
+        );
+    }
+    let scrape = eventually("three failed executions counted", || async {
+        let scrape = Scrape::of(&service).await;
+        let failed = scrape.sum("ledgerhook_executions_total", &[("outcome", "failed")]);
+        (failed == 3.0).then_some(scrape)
+    })
+    .await;
+    // Before each try the venue is asked whether it has the order: that lookup is what fails.
+    let lookups = scrape.sum(
+        "ledgerhook_exchange_errors_total",
+        &[
+            ("venue", "paper"),
+            ("operation", "find_order"),
+            ("kind", "unavailable"),
+        ],
+    );
+    assert!(lookups >= 3.0, "{lookups}");
+    assert_eq!(
+        scrape.sum("ledgerhook_exchange_errors_total", &[("venue", "dydx")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.sum("ledgerhook_executions_total", &[("outcome", "filled")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.sum("ledgerhook_signal_to_fill_seconds_count", &[]),
+        0.0
+    );
+    service.stop().await;
+}
+on_both_stores!(an_unreachable_venue_is_counted_by_venue_and_kind);
 
 #[test]
 fn a_sample_line_is_read_with_its_labels() {
