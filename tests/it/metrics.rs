@@ -1,16 +1,20 @@
 //! Black-box: `/metrics` on the real binary counts what a trader and an attacker did — signals by
 //! outcome, refusals by code (the guard's 429s among them), one ack sample per webhook request, a
-//! signal-to-fill sample per fill — and shows the readers caught up. Parsed as Prometheus' text
+//! signal-to-fill sample per fill — and shows the readers caught up; an unreachable venue and a
+//! refused Telegram message are counted by venue, channel and kind. Parsed as Prometheus' text
 //! format, sample by sample.
 
 use std::collections::BTreeMap;
 
+use aggregates::SERVICE_OWNER_ID;
 use ledgerhook::exchange::PAPER_UNAVAILABLE_VARIABLE;
+use serde_json::json;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
-use crate::support::service::{cli, create_user, Options, Service};
+use crate::support::fake_venues::FakeVenues;
+use crate::support::service::{cli, create_user, credentials_set, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
 /// One sample line: `name{label="value",...} number`.
@@ -352,6 +356,61 @@ async fn an_unreachable_venue_is_counted_by_venue_and_kind(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(an_unreachable_venue_is_counted_by_venue_and_kind);
+
+/// A chat Telegram does not know: the fill's message fails for good, counted once by channel and
+/// kind; the chat id and the bot token appear nowhere in the scrape.
+async fn a_refused_notification_is_counted_by_channel_and_kind(backend: Backend) {
+    const TOKEN: &str = "7000000003:AAH-metrics-bot-token-do-not-leak-Zx9c";
+    const CHAT: &str = "-100777";
+    let fake = FakeVenues::start().await;
+    fake.telegram_faults(json!({ "reject_chat_ids": [CHAT] }))
+        .await;
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "tina").await;
+    credentials_set(&test.url, SERVICE_OWNER_ID, "telegram_bot_token", TOKEN).await;
+    credentials_set(&test.url, &user.user_id, "telegram_chat_id", CHAT).await;
+    let service = Service::start(
+        &test.url,
+        Options {
+            args: vec!["--telegram-api-url".to_owned(), fake.telegram_url.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, body) = service
+        .post_signal(&user.webhook_token, &Alert::btc_usd("tg-1").json())
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    let text = eventually("the refused notification counted", || async {
+        let text = service
+            .client()
+            .get(format!("{}/metrics", service.base_url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let errors = Scrape(parse(&text)).sum(
+            "ledgerhook_notification_errors_total",
+            &[("channel", "telegram"), ("kind", "undeliverable")],
+        );
+        (errors == 1.0).then_some(text)
+    })
+    .await;
+    assert!(!text.contains(CHAT) && !text.contains(TOKEN), "{text}");
+    assert_eq!(
+        Scrape(parse(&text)).sum("ledgerhook_executions_total", &[("outcome", "filled")]),
+        1.0,
+        "the trade is untouched"
+    );
+    service.stop().await;
+}
+on_both_stores!(a_refused_notification_is_counted_by_channel_and_kind);
 
 #[test]
 fn a_sample_line_is_read_with_its_labels() {
