@@ -18,6 +18,7 @@ pub const WEBHOOK_REFUSED: &str = "ledgerhook_webhook_refused_total";
 pub const WEBHOOK_ACK_SECONDS: &str = "ledgerhook_webhook_ack_seconds";
 pub const EXECUTIONS: &str = "ledgerhook_executions_total";
 pub const SIGNAL_TO_FILL_SECONDS: &str = "ledgerhook_signal_to_fill_seconds";
+pub const READER_RUNNING: &str = "ledgerhook_reader_running";
 pub const READER_LAG_EVENTS: &str = "ledgerhook_reader_lag_events";
 pub const READER_LAG_SECONDS: &str = "ledgerhook_reader_lag_seconds";
 pub const EXCHANGE_ERRORS: &str = "ledgerhook_exchange_errors_total";
@@ -94,6 +95,10 @@ fn describe() {
         SIGNAL_TO_FILL_SECONDS,
         Unit::Seconds,
         "Time from a signal's receipt being recorded to its fill being recorded."
+    );
+    describe_gauge!(
+        READER_RUNNING,
+        "1 while the catch-up reader runs in this instance; 0 while it starts, stands by, is down or stopped."
     );
     describe_gauge!(
         READER_LAG_EVENTS,

@@ -54,7 +54,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .absolute(state.authenticator.credential_queries());
     for reader in state.readers.snapshot() {
         let running = reader.state == ReaderState::Running;
-        // Measured only while running: a reader that stops keeps its last reading.
+        metrics::gauge!(telemetry::READER_RUNNING, "reader" => reader.reader)
+            .set(f64::from(u8::from(running)));
+        // Measured only while running: a reader that stops keeps its last reading (and shows 0
+        // in `READER_RUNNING`).
         if let (true, Some(events), Some(seconds)) =
             (running, reader.lag_events, reader.lag_seconds)
         {

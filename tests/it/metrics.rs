@@ -291,8 +291,11 @@ async fn metrics_count_what_was_sent_and_what_filled(backend: Backend) {
             .filter_map(|sample| Some((sample.labels.get("reader")?.clone(), sample.value)))
             .collect();
         let readers: Vec<&str> = lag.keys().map(String::as_str).collect();
-        (readers == ["audit", "execution", "projections"] && lag.values().all(|lag| *lag == 0.0))
-            .then_some(())
+        let running = scrape.sum("ledgerhook_reader_running", &[]);
+        (readers == ["audit", "execution", "projections"]
+            && running == 3.0
+            && lag.values().all(|lag| *lag == 0.0))
+        .then_some(())
     })
     .await;
     service.stop().await;
