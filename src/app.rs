@@ -238,6 +238,11 @@ impl RunningApp {
                 .with_config(config.ingest),
         );
         let authenticator = Arc::new(Authenticator::new(store.clone()));
+        let metrics = crate::telemetry::install();
+        background.push(tokio::spawn(crate::telemetry::keep_up(
+            metrics.clone(),
+            shutdown_requested.clone(),
+        )));
         let router = http::router(AppState {
             store: store.clone(),
             ingest,
@@ -247,6 +252,8 @@ impl RunningApp {
             public_url: config.public_url.map(Arc::from),
             audit_verification,
             readers: registry,
+            metrics,
+            webhook_meters: Arc::new(crate::telemetry::WebhookMeters::register()),
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

@@ -19,5 +19,6 @@ pub mod reconcile;
 pub mod staff;
 pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod users;
 pub mod vault;

@@ -87,6 +87,15 @@ pub enum ExchangeError {
     Unavailable(String),
 }
 
+impl ExchangeError {
+    /// The failure's kind, as a metric label (the text may carry the venue's own words).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Exchange: Send + Sync {
     /// The price risk checks value an order at (the mark price).

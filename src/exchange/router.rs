@@ -134,7 +134,7 @@ impl Exchange for VenueRouter {
         account_id: &str,
     ) -> Result<std::collections::BTreeMap<Market, Decimal>, ExchangeError> {
         match self.venue_of_account(account_id).await? {
-            Ok(venue) => venue.positions(account_id).await,
+            Ok(venue) => counted(venue, "positions", venue.positions(account_id).await),
             Err(_) => Err(ExchangeError::Unavailable(
                 "the account's venue is not configured in this service".to_owned(),
             )),
@@ -146,7 +146,13 @@ impl Exchange for VenueRouter {
         let split = self.split(orders).await;
         let paper = match split.paper_orders() {
             batch if batch.is_empty() => Vec::new(),
-            batch => self.paper.find_orders(&batch).await,
+            batch => {
+                let found = self.paper.find_orders(&batch).await;
+                found
+                    .into_iter()
+                    .map(|answer| counted(self.paper.as_ref(), "find_order", answer))
+                    .collect()
+            }
         };
         let others = join_all(split.elsewhere.iter().map(|(_, o)| self.find_placed(o))).await;
         split.assemble(paper, others)
@@ -162,7 +168,7 @@ impl Exchange for VenueRouter {
 
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
         match self.venue_of_account(&order.account_id).await? {
-            Ok(venue) => venue.place_order(order).await,
+            Ok(venue) => counted(venue, "place_order", venue.place_order(order).await),
             Err(refused) => Ok(refused),
         }
     }
@@ -175,7 +181,13 @@ impl Exchange for VenueRouter {
         let split = self.split(orders).await;
         let paper = match split.paper_orders() {
             batch if batch.is_empty() => Vec::new(),
-            batch => self.paper.place_orders(&batch).await,
+            batch => {
+                let placed = self.paper.place_orders(&batch).await;
+                placed
+                    .into_iter()
+                    .map(|answer| counted(self.paper.as_ref(), "place_order", answer))
+                    .collect()
+            }
         };
         let others = join_all(split.elsewhere.iter().map(|(_, o)| self.place_order(o))).await;
         split.assemble(paper, others)
@@ -183,7 +195,11 @@ impl Exchange for VenueRouter {
 
     async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
         match self.venue_of_account(account_id).await? {
-            Ok(venue) => venue.account_equity(account_id).await,
+            Ok(venue) => counted(
+                venue,
+                "account_equity",
+                venue.account_equity(account_id).await,
+            ),
             Err(OrderOutcome::Rejected { reason }) => Err(ExchangeError::Unavailable(reason)),
             Err(_) => Err(ExchangeError::Unavailable("no venue".to_owned())),
         }
@@ -208,7 +224,7 @@ impl Exchange for VenueRouter {
         order: &OrderRequest,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         match self.venue_of_account(&order.account_id).await? {
-            Ok(venue) => venue.find_placed(order).await,
+            Ok(venue) => counted(venue, "find_order", venue.find_placed(order).await),
             Err(_) => Ok(None),
         }
     }
@@ -219,17 +235,33 @@ impl Exchange for VenueRouter {
         exchange_order_id: &str,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
         match self.venue_of_account(&order.account_id).await? {
-            Ok(venue) => venue.order_status(order, exchange_order_id).await,
+            Ok(venue) => counted(
+                venue,
+                "order_status",
+                venue.order_status(order, exchange_order_id).await,
+            ),
             Err(_) => Ok(None),
         }
     }
 
     async fn cancel_resting(&self, order: &OrderRequest) -> Result<(), ExchangeError> {
         match self.venue_of_account(&order.account_id).await? {
-            Ok(venue) => venue.cancel_resting(order).await,
+            Ok(venue) => counted(venue, "cancel_order", venue.cancel_resting(order).await),
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Counts a venue's failure (`/metrics`), passing the answer on.
+fn counted<T>(
+    venue: &dyn Exchange,
+    operation: &'static str,
+    answer: Result<T, ExchangeError>,
+) -> Result<T, ExchangeError> {
+    if let Err(error) = &answer {
+        crate::telemetry::exchange_error(venue.venue(), operation, error.kind());
+    }
+    answer
 }
 
 struct Split<'o> {

@@ -650,6 +650,7 @@ pub(super) async fn attempt(
         Ok(()) => NotificationOutcome::Sent,
         Err(error) => {
             tracing::warn!(account_id, %error, "notification failed");
+            crate::telemetry::notification_error(saga.notifier.channel(), error.kind());
             match error.retry_after() {
                 None => NotificationOutcome::Failed {
                     reason: error.to_string(),

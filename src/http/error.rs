@@ -20,6 +20,10 @@ pub struct ApiError {
     retry_after_seconds: Option<u64>,
 }
 
+/// The code of an error answer, left on the response for the webhook's metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 impl ApiError {
@@ -107,6 +111,8 @@ impl IntoResponse for ApiError {
             "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         });
         let mut response = (self.status, Json(body)).into_response();
+        // For the metrics layer, which counts answers by code without reading bodies.
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()

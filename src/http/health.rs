@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, Result};
 use super::AppState;
+use crate::catchup::ReaderState;
+use crate::telemetry;
 
 /// The process is up and serving HTTP.
 pub async fn healthz() -> Json<Value> {
@@ -44,13 +46,34 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response> {
     )
 }
 
-/// Counters in Prometheus' text format. Nothing here names a user, an address or a credential.
+/// The process's metrics in Prometheus' text format (`crate::telemetry`). Nothing here names a
+/// user, an address or a credential. What is a reading rather than a count (reader lag, the
+/// pool) is read now, as it is rendered.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = format!(
-        "# HELP ledgerhook_credential_queries_total Store queries made to authenticate: credential lookups, and loads and change-counter reads of the index of known credentials.\n\
-         # TYPE ledgerhook_credential_queries_total counter\n\
-         ledgerhook_credential_queries_total {}\n",
-        state.authenticator.credential_queries()
-    );
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    metrics::counter!(telemetry::CREDENTIAL_QUERIES)
+        .absolute(state.authenticator.credential_queries());
+    for reader in state.readers.snapshot() {
+        let running = reader.state == ReaderState::Running;
+        metrics::gauge!(telemetry::READER_RUNNING, "reader" => reader.reader)
+            .set(f64::from(u8::from(running)));
+        // Measured only while running: a reader that stops keeps its last reading (and shows 0
+        // in `READER_RUNNING`).
+        if let (true, Some(events), Some(seconds)) =
+            (running, reader.lag_events, reader.lag_seconds)
+        {
+            metrics::gauge!(telemetry::READER_LAG_EVENTS, "reader" => reader.reader)
+                .set(events as f64);
+            metrics::gauge!(telemetry::READER_LAG_SECONDS, "reader" => reader.reader)
+                .set(seconds as f64);
+        }
+    }
+    let pool = state.store.pool_status();
+    metrics::gauge!(telemetry::POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!(telemetry::POOL_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(pool.size.saturating_sub(pool.idle)));
+    metrics::gauge!(telemetry::POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod guard;
 mod health;
+mod metered;
 mod own_audit;
 mod request_id;
 pub mod server;
@@ -59,6 +60,9 @@ pub struct AppState {
     pub audit_verification: Arc<crate::audit::LatestVerification>,
     /// Where this instance's catch-up readers stand, for `/readyz`.
     pub readers: Arc<crate::catchup::ReaderRegistry>,
+    /// Renders the process's metrics (`crate::telemetry`).
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -73,6 +77,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             guard::allowlisted,
+        ))
+        // Outside the allowlist, so its refusals are timed and counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.webhook_meters.clone(),
+            metered::webhook,
         ));
     Router::new()
         .merge(webhooks)

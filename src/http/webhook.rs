@@ -146,10 +146,18 @@ async fn record(
         .receive(account_id, body, received_at, request_id)
         .await?;
     let mut answer = json!({ "signal_id": receipt.signal_id.0 });
+    let meters = &state.webhook_meters;
     match receipt.status {
-        ReceiptStatus::Accepted => answer["status"] = "accepted".into(),
-        ReceiptStatus::Duplicate => answer["status"] = "duplicate".into(),
+        ReceiptStatus::Accepted => {
+            meters.accepted();
+            answer["status"] = "accepted".into();
+        }
+        ReceiptStatus::Duplicate => {
+            meters.duplicate();
+            answer["status"] = "duplicate".into();
+        }
         ReceiptStatus::Rejected { reason, rule } => {
+            meters.rejected(reason);
             answer["status"] = "rejected".into();
             answer["reason"] = reason.into();
             if let Some(rule) = rule {

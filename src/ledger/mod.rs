@@ -166,6 +166,7 @@ impl Ledger {
             let serialized = encode(account_id, account.version + 1, &events, context)?;
             match self.inner.committer.append(serialized).await {
                 Ok(()) => {
+                    observe_executions(&account.state, &events);
                     for event in &events {
                         account.state.apply(event.clone());
                     }
@@ -403,4 +404,23 @@ fn restore(snapshot: Snapshot) -> Option<LoadedAccount> {
         version: snapshot.version,
         snapshot_version: snapshot.version,
     })
+}
+
+/// Counts the execution outcomes in `events` (committed, not yet applied): a fill's signal is
+/// still in flight in `before`, with the time its receipt was recorded.
+fn observe_executions(before: &aggregates::TradingAccount, events: &[AccountEvent]) {
+    for event in events {
+        let Some(outcome) = crate::telemetry::execution_outcome(event) else {
+            continue;
+        };
+        let received_at = match event {
+            AccountEvent::OrderFilled { signal_id, .. }
+            | AccountEvent::OrderPartiallyFilled { signal_id, .. } => before
+                .in_flight
+                .get(signal_id)
+                .and_then(|in_flight| in_flight.approved_at),
+            _ => None,
+        };
+        crate::telemetry::execution_recorded(outcome, received_at);
+    }
 }

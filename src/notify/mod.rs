@@ -33,6 +33,15 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
+    /// The failure's kind, as a metric label (the text may carry the channel's own words).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Undeliverable(_) => "undeliverable",
+        }
+    }
+
     /// Whether another attempt later could succeed, and how long to wait at least.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

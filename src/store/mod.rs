@@ -158,6 +158,14 @@ impl From<PersistenceError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Connections of a store's pool: open, idle among them, and the most it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The two supported stores behind one set of operations.
 #[derive(Clone)]
 pub enum Store {
@@ -210,6 +218,33 @@ impl Store {
     /// The vault's sealed values (ciphertext only; `src/vault` holds the keys).
     pub fn vault(&self) -> VaultTable<'_> {
         VaultTable { store: self }
+    }
+
+    /// The connection pool as it stands, for `/metrics`.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (size, idle, max) = match self {
+            Self::Postgres(store) => {
+                let pool = store.pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
+            }
+            Self::Sqlite(store) => {
+                let pool = store.pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
+            }
+        };
+        PoolStatus {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
+        }
     }
 
     pub fn kind(&self) -> &'static str {

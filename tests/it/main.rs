@@ -17,6 +17,7 @@ mod global_order;
 mod halts;
 mod hardening;
 mod hostile;
+mod metrics;
 mod notices;
 mod readside;
 mod reconcile;
