@@ -58,6 +58,17 @@ where
         self
     }
 
+    /// Goes on from `state`, the account after the events before these (a history read in pages).
+    pub fn from_state(mut self, state: TradingAccount) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The account after every event folded so far.
+    pub fn into_state(self) -> TradingAccount {
+        self.state
+    }
+
     /// Steps only for the events the selection shows (every event is still folded).
     pub fn showing(mut self, selection: &Selection) -> Self {
         self.selection = selection.clone();
@@ -158,12 +169,23 @@ impl fmt::Display for AsOf {
     }
 }
 
-/// One event as the selection sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
+/// One event as the selection sees it: small enough to keep for a whole history that is itself
+/// read a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
     pub sequence: usize,
     pub recorded_at: Option<DateTime<Utc>>,
-    pub event: &'a AccountEvent,
+    pub signal: Option<SignalId>,
+}
+
+impl Entry {
+    pub fn of(sequence: usize, recorded_at: Option<DateTime<Utc>>, event: &AccountEvent) -> Self {
+        Self {
+            sequence,
+            recorded_at,
+            signal: event.signal_id().cloned(),
+        }
+    }
 }
 
 /// Which part of an account's history a replay prints. The fold always starts at the first event,
@@ -189,7 +211,7 @@ impl Selection {
     /// How many of the account's events, in sequence order, the replay folds. Checks the
     /// selection against the whole history, so an unknown signal or an as-of before the first
     /// event is an error rather than an empty replay.
-    pub fn events_to_fold(&self, events: &[Entry<'_>]) -> Result<usize, SelectionError> {
+    pub fn events_to_fold(&self, events: &[Entry]) -> Result<usize, SelectionError> {
         let folded = match self.as_of {
             None => events.len(),
             Some(AsOf::Sequence(last)) => events.iter().take_while(|e| e.sequence <= last).count(),
@@ -204,7 +226,7 @@ impl Selection {
             return Err(SelectionError::NothingAsOf(as_of));
         }
         if let Some(signal) = &self.signal {
-            let of_signal = |e: &&Entry<'_>| e.event.signal_id() == Some(signal);
+            let of_signal = |e: &&Entry| e.signal.as_ref() == Some(signal);
             if !events.iter().any(|e| of_signal(&e)) {
                 return Err(SelectionError::UnknownSignal(signal.clone()));
             }
@@ -275,16 +297,12 @@ mod tests {
     }
 
     /// Entries numbered from 1, recorded at the given minutes.
-    fn entries<'a>(events: &'a [AccountEvent], minutes: &[i64]) -> Vec<Entry<'a>> {
+    fn entries(events: &[AccountEvent], minutes: &[i64]) -> Vec<Entry> {
         events
             .iter()
             .zip(minutes)
             .enumerate()
-            .map(|(index, (event, minute))| Entry {
-                sequence: index + 1,
-                recorded_at: Some(at(*minute)),
-                event,
-            })
+            .map(|(index, (event, minute))| Entry::of(index + 1, Some(at(*minute)), event))
             .collect()
     }
 

@@ -365,6 +365,26 @@ impl Ledger {
             .collect()
     }
 
+    /// Up to `limit` of an account's events after `sequence`, upcast and decoded, in order: a
+    /// long history read a page at a time.
+    pub async fn history_page(
+        &self,
+        account_id: &str,
+        sequence: usize,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let stored = self
+            .inner
+            .store
+            .events()
+            .load_account_page(account_id, sequence, limit)
+            .await?;
+        stored
+            .iter()
+            .map(|event| decode(event, &self.inner.upcasters).map_err(LedgerError::from))
+            .collect()
+    }
+
     fn fold(
         &self,
         account: &mut LoadedAccount,
