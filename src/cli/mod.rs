@@ -185,7 +185,7 @@ pub enum UsersCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => serve::run(&cli.global, serve::ServeArgs::default()).await,
+        None => serve::run(&cli.global, serve::ServeArgs::without_flags()).await,
         Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Command::Migrate) => {
             let store = crate::store::Store::connect(&cli.global.database_url).await?;

@@ -20,7 +20,7 @@ use crate::guard::{
 use crate::ingest::{IngestConfig, KeyWindows};
 use crate::users::create_user;
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Paper exchange reference prices as MARKET=PRICE (repeatable or comma-separated).
     #[arg(
@@ -126,7 +126,7 @@ impl NotificationArgs {
 }
 
 /// Where dYdX v4 is. Without both URLs the service trades on paper only and dials nothing.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 pub struct DydxArgs {
     /// The dYdX Indexer's REST base URL (e.g. https://indexer.v4testnet.dydx.exchange, or the
     /// fake venues' `indexer` line).
@@ -360,6 +360,17 @@ struct DemoUser {
     webhook_token: String,
 }
 
+impl ServeArgs {
+    /// What `ledgerhook serve` gets with no flags: clap's defaults and the environment. A derived
+    /// `Default` would give zeros instead (an order deadline of 0 s abandons every order).
+    pub fn without_flags() -> Self {
+        let command = <Self as Args>::augment_args(clap::Command::new("serve"));
+        let matches = command.get_matches_from(["serve"]);
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap_or_else(|error| error.exit())
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let demo_file = demo_file(&global.database_url);
     let config = AppConfig {
@@ -498,5 +509,22 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod without_flags_tests {
+    use super::*;
+
+    /// `ledgerhook` with no subcommand serves with the same settings as `ledgerhook serve`.
+    #[test]
+    fn serving_without_a_subcommand_takes_serves_own_defaults() {
+        let args = ServeArgs::without_flags();
+        assert_eq!(
+            args.order_deadline_seconds,
+            RetryPolicy::DEFAULT_DEADLINE_SECONDS
+        );
+        assert!(args.resting_check_seconds > 0);
+        assert!(args.dydx.limit_order_ttl_seconds > 0);
     }
 }
