@@ -2,11 +2,13 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod api;
 mod audit_export;
 mod audit_params;
 mod authenticated;
 mod compliance;
 mod config;
+mod docs;
 mod error;
 mod guard;
 mod health;
@@ -23,15 +25,18 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
+use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+pub use self::api::{openapi, operations};
 pub use self::authenticated::Authenticated;
-pub use self::error::ApiError;
+pub use self::error::{ApiError, ErrorBody};
 use crate::guard::Guard;
 use crate::ingest::Ingest;
 use crate::users::Authenticator;
@@ -65,36 +70,48 @@ pub struct AppState {
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
 }
 
+/// Every route, declared once: the router serves exactly what this declares and `/openapi.json`
+/// describes exactly that (`api::openapi`). `webhook_layers` wraps the two webhook routes; the
+/// document is made without them (they need the state, and add no route).
+fn declared(
+    webhook_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(webhook::receive))
+        .routes(routes!(webhook::receive_two_factor));
+    OpenApiRouter::with_openapi(api::base())
+        .merge(webhook_layers(webhooks))
+        .routes(routes!(config::webhook))
+        .routes(routes!(own_audit::own_audit))
+        .routes(routes!(compliance::audit))
+        .routes(routes!(compliance::verify))
+        .routes(routes!(trader::positions))
+        .routes(routes!(trader::trades))
+        .routes(routes!(trader::signal))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(api::openapi_json))
+        .routes(routes!(api::docs))
+}
+
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    // The IP allowlist guards the webhook routes only: health checks come from the platform.
-    let webhooks = Router::new()
-        .route("/api/webhook", post(webhook::receive))
-        .route(
-            "/webhooks/{webhook_uuid}",
-            post(webhook::receive_two_factor),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.guard.clone(),
-            guard::allowlisted,
-        ))
-        // Outside the allowlist, so its refusals are timed and counted too.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.webhook_meters.clone(),
-            metered::webhook,
-        ));
-    Router::new()
-        .merge(webhooks)
-        .route("/api/config/webhook", get(config::webhook))
-        .route("/api/audit", get(own_audit::own_audit))
-        .route(compliance::AUDIT_PATH, get(compliance::audit))
-        .route(compliance::VERIFY_PATH, get(compliance::verify))
-        .route("/api/positions", get(trader::positions))
-        .route("/api/trades", get(trader::trades))
-        .route("/api/signals/{signal_id}", get(trader::signal))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    let (routes, _) = declared(|webhooks| {
+        // The IP allowlist guards the webhook routes only: health checks come from the platform.
+        webhooks
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.guard.clone(),
+                guard::allowlisted,
+            ))
+            // Outside the allowlist, so its refusals are timed and counted too.
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.webhook_meters.clone(),
+                metered::webhook,
+            ))
+    })
+    .split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -140,6 +157,15 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
         }
         None => path.into(),
     }
+}
+
+/// `body` as JSON with its keys sorted at every level, as the `json!` objects these answers were
+/// before they had types (serde_json sorts its maps): for answers that embed types whose fields
+/// are not declared in alphabetical order, so their bytes stay the same.
+fn sorted_json<T: Serialize>(body: &T) -> error::Result<Json<serde_json::Value>> {
+    serde_json::to_value(body)
+        .map(Json)
+        .map_err(ApiError::internal)
 }
 
 async fn not_found() -> ApiError {

@@ -19,6 +19,7 @@ mod hardening;
 mod hostile;
 mod metrics;
 mod notices;
+mod openapi;
 mod readside;
 mod reconcile;
 mod replay;

@@ -7,6 +7,7 @@ pub mod fake_venues;
 pub mod in_process;
 pub mod log;
 pub mod postgres;
+pub mod python_tools;
 pub mod seed;
 pub mod service;
 pub mod stores;
