@@ -29,6 +29,7 @@ mod reused_id;
 mod risk;
 mod saga;
 mod saga_failures;
+mod schemathesis;
 mod secrets;
 mod service;
 mod store;
