@@ -184,6 +184,96 @@ async fn method_not_allowed() -> ApiError {
 mod tests {
     use super::*;
 
+    /// The typed answers keep the bytes of the `json!` objects they replaced, whose keys serde_json
+    /// sorts: written directly, each comes out exactly as its sorted `Value` does.
+    #[test]
+    fn typed_answers_are_written_with_their_keys_sorted() {
+        fn same_as_sorted<T: Serialize + std::fmt::Debug>(answer: T) {
+            let direct = serde_json::to_string(&answer).expect("JSON");
+            let sorted = serde_json::to_value(&answer).expect("JSON").to_string();
+            assert_eq!(direct, sorted, "{answer:?}");
+        }
+        let text = || "x".to_owned();
+        same_as_sorted(ErrorBody {
+            code: text(),
+            error: text(),
+            timestamp: text(),
+        });
+        same_as_sorted(webhook::SignalReceipt {
+            reason: Some("risk_rejected"),
+            rule: Some(text()),
+            signal_id: text(),
+            status: webhook::ReceiptState::Rejected,
+        });
+        same_as_sorted(trader::Positions {
+            positions: vec![trader::Position {
+                average_entry_price: text(),
+                market: text(),
+                realized_pnl_usd: text(),
+                side: "long",
+                size: text(),
+            }],
+        });
+        same_as_sorted(trader::Trades {
+            next_cursor: Some(text()),
+            trades: vec![trader::Trade {
+                client_order_id: text(),
+                exchange_order_id: text(),
+                fee_usd: text(),
+                filled_at: text(),
+                market: text(),
+                price: text(),
+                side: text(),
+                signal_id: text(),
+                size: text(),
+            }],
+        });
+        same_as_sorted(trader::Signal {
+            detail: Some(text()),
+            duplicates: 1,
+            events: vec![trader::SignalEvent {
+                event_type: text(),
+                recorded_at: Some(text()),
+                sequence: 1,
+            }],
+            market: Some(text()),
+            outcome: text(),
+            received_at: Some(text()),
+            signal_id: text(),
+            status: text(),
+            updated_at: None,
+        });
+        same_as_sorted(health::Health { status: "ok" });
+        let credentials = config::WebhookCredentials {
+            webhook_secret: Some("s"),
+            webhook_token: Some("t"),
+            webhook_uuid: Some(text()),
+        };
+        same_as_sorted(config::WebhookConfig {
+            action_required: Some("rotate"),
+            credentials,
+            payload_format: crate::ingest::payload_format(),
+            rate_limit: config::WebhookRateLimit {
+                requests: 10,
+                window_seconds: 60,
+            },
+            tradingview_setup: config::TradingViewSetup {
+                alert_name: "a",
+                message_template: text(),
+                steps: &["one"],
+                target_position_template: text(),
+                two_factor: config::TwoFactorSetup {
+                    message_template: text(),
+                    webhook_url: Some("u"),
+                },
+                webhook_url: Some("u"),
+            },
+            two_factor_url: Some(text()),
+            user_id: "u",
+            webhook_url: Some("u"),
+        });
+    }
+
     #[test]
     fn two_factor_paths_are_logged_by_prefix_only() {
         let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
