@@ -2,6 +2,7 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod access;
 mod audit_export;
 mod audit_params;
 mod authenticated;
@@ -14,6 +15,7 @@ mod metered;
 mod own_audit;
 mod request_id;
 pub mod server;
+mod sign_in;
 mod staff_authenticated;
 mod trader;
 mod webhook;
@@ -30,6 +32,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use self::access::{Admits, Caller, CredentialKind, Role, RouteAccess, ROUTES};
 pub use self::authenticated::Authenticated;
 pub use self::error::ApiError;
 use crate::guard::Guard;
@@ -63,6 +66,8 @@ pub struct AppState {
     /// Renders the process's metrics (`crate::telemetry`).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
+    /// The chain id a wallet's sign-in message must name (EIP-4361).
+    pub sign_in_chain_id: u64,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -85,6 +90,11 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(webhooks)
+        .route("/api/auth/nonce", post(sign_in::nonce))
+        .route("/api/auth/verify", post(sign_in::verify))
+        .route("/api/auth/staff", post(sign_in::staff_sign_in))
+        .route("/api/auth/session", get(sign_in::session))
+        .route("/api/auth/logout", post(sign_in::logout))
         .route("/api/config/webhook", get(config::webhook))
         .route("/api/audit", get(own_audit::own_audit))
         .route(compliance::AUDIT_PATH, get(compliance::audit))
@@ -95,6 +105,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        // Every route above, before its handler: who may call it (`access::ROUTES`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
