@@ -82,6 +82,23 @@ pub struct VerifyRequest {
 }
 
 pub async fn verify(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: std::result::Result<Json<VerifyRequest>, JsonRejection>,
+) -> Result<Response> {
+    counted("wallet", wallet_verify(state, headers, body).await)
+}
+
+/// Counts the attempt by its outcome (`telemetry::SIGN_INS`).
+fn counted(method: &'static str, answer: Result<Response>) -> Result<Response> {
+    crate::telemetry::sign_in(
+        method,
+        answer.as_ref().map_or_else(ApiError::code, |_| "signed_in"),
+    );
+    answer
+}
+
+async fn wallet_verify(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: std::result::Result<Json<VerifyRequest>, JsonRejection>,
@@ -130,6 +147,14 @@ pub struct StaffSignIn {
 }
 
 pub async fn staff_sign_in(
+    state: State<AppState>,
+    client: ClientAddress,
+    body: std::result::Result<Json<StaffSignIn>, JsonRejection>,
+) -> Result<Response> {
+    counted("staff", staff_password_sign_in(state, client, body).await)
+}
+
+async fn staff_password_sign_in(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     body: std::result::Result<Json<StaffSignIn>, JsonRejection>,

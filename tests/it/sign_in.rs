@@ -307,6 +307,29 @@ async fn staff_sign_in_with_a_password_that_a_stranger_cannot_lock(backend: Back
     assert_eq!(session.body["role"], "compliance");
     assert_eq!(session.body["staff_id"], json!(staff_id));
 
+    // Operators see the lockout and the sign-in in /metrics.
+    let metrics = service
+        .client()
+        .get(format!("{}/metrics", service.base_url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |outcome: &str| {
+        let series =
+            format!("ledgerhook_sign_ins_total{{method=\"staff\",outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(sample("signed_in"), 1.0, "{metrics}");
+    assert!(sample("LOCKED_OUT") >= 2.0, "{metrics}");
+    assert!(sample("INVALID_CREDENTIALS") >= 3.0, "{metrics}");
+
     // The session opens compliance's routes and no trader's.
     let verify = get(&service, &session, "/api/compliance/audit/verify").await;
     assert_eq!(verify.status, 200, "{}", verify.json);
