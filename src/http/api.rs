@@ -8,11 +8,14 @@ use std::sync::LazyLock;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::Method;
 use axum::response::IntoResponse;
+use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, ResponseBuilder};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::access::{access_of, Admits, Role};
 use super::error::ErrorBody;
 
 /// What the derive contributes: the info block, the tags, the security schemes and the error body.
@@ -27,6 +30,7 @@ use super::error::ErrorBody;
     modifiers(&SecuritySchemes),
     tags(
         (name = "webhook", description = "Alerts from TradingView"),
+        (name = "sign-in", description = "Wallet (EIP-4361) and staff sign-in, sessions"),
         (name = "trader", description = "A trader's own account"),
         (name = "compliance", description = "Staff: the audit trail"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
@@ -125,19 +129,24 @@ fn methods(item: &PathItem) -> Vec<(Method, &Operation)> {
     .collect()
 }
 
-/// The router's own answer to any request: past `REQUEST_TIMEOUT` (10 s) a 408 with no body.
+/// What the access table and the layers in front of every handler add to each operation:
+/// - for a route that admits roles, who (`x-roles`), with which credentials (`security`, from the
+///   roles: the table decides, not the handler's annotation), and the access layer's answers
+///   (401, 403, 429, 500) — so the document cannot disagree with `access::enforce`;
+/// - for every route, the router's 408 past `REQUEST_TIMEOUT` (10 s), with no body.
 fn finish(mut document: Document) -> Document {
-    for item in document.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+    for (path, item) in document.paths.paths.iter_mut() {
+        for (method, operation) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(operation) = operation else { continue };
+            if let Some(Admits::Roles(roles)) = access_of(&method, path) {
+                admitted(operation, roles);
+            }
             operation.responses.responses.insert(
                 "408".to_owned(),
                 ResponseBuilder::new()
@@ -148,6 +157,68 @@ fn finish(mut document: Document) -> Document {
         }
     }
     document
+}
+
+fn admitted(operation: &mut Operation, roles: &[Role]) {
+    let traders = roles.contains(&Role::Trader);
+    let staff = roles.iter().any(|role| *role != Role::Trader);
+    let schemes = [
+        (traders, "trader_key"),
+        (staff, "staff_key"),
+        (true, "session"),
+    ];
+    operation.security = Some(
+        schemes
+            .into_iter()
+            .filter(|(used, _)| *used)
+            .map(|(_, scheme)| SecurityRequirement::new(scheme, Vec::<String>::new()))
+            .collect(),
+    );
+    let names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+    operation
+        .extensions
+        .get_or_insert_with(Default::default)
+        .merge(
+            [("x-roles", serde_json::json!(names))]
+                .into_iter()
+                .collect(),
+        );
+    for (status, codes) in [
+        ("401", "INVALID_TOKEN: no credential, or an unknown one"),
+        (
+            "403",
+            "FORBIDDEN: the caller's role is not admitted; CSRF_TOKEN_INVALID: a session's change \
+             without its x-csrf-token",
+        ),
+        (
+            "429",
+            "LOCKED_OUT: too many failed authentications from this address",
+        ),
+        ("500", "INTERNAL_ERROR"),
+    ] {
+        let responses = &mut operation.responses.responses;
+        match responses.get_mut(status) {
+            Some(RefOr::T(response)) if !response.description.contains(codes) => {
+                response.description = format!("{}; {codes}", response.description);
+            }
+            Some(_) => {}
+            None => {
+                responses.insert(status.to_owned(), error_response(codes).into());
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
 }
 
 /// Rendered once: the document is the same for the life of the process.
@@ -222,6 +293,35 @@ mod tests {
                     .any(|(method, path)| *method == expected.0 && path == expected.1),
                 "{expected:?} in {operations:?}"
             );
+        }
+    }
+
+    /// The document and the access table name the same routes: nothing served undescribed,
+    /// nothing described that no one may call.
+    #[test]
+    fn the_document_and_the_access_table_name_the_same_routes() {
+        let mut table: Vec<(String, String)> = super::super::access::ROUTES
+            .iter()
+            .map(|route| (route.method.to_owned(), route.path.to_owned()))
+            .collect();
+        table.sort();
+        let mut described: Vec<(String, String)> = operations()
+            .into_iter()
+            .map(|(method, path)| (method.as_str().to_owned(), path))
+            .collect();
+        described.sort();
+        assert_eq!(described, table);
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let document = openapi();
+        let mut seen = std::collections::HashSet::new();
+        for item in document.paths.paths.values() {
+            for (method, operation) in methods(item) {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                assert!(seen.insert(id.clone()), "{method} {id} twice");
+            }
         }
     }
 

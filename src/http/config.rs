@@ -97,7 +97,6 @@ pub struct TwoFactorSetup<'a> {
     summary = "The caller's webhook URLs, credentials and TradingView message template",
     description = "Reveals the caller's own webhook token and secret from the vault, each reveal \
         recorded in the ledger first (`CredentialAccessed`). Marked `Cache-Control: no-store`.",
-    security(("trader_key" = []), ("session" = [])),
     responses(
         (status = 200, description = "What to paste into TradingView", body = WebhookConfig,
             headers(("Cache-Control" = String, description = "no-store"))),
@@ -177,7 +176,7 @@ pub async fn webhook(
 }
 
 /// `--public-url` / `APP_HOST` if set, else what the request was addressed to.
-fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
     if let Some(base) = &state.public_url {
         return Ok(base.to_string());
     }

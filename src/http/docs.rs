@@ -140,7 +140,8 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
         }
         page.push_str("</table>");
     }
-    if let Some(body) = operation["requestBody"].as_object() {
+    let body = &operation["requestBody"];
+    if body.is_object() {
         let _ = write!(
             page,
             "<p>Body: {} {}</p>",

@@ -2,6 +2,7 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod access;
 mod api;
 mod audit_export;
 mod audit_params;
@@ -16,6 +17,7 @@ mod metered;
 mod own_audit;
 mod request_id;
 pub mod server;
+mod sign_in;
 mod staff_authenticated;
 mod trader;
 mod webhook;
@@ -34,6 +36,7 @@ use tracing::Level;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use self::access::{Admits, Caller, CredentialKind, Role, RouteAccess, ROUTES};
 pub use self::api::{openapi, operations};
 pub use self::authenticated::Authenticated;
 pub use self::error::{ApiError, ErrorBody};
@@ -68,6 +71,8 @@ pub struct AppState {
     /// Renders the process's metrics (`crate::telemetry`).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
+    /// The chain id a wallet's sign-in message must name (EIP-4361).
+    pub sign_in_chain_id: u64,
 }
 
 /// Every route, declared once: the router serves exactly what this declares and `/openapi.json`
@@ -81,6 +86,11 @@ fn declared(
         .routes(routes!(webhook::receive_two_factor));
     OpenApiRouter::with_openapi(api::base())
         .merge(webhook_layers(webhooks))
+        .routes(routes!(sign_in::nonce))
+        .routes(routes!(sign_in::verify))
+        .routes(routes!(sign_in::staff_sign_in))
+        .routes(routes!(sign_in::session))
+        .routes(routes!(sign_in::logout))
         .routes(routes!(config::webhook))
         .routes(routes!(own_audit::own_audit))
         .routes(routes!(compliance::audit))
@@ -112,6 +122,11 @@ pub fn router(state: AppState) -> Router {
     })
     .split_for_parts();
     routes
+        // Every route above, before its handler: who may call it (`access::ROUTES`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -244,6 +259,34 @@ mod tests {
             updated_at: None,
         });
         same_as_sorted(health::Health { status: "ok" });
+        same_as_sorted(sign_in::Challenge {
+            expires_at: text(),
+            message: text(),
+            nonce: text(),
+        });
+        same_as_sorted(sign_in::WalletSession {
+            address: text(),
+            created: true,
+            csrf_token: text(),
+            expires_at: text(),
+            role: "trader",
+            user_id: text(),
+        });
+        same_as_sorted(sign_in::StaffSession {
+            csrf_token: text(),
+            display_name: text(),
+            expires_at: text(),
+            role: "operator",
+            staff_id: text(),
+        });
+        same_as_sorted(sign_in::CurrentSession {
+            csrf_token: Some(text()),
+            display_name: Some(text()),
+            expires_at: None,
+            role: "compliance",
+            staff_id: Some(text()),
+            user_id: None,
+        });
         let credentials = config::WebhookCredentials {
             webhook_secret: Some("s"),
             webhook_token: Some("t"),

@@ -19,7 +19,6 @@ use super::AppState;
     path = "/api/audit",
     tag = "trader",
     summary = "The caller's own audit trail: a page, or the whole of it as JSON Lines or CSV",
-    security(("trader_key" = []), ("session" = [])),
     params(AuditQuery),
     responses(
         (status = 200, description = "A page (`format=json`, the default) or a streamed export",

@@ -51,7 +51,6 @@ pub struct Position {
     path = "/api/positions",
     tag = "trader",
     summary = "The caller's positions",
-    security(("trader_key" = []), ("session" = [])),
     responses(
         (status = 200, description = "Every market the account holds or held", body = Positions),
         (status = 401, description = "INVALID_TOKEN", body = ErrorBody),
@@ -130,7 +129,6 @@ pub struct Trade {
     path = "/api/trades",
     tag = "trader",
     summary = "The caller's fills, newest first",
-    security(("trader_key" = []), ("session" = [])),
     params(TradesQuery),
     responses(
         (status = 200, description = "A page of fills", body = Trades),
@@ -251,7 +249,6 @@ pub struct SignalEvent {
     path = "/api/signals/{signal_id}",
     tag = "trader",
     summary = "One of the caller's signals, with its events",
-    security(("trader_key" = []), ("session" = [])),
     params(("signal_id" = String, Path, max_length = 256, description = "As the webhook answered it")),
     responses(
         (status = 200, description = "The signal and where it stands", body = Signal),

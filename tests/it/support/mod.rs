@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod python_tools;
 pub mod seed;
 pub mod service;
+pub mod sign_in;
 pub mod stores;
 pub mod tamper;
 pub mod vault;
