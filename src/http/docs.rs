@@ -120,7 +120,18 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
     } else {
         who.join(" or ")
     };
-    let _ = write!(page, "<p class=\"lock\">Credentials: {who}</p>");
+    let roles: Vec<String> = operation["x-roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let roles = if roles.is_empty() {
+        String::new()
+    } else {
+        format!(" — roles: {}", roles.join(", "))
+    };
+    let _ = write!(page, "<p class=\"lock\">Credentials: {who}{roles}</p>");
     if let Some(parameters) = operation["parameters"].as_array() {
         page.push_str("<table><tr><th>parameter</th><th>in</th><th>schema</th><th></th></tr>");
         for parameter in parameters {

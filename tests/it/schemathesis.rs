@@ -1,9 +1,10 @@
 //! schemathesis (PyPI) against the real binary's `/openapi.json`, every check (`--checks all`):
 //! no 5xx, no answer outside the document (status, content type, headers, body schema), invalid
 //! input refused, valid input accepted, credentials never ignored. Once per credential: a
-//! trader's API key, a compliance and an operator staff key; every run also holds the trader's
-//! webhook token and two-factor secret (tests/it/schemathesis.toml says what it configures and
-//! why). Bounded: a few examples per operation and a time budget per run, under 2 minutes in all.
+//! trader's API key, a compliance and an operator staff key, a wallet's session cookie; every run
+//! also holds the trader's webhook token and two-factor secret (tests/it/schemathesis.toml says
+//! what it configures and why). Bounded: a few examples per operation and a time budget per run,
+//! under 2 minutes in all.
 //!
 //! Nothing is excluded: the webhooks are exercised too, and what they accept is filled by the
 //! paper venue (loopback, no real exchange). SQLite only: the document and the handlers' checks
@@ -17,11 +18,12 @@ use crate::support::audit::create_staff;
 use crate::support::eventually;
 use crate::support::python_tools;
 use crate::support::service::{create_user, Options, Service};
+use crate::support::sign_in::{wallet_sign_in, TestWallet};
 use crate::support::stores::{Backend, TestStore};
 
-/// Test cases per operation and phase, and each run's time budget (three runs).
+/// Test cases per operation and phase, and each run's time budget (four runs).
 const MAX_EXAMPLES: &str = "20";
-const SECONDS_PER_RUN: &str = "25";
+const SECONDS_PER_RUN: &str = "20";
 /// A run that has not finished well past its budget is stuck.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -65,13 +67,22 @@ async fn schemathesis_finds_nothing_outside_the_document() {
     })
     .await;
 
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/schemathesis.toml");
+    let session = wallet_sign_in(&service, &TestWallet::random()).await;
+
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/schemathesis.toml"),
+    )
+    .expect("tests/it/schemathesis.toml");
     let work = tempfile::tempdir().expect("a directory for schemathesis' files");
-    for (who, key) in [
-        ("trader", &alice.api_key),
-        ("compliance", &compliance_key),
-        ("operator", &operator_key),
+    for (who, credential) in [
+        ("trader key", Credential::Key(&alice.api_key)),
+        ("compliance key", Credential::Key(&compliance_key)),
+        ("operator key", Credential::Key(&operator_key)),
+        ("wallet session", Credential::Session(&session.token)),
     ] {
+        let config = work.path().join("schemathesis.toml");
+        std::fs::write(&config, format!("{base}\n{}", credential.auth_tables()))
+            .expect("the run's configuration is written");
         let run = tokio::process::Command::new("python3")
             .args(["-m", "schemathesis.cli", "--config-file"])
             .arg(&config)
@@ -80,9 +91,7 @@ async fn schemathesis_finds_nothing_outside_the_document() {
             .args(["--checks", "all", "--max-examples", MAX_EXAMPLES])
             .args(["--max-time", SECONDS_PER_RUN])
             .args(["--generation-database", "none", "--no-color"])
-            // The key goes in both bearer slots: the other role's operations must refuse it.
-            .env("LH_TRADER_KEY", key)
-            .env("LH_STAFF_KEY", key)
+            .env("LH_CREDENTIAL", credential.value())
             .env("LH_WEBHOOK_TOKEN", &alice.webhook_token)
             .env("LH_WEBHOOK_UUID", &alice.webhook_uuid)
             .env("LH_WEBHOOK_SECRET", &alice.webhook_secret)
@@ -111,5 +120,34 @@ async fn schemathesis_finds_nothing_outside_the_document() {
             .filter(|line| line.ends_with("skipped") || line.starts_with("Seed:"))
             .collect();
         println!("schemathesis ({who}): {}", summary.join(" / "));
+    }
+}
+
+enum Credential<'a> {
+    Key(&'a str),
+    Session(&'a str),
+}
+
+impl Credential<'_> {
+    fn value(&self) -> &str {
+        match self {
+            Self::Key(key) | Self::Session(key) => key,
+        }
+    }
+
+    /// The run's `[auth.openapi.*]` tables, by the document's security scheme names; the value
+    /// itself stays in the environment (`LH_CREDENTIAL`), never in a file.
+    fn auth_tables(&self) -> String {
+        let webhook = "[auth.openapi.webhook_token]\napi_key = \"${LH_WEBHOOK_TOKEN}\"\n";
+        match self {
+            // In both bearer slots: the other role's operations must refuse it.
+            Self::Key(_) => format!(
+                "[auth.openapi.trader_key]\nbearer = \"${{LH_CREDENTIAL}}\"\n\
+                 [auth.openapi.staff_key]\nbearer = \"${{LH_CREDENTIAL}}\"\n{webhook}"
+            ),
+            Self::Session(_) => {
+                format!("[auth.openapi.session]\napi_key = \"${{LH_CREDENTIAL}}\"\n{webhook}")
+            }
+        }
     }
 }
