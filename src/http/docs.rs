@@ -31,7 +31,7 @@ pub fn render(document: &OpenApi) -> String {
          <p>The machine-readable document: <a href=\"/openapi.json\">/openapi.json</a> \
          (OpenAPI {}).</p>",
         text(&json["info"]["version"]),
-        text(&json["info"]["description"]),
+        prose(&json["info"]["description"]),
         text(&json["openapi"]),
     );
     security_schemes(&mut page, &json["components"]["securitySchemes"]);
@@ -39,7 +39,7 @@ pub fn render(document: &OpenApi) -> String {
         .as_array()
         .map(|tags| {
             tags.iter()
-                .map(|tag| (plain(&tag["name"]), text(&tag["description"])))
+                .map(|tag| (plain(&tag["name"]), prose(&tag["description"])))
                 .collect()
         })
         .unwrap_or_default();
@@ -90,7 +90,7 @@ fn security_schemes(page: &mut String, schemes: &Value) {
             "<tr><th id=\"security-{0}\">{0}</th><td><code>{1}</code></td><td>{2}</td></tr>",
             escape(name),
             escape(&how),
-            text(&scheme["description"]),
+            prose(&scheme["description"]),
         );
     }
     page.push_str("</table>");
@@ -105,7 +105,7 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
         text(&operation["summary"]),
     );
     if operation["description"].is_string() {
-        let _ = write!(page, "<p>{}</p>", text(&operation["description"]));
+        let _ = write!(page, "<p>{}</p>", prose(&operation["description"]));
     }
     let who: Vec<String> = operation["security"]
         .as_array()
@@ -146,7 +146,7 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
                 },
                 text(&parameter["in"]),
                 linked(&parameter["schema"].to_string()),
-                text(&parameter["description"]),
+                prose(&parameter["description"]),
             );
         }
         page.push_str("</table>");
@@ -156,7 +156,7 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
         let _ = write!(
             page,
             "<p>Body: {} {}</p>",
-            text(&body["description"]),
+            prose(&body["description"]),
             contents(&body["content"]),
         );
     }
@@ -166,7 +166,7 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(status),
-            text(&response["description"]),
+            prose(&response["description"]),
             contents(&response["content"]),
         );
     }
@@ -215,6 +215,20 @@ fn text(value: &Value) -> String {
     escape(value.as_str().unwrap_or_default())
 }
 
+/// A description: escaped text whose `backticked` words are shown as code, as the document's
+/// descriptions (Markdown) mean them.
+fn prose(value: &Value) -> String {
+    let mut out = String::new();
+    for (index, part) in text(value).split('`').enumerate() {
+        if index % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 fn plain(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
@@ -254,6 +268,14 @@ mod tests {
         assert_eq!(
             escape("<a href='x'>&\""),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
+    }
+
+    #[test]
+    fn backticks_in_descriptions_are_code() {
+        assert_eq!(
+            prose(&Value::from("the `token` <b>")),
+            "the <code>token</code> &lt;b&gt;"
         );
     }
 }
