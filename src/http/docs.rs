@@ -115,7 +115,9 @@ fn render_operation(page: &mut String, method: &str, path: &str, operation: &Val
         .flat_map(|requirement| requirement.keys())
         .map(|name| format!("<a href=\"#security-{0}\">{0}</a>", escape(name)))
         .collect();
-    let who = if who.is_empty() {
+    let who = if let Some(own) = operation["x-credentials"].as_str() {
+        prose(&Value::from(own))
+    } else if who.is_empty() {
         "public".to_owned()
     } else {
         who.join(" or ")

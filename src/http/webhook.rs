@@ -130,6 +130,8 @@ pub async fn receive(
         as the body's `secret` field (TradingView sends no headers, so the second factor travels \
         in the body). Answers as `POST /api/webhook`.",
     params(("webhook_uuid" = String, Path, description = "The user's webhook uuid")),
+    // No security scheme can say "a secret in the body": named for readers (and /docs) instead.
+    extensions(("x-credentials" = json!("the webhook uuid in the path and the `secret` in the body"))),
     request_body(
         description = "The alert with `secret`: JSON, whatever the Content-Type.",
         content((TwoFactorAlertBody = "application/json"), (String = "text/plain")),
