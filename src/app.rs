@@ -23,7 +23,7 @@ use crate::catchup::{
 };
 use crate::emergency::EmergencySwitch;
 use crate::exchange::dydx::{DydxConfig, DydxExchange};
-use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
+use crate::exchange::{Exchange, LedgerVenues, PaperExchange, StoredVenues, VenueRouter};
 use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RestingWatcher, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
@@ -173,7 +173,10 @@ impl RunningApp {
         let exchange: Arc<dyn Exchange> = Arc::new(VenueRouter::new(
             paper,
             dydx,
-            Arc::new(StoredVenues(store.clone())),
+            Arc::new(LedgerVenues {
+                ledger: ledger.clone(),
+                fallback: StoredVenues(store.clone()),
+            }),
         ));
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();
