@@ -165,6 +165,7 @@ impl RunningApp {
         // Background tasks that hold the ledger (directly or through the vault), awaited before
         // the committers drain.
         let mut background = Vec::new();
+        let dydx_configured = config.dydx.is_some();
         let dydx = config.dydx.clone().map(|dydx| {
             let exchange = DydxExchange::new(dydx, Arc::new(vault.clone()), Some(store.clone()));
             background.push(exchange.spawn_market_refresh(shutdown_requested.clone()));
@@ -195,7 +196,7 @@ impl RunningApp {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
                 exchange.clone(),
-                notifier,
+                notifier.clone(),
                 emergency.clone(),
             )
             .with_retry_policy(config.execution_retry)
@@ -236,6 +237,7 @@ impl RunningApp {
             registry.clone(),
             shutdown_requested.clone(),
         ));
+        let default_order_usd = config.ingest.default_order_usd;
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -257,6 +259,11 @@ impl RunningApp {
             readers: registry,
             metrics,
             webhook_meters: Arc::new(crate::telemetry::WebhookMeters::register()),
+            ledger: ledger.clone(),
+            notifier,
+            emergency: emergency.clone(),
+            dydx_configured,
+            default_order_usd,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

@@ -98,7 +98,7 @@ pub async fn webhook(
 }
 
 /// `--public-url` / `APP_HOST` if set, else what the request was addressed to.
-fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
     if let Some(base) = &state.public_url {
         return Ok(base.to_string());
     }
