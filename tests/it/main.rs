@@ -30,6 +30,7 @@ mod saga;
 mod saga_failures;
 mod secrets;
 mod service;
+mod settings;
 mod store;
 mod strangers;
 mod supervision;
