@@ -12,10 +12,13 @@ mod error;
 mod guard;
 mod health;
 mod metered;
+mod operator;
 mod own_audit;
 mod request_id;
 pub mod server;
+mod settings;
 mod sign_in;
+mod signals;
 mod staff_authenticated;
 mod trader;
 mod webhook;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -68,6 +71,17 @@ pub struct AppState {
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
     /// The chain id a wallet's sign-in message must name (EIP-4361).
     pub sign_in_chain_id: u64,
+    /// Runs the settings' and operators' commands on accounts (the same ledger ingest uses).
+    pub ledger: crate::ledger::Ledger,
+    /// The channel trade notifications go through, for `POST /api/settings/test-notification`.
+    pub notifier: Arc<dyn crate::notify::Notifier>,
+    /// The global emergency stop, for `POST /api/operator/halt` without a user.
+    pub emergency: Arc<crate::emergency::EmergencySwitch>,
+    /// Whether this service trades on dYdX at all (`--dydx-...`): a venue it cannot serve is
+    /// refused when chosen.
+    pub dydx_configured: bool,
+    /// The size of an alert without one, for accounts that set none (`--default-order-usd`).
+    pub default_order_usd: rust_decimal::Decimal,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -101,7 +115,27 @@ pub fn router(state: AppState) -> Router {
         .route(compliance::VERIFY_PATH, get(compliance::verify))
         .route("/api/positions", get(trader::positions))
         .route("/api/trades", get(trader::trades))
+        .route("/api/signals", get(signals::list))
         .route("/api/signals/{signal_id}", get(trader::signal))
+        .route("/api/signals/{signal_id}/story", get(signals::story))
+        .route("/api/settings", get(settings::show))
+        .route("/api/settings/venue", put(settings::choose_venue))
+        .route("/api/settings/limits", put(settings::change_limits))
+        .route(
+            "/api/settings/credentials/{field}",
+            put(settings::set_credential).delete(settings::clear_credential),
+        )
+        .route(
+            "/api/settings/webhook/rotate",
+            post(settings::rotate_webhook),
+        )
+        .route(
+            "/api/settings/test-notification",
+            post(settings::test_notification),
+        )
+        .route("/api/settings/test-signal", post(settings::test_signal))
+        .route("/api/operator/halt", post(operator::halt))
+        .route("/api/operator/resume", post(operator::resume))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

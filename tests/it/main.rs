@@ -31,6 +31,7 @@ mod saga;
 mod saga_failures;
 mod secrets;
 mod service;
+mod settings;
 mod sign_in;
 mod store;
 mod strangers;
