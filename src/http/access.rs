@@ -85,6 +85,7 @@ pub struct RouteAccess {
 
 const TRADERS: Admits = Admits::Roles(&[Role::Trader]);
 const COMPLIANCE: Admits = Admits::Roles(&[Role::Compliance]);
+const OPERATORS: Admits = Admits::Roles(&[Role::Operator]);
 const STAFF: Admits = Admits::Roles(&[Role::Compliance, Role::Operator]);
 const SIGNED_IN: Admits = Admits::Roles(&Role::ALL);
 
@@ -112,7 +113,21 @@ pub const ROUTES: &[RouteAccess] = &[
     route("GET", "/api/audit", TRADERS),
     route("GET", "/api/positions", TRADERS),
     route("GET", "/api/trades", TRADERS),
+    route("GET", "/api/signals", TRADERS),
     route("GET", "/api/signals/{signal_id}", TRADERS),
+    route("GET", "/api/signals/{signal_id}/story", TRADERS),
+    // The trader's settings: each change a ledger event naming who made it.
+    route("GET", "/api/settings", TRADERS),
+    route("PUT", "/api/settings/venue", TRADERS),
+    route("PUT", "/api/settings/limits", TRADERS),
+    route("PUT", "/api/settings/credentials/{field}", TRADERS),
+    route("DELETE", "/api/settings/credentials/{field}", TRADERS),
+    route("POST", "/api/settings/webhook/rotate", TRADERS),
+    route("POST", "/api/settings/test-notification", TRADERS),
+    route("POST", "/api/settings/test-signal", TRADERS),
+    // Operators: per-account halts and the emergency stop.
+    route("POST", "/api/operator/halt", OPERATORS),
+    route("POST", "/api/operator/resume", OPERATORS),
     // Staff: compliance reads every trail; both may ask whether it verifies.
     route("GET", super::compliance::AUDIT_PATH, COMPLIANCE),
     route("GET", super::compliance::VERIFY_PATH, STAFF),

@@ -32,6 +32,8 @@ use super::error::ErrorBody;
         (name = "webhook", description = "Alerts from TradingView"),
         (name = "sign-in", description = "Wallet (EIP-4361) and staff sign-in, sessions"),
         (name = "trader", description = "A trader's own account"),
+        (name = "settings", description = "A trader's settings, each change a ledger event"),
+        (name = "operator", description = "Staff: halts and the emergency stop"),
         (name = "compliance", description = "Staff: the audit trail"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )

@@ -66,7 +66,9 @@ pub struct WebhookCredentials<'a> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookRateLimit {
     /// Alerts admitted per window.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub requests: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub window_seconds: u32,
 }
 

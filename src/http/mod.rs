@@ -14,10 +14,13 @@ mod error;
 mod guard;
 mod health;
 mod metered;
+mod operator;
 mod own_audit;
 mod request_id;
 pub mod server;
+mod settings;
 mod sign_in;
+mod signals;
 mod staff_authenticated;
 mod trader;
 mod webhook;
@@ -73,6 +76,17 @@ pub struct AppState {
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
     /// The chain id a wallet's sign-in message must name (EIP-4361).
     pub sign_in_chain_id: u64,
+    /// Runs the settings' and operators' commands on accounts (the same ledger ingest uses).
+    pub ledger: crate::ledger::Ledger,
+    /// The channel trade notifications go through, for `POST /api/settings/test-notification`.
+    pub notifier: Arc<dyn crate::notify::Notifier>,
+    /// The global emergency stop, for `POST /api/operator/halt` without a user.
+    pub emergency: Arc<crate::emergency::EmergencySwitch>,
+    /// Whether this service trades on dYdX at all (`--dydx-...`): a venue it cannot serve is
+    /// refused when chosen.
+    pub dydx_configured: bool,
+    /// The size of an alert without one, for accounts that set none (`--default-order-usd`).
+    pub default_order_usd: rust_decimal::Decimal,
 }
 
 /// Every route, declared once: the router serves exactly what this declares and `/openapi.json`
@@ -97,7 +111,21 @@ fn declared(
         .routes(routes!(compliance::verify))
         .routes(routes!(trader::positions))
         .routes(routes!(trader::trades))
+        .routes(routes!(signals::list))
         .routes(routes!(trader::signal))
+        .routes(routes!(signals::story))
+        .routes(routes!(settings::show))
+        .routes(routes!(settings::choose_venue))
+        .routes(routes!(settings::change_limits))
+        .routes(routes!(
+            settings::credentials::set_credential,
+            settings::credentials::clear_credential
+        ))
+        .routes(routes!(settings::credentials::rotate_webhook))
+        .routes(routes!(settings::trials::test_notification))
+        .routes(routes!(settings::trials::test_signal))
+        .routes(routes!(operator::halt))
+        .routes(routes!(operator::resume))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -125,9 +125,15 @@ impl Ingest {
         } else {
             None
         };
+        // The account's own default when it set one (read only when the alert needs it).
+        let default_order_usd = if intent::needs_default_size(&alert.action) {
+            self.ledger.default_order_usd(account_id).await?
+        } else {
+            None
+        };
         let sizing = Sizing {
             reference_price,
-            default_order_usd: self.config.default_order_usd,
+            default_order_usd: default_order_usd.unwrap_or(self.config.default_order_usd),
             equity_usd,
         };
         let instruction = intent::instruction(spec, alert.action, &sizing)?;

@@ -45,6 +45,7 @@ impl Credential {
 /// The route's path with its parameters filled in.
 fn concrete(path: &str) -> String {
     path.replace("{signal_id}", "no-such-signal")
+        .replace("{field}", "telegram_chat_id")
         .replace("{webhook_uuid}", "0f8fad5b-d9cb-469f-a165-70867728950e")
 }
 

@@ -33,6 +33,7 @@ mod saga_failures;
 mod schemathesis;
 mod secrets;
 mod service;
+mod settings;
 mod sign_in;
 mod store;
 mod strangers;

@@ -74,11 +74,12 @@ async fn schemathesis_finds_nothing_outside_the_document() {
     )
     .expect("tests/it/schemathesis.toml");
     let work = tempfile::tempdir().expect("a directory for schemathesis' files");
+    // The trader's key last: its run rotates the webhook credentials every run is given.
     for (who, credential) in [
-        ("trader key", Credential::Key(&alice.api_key)),
         ("compliance key", Credential::Key(&compliance_key)),
         ("operator key", Credential::Key(&operator_key)),
         ("wallet session", Credential::Session(&session.token)),
+        ("trader key", Credential::Key(&alice.api_key)),
     ] {
         let config = work.path().join("schemathesis.toml");
         std::fs::write(&config, format!("{base}\n{}", credential.auth_tables()))
