@@ -328,7 +328,7 @@ async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Bac
     // The halt is told as a notice of its own, beside the order's end.
     let told = setup.messages(3).await;
     assert!(
-        told.iter().any(|m| m.contains("Trading halted by ops")),
+        told.iter().any(|m| m.contains("Trading halted by staff:")),
         "{told:?}"
     );
     assert!(
