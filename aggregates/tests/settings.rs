@@ -56,6 +56,45 @@ fn choosing_the_venue_already_chosen_records_nothing() {
 }
 
 #[test]
+fn the_venue_stays_while_an_order_is_in_flight_or_a_position_open() {
+    let approved = history([
+        open_command(RiskLimits::default()),
+        AccountCommand::ReceiveSignal(intent(
+            "s-1",
+            "BTC-USD",
+            aggregates::Side::Buy,
+            "0.01",
+            "60000",
+            "2024-03-01T09:00:00Z",
+        )),
+    ]);
+    let mut account = TradingAccount::default();
+    for event in approved {
+        account.apply(event);
+    }
+    assert!(matches!(
+        account.decide(choose(Venue::Dydx)),
+        Err(AccountError::VenueBusy(_))
+    ));
+    let mut filled = TradingAccount::default();
+    for event in history([open_command(RiskLimits::default())]) {
+        filled.apply(event);
+    }
+    filled.apply(AccountEvent::PositionOpened {
+        signal_id: sid("s-1"),
+        market: market("BTC-USD"),
+        side: aggregates::Side::Buy,
+        size: qty("0.01"),
+        entry_price: dec("60000"),
+    });
+    let refused = filled.decide(choose(Venue::Dydx));
+    assert!(
+        matches!(&refused, Err(AccountError::VenueBusy(why)) if why.contains("BTC-USD")),
+        "{refused:?}"
+    );
+}
+
+#[test]
 fn settings_of_an_unopened_account_are_refused() {
     TestFramework::<TradingAccount>::with(())
         .given_no_previous_events()

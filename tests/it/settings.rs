@@ -186,7 +186,13 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         (orders["orders"].as_array().map_or(0, Vec::len) == 1).then_some(())
     })
     .await;
-    let (status, back) = put(
+    eventually("the dYdX fill in the positions", || async {
+        let (_, positions) = get(&service, "/api/positions", key).await;
+        (positions["positions"][0]["size"] == "0.001").then_some(())
+    })
+    .await;
+    // A position open on dYdX: the venue stays until it is closed.
+    let (status, busy) = put(
         &service,
         "/api/settings/venue",
         key,
@@ -194,9 +200,36 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     )
     .await;
     assert_eq!(
-        (status, back["venue"].clone()),
-        (200, json!("paper")),
-        "{back}"
+        (status, busy["code"].clone()),
+        (409, json!("VENUE_BUSY")),
+        "{busy}"
+    );
+    let close = r#"{"symbol":"BTC-USD","side":"close","id":"close-dydx"}"#;
+    let (_, closing) = service.post_signal(&alice.webhook_token, close).await;
+    assert_eq!(closing["status"], "accepted", "{closing}");
+    let back = eventually(
+        "the venue to change once the position is closed",
+        || async {
+            let (status, back) = put(
+                &service,
+                "/api/settings/venue",
+                key,
+                json!({"venue": "paper"}),
+            )
+            .await;
+            (status == 200).then_some(back)
+        },
+    )
+    .await;
+    assert_eq!(back["venue"], "paper", "{back}");
+    let (_, positions) = get(&service, "/api/positions", key).await;
+    assert!(
+        positions["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .all(|p| p["size"].as_str().and_then(|s| s.parse::<f64>().ok()) == Some(0.0)),
+        "{positions}"
     );
 
     // Limits and the default order size: seen, and applied to the next alert without a size.
@@ -405,6 +438,16 @@ async fn a_test_signal_fills_on_paper_and_tells_its_story_to_its_owner_only(back
         (unknown_status, unknown["code"].clone())
     );
     assert_eq!(status, 404);
+    let (status, _) = put(
+        &service,
+        "/api/settings/limits",
+        &mallory.api_key,
+        json!({"max_order_notional_usd": "1"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, own) = get(&service, "/api/settings", key).await;
+    assert_ne!(own["limits"]["max_order_notional_usd"], "1", "{own}");
     let (_, theirs) = get(&service, "/api/signals", &mallory.api_key).await;
     assert_eq!(theirs["signals"], json!([]), "{theirs}");
     for (status, body) in [
