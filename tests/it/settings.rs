@@ -9,7 +9,9 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::audit::create_staff;
 use crate::support::fake_venues::{self, received_orders};
-use crate::support::service::{cli, create_user, credentials_set, replay, Options, Service};
+use crate::support::service::{
+    cli, cli_as, cli_output, cli_output_as, create_user, credentials_set, replay, Options, Service,
+};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{answer::assert_invalid_token, eventually};
 
@@ -283,6 +285,23 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         (told["channel"].clone(), told["delivered"].clone()),
         (json!("telegram"), json!(true))
     );
+    // Telegram down: answered as not delivered (the service itself did not fail), recorded too.
+    let faults = json!({"telegram": {"down": true}});
+    let set = http
+        .post(format!("{}/_fake/faults", addresses.telegram))
+        .json(&faults)
+        .send()
+        .await
+        .expect("faults set");
+    assert!(set.status().is_success());
+    let (status, lost) = post(&service, "/api/settings/test-notification", key, json!({})).await;
+    assert_eq!(
+        (status, lost["delivered"].clone()),
+        (200, json!(false)),
+        "{lost}"
+    );
+    assert!(lost["reason"].is_string(), "{lost}");
+    assert!(!lost.to_string().contains(BOT_TOKEN), "{lost}");
     // Cleared: gone from what the trader sees.
     let (status, cleared) = call(
         &service,
@@ -320,7 +339,8 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     let limits = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
     assert_eq!(limits.len(), 1, "{limits:?}");
     let tests = recorded(&test.url, &alice.user_id, "TestNotificationSent").await;
-    assert_eq!(tests.len(), 1, "{tests:?}");
+    let delivered: Vec<&Value> = tests.iter().map(|t| &t["delivered"]).collect();
+    assert_eq!(delivered, [&json!(true), &json!(false)], "{tests:?}");
     for event in venues
         .iter()
         .chain(&changes)
@@ -567,3 +587,49 @@ async fn only_operators_halt_and_their_halt_stops_the_next_alert(backend: Backen
     service.stop().await;
 }
 on_both_stores!(only_operators_halt_and_their_halt_stops_the_next_alert);
+
+async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let alice = create_user(&test.url, "alice").await;
+    let (operator_id, operator) = create_staff(&test.url, "olga", "operator").await;
+    let (_, compliance) = create_staff(&test.url, "carl", "compliance").await;
+    let halt = ["halt", alice.user_id.as_str(), "--reason", "drill"];
+    // Without a key, or with one that is not an operator's: refused, nothing recorded.
+    let unnamed = cli_output(&test.url, &halt).await;
+    assert!(!unnamed.status.success());
+    assert!(String::from_utf8_lossy(&unnamed.stderr).contains("--staff-key"));
+    for key in [compliance.as_str(), "lhs_not-a-key"] {
+        let refused = cli_output_as(&test.url, key, &halt).await;
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!stderr.contains(key), "the key is never echoed: {stderr}");
+    }
+    let limits = [
+        "users",
+        "limits",
+        alice.user_id.as_str(),
+        "--max-order-notional-usd",
+        "900",
+        "--reason",
+        "desk",
+    ];
+    let refused = cli_output(&test.url, &limits).await;
+    assert!(!refused.status.success());
+    assert!(recorded(&test.url, &alice.user_id, "TradingHalted")
+        .await
+        .is_empty());
+    assert!(recorded(&test.url, &alice.user_id, "RiskLimitsChanged")
+        .await
+        .is_empty());
+
+    cli_as(&test.url, &operator, &halt).await;
+    cli_as(&test.url, &operator, &limits).await;
+    let by = format!("staff:{operator_id}");
+    let halts = recorded(&test.url, &alice.user_id, "TradingHalted").await;
+    let changes = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
+    assert_eq!(halts.len(), 1, "{halts:?}");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(halts[0]["by"], by.as_str());
+    assert_eq!(changes[0]["by"], by.as_str());
+}
+on_both_stores!(the_clis_operator_commands_are_attributed_to_a_staff_identity);
