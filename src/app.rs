@@ -65,6 +65,8 @@ pub struct AppConfig {
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
     /// Host and X-Forwarded-Proto.
     pub public_url: Option<String>,
+    /// The chain id a wallet's sign-in message must name.
+    pub sign_in_chain_id: u64,
     pub ingest: IngestConfig,
     pub paper_equity_usd: Decimal,
     /// The audit trail's checkpoint key and interval. Every instance runs the audit writer; on
@@ -259,6 +261,7 @@ impl RunningApp {
             readers: registry,
             metrics,
             webhook_meters: Arc::new(crate::telemetry::WebhookMeters::register()),
+            sign_in_chain_id: config.sign_in_chain_id,
             ledger: ledger.clone(),
             notifier,
             emergency: emergency.clone(),

@@ -36,6 +36,11 @@ impl ApiError {
         }
     }
 
+    /// The machine-readable code the caller is answered with.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_seconds = Some(seconds);
         self

@@ -2,6 +2,7 @@
 //!
 //! Architecture invariant: only this module knows about JSON error bodies and status codes.
 
+mod access;
 mod audit_export;
 mod audit_params;
 mod authenticated;
@@ -16,6 +17,7 @@ mod own_audit;
 mod request_id;
 pub mod server;
 mod settings;
+mod sign_in;
 mod signals;
 mod staff_authenticated;
 mod trader;
@@ -33,6 +35,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use self::access::{Admits, Caller, CredentialKind, Role, RouteAccess, ROUTES};
 pub use self::authenticated::Authenticated;
 pub use self::error::ApiError;
 use crate::guard::Guard;
@@ -66,6 +69,8 @@ pub struct AppState {
     /// Renders the process's metrics (`crate::telemetry`).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub webhook_meters: Arc<crate::telemetry::WebhookMeters>,
+    /// The chain id a wallet's sign-in message must name (EIP-4361).
+    pub sign_in_chain_id: u64,
     /// Runs the settings' and operators' commands on accounts (the same ledger ingest uses).
     pub ledger: crate::ledger::Ledger,
     /// The channel trade notifications go through, for `POST /api/settings/test-notification`.
@@ -99,6 +104,11 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(webhooks)
+        .route("/api/auth/nonce", post(sign_in::nonce))
+        .route("/api/auth/verify", post(sign_in::verify))
+        .route("/api/auth/staff", post(sign_in::staff_sign_in))
+        .route("/api/auth/session", get(sign_in::session))
+        .route("/api/auth/logout", post(sign_in::logout))
         .route("/api/config/webhook", get(config::webhook))
         .route("/api/audit", get(own_audit::own_audit))
         .route(compliance::AUDIT_PATH, get(compliance::audit))
@@ -129,6 +139,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        // Every route above, before its handler: who may call it (`access::ROUTES`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -5,6 +5,7 @@
 //! `DATABASE_URL`, else 127.0.0.1:5432, else a private throwaway cluster (see support/postgres.rs).
 
 mod abuse;
+mod access;
 mod audit;
 mod audit_guard;
 mod auth;
@@ -31,6 +32,7 @@ mod saga_failures;
 mod secrets;
 mod service;
 mod settings;
+mod sign_in;
 mod store;
 mod strangers;
 mod supervision;

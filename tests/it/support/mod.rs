@@ -9,6 +9,7 @@ pub mod log;
 pub mod postgres;
 pub mod seed;
 pub mod service;
+pub mod sign_in;
 pub mod stores;
 pub mod tamper;
 pub mod vault;

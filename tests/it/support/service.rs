@@ -86,8 +86,23 @@ pub async fn cli_output_as(database_url: &str, key: &str, args: &[&str]) -> std:
 
 /// `ledgerhook credentials set OWNER FIELD` with `value` on standard input; it must succeed.
 pub async fn credentials_set(database_url: &str, owner: &str, field: &str, value: &str) {
+    let output = cli_with_input(database_url, &["credentials", "set", owner, field], value).await;
+    assert!(
+        output.status.success(),
+        "credentials set {owner} {field} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs a CLI command against `database_url` with `input` on its standard input, whatever its
+/// exit status.
+pub async fn cli_with_input(
+    database_url: &str,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
     let mut child = Command::new(BINARY)
-        .args(["credentials", "set", owner, field])
+        .args(args)
         .env("DATABASE_URL", database_url)
         .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
         .env("RUST_LOG", "warn")
@@ -98,19 +113,14 @@ pub async fn credentials_set(database_url: &str, owner: &str, field: &str, value
         .spawn()
         .expect("the ledgerhook binary runs");
     let mut stdin = child.stdin.take().expect("piped stdin");
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, value.as_bytes())
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes())
         .await
-        .expect("the value is written");
+        .expect("the input is written");
     drop(stdin);
-    let output = child
+    child
         .wait_with_output()
         .await
-        .expect("the command finishes");
-    assert!(
-        output.status.success(),
-        "credentials set {owner} {field} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .expect("the command finishes")
 }
 
 pub async fn create_user(database_url: &str, name: &str) -> User {
