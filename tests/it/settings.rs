@@ -637,3 +637,90 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
     assert_eq!(changes[0]["by"], by.as_str());
 }
 on_both_stores!(the_clis_operator_commands_are_attributed_to_a_staff_identity);
+
+/// Signed in from a browser (a wallet's session cookie, the CSRF token on changes): a new trader
+/// goes from nothing to a filled paper trade through the settings alone; an operator's password
+/// session halts them, recorded under the operator's staff id.
+async fn a_signed_in_trader_trades_on_paper_and_an_operator_session_halts_them(backend: Backend) {
+    use crate::support::sign_in::{
+        create_staff_with_login, staff_sign_in, wallet_sign_in, TestWallet,
+    };
+    use reqwest::Method;
+
+    let test = TestStore::new(backend).await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let wallet = TestWallet::random();
+    let session = wallet_sign_in(&service, &wallet).await;
+    let user_id = session.body["user_id"]
+        .as_str()
+        .expect("a user id")
+        .to_owned();
+    let (status, settings) = service
+        .send(session.request(&service, Method::GET, "/api/settings"))
+        .await;
+    assert_eq!(
+        (status, settings["venue"].clone()),
+        (200, json!("paper")),
+        "{settings}"
+    );
+    let order = json!({"symbol": "ETH-USD", "action": "buy", "size": "0.01"});
+    // A cookie without the CSRF token changes nothing.
+    let forged = service
+        .client()
+        .post(format!("{}/api/settings/test-signal", service.base_url))
+        .header("cookie", format!("lh_session={}", session.token))
+        .json(&order);
+    let (status, _) = service.send(forged).await;
+    assert_eq!(status, 403);
+    let (status, sent) = service
+        .send(
+            session
+                .request(&service, Method::POST, "/api/settings/test-signal")
+                .json(&order),
+        )
+        .await;
+    assert_eq!(
+        (status, sent["status"].clone()),
+        (200, json!("accepted")),
+        "{sent}"
+    );
+    eventually("the position from the test signal", || async {
+        let (_, positions) = service
+            .send(session.request(&service, Method::GET, "/api/positions"))
+            .await;
+        (positions["positions"][0]["size"] == "0.01").then_some(())
+    })
+    .await;
+    let (status, _) = service
+        .send(
+            session
+                .request(&service, Method::PUT, "/api/settings/limits")
+                .json(&json!({"default_order_usd": "150"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let sized = recorded(&test.url, &user_id, "DefaultOrderSizeChanged").await;
+    assert_eq!(sized[0]["by"], format!("trader:{user_id}"), "{sized:?}");
+
+    let (staff_id, _) = create_staff_with_login(
+        &test.url,
+        "olga",
+        "operator",
+        "olga",
+        "a long operator password",
+    )
+    .await;
+    let operator = staff_sign_in(&service, "olga", "a long operator password").await;
+    let (status, halted) = service
+        .send(
+            operator
+                .request(&service, Method::POST, "/api/operator/halt")
+                .json(&json!({"user_id": user_id, "reason": "review"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{halted}");
+    let halts = recorded(&test.url, &user_id, "TradingHalted").await;
+    assert_eq!(halts[0]["by"], format!("staff:{staff_id}"), "{halts:?}");
+    service.stop().await;
+}
+on_both_stores!(a_signed_in_trader_trades_on_paper_and_an_operator_session_halts_them);
