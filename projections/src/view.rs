@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aggregates::{
     AccountEvent, DailyVolume, Drift, Halt, InFlight, Market, Position, Profile, SeenKey, SignalId,
-    TradingAccount,
+    TradingAccount, Venue,
 };
 use serde::{Serialize, Serializer};
 
@@ -97,8 +97,8 @@ pub struct StateView<'s> {
     pub undelivered_notices: Entries<'s, u64, u32>,
     /// The emergency stop's last engagement or release this account noted (its sequence).
     pub emergency_noted_through: u64,
-    /// The venue the account chose in its ledger (none: never chosen there).
-    pub venue: Option<aggregates::Venue>,
+    /// The venue the account chose in its ledger (`None`: never chosen there).
+    pub venue: Option<Venue>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -159,6 +159,7 @@ impl<'s> StateView<'s> {
             ..
         } = state;
         Self {
+            venue: state.venue(),
             profile,
             halt,
             idempotency: Idempotency {
@@ -177,7 +178,6 @@ impl<'s> StateView<'s> {
             notices_through: *notices_through,
             undelivered_notices: Entries::of(undelivered_notices, extent, touches.notice),
             emergency_noted_through: *emergency_noted_through,
-            venue: state.venue(),
         }
     }
 }

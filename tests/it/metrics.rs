@@ -14,7 +14,7 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::fake_venues::FakeVenues;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service};
+use crate::support::service::{create_user, credentials_set, operator_cli, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
 /// One sample line: `name{label="value",...} number`.
@@ -120,11 +120,7 @@ async fn metrics_count_what_was_sent_and_what_filled(backend: Backend) {
     let test = TestStore::new(backend).await;
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
-    cli(
-        &test.url,
-        &["halt", &bob.user_id, "--reason", "test", "--by", "ops"],
-    )
-    .await;
+    operator_cli(&test.url, &["halt", &bob.user_id, "--reason", "test"]).await;
     // Four requests an hour: the window does not refill while the test runs.
     let service = Service::start(
         &test.url,
