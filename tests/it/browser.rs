@@ -25,6 +25,7 @@ use crate::support::sign_in::{create_staff_with_login, TestWallet};
 use crate::support::stores::{Backend, TestStore};
 
 const PASSWORD: &str = "compliance officer's passphrase";
+const OPERATOR_PASSWORD: &str = "operator's own passphrase";
 
 /// What TradingView puts in place of each placeholder of the message template when the
 /// strategy buys 0.01 BTCUSDT.P.
@@ -94,6 +95,7 @@ async fn screenshots(browser: &Browser, service: &Service, pages: &[(&str, &str,
 async fn a_new_trader_reaches_a_filled_trade_and_compliance_verifies_it() {
     let test = TestStore::new(Backend::Sqlite).await;
     create_staff_with_login(&test.url, "Carol", "compliance", "carol", PASSWORD).await;
+    create_staff_with_login(&test.url, "Oscar", "operator", "oscar", OPERATOR_PASSWORD).await;
     // Verified every second, so the report the page shows soon covers the trade's rows.
     let options = Options {
         args: vec!["--audit-verify-interval-seconds".into(), "1".into()],
@@ -305,6 +307,43 @@ async fn a_new_trader_reaches_a_filled_trade_and_compliance_verifies_it() {
     browser.screenshot("audit-verified-desktop").await;
     browser.resize(PHONE).await;
     browser.screenshot("audit-phone").await;
+    browser.resize(DESKTOP).await;
+
+    // An operator halts the trader's account from the operations page; the next alert is refused.
+    browser.click("#sign-out").await;
+    browser.arrive("/login").await;
+    browser.fill("#staff-login", "oscar").await;
+    browser.fill("#staff-password", OPERATOR_PASSWORD).await;
+    browser.click("#staff-sign-in").await;
+    browser.arrive("/staff/operations").await;
+    browser.fill("#account-user", &user_id).await;
+    browser.fill("#account-reason", "checking a drift").await;
+    browser.click("#account-halt").await;
+    eventually("the page to ask for confirmation", || async {
+        browser.client.accept_alert().await.ok()
+    })
+    .await;
+    browser
+        .text_when("#account-status", "the halt confirmed", |text| {
+            text.starts_with("Halted")
+        })
+        .await;
+    browser.screenshot("operations-desktop").await;
+    browser.resize(PHONE).await;
+    browser.screenshot("operations-phone").await;
+    let refused = Answer::of(
+        service
+            .client()
+            .post(&url)
+            .body(as_tradingview_fills(&template).replace("Long", "Long-2")),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, &refused.json["status"], &refused.json["reason"]),
+        (200, &json!("rejected"), &json!("halted")),
+        "{}",
+        refused.json
+    );
 
     browser.close().await;
     service.stop().await;
