@@ -461,8 +461,8 @@
       $('signals').replaceChildren(table([
         { label: 'Received', value: (s) => time(s.received_at) },
         { label: 'Market', value: (s) => s.market || s.symbol },
-        { label: 'Side', value: (s) => sideCell(s.side) },
         { label: 'Status', value: (s) => el('span', { class: 'badge', text: text(s.status) }) },
+        { label: 'Outcome', value: (s) => text(s.outcome) },
         { label: 'Signal', value: (s) => signalLink(s.signal_id) },
       ], shown.signals, 'signals-table'));
     } catch (error) {
