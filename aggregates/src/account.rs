@@ -49,6 +49,9 @@ pub enum AccountError {
     NoticeAlreadyRecorded(u64),
     #[error("{0}")]
     InvalidSetting(String),
+    /// The venue cannot change while the account has business on the current one.
+    #[error("{0}")]
+    VenueBusy(String),
     #[error("the report names client order id {reported}, but signal's order is {expected}")]
     ClientOrderIdMismatch {
         expected: ClientOrderId,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountError, AccountEvent, Halt, RiskLimits, TradingAccount};
+use crate::{AccountError, AccountEvent, Halt, RiskLimits, SignalStage, TradingAccount};
 
 /// Where an account's orders go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -93,6 +93,30 @@ impl TradingAccount {
         self.profile()?;
         if self.venue == Some(venue) {
             return Ok(vec![]);
+        }
+        // An order still in flight is asked after, cancelled or closed on the venue of the
+        // moment: it must be the one that took it. And the ledger's positions are what orders
+        // are sized against (targets, closes): on another venue they would trade real sizes
+        // against positions that venue does not hold.
+        let busy = self
+            .in_flight
+            .values()
+            .any(|signal| signal.stage != SignalStage::AwaitingNotification);
+        if busy {
+            return Err(AccountError::VenueBusy(
+                "orders are still in flight on the current venue; change it once they end"
+                    .to_owned(),
+            ));
+        }
+        if let Some(market) = self
+            .positions
+            .iter()
+            .find(|(_, position)| !position.size.is_zero())
+            .map(|(market, _)| market)
+        {
+            return Err(AccountError::VenueBusy(format!(
+                "a position in {market} is open on the current venue; close it first"
+            )));
         }
         Ok(vec![AccountEvent::VenueChanged { venue, by, at }])
     }

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use aggregates::{AccountCommand, Market, RiskLimits};
 
+use super::staff_key::StaffKey;
 use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
 use crate::ledger::EventContext;
@@ -48,9 +49,13 @@ pub struct LimitsArgs {
     /// Why (recorded in the ledger); required when changing limits.
     #[arg(long)]
     pub reason: Option<String>,
-    /// Who (recorded in the ledger; default: the USER environment variable).
-    #[arg(long, env = "USER", default_value = "operator")]
-    pub by: String,
+    /// Who changes them (required when changing limits): an operator's staff key.
+    #[arg(
+        long = "staff-key",
+        env = "LEDGERHOOK_STAFF_KEY",
+        hide_env_values = true
+    )]
+    pub staff_key: Option<StaffKey>,
 }
 
 impl LimitsArgs {
@@ -164,15 +169,19 @@ async fn change(ledger: &crate::ledger::Ledger, args: &LimitsArgs) -> anyhow::Re
     let Some(reason) = args.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
         bail!("--reason is required to change limits (it is recorded in the ledger)");
     };
+    let Some(staff) = &args.staff_key else {
+        bail!("--staff-key (or LEDGERHOOK_STAFF_KEY) is required to change limits: an operator's");
+    };
+    let by = staff.operator(ledger.store()).await?;
     let limits = args.apply(&profile.limits)?;
     let now = Utc::now();
     let command = AccountCommand::SetRiskLimits {
         limits: limits.clone(),
-        by: args.by.clone(),
+        by: by.clone(),
         reason: reason.to_owned(),
         at: now,
     };
-    let context = EventContext::new(&format!("cli:{}", args.by), now);
+    let context = EventContext::new(&format!("cli:{by}"), now);
     ledger.execute(&args.user_id, command, &context).await?;
     Ok(limits)
 }

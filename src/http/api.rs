@@ -36,6 +36,7 @@ use super::error::ErrorBody;
         (name = "operator", description = "Staff: halts and the emergency stop"),
         (name = "compliance", description = "Staff: the audit trail"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
+        (name = "dashboard", description = "The web pages and their assets (no data in them)"),
     )
 )]
 struct Base;

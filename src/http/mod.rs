@@ -9,6 +9,7 @@ mod audit_params;
 mod authenticated;
 mod compliance;
 mod config;
+mod dashboard;
 mod docs;
 mod error;
 mod guard;
@@ -100,6 +101,7 @@ fn declared(
         .routes(routes!(webhook::receive_two_factor));
     OpenApiRouter::with_openapi(api::base())
         .merge(webhook_layers(webhooks))
+        .merge(dashboard::routes())
         .routes(routes!(sign_in::nonce))
         .routes(routes!(sign_in::verify))
         .routes(routes!(sign_in::staff_sign_in))

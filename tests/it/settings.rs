@@ -9,7 +9,9 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::audit::create_staff;
 use crate::support::fake_venues::{self, received_orders};
-use crate::support::service::{cli, create_user, credentials_set, replay, Options, Service};
+use crate::support::service::{
+    cli, cli_as, cli_output, cli_output_as, create_user, credentials_set, replay, Options, Service,
+};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{answer::assert_invalid_token, eventually};
 
@@ -186,7 +188,13 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         (orders["orders"].as_array().map_or(0, Vec::len) == 1).then_some(())
     })
     .await;
-    let (status, back) = put(
+    eventually("the dYdX fill in the positions", || async {
+        let (_, positions) = get(&service, "/api/positions", key).await;
+        (positions["positions"][0]["size"] == "0.001").then_some(())
+    })
+    .await;
+    // A position open on dYdX: the venue stays until it is closed.
+    let (status, busy) = put(
         &service,
         "/api/settings/venue",
         key,
@@ -194,9 +202,36 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     )
     .await;
     assert_eq!(
-        (status, back["venue"].clone()),
-        (200, json!("paper")),
-        "{back}"
+        (status, busy["code"].clone()),
+        (409, json!("VENUE_BUSY")),
+        "{busy}"
+    );
+    let close = r#"{"symbol":"BTC-USD","side":"close","id":"close-dydx"}"#;
+    let (_, closing) = service.post_signal(&alice.webhook_token, close).await;
+    assert_eq!(closing["status"], "accepted", "{closing}");
+    let back = eventually(
+        "the venue to change once the position is closed",
+        || async {
+            let (status, back) = put(
+                &service,
+                "/api/settings/venue",
+                key,
+                json!({"venue": "paper"}),
+            )
+            .await;
+            (status == 200).then_some(back)
+        },
+    )
+    .await;
+    assert_eq!(back["venue"], "paper", "{back}");
+    let (_, positions) = get(&service, "/api/positions", key).await;
+    assert!(
+        positions["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .all(|p| p["size"].as_str().and_then(|s| s.parse::<f64>().ok()) == Some(0.0)),
+        "{positions}"
     );
 
     // Limits and the default order size: seen, and applied to the next alert without a size.
@@ -250,6 +285,23 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         (told["channel"].clone(), told["delivered"].clone()),
         (json!("telegram"), json!(true))
     );
+    // Telegram down: answered as not delivered (the service itself did not fail), recorded too.
+    let faults = json!({"telegram": {"down": true}});
+    let set = http
+        .post(format!("{}/_fake/faults", addresses.telegram))
+        .json(&faults)
+        .send()
+        .await
+        .expect("faults set");
+    assert!(set.status().is_success());
+    let (status, lost) = post(&service, "/api/settings/test-notification", key, json!({})).await;
+    assert_eq!(
+        (status, lost["delivered"].clone()),
+        (200, json!(false)),
+        "{lost}"
+    );
+    assert!(lost["reason"].is_string(), "{lost}");
+    assert!(!lost.to_string().contains(BOT_TOKEN), "{lost}");
     // Cleared: gone from what the trader sees.
     let (status, cleared) = call(
         &service,
@@ -287,7 +339,8 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     let limits = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
     assert_eq!(limits.len(), 1, "{limits:?}");
     let tests = recorded(&test.url, &alice.user_id, "TestNotificationSent").await;
-    assert_eq!(tests.len(), 1, "{tests:?}");
+    let delivered: Vec<&Value> = tests.iter().map(|t| &t["delivered"]).collect();
+    assert_eq!(delivered, [&json!(true), &json!(false)], "{tests:?}");
     for event in venues
         .iter()
         .chain(&changes)
@@ -405,6 +458,16 @@ async fn a_test_signal_fills_on_paper_and_tells_its_story_to_its_owner_only(back
         (unknown_status, unknown["code"].clone())
     );
     assert_eq!(status, 404);
+    let (status, _) = put(
+        &service,
+        "/api/settings/limits",
+        &mallory.api_key,
+        json!({"max_order_notional_usd": "1"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, own) = get(&service, "/api/settings", key).await;
+    assert_ne!(own["limits"]["max_order_notional_usd"], "1", "{own}");
     let (_, theirs) = get(&service, "/api/signals", &mallory.api_key).await;
     assert_eq!(theirs["signals"], json!([]), "{theirs}");
     for (status, body) in [
@@ -528,3 +591,136 @@ async fn only_operators_halt_and_their_halt_stops_the_next_alert(backend: Backen
     service.stop().await;
 }
 on_both_stores!(only_operators_halt_and_their_halt_stops_the_next_alert);
+
+async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let alice = create_user(&test.url, "alice").await;
+    let (operator_id, operator) = create_staff(&test.url, "olga", "operator").await;
+    let (_, compliance) = create_staff(&test.url, "carl", "compliance").await;
+    let halt = ["halt", alice.user_id.as_str(), "--reason", "drill"];
+    // Without a key, or with one that is not an operator's: refused, nothing recorded.
+    let unnamed = cli_output(&test.url, &halt).await;
+    assert!(!unnamed.status.success());
+    assert!(String::from_utf8_lossy(&unnamed.stderr).contains("--staff-key"));
+    for key in [compliance.as_str(), "lhs_not-a-key"] {
+        let refused = cli_output_as(&test.url, key, &halt).await;
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!stderr.contains(key), "the key is never echoed: {stderr}");
+    }
+    let limits = [
+        "users",
+        "limits",
+        alice.user_id.as_str(),
+        "--max-order-notional-usd",
+        "900",
+        "--reason",
+        "desk",
+    ];
+    let refused = cli_output(&test.url, &limits).await;
+    assert!(!refused.status.success());
+    assert!(recorded(&test.url, &alice.user_id, "TradingHalted")
+        .await
+        .is_empty());
+    assert!(recorded(&test.url, &alice.user_id, "RiskLimitsChanged")
+        .await
+        .is_empty());
+
+    cli_as(&test.url, &operator, &halt).await;
+    cli_as(&test.url, &operator, &limits).await;
+    let by = format!("staff:{operator_id}");
+    let halts = recorded(&test.url, &alice.user_id, "TradingHalted").await;
+    let changes = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
+    assert_eq!(halts.len(), 1, "{halts:?}");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(halts[0]["by"], by.as_str());
+    assert_eq!(changes[0]["by"], by.as_str());
+}
+on_both_stores!(the_clis_operator_commands_are_attributed_to_a_staff_identity);
+
+/// Signed in from a browser (a wallet's session cookie, the CSRF token on changes): a new trader
+/// goes from nothing to a filled paper trade through the settings alone; an operator's password
+/// session halts them, recorded under the operator's staff id.
+async fn a_signed_in_trader_trades_on_paper_and_an_operator_session_halts_them(backend: Backend) {
+    use crate::support::sign_in::{
+        create_staff_with_login, staff_sign_in, wallet_sign_in, TestWallet,
+    };
+    use reqwest::Method;
+
+    let test = TestStore::new(backend).await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let wallet = TestWallet::random();
+    let session = wallet_sign_in(&service, &wallet).await;
+    let user_id = session.body["user_id"]
+        .as_str()
+        .expect("a user id")
+        .to_owned();
+    let (status, settings) = service
+        .send(session.request(&service, Method::GET, "/api/settings"))
+        .await;
+    assert_eq!(
+        (status, settings["venue"].clone()),
+        (200, json!("paper")),
+        "{settings}"
+    );
+    let order = json!({"symbol": "ETH-USD", "action": "buy", "size": "0.01"});
+    // A cookie without the CSRF token changes nothing.
+    let forged = service
+        .client()
+        .post(format!("{}/api/settings/test-signal", service.base_url))
+        .header("cookie", format!("lh_session={}", session.token))
+        .json(&order);
+    let (status, _) = service.send(forged).await;
+    assert_eq!(status, 403);
+    let (status, sent) = service
+        .send(
+            session
+                .request(&service, Method::POST, "/api/settings/test-signal")
+                .json(&order),
+        )
+        .await;
+    assert_eq!(
+        (status, sent["status"].clone()),
+        (200, json!("accepted")),
+        "{sent}"
+    );
+    eventually("the position from the test signal", || async {
+        let (_, positions) = service
+            .send(session.request(&service, Method::GET, "/api/positions"))
+            .await;
+        (positions["positions"][0]["size"] == "0.01").then_some(())
+    })
+    .await;
+    let (status, _) = service
+        .send(
+            session
+                .request(&service, Method::PUT, "/api/settings/limits")
+                .json(&json!({"default_order_usd": "150"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let sized = recorded(&test.url, &user_id, "DefaultOrderSizeChanged").await;
+    assert_eq!(sized[0]["by"], format!("trader:{user_id}"), "{sized:?}");
+
+    let (staff_id, _) = create_staff_with_login(
+        &test.url,
+        "olga",
+        "operator",
+        "olga",
+        "a long operator password",
+    )
+    .await;
+    let operator = staff_sign_in(&service, "olga", "a long operator password").await;
+    let (status, halted) = service
+        .send(
+            operator
+                .request(&service, Method::POST, "/api/operator/halt")
+                .json(&json!({"user_id": user_id, "reason": "review"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{halted}");
+    let halts = recorded(&test.url, &user_id, "TradingHalted").await;
+    assert_eq!(halts[0]["by"], format!("staff:{staff_id}"), "{halts:?}");
+    service.stop().await;
+}
+on_both_stores!(a_signed_in_trader_trades_on_paper_and_an_operator_session_halts_them);

@@ -64,6 +64,9 @@ fn ledger_error(error: LedgerError) -> ApiError {
         LedgerError::Rejected(AccountError::InvalidSetting(message)) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SETTING", message)
         }
+        LedgerError::Rejected(AccountError::VenueBusy(message)) => {
+            ApiError::new(StatusCode::CONFLICT, "VENUE_BUSY", message)
+        }
         // A user row whose account was never opened (a crash inside `users create`).
         LedgerError::Rejected(AccountError::NotOpened) => ApiError::new(
             StatusCode::NOT_FOUND,
@@ -301,6 +304,12 @@ pub async fn choose_venue(
                 "This service is not connected to dYdX; only paper trading is available",
             ));
         }
+    }
+    // Already where the account trades (its user row speaking for an account that never chose
+    // in its ledger): nothing to change, nothing to record.
+    let (_, current_venue) = current(&state, &user.user_id).await?;
+    if current_venue == venue {
+        return Ok(Json(settings_answer(&state, &user).await?));
     }
     let by = trader_by(&user);
     let command = AccountCommand::ChooseVenue {

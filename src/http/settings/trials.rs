@@ -82,15 +82,26 @@ pub async fn test_notification(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestSignal {
-    /// As an alert's `symbol`, e.g. `BTC-USD` or `BTCUSDT.P`.
+    /// As an alert's `symbol`, e.g. `BTC-USD` or `BTCUSDT.P`; absent: `BTC-USD`, the market
+    /// every venue lists.
+    #[serde(default = "default_test_symbol")]
     #[schema(example = "BTC-USD")]
     symbol: String,
-    /// `buy`, `sell` or `close`, as an alert's `side`.
+    /// `buy`, `sell` or `close`, as an alert's `side`; absent: `buy`.
+    #[serde(default = "default_test_action")]
     #[schema(example = "buy")]
     action: String,
     /// Base units, as text; absent: the account's default order size.
     #[schema(example = "0.001")]
     size: Option<String>,
+}
+
+fn default_test_symbol() -> String {
+    "BTC-USD".to_owned()
+}
+
+fn default_test_action() -> String {
+    "buy".to_owned()
 }
 
 /// The webhook's answer, marked as a test. Fields in alphabetical order, as the `json!` object
