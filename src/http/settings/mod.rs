@@ -263,7 +263,7 @@ pub struct VenueRequest {
         (status = 200, description = "The settings after the change", body = Settings),
         (status = 400, description = "INVALID_BODY, INVALID_VENUE", body = ErrorBody),
         (status = 404, description = "NO_ACCOUNT", body = ErrorBody),
-        (status = 409, description = "DYDX_CREDENTIALS_MISSING, DYDX_NOT_CONFIGURED", body = ErrorBody),
+        (status = 409, description = "DYDX_CREDENTIALS_MISSING, DYDX_NOT_CONFIGURED; VENUE_BUSY: an order in flight or a position open", body = ErrorBody),
         (status = 422, description = "INVALID_SETTING: refused by the account", body = ErrorBody),
         (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
         (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
