@@ -14,7 +14,7 @@ padding:1rem;color:#1b1b1b}h2{border-bottom:1px solid #ccc;margin-top:2rem}\
 .get{color:#0a6b2b}.post{color:#0b4f9c}code,pre{font-family:ui-monospace,monospace;\
 font-size:13px}pre{background:#f5f5f5;padding:.5rem;overflow-x:auto}\
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.25rem;\
-text-align:left;vertical-align:top}.lock{color:#8a5a00}";
+text-align:left;vertical-align:top;overflow-wrap:anywhere}.lock{color:#8a5a00}";
 
 /// The page for `document`. Operations by tag, each with its security, parameters, bodies and
 /// answers; then every schema, linked from where it is used.
