@@ -154,6 +154,10 @@ pub struct SignalIntent {
     pub max_lag_seconds: u32,
     /// Set when the operator's global emergency stop is engaged.
     pub emergency_stop: Option<Halt>,
+    /// A trial (the settings' test signal): refused unless the account trades on paper, decided
+    /// with the venue under the account's lock, so no venue change slips in between.
+    #[serde(default)]
+    pub paper_only: bool,
     pub received_at: DateTime<Utc>,
 }
 

@@ -95,6 +95,45 @@ fn the_venue_stays_while_an_order_is_in_flight_or_a_position_open() {
 }
 
 #[test]
+fn a_test_signal_is_refused_unless_the_account_trades_on_paper() {
+    let trial = |id: &str| {
+        let mut intent = intent(
+            id,
+            "BTC-USD",
+            aggregates::Side::Buy,
+            "0.01",
+            "60000",
+            "2024-03-01T09:30:00Z",
+        );
+        intent.paper_only = true;
+        AccountCommand::ReceiveSignal(intent)
+    };
+    let mut account = TradingAccount::default();
+    for event in history([open_command(RiskLimits::default())]) {
+        account.apply(event);
+    }
+    // Never chosen in the ledger (the caller checks the user row), or paper: taken.
+    assert!(account.decide(trial("t-1")).is_ok());
+    for event in account
+        .decide(choose(Venue::Dydx))
+        .expect("no business open")
+    {
+        account.apply(event);
+    }
+    assert_eq!(
+        account.decide(trial("t-2")),
+        Err(AccountError::NotOnPaper(Venue::Dydx))
+    );
+    for event in account
+        .decide(choose(Venue::Paper))
+        .expect("no business open")
+    {
+        account.apply(event);
+    }
+    assert!(account.decide(trial("t-3")).is_ok());
+}
+
+#[test]
 fn settings_of_an_unopened_account_are_refused() {
     TestFramework::<TradingAccount>::with(())
         .given_no_previous_events()

@@ -12,14 +12,15 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use aggregates::{AccountCommand, Venue};
+use aggregates::{AccountCommand, AccountError, Venue};
 
 use super::{body, context, current, ledger_error, trader_by};
 use crate::guard::RateLimit;
 use crate::http::authenticated::Authenticated;
 use crate::http::error::{ApiError, Result};
 use crate::http::AppState;
-use crate::ingest::ReceiptStatus;
+use crate::ingest::{IngestError, ReceiptStatus};
+use crate::ledger::LedgerError;
 
 const TEST_MESSAGE: &str = "ledgerhook: this is a test notification. If you can read it, your \
      trade notifications will reach you here.";
@@ -54,6 +55,17 @@ pub async fn test_notification(
     })))
 }
 
+fn not_on_paper(venue: Venue) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "VENUE_NOT_PAPER",
+        format!(
+            "Test signals trade on paper only, and this account trades on {venue}: switch the \
+             venue to paper first"
+        ),
+    )
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestSignal {
@@ -75,15 +87,10 @@ pub async fn test_signal(
     let received_at = Utc::now();
     let request = body(request)?;
     let (_, venue) = current(&state, &user.user_id).await?;
+    // Checked here for an account whose venue is its user row's; the account checks it again
+    // under its lock for one chosen in its ledger.
     if venue != Venue::Paper {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "VENUE_NOT_PAPER",
-            format!(
-                "Test signals trade on paper only, and this account trades on {venue}: switch \
-                 the venue to paper first"
-            ),
-        ));
+        return Err(not_on_paper(venue));
     }
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
@@ -103,10 +110,18 @@ pub async fn test_signal(
     }
     let alert = serde_json::to_vec(&alert).map_err(ApiError::internal)?;
     let request_id = crate::http::request_id::of(&headers).map(str::to_owned);
-    let receipt = state
+    let receipt = match state
         .ingest
-        .receive(&user.user_id, &alert, received_at, request_id)
-        .await?;
+        .receive_paper_only(&user.user_id, &alert, received_at, request_id)
+        .await
+    {
+        Ok(receipt) => receipt,
+        // The venue changed since it was checked above: the account refused, nothing recorded.
+        Err(IngestError::Ledger(LedgerError::Rejected(AccountError::NotOnPaper(venue)))) => {
+            return Err(not_on_paper(venue))
+        }
+        Err(error) => return Err(error.into()),
+    };
     let mut answer = json!({ "signal_id": receipt.signal_id.0, "test": true });
     match receipt.status {
         ReceiptStatus::Accepted => answer["status"] = "accepted".into(),
