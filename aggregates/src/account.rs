@@ -394,11 +394,11 @@ impl TradingAccount {
             }
             AccountCommand::ChooseVenue { venue, by, at } => self.choose_venue(venue, by, at),
             AccountCommand::ChangeSettings {
-                settings,
+                change,
                 by,
                 reason,
                 at,
-            } => self.change_settings(settings, by, reason, at),
+            } => self.change_settings(change, by, reason, at),
             AccountCommand::RecordCredentialChange {
                 field,
                 cleared,

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientOrderId, Halt, Market, Quantity, RiskLimits, Side, SignalId, TradingSettings, Venue,
+    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, Venue,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,9 +93,9 @@ pub enum AccountCommand {
         by: String,
         at: DateTime<Utc>,
     },
-    /// Replaces the risk limits and the default order size together.
+    /// Changes the risk limits and the default order size together, from where they stand.
     ChangeSettings {
-        settings: TradingSettings,
+        change: SettingsChange,
         by: String,
         reason: String,
         at: DateTime<Utc>,
