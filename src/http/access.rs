@@ -131,6 +131,16 @@ pub const ROUTES: &[RouteAccess] = &[
     // Staff: compliance reads every trail; both may ask whether it verifies.
     route("GET", super::compliance::AUDIT_PATH, COMPLIANCE),
     route("GET", super::compliance::VERIFY_PATH, STAFF),
+    // The dashboard's pages and assets hold no data (the API they call checks the session).
+    route("GET", "/", Admits::Anyone),
+    route("GET", "/login", Admits::Anyone),
+    route("GET", "/app", Admits::Anyone),
+    route("GET", "/app/signals/{signal_id}", Admits::Anyone),
+    route("GET", "/app/settings", Admits::Anyone),
+    route("GET", "/staff/audit", Admits::Anyone),
+    route("GET", "/staff/operations", Admits::Anyone),
+    route("GET", super::dashboard::CSS_PATH, Admits::Anyone),
+    route("GET", super::dashboard::JS_PATH, Admits::Anyone),
     // Operations: the platform's probes and scrapers hold no credential.
     route("GET", "/healthz", Admits::Anyone),
     route("GET", "/readyz", Admits::Anyone),

@@ -8,6 +8,7 @@ mod audit_params;
 mod authenticated;
 mod compliance;
 mod config;
+mod dashboard;
 mod error;
 mod guard;
 mod health;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(webhooks)
+        .merge(dashboard::routes())
         .route("/api/auth/nonce", post(sign_in::nonce))
         .route("/api/auth/verify", post(sign_in::verify))
         .route("/api/auth/staff", post(sign_in::staff_sign_in))

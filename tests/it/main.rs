@@ -9,6 +9,7 @@ mod access;
 mod audit;
 mod audit_guard;
 mod auth;
+mod browser;
 mod compliance;
 mod dydx;
 mod dydx_faults;

@@ -78,15 +78,7 @@ struct Scrape(Vec<Sample>);
 
 impl Scrape {
     async fn of(service: &Service) -> Self {
-        let response = service
-            .client()
-            .get(format!("{}/metrics", service.base_url))
-            .send()
-            .await
-            .expect("the service answers /metrics");
-        assert_eq!(response.status().as_u16(), 200);
-        let text = response.text().await.expect("a text body");
-        Self(parse(&text))
+        Self(parse(&service.metrics().await))
     }
 
     /// The sum of `name`'s samples whose labels include every pair of `labels`.

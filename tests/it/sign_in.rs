@@ -308,15 +308,7 @@ async fn staff_sign_in_with_a_password_that_a_stranger_cannot_lock(backend: Back
     assert_eq!(session.body["staff_id"], json!(staff_id));
 
     // Operators see the lockout and the sign-in in /metrics.
-    let metrics = service
-        .client()
-        .get(format!("{}/metrics", service.base_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = service.metrics().await;
     let sample = |outcome: &str| {
         let series =
             format!("ledgerhook_sign_ins_total{{method=\"staff\",outcome=\"{outcome}\"}} ");

@@ -69,11 +69,22 @@ fn not_on_paper(venue: Venue) -> ApiError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestSignal {
+    /// Absent: `BTC-USD`, the market every venue lists.
+    #[serde(default = "default_test_symbol")]
     symbol: String,
-    /// `buy`, `sell` or `close`, as an alert's `side`.
+    /// `buy`, `sell` or `close`, as an alert's `side`; absent: `buy`.
+    #[serde(default = "default_test_action")]
     action: String,
     /// Base units, as text; absent: the account's default order size.
     size: Option<String>,
+}
+
+fn default_test_symbol() -> String {
+    "BTC-USD".to_owned()
+}
+
+fn default_test_action() -> String {
+    "buy".to_owned()
 }
 
 /// `POST /api/settings/test-signal`: recorded and executed as an alert would be, under an id of

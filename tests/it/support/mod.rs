@@ -1,6 +1,7 @@
 pub mod alerts;
 pub mod answer;
 pub mod audit;
+pub mod browser;
 pub mod busy_account;
 pub mod clock;
 pub mod fake_venues;

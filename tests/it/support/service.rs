@@ -279,6 +279,18 @@ impl Service {
     }
 
     /// A request of the caller's making to this service, answered as (status, JSON or Null).
+    /// `GET /metrics`: Prometheus' text format.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("the service answers /metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("a text body")
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.http
     }
