@@ -145,6 +145,9 @@ pub const ROUTES: &[RouteAccess] = &[
     route("GET", "/healthz", Admits::Anyone),
     route("GET", "/readyz", Admits::Anyone),
     route("GET", "/metrics", Admits::Anyone),
+    // The API's description (src/http/api.rs): public, like any API reference.
+    route("GET", "/openapi.json", Admits::Anyone),
+    route("GET", "/docs", Admits::Anyone),
 ];
 
 pub fn access_of(method: &Method, path: &str) -> Option<Admits> {

@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::access::{session_cookie, Caller, Principal, SESSION_COOKIE};
 use super::config::base_url;
-use super::error::{ApiError, Result};
+use super::error::{ApiError, ErrorBody, Result};
 use super::guard::ClientAddress;
 use super::AppState;
 use crate::guard::{Presented, RateLimit};
@@ -33,11 +33,46 @@ const NONCE_WINDOW: Duration = Duration::from_secs(60);
 /// Longest sign-in field: a SIWE message is a few hundred bytes.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
-#[derive(Deserialize)]
+// The answers' fields are in alphabetical order: the order of the objects they replaced (whose
+// keys serde_json sorts), so the bytes are unchanged.
+
+#[derive(Deserialize, ToSchema)]
 pub struct NonceRequest {
+    /// The wallet's address: 0x and 40 hex digits, all lowercase, all uppercase, or mixed case
+    /// with a valid EIP-55 checksum.
+    #[schema(
+        pattern = "^0x([0-9a-f]{40}|[0-9A-F]{40})$",
+        example = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+    )]
     address: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Challenge {
+    /// When the nonce stops being accepted (RFC 3339).
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// The whole EIP-4361 message to sign with `personal_sign`, then send to `/api/auth/verify`.
+    pub message: String,
+    /// Single-use.
+    pub nonce: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/auth/nonce",
+    tag = "sign-in",
+    summary = "Start a wallet sign-in: a single-use nonce and the EIP-4361 message to sign",
+    request_body = NonceRequest,
+    responses(
+        (status = 200, description = "The message to sign", body = Challenge,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "INVALID_BODY, INVALID_ADDRESS, INVALID_HOST", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (per client address), SIGN_IN_BUSY", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn nonce(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
@@ -68,19 +103,60 @@ pub async fn nonce(
     let challenge = wallet::challenge(&state.store, &address, &site, Utc::now())
         .await
         .map_err(wallet_error)?;
-    Ok(no_store(Json(json!({
-        "nonce": challenge.nonce,
-        "message": challenge.message,
-        "expires_at": challenge.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    }))))
+    Ok(no_store(Json(Challenge {
+        expires_at: challenge
+            .expires_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        message: challenge.message,
+        nonce: challenge.nonce,
+    })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyRequest {
+    /// The message `/api/auth/nonce` gave, exactly (at most 4096 bytes).
+    #[schema(max_length = 1024)]
     message: String,
+    /// The `personal_sign` signature (EIP-191): 0x and 130 hex digits.
+    #[schema(pattern = "^0x[0-9a-fA-F]{130}$")]
     signature: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletSession {
+    /// The wallet's address, EIP-55.
+    pub address: String,
+    /// Whether this sign-in opened the account.
+    pub created: bool,
+    /// Send back as `x-csrf-token` with every state-changing request.
+    pub csrf_token: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    #[schema(example = "trader")]
+    pub role: &'static str,
+    pub user_id: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify",
+    operation_id = "sign_in_verify",
+    tag = "sign-in",
+    summary = "Finish a wallet sign-in: the signed message; opens the account at the first one",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set", body = WalletSession,
+            headers(
+                ("Set-Cookie" = String, description = "lh_session=…; HttpOnly; Secure; SameSite=Strict; Path=/"),
+                ("Cache-Control" = String, description = "no-store"),
+            )),
+        (status = 400, description = "INVALID_BODY, INVALID_HOST", body = ErrorBody),
+        (status = 401, description = "SIWE_*: the message or signature is refused (domain, URI, chain, time, nonce)", body = ErrorBody),
+        (status = 429, description = "SIGN_IN_BUSY", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn verify(
     state: State<AppState>,
     headers: HeaderMap,
@@ -129,23 +205,58 @@ async fn wallet_verify(
     let session = sessions::start(&state.store, &subject, now)
         .await
         .map_err(ApiError::internal)?;
-    let body = json!({
-        "role": "trader",
-        "user_id": signed_in.user_id,
-        "address": signed_in.address,
-        "created": signed_in.created,
-        "csrf_token": session.csrf_token,
-        "expires_at": session.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    });
-    Ok(with_session_cookie(&session, body))
+    let body = WalletSession {
+        address: signed_in.address,
+        created: signed_in.created,
+        csrf_token: session.csrf_token.clone(),
+        expires_at: session
+            .expires_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        role: "trader",
+        user_id: signed_in.user_id,
+    };
+    Ok(with_session_cookie(&session, Json(body)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct StaffSignIn {
     login: String,
+    #[schema(format = Password)]
     password: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffSession {
+    /// Send back as `x-csrf-token` with every state-changing request.
+    pub csrf_token: String,
+    pub display_name: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// `compliance` or `operator`.
+    #[schema(example = "compliance")]
+    pub role: &'static str,
+    pub staff_id: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/auth/staff",
+    tag = "sign-in",
+    summary = "Staff sign-in with a login and password",
+    request_body = StaffSignIn,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set", body = StaffSession,
+            headers(
+                ("Set-Cookie" = String, description = "lh_session=…; HttpOnly; Secure; SameSite=Strict; Path=/"),
+                ("Cache-Control" = String, description = "no-store"),
+            )),
+        (status = 400, description = "INVALID_BODY", body = ErrorBody),
+        (status = 401, description = "INVALID_CREDENTIALS: wrong login or password", body = ErrorBody),
+        (status = 429, description = "LOCKED_OUT: too many failures from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn staff_sign_in(
     state: State<AppState>,
     client: ClientAddress,
@@ -183,37 +294,86 @@ async fn staff_password_sign_in(
     let session = sessions::start(&state.store, &subject, Utc::now())
         .await
         .map_err(ApiError::internal)?;
-    let body = json!({
-        "role": member.role.as_str(),
-        "staff_id": member.staff_id,
-        "display_name": member.display_name,
-        "csrf_token": session.csrf_token,
-        "expires_at": session.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    });
-    Ok(with_session_cookie(&session, body))
+    let body = StaffSession {
+        csrf_token: session.csrf_token.clone(),
+        display_name: member.display_name,
+        expires_at: session
+            .expires_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        role: member.role.as_str(),
+        staff_id: member.staff_id,
+    };
+    Ok(with_session_cookie(&session, Json(body)))
+}
+
+/// Who the caller is. `user_id` for a trader, `staff_id` and `display_name` for staff.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrentSession {
+    /// The session's; null for a caller with an API key.
+    pub csrf_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The session's expiry (24 h after its last use); null for a caller with an API key.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// `trader`, `compliance` or `operator`.
+    #[schema(example = "trader")]
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// Who the caller is; with a session, its CSRF token and expiry (`null` for key callers).
+#[utoipa::path(
+    get,
+    path = "/api/auth/session",
+    tag = "sign-in",
+    summary = "Who the caller is (a session, or any key)",
+    responses(
+        (status = 200, description = "The caller", body = CurrentSession,
+            headers(("Cache-Control" = String, description = "no-store"))),
+    )
+)]
 pub async fn session(caller: Caller) -> Response {
-    let mut body = json!({
-        "role": caller.role().as_str(),
-        "csrf_token": caller.session.as_ref().map(|session| session.csrf_token.clone()),
-        "expires_at": caller
+    let (user_id, staff_id, display_name) = match &caller.principal {
+        Principal::Trader(user) => (Some(user.user_id.clone()), None, None),
+        Principal::Staff(member) => (
+            None,
+            Some(member.staff_id.clone()),
+            Some(member.display_name.clone()),
+        ),
+    };
+    no_store(Json(CurrentSession {
+        csrf_token: caller
             .session
             .as_ref()
-            .map(|session| session.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-    });
-    match &caller.principal {
-        Principal::Trader(user) => body["user_id"] = json!(user.user_id),
-        Principal::Staff(member) => {
-            body["staff_id"] = json!(member.staff_id);
-            body["display_name"] = json!(member.display_name);
-        }
-    }
-    no_store(Json(body))
+            .map(|session| session.csrf_token.clone()),
+        display_name,
+        expires_at: caller.session.as_ref().map(|session| {
+            session
+                .expires_at
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        }),
+        role: caller.role().as_str(),
+        staff_id,
+        user_id,
+    }))
 }
 
 /// Revokes the session (a key caller has none) and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "sign-in",
+    summary = "Sign out: the session is revoked and the cookie cleared",
+    responses(
+        (status = 204, description = "Signed out",
+            headers(("Set-Cookie" = String, description = "lh_session=; Max-Age=0 (cleared)"))),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     _caller: Caller,
@@ -236,10 +396,10 @@ pub async fn logout(
 /// the last use) is the one that counts.
 const COOKIE_ATTRIBUTES: &str = "HttpOnly; Secure; SameSite=Strict; Path=/";
 
-fn with_session_cookie(session: &IssuedSession, body: Value) -> Response {
+fn with_session_cookie(session: &IssuedSession, body: impl IntoResponse) -> Response {
     let cookie = format!("{SESSION_COOKIE}={}; {COOKIE_ATTRIBUTES}", session.token);
     match header_value(&cookie) {
-        Ok(cookie) => no_store(([(SET_COOKIE, cookie)], Json(body))),
+        Ok(cookie) => no_store(([(SET_COOKIE, cookie)], body)),
         Err(error) => error.into_response(),
     }
 }

@@ -14,15 +14,15 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::Json;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use aggregates::AccountCommand;
 
-use super::{context, ledger_error, settings_answer, trader_by};
+use super::{context, ledger_error, settings_answer, trader_by, Settings};
 use crate::http::authenticated::Authenticated;
-use crate::http::error::{ApiError, Result};
+use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::AppState;
 use crate::users::urls;
 use crate::vault::Field;
@@ -50,9 +50,11 @@ fn settable(field: std::result::Result<Path<String>, PathRejection>) -> Result<F
 }
 
 /// `{"value": "..."}`; nothing else is read from the body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ValueOnly {
+pub struct ValueOnly {
+    /// The credential; never echoed, logged or recorded.
+    #[schema(write_only)]
     value: String,
 }
 
@@ -70,13 +72,30 @@ fn value_of(body: std::result::Result<Bytes, BytesRejection>) -> Result<Zeroizin
     Ok(Zeroizing::new(parsed.value))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/settings/credentials/{field}",
+    tag = "settings",
+    summary = "Store a credential (write-only: never shown again, only whether it is set)",
+    params(("field" = String, Path, pattern = "^(dydx_mnemonic|dydx_subaccount|dydx_owner_address|dydx_trading_mnemonic|dydx_authenticator_id|telegram_chat_id)$",
+        description = "dydx_mnemonic, dydx_subaccount, dydx_owner_address, dydx_trading_mnemonic, dydx_authenticator_id or telegram_chat_id")),
+    request_body = ValueOnly,
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        (status = 400, description = "INVALID_BODY", body = ErrorBody),
+        (status = 404, description = "UNKNOWN_FIELD; NO_ACCOUNT", body = ErrorBody),
+        (status = 422, description = "INVALID_CREDENTIAL: names the rule, never the value; INVALID_SETTING", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+        (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
+    )
+)]
 pub async fn set_credential(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     field: std::result::Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Settings>> {
     let field = settable(field)?;
     let value = value_of(body)?;
     // The rule is named, never the value (`Field::validate`).
@@ -99,12 +118,27 @@ pub async fn set_credential(
     Ok(Json(settings_answer(&state, &user).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/settings/credentials/{field}",
+    tag = "settings",
+    summary = "Remove a stored credential",
+    params(("field" = String, Path, pattern = "^(dydx_mnemonic|dydx_subaccount|dydx_owner_address|dydx_trading_mnemonic|dydx_authenticator_id|telegram_chat_id)$",
+        description = "As for PUT")),
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        (status = 404, description = "UNKNOWN_FIELD; NO_ACCOUNT", body = ErrorBody),
+        (status = 422, description = "INVALID_SETTING", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+        (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
+    )
+)]
 pub async fn clear_credential(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     field: std::result::Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Json<Value>> {
+) -> Result<Json<Settings>> {
     let field = settable(field)?;
     let owner = user.user_id.as_str();
     let previous = state
@@ -157,13 +191,46 @@ async fn record(
     Ok(())
 }
 
+/// New webhook credentials. Fields in alphabetical order: the order of the `json!` object it
+/// replaced, so the bytes are unchanged.
+#[derive(Serialize, ToSchema)]
+pub struct RotatedWebhook {
+    pub credentials: RotatedCredentials,
+    pub note: &'static str,
+    pub two_factor_url: String,
+    pub user_id: String,
+    pub webhook_url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedCredentials {
+    pub webhook_secret: String,
+    pub webhook_token: String,
+    pub webhook_uuid: String,
+}
+
 /// `POST /api/settings/webhook/rotate`: new token, uuid and secret, shown once in this answer
 /// (`GET /api/config/webhook` shows them again, recorded); the old ones stop working at once.
+#[utoipa::path(
+    post,
+    path = "/api/settings/webhook/rotate",
+    tag = "settings",
+    summary = "New webhook credentials; the old ones stop working at once",
+    responses(
+        (status = 200, description = "The new credentials, shown once", body = RotatedWebhook,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "INVALID_HOST: no public URL is configured and the Host header is unusable", body = ErrorBody),
+        (status = 404, description = "NO_ACCOUNT", body = ErrorBody),
+        (status = 422, description = "INVALID_SETTING", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+        (status = 503, description = "CONTENDED: rotated but not yet recorded; rotate again", body = ErrorBody),
+    )
+)]
 pub async fn rotate_webhook(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
-) -> Result<([(HeaderName, &'static str); 1], Json<Value>)> {
+) -> Result<([(HeaderName, &'static str); 1], Json<RotatedWebhook>)> {
     let base = crate::http::config::base_url(&state, &headers)?;
     let by = trader_by(&user);
     let issued = state
@@ -182,16 +249,16 @@ pub async fn rotate_webhook(
         .execute(&user.user_id, command, &context(&by, &headers))
         .await
         .map_err(ledger_error)?;
-    let answer = json!({
-        "user_id": user.user_id,
-        "webhook_url": urls::webhook_url(&base, &issued.webhook_token),
-        "two_factor_url": urls::two_factor_url(&base, &issued.webhook_uuid),
-        "credentials": {
-            "webhook_token": issued.webhook_token,
-            "webhook_uuid": issued.webhook_uuid.to_string(),
-            "webhook_secret": issued.webhook_secret,
+    let answer = RotatedWebhook {
+        credentials: RotatedCredentials {
+            webhook_secret: issued.webhook_secret.to_string(),
+            webhook_token: issued.webhook_token.to_string(),
+            webhook_uuid: issued.webhook_uuid.to_string(),
         },
-        "note": "Shown once here; the previous URL and secret no longer work.",
-    });
+        note: "Shown once here; the previous URL and secret no longer work.",
+        two_factor_url: urls::two_factor_url(&base, &issued.webhook_uuid),
+        user_id: user.user_id,
+        webhook_url: urls::webhook_url(&base, &issued.webhook_token),
+    };
     Ok(([(CACHE_CONTROL, "no-store")], Json(answer)))
 }

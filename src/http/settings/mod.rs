@@ -5,8 +5,8 @@
 //! - `credentials.rs`: vault fields (write-only, shown only as set or not) and webhook rotation;
 //! - `trials.rs`: the test notification and the test signal.
 
-mod credentials;
-mod trials;
+pub(super) mod credentials;
+pub(super) mod trials;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -15,18 +15,16 @@ use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 use aggregates::{
     AccountCommand, AccountError, AccountSettings, Market, RiskLimits, SettingsChange, Venue,
 };
 
-pub use self::credentials::{clear_credential, rotate_webhook, set_credential};
-pub use self::trials::{test_notification, test_signal};
 use super::authenticated::Authenticated;
-use super::error::{ApiError, Result};
+use super::error::{ApiError, ErrorBody, Result};
 use super::AppState;
 use crate::ledger::{EventContext, LedgerError};
 use crate::users::AuthenticatedUser;
@@ -107,15 +105,83 @@ async fn current(state: &AppState, user_id: &str) -> Result<(AccountSettings, Ve
     Ok((settings, venue))
 }
 
+// The answers' fields are in alphabetical order: the order of the `json!` objects they replaced,
+// so the bytes are unchanged. Amounts are exact decimals written as strings.
+
+/// A trader's settings: `GET /api/settings`, and the answer to every change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Settings {
+    /// Each credential a trader may store: set or not, never its value.
+    pub credentials: BTreeMap<&'static str, CredentialState>,
+    /// The size of an alert that gives none, in USD (the service's unless the account set one).
+    #[schema(example = "100")]
+    pub default_order_usd: String,
+    pub default_order_usd_is_own: bool,
+    /// Whether the stored credentials are enough to trade on dYdX.
+    pub dydx_ready: bool,
+    /// The account's halt, if it is halted.
+    pub halted: Option<HaltView>,
+    pub limits: Limits,
+    pub user_id: String,
+    /// `paper` or `dydx`.
+    #[schema(example = "paper")]
+    pub venue: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialState {
+    pub set: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HaltView {
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Who halted it: `staff:<id>`, `trader:<id>`, or the service.
+    pub by: String,
+    pub reason: String,
+}
+
+/// The account's risk limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Limits {
+    /// The only markets it may trade; empty: every market.
+    pub allowed_markets: Vec<String>,
+    /// Exchange failures in a row before the account halts itself (0: never).
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
+    pub halt_after_consecutive_failures: u32,
+    pub max_daily_volume_usd: String,
+    pub max_order_notional_usd: String,
+    /// Per market, in base units.
+    pub max_order_size: BTreeMap<String, String>,
+    pub max_position_notional_usd: String,
+    /// Per market, in base units.
+    pub max_position_size: BTreeMap<String, String>,
+    /// Largest distance from the reference price, in basis points.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
+    pub max_price_deviation_bps: u32,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/settings",
+    tag = "settings",
+    summary = "The caller's settings: venue, limits, default order size, which credentials are set",
+    responses(
+        (status = 200, description = "The settings", body = Settings),
+        (status = 404, description = "NO_ACCOUNT: the user has no trading account", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
-) -> Result<Json<Value>> {
+) -> Result<Json<Settings>> {
     Ok(Json(settings_answer(&state, &user).await?))
 }
 
 /// What `GET /api/settings` shows, also the answer to every change.
-async fn settings_answer(state: &AppState, user: &AuthenticatedUser) -> Result<Value> {
+async fn settings_answer(state: &AppState, user: &AuthenticatedUser) -> Result<Settings> {
     let (settings, venue) = current(state, &user.user_id).await?;
     let held = state
         .vault
@@ -123,68 +189,92 @@ async fn settings_answer(state: &AppState, user: &AuthenticatedUser) -> Result<V
         .await
         .map_err(ApiError::internal)?;
     // Set or not, never the value nor any part of it: nothing is decrypted to answer this.
-    let credentials: serde_json::Map<String, Value> = Field::TRADER_SETTABLE
+    let credentials = Field::TRADER_SETTABLE
         .into_iter()
         .map(|field| {
             (
-                field.name().to_owned(),
-                json!({ "set": held.contains(&field) }),
+                field.name(),
+                CredentialState {
+                    set: held.contains(&field),
+                },
             )
         })
         .collect();
-    let halt = settings.halt.as_ref().map(|halt| {
-        json!({
-            "by": halt.by,
-            "reason": halt.reason,
-            "at": halt.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        })
+    let halted = settings.halt.as_ref().map(|halt| HaltView {
+        at: halt.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        by: halt.by.clone(),
+        reason: halt.reason.clone(),
     });
     let service_default = state.default_order_usd;
-    Ok(json!({
-        "user_id": user.user_id,
-        "venue": venue.as_str(),
-        "dydx_ready": Field::dydx_ready(&held),
-        "halted": halt,
-        "limits": limits_json(&settings.limits),
-        "default_order_usd": settings.default_order_usd.unwrap_or(service_default).to_string(),
-        "default_order_usd_is_own": settings.default_order_usd.is_some(),
-        "credentials": credentials,
-    }))
-}
-
-fn limits_json(limits: &RiskLimits) -> Value {
-    let per_market = |map: &BTreeMap<Market, Decimal>| -> Value {
-        map.iter()
-            .map(|(market, size)| (market.to_string(), Value::from(size.to_string())))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    json!({
-        "max_order_notional_usd": limits.max_order_notional_usd.to_string(),
-        "max_position_notional_usd": limits.max_position_notional_usd.to_string(),
-        "max_daily_volume_usd": limits.max_daily_volume_usd.to_string(),
-        "max_order_size": per_market(&limits.max_order_size),
-        "max_position_size": per_market(&limits.max_position_size),
-        "allowed_markets": limits.allowed_markets.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "max_price_deviation_bps": limits.max_price_deviation_bps,
-        "halt_after_consecutive_failures": limits.halt_after_consecutive_failures,
+    Ok(Settings {
+        credentials,
+        default_order_usd: settings
+            .default_order_usd
+            .unwrap_or(service_default)
+            .to_string(),
+        default_order_usd_is_own: settings.default_order_usd.is_some(),
+        dydx_ready: Field::dydx_ready(&held),
+        halted,
+        limits: limits_view(&settings.limits),
+        user_id: user.user_id.clone(),
+        venue: venue.as_str(),
     })
 }
 
-#[derive(Debug, Deserialize)]
+fn limits_view(limits: &RiskLimits) -> Limits {
+    let per_market = |map: &BTreeMap<Market, Decimal>| {
+        map.iter()
+            .map(|(market, size)| (market.to_string(), size.to_string()))
+            .collect()
+    };
+    Limits {
+        allowed_markets: limits
+            .allowed_markets
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        halt_after_consecutive_failures: limits.halt_after_consecutive_failures,
+        max_daily_volume_usd: limits.max_daily_volume_usd.to_string(),
+        max_order_notional_usd: limits.max_order_notional_usd.to_string(),
+        max_order_size: per_market(&limits.max_order_size),
+        max_position_notional_usd: limits.max_position_notional_usd.to_string(),
+        max_position_size: per_market(&limits.max_position_size),
+        max_price_deviation_bps: limits.max_price_deviation_bps,
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VenueRequest {
+    /// `paper` or `dydx`.
+    #[schema(pattern = "^(paper|dydx)$")]
     venue: String,
 }
 
 /// `PUT /api/settings/venue`: paper always; dYdX only once its credentials are stored (a venue
 /// without them would fail every order).
+#[utoipa::path(
+    put,
+    path = "/api/settings/venue",
+    tag = "settings",
+    summary = "Choose the venue: paper, or dYdX once its credentials are stored",
+    request_body = VenueRequest,
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        (status = 400, description = "INVALID_BODY, INVALID_VENUE", body = ErrorBody),
+        (status = 404, description = "NO_ACCOUNT", body = ErrorBody),
+        (status = 409, description = "DYDX_CREDENTIALS_MISSING, DYDX_NOT_CONFIGURED", body = ErrorBody),
+        (status = 422, description = "INVALID_SETTING: refused by the account", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+        (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
+    )
+)]
 pub async fn choose_venue(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
     request: std::result::Result<Json<VenueRequest>, JsonRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Settings>> {
     let request = body(request)?;
     let venue = Venue::parse(&request.venue).ok_or_else(|| {
         ApiError::new(
@@ -249,21 +339,34 @@ pub async fn choose_venue(
 
 /// `PUT /api/settings/limits`: every field optional; an absent one keeps its value.
 /// `default_order_usd: null` goes back to the service's default.
-#[derive(Debug, Deserialize)]
+/// (Amounts: exact decimals greater than zero, as JSON numbers or strings.)
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
+    #[schema(value_type = Option<String>, example = "5000")]
     max_order_notional_usd: Option<Decimal>,
+    #[schema(value_type = Option<String>, example = "20000")]
     max_position_notional_usd: Option<Decimal>,
+    #[schema(value_type = Option<String>, example = "100000")]
     max_daily_volume_usd: Option<Decimal>,
     /// Per market: a size, or `null` to lift that market's limit.
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     max_order_size: Option<BTreeMap<Market, Option<Decimal>>>,
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     max_position_size: Option<BTreeMap<Market, Option<Decimal>>>,
     /// The only markets the account may trade; `[]`: every market.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["BTC-USD"]))]
     allowed_markets: Option<Vec<Market>>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     max_price_deviation_bps: Option<u32>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     halt_after_consecutive_failures: Option<u32>,
+    /// `null`: back to the service's default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "100")]
     default_order_usd: Option<Option<Decimal>>,
+    /// Recorded with the change (at most 500 characters).
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -307,12 +410,27 @@ impl LimitsRequest {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/settings/limits",
+    tag = "settings",
+    summary = "Change risk limits and the default order size (absent fields keep their value)",
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        (status = 400, description = "INVALID_BODY", body = ErrorBody),
+        (status = 404, description = "NO_ACCOUNT", body = ErrorBody),
+        (status = 422, description = "INVALID_SETTING: an amount not above zero, a reason too long, or refused by the account", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+        (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
+    )
+)]
 pub async fn change_limits(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
     request: std::result::Result<Json<LimitsRequest>, JsonRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Settings>> {
     let (change, reason) = body(request)?.into_change()?;
     let by = trader_by(&user);
     let command = AccountCommand::ChangeSettings {

@@ -8,6 +8,7 @@ pub mod fake_venues;
 pub mod in_process;
 pub mod log;
 pub mod postgres;
+pub mod python_tools;
 pub mod seed;
 pub mod service;
 pub mod sign_in;
