@@ -339,7 +339,11 @@ async fn a_new_trader_reaches_a_filled_trade_and_compliance_verifies_it() {
     )
     .await;
     assert_eq!(
-        (refused.status, &refused.json["status"], &refused.json["reason"]),
+        (
+            refused.status,
+            &refused.json["status"],
+            &refused.json["reason"]
+        ),
         (200, &json!("rejected"), &json!("halted")),
         "{}",
         refused.json
