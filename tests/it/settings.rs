@@ -316,6 +316,16 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         cleared["credentials"]["dydx_mnemonic"],
         json!({"set": false})
     );
+    // Clearing what is not set changes nothing and records nothing (the ledger check below).
+    let (status, _) = call(
+        &service,
+        reqwest::Method::DELETE,
+        "/api/settings/credentials/dydx_mnemonic",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
 
     // In the ledger, each with who made it, and no secret anywhere in the account's history.
     let venues = recorded(&test.url, &alice.user_id, "VenueChanged").await;
