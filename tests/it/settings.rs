@@ -624,6 +624,8 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
         alice.user_id.as_str(),
         "--max-order-notional-usd",
         "900",
+        "--default-order-usd",
+        "120",
         "--reason",
         "desk",
     ];
@@ -637,7 +639,16 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
         .is_empty());
 
     cli_as(&test.url, &operator, &halt).await;
-    cli_as(&test.url, &operator, &limits).await;
+    let shown: Value =
+        serde_json::from_str(&cli_as(&test.url, &operator, &limits).await).expect("JSON");
+    assert_eq!(
+        (
+            &shown["max_order_notional_usd"],
+            &shown["default_order_usd"]
+        ),
+        (&json!("900"), &json!("120")),
+        "{shown}"
+    );
     let by = format!("staff:{operator_id}");
     let halts = recorded(&test.url, &alice.user_id, "TradingHalted").await;
     let changes = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
@@ -645,6 +656,8 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(halts[0]["by"], by.as_str());
     assert_eq!(changes[0]["by"], by.as_str());
+    let sized = recorded(&test.url, &alice.user_id, "DefaultOrderSizeChanged").await;
+    assert_eq!(sized[0]["by"], by.as_str(), "{sized:?}");
 }
 on_both_stores!(the_clis_operator_commands_are_attributed_to_a_staff_identity);
 
