@@ -224,15 +224,16 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     )
     .await;
     assert_eq!(back["venue"], "paper", "{back}");
-    let (_, positions) = get(&service, "/api/positions", key).await;
-    assert!(
+    // The read models follow the ledger's close a moment later.
+    eventually("the closed position in the read models", || async {
+        let (_, positions) = get(&service, "/api/positions", key).await;
         positions["positions"]
-            .as_array()
-            .expect("positions")
+            .as_array()?
             .iter()
-            .all(|p| p["size"].as_str().and_then(|s| s.parse::<f64>().ok()) == Some(0.0)),
-        "{positions}"
-    );
+            .all(|p| p["size"] == "0")
+            .then_some(())
+    })
+    .await;
 
     // Limits and the default order size: seen, and applied to the next alert without a size.
     let (status, changed) = put(
