@@ -257,8 +257,10 @@ fn command() -> impl Strategy<Value = AccountCommand> {
     prop_oneof![
         any::<bool>().prop_map(|dydx| choose(if dydx { Venue::Dydx } else { Venue::Paper })),
         (1u32..100_000, proptest::option::of(1u32..10_000)).prop_map(|(order, size)| {
-            let mut limits = RiskLimits::default();
-            limits.max_order_notional_usd = Decimal::from(order);
+            let limits = RiskLimits {
+                max_order_notional_usd: Decimal::from(order),
+                ..RiskLimits::default()
+            };
             settings(limits, size.map(|s| s.to_string()).as_deref())
         }),
         any::<bool>().prop_map(|cleared| AccountCommand::RecordCredentialChange {
