@@ -52,6 +52,8 @@ pub enum AccountError {
     /// The venue cannot change while the account has business on the current one.
     #[error("{0}")]
     VenueBusy(String),
+    #[error("test signals trade on paper only, and this account trades on {0}")]
+    NotOnPaper(Venue),
     #[error("the report names client order id {reported}, but signal's order is {expected}")]
     ClientOrderIdMismatch {
         expected: ClientOrderId,
@@ -392,11 +394,11 @@ impl TradingAccount {
             }
             AccountCommand::ChooseVenue { venue, by, at } => self.choose_venue(venue, by, at),
             AccountCommand::ChangeSettings {
-                settings,
+                change,
                 by,
                 reason,
                 at,
-            } => self.change_settings(settings, by, reason, at),
+            } => self.change_settings(change, by, reason, at),
             AccountCommand::RecordCredentialChange {
                 field,
                 cleared,

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientOrderId, Halt, Market, Quantity, RiskLimits, Side, SignalId, TradingSettings, Venue,
+    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, Venue,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,9 +93,9 @@ pub enum AccountCommand {
         by: String,
         at: DateTime<Utc>,
     },
-    /// Replaces the risk limits and the default order size together.
+    /// Changes the risk limits and the default order size together, from where they stand.
     ChangeSettings {
-        settings: TradingSettings,
+        change: SettingsChange,
         by: String,
         reason: String,
         at: DateTime<Utc>,
@@ -154,6 +154,10 @@ pub struct SignalIntent {
     pub max_lag_seconds: u32,
     /// Set when the operator's global emergency stop is engaged.
     pub emergency_stop: Option<Halt>,
+    /// A trial (the settings' test signal): refused unless the account trades on paper, decided
+    /// with the venue under the account's lock, so no venue change slips in between.
+    #[serde(default)]
+    pub paper_only: bool,
     pub received_at: DateTime<Utc>,
 }
 

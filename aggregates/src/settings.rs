@@ -2,11 +2,13 @@
 //! (names only, never values), the size of an alert that gives none, webhook rotations and test
 //! notifications. Each records who made it (`trader:<user_id>`, `staff:<staff_id>`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountError, AccountEvent, Halt, RiskLimits, SignalStage, TradingAccount};
+use crate::{AccountError, AccountEvent, Halt, Market, RiskLimits, SignalStage, TradingAccount};
 
 /// Where an account's orders go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -42,12 +44,103 @@ impl std::fmt::Display for Venue {
     }
 }
 
-/// The account's limits and the size of an alert that names none, replaced together.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TradingSettings {
-    pub limits: RiskLimits,
-    /// `None`: the service's default (`serve --default-order-usd`).
-    pub default_order_usd: Option<Decimal>,
+/// A change to the account's limits and to the size of an alert that names none, applied to the
+/// account's settings as they stand when it is decided (under the account's lock, so two changes
+/// never undo each other). Every field absent keeps its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsChange {
+    pub max_order_notional_usd: Option<Decimal>,
+    pub max_position_notional_usd: Option<Decimal>,
+    pub max_daily_volume_usd: Option<Decimal>,
+    /// Per market: a size, or `None` to lift that market's limit.
+    pub max_order_size: BTreeMap<Market, Option<Decimal>>,
+    pub max_position_size: BTreeMap<Market, Option<Decimal>>,
+    /// The only markets the account may trade; empty: every market.
+    pub allowed_markets: Option<BTreeSet<Market>>,
+    pub max_price_deviation_bps: Option<u32>,
+    pub halt_after_consecutive_failures: Option<u32>,
+    /// `Some(None)`: back to the service's default (`serve --default-order-usd`).
+    pub default_order_usd: Option<Option<Decimal>>,
+}
+
+impl SettingsChange {
+    /// `limits` and `default_order_usd` with this change made; every amount must be above zero.
+    fn apply(
+        &self,
+        limits: &RiskLimits,
+        default_order_usd: Option<Decimal>,
+    ) -> Result<(RiskLimits, Option<Decimal>), AccountError> {
+        let positive = |name: &str, value: Decimal| {
+            if value > Decimal::ZERO {
+                Ok(value)
+            } else {
+                Err(AccountError::InvalidSetting(format!(
+                    "{name} must be greater than zero"
+                )))
+            }
+        };
+        let mut limits = limits.clone();
+        for (name, value, into) in [
+            (
+                "max_order_notional_usd",
+                self.max_order_notional_usd,
+                &mut limits.max_order_notional_usd,
+            ),
+            (
+                "max_position_notional_usd",
+                self.max_position_notional_usd,
+                &mut limits.max_position_notional_usd,
+            ),
+            (
+                "max_daily_volume_usd",
+                self.max_daily_volume_usd,
+                &mut limits.max_daily_volume_usd,
+            ),
+        ] {
+            if let Some(value) = value {
+                *into = positive(name, value)?;
+            }
+        }
+        for (name, changes, map) in [
+            (
+                "max_order_size",
+                &self.max_order_size,
+                &mut limits.max_order_size,
+            ),
+            (
+                "max_position_size",
+                &self.max_position_size,
+                &mut limits.max_position_size,
+            ),
+        ] {
+            for (market, size) in changes {
+                match size {
+                    Some(size) => {
+                        let size = positive(&format!("{name} of {market}"), *size)?;
+                        map.insert(market.clone(), size);
+                    }
+                    None => {
+                        map.remove(market);
+                    }
+                }
+            }
+        }
+        if let Some(markets) = &self.allowed_markets {
+            limits.allowed_markets = markets.clone();
+        }
+        if let Some(bps) = self.max_price_deviation_bps {
+            limits.max_price_deviation_bps = bps;
+        }
+        if let Some(failures) = self.halt_after_consecutive_failures {
+            limits.halt_after_consecutive_failures = failures;
+        }
+        let default_order_usd = match self.default_order_usd {
+            None => default_order_usd,
+            Some(None) => None,
+            Some(Some(size)) => Some(positive("default_order_usd", size)?),
+        };
+        Ok((limits, default_order_usd))
+    }
 }
 
 /// What the trader's settings page shows of the account.
@@ -121,34 +214,30 @@ impl TradingAccount {
         Ok(vec![AccountEvent::VenueChanged { venue, by, at }])
     }
 
-    /// Limits and default size in one decision: both are recorded, or neither.
+    /// Limits and default size in one decision: both are recorded, or neither; what does not
+    /// change is not recorded.
     pub(crate) fn change_settings(
         &self,
-        settings: TradingSettings,
+        change: SettingsChange,
         by: String,
         reason: String,
         at: DateTime<Utc>,
     ) -> Result<Vec<AccountEvent>, AccountError> {
         let profile = self.profile()?;
-        if let Some(size) = settings.default_order_usd {
-            if size <= Decimal::ZERO {
-                return Err(AccountError::InvalidSetting(
-                    "the default order size must be above 0 USD".to_owned(),
-                ));
-            }
-        }
+        let (limits, default_order_usd) =
+            change.apply(&profile.limits, profile.default_order_usd)?;
         let mut events = Vec::new();
-        if profile.limits != settings.limits {
+        if profile.limits != limits {
             events.push(AccountEvent::RiskLimitsChanged {
-                limits: settings.limits,
+                limits,
                 by: by.clone(),
                 reason,
                 at,
             });
         }
-        if profile.default_order_usd != settings.default_order_usd {
+        if profile.default_order_usd != default_order_usd {
             events.push(AccountEvent::DefaultOrderSizeChanged {
-                default_order_usd: settings.default_order_usd,
+                default_order_usd,
                 by,
                 at,
             });

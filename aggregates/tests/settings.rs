@@ -4,7 +4,7 @@
 mod common;
 
 use aggregates::{
-    AccountCommand, AccountError, AccountEvent, RiskLimits, TradingAccount, TradingSettings, Venue,
+    AccountCommand, AccountError, AccountEvent, RiskLimits, SettingsChange, TradingAccount, Venue,
 };
 use common::*;
 use cqrs_es::test::TestFramework;
@@ -22,11 +22,15 @@ fn choose(venue: Venue) -> AccountCommand {
     }
 }
 
+/// Sets the three notional limits to `limits`' and the default order size.
 fn settings(limits: RiskLimits, default_order_usd: Option<&str>) -> AccountCommand {
     AccountCommand::ChangeSettings {
-        settings: TradingSettings {
-            limits,
-            default_order_usd: default_order_usd.map(dec),
+        change: SettingsChange {
+            max_order_notional_usd: Some(limits.max_order_notional_usd),
+            max_position_notional_usd: Some(limits.max_position_notional_usd),
+            max_daily_volume_usd: Some(limits.max_daily_volume_usd),
+            default_order_usd: Some(default_order_usd.map(dec)),
+            ..SettingsChange::default()
         },
         by: BY.to_owned(),
         reason: "desk".to_owned(),
@@ -95,6 +99,45 @@ fn the_venue_stays_while_an_order_is_in_flight_or_a_position_open() {
 }
 
 #[test]
+fn a_test_signal_is_refused_unless_the_account_trades_on_paper() {
+    let trial = |id: &str| {
+        let mut intent = intent(
+            id,
+            "BTC-USD",
+            aggregates::Side::Buy,
+            "0.01",
+            "60000",
+            "2024-03-01T09:30:00Z",
+        );
+        intent.paper_only = true;
+        AccountCommand::ReceiveSignal(intent)
+    };
+    let mut account = TradingAccount::default();
+    for event in history([open_command(RiskLimits::default())]) {
+        account.apply(event);
+    }
+    // Never chosen in the ledger (the caller checks the user row), or paper: taken.
+    assert!(account.decide(trial("t-1")).is_ok());
+    for event in account
+        .decide(choose(Venue::Dydx))
+        .expect("no business open")
+    {
+        account.apply(event);
+    }
+    assert_eq!(
+        account.decide(trial("t-2")),
+        Err(AccountError::NotOnPaper(Venue::Dydx))
+    );
+    for event in account
+        .decide(choose(Venue::Paper))
+        .expect("no business open")
+    {
+        account.apply(event);
+    }
+    assert!(account.decide(trial("t-3")).is_ok());
+}
+
+#[test]
 fn settings_of_an_unopened_account_are_refused() {
     TestFramework::<TradingAccount>::with(())
         .given_no_previous_events()
@@ -124,13 +167,63 @@ fn limits_and_default_size_change_in_one_decision_each_with_who() {
 }
 
 #[test]
+fn each_change_keeps_what_it_does_not_name() {
+    let mut account = TradingAccount::default();
+    for event in history([open_command(RiskLimits::default())]) {
+        account.apply(event);
+    }
+    let change = |change: SettingsChange| AccountCommand::ChangeSettings {
+        change,
+        by: BY.to_owned(),
+        reason: "desk".to_owned(),
+        at: at("2024-03-01T09:00:00Z"),
+    };
+    // Two changes made from the same view of the settings: neither undoes the other.
+    for command in [
+        change(SettingsChange {
+            max_order_notional_usd: Some(dec("700")),
+            ..SettingsChange::default()
+        }),
+        change(SettingsChange {
+            default_order_usd: Some(Some(dec("40"))),
+            max_order_size: [(market("ETH-USD"), Some(dec("2")))].into(),
+            ..SettingsChange::default()
+        }),
+    ] {
+        for event in account.decide(command).expect("valid") {
+            account.apply(event);
+        }
+    }
+    let settings = account.settings().expect("open");
+    assert_eq!(settings.limits.max_order_notional_usd, dec("700"));
+    assert_eq!(
+        settings.limits.max_order_size.get(&market("ETH-USD")),
+        Some(&dec("2"))
+    );
+    assert_eq!(settings.default_order_usd, Some(dec("40")));
+    // Lifting a market's size and going back to the service's default size.
+    let lifted = change(SettingsChange {
+        default_order_usd: Some(None),
+        max_order_size: [(market("ETH-USD"), None)].into(),
+        ..SettingsChange::default()
+    });
+    for event in account.decide(lifted).expect("valid") {
+        account.apply(event);
+    }
+    let settings = account.settings().expect("open");
+    assert!(settings.limits.max_order_size.is_empty());
+    assert_eq!(settings.default_order_usd, None);
+    assert_eq!(settings.limits.max_order_notional_usd, dec("700"));
+}
+
+#[test]
 fn a_default_size_of_zero_or_less_is_refused() {
     for size in ["0", "-5"] {
         TestFramework::<TradingAccount>::with(())
             .given(vec![opened(RiskLimits::default())])
             .when(settings(RiskLimits::default(), Some(size)))
             .then_expect_error(AccountError::InvalidSetting(
-                "the default order size must be above 0 USD".to_owned(),
+                "default_order_usd must be greater than zero".to_owned(),
             ));
     }
 }
@@ -164,8 +257,10 @@ fn command() -> impl Strategy<Value = AccountCommand> {
     prop_oneof![
         any::<bool>().prop_map(|dydx| choose(if dydx { Venue::Dydx } else { Venue::Paper })),
         (1u32..100_000, proptest::option::of(1u32..10_000)).prop_map(|(order, size)| {
-            let mut limits = RiskLimits::default();
-            limits.max_order_notional_usd = Decimal::from(order);
+            let limits = RiskLimits {
+                max_order_notional_usd: Decimal::from(order),
+                ..RiskLimits::default()
+            };
             settings(limits, size.map(|s| s.to_string()).as_deref())
         }),
         any::<bool>().prop_map(|cleared| AccountCommand::RecordCredentialChange {
@@ -201,9 +296,13 @@ proptest! {
         for command in commands {
             match &command {
                 AccountCommand::ChooseVenue { venue: chosen, .. } => venue = Some(*chosen),
-                AccountCommand::ChangeSettings { settings, .. } => {
-                    settings_now.limits = settings.limits.clone();
-                    settings_now.default_order_usd = settings.default_order_usd;
+                AccountCommand::ChangeSettings { change, .. } => {
+                    if let Some(order) = change.max_order_notional_usd {
+                        settings_now.limits.max_order_notional_usd = order;
+                    }
+                    if let Some(size) = change.default_order_usd {
+                        settings_now.default_order_usd = size;
+                    }
                 }
                 _ => {}
             }

@@ -462,6 +462,10 @@ fn print_demo(global: &GlobalArgs, demo: &DemoUser, address: std::net::SocketAdd
     );
     println!("Then see every step it took:");
     println!("  cargo run --release -- replay {}", demo.user_id);
+    println!(
+        "The dashboard (sign in with an Ethereum wallet): {}/",
+        shown.base_url()
+    );
     println!();
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use aggregates::{SignalId, TradingAccount};
-use projections::{Entry, Selection, Timeline};
+use projections::{Selection, Timeline};
 
 use super::authenticated::Authenticated;
 use super::error::{ApiError, ErrorBody, Result};
@@ -173,8 +173,7 @@ pub struct StoryStep {
     pub sequence: usize,
 }
 
-/// Every event of the signal, in order, each with what it changed in the account. The account
-/// is folded from its first event up to the signal's last, a page at a time.
+/// Every event of the signal, in order, each with what it changed in the account.
 #[utoipa::path(
     get,
     path = "/api/signals/{signal_id}/story",
@@ -201,46 +200,22 @@ pub async fn story(
     }
     let ledger = &state.ledger;
     let account = user.user_id.as_str();
-    let signal = SignalId(signal_id.clone());
-    // First pass: small entries, to find where the signal's last event is.
-    let mut entries = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = ledger
-            .history_page(account, after, PAGE_SIZE)
-            .await
-            .map_err(ApiError::internal)?;
-        let Some(last) = page.last() else { break };
-        after = last.sequence;
-        entries.extend(
-            page.iter()
-                .map(|r| Entry::of(r.sequence, r.recorded_at, &r.event)),
-        );
-    }
     let selection = Selection {
         as_of: None,
-        signal: Some(signal.clone()),
+        signal: Some(SignalId(signal_id.clone())),
     };
-    selection
-        .events_to_fold(&entries)
-        .map_err(|_| not_found())?;
-    let mut to_fold = entries
-        .iter()
-        .rposition(|entry| entry.signal.as_ref() == Some(&signal))
-        .map_or(0, |index| index + 1);
-    drop(entries);
+    // One pass over the account's history, a page at a time: every event is folded, only the
+    // signal's become steps. A signal of another account has none here: the same 404.
     let mut folded = TradingAccount::default();
     let mut events = Vec::new();
     let mut after = 0;
-    while to_fold > 0 {
+    loop {
         let page: Vec<RecordedEvent> = ledger
             .history_page(account, after, PAGE_SIZE)
             .await
             .map_err(ApiError::internal)?;
         let Some(last) = page.last() else { break };
         after = last.sequence;
-        let page = page.get(..to_fold).unwrap_or(&page);
-        to_fold -= page.len();
         let mut steps = Timeline::new(page.iter().map(|r| (r.sequence, r, &r.event)))
             .from_state(std::mem::take(&mut folded))
             .showing(&selection);
@@ -255,6 +230,9 @@ pub async fn story(
             });
         }
         folded = steps.into_state();
+    }
+    if events.is_empty() {
+        return Err(not_found());
     }
     Ok(Json(Story { events, signal_id }))
 }

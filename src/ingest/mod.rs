@@ -113,6 +113,31 @@ impl Ingest {
         received_at: DateTime<Utc>,
         request_id: Option<String>,
     ) -> Result<Receipt, IngestError> {
+        self.receive_as(account_id, body, received_at, request_id, false)
+            .await
+    }
+
+    /// A trial signal (the settings' test signal): as `receive`, but the account refuses it
+    /// unless it trades on paper (`AccountError::NotOnPaper`), nothing recorded then.
+    pub async fn receive_paper_only(
+        &self,
+        account_id: &str,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        request_id: Option<String>,
+    ) -> Result<Receipt, IngestError> {
+        self.receive_as(account_id, body, received_at, request_id, true)
+            .await
+    }
+
+    async fn receive_as(
+        &self,
+        account_id: &str,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        request_id: Option<String>,
+        paper_only: bool,
+    ) -> Result<Receipt, IngestError> {
         let alert = payload::parse(body)?;
         let spec = self.markets.normalize(&alert.symbol)?;
         let reference_price = self
@@ -171,6 +196,7 @@ impl Ingest {
             sent_at: alert.timestamp,
             max_lag_seconds,
             emergency_stop: emergency_stop.clone(),
+            paper_only,
             received_at,
         };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);

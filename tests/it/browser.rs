@@ -203,6 +203,37 @@ async fn a_new_trader_reaches_a_filled_trade_and_compliance_verifies_it() {
         )
         .await;
     let user_id = user_id.as_str().expect("the trader's id").to_owned();
+
+    // Settings: a per-market size limit and the default order size, saved from the page, are the
+    // account's and in its ledger with who made them.
+    browser.goto(&format!("{base}/app/settings")).await;
+    browser
+        .fill("#limits input[name=\"max_order_size\"]", "BTC-USD=1")
+        .await;
+    browser.fill("#default-order-usd", "500").await;
+    browser.click("#limits-form button[type=\"submit\"]").await;
+    browser
+        .text_when("#limits-status", "the limits saved", |text| {
+            text == "Limits saved."
+        })
+        .await;
+    let (_, settings) = browser.fetch_text("/api/settings").await;
+    let settings: Value = serde_json::from_str(&settings).expect("settings as JSON");
+    assert_eq!(
+        settings["limits"]["max_order_size"],
+        json!({ "BTC-USD": "1" })
+    );
+    assert_eq!(settings["default_order_usd"], "500");
+    // The audit writer follows the ledger a moment later.
+    let author = format!("trader:{user_id}");
+    eventually(
+        "the change in the trader's audit trail, naming its author",
+        || async {
+            let (_, own_trail) = browser.fetch_text("/api/audit?format=jsonl").await;
+            own_trail.contains(&author).then_some(())
+        },
+    )
+    .await;
     screenshots(
         &browser,
         &service,

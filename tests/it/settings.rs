@@ -224,15 +224,16 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
     )
     .await;
     assert_eq!(back["venue"], "paper", "{back}");
-    let (_, positions) = get(&service, "/api/positions", key).await;
-    assert!(
+    // The read models follow the ledger's close a moment later.
+    eventually("the closed position in the read models", || async {
+        let (_, positions) = get(&service, "/api/positions", key).await;
         positions["positions"]
-            .as_array()
-            .expect("positions")
+            .as_array()?
             .iter()
-            .all(|p| p["size"].as_str().and_then(|s| s.parse::<f64>().ok()) == Some(0.0)),
-        "{positions}"
-    );
+            .all(|p| p["size"] == "0")
+            .then_some(())
+    })
+    .await;
 
     // Limits and the default order size: seen, and applied to the next alert without a size.
     let (status, changed) = put(
@@ -316,6 +317,16 @@ async fn each_setting_is_seen_used_and_recorded_with_who_made_it(backend: Backen
         cleared["credentials"]["dydx_mnemonic"],
         json!({"set": false})
     );
+    // Clearing what is not set changes nothing and records nothing (the ledger check below).
+    let (status, _) = call(
+        &service,
+        reqwest::Method::DELETE,
+        "/api/settings/credentials/dydx_mnemonic",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
 
     // In the ledger, each with who made it, and no secret anywhere in the account's history.
     let venues = recorded(&test.url, &alice.user_id, "VenueChanged").await;
@@ -614,6 +625,8 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
         alice.user_id.as_str(),
         "--max-order-notional-usd",
         "900",
+        "--default-order-usd",
+        "120",
         "--reason",
         "desk",
     ];
@@ -627,7 +640,16 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
         .is_empty());
 
     cli_as(&test.url, &operator, &halt).await;
-    cli_as(&test.url, &operator, &limits).await;
+    let shown: Value =
+        serde_json::from_str(&cli_as(&test.url, &operator, &limits).await).expect("JSON");
+    assert_eq!(
+        (
+            &shown["max_order_notional_usd"],
+            &shown["default_order_usd"]
+        ),
+        (&json!("900"), &json!("120")),
+        "{shown}"
+    );
     let by = format!("staff:{operator_id}");
     let halts = recorded(&test.url, &alice.user_id, "TradingHalted").await;
     let changes = recorded(&test.url, &alice.user_id, "RiskLimitsChanged").await;
@@ -635,6 +657,8 @@ async fn the_clis_operator_commands_are_attributed_to_a_staff_identity(backend: 
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(halts[0]["by"], by.as_str());
     assert_eq!(changes[0]["by"], by.as_str());
+    let sized = recorded(&test.url, &alice.user_id, "DefaultOrderSizeChanged").await;
+    assert_eq!(sized[0]["by"], by.as_str(), "{sized:?}");
 }
 on_both_stores!(the_clis_operator_commands_are_attributed_to_a_staff_identity);
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use aggregates::{
-    AccountCommand, AccountError, AccountSettings, Market, RiskLimits, TradingSettings, Venue,
+    AccountCommand, AccountError, AccountSettings, Market, RiskLimits, SettingsChange, Venue,
 };
 
 use super::authenticated::Authenticated;
@@ -380,94 +380,33 @@ where
 }
 
 impl LimitsRequest {
-    /// `current` with this request's changes, every amount checked to be above zero.
-    fn apply(self, current: &AccountSettings) -> Result<(TradingSettings, Option<String>)> {
-        let invalid = |message: String| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SETTING", message)
-        };
-        let positive = |name: &str, value: Decimal| {
-            if value > Decimal::ZERO {
-                Ok(value)
-            } else {
-                Err(invalid(format!("{name} must be greater than zero")))
-            }
-        };
-        let mut limits = current.limits.clone();
-        for (name, value, into) in [
-            (
-                "max_order_notional_usd",
-                self.max_order_notional_usd,
-                &mut limits.max_order_notional_usd,
-            ),
-            (
-                "max_position_notional_usd",
-                self.max_position_notional_usd,
-                &mut limits.max_position_notional_usd,
-            ),
-            (
-                "max_daily_volume_usd",
-                self.max_daily_volume_usd,
-                &mut limits.max_daily_volume_usd,
-            ),
-        ] {
-            if let Some(value) = value {
-                *into = positive(name, value)?;
-            }
-        }
-        for (name, changes, map) in [
-            (
-                "max_order_size",
-                self.max_order_size,
-                &mut limits.max_order_size,
-            ),
-            (
-                "max_position_size",
-                self.max_position_size,
-                &mut limits.max_position_size,
-            ),
-        ] {
-            for (market, size) in changes.unwrap_or_default() {
-                match size {
-                    Some(size) => {
-                        let size = positive(&format!("{name} of {market}"), size)?;
-                        map.insert(market, size);
-                    }
-                    None => {
-                        map.remove(&market);
-                    }
-                }
-            }
-        }
-        if let Some(markets) = self.allowed_markets {
-            limits.allowed_markets = markets.into_iter().collect();
-        }
-        if let Some(bps) = self.max_price_deviation_bps {
-            limits.max_price_deviation_bps = bps;
-        }
-        if let Some(failures) = self.halt_after_consecutive_failures {
-            limits.halt_after_consecutive_failures = failures;
-        }
-        let default_order_usd = match self.default_order_usd {
-            None => current.default_order_usd,
-            Some(None) => None,
-            Some(Some(size)) => Some(positive("default_order_usd", size)?),
-        };
+    /// The change the account is asked to make (it checks the amounts), and why.
+    fn into_change(self) -> Result<(SettingsChange, Option<String>)> {
         let reason = self.reason.filter(|reason| !reason.trim().is_empty());
         if reason
             .as_ref()
             .is_some_and(|reason| reason.chars().count() > LONGEST_REASON)
         {
-            return Err(invalid(format!(
-                "reason must be at most {LONGEST_REASON} characters"
-            )));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_SETTING",
+                format!("reason must be at most {LONGEST_REASON} characters"),
+            ));
         }
-        Ok((
-            TradingSettings {
-                limits,
-                default_order_usd,
-            },
-            reason,
-        ))
+        let change = SettingsChange {
+            max_order_notional_usd: self.max_order_notional_usd,
+            max_position_notional_usd: self.max_position_notional_usd,
+            max_daily_volume_usd: self.max_daily_volume_usd,
+            max_order_size: self.max_order_size.unwrap_or_default(),
+            max_position_size: self.max_position_size.unwrap_or_default(),
+            allowed_markets: self
+                .allowed_markets
+                .map(|markets| markets.into_iter().collect()),
+            max_price_deviation_bps: self.max_price_deviation_bps,
+            halt_after_consecutive_failures: self.halt_after_consecutive_failures,
+            default_order_usd: self.default_order_usd,
+        };
+        Ok((change, reason))
     }
 }
 
@@ -492,12 +431,10 @@ pub async fn change_limits(
     headers: HeaderMap,
     request: std::result::Result<Json<LimitsRequest>, JsonRejection>,
 ) -> Result<Json<Settings>> {
-    let request = body(request)?;
-    let (current, _) = current(&state, &user.user_id).await?;
-    let (settings, reason) = request.apply(&current)?;
+    let (change, reason) = body(request)?.into_change()?;
     let by = trader_by(&user);
     let command = AccountCommand::ChangeSettings {
-        settings,
+        change,
         by: by.clone(),
         reason: reason.unwrap_or_else(|| "changed in the trader's settings".to_owned()),
         at: Utc::now(),

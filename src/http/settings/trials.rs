@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use aggregates::{AccountCommand, Venue};
+use aggregates::{AccountCommand, AccountError, Venue};
 
 use super::{body, context, current, ledger_error, trader_by};
 use crate::guard::RateLimit;
@@ -21,7 +21,8 @@ use crate::http::authenticated::Authenticated;
 use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::webhook::ReceiptState;
 use crate::http::AppState;
-use crate::ingest::ReceiptStatus;
+use crate::ingest::{IngestError, ReceiptStatus};
+use crate::ledger::LedgerError;
 
 const TEST_MESSAGE: &str = "ledgerhook: this is a test notification. If you can read it, your \
      trade notifications will reach you here.";
@@ -77,6 +78,17 @@ pub async fn test_notification(
         delivered: sent.is_ok(),
         reason,
     }))
+}
+
+fn not_on_paper(venue: Venue) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "VENUE_NOT_PAPER",
+        format!(
+            "Test signals trade on paper only, and this account trades on {venue}: switch the \
+             venue to paper first"
+        ),
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -147,15 +159,10 @@ pub async fn test_signal(
     let received_at = Utc::now();
     let request = body(request)?;
     let (_, venue) = current(&state, &user.user_id).await?;
+    // Checked here for an account whose venue is its user row's; the account checks it again
+    // under its lock for one chosen in its ledger.
     if venue != Venue::Paper {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "VENUE_NOT_PAPER",
-            format!(
-                "Test signals trade on paper only, and this account trades on {venue}: switch \
-                 the venue to paper first"
-            ),
-        ));
+        return Err(not_on_paper(venue));
     }
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
@@ -175,10 +182,18 @@ pub async fn test_signal(
     }
     let alert = serde_json::to_vec(&alert).map_err(ApiError::internal)?;
     let request_id = crate::http::request_id::of(&headers).map(str::to_owned);
-    let receipt = state
+    let receipt = match state
         .ingest
-        .receive(&user.user_id, &alert, received_at, request_id)
-        .await?;
+        .receive_paper_only(&user.user_id, &alert, received_at, request_id)
+        .await
+    {
+        Ok(receipt) => receipt,
+        // The venue changed since it was checked above: the account refused, nothing recorded.
+        Err(IngestError::Ledger(LedgerError::Rejected(AccountError::NotOnPaper(venue)))) => {
+            return Err(not_on_paper(venue))
+        }
+        Err(error) => return Err(error.into()),
+    };
     let (status, reason, rule) = match receipt.status {
         ReceiptStatus::Accepted => (ReceiptState::Accepted, None, None),
         ReceiptStatus::Duplicate => (ReceiptState::Duplicate, None, None),
