@@ -17,6 +17,7 @@ mod health;
 mod metered;
 mod operator;
 mod own_audit;
+mod paging;
 mod request_id;
 pub mod server;
 mod settings;

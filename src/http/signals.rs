@@ -18,6 +18,7 @@ use projections::{Selection, Timeline};
 
 use super::authenticated::Authenticated;
 use super::error::{ApiError, ErrorBody, Result};
+use super::paging;
 use super::AppState;
 use crate::ledger::RecordedEvent;
 
@@ -90,37 +91,9 @@ pub async fn list(
     Authenticated(user): Authenticated,
     query: std::result::Result<Query<SignalsQuery>, QueryRejection>,
 ) -> Result<Json<Signals>> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_QUERY",
-            "The query string could not be read",
-        )
-    })?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_SIGNALS,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_SIGNALS).contains(limit))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_LIMIT",
-                    format!("limit must be a whole number from 1 to {MAX_SIGNALS}"),
-                )
-            })?,
-    };
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(text) => Some(text.parse::<u32>().map(i64::from).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_CURSOR",
-                "cursor must be a next_cursor from an earlier answer",
-            )
-        })?),
-    };
+    let query = paging::query(query)?;
+    let limit = paging::limit(query.limit.as_deref(), DEFAULT_SIGNALS, MAX_SIGNALS)?;
+    let before = paging::cursor::<u32>(query.cursor.as_deref())?.map(i64::from);
     let rows = state
         .store
         .read_models()

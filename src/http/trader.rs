@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::authenticated::Authenticated;
 use super::error::{ApiError, ErrorBody, Result};
+use super::paging;
 use super::AppState;
 use crate::store::TradePage;
 
@@ -144,44 +145,13 @@ pub async fn trades(
     Authenticated(user): Authenticated,
     query: std::result::Result<Query<TradesQuery>, QueryRejection>,
 ) -> Result<Json<Trades>> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_QUERY",
-            "The query string could not be read",
-        )
-    })?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_TRADES,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_TRADES).contains(limit))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_LIMIT",
-                    format!("limit must be a whole number from 1 to {MAX_TRADES}"),
-                )
-            })?,
-    };
-    let before = match query.cursor.as_deref() {
-        None => None,
-        // Positions are stored as 64-bit signed integers: anything past them is no cursor of
-        // ours (and used to reach the store, which refused it as a 500).
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .and_then(|cursor| usize::try_from(cursor).ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_CURSOR",
-                        "cursor must be a next_cursor from an earlier answer",
-                    )
-                })?,
-        ),
-    };
+    let query = paging::query(query)?;
+    let limit = paging::limit(query.limit.as_deref(), DEFAULT_TRADES, MAX_TRADES)?;
+    // Positions are stored as 64-bit signed integers: anything past them is no cursor of ours
+    // (and used to reach the store, which refused it as a 500).
+    let before = paging::cursor::<i64>(query.cursor.as_deref())?
+        .map(|cursor| usize::try_from(cursor).map_err(|_| paging::invalid_cursor()))
+        .transpose()?;
     let rows = state
         .store
         .read_models()
