@@ -7,6 +7,7 @@ mod audit_params;
 mod authenticated;
 mod compliance;
 mod config;
+mod dashboard;
 mod error;
 mod guard;
 mod health;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(webhooks)
+        .merge(dashboard::routes())
         .route("/api/config/webhook", get(config::webhook))
         .route("/api/audit", get(own_audit::own_audit))
         .route(compliance::AUDIT_PATH, get(compliance::audit))
