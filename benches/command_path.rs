@@ -323,6 +323,7 @@ fn intent(account: &str, idempotency_key: String, side: Side, at: DateTime<Utc>)
         sent_at: None,
         max_lag_seconds: 60,
         emergency_stop: None,
+        paper_only: false,
         received_at: at,
     }
 }

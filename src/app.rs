@@ -23,7 +23,7 @@ use crate::catchup::{
 };
 use crate::emergency::EmergencySwitch;
 use crate::exchange::dydx::{DydxConfig, DydxExchange};
-use crate::exchange::{Exchange, PaperExchange, StoredVenues, VenueRouter};
+use crate::exchange::{Exchange, LedgerVenues, PaperExchange, StoredVenues, VenueRouter};
 use crate::execution::{ExecutionSaga, NotificationRetryPolicy, RestingWatcher, RetryPolicy};
 use crate::guard::{Guard, GuardConfig};
 use crate::http::{self, AppState};
@@ -65,6 +65,8 @@ pub struct AppConfig {
     /// Base of the URLs shown to users (`--public-url` / `APP_HOST`); `None`: from each request's
     /// Host and X-Forwarded-Proto.
     pub public_url: Option<String>,
+    /// The chain id a wallet's sign-in message must name.
+    pub sign_in_chain_id: u64,
     pub ingest: IngestConfig,
     pub paper_equity_usd: Decimal,
     /// The audit trail's checkpoint key and interval. Every instance runs the audit writer; on
@@ -165,6 +167,7 @@ impl RunningApp {
         // Background tasks that hold the ledger (directly or through the vault), awaited before
         // the committers drain.
         let mut background = Vec::new();
+        let dydx_configured = config.dydx.is_some();
         let dydx = config.dydx.clone().map(|dydx| {
             let exchange = DydxExchange::new(dydx, Arc::new(vault.clone()), Some(store.clone()));
             background.push(exchange.spawn_market_refresh(shutdown_requested.clone()));
@@ -173,7 +176,10 @@ impl RunningApp {
         let exchange: Arc<dyn Exchange> = Arc::new(VenueRouter::new(
             paper,
             dydx,
-            Arc::new(StoredVenues(store.clone())),
+            Arc::new(LedgerVenues {
+                ledger: ledger.clone(),
+                fallback: StoredVenues(store.clone()),
+            }),
         ));
         let emergency = Arc::new(EmergencySwitch::load(store.clone()).await?);
         let refresher = emergency.clone();
@@ -192,7 +198,7 @@ impl RunningApp {
             let saga = ExecutionSaga::new(
                 ledger.clone(),
                 exchange.clone(),
-                notifier,
+                notifier.clone(),
                 emergency.clone(),
             )
             .with_retry_policy(config.execution_retry)
@@ -233,6 +239,7 @@ impl RunningApp {
             registry.clone(),
             shutdown_requested.clone(),
         ));
+        let default_order_usd = config.ingest.default_order_usd;
         let ingest = Arc::new(
             Ingest::new(ledger.clone(), markets, exchange, emergency.clone())
                 .with_config(config.ingest),
@@ -254,6 +261,12 @@ impl RunningApp {
             readers: registry,
             metrics,
             webhook_meters: Arc::new(crate::telemetry::WebhookMeters::register()),
+            sign_in_chain_id: config.sign_in_chain_id,
+            ledger: ledger.clone(),
+            notifier,
+            emergency: emergency.clone(),
+            dydx_configured,
+            default_order_usd,
         });
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;

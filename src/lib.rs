@@ -16,6 +16,7 @@ pub mod markets;
 pub mod notify;
 pub mod readside;
 pub mod reconcile;
+pub mod sign_in;
 pub mod siwe;
 pub mod staff;
 pub mod startup;

@@ -26,6 +26,7 @@ pub const NOTIFICATION_ERRORS: &str = "ledgerhook_notification_errors_total";
 pub const POOL_CONNECTIONS: &str = "ledgerhook_db_pool_connections";
 pub const POOL_MAX_CONNECTIONS: &str = "ledgerhook_db_pool_max_connections";
 pub const CREDENTIAL_QUERIES: &str = "ledgerhook_credential_queries_total";
+pub const SIGN_INS: &str = "ledgerhook_sign_ins_total";
 
 /// Acknowledgements are expected in milliseconds (TradingView gives up after 3 s).
 const ACK_BUCKETS: &[f64] = &[
@@ -124,6 +125,10 @@ fn describe() {
     describe_gauge!(
         POOL_MAX_CONNECTIONS,
         "The most connections the store's pool opens."
+    );
+    describe_counter!(
+        SIGN_INS,
+        "Sign-in attempts, by method (wallet, staff) and outcome (signed_in, or the error code: LOCKED_OUT and RATE_LIMITED are the guard's refusals)."
     );
     describe_counter!(
         CREDENTIAL_QUERIES,
@@ -255,6 +260,12 @@ pub fn execution_recorded(
 pub fn exchange_error(venue: &'static str, operation: &'static str, kind: &'static str) {
     metrics::counter!(EXCHANGE_ERRORS, "venue" => venue, "operation" => operation, "kind" => kind)
         .increment(1);
+}
+
+/// A sign-in attempt's outcome: `signed_in` or the error code answered (a closed set: the codes
+/// of `http::sign_in`).
+pub fn sign_in(method: &'static str, outcome: &'static str) {
+    metrics::counter!(SIGN_INS, "method" => method, "outcome" => outcome).increment(1);
 }
 
 pub fn notification_error(channel: &'static str, kind: &'static str) {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AccountCommand, AccountEvent, ClientOrderId, Drift, Market, NotificationOutcome, OrderType,
-    Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount,
+    Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount, Venue,
 };
 
 /// The service's default for how long an alert's explicit id is remembered (each signal carries
@@ -33,7 +33,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "7";
+pub const STATE_VERSION: &str = "8";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -47,6 +47,13 @@ pub enum AccountError {
     NotConcluded(SignalId),
     #[error("the notice about event {0} is already recorded")]
     NoticeAlreadyRecorded(u64),
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// The venue cannot change while the account has business on the current one.
+    #[error("{0}")]
+    VenueBusy(String),
+    #[error("test signals trade on paper only, and this account trades on {0}")]
+    NotOnPaper(Venue),
     #[error("the report names client order id {reported}, but signal's order is {expected}")]
     ClientOrderIdMismatch {
         expected: ClientOrderId,
@@ -92,6 +99,10 @@ pub struct TradingAccount {
     /// account noted (0: none): each is noted once, and told as a notice.
     #[serde(default)]
     pub emergency_noted_through: u64,
+    /// The venue the account chose in its ledger (`VenueChanged`); `None` before any choice
+    /// there (the user row's column, paper by default, speaks for it then).
+    #[serde(default)]
+    pub(crate) venue: Option<Venue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +115,9 @@ pub struct SeenKey {
 pub struct Profile {
     pub display_name: String,
     pub limits: RiskLimits,
+    /// The size of an alert that gives none, in USD; `None`: the service's default.
+    #[serde(default)]
+    pub default_order_usd: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +392,47 @@ impl TradingAccount {
                 self.profile()?;
                 Ok(vec![access.into_event()])
             }
+            AccountCommand::ChooseVenue { venue, by, at } => self.choose_venue(venue, by, at),
+            AccountCommand::ChangeSettings {
+                change,
+                by,
+                reason,
+                at,
+            } => self.change_settings(change, by, reason, at),
+            AccountCommand::RecordCredentialChange {
+                field,
+                cleared,
+                by,
+                at,
+            } => {
+                self.profile()?;
+                Ok(vec![AccountEvent::CredentialChanged {
+                    field,
+                    cleared,
+                    by,
+                    at,
+                }])
+            }
+            AccountCommand::RecordWebhookRotation { by, at } => {
+                self.profile()?;
+                Ok(vec![AccountEvent::WebhookRotated { by, at }])
+            }
+            AccountCommand::RecordTestNotification {
+                channel,
+                delivered,
+                reason,
+                by,
+                at,
+            } => {
+                self.profile()?;
+                Ok(vec![AccountEvent::TestNotificationSent {
+                    channel,
+                    delivered,
+                    reason,
+                    by,
+                    at,
+                }])
+            }
         }
     }
 
@@ -403,6 +458,7 @@ impl TradingAccount {
                 self.profile = Some(Profile {
                     display_name: display_name.clone(),
                     limits: limits.clone(),
+                    default_order_usd: None,
                 });
             }
             SignalReceived {
@@ -628,8 +684,19 @@ impl TradingAccount {
             EmergencyStopNoted { stop_sequence, .. } => {
                 self.emergency_noted_through = self.emergency_noted_through.max(*stop_sequence);
             }
-            // A record for compliance: the account's state does not change.
-            CredentialAccessed { .. } => {}
+            VenueChanged { venue, .. } => self.venue = Some(*venue),
+            DefaultOrderSizeChanged {
+                default_order_usd, ..
+            } => {
+                if let Some(profile) = &mut self.profile {
+                    profile.default_order_usd = *default_order_usd;
+                }
+            }
+            // Records for compliance and the trader: the account's state does not change.
+            CredentialAccessed { .. }
+            | CredentialChanged { .. }
+            | WebhookRotated { .. }
+            | TestNotificationSent { .. } => {}
         }
     }
 

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientOrderId, Halt, Market, Quantity, RiskLimits, Side, SignalId};
+use crate::{
+    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, Venue,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountCommand {
@@ -84,6 +86,37 @@ pub enum AccountCommand {
     /// Records that one of the owner's credentials is about to be decrypted (see
     /// `AccountEvent::CredentialAccessed`).
     RecordCredentialAccess(CredentialAccess),
+    /// Sends the account's orders to `venue` from now on. Whether the venue can be used (its
+    /// credentials stored) is checked by the caller, which can see the vault.
+    ChooseVenue {
+        venue: Venue,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Changes the risk limits and the default order size together, from where they stand.
+    ChangeSettings {
+        change: SettingsChange,
+        by: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Records that one of the owner's vault fields was stored or removed (never the value).
+    RecordCredentialChange {
+        field: String,
+        cleared: bool,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Records that the owner's webhook credentials were replaced.
+    RecordWebhookRotation { by: String, at: DateTime<Utc> },
+    /// Records a test notification and whether it arrived.
+    RecordTestNotification {
+        channel: String,
+        delivered: bool,
+        reason: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Who reads which of an owner's vault fields, and why. Names only: never the value.
@@ -121,6 +154,10 @@ pub struct SignalIntent {
     pub max_lag_seconds: u32,
     /// Set when the operator's global emergency stop is engaged.
     pub emergency_stop: Option<Halt>,
+    /// A trial (the settings' test signal): refused unless the account trades on paper, decided
+    /// with the venue under the account's lock, so no venue change slips in between.
+    #[serde(default)]
+    pub paper_only: bool,
     pub received_at: DateTime<Utc>,
 }
 

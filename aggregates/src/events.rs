@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ClientOrderId, Market, OrderType, Quantity, RiskLimits, Side, SignalId, TradeInstruction,
-    UsdAmount,
+    UsdAmount, Venue,
 };
 
 /// The schema version every event is written with today. Older stored versions are brought up to
@@ -314,6 +314,39 @@ pub enum AccountEvent {
         key_version: u32,
         at: DateTime<Utc>,
     },
+    /// The account's orders go to `venue` from now on (the trader's settings, or an operator).
+    VenueChanged {
+        venue: Venue,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// One of the owner's vault fields was stored anew, or removed (`cleared`). The field's
+    /// name only: never its value, nor any part of it.
+    CredentialChanged {
+        field: String,
+        #[serde(default)]
+        cleared: bool,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// The size an alert without one is given (`None`: the service's default).
+    DefaultOrderSizeChanged {
+        default_order_usd: Option<Decimal>,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// New webhook token, uuid and secret were issued; the old ones stopped working.
+    WebhookRotated { by: String, at: DateTime<Utc> },
+    /// A test message was sent to the owner's notification channel at their request, and
+    /// whether it arrived (`reason`: why not).
+    TestNotificationSent {
+        channel: String,
+        delivered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,7 +408,12 @@ impl AccountEvent {
             | NoticeSent { .. }
             | NoticeFailed { .. }
             | EmergencyStopNoted { .. }
-            | CredentialAccessed { .. } => None,
+            | CredentialAccessed { .. }
+            | VenueChanged { .. }
+            | CredentialChanged { .. }
+            | DefaultOrderSizeChanged { .. }
+            | WebhookRotated { .. }
+            | TestNotificationSent { .. } => None,
         }
     }
 
@@ -416,6 +454,11 @@ impl AccountEvent {
             EmergencyStopNoted { .. } => "EmergencyStopNoted",
             NoticeFailed { .. } => "NoticeFailed",
             CredentialAccessed { .. } => "CredentialAccessed",
+            VenueChanged { .. } => "VenueChanged",
+            CredentialChanged { .. } => "CredentialChanged",
+            DefaultOrderSizeChanged { .. } => "DefaultOrderSizeChanged",
+            WebhookRotated { .. } => "WebhookRotated",
+            TestNotificationSent { .. } => "TestNotificationSent",
         }
     }
 }

@@ -16,6 +16,7 @@ mod position;
 mod reconcile;
 mod risk;
 mod service_credentials;
+mod settings;
 mod signal;
 mod upcasting;
 mod values;
@@ -43,5 +44,6 @@ pub use service_credentials::{
     ServiceCredentials, ServiceCredentialsCommand, ServiceCredentialsError,
     ServiceCredentialsEvent, SERVICE_CREDENTIALS_EVENT_VERSION, SERVICE_OWNER_ID,
 };
+pub use settings::{AccountSettings, SettingsChange, Venue};
 pub use upcasting::upcasters;
 pub use values::{ClientOrderId, Market, ParseError, Quantity, Side, SignalId, UsdAmount};

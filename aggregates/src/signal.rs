@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use crate::risk::{rule, ProposedOrder, RiskCheck};
 use crate::{
     AccountError, AccountEvent, ClientOrderId, Quantity, RejectionReason, Side, SignalIntent,
-    TradeInstruction, TradingAccount,
+    TradeInstruction, TradingAccount, Venue,
 };
 
 /// What a signal's instruction comes to, given the account's exposure in its market.
@@ -29,6 +29,12 @@ impl TradingAccount {
         intent: SignalIntent,
     ) -> Result<Vec<AccountEvent>, AccountError> {
         let profile = self.profile()?;
+        if let Some(venue) = self
+            .venue
+            .filter(|venue| intent.paper_only && *venue != Venue::Paper)
+        {
+            return Err(AccountError::NotOnPaper(venue));
+        }
         let rejected = |reason: RejectionReason| {
             Ok(vec![AccountEvent::SignalRejected {
                 signal_id: intent.signal_id.clone(),

@@ -414,6 +414,7 @@ impl Sim {
             sent_at: None,
             max_lag_seconds: 30,
             emergency_stop: None,
+            paper_only: false,
             received_at: self.now,
         };
         let original = self

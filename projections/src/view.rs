@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aggregates::{
     AccountEvent, DailyVolume, Drift, Halt, InFlight, Market, Position, Profile, SeenKey, SignalId,
-    TradingAccount,
+    TradingAccount, Venue,
 };
 use serde::{Serialize, Serializer};
 
@@ -97,6 +97,8 @@ pub struct StateView<'s> {
     pub undelivered_notices: Entries<'s, u64, u32>,
     /// The emergency stop's last engagement or release this account noted (its sequence).
     pub emergency_noted_through: u64,
+    /// The venue the account chose in its ledger (`None`: never chosen there).
+    pub venue: Option<Venue>,
 }
 
 /// The idempotency memory, summarised: how many keys it holds, and the entry of the key the event
@@ -157,6 +159,7 @@ impl<'s> StateView<'s> {
             ..
         } = state;
         Self {
+            venue: state.venue(),
             profile,
             halt,
             idempotency: Idempotency {

@@ -15,10 +15,12 @@ use crate::store::Store;
 use super::verify::{verify, VerifyOptions, VerifyReport};
 
 /// One finished verification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     /// When the walk began (the report describes the trail as of then).
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
     pub verified_at: DateTime<Utc>,
     #[serde(flatten)]
     pub report: VerifyReport,

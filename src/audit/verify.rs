@@ -67,7 +67,7 @@ impl std::str::FromStr for PublishedCheckpoint {
 }
 
 /// What `verify` found. The trail is intact exactly when `first_mismatch` is `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Rows checked (all of them when intact), each against its event in the ledger.
     pub rows: u64,
@@ -96,7 +96,7 @@ impl VerifyReport {
 
 /// The first place the trail does not match: the row's position and, when the row is there, the
 /// event it records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Mismatch {
     pub position: i64,
     pub aggregate_type: Option<String>,

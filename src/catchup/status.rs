@@ -16,7 +16,7 @@ use crate::store::{position_label, reported_now, LogPosition, ReaderRun, Store};
 const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
 const LAG_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReaderState {
     Starting,
@@ -40,7 +40,7 @@ impl ReaderState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReaderStatus {
     pub reader: &'static str,
     pub state: ReaderState,

@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, command: CredentialsCommand) -> anyhow::Re
 }
 
 /// Standard input, without one trailing newline; refused when empty.
-fn read_value() -> anyhow::Result<Zeroizing<String>> {
+pub(super) fn read_value() -> anyhow::Result<Zeroizing<String>> {
     // Room for the longest value up front: no reallocation leaves a copy behind unwiped.
     let mut value = Zeroizing::new(String::with_capacity(LONGEST_VALUE as usize + 1));
     std::io::stdin()

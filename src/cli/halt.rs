@@ -1,6 +1,6 @@
 //! `ledgerhook halt [USER_ID]` / `ledgerhook resume [USER_ID]`: stop or restart trading for one
 //! account or, without a user, for everyone (the emergency stop). Each is an event in the ledger
-//! with who and why.
+//! with why and who: the operator whose `--staff-key` it is (`staff:<staff_id>`).
 
 use chrono::Utc;
 use clap::Args;
@@ -20,9 +20,8 @@ pub struct HaltArgs {
     /// Why (recorded in the ledger).
     #[arg(long)]
     pub reason: String,
-    /// Who (recorded in the ledger; default: the USER environment variable).
-    #[arg(long, env = "USER", default_value = "operator")]
-    pub by: String,
+    #[command(flatten)]
+    pub staff: super::staff_key::StaffKeyArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +32,13 @@ pub enum Switch {
 
 pub async fn run(global: &GlobalArgs, switch: Switch, args: HaltArgs) -> anyhow::Result<()> {
     let store = open_store(&global.database_url).await?;
+    let by = args.staff.operator(&store).await?;
     let now = Utc::now();
     let Some(user_id) = args.user_id else {
         let emergency = EmergencySwitch::load(store).await?;
         let changed = match switch {
-            Switch::Halt => emergency.engage(&args.by, &args.reason, now).await?,
-            Switch::Resume => emergency.release(&args.by, &args.reason, now).await?,
+            Switch::Halt => emergency.engage(&by, &args.reason, now).await?,
+            Switch::Resume => emergency.release(&by, &args.reason, now).await?,
         };
         let state = match (switch, changed) {
             (Switch::Halt, true) => "engaged",
@@ -52,27 +52,24 @@ pub async fn run(global: &GlobalArgs, switch: Switch, args: HaltArgs) -> anyhow:
         );
         return Ok(());
     };
-    // An account halted "by execution" reads as an automatic halt, which the trader is told of
-    // only inside the failure's message: an operator's halt must name someone else.
-    anyhow::ensure!(
-        args.by != AUTOMATIC_HALT_BY,
-        "--by {AUTOMATIC_HALT_BY} is reserved for the automatic halts; name the operator"
-    );
+    // An operator's halt names `staff:<id>`, never the automatic halts' `execution`, so the
+    // trader is told of it as an operator's.
+    debug_assert_ne!(by, AUTOMATIC_HALT_BY);
     let command = match switch {
         Switch::Halt => AccountCommand::HaltTrading {
-            by: args.by.clone(),
+            by: by.clone(),
             reason: args.reason,
             at: now,
         },
         Switch::Resume => AccountCommand::ResumeTrading {
-            by: args.by.clone(),
+            by: by.clone(),
             reason: args.reason,
             at: now,
         },
     };
     let mut committers = JoinSet::new();
     let ledger = start_ledger(store, &mut committers);
-    let context = EventContext::new(&format!("cli:{}", args.by), now);
+    let context = EventContext::new(&format!("cli:{by}"), now);
     let result = ledger.execute(&user_id, command, &context).await;
     drop(ledger);
     while committers.join_next().await.is_some() {}

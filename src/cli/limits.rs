@@ -9,8 +9,9 @@ use clap::Args;
 use rust_decimal::Decimal;
 use tokio::task::JoinSet;
 
-use aggregates::{AccountCommand, Market, RiskLimits};
+use aggregates::{AccountCommand, AccountSettings, Market, SettingsChange};
 
+use super::staff_key::StaffKey;
 use super::GlobalArgs;
 use crate::app::{open_store, start_ledger};
 use crate::ledger::EventContext;
@@ -45,12 +46,20 @@ pub struct LimitsArgs {
     /// Halt the account after this many orders in a row could not be placed; 0 never halts.
     #[arg(long)]
     pub halt_after_failures: Option<u32>,
+    /// The size of an alert that gives none, in USD, or `default` for the service's
+    /// (`serve --default-order-usd`).
+    #[arg(long, value_name = "USD|default")]
+    pub default_order_usd: Option<String>,
     /// Why (recorded in the ledger); required when changing limits.
     #[arg(long)]
     pub reason: Option<String>,
-    /// Who (recorded in the ledger; default: the USER environment variable).
-    #[arg(long, env = "USER", default_value = "operator")]
-    pub by: String,
+    /// Who changes them (required when changing limits): an operator's staff key.
+    #[arg(
+        long = "staff-key",
+        env = "LEDGERHOOK_STAFF_KEY",
+        hide_env_values = true
+    )]
+    pub staff_key: Option<StaffKey>,
 }
 
 impl LimitsArgs {
@@ -63,64 +72,51 @@ impl LimitsArgs {
             || self.allowed_markets.is_some()
             || self.max_price_deviation_bps.is_some()
             || self.halt_after_failures.is_some()
+            || self.default_order_usd.is_some()
     }
 
-    /// `current` with this command's changes applied.
-    fn apply(&self, current: &RiskLimits) -> anyhow::Result<RiskLimits> {
-        let mut limits = current.clone();
-        let usd = |name: &str, value: Option<Decimal>, into: &mut Decimal| -> anyhow::Result<()> {
-            if let Some(value) = value {
-                if value <= Decimal::ZERO {
-                    bail!("--{name} must be greater than zero");
-                }
-                *into = value;
-            }
-            Ok(())
+    /// The change this command asks of the account, which checks the amounts and applies it to
+    /// its limits as they stand when it decides (`SettingsChange`), under its lock.
+    fn change(&self) -> anyhow::Result<SettingsChange> {
+        let mut change = SettingsChange {
+            max_order_notional_usd: self.max_order_notional_usd,
+            max_position_notional_usd: self.max_position_notional_usd,
+            max_daily_volume_usd: self.max_daily_volume_usd,
+            max_price_deviation_bps: self.max_price_deviation_bps,
+            halt_after_consecutive_failures: self.halt_after_failures,
+            ..SettingsChange::default()
         };
-        usd(
-            "max-order-notional-usd",
-            self.max_order_notional_usd,
-            &mut limits.max_order_notional_usd,
-        )?;
-        usd(
-            "max-position-notional-usd",
-            self.max_position_notional_usd,
-            &mut limits.max_position_notional_usd,
-        )?;
-        usd(
-            "max-daily-volume-usd",
-            self.max_daily_volume_usd,
-            &mut limits.max_daily_volume_usd,
-        )?;
         for (pairs, map) in [
-            (&self.max_order_size, &mut limits.max_order_size),
-            (&self.max_position_size, &mut limits.max_position_size),
+            (&self.max_order_size, &mut change.max_order_size),
+            (&self.max_position_size, &mut change.max_position_size),
         ] {
             for pair in pairs {
                 let (market, size) = per_market(pair)?;
-                match size {
-                    Some(size) => map.insert(market, size),
-                    None => map.remove(&market),
-                };
+                map.insert(market, size);
             }
         }
         if let Some(markets) = &self.allowed_markets {
-            limits.allowed_markets = if markets.iter().any(|m| m.eq_ignore_ascii_case("all")) {
-                Default::default()
+            change.allowed_markets =
+                Some(if markets.iter().any(|m| m.eq_ignore_ascii_case("all")) {
+                    Default::default()
+                } else {
+                    markets
+                        .iter()
+                        .map(|market| Market::parse(market.trim()))
+                        .collect::<Result<_, _>>()?
+                });
+        }
+        if let Some(size) = &self.default_order_usd {
+            change.default_order_usd = Some(if size.trim().eq_ignore_ascii_case("default") {
+                None
             } else {
-                markets
-                    .iter()
-                    .map(|market| Market::parse(market.trim()))
-                    .collect::<Result<_, _>>()?
-            };
+                Some(
+                    Decimal::from_str(size.trim())
+                        .with_context(|| format!("`{size}` is not a decimal amount of USD"))?,
+                )
+            });
         }
-        if let Some(bps) = self.max_price_deviation_bps {
-            limits.max_price_deviation_bps = bps;
-        }
-        if let Some(failures) = self.halt_after_failures {
-            limits.halt_after_consecutive_failures = failures;
-        }
-        Ok(limits)
+        Ok(change)
     }
 }
 
@@ -148,31 +144,45 @@ pub async fn run(global: &GlobalArgs, args: LimitsArgs) -> anyhow::Result<()> {
     let outcome = change(&ledger, &args).await;
     drop(ledger);
     while committers.join_next().await.is_some() {}
-    let limits = outcome?;
-    println!("{}", serde_json::to_string_pretty(&limits)?);
+    let settings = outcome?;
+    let mut shown = serde_json::to_value(&settings.limits)?;
+    shown["default_order_usd"] = settings
+        .default_order_usd
+        .map_or(serde_json::Value::Null, |usd| usd.to_string().into());
+    println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(())
 }
 
-async fn change(ledger: &crate::ledger::Ledger, args: &LimitsArgs) -> anyhow::Result<RiskLimits> {
-    let account = ledger.load(&args.user_id).await?;
-    let Some(profile) = &account.state.profile else {
+/// The account's settings after the change (as they were, when the command asks none).
+async fn change(
+    ledger: &crate::ledger::Ledger,
+    args: &LimitsArgs,
+) -> anyhow::Result<AccountSettings> {
+    let current = ledger.settings(&args.user_id).await?;
+    let Some(current) = current else {
         bail!("no account {}", args.user_id);
     };
     if !args.changes_anything() {
-        return Ok(profile.limits.clone());
+        return Ok(current);
     }
     let Some(reason) = args.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
         bail!("--reason is required to change limits (it is recorded in the ledger)");
     };
-    let limits = args.apply(&profile.limits)?;
+    let Some(staff) = &args.staff_key else {
+        bail!("--staff-key (or LEDGERHOOK_STAFF_KEY) is required to change limits: an operator's");
+    };
+    let by = staff.operator(ledger.store()).await?;
     let now = Utc::now();
-    let command = AccountCommand::SetRiskLimits {
-        limits: limits.clone(),
-        by: args.by.clone(),
+    let command = AccountCommand::ChangeSettings {
+        change: args.change()?,
+        by: by.clone(),
         reason: reason.to_owned(),
         at: now,
     };
-    let context = EventContext::new(&format!("cli:{}", args.by), now);
+    let context = EventContext::new(&format!("cli:{by}"), now);
     ledger.execute(&args.user_id, command, &context).await?;
-    Ok(limits)
+    ledger
+        .settings(&args.user_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account {}", args.user_id))
 }

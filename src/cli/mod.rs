@@ -11,6 +11,7 @@ mod reconcile;
 pub mod replay;
 mod serve;
 mod staff;
+mod staff_key;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -166,6 +167,14 @@ pub enum UsersCommand {
         /// `paper` or `dydx`.
         #[arg(value_parser = ["paper", "dydx"])]
         venue: String,
+        /// An operator's staff key: the choice is recorded as theirs (`staff:<STAFF_ID>`),
+        /// else as `cli`.
+        #[arg(
+            long = "staff-key",
+            env = "LEDGERHOOK_STAFF_KEY",
+            hide_env_values = true
+        )]
+        staff_key: Option<staff_key::StaffKey>,
     },
     /// Set the user's webhook rate limit (the service default is 10 requests per 60 s).
     RateLimit {
@@ -206,6 +215,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The venue is the account's ledger's (`VenueChanged`, what the router reads); the user row's
+/// column follows it for what reads the row.
+async fn choose_venue(store: Store, user_id: &str, venue: &str, by: &str) -> anyhow::Result<()> {
+    let chosen = aggregates::Venue::parse(venue)
+        .ok_or_else(|| anyhow::anyhow!("venue must be paper or dydx"))?;
+    anyhow::ensure!(
+        store.credentials().venue_of(user_id).await?.is_some(),
+        "no user {user_id}"
+    );
+    let now = Utc::now();
+    let command = aggregates::AccountCommand::ChooseVenue {
+        venue: chosen,
+        by: by.to_owned(),
+        at: now,
+    };
+    let mut committers = JoinSet::new();
+    let ledger = start_ledger(store.clone(), &mut committers);
+    let recorded = ledger
+        .execute(user_id, command, &crate::ledger::EventContext::new(by, now))
+        .await;
+    drop(ledger);
+    while committers.join_next().await.is_some() {}
+    recorded?;
+    store.credentials().set_venue(user_id, venue).await?;
+    Ok(())
+}
+
 async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result<()> {
     match command {
         UsersCommand::Create { name, json } => {
@@ -230,11 +266,17 @@ async fn run_users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
             users::disable_user(&store, &user_id, Utc::now()).await?;
             println!("user {user_id} is disabled: its credentials no longer work");
         }
-        UsersCommand::Venue { user_id, venue } => {
+        UsersCommand::Venue {
+            user_id,
+            venue,
+            staff_key,
+        } => {
             let store = open_store(&global.database_url).await?;
-            if !store.credentials().set_venue(&user_id, &venue).await? {
-                anyhow::bail!("no user {user_id}");
-            }
+            let by = match &staff_key {
+                Some(key) => key.operator(&store).await?,
+                None => "cli".to_owned(),
+            };
+            choose_venue(store, &user_id, &venue, &by).await?;
             println!("user {user_id} trades on {venue}");
         }
         UsersCommand::RateLimit {

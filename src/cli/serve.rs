@@ -55,6 +55,10 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub reconcile_interval_seconds: u64,
+    /// The chain id a wallet's Sign-In with Ethereum message must name (1: Ethereum mainnet,
+    /// what wallets sign with by default).
+    #[arg(long, env = "LEDGERHOOK_SIGN_IN_CHAIN_ID", default_value_t = 1)]
+    pub sign_in_chain_id: u64,
     /// Ask the venues how each resting limit order stands this often. Runs only in instances
     /// that execute signals.
     #[arg(
@@ -397,6 +401,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         readiness: args.readers.readiness(),
         supervisor: args.readers.supervisor(),
         notifications: args.notifications.config(),
+        sign_in_chain_id: args.sign_in_chain_id,
         public_url: global
             .public_url
             .as_deref()
@@ -457,6 +462,10 @@ fn print_demo(global: &GlobalArgs, demo: &DemoUser, address: std::net::SocketAdd
     );
     println!("Then see every step it took:");
     println!("  cargo run --release -- replay {}", demo.user_id);
+    println!(
+        "The dashboard (sign in with an Ethereum wallet): {}/",
+        shown.base_url()
+    );
     println!();
 }
 

@@ -22,7 +22,7 @@ pub use self::paper::{
     PaperExchange, DEFAULT_PAPER_EQUITY_USD, DEFAULT_PAPER_PRICES, PAPER_UNAVAILABLE_VARIABLE,
 };
 pub use self::paper_book::{PaperBook, PaperOrder};
-pub use self::router::{StoredVenues, Venue, VenueChoice, VenueRouter};
+pub use self::router::{LedgerVenues, StoredVenues, Venue, VenueChoice, VenueRouter};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {

@@ -11,29 +11,8 @@ use aggregates::{ClientOrderId, Market};
 
 use super::{Exchange, ExchangeError, OrderOutcome, OrderRequest};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Venue {
-    #[default]
-    Paper,
-    Dydx,
-}
-
-impl Venue {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Paper => "paper",
-            Self::Dydx => "dydx",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "paper" => Some(Self::Paper),
-            "dydx" => Some(Self::Dydx),
-            _ => None,
-        }
-    }
-}
+/// The venue is the account's: chosen by a `VenueChanged` in its ledger (`aggregates::Venue`).
+pub use aggregates::Venue;
 
 /// Where an account's user chose to trade.
 #[async_trait]
@@ -309,7 +288,64 @@ impl Split<'_> {
     }
 }
 
-/// The venue each user chose, as the store records it (`users venue`).
+/// The venue each account chose in its ledger (`VenueChanged`, the source of truth), read from
+/// the ledger's state of the account; an account that never chose there trades where its user
+/// row says (the column, written by releases before the event existed; paper by default).
+///
+/// The state is the one this process's ledger holds, the same the saga decides on: an approval
+/// this process committed was decided on a state that had every earlier event of the account
+/// (a stale cache makes the append conflict and reload), so an order never goes to a venue the
+/// account left before its signal was approved.
+pub struct LedgerVenues {
+    pub ledger: crate::ledger::Ledger,
+    pub fallback: StoredVenues,
+}
+
+#[async_trait]
+impl VenueChoice for LedgerVenues {
+    async fn venues_of(&self, account_ids: &[&str]) -> Result<Vec<Venue>, ExchangeError> {
+        let mut chosen = Vec::with_capacity(account_ids.len());
+        for account_id in account_ids {
+            chosen.push(self.chosen(account_id).await?);
+        }
+        let unchosen: Vec<&str> = account_ids
+            .iter()
+            .zip(&chosen)
+            .filter(|(_, chosen)| chosen.is_none())
+            .map(|(account_id, _)| *account_id)
+            .collect();
+        // One query for every account without a choice in its ledger, as before.
+        let mut stored = self.fallback.venues_of(&unchosen).await?.into_iter();
+        chosen
+            .into_iter()
+            .map(|chosen| match chosen {
+                Some(venue) => Ok(venue),
+                None => stored.next().ok_or_else(|| {
+                    ExchangeError::Unavailable("venue setting: missing answer".to_owned())
+                }),
+            })
+            .collect()
+    }
+
+    async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError> {
+        match self.chosen(account_id).await? {
+            Some(venue) => Ok(venue),
+            None => self.fallback.venue_of(account_id).await,
+        }
+    }
+}
+
+impl LedgerVenues {
+    async fn chosen(&self, account_id: &str) -> Result<Option<Venue>, ExchangeError> {
+        self.ledger
+            .venue(account_id)
+            .await
+            .map_err(|error| ExchangeError::Unavailable(format!("venue setting: {error}")))
+    }
+}
+
+/// The venue each user row records (`users.venue`): what an account that never chose a venue
+/// in its ledger trades on.
 pub struct StoredVenues(pub crate::store::Store);
 
 #[async_trait]

@@ -25,6 +25,10 @@ pub enum Presented<'a> {
     WebhookUuid(&'a str),
     /// `Authorization: Bearer <api key>`.
     ApiKey(&'a str),
+    /// The session cookie.
+    Session(&'a str),
+    /// A staff member's login, with a password.
+    StaffLogin(&'a str),
 }
 
 impl Presented<'_> {
@@ -38,6 +42,8 @@ impl Presented<'_> {
                 Err(_) => Key::of("webhook-unparsed", &[&address, raw.as_bytes()]),
             },
             Self::ApiKey(key) => Key::of("api-key", &[&address, key.as_bytes()]),
+            Self::Session(token) => Key::of("session", &[&address, token.as_bytes()]),
+            Self::StaffLogin(login) => Key::of("staff-login", &[&address, login.as_bytes()]),
         }
     }
 }

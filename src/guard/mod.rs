@@ -53,6 +53,14 @@ pub enum Refusal {
     LockedOut(RetryAfter),
 }
 
+impl Refusal {
+    pub fn retry_after(&self) -> RetryAfter {
+        match self {
+            Self::RateLimited(retry_after) | Self::LockedOut(retry_after) => *retry_after,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// The quota of users who have none of their own.

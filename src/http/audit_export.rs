@@ -12,12 +12,12 @@ use std::fmt::Write as _;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::audit_params::{encode_cursor, AuditRequest, Format};
 use super::error::{ApiError, Result};
+use super::sorted_json;
 use crate::store::{AuditFilter, AuditRow, Store};
 
 /// Rows per query while exporting: ~1 MB of rendered rows at the trail's typical ~1 KB a row.
@@ -40,23 +40,31 @@ const CSV_COLUMNS: [&str; 12] = [
 
 /// A row as every format shows it. `payload` and `metadata` are the stored JSON text, unparsed:
 /// the row's hash covers them byte for byte, so an auditor can recompute it from this.
-#[derive(Serialize)]
-struct RowView<'a> {
+#[derive(Serialize, ToSchema)]
+pub struct AuditRowView<'a> {
+    /// The row's place in the chain.
     position: i64,
     account_id: &'a str,
     aggregate_type: &'a str,
+    /// The event's sequence number in its stream.
     sequence: i64,
+    #[schema(example = "OrderFilled")]
     event_type: &'a str,
     event_version: &'a str,
     signal_id: Option<&'a str>,
+    #[schema(format = DateTime)]
     recorded_at: String,
+    /// The event as stored: JSON text.
     payload: &'a str,
+    /// The event's metadata as stored: JSON text.
     metadata: &'a str,
+    /// Hex SHA-256 of the previous row (64 zeros for the first).
     prev_hash: &'a str,
+    /// Hex SHA-256 over this row and `prev_hash`.
     hash: &'a str,
 }
 
-impl<'a> RowView<'a> {
+impl<'a> AuditRowView<'a> {
     fn new(row: &'a AuditRow) -> Self {
         Self {
             position: row.position,
@@ -73,6 +81,14 @@ impl<'a> RowView<'a> {
             hash: &row.hash,
         }
     }
+}
+
+/// One page of the trail (`format=json`).
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage<'a> {
+    /// Present when more rows match: pass it as `cursor`.
+    pub next_cursor: Option<String>,
+    pub rows: Vec<AuditRowView<'a>>,
 }
 
 pub async fn respond(store: Store, request: AuditRequest) -> Result<Response> {
@@ -104,8 +120,8 @@ async fn page(store: &Store, request: &AuditRequest) -> Result<Response> {
         .last()
         .filter(|_| more)
         .map(|row| encode_cursor(row.position));
-    let views: Vec<RowView<'_>> = rows.iter().map(RowView::new).collect();
-    let mut response = Json(json!({ "rows": views, "next_cursor": next_cursor })).into_response();
+    let rows = rows.iter().map(AuditRowView::new).collect();
+    let mut response = sorted_json(&AuditPage { next_cursor, rows })?.into_response();
     not_cached(&mut response);
     Ok(response)
 }
@@ -186,7 +202,7 @@ fn not_cached(response: &mut Response) {
 fn render(rows: &[AuditRow], format: Format) -> Bytes {
     let mut out = String::with_capacity(rows.len() * 1024);
     for row in rows {
-        let view = RowView::new(row);
+        let view = AuditRowView::new(row);
         match format {
             Format::Csv => csv_line(&mut out, &view),
             _ => {
@@ -203,7 +219,7 @@ fn render(rows: &[AuditRow], format: Format) -> Bytes {
 
 /// One RFC 4180 record. Values are written exactly as stored (no spreadsheet-formula escaping,
 /// which would alter the record), so the export equals the JSON pages field for field.
-fn csv_line(out: &mut String, row: &RowView<'_>) {
+fn csv_line(out: &mut String, row: &AuditRowView<'_>) {
     let fields: [&str; 12] = [
         &row.position.to_string(),
         row.account_id,

@@ -70,6 +70,104 @@ impl AuditRequest {
     }
 }
 
+/// The audit endpoints' query parameters, for `/openapi.json`, from the limits `parse` enforces.
+/// (The parser reads the raw pairs itself, to refuse unknown and repeated names.)
+pub struct AuditQuery;
+
+impl utoipa::IntoParams for AuditQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn, ParameterStyle};
+        use utoipa::openapi::schema::{
+            ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let identifier = || {
+            text()
+                .min_length(Some(1))
+                .max_length(Some(MAX_ID_CHARS))
+                .pattern(Some(r"^[^\x00-\x1F\x7F-\x9F]*$"))
+        };
+        let time = || text().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+        let event_type =
+            text().pattern(Some(format!("^[A-Za-z0-9_]{{1,{MAX_EVENT_TYPE_CHARS}}}$")));
+        // The cursor is hex of `audit:<position>`; positions fit 18 digits for good.
+        let cursor_pattern = format!("^{}(3[0-9]){{1,18}}$", hex::encode(CURSOR_PREFIX));
+        let parameter = |name: &str, description: &str, schema: utoipa::openapi::schema::Schema| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(description))
+                .schema(Some(schema))
+        };
+        vec![
+            parameter(
+                "account_id",
+                "Only this account's rows",
+                identifier().build().into(),
+            )
+            .build(),
+            parameter(
+                "signal_id",
+                "Only this signal's rows",
+                identifier().build().into(),
+            )
+            .build(),
+            parameter(
+                "from",
+                "Rows recorded at or after this time (RFC 3339)",
+                time().build().into(),
+            )
+            .build(),
+            parameter(
+                "to",
+                "Rows recorded at or before this time (RFC 3339), not earlier than `from`",
+                time().build().into(),
+            )
+            .build(),
+            parameter(
+                "event_type",
+                "Only these event types; repeated, or comma-separated in one value",
+                ArrayBuilder::new()
+                    .items(event_type)
+                    .max_items(Some(MAX_EVENT_TYPES))
+                    .build()
+                    .into(),
+            )
+            .style(Some(ParameterStyle::Form))
+            .explode(Some(true))
+            .build(),
+            parameter(
+                "cursor",
+                "`next_cursor` of the previous page",
+                text().pattern(Some(cursor_pattern)).build().into(),
+            )
+            .build(),
+            parameter(
+                "limit",
+                &format!("Rows per page (format `json` only), default {DEFAULT_LIMIT}"),
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_LIMIT))
+                    .build()
+                    .into(),
+            )
+            .build(),
+            parameter(
+                "format",
+                "`json`: a page; `jsonl`, `csv`: the whole filtered trail, streamed",
+                text()
+                    .enum_values(Some(["json", "jsonl", "csv"]))
+                    .build()
+                    .into(),
+            )
+            .build(),
+        ]
+    }
+}
+
 pub fn encode_cursor(position: i64) -> String {
     hex::encode(format!("{CURSOR_PREFIX}{position}"))
 }

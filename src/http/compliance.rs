@@ -13,19 +13,46 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::audit_export;
-use super::audit_params;
-use super::error::{ApiError, Result};
+use super::audit_export::{self, AuditPage};
+use super::audit_params::{self, AuditQuery};
+use super::error::{ApiError, ErrorBody, Result};
 use super::staff_authenticated::StaffAuthenticated;
-use super::AppState;
+use super::{sorted_json, AppState};
+use crate::audit::Verification;
 use crate::staff::{self, StaffMember, StaffRole};
 use crate::store::Store;
 
 pub const AUDIT_PATH: &str = "/api/compliance/audit";
 pub const VERIFY_PATH: &str = "/api/compliance/audit/verify";
 
+#[utoipa::path(
+    get,
+    path = "/api/compliance/audit",
+    tag = "compliance",
+    summary = "Every account's audit trail, filtered: a page, or an export (JSON Lines, CSV)",
+    description = "Compliance staff only. The read is recorded (who, filter, when) before any \
+        row is sent.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page (`format=json`, the default) or a streamed export",
+            content(
+                (AuditPage = "application/json"),
+                (String = "application/x-ndjson"),
+                (String = "text/csv"),
+            ),
+            headers(
+                ("Cache-Control" = String, description = "no-store"),
+            )),
+        (status = 400, description = "INVALID_PARAMETER: names the parameter", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: not compliance staff", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn audit(
     State(state): State<AppState>,
     staff: StaffAuthenticated,
@@ -38,6 +65,52 @@ pub async fn audit(
     audit_export::respond(store, request).await
 }
 
+/// Whether the audit trail's hash chain verifies, as of the latest background verification.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum VerifyAnswer<'a> {
+    Pending(VerificationPending),
+    Done(VerificationDone<'a>),
+}
+
+/// Before the first background verification has finished.
+#[derive(Serialize, ToSchema)]
+pub struct VerificationPending {
+    /// Always null while pending.
+    pub intact: Option<bool>,
+    pub message: &'static str,
+    #[schema(example = "pending")]
+    pub status: &'static str,
+    /// Always null while pending.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub verified_at: Option<()>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerificationDone<'a> {
+    #[serde(flatten)]
+    pub verification: &'a Verification,
+    /// Whether the whole chain matched the ledger (`first_mismatch` is null).
+    pub intact: bool,
+    /// `verified` or `failed`.
+    #[schema(example = "verified")]
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/compliance/audit/verify",
+    operation_id = "audit_verify",
+    tag = "compliance",
+    summary = "Whether the audit trail's hash chain verifies (latest background verification)",
+    description = "Any staff. The read is recorded. Takes no parameters.",
+    responses(
+        (status = 200, description = "`pending`, `verified` or `failed`", body = VerifyAnswer),
+        (status = 400, description = "INVALID_PARAMETER: this endpoint takes none", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN", body = ErrorBody),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     StaffAuthenticated(staff): StaffAuthenticated,
@@ -52,19 +125,24 @@ pub async fn verify(
     }
     let store = &state.store;
     record(store, &staff, VERIFY_PATH, json!({})).await?;
-    let Some(latest) = state.audit_verification.get() else {
-        return Ok(Json(json!({
-            "status": "pending",
-            "intact": null,
-            "verified_at": null,
-            "message": "The first verification of the audit trail has not finished yet",
-        })));
-    };
-    let mut answer = serde_json::to_value(&*latest).map_err(ApiError::internal)?;
-    let intact = latest.report.is_intact();
-    answer["intact"] = intact.into();
-    answer["status"] = if intact { "verified" } else { "failed" }.into();
-    Ok(Json(answer))
+    let latest = state.audit_verification.get();
+    // Sorted, as the `json!` objects it replaced: the same bytes.
+    sorted_json(&match latest.as_deref() {
+        None => VerifyAnswer::Pending(VerificationPending {
+            intact: None,
+            message: "The first verification of the audit trail has not finished yet",
+            status: "pending",
+            verified_at: None,
+        }),
+        Some(verification) => {
+            let intact = verification.report.is_intact();
+            VerifyAnswer::Done(VerificationDone {
+                verification,
+                intact,
+                status: if intact { "verified" } else { "failed" },
+            })
+        }
+    })
 }
 
 async fn record(store: &Store, staff: &StaffMember, endpoint: &str, filter: Value) -> Result<()> {

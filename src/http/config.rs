@@ -11,13 +11,16 @@
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, HOST};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::authenticated::Authenticated;
-use super::error::{ApiError, Result};
+use super::error::{ApiError, ErrorBody, Result};
 use super::AppState;
 use crate::users::urls;
 use crate::vault::{Access, Field};
@@ -31,11 +34,86 @@ const ROTATE_NOTE: &str = "This user's webhook credentials were issued before th
      rotate-webhook <USER_ID>` (the old ones then stop working); this endpoint shows them from \
      then on.";
 
+// The answer's fields are in alphabetical order, the order of the `json!` object it replaced, so
+// the bytes are unchanged. The credentials are borrowed from their `Zeroizing` buffers and
+// written straight into the body: no other copy is made.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookConfig<'a> {
+    /// Only when the credentials cannot be shown (issued before the vault): what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_required: Option<&'static str>,
+    pub credentials: WebhookCredentials<'a>,
+    /// The alert format: fields, aliases, rules, one example per form.
+    #[schema(value_type = Object)]
+    pub payload_format: Value,
+    pub rate_limit: WebhookRateLimit,
+    pub tradingview_setup: TradingViewSetup<'a>,
+    /// `POST` here with the secret in the body (seed 000's scheme).
+    pub two_factor_url: Option<String>,
+    pub user_id: &'a str,
+    /// `POST` alerts here: it carries the token (seed 003's scheme).
+    pub webhook_url: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookCredentials<'a> {
+    pub webhook_secret: Option<&'a str>,
+    pub webhook_token: Option<&'a str>,
+    pub webhook_uuid: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookRateLimit {
+    /// Alerts admitted per window.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
+    pub requests: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
+    pub window_seconds: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradingViewSetup<'a> {
+    pub alert_name: &'static str,
+    /// Paste as the alert's message (with `webhook_url`).
+    pub message_template: String,
+    /// How to create the alert, step by step.
+    pub steps: &'static [&'static str],
+    /// The self-healing alternative: the position to hold after the trade.
+    pub target_position_template: String,
+    pub two_factor: TwoFactorSetup<'a>,
+    pub webhook_url: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwoFactorSetup<'a> {
+    /// Carries the secret (or a placeholder when it cannot be shown).
+    pub message_template: String,
+    pub webhook_url: Option<&'a str>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/config/webhook",
+    tag = "trader",
+    summary = "The caller's webhook URLs, credentials and TradingView message template",
+    description = "Reveals the caller's own webhook token and secret from the vault, each reveal \
+        recorded in the ledger first (`CredentialAccessed`). Marked `Cache-Control: no-store`.",
+    responses(
+        (status = 200, description = "What to paste into TradingView", body = WebhookConfig,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "INVALID_HOST: no public URL is configured and the Host header is unusable", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN", body = ErrorBody),
+        (status = 429, description = "LOCKED_OUT: too many failed authentications", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
+    )
+)]
 pub async fn webhook(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
     headers: HeaderMap,
-) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>)> {
+) -> Result<Response> {
     let profile = state
         .authenticator
         .profile(&user.user_id)
@@ -71,34 +149,36 @@ pub async fn webhook(
         .filter(|_| secret.is_some())
         .map(|uuid| urls::two_factor_url(&base, &uuid));
     let rate_limit = user.rate_limit_or_default();
-    let mut answer = json!({
-        "user_id": profile.user_id,
-        "webhook_url": webhook_url.as_deref(),
-        "two_factor_url": two_factor_url,
-        "credentials": {
-            "webhook_token": token.as_deref(),
-            "webhook_uuid": two_factor_url.as_ref().and(uuid.map(|uuid| uuid.to_string())),
-            "webhook_secret": secret.as_deref(),
+    let webhook_url = webhook_url.as_deref().map(String::as_str);
+    let answer = WebhookConfig {
+        action_required: webhook_url.is_none().then_some(ROTATE_NOTE),
+        credentials: WebhookCredentials {
+            webhook_secret: secret.as_deref().map(String::as_str),
+            webhook_token: token.as_deref().map(String::as_str),
+            webhook_uuid: two_factor_url
+                .as_ref()
+                .and(uuid.map(|uuid| uuid.to_string())),
         },
-        "rate_limit": {
-            "requests": rate_limit.requests,
-            "window_seconds": rate_limit.window_seconds,
+        payload_format: crate::ingest::payload_format(),
+        rate_limit: WebhookRateLimit {
+            requests: rate_limit.requests,
+            window_seconds: rate_limit.window_seconds,
         },
-        "payload_format": crate::ingest::payload_format(),
-        "tradingview_setup": tradingview_setup(
-            webhook_url.as_deref().map(String::as_str),
+        tradingview_setup: tradingview_setup(
+            webhook_url,
             two_factor_url.as_deref(),
             secret.as_deref().map(String::as_str),
         ),
-    });
-    if webhook_url.is_none() {
-        answer["action_required"] = json!(ROTATE_NOTE);
-    }
-    Ok(([(CACHE_CONTROL, "no-store")], Json(answer)))
+        two_factor_url: two_factor_url.clone(),
+        user_id: &profile.user_id,
+        webhook_url,
+    };
+    // Rendered here, while the credentials it borrows are still alive.
+    Ok(([(CACHE_CONTROL, "no-store")], Json(answer)).into_response())
 }
 
 /// `--public-url` / `APP_HOST` if set, else what the request was addressed to.
-fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String> {
     if let Some(base) = &state.public_url {
         return Ok(base.to_string());
     }
@@ -177,27 +257,27 @@ fn target_position_template() -> String {
     .to_string()
 }
 
-fn tradingview_setup(
-    webhook_url: Option<&str>,
-    two_factor_url: Option<&str>,
+fn tradingview_setup<'a>(
+    webhook_url: Option<&'a str>,
+    two_factor_url: Option<&'a str>,
     secret: Option<&str>,
-) -> Value {
-    json!({
-        "alert_name": "ledgerhook signal",
-        "webhook_url": webhook_url,
-        "message_template": message_template(None),
-        "two_factor": {
-            "webhook_url": two_factor_url,
-            "message_template": message_template(Some(secret.unwrap_or(SECRET_PLACEHOLDER))),
-        },
-        "target_position_template": target_position_template(),
-        "steps": [
+) -> TradingViewSetup<'a> {
+    TradingViewSetup {
+        alert_name: "ledgerhook signal",
+        message_template: message_template(None),
+        steps: &[
             "Open your strategy's alert (Create Alert) and choose the strategy as its condition.",
             "Notifications: tick Webhook URL and paste webhook_url (or two_factor.webhook_url).",
             "Message: paste message_template (or two_factor.message_template, which carries your secret). Keep the quotes around the placeholders.",
             "Create the alert. TradingView posts it from its own servers; each order of the strategy becomes one signal.",
         ],
-    })
+        target_position_template: target_position_template(),
+        two_factor: TwoFactorSetup {
+            message_template: message_template(Some(secret.unwrap_or(SECRET_PLACEHOLDER))),
+            webhook_url: two_factor_url,
+        },
+        webhook_url,
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::ingest::IngestError;
 use crate::ledger::LedgerError;
@@ -18,6 +19,21 @@ pub struct ApiError {
     message: String,
     /// Sent as `Retry-After` (whole seconds) with 429s.
     retry_after_seconds: Option<u64>,
+}
+
+/// The body of every error answer. Fields in alphabetical order: the order the body always had
+/// (it was a `json!` object, whose keys serde_json sorts), so answers stay byte for byte the same.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable and machine-readable: `INVALID_TOKEN`, `INVALID_PARAMETER`, `RATE_LIMITED`, ...
+    #[schema(example = "INVALID_TOKEN")]
+    pub code: String,
+    /// What went wrong, for a person. Never a secret, never the service's internals.
+    #[schema(example = "Invalid token")]
+    pub error: String,
+    /// When the answer was made (RFC 3339, UTC, milliseconds).
+    #[schema(format = DateTime, example = "2024-06-10T06:13:20.000Z")]
+    pub timestamp: String,
 }
 
 /// The code of an error answer, left on the response for the webhook's metrics.
@@ -34,6 +50,11 @@ impl ApiError {
             message: message.into(),
             retry_after_seconds: None,
         }
+    }
+
+    /// The machine-readable code the caller is answered with.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -105,11 +126,11 @@ impl From<IngestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": self.message,
-            "code": self.code,
-            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        });
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            error: self.message,
+            timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        };
         let mut response = (self.status, Json(body)).into_response();
         // For the metrics layer, which counts answers by code without reading bodies.
         response.extensions_mut().insert(ErrorCode(self.code));

@@ -1,18 +1,16 @@
 //! `StaffAuthenticated`: the extractor for staff endpoints, beside the trader's `Authenticated`.
-//! The two never accept each other's credentials: a staff key (`lhs_...`) has the wrong shape for
-//! every trader scheme, a trader key (`lhk_...`) or webhook token the wrong shape here, and each
-//! is looked up only in its own table. Password sign-in (a later issue) will be tried here beside
-//! the key — a session cookie resolving to the same `StaffMember` — so handlers never change.
-//! Every failure is the one 401, the same body the trader's endpoints answer.
+//! The access layer (`access::enforce`) authenticated the caller — a staff key (`lhs_...`) or a
+//! password session — and checked the route admits their role; this hands the member over.
+//! A trader's credential never resolves to a staff member.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 
-use super::authenticated::bearer;
+use super::access::{Caller, Principal};
 use super::error::ApiError;
 use super::AppState;
-use crate::staff::{self, StaffMember, StaffRole};
+use crate::staff::{StaffMember, StaffRole};
 
 /// The staff member a request proved to be.
 pub struct StaffAuthenticated(pub StaffMember);
@@ -39,11 +37,13 @@ impl FromRequestParts<AppState> for StaffAuthenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let api_key = bearer(&parts.headers).ok_or_else(ApiError::invalid_token)?;
-        staff::authenticate_api_key(&state.store, api_key)
-            .await
-            .map_err(ApiError::internal)?
-            .map(StaffAuthenticated)
-            .ok_or_else(ApiError::invalid_token)
+        match Caller::from_request_parts(parts, state).await?.principal {
+            Principal::Staff(member) => Ok(StaffAuthenticated(member)),
+            Principal::Trader(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "This endpoint is for staff",
+            )),
+        }
     }
 }

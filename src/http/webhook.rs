@@ -15,23 +15,88 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::error::{ApiError, Result};
+use super::error::{ApiError, ErrorBody, Result};
 use super::guard::{before_lookup, counted, ClientAddress};
 use super::AppState;
 use crate::guard::{Presented, RateLimit};
+use crate::ingest::payload::{AlertBody, TwoFactorAlertBody};
 use crate::ingest::ReceiptStatus;
 use crate::users::AuthenticatedUser;
 
+/// What the webhook answers once the signal is in the ledger. Fields in alphabetical order: the
+/// order of the `json!` object it replaced, so the bytes are unchanged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalReceipt {
+    /// Only when `status` is `rejected`: `halted` (the account), `emergency_stop` (everyone),
+    /// `stale`, `no_change`, `risk_rejected` (see `rule`), `not_recorded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "risk_rejected")]
+    pub reason: Option<&'static str>,
+    /// Only for `risk_rejected`: the risk rule that refused the order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The signal's id (for a duplicate, the original's): `GET /api/signals/{signal_id}`.
+    pub signal_id: String,
+    pub status: ReceiptState,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptState {
+    /// Approved by the risk rules; the order is placed after this answer.
+    Accepted,
+    /// A resend of an alert already recorded; nothing new happens.
+    Duplicate,
+    /// Recorded and refused (see `reason`).
+    Rejected,
+}
+
+impl ReceiptState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/webhook",
+    tag = "webhook",
+    summary = "Receive a TradingView alert (token in the URL)",
+    description = "Seed 003's scheme: the user's webhook token in the `token` query parameter. \
+        Answered 200 once the signal is durably recorded, whatever the risk rules decided; 5xx \
+        only when nothing was recorded (TradingView resends only on 5xx).",
+    security(("webhook_token" = [])),
+    request_body(
+        description = "The alert: JSON, whatever the Content-Type (TradingView sends text/plain).",
+        content((AlertBody = "application/json"), (String = "text/plain")),
+    ),
+    responses(
+        (status = 200, description = "Recorded: accepted, duplicate or rejected", body = SignalReceipt),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_BODY: the alert cannot be read", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN: missing, unknown or wrong credential", body = ErrorBody),
+        (status = 403, description = "IP_NOT_ALLOWED: outside the configured allowlist", body = ErrorBody),
+        (status = 413, description = "INVALID_BODY: larger than 64 KiB", body = ErrorBody),
+        (status = 422, description = "INVALID_MARKET, INVALID_SIZE, NO_REFERENCE_PRICE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     query: std::result::Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignalReceipt>> {
     let received_at = Utc::now();
     // Exactly one `token`: with two, which one counts would be the parser's guess.
     let token = match query {
@@ -56,13 +121,41 @@ pub async fn receive(
     record(&state, &user, &body, &headers, received_at).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/{webhook_uuid}",
+    tag = "webhook",
+    summary = "Receive a TradingView alert (two-factor: uuid in the path, secret in the body)",
+    description = "Seed 000's scheme: the user's webhook uuid in the path and the webhook secret \
+        as the body's `secret` field (TradingView sends no headers, so the second factor travels \
+        in the body). Answers as `POST /api/webhook`.",
+    params(("webhook_uuid" = String, Path, description = "The user's webhook uuid")),
+    // No security scheme can say "a secret in the body": named for readers (and /docs) instead.
+    extensions(("x-credentials" = json!("the webhook uuid in the path and the `secret` in the body"))),
+    request_body(
+        description = "The alert with `secret`: JSON, whatever the Content-Type.",
+        content((TwoFactorAlertBody = "application/json"), (String = "text/plain")),
+    ),
+    responses(
+        (status = 200, description = "Recorded: accepted, duplicate or rejected", body = SignalReceipt),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_BODY: the alert cannot be read", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN: unknown uuid, missing or wrong secret", body = ErrorBody),
+        (status = 403, description = "IP_NOT_ALLOWED: outside the configured allowlist", body = ErrorBody),
+        (status = 413, description = "INVALID_BODY: larger than 64 KiB", body = ErrorBody),
+        (status = 422, description = "INVALID_MARKET, INVALID_SIZE, NO_REFERENCE_PRICE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+    )
+)]
 pub async fn receive_two_factor(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     webhook_uuid: std::result::Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignalReceipt>> {
     let received_at = Utc::now();
     let Ok(Path(webhook_uuid)) = webhook_uuid else {
         return Err(ApiError::invalid_token());
@@ -137,7 +230,7 @@ async fn record(
     body: &[u8],
     headers: &HeaderMap,
     received_at: DateTime<Utc>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignalReceipt>> {
     // The router already replaced an unacceptable id; checked again because this one is stored.
     let request_id = super::request_id::of(headers).map(str::to_owned);
     let account_id = user.user_id.as_str();
@@ -145,28 +238,28 @@ async fn record(
         .ingest
         .receive(account_id, body, received_at, request_id)
         .await?;
-    let mut answer = json!({ "signal_id": receipt.signal_id.0 });
     let meters = &state.webhook_meters;
-    match receipt.status {
+    let (status, reason, rule) = match receipt.status {
         ReceiptStatus::Accepted => {
             meters.accepted();
-            answer["status"] = "accepted".into();
+            (ReceiptState::Accepted, None, None)
         }
         ReceiptStatus::Duplicate => {
             meters.duplicate();
-            answer["status"] = "duplicate".into();
+            (ReceiptState::Duplicate, None, None)
         }
         ReceiptStatus::Rejected { reason, rule } => {
             meters.rejected(reason);
-            answer["status"] = "rejected".into();
-            answer["reason"] = reason.into();
-            if let Some(rule) = rule {
-                answer["rule"] = rule.into();
-            }
+            (ReceiptState::Rejected, Some(reason), rule)
         }
-    }
-    tracing::info!(account_id, signal_id = %receipt.signal_id, status = %answer["status"], "signal recorded");
-    Ok(Json(answer))
+    };
+    tracing::info!(account_id, signal_id = %receipt.signal_id, status = status.as_str(), "signal recorded");
+    Ok(Json(SignalReceipt {
+        reason,
+        rule,
+        signal_id: receipt.signal_id.0,
+        status,
+    }))
 }
 
 #[cfg(test)]

@@ -60,6 +60,18 @@ pub fn instruction(
     })
 }
 
+/// Whether the alert gives no size, so the account's default applies.
+pub fn needs_default_size(action: &AlertAction) -> bool {
+    let default = |size: &SizeSpec| matches!(size, SizeSpec::Default);
+    match action {
+        AlertAction::Order { size, .. } => default(size),
+        AlertAction::Target {
+            position: TargetSpec::Long(size) | TargetSpec::Short(size),
+        } => default(size),
+        AlertAction::Target { .. } | AlertAction::Close => false,
+    }
+}
+
 /// Whether sizing the alert needs the account's equity.
 pub fn needs_equity(action: &AlertAction) -> bool {
     let percent = |size: &SizeSpec| matches!(size, SizeSpec::PercentOfEquity(_));

@@ -113,6 +113,31 @@ impl Ingest {
         received_at: DateTime<Utc>,
         request_id: Option<String>,
     ) -> Result<Receipt, IngestError> {
+        self.receive_as(account_id, body, received_at, request_id, false)
+            .await
+    }
+
+    /// A trial signal (the settings' test signal): as `receive`, but the account refuses it
+    /// unless it trades on paper (`AccountError::NotOnPaper`), nothing recorded then.
+    pub async fn receive_paper_only(
+        &self,
+        account_id: &str,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        request_id: Option<String>,
+    ) -> Result<Receipt, IngestError> {
+        self.receive_as(account_id, body, received_at, request_id, true)
+            .await
+    }
+
+    async fn receive_as(
+        &self,
+        account_id: &str,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        request_id: Option<String>,
+        paper_only: bool,
+    ) -> Result<Receipt, IngestError> {
         let alert = payload::parse(body)?;
         let spec = self.markets.normalize(&alert.symbol)?;
         let reference_price = self
@@ -125,9 +150,15 @@ impl Ingest {
         } else {
             None
         };
+        // The account's own default when it set one (read only when the alert needs it).
+        let default_order_usd = if intent::needs_default_size(&alert.action) {
+            self.ledger.default_order_usd(account_id).await?
+        } else {
+            None
+        };
         let sizing = Sizing {
             reference_price,
-            default_order_usd: self.config.default_order_usd,
+            default_order_usd: default_order_usd.unwrap_or(self.config.default_order_usd),
             equity_usd,
         };
         let instruction = intent::instruction(spec, alert.action, &sizing)?;
@@ -165,6 +196,7 @@ impl Ingest {
             sent_at: alert.timestamp,
             max_lag_seconds,
             emergency_stop: emergency_stop.clone(),
+            paper_only,
             received_at,
         };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);

@@ -225,6 +225,32 @@ impl Ledger {
         }))
     }
 
+    /// The venue the account chose in its ledger, `None` if it never chose one there.
+    pub async fn venue(&self, account_id: &str) -> Result<Option<aggregates::Venue>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().and_then(|account| account.state.venue()))
+    }
+
+    /// The account's own size for alerts that give none, if it set one.
+    pub async fn default_order_usd(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<rust_decimal::Decimal>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot
+            .as_ref()
+            .and_then(|account| account.state.default_order_usd()))
+    }
+
+    /// The account's settings, `None` if it is not open.
+    pub async fn settings(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<aggregates::AccountSettings>, LedgerError> {
+        let slot = self.locked_account(account_id).await?;
+        Ok(slot.as_ref().and_then(|account| account.state.settings()))
+    }
+
     /// The account's version: the sequence of its last event (0 before any).
     pub async fn version(&self, account_id: &str) -> Result<usize, LedgerError> {
         let slot = self.locked_account(account_id).await?;

@@ -25,6 +25,19 @@ impl Address {
         (address.checksummed() == text).then_some(address)
     }
 
+    /// An address as a caller may spell it: EIP-55 mixed case (the checksum must hold), or all one
+    /// case (no checksum to check).
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = text.strip_prefix("0x")?;
+        let one_case = !digits.bytes().any(|b| b.is_ascii_lowercase())
+            || !digits.bytes().any(|b| b.is_ascii_uppercase());
+        if !one_case {
+            return Self::parse_checksummed(text);
+        }
+        let bytes: [u8; 20] = hex::decode(digits).ok()?.try_into().ok()?;
+        Some(Self(bytes))
+    }
+
     /// EIP-55: a hex letter is upper case where the nibble of keccak256(lower-case hex) is ≥ 8.
     pub fn checksummed(&self) -> String {
         let lower = hex::encode(self.0);

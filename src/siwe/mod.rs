@@ -46,14 +46,14 @@ pub enum SiweError {
 impl SiweError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Malformed(_) => "siwe_malformed",
-            Self::WrongDomain => "siwe_wrong_domain",
-            Self::WrongUri => "siwe_wrong_uri",
-            Self::WrongChain => "siwe_wrong_chain",
-            Self::Expired => "siwe_expired",
-            Self::NotYetValid => "siwe_not_yet_valid",
-            Self::BadSignature => "siwe_bad_signature",
-            Self::WrongSigner => "siwe_wrong_signer",
+            Self::Malformed(_) => "SIWE_MALFORMED",
+            Self::WrongDomain => "SIWE_WRONG_DOMAIN",
+            Self::WrongUri => "SIWE_WRONG_URI",
+            Self::WrongChain => "SIWE_WRONG_CHAIN",
+            Self::Expired => "SIWE_EXPIRED",
+            Self::NotYetValid => "SIWE_NOT_YET_VALID",
+            Self::BadSignature => "SIWE_BAD_SIGNATURE",
+            Self::WrongSigner => "SIWE_WRONG_SIGNER",
         }
     }
 }

@@ -2,11 +2,12 @@
 //! traders and own no account; their credentials open only staff endpoints, and a trader's
 //! credentials never open those.
 //!
-//! Today a staff member proves who they are with an API key (`lhs_...`, kept as SHA-256 only).
-//! Password sign-in (argon2id, a later issue) is another `StaffProof` that resolves to the same
-//! `StaffMember`, so endpoints and their role checks do not change.
+//! A staff member proves who they are with an API key (`lhs_...`, kept as SHA-256 only; for
+//! automation) or signs in with a login and password (argon2id, `password`) for a browser session.
+//! Each proof resolves to the same `StaffMember`, so endpoints and their role checks do not change.
 
 pub mod credentials;
+pub mod password;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -48,6 +49,8 @@ impl StaffRole {
 pub enum StaffProof {
     /// `Authorization: Bearer lhs_...`.
     ApiKey,
+    /// A session begun with the staff member's password.
+    Session,
 }
 
 /// An active staff member, as a credential resolved to them.
@@ -84,12 +87,21 @@ pub enum StaffError {
     NoSuchStaff(String),
     #[error("the name must be 1 to {MAX_NAME_CHARS} characters, without control characters")]
     InvalidName,
+    #[error("the login must be 1 to 64 of a-z, 0-9, '.', '_' and '-'")]
+    InvalidLogin,
+    #[error("the login is taken by another staff member")]
+    LoginTaken,
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
 }
 
+/// A new staff member with an API key and, with `login = Some((login, password))`, a dashboard
+/// sign-in (hashed before anything is written; a taken login creates no one).
 pub async fn create_staff(
     store: &Store,
     display_name: &str,
     role: StaffRole,
+    login: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<IssuedStaff, StaffError> {
     let display_name = display_name.trim();
@@ -97,20 +109,35 @@ pub async fn create_staff(
     if length == 0 || length > MAX_NAME_CHARS || display_name.chars().any(char::is_control) {
         return Err(StaffError::InvalidName);
     }
+    let sign_in = match login {
+        Some((login, password)) => {
+            if !is_valid_login(login) {
+                return Err(StaffError::InvalidLogin);
+            }
+            Some((login, password::hash(password).await?))
+        }
+        None => None,
+    };
     let issued = IssuedStaff {
         staff_id: Uuid::new_v4().to_string(),
         api_key: generate_staff_key(),
     };
-    store
+    let inserted = store
         .credentials()
-        .insert_staff(&NewStaff {
-            staff_id: issued.staff_id.clone(),
-            display_name: display_name.to_owned(),
-            role: role.as_str().to_owned(),
-            api_key_sha256: staff_key_digest(&issued.api_key),
-            created_at: now,
-        })
-        .await?;
+        .insert_staff_with_login(
+            &NewStaff {
+                staff_id: issued.staff_id.clone(),
+                display_name: display_name.to_owned(),
+                role: role.as_str().to_owned(),
+                api_key_sha256: staff_key_digest(&issued.api_key),
+                created_at: now,
+            },
+            sign_in
+                .as_ref()
+                .map(|(login, hash)| (*login, hash.as_str())),
+        )
+        .await;
+    login_taken_or(inserted)?;
     Ok(issued)
 }
 
@@ -142,6 +169,78 @@ pub async fn authenticate_api_key(
         .active_staff_by_api_key_sha256(&staff_key_digest(api_key))
         .await?;
     Ok(found.and_then(|staff| member(staff, StaffProof::ApiKey)))
+}
+
+/// Lets the staff member sign in as `login` with `password` (argon2id); replaces any earlier
+/// password.
+pub async fn set_password(
+    store: &Store,
+    staff_id: &str,
+    login: &str,
+    password: &str,
+) -> Result<(), StaffError> {
+    if !is_valid_login(login) {
+        return Err(StaffError::InvalidLogin);
+    }
+    let hash = password::hash(password).await?;
+    let changed = store
+        .sign_in()
+        .set_staff_password(staff_id, login, &hash)
+        .await;
+    if login_taken_or(changed)? {
+        Ok(())
+    } else {
+        Err(StaffError::NoSuchStaff(staff_id.to_owned()))
+    }
+}
+
+/// A unique violation on `staff` here can only be the login (ids are fresh, keys random).
+fn login_taken_or<T>(result: Result<T, StoreError>) -> Result<T, StaffError> {
+    match result {
+        Err(StoreError::Database(sqlx::Error::Database(error))) if error.is_unique_violation() => {
+            Err(StaffError::LoginTaken)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What a login may be (the migrations check the same).
+pub fn is_valid_login(login: &str) -> bool {
+    (1..=64).contains(&login.len())
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b))
+}
+
+/// The active staff member whose login and password these are. An unknown login is checked
+/// against a dummy hash, so it takes as long as a wrong password.
+pub async fn authenticate_password(
+    store: &Store,
+    login: &str,
+    password: &str,
+) -> Result<Option<StaffMember>, StoreError> {
+    let found = if is_valid_login(login) {
+        store.sign_in().staff_password(login).await?
+    } else {
+        None
+    };
+    let matched = password::verify(
+        password,
+        found.as_ref().map(|staff| staff.password_hash.as_str()),
+    )
+    .await;
+    Ok(found
+        .filter(|_| matched)
+        .and_then(|staff| member(staff.into_active(), StaffProof::Session)))
+}
+
+/// The active staff member `staff_id`, as a session names them.
+pub async fn session_member(
+    store: &Store,
+    staff_id: &str,
+) -> Result<Option<StaffMember>, StoreError> {
+    let found = store.credentials().active_staff_by_id(staff_id).await?;
+    Ok(found.and_then(|staff| member(staff, StaffProof::Session)))
 }
 
 /// A role the code does not know (the migration's check makes it impossible) opens nothing.

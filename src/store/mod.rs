@@ -64,6 +64,7 @@ mod dydx_sends;
 mod events;
 mod postgres;
 mod readmodels;
+mod sign_in;
 mod sqlite;
 mod staff;
 mod users;
@@ -78,6 +79,7 @@ pub use self::events::{Events, LogPosition, LoggedEvent, Snapshot};
 pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
+pub use self::sign_in::{LiveSession, SessionSubject, SignIn, StaffPassword};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
@@ -206,6 +208,11 @@ impl Store {
     }
 
     /// Events the catch-up readers parked, and what each reader's instance reports of it.
+    /// Wallets, sign-in nonces, staff passwords and sessions.
+    pub fn sign_in(&self) -> SignIn<'_> {
+        SignIn { store: self }
+    }
+
     pub fn parked(&self) -> Parked<'_> {
         Parked { store: self }
     }

@@ -35,14 +35,27 @@ pub struct ComplianceRead {
 
 impl Credentials<'_> {
     pub async fn insert_staff(&self, staff: &NewStaff) -> Result<()> {
-        let sql = "INSERT INTO staff (staff_id, display_name, role, api_key_sha256, created_at)
-                   VALUES ($1, $2, $3, $4, $5)";
+        self.insert_staff_with_login(staff, None).await
+    }
+
+    /// Inserts the staff member and, with `login = Some((login, password_hash))`, their
+    /// dashboard sign-in, in one statement: a taken login creates no one.
+    pub async fn insert_staff_with_login(
+        &self,
+        staff: &NewStaff,
+        login: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let sql = "INSERT INTO staff (staff_id, display_name, role, api_key_sha256, created_at,
+                                      login, password_hash)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
         writing!(self.store, pool => sqlx::query(sql)
             .bind(&staff.staff_id)
             .bind(&staff.display_name)
             .bind(&staff.role)
             .bind(&staff.api_key_sha256)
             .bind(staff.created_at)
+            .bind(login.map(|(login, _)| login))
+            .bind(login.map(|(_, hash)| hash))
             .execute(pool)
             .await
             .map(drop)?);
@@ -59,6 +72,16 @@ impl Credentials<'_> {
                     WHERE api_key_sha256 = $1 AND disabled_at IS NULL";
         Ok(reading!(self.store, pool => sqlx::query_as(sql)
             .bind(digest)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// The active staff member with this id (a session names them by id).
+    pub async fn active_staff_by_id(&self, staff_id: &str) -> Result<Option<ActiveStaff>> {
+        let sql = "SELECT staff_id, display_name, role FROM staff
+                    WHERE staff_id = $1 AND disabled_at IS NULL";
+        Ok(reading!(self.store, pool => sqlx::query_as(sql)
+            .bind(staff_id)
             .fetch_optional(pool)
             .await?))
     }

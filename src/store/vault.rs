@@ -86,6 +86,27 @@ impl VaultTable<'_> {
             .await?))
     }
 
+    /// Removes the owner's value of `field`; `false` if none was stored.
+    pub async fn delete(&self, owner_id: &str, field: &str) -> Result<bool> {
+        let sql = "DELETE FROM vault_secrets WHERE owner_id = $1 AND field = $2 RETURNING field";
+        let deleted = writing!(self.store, pool => sqlx::query(sql)
+            .bind(owner_id)
+            .bind(field)
+            .fetch_all(pool)
+            .await?
+            .len());
+        Ok(deleted > 0)
+    }
+
+    /// The names of the fields stored for `owner_id` (nothing read but the names).
+    pub async fn fields_of(&self, owner_id: &str) -> Result<Vec<String>> {
+        let sql = "SELECT field FROM vault_secrets WHERE owner_id = $1 ORDER BY field";
+        Ok(reading!(self.store, pool => sqlx::query_scalar(sql)
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// Up to `limit` rows sealed under a key older than `version`, after `after` in key order (a
     /// cursor, so that one pass visits each row once even while others change).
     pub async fn sealed_before(

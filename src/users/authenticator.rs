@@ -54,6 +54,8 @@ pub enum Scheme {
     TwoFactor,
     /// `Authorization: Bearer <api key>` on the trader's own endpoints.
     ApiKey,
+    /// The session cookie of a wallet sign-in.
+    Session,
 }
 
 /// An active user, as a credential resolved to it.

@@ -69,7 +69,8 @@ pub fn sha256_hex(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex() -> String {
+/// 256 random bits from the OS-seeded CSPRNG, as hex.
+pub fn random_hex() -> String {
     let mut bytes = [0_u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)

@@ -32,7 +32,7 @@ pub mod urls;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use aggregates::{AccountCommand, RiskLimits};
+use aggregates::{AccountCommand, AccountError, RiskLimits};
 
 pub use self::authenticator::{AuthenticatedUser, Authenticator, Scheme};
 pub use self::credentials::WebhookCredentials;
@@ -83,6 +83,32 @@ pub async fn create_user(
     now: DateTime<Utc>,
 ) -> Result<Credentials, UserError> {
     let user_id = Uuid::new_v4().to_string();
+    open_account(ledger, vault, &user_id, display_name, actor, now)
+        .await?
+        .ok_or_else(|| UserError::NoSuchUser(user_id))
+}
+
+/// The account of `user_id` opened and given fresh credentials, or `None` if it already has them.
+/// Safe to repeat and to race: a second attempt finds the account open (and carries on), or the
+/// credentials stored (and gives up its own). Wallet sign-in derives `user_id` from the address,
+/// so a sign-in that crashed halfway is completed by the next.
+pub async fn open_account(
+    ledger: &Ledger,
+    vault: &Vault,
+    user_id: &str,
+    display_name: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Credentials>, UserError> {
+    if ledger
+        .store()
+        .credentials()
+        .user_profile(user_id)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
     let webhook = WebhookCredentials::generate();
     let api_key = generate_api_key();
     let command = AccountCommand::OpenAccount {
@@ -90,16 +116,20 @@ pub async fn create_user(
         limits: RiskLimits::default(),
         opened_at: now,
     };
-    ledger
-        .execute(&user_id, command, &EventContext::new(actor, now))
-        .await?;
-    let sealed = sealed(vault, &user_id, &webhook)?;
-    ledger
+    match ledger
+        .execute(user_id, command, &EventContext::new(actor, now))
+        .await
+    {
+        Ok(_) | Err(LedgerError::Rejected(AccountError::AlreadyOpened)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let sealed = sealed(vault, user_id, &webhook)?;
+    let inserted = ledger
         .store()
         .credentials()
         .insert_user(
             &NewUser {
-                user_id: user_id.clone(),
+                user_id: user_id.to_owned(),
                 display_name: display_name.to_owned(),
                 webhook: digests(&webhook),
                 api_key_sha256: sha256_hex(&api_key),
@@ -107,12 +137,18 @@ pub async fn create_user(
             },
             &sealed,
         )
-        .await?;
-    Ok(Credentials {
-        user_id,
-        webhook,
-        api_key,
-    })
+        .await;
+    match inserted {
+        Ok(()) => Ok(Some(Credentials {
+            user_id: user_id.to_owned(),
+            webhook,
+            api_key,
+        })),
+        Err(StoreError::Database(sqlx::Error::Database(error))) if error.is_unique_violation() => {
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Issues a new webhook token, uuid and secret; the old ones stop working at once (on

@@ -48,6 +48,29 @@ impl Field {
         Field::WebhookSecret,
     ];
 
+    /// The fields a trader sets and clears through the settings API: the webhook's are issued
+    /// by rotation, and the bot token is the service's.
+    pub const TRADER_SETTABLE: [Field; 6] = [
+        Field::DydxMnemonic,
+        Field::DydxSubaccount,
+        Field::DydxOwnerAddress,
+        Field::DydxTradingMnemonic,
+        Field::DydxAuthenticatorId,
+        Field::TelegramChatId,
+    ];
+
+    /// Whether the fields in `held` are enough to trade on dYdX, as the adapter reads them: a
+    /// trading mnemonic is used with its owner address and authenticator id, else the
+    /// mnemonic (the subaccount defaults to 0).
+    pub fn dydx_ready(held: &[Field]) -> bool {
+        let has = |field| held.contains(&field);
+        if has(Field::DydxTradingMnemonic) {
+            has(Field::DydxOwnerAddress) && has(Field::DydxAuthenticatorId)
+        } else {
+            has(Field::DydxMnemonic)
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Field::DydxMnemonic => "dydx_mnemonic",

@@ -178,6 +178,49 @@ impl Vault {
             .is_some())
     }
 
+    /// Removes `owner`'s `field`; `false` if none was stored. Nothing is decrypted.
+    pub async fn clear(&self, owner: &str, field: Field) -> Result<bool, VaultError> {
+        check_owner(owner, field)?;
+        Ok(self.inner.store.vault().delete(owner, field.name()).await?)
+    }
+
+    /// The fields stored for `owner`, by name only: nothing is decrypted, so nothing is recorded.
+    pub async fn held(&self, owner: &str) -> Result<Vec<Field>, VaultError> {
+        let names = self.inner.store.vault().fields_of(owner).await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| name.parse::<Field>().ok())
+            .collect())
+    }
+
+    /// The sealed row of `owner`'s `field` as stored (ciphertext: opening it needs the key), to
+    /// put back if a change must be undone.
+    pub async fn sealed(
+        &self,
+        owner: &str,
+        field: Field,
+    ) -> Result<Option<SealedSecret>, VaultError> {
+        check_owner(owner, field)?;
+        Ok(self.inner.store.vault().get(owner, field.name()).await?)
+    }
+
+    /// Puts back a row read by `sealed` (or removes the field when there was none).
+    pub async fn restore(
+        &self,
+        owner: &str,
+        field: Field,
+        previous: Option<&SealedSecret>,
+    ) -> Result<(), VaultError> {
+        check_owner(owner, field)?;
+        match previous {
+            Some(sealed) => self.inner.store.vault().put(sealed).await?,
+            None => {
+                self.inner.store.vault().delete(owner, field.name()).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// `owner`'s `field` in plain text, `None` if none is stored. The access is recorded in the
     /// ledger first; if it cannot be, nothing is decrypted.
     pub async fn reveal(

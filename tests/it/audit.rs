@@ -16,7 +16,7 @@ use crate::support::alerts::Alert;
 use crate::support::audit::{bind_audit_row, create_staff, insert_audit_row_sql, Dialect};
 use crate::support::log::whole_log;
 use crate::support::seed::seeded_rng;
-use crate::support::service::{cli, cli_output, create_user, Options, Service};
+use crate::support::service::{cli_output, create_user, operator_cli, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::tamper::{tamper, AppendOnly, Bind};
 use crate::support::{event_types, eventually};
@@ -145,12 +145,8 @@ pub(crate) async fn running_trail(
         })
         .await;
     }
-    cli(&test.url, &["halt", "--reason", "drill", "--by", "ops"]).await;
-    cli(
-        &test.url,
-        &["resume", "--reason", "drill over", "--by", "ops"],
-    )
-    .await;
+    operator_cli(&test.url, &["halt", "--reason", "drill"]).await;
+    operator_cli(&test.url, &["resume", "--reason", "drill over"]).await;
     wait_until_settled(&store, &accounts).await;
     (store, service, accounts)
 }

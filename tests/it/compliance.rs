@@ -693,9 +693,14 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
             .post_two_factor(&alice.webhook_uuid, &secret_body)
             .await;
         assert_invalid_token("a staff key as a two-factor secret", status, &body);
+        // A real staff key is known, and the access table admits no staff here.
         for path in ["/api/config/webhook", OWN_AUDIT] {
             let (status, body) = trail.get(staff_key, path, &[]).await;
-            assert_invalid_token(&format!("a staff key on {path}"), status, &body);
+            assert_eq!(
+                (status, &body["code"]),
+                (403, &json!("FORBIDDEN")),
+                "a staff key on {path}: {body}"
+            );
         }
         let (status, body) = service
             .send(
@@ -709,8 +714,13 @@ async fn staff_and_trader_credentials_never_open_each_others_doors(backend: Back
         assert_invalid_token("a staff key as Bearer on the webhook", status, &body);
     }
     for path in [AUDIT, VERIFY] {
+        let (status, body) = trail.get(&alice.api_key, path, &[]).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (403, &json!("FORBIDDEN")),
+            "a trader's API key on {path}: {body}"
+        );
         for (case, credential) in [
-            ("a trader's API key", alice.api_key.as_str()),
             ("a webhook token", alice.webhook_token.as_str()),
             ("a two-factor secret", alice.webhook_secret.as_str()),
             (

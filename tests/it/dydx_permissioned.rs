@@ -14,7 +14,9 @@ use ledgerhook::store::Store;
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
+use crate::support::service::{
+    cli, create_user, credentials_set, operator_cli, Options, Service, User,
+};
 use crate::support::stores::{Backend, TestStore};
 
 /// The owner: the official client's published example wallet (public testnet, no funds of ours).
@@ -721,11 +723,7 @@ async fn a_permissioned_keys_resting_order_rests_and_a_halt_cancels_it(backend: 
     assert_eq!(orders[0]["signer"], trading_address.as_str());
     assert_eq!(orders[0]["authenticators"], json!([setup.authenticator]));
 
-    let answer = cli(
-        &setup.test.url,
-        &["halt", &account, "--reason", "drill", "--by", "ops"],
-    )
-    .await;
+    let answer = operator_cli(&setup.test.url, &["halt", &account, "--reason", "drill"]).await;
     assert!(answer.contains("halt"), "{answer}");
     eventually("the halt's cancel to end the order", || async {
         let types = kinds(&store).await;

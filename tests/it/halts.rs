@@ -6,7 +6,7 @@ use ledgerhook::exchange::PaperBook;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::service::{cli, create_user, Options, Service};
+use crate::support::service::{create_user, operator_cli, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types_but_notices, eventually};
 
@@ -15,11 +15,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
     let service = Service::start(&test.url, Options::default()).await;
-    cli(
-        &test.url,
-        &["halt", "--reason", "exchange incident", "--by", "ops-carol"],
-    )
-    .await;
+    operator_cli(&test.url, &["halt", "--reason", "exchange incident"]).await;
     // Running instances pick the stop up from the ledger within a quarter second.
     let refused = eventually("the running service to see the emergency stop", || async {
         let (status, body) = service
@@ -43,11 +39,7 @@ async fn the_emergency_stop_refuses_every_account_until_released(backend: Backen
         "the stop is global: {for_bob}"
     );
 
-    cli(
-        &test.url,
-        &["resume", "--reason", "incident over", "--by", "ops-carol"],
-    )
-    .await;
+    operator_cli(&test.url, &["resume", "--reason", "incident over"]).await;
     eventually("the running service to see the stop released", || async {
         let (_, body) = service
             .post_signal(&bob.webhook_token, &Alert::btc_usd(uuid()).json())
@@ -85,16 +77,9 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
     assert_eq!(accepted["status"], "accepted");
     ingest_only.stop().await;
 
-    cli(
+    operator_cli(
         &test.url,
-        &[
-            "halt",
-            &alice.user_id,
-            "--reason",
-            "margin call",
-            "--by",
-            "ops",
-        ],
+        &["halt", &alice.user_id, "--reason", "margin call"],
     )
     .await;
     let service = Service::start(&test.url, Options::default()).await;
@@ -126,18 +111,7 @@ async fn a_halt_cancels_approved_orders_not_yet_placed(backend: Backend) {
         .post_signal(&alice.webhook_token, &Alert::btc_usd("a-2").json())
         .await;
     assert_eq!(refused["status"], "rejected", "{refused}");
-    cli(
-        &test.url,
-        &[
-            "resume",
-            &alice.user_id,
-            "--reason",
-            "funded",
-            "--by",
-            "ops",
-        ],
-    )
-    .await;
+    operator_cli(&test.url, &["resume", &alice.user_id, "--reason", "funded"]).await;
     let (_, accepted) = service
         .post_signal(&alice.webhook_token, &Alert::btc_usd("a-3").json())
         .await;

@@ -18,7 +18,7 @@ use ledgerhook::store::{AuditRow, ComplianceRead, NewStaff, Store};
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
-use crate::support::service::{cli, create_user, Options, Service, BINARY};
+use crate::support::service::{cli, create_user, operator_cli, Options, Service, BINARY};
 use crate::support::stores::{Backend, TestStore};
 
 /// `ledgerhook serve` that is expected to give up: (success, stderr, how long it took).
@@ -151,16 +151,9 @@ on_both_stores!(a_callers_request_id_is_kept_only_when_short_and_plain);
 async fn a_halt_is_answered_by_code_never_by_the_operators_words(backend: Backend) {
     let test = TestStore::new(backend).await;
     let user = create_user(&test.url, "halted").await;
-    cli(
+    operator_cli(
         &test.url,
-        &[
-            "halt",
-            &user.user_id,
-            "--reason",
-            "secret incident XYZ",
-            "--by",
-            "alice-ops",
-        ],
+        &["halt", &user.user_id, "--reason", "secret incident XYZ"],
     )
     .await;
     let service = Service::start(&test.url, Options::ingest_only()).await;
@@ -223,11 +216,7 @@ async fn a_second_serve_on_one_sqlite_file_exits_at_once() {
 
     // Commands other than serve still work beside it.
     let user = create_user(&test.url, "beside").await;
-    cli(
-        &test.url,
-        &["halt", &user.user_id, "--reason", "test", "--by", "ops"],
-    )
-    .await;
+    operator_cli(&test.url, &["halt", &user.user_id, "--reason", "test"]).await;
     let (status, answer) = first
         .post_signal(&user.webhook_token, &Alert::btc_usd("s-1").json())
         .await;

@@ -5,9 +5,11 @@
 //! `DATABASE_URL`, else 127.0.0.1:5432, else a private throwaway cluster (see support/postgres.rs).
 
 mod abuse;
+mod access;
 mod audit;
 mod audit_guard;
 mod auth;
+mod browser;
 mod compliance;
 mod dydx;
 mod dydx_faults;
@@ -19,6 +21,7 @@ mod hardening;
 mod hostile;
 mod metrics;
 mod notices;
+mod openapi;
 mod readside;
 mod reconcile;
 mod replay;
@@ -28,8 +31,11 @@ mod reused_id;
 mod risk;
 mod saga;
 mod saga_failures;
+mod schemathesis;
 mod secrets;
 mod service;
+mod settings;
+mod sign_in;
 mod store;
 mod strangers;
 mod supervision;

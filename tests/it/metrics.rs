@@ -14,7 +14,7 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
 use crate::support::fake_venues::FakeVenues;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service};
+use crate::support::service::{create_user, credentials_set, operator_cli, Options, Service};
 use crate::support::stores::{Backend, TestStore};
 
 /// One sample line: `name{label="value",...} number`.
@@ -78,15 +78,7 @@ struct Scrape(Vec<Sample>);
 
 impl Scrape {
     async fn of(service: &Service) -> Self {
-        let response = service
-            .client()
-            .get(format!("{}/metrics", service.base_url))
-            .send()
-            .await
-            .expect("the service answers /metrics");
-        assert_eq!(response.status().as_u16(), 200);
-        let text = response.text().await.expect("a text body");
-        Self(parse(&text))
+        Self(parse(&service.metrics().await))
     }
 
     /// The sum of `name`'s samples whose labels include every pair of `labels`.
@@ -120,11 +112,7 @@ async fn metrics_count_what_was_sent_and_what_filled(backend: Backend) {
     let test = TestStore::new(backend).await;
     let alice = create_user(&test.url, "alice").await;
     let bob = create_user(&test.url, "bob").await;
-    cli(
-        &test.url,
-        &["halt", &bob.user_id, "--reason", "test", "--by", "ops"],
-    )
-    .await;
+    operator_cli(&test.url, &["halt", &bob.user_id, "--reason", "test"]).await;
     // Four requests an hour: the window does not refill while the test runs.
     let service = Service::start(
         &test.url,

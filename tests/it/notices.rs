@@ -13,7 +13,9 @@ use crate::on_both_stores;
 use crate::reconcile::trade_behind_the_ledger;
 use crate::support::eventually;
 use crate::support::fake_venues::FakeVenues;
-use crate::support::service::{cli, cli_output, create_user, credentials_set, Options, Service};
+use crate::support::service::{
+    cli, cli_as, cli_output, cli_output_as, create_user, credentials_set, Options, Service,
+};
 use crate::support::stores::{Backend, TestStore};
 
 const TOKEN: &str = "7000000002:AAH-notices-bot-token-do-not-leak-Qw3e";
@@ -57,12 +59,17 @@ impl Setup {
         Service::start(&self.test.url, options).await
     }
 
-    async fn operator(&self, verb: &str, reason: &str, by: &str) {
-        cli(
+    /// Runs `verb` (halt or resume) on the account as a new operator named `name`; returns who
+    /// the ledger (and so the trader) names: `staff:<their id>`.
+    async fn operator(&self, verb: &str, reason: &str, name: &str) -> String {
+        let (staff_id, key) = crate::support::service::operator(&self.test.url, name).await;
+        cli_as(
             &self.test.url,
-            &[verb, &self.account, "--reason", reason, "--by", by],
+            &key,
+            &[verb, &self.account, "--reason", reason],
         )
         .await;
+        format!("staff:{staff_id}")
     }
 
     /// The account's events as stored: (sequence, type, payload).
@@ -121,42 +128,46 @@ impl Setup {
 async fn an_operators_halt_and_resume_reach_telegram_once_each(backend: Backend) {
     let setup = Setup::new(backend).await;
     let service = setup.serve().await;
-    setup.operator("halt", "margin call", "ops-carol").await;
+    let carol = setup.operator("halt", "margin call", "ops-carol").await;
     let sent = setup.sent(1).await;
     assert_eq!(sent, [setup.sequence_of("TradingHalted").await]);
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(
-        texts[0].starts_with("🛑 Trading halted by ops-carol at ")
+        texts[0].starts_with(&format!("🛑 Trading halted by {carol} at "))
             && texts[0].contains(": margin call\n")
             && texts[0].contains("Every new signal is refused until trading is resumed")
             && texts[0].contains("Open positions stay open"),
         "{texts:?}"
     );
 
-    setup.operator("resume", "funded again", "ops-dan").await;
+    let dan = setup.operator("resume", "funded again", "ops-dan").await;
     let sent = setup.sent(2).await;
     assert_eq!(sent[1], setup.sequence_of("TradingResumed").await);
     // The halt's notice was not told again before the resume's.
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(
-        texts[1].starts_with("▶️ Trading resumed by ops-dan: funded again\n"),
+        texts[1].starts_with(&format!("▶️ Trading resumed by {dan}: funded again\n")),
         "{texts:?}"
     );
     assert!(setup.notices("NoticeFailed").await.is_empty());
 
-    // "execution" is the automatic halts' name: an operator cannot halt under it.
-    let refused = cli_output(
+    // Only an operator's key halts: a compliance member's is refused, and nothing is recorded.
+    let (_, auditor) =
+        crate::support::audit::create_staff(&setup.test.url, "carl", "compliance").await;
+    let refused = cli_output_as(
         &setup.test.url,
-        &["halt", &setup.account, "--reason", "r", "--by", "execution"],
+        &auditor,
+        &["halt", &setup.account, "--reason", "r"],
     )
     .await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("only operators"), "{stderr}");
     assert!(
-        stderr.contains("reserved for the automatic halts"),
-        "{stderr}"
+        !stderr.contains(&auditor),
+        "the key is never echoed: {stderr}"
     );
     assert_eq!(
         setup
@@ -249,7 +260,7 @@ on_both_stores!(a_telegram_outage_is_retried_until_the_notice_arrives_once);
 async fn a_restart_between_the_event_and_the_notice_still_tells_once(backend: Backend) {
     let setup = Setup::new(backend).await;
     // Recorded while no service runs: the next one to start tells it.
-    setup.operator("halt", "margin call", "ops-carol").await;
+    let carol = setup.operator("halt", "margin call", "ops-carol").await;
     let service = setup.serve().await;
     setup.sent(1).await;
     assert_eq!(setup.texts().await.len(), 1);
@@ -259,7 +270,7 @@ async fn a_restart_between_the_event_and_the_notice_still_tells_once(backend: Ba
         .fake
         .telegram_faults(serde_json::json!({"down": true}))
         .await;
-    setup.operator("resume", "funded", "ops-dan").await;
+    let dan = setup.operator("resume", "funded", "ops-dan").await;
     eventually("the resume's notice recorded failed", || async {
         (!setup.notices("NoticeFailed").await.is_empty()).then_some(())
     })
@@ -278,11 +289,11 @@ async fn a_restart_between_the_event_and_the_notice_still_tells_once(backend: Ba
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(
-        texts[0].starts_with("🛑 Trading halted by ops-carol"),
+        texts[0].starts_with(&format!("🛑 Trading halted by {carol}")),
         "{texts:?}"
     );
     assert!(
-        texts[1].starts_with("▶️ Trading resumed by ops-dan: funded"),
+        texts[1].starts_with(&format!("▶️ Trading resumed by {dan}: funded")),
         "{texts:?}"
     );
     service.stop().await;
@@ -295,9 +306,11 @@ on_both_stores!(a_restart_between_the_event_and_the_notice_still_tells_once);
 async fn the_emergency_stop_and_its_release_are_told_once_each(backend: Backend) {
     let setup = Setup::new(backend).await;
     let service = setup.serve().await;
-    cli(
+    let (erin_id, erin) = crate::support::service::operator(&setup.test.url, "ops-erin").await;
+    cli_as(
         &setup.test.url,
-        &["halt", "--reason", "exchange incident", "--by", "ops-erin"],
+        &erin,
+        &["halt", "--reason", "exchange incident"],
     )
     .await;
     let sent = setup.sent(1).await;
@@ -305,15 +318,17 @@ async fn the_emergency_stop_and_its_release_are_told_once_each(backend: Backend)
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(
-        texts[0].starts_with("🚨 Emergency stop: all trading on this service halted by ops-erin")
-            && texts[0].contains(": exchange incident\n")
+        texts[0].starts_with(&format!(
+            "🚨 Emergency stop: all trading on this service halted by staff:{erin_id}"
+        )) && texts[0].contains(": exchange incident\n")
             && texts[0].contains("Every new signal is refused until it is released"),
         "{texts:?}"
     );
 
-    cli(
+    cli_as(
         &setup.test.url,
-        &["resume", "--reason", "incident over", "--by", "ops-erin"],
+        &erin,
+        &["resume", "--reason", "incident over"],
     )
     .await;
     let sent = setup.sent(2).await;
@@ -321,7 +336,9 @@ async fn the_emergency_stop_and_its_release_are_told_once_each(backend: Backend)
     let texts = setup.texts().await;
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(
-        texts[1].starts_with("✅ Emergency stop released by ops-erin at "),
+        texts[1].starts_with(&format!(
+            "✅ Emergency stop released by staff:{erin_id} at "
+        )),
         "{texts:?}"
     );
     let noted = setup

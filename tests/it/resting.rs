@@ -12,7 +12,9 @@ use ledgerhook::exchange::dydx::{venue_ids, Leg};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
+use crate::support::service::{
+    cli, create_user, credentials_set, operator_cli, Options, Service, User,
+};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{event_types, eventually};
 
@@ -311,16 +313,9 @@ async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Bac
     let signal = setup.limit_buy(&service, "halt-1").await;
     rests_and_is_told(&setup).await;
 
-    let answer = cli(
+    let answer = operator_cli(
         &setup.test.url,
-        &[
-            "halt",
-            &setup.user.user_id,
-            "--reason",
-            "drill",
-            "--by",
-            "ops",
-        ],
+        &["halt", &setup.user.user_id, "--reason", "drill"],
     )
     .await;
     assert!(answer.contains("halt"), "{answer}");
@@ -333,7 +328,7 @@ async fn halting_the_account_cancels_its_resting_order_on_the_venue(backend: Bac
     // The halt is told as a notice of its own, beside the order's end.
     let told = setup.messages(3).await;
     assert!(
-        told.iter().any(|m| m.contains("Trading halted by ops")),
+        told.iter().any(|m| m.contains("Trading halted by staff:")),
         "{told:?}"
     );
     assert!(

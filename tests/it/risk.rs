@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::service::{cli, create_user, replay, Options, Service, User};
+use crate::support::service::{create_user, operator_cli, replay, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
 /// One rule: the limits set, then alerts with the verdict each must get (`None`: accepted,
@@ -152,8 +152,8 @@ async fn every_risk_rule_refuses_what_exceeds_it_and_records_why(backend: Backen
         if !case.limits.is_empty() {
             let mut args = vec!["users", "limits", user.user_id.as_str()];
             args.extend_from_slice(case.limits);
-            args.extend_from_slice(&["--reason", "test limits", "--by", "risk-officer"]);
-            let shown: Value = serde_json::from_str(&cli(&test.url, &args).await)
+            args.extend_from_slice(&["--reason", "test limits"]);
+            let shown: Value = serde_json::from_str(&operator_cli(&test.url, &args).await)
                 .expect("users limits prints the limits as JSON");
             assert!(shown.is_object(), "{shown}");
         }

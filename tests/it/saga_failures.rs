@@ -634,16 +634,9 @@ async fn a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation(backe
         .await;
     assert_eq!(status, 200);
     crashing.wait_for_crash().await;
-    service::cli(
+    service::operator_cli(
         &test.url,
-        &[
-            "halt",
-            &user.user_id,
-            "--reason",
-            "margin call",
-            "--by",
-            "ops",
-        ],
+        &["halt", &user.user_id, "--reason", "margin call"],
     )
     .await;
     let resumed = Service::start(&test.url, Options::default()).await;

@@ -65,6 +65,7 @@ fn signal(key: &str) -> AccountCommand {
         sent_at: None,
         max_lag_seconds: 60,
         emergency_stop: None,
+        paper_only: false,
         received_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     })
 }

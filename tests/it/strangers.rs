@@ -205,15 +205,7 @@ async fn an_address_that_keeps_failing_is_limited_and_no_other(backend: Backend)
 on_both_stores!(an_address_that_keeps_failing_is_limited_and_no_other);
 
 async fn credential_queries(service: &Service) -> u64 {
-    let text = service
-        .client()
-        .get(format!("{}/metrics", service.base_url))
-        .send()
-        .await
-        .expect("the service answers")
-        .text()
-        .await
-        .expect("a text body");
+    let text = service.metrics().await;
     text.lines()
         .find_map(|line| line.strip_prefix("ledgerhook_credential_queries_total "))
         .and_then(|value| value.trim().parse().ok())

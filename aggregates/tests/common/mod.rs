@@ -108,6 +108,7 @@ pub fn signal(
         sent_at: None,
         max_lag_seconds: 30,
         emergency_stop: None,
+        paper_only: false,
         received_at: at(received_at),
     }
 }

@@ -29,10 +29,26 @@ fn version(content: &str) -> String {
 
 type AssetHeaders = [(HeaderName, &'static str); 3];
 
+#[utoipa::path(
+    get,
+    path = "/assets/app.css",
+    tag = "dashboard",
+    summary = "The dashboard's stylesheet",
+    responses((status = 200, description = "CSS, cached for a year (its URL changes with it)",
+        body = String, content_type = "text/css"))
+)]
 pub async fn css() -> (AssetHeaders, &'static str) {
     (headers("text/css; charset=utf-8"), CSS)
 }
 
+#[utoipa::path(
+    get,
+    path = "/assets/app.js",
+    tag = "dashboard",
+    summary = "The dashboard's script",
+    responses((status = 200, description = "JavaScript, cached for a year (its URL changes with it)",
+        body = String, content_type = "text/javascript"))
+)]
 pub async fn js() -> (AssetHeaders, &'static str) {
     (headers("text/javascript; charset=utf-8"), JS)
 }

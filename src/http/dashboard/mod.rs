@@ -10,21 +10,22 @@
 mod assets;
 mod pages;
 
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use assets::{CSS_PATH, JS_PATH};
 
-/// The dashboard's routes, merged into the service's router.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(pages::index))
-        .route("/login", get(pages::login))
-        .route("/app", get(pages::app))
-        .route("/app/signals/{signal_id}", get(pages::signal))
-        .route("/app/settings", get(pages::settings))
-        .route("/staff/audit", get(pages::audit))
-        .route("/staff/operations", get(pages::operations))
-        .route(CSS_PATH, get(assets::css))
-        .route(JS_PATH, get(assets::js))
+/// The dashboard's routes, merged into the service's one declaration (`http::declared`), so
+/// `/openapi.json` lists them too.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(pages::index))
+        .routes(routes!(pages::login))
+        .routes(routes!(pages::app))
+        .routes(routes!(pages::signal))
+        .routes(routes!(pages::settings))
+        .routes(routes!(pages::audit))
+        .routes(routes!(pages::operations))
+        .routes(routes!(assets::css))
+        .routes(routes!(assets::js))
 }

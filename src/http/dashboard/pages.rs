@@ -125,7 +125,17 @@ fn respond(rendered: &'static str) -> PageResponse {
 }
 
 macro_rules! page_handler {
-    ($name:ident, $page:ident) => {
+    ($name:ident, $page:ident, $path:tt) => {
+        #[utoipa::path(
+                    get,
+                    path = $path,
+                    // Page handlers share names with API handlers (`audit`, `settings`).
+                    operation_id = concat!("page_", stringify!($name)),
+                    tag = "dashboard",
+                    summary = "A dashboard page (its data comes from the API, with the session)",
+                    responses((status = 200, description = "The page's HTML shell", body = String,
+                        content_type = "text/html"))
+                )]
         pub async fn $name() -> PageResponse {
             static RENDERED: LazyLock<String> = LazyLock::new(|| render(&$page));
             respond(RENDERED.as_str())
@@ -133,15 +143,27 @@ macro_rules! page_handler {
     };
 }
 
-page_handler!(index, INDEX);
-page_handler!(login, LOGIN);
-page_handler!(app, APP);
-page_handler!(settings, SETTINGS);
-page_handler!(audit, AUDIT);
-page_handler!(operations, OPERATIONS);
+page_handler!(index, INDEX, "/");
+page_handler!(login, LOGIN, "/login");
+page_handler!(app, APP, "/app");
+page_handler!(settings, SETTINGS, "/app/settings");
+page_handler!(audit, AUDIT, "/staff/audit");
+page_handler!(operations, OPERATIONS, "/staff/operations");
 
 /// The same shell for every signal: app.js reads the id from the address. Ids that cannot be one
 /// get the API's 404.
+#[utoipa::path(
+    get,
+    path = "/app/signals/{signal_id}",
+    operation_id = "page_signal",
+    tag = "dashboard",
+    summary = "The dashboard's page of one signal",
+    params(("signal_id" = String, Path, max_length = 64)),
+    responses(
+        (status = 200, description = "The page's HTML shell", body = String, content_type = "text/html"),
+        (status = 404, description = "NOT_FOUND: not a signal id", body = crate::http::ErrorBody),
+    )
+)]
 pub async fn signal(
     signal_id: Result<Path<String>, PathRejection>,
 ) -> Result<PageResponse, ApiError> {

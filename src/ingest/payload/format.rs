@@ -112,3 +112,92 @@ pub fn payload_format() -> Value {
         },
     })
 }
+
+/// The alert body as an OpenAPI schema (`/openapi.json`), from the same field table as
+/// `payload_format`: every canonical field with its description, the ignored TradingView fields,
+/// nothing else (`additionalProperties: false`, as the parser refuses unknown fields). Aliases
+/// are named in the descriptions, not as properties: one field given twice is refused.
+pub struct AlertBody;
+
+/// The two-factor webhook's body: the same alert with its `secret`.
+pub struct TwoFactorAlertBody;
+
+fn alert_schema(secret_required: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    let typed = |types: &[Type], text: String| {
+        ObjectBuilder::new()
+            .schema_type(
+                types
+                    .iter()
+                    .cloned()
+                    .collect::<utoipa::openapi::schema::SchemaType>(),
+            )
+            .description(Some(text))
+    };
+    let mut object = ObjectBuilder::new()
+        .description(Some(
+            "One flat JSON object (sent as text/plain by TradingView: the body is sniffed, not \
+             typed by Content-Type). `symbol` and `side`, or a target form (`position` or \
+             `target_position`) instead of `side`.",
+        ))
+        .required(Field::Symbol.name())
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+    for field in Field::ALL {
+        let types: &[Type] = match field {
+            Field::Symbol | Field::Side | Field::Position | Field::OrderType => &[Type::String],
+            Field::Id => &[Type::String, Type::Integer],
+            _ => &[Type::Number, Type::String],
+        };
+        let mut text = description(field);
+        if !field.aliases().is_empty() {
+            text.push_str(&format!(
+                "; also accepted as {}",
+                field.aliases().join(", ")
+            ));
+        }
+        object = object.property(field.name(), typed(types, text));
+    }
+    for ignored in IGNORED_FIELDS.iter().filter(|name| **name != "secret") {
+        object = object.property(
+            *ignored,
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+                .description(Some(
+                    "TradingView's informational placeholder: accepted, ignored",
+                )),
+        );
+    }
+    let secret = ObjectBuilder::new().schema_type(Type::String);
+    object = if secret_required {
+        object
+            .property(
+                "secret",
+                secret.description(Some(
+                    "the webhook secret of /webhooks/{webhook_uuid}; never stored or echoed",
+                )),
+            )
+            .required("secret")
+    } else {
+        object.property(
+            "secret",
+            secret.description(Some("ignored here (the two-factor webhook's secret)")),
+        )
+    };
+    utoipa::openapi::RefOr::T(Schema::Object(object.build()))
+}
+
+impl utoipa::PartialSchema for AlertBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        alert_schema(false)
+    }
+}
+
+impl utoipa::ToSchema for AlertBody {}
+
+impl utoipa::PartialSchema for TwoFactorAlertBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        alert_schema(true)
+    }
+}
+
+impl utoipa::ToSchema for TwoFactorAlertBody {}

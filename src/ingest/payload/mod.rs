@@ -20,7 +20,7 @@ use self::fields::{OrderTypeWord, PositionWord, SideWord};
 use self::wire::{Field, Fields};
 
 pub use self::fields::{MAX_ID_CHARS, MAX_LAG_SECONDS_MAX, MAX_SYMBOL_CHARS};
-pub use self::format::payload_format;
+pub use self::format::{payload_format, AlertBody, TwoFactorAlertBody};
 pub use self::wire::{IGNORED_FIELDS, MAX_FIELDS, MAX_NESTING_DEPTH};
 // The size forms are the markets' vocabulary (they convert them to base units); re-exported as
 // part of what an alert parses to.

@@ -332,6 +332,36 @@ impl ReadModelTables<'_> {
             .collect())
     }
 
+    /// The account's signals, newest first (by the sequence of each one's first event), up to
+    /// `limit` of them placed before `before` (a signal's first sequence: the cursor).
+    pub async fn account_signals(
+        &self,
+        account_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(String, SignalRow)>> {
+        // The expression of the `signals_newest_first` index, in each dialect.
+        let first_sequence = match self.store {
+            Store::Postgres(_) => "((events::jsonb -> 0 ->> 'sequence')::bigint)",
+            Store::Sqlite(_) => "json_extract(events, '$[0].sequence')",
+        };
+        let sql = format!(
+            "SELECT {columns} FROM signals WHERE account_id = $1
+                AND ($2 IS NULL OR {first_sequence} < $2)
+              ORDER BY {first_sequence} DESC LIMIT $3",
+            columns = columns(Projection::Signals).names
+        );
+        reading!(self.store, pool => sqlx::query(&sql)
+            .bind(account_id)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| rows::signal_row(row).map(|((_, signal_id), signal)| (signal_id, signal)))
+            .collect())
+    }
+
     /// Accounts the signal-status model shows with a limit order resting on a venue's book
     /// (`signals_resting` index): where the resting-order watcher looks first.
     pub async fn accounts_with_resting_orders(&self) -> Result<Vec<String>> {

@@ -13,7 +13,11 @@ pub struct Answer {
 impl Answer {
     /// Sends `request` and reads its answer.
     pub async fn of(request: reqwest::RequestBuilder) -> Self {
-        let response = request.send().await.expect("the service answers");
+        Self::of_response(request.send().await.expect("the service answers")).await
+    }
+
+    /// Reads an answer already received.
+    pub async fn of_response(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

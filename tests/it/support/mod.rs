@@ -1,14 +1,17 @@
 pub mod alerts;
 pub mod answer;
 pub mod audit;
+pub mod browser;
 pub mod busy_account;
 pub mod clock;
 pub mod fake_venues;
 pub mod in_process;
 pub mod log;
 pub mod postgres;
+pub mod python_tools;
 pub mod seed;
 pub mod service;
+pub mod sign_in;
 pub mod stores;
 pub mod tamper;
 pub mod vault;

@@ -48,10 +48,61 @@ pub async fn cli_output(database_url: &str, args: &[&str]) -> std::process::Outp
         .expect("the ledgerhook binary runs")
 }
 
+/// A new operator (`staff create --role operator`): (staff_id, staff key).
+pub async fn operator(database_url: &str, name: &str) -> (String, String) {
+    super::audit::create_staff(database_url, name, "operator").await
+}
+
+/// Runs an operator's command (`halt`, `resume`, `users limits`) as a new operator, their key
+/// in `LEDGERHOOK_STAFF_KEY`; it must succeed. The ledger records it as `staff:<their id>`.
+pub async fn operator_cli(database_url: &str, args: &[&str]) -> String {
+    let (_, key) = operator(database_url, "ops").await;
+    cli_as(database_url, &key, args).await
+}
+
+/// Runs a CLI command with `key` in `LEDGERHOOK_STAFF_KEY`; it must succeed.
+pub async fn cli_as(database_url: &str, key: &str, args: &[&str]) -> String {
+    let output = cli_output_as(database_url, key, args).await;
+    assert!(
+        output.status.success(),
+        "ledgerhook {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("CLI output is UTF-8")
+}
+
+/// Runs a CLI command with `key` in `LEDGERHOOK_STAFF_KEY`, whatever its exit status.
+pub async fn cli_output_as(database_url: &str, key: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
+        .env("LEDGERHOOK_STAFF_KEY", key)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the ledgerhook binary runs")
+}
+
 /// `ledgerhook credentials set OWNER FIELD` with `value` on standard input; it must succeed.
 pub async fn credentials_set(database_url: &str, owner: &str, field: &str, value: &str) {
+    let output = cli_with_input(database_url, &["credentials", "set", owner, field], value).await;
+    assert!(
+        output.status.success(),
+        "credentials set {owner} {field} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs a CLI command against `database_url` with `input` on its standard input, whatever its
+/// exit status.
+pub async fn cli_with_input(
+    database_url: &str,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
     let mut child = Command::new(BINARY)
-        .args(["credentials", "set", owner, field])
+        .args(args)
         .env("DATABASE_URL", database_url)
         .env(super::vault::KEY_FILE_ENV, super::vault::key_file())
         .env("RUST_LOG", "warn")
@@ -62,19 +113,14 @@ pub async fn credentials_set(database_url: &str, owner: &str, field: &str, value
         .spawn()
         .expect("the ledgerhook binary runs");
     let mut stdin = child.stdin.take().expect("piped stdin");
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, value.as_bytes())
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes())
         .await
-        .expect("the value is written");
+        .expect("the input is written");
     drop(stdin);
-    let output = child
+    child
         .wait_with_output()
         .await
-        .expect("the command finishes");
-    assert!(
-        output.status.success(),
-        "credentials set {owner} {field} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .expect("the command finishes")
 }
 
 pub async fn create_user(database_url: &str, name: &str) -> User {
@@ -233,6 +279,18 @@ impl Service {
     }
 
     /// A request of the caller's making to this service, answered as (status, JSON or Null).
+    /// `GET /metrics`: Prometheus' text format.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("the service answers /metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("a text body")
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.http
     }

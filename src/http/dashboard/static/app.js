@@ -461,8 +461,8 @@
       $('signals').replaceChildren(table([
         { label: 'Received', value: (s) => time(s.received_at) },
         { label: 'Market', value: (s) => s.market || s.symbol },
-        { label: 'Side', value: (s) => sideCell(s.side) },
         { label: 'Status', value: (s) => el('span', { class: 'badge', text: text(s.status) }) },
+        { label: 'Outcome', value: (s) => text(s.outcome) },
         { label: 'Signal', value: (s) => signalLink(s.signal_id) },
       ], shown.signals, 'signals-table'));
     } catch (error) {
@@ -558,7 +558,7 @@
     const venue = settings && (settings.venue && settings.venue.name ? settings.venue.name : settings.venue);
     if (typeof venue === 'string') $('venue').value = venue;
     renderCredentials(settings ? settings.credentials : null);
-    renderLimits(settings ? settings.limits || settings.risk_limits : null);
+    renderLimits(settings ? settings.limits || settings.risk_limits : null, settings);
   }
 
   /** `credentials` as `{field: masked-or-null}` or `[{field, masked|set}]`: both are shown. */
@@ -611,7 +611,23 @@
     }
   }
 
-  function renderLimits(limits) {
+  /** A per-market map (`{"BTC-USD": "0.5"}`) as the text a person edits: `BTC-USD=0.5, ETH-USD=2`. */
+  function perMarketText(map) {
+    return Object.entries(map).map(([market, size]) => `${market}=${size}`).join(', ');
+  }
+
+  /** `BTC-USD=0.5, ETH-USD=2` back into a map; markets no longer named are lifted (`null`). */
+  function perMarketMap(textValue, before) {
+    const map = {};
+    for (const market of Object.keys(before)) map[market] = null;
+    for (const part of textValue.split(',')) {
+      const [market, size] = part.split('=').map((piece) => (piece || '').trim());
+      if (market) map[market.toUpperCase()] = size === '' || size === undefined ? null : size;
+    }
+    return map;
+  }
+
+  function renderLimits(limits, settings) {
     const container = $('limits');
     currentLimits = limits && typeof limits === 'object' ? limits : {};
     const entries = Object.entries(currentLimits);
@@ -619,19 +635,39 @@
       container.replaceChildren(el('p', { class: 'hint', text: 'No limits could be read.' }));
       return;
     }
-    container.replaceChildren(...entries.map(([name, value]) => {
-      const shownValue = Array.isArray(value) ? value.join(',') : value === null || value === undefined ? '' : String(value);
-      const input = el('input', { name, value: shownValue, autocomplete: 'off', placeholder: 'no limit' });
+    const fields = entries.map(([name, value]) => {
+      const perMarket = value !== null && typeof value === 'object' && !Array.isArray(value);
+      const shownValue = Array.isArray(value) ? value.join(',')
+        : perMarket ? perMarketText(value)
+          : value === null || value === undefined ? '' : String(value);
+      const input = el('input', {
+        name, value: shownValue, autocomplete: 'off',
+        placeholder: perMarket ? 'MARKET=SIZE, … (none: no limit)' : 'no limit',
+      });
       return el('label', {}, [name.replace(/_/g, ' '), input]);
-    }));
+    });
+    if (settings && settings.default_order_usd !== undefined) {
+      const own = settings.default_order_usd_is_own === true;
+      fields.push(el('label', {}, ['default order usd (an alert without a size)', el('input', {
+        name: 'default_order_usd', id: 'default-order-usd', autocomplete: 'off',
+        value: own ? String(settings.default_order_usd) : '',
+        placeholder: `service default: ${settings.default_order_usd}`,
+      })]));
+    }
+    container.replaceChildren(...fields);
   }
 
   function limitsFromForm() {
     const limits = {};
     for (const input of $('limits').querySelectorAll('input')) {
-      const before = currentLimits[input.name];
       const value = input.value.trim();
+      if (input.name === 'default_order_usd') {
+        limits.default_order_usd = value === '' ? null : value;
+        continue;
+      }
+      const before = currentLimits[input.name];
       if (Array.isArray(before)) limits[input.name] = value ? value.split(',').map((part) => part.trim()).filter(Boolean) : [];
+      else if (before !== null && typeof before === 'object') limits[input.name] = perMarketMap(value, before);
       else if (typeof before === 'number') limits[input.name] = value === '' ? null : Number(value);
       else if (typeof before === 'boolean') limits[input.name] = value === 'true';
       else limits[input.name] = value === '' ? null : value;
