@@ -183,6 +183,16 @@ async fn a_new_trader_reaches_a_filled_trade_and_compliance_verifies_it() {
         })
         .await;
     assert!(trades.contains("0.01"), "{trades}");
+    // Two trades and two signals are one page each: no "older" button is offered.
+    for more in ["#trades-more", "#signals-more"] {
+        let shown = browser
+            .find(more)
+            .await
+            .is_displayed()
+            .await
+            .expect("the button's visibility");
+        assert!(!shown, "{more} is shown with no older page");
+    }
 
     // That signal's story: every event, through its fill.
     browser

@@ -10,6 +10,7 @@ mod audit;
 mod audit_guard;
 mod auth;
 mod browser;
+mod browser_pages;
 mod compliance;
 mod dydx;
 mod dydx_faults;
