@@ -185,6 +185,13 @@ fn admitted(
     user: Option<AuthenticatedUser>,
 ) -> Result<AuthenticatedUser> {
     let user = counted(state, client, presented, user)?;
+    admit_alert(state, &user)?;
+    Ok(user)
+}
+
+/// Counts one alert of `user` against their own rate limit (the service default unless they
+/// have one): the webhook's and the dashboard's test signals share the budget.
+pub(super) fn admit_alert(state: &AppState, user: &AuthenticatedUser) -> Result<()> {
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
             limit.requests,
@@ -193,7 +200,7 @@ fn admitted(
         .ok()
     });
     state.guard.admit(&user.user_id, own_limit)?;
-    Ok(user)
+    Ok(())
 }
 
 fn readable(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {

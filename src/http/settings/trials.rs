@@ -2,8 +2,6 @@
 //! signal through the real path (ingest → ledger → saga → paper exchange), refused unless the
 //! account trades on paper: a test never trades real money.
 
-use std::time::Duration;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +14,6 @@ use utoipa::ToSchema;
 use aggregates::{AccountCommand, AccountError, Venue};
 
 use super::{body, context, current, ledger_error, trader_by};
-use crate::guard::RateLimit;
 use crate::http::authenticated::Authenticated;
 use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::webhook::ReceiptState;
@@ -164,14 +161,7 @@ pub async fn test_signal(
     if venue != Venue::Paper {
         return Err(not_on_paper(venue));
     }
-    let own_limit = user.rate_limit.and_then(|limit| {
-        RateLimit::new(
-            limit.requests,
-            Duration::from_secs(u64::from(limit.window_seconds)),
-        )
-        .ok()
-    });
-    state.guard.admit(&user.user_id, own_limit)?;
+    crate::http::webhook::admit_alert(&state, &user)?;
     let mut alert = json!({
         "symbol": request.symbol,
         "side": request.action,
