@@ -324,6 +324,7 @@ fn intent(account: &str, idempotency_key: String, side: Side, at: DateTime<Utc>)
         max_lag_seconds: 60,
         emergency_stop: None,
         paper_only: false,
+        quota: None,
         received_at: at,
     }
 }

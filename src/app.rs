@@ -250,12 +250,18 @@ impl RunningApp {
             metrics.clone(),
             shutdown_requested.clone(),
         )));
+        let (guard, sharing) = crate::peer_failures::share(
+            &store,
+            Guard::new(config.guard),
+            shutdown_requested.clone(),
+        );
+        background.extend(sharing);
         let router = http::router(AppState {
             store: store.clone(),
             ingest,
             authenticator,
             vault: vault.clone(),
-            guard: Arc::new(Guard::new(config.guard)),
+            guard,
             public_url: config.public_url.map(Arc::from),
             audit_verification,
             readers: registry,

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod markets;
 pub mod notify;
+pub mod peer_failures;
 pub mod readside;
 pub mod reconcile;
 pub mod sign_in;

@@ -27,6 +27,7 @@ pub const POOL_CONNECTIONS: &str = "ledgerhook_db_pool_connections";
 pub const POOL_MAX_CONNECTIONS: &str = "ledgerhook_db_pool_max_connections";
 pub const CREDENTIAL_QUERIES: &str = "ledgerhook_credential_queries_total";
 pub const SIGN_INS: &str = "ledgerhook_sign_ins_total";
+pub const PEER_FAILURES: &str = "ledgerhook_peer_auth_failures_total";
 
 /// Acknowledgements are expected in milliseconds (TradingView gives up after 3 s).
 const ACK_BUCKETS: &[f64] = &[
@@ -129,6 +130,10 @@ fn describe() {
     describe_counter!(
         SIGN_INS,
         "Sign-in attempts, by method (wallet, staff) and outcome (signed_in, or the error code: LOCKED_OUT and RATE_LIMITED are the guard's refusals)."
+    );
+    describe_counter!(
+        PEER_FAILURES,
+        "Authentication failures shared between instances, by direction (announced, heard): each instance counts the others' as its own."
     );
     describe_counter!(
         CREDENTIAL_QUERIES,
@@ -266,6 +271,11 @@ pub fn exchange_error(venue: &'static str, operation: &'static str, kind: &'stat
 /// of `http::sign_in`).
 pub fn sign_in(method: &'static str, outcome: &'static str) {
     metrics::counter!(SIGN_INS, "method" => method, "outcome" => outcome).increment(1);
+}
+
+/// Failures announced to (`announced`) or heard from (`heard`) the other instances.
+pub fn peer_failures(direction: &'static str, failures: usize) {
+    metrics::counter!(PEER_FAILURES, "direction" => direction).increment(failures as u64);
 }
 
 pub fn notification_error(channel: &'static str, kind: &'static str) {

@@ -9,6 +9,7 @@ use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::quota::RecentSignals;
 use crate::{
     AccountCommand, AccountEvent, ClientOrderId, Drift, Market, NotificationOutcome, OrderType,
     Position, Quantity, RejectionReason, RiskLimits, Side, SignalId, UsdAmount, Venue,
@@ -33,7 +34,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "8";
+pub const STATE_VERSION: &str = "9";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -54,6 +55,9 @@ pub enum AccountError {
     VenueBusy(String),
     #[error("test signals trade on paper only, and this account trades on {0}")]
     NotOnPaper(Venue),
+    /// The user's signal quota is spent; nothing was recorded.
+    #[error("the signal quota is spent for the next {retry_after_ms} ms")]
+    QuotaSpent { retry_after_ms: i64 },
     #[error("the report names client order id {reported}, but signal's order is {expected}")]
     ClientOrderIdMismatch {
         expected: ClientOrderId,
@@ -71,6 +75,9 @@ pub struct TradingAccount {
     pub(crate) key_expiry: BTreeSet<(DateTime<Utc>, String)>,
     /// When the most recent signal arrived: the UTC day its approved volume counts toward.
     pub(crate) last_signal_at: Option<DateTime<Utc>>,
+    /// When the latest signals arrived, for the user's quota (`quota.rs`).
+    #[serde(default)]
+    pub(crate) recent_signals: RecentSignals,
     /// Signals with work still to do, by id. Finished signals leave this map.
     pub in_flight: BTreeMap<SignalId, InFlight>,
     pub positions: BTreeMap<Market, Position>,
@@ -469,6 +476,7 @@ impl TradingAccount {
                 ..
             } => {
                 self.signals_received += 1;
+                self.recent_signals.record(*received_at);
                 self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
             }
             SignalRejected {
@@ -480,6 +488,7 @@ impl TradingAccount {
             } => {
                 self.signals_received += 1;
                 if !matches!(reason, RejectionReason::Duplicate { .. }) {
+                    self.recent_signals.record(*received_at);
                     self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
                 }
             }

@@ -8,7 +8,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, Venue,
+    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, SignalQuota,
+    Venue,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +159,9 @@ pub struct SignalIntent {
     /// with the venue under the account's lock, so no venue change slips in between.
     #[serde(default)]
     pub paper_only: bool,
+    /// The user's signal quota (theirs, else the service's default); `None`: unlimited.
+    #[serde(default)]
+    pub quota: Option<SignalQuota>,
     pub received_at: DateTime<Utc>,
 }
 

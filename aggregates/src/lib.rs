@@ -13,6 +13,7 @@ mod execution;
 mod fills;
 mod notices;
 mod position;
+mod quota;
 mod reconcile;
 mod risk;
 mod service_credentials;
@@ -38,6 +39,7 @@ pub use execution::AUTOMATIC_HALT_BY;
 pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
 pub use notices::is_notice;
 pub use position::{Position, Unrepresentable};
+pub use quota::SignalQuota;
 pub use reconcile::Drift;
 pub use risk::{rule, RiskCheck, RiskLimits};
 pub use service_credentials::{

@@ -21,7 +21,8 @@ enum Resolution {
 }
 
 impl TradingAccount {
-    /// Decides in this order: duplicate key, same signal in flight, account halt, emergency stop,
+    /// Decides in this order: duplicate key, same signal in flight, the user's quota (spent: an
+    /// error, nothing recorded), account halt, emergency stop,
     /// staleness, nothing to do, then risk. A signal that is not taken up is one `SignalRejected`;
     /// one that is, is `SignalReceived` and then `RiskApproved` or `RiskRejected`.
     pub(crate) fn receive_signal(
@@ -66,6 +67,14 @@ impl TradingAccount {
         if self.in_flight.contains_key(&intent.signal_id) {
             return rejected(RejectionReason::Duplicate {
                 original_signal_id: intent.signal_id.clone(),
+            });
+        }
+        let quota_wait = intent
+            .quota
+            .and_then(|quota| self.recent_signals.wait_for(quota, intent.received_at));
+        if let Some(wait) = quota_wait {
+            return Err(AccountError::QuotaSpent {
+                retry_after_ms: wait.num_milliseconds(),
             });
         }
         if let Some(halt) = &self.halt {

@@ -415,6 +415,7 @@ impl Sim {
             max_lag_seconds: 30,
             emergency_stop: None,
             paper_only: false,
+            quota: None,
             received_at: self.now,
         };
         let original = self

@@ -32,7 +32,7 @@ pub enum Presented<'a> {
 }
 
 impl Presented<'_> {
-    fn key(&self, client: IpAddr) -> Key {
+    pub(super) fn key(&self, client: IpAddr) -> Key {
         let address = address_bytes(client);
         match self {
             Self::Token(token) => Key::of("token", &[&address, token.as_bytes()]),
@@ -167,11 +167,16 @@ impl Lockout {
         presented: Presented<'_>,
         now: Instant,
     ) -> Option<RetryAfter> {
+        self.record_failure_of(presented.key(client), now)
+    }
+
+    /// `record_failure` by the (address, credential) key: a failure another instance counted.
+    pub(super) fn record_failure_of(&self, key: Key, now: Instant) -> Option<RetryAfter> {
         let now = self.table.nanos(now);
         let policy = self.policy;
         let window = duration_nanos(policy.failure_window);
         self.table.upsert(
-            presented.key(client),
+            key,
             now,
             || FailureRecord::new(now, window),
             |record| {

@@ -31,6 +31,7 @@ pub use client_ip::{
 };
 pub use lockout::{Lockout, LockoutPolicy, Presented};
 pub use rate_limit::{RateLimit, RateLimitError, RateLimiter};
+pub use table::Key;
 
 /// How long until the refused caller may try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +97,18 @@ impl Default for GuardConfig {
     }
 }
 
+/// A failed authentication this instance counted, for the others to count too: the keys of the
+/// address and of (address, credential), digests that hold no credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountedFailure {
+    pub address: Key,
+    pub credential: Key,
+}
+
 pub struct Guard {
     default_rate_limit: RateLimit,
+    /// Where counted failures go for other instances (`src/peer_failures.rs`); `None`: alone.
+    peers: Option<tokio::sync::mpsc::Sender<CountedFailure>>,
     rate_limiter: RateLimiter,
     lockout: Lockout,
     address_failures: RateLimit,
@@ -111,6 +122,7 @@ impl Guard {
         let origin = Instant::now();
         Self {
             default_rate_limit: config.default_rate_limit,
+            peers: None,
             rate_limiter: RateLimiter::new(RateLimiter::DEFAULT_MAX_KEYS, origin),
             lockout: Lockout::new(config.lockout, Lockout::DEFAULT_MAX_KEYS, origin),
             address_failures: config.address_failures,
@@ -118,6 +130,24 @@ impl Guard {
             allowlist: config.allowlist,
             trusted_proxies: config.trusted_proxies,
         }
+    }
+
+    /// Tells `peers` of every failure this guard counts from now on. When they cannot keep up
+    /// the failure is still counted here, only not shared (the channel never blocks a request).
+    pub fn share_failures_with(mut self, peers: tokio::sync::mpsc::Sender<CountedFailure>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// A failure another instance counted: counted here as if it had happened here, so an
+    /// address's budget and a credential's lockout hold whichever instance a guess reaches.
+    pub fn peer_failure(&self, failure: CountedFailure) {
+        let now = Instant::now();
+        // Over budget already: nothing more to count.
+        let _ = self
+            .failures_per_address
+            .check_key(failure.address, self.address_failures, now);
+        self.lockout.record_failure_of(failure.credential, now);
     }
 
     pub fn allowlist(&self) -> Option<&IpAllowlist> {
@@ -148,11 +178,20 @@ impl Guard {
     /// `Err` when the caller is now over either limit (answered 429 instead of 401).
     pub fn record_failure(&self, client: IpAddr, presented: Presented<'_>) -> Result<(), Refusal> {
         let now = Instant::now();
-        let over_budget =
-            self.failures_per_address
-                .check_key(address_key(client), self.address_failures, now);
+        let address = address_key(client);
+        let over_budget = self
+            .failures_per_address
+            .check_key(address, self.address_failures, now);
         // The failure that locks is still answered 401; the ones after it, 429.
         let locked = self.lockout.check(client, presented, now);
+        if let (Some(peers), Ok(()), Ok(())) = (&self.peers, &locked, &over_budget) {
+            // Only failures that counted: once refused here, a peer has heard enough to refuse
+            // too, and a flood of refused guesses costs the database nothing.
+            let _ = peers.try_send(CountedFailure {
+                address,
+                credential: presented.key(client),
+            });
+        }
         if locked.is_ok() {
             if let Some(lock) = self.lockout.record_failure(client, presented, now) {
                 // No credential nor address in the line: only that a lock happened.
@@ -171,10 +210,12 @@ impl Guard {
     }
 
     /// Counts one request of an authenticated user: against `limit` (theirs), else the default.
-    pub fn admit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<(), Refusal> {
+    /// Answers the limit it applied.
+    pub fn admit(&self, user_id: &str, limit: Option<RateLimit>) -> Result<RateLimit, Refusal> {
         let limit = limit.unwrap_or(self.default_rate_limit);
         self.rate_limiter
             .check(user_id, limit, Instant::now())
+            .map(|()| limit)
             .map_err(Refusal::RateLimited)
     }
 }
@@ -194,15 +235,15 @@ mod tests {
             default_rate_limit: default,
             ..GuardConfig::default()
         });
-        assert_eq!(guard.admit("alice", None), Ok(()));
-        assert_eq!(guard.admit("alice", None), Ok(()));
+        assert_eq!(guard.admit("alice", None), Ok(default));
+        assert_eq!(guard.admit("alice", None), Ok(default));
         assert!(matches!(
             guard.admit("alice", None),
             Err(Refusal::RateLimited(_))
         ));
         let generous = RateLimit::new(5, Duration::from_secs(3_600)).expect("valid");
         for _ in 0..5 {
-            assert_eq!(guard.admit("bob", Some(generous)), Ok(()));
+            assert_eq!(guard.admit("bob", Some(generous)), Ok(generous));
         }
         assert!(guard.admit("bob", Some(generous)).is_err());
     }

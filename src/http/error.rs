@@ -4,10 +4,14 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::time::Duration;
+
+use aggregates::AccountError;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::guard::{Refusal, RetryAfter};
 use crate::ingest::IngestError;
 use crate::ledger::LedgerError;
 use crate::markets::MarketError;
@@ -119,6 +123,13 @@ impl From<IngestError> for ApiError {
                     "The account is busy; the signal was not recorded, retry",
                 )
             }
+            // The same answer as the guard's limit: the account counted the other instances'
+            // signals too (aggregates' quota.rs).
+            IngestError::Ledger(LedgerError::Rejected(AccountError::QuotaSpent {
+                retry_after_ms,
+            })) => Self::from(Refusal::RateLimited(RetryAfter(Duration::from_millis(
+                u64::try_from(retry_after_ms).unwrap_or(0),
+            )))),
             IngestError::Ledger(error) => Self::internal(error),
         }
     }

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use aggregates::SignalQuota;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -23,7 +24,7 @@ use super::guard::{before_lookup, counted, ClientAddress};
 use super::AppState;
 use crate::guard::{Presented, RateLimit};
 use crate::ingest::payload::{AlertBody, TwoFactorAlertBody};
-use crate::ingest::ReceiptStatus;
+use crate::ingest::{Admission, ReceiptStatus};
 use crate::users::AuthenticatedUser;
 
 /// What the webhook answers once the signal is in the ledger. Fields in alphabetical order: the
@@ -116,9 +117,9 @@ pub async fn receive(
         .authenticate_token(&token)
         .await
         .map_err(ApiError::internal)?;
-    let user = admitted(&state, client, presented, user)?;
+    let (user, quota) = admitted(&state, client, presented, user)?;
     let body = readable(body)?;
-    record(&state, &user, &body, &headers, received_at).await
+    record(&state, &user, quota, &body, &headers, received_at).await
 }
 
 #[utoipa::path(
@@ -172,8 +173,8 @@ pub async fn receive_two_factor(
             .map_err(ApiError::internal)?,
         None => None,
     };
-    let user = admitted(&state, client, presented, user)?;
-    record(&state, &user, &body, &headers, received_at).await
+    let (user, quota) = admitted(&state, client, presented, user)?;
+    record(&state, &user, quota, &body, &headers, received_at).await
 }
 
 /// The lookup's outcome counted (see `guard::counted`), then the user held to their rate limit
@@ -183,15 +184,16 @@ fn admitted(
     client: IpAddr,
     presented: Presented<'_>,
     user: Option<AuthenticatedUser>,
-) -> Result<AuthenticatedUser> {
+) -> Result<(AuthenticatedUser, SignalQuota)> {
     let user = counted(state, client, presented, user)?;
-    admit_alert(state, &user)?;
-    Ok(user)
+    let quota = admit_alert(state, &user)?;
+    Ok((user, quota))
 }
 
 /// Counts one alert of `user` against their own rate limit (the service default unless they
-/// have one): the webhook's and the dashboard's test signals share the budget.
-pub(super) fn admit_alert(state: &AppState, user: &AuthenticatedUser) -> Result<()> {
+/// have one): the webhook's and the dashboard's test signals share the budget. The quota it
+/// answers is the account's to check again, across every instance (aggregates' quota.rs).
+pub(super) fn admit_alert(state: &AppState, user: &AuthenticatedUser) -> Result<SignalQuota> {
     let own_limit = user.rate_limit.and_then(|limit| {
         RateLimit::new(
             limit.requests,
@@ -199,8 +201,11 @@ pub(super) fn admit_alert(state: &AppState, user: &AuthenticatedUser) -> Result<
         )
         .ok()
     });
-    state.guard.admit(&user.user_id, own_limit)?;
-    Ok(())
+    let limit = state.guard.admit(&user.user_id, own_limit)?;
+    Ok(SignalQuota {
+        signals: limit.requests(),
+        window_seconds: u32::try_from(limit.window().as_secs()).unwrap_or(u32::MAX),
+    })
 }
 
 fn readable(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
@@ -234,6 +239,7 @@ fn secret_in(body: &[u8]) -> Option<Cow<'_, str>> {
 async fn record(
     state: &AppState,
     user: &AuthenticatedUser,
+    quota: SignalQuota,
     body: &[u8],
     headers: &HeaderMap,
     received_at: DateTime<Utc>,
@@ -243,7 +249,16 @@ async fn record(
     let account_id = user.user_id.as_str();
     let receipt = state
         .ingest
-        .receive(account_id, body, received_at, request_id)
+        .receive_admitted(
+            account_id,
+            body,
+            received_at,
+            request_id,
+            Admission {
+                quota: Some(quota),
+                paper_only: false,
+            },
+        )
         .await?;
     let meters = &state.webhook_meters;
     let (status, reason, rule) = match receipt.status {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use aggregates::{AccountCommand, AccountEvent, RejectionReason, SignalId, SignalIntent};
+use aggregates::{
+    AccountCommand, AccountEvent, RejectionReason, SignalId, SignalIntent, SignalQuota,
+};
 
 use self::intent::Sizing;
 pub use self::intent::{signal_id_for, KeyWindows};
@@ -51,6 +53,15 @@ pub enum IngestError {
     EquityUnknown(ExchangeError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// How the caller let an alert in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The user's signal quota, checked by their account; `None`: unlimited.
+    pub quota: Option<SignalQuota>,
+    /// A trial (the settings' test signal): paper accounts only.
+    pub paper_only: bool,
 }
 
 /// What ingest applies where an alert says nothing.
@@ -106,6 +117,8 @@ impl Ingest {
         &self.ledger
     }
 
+    /// An alert with no quota, as a test or a tool would send it; the webhook uses
+    /// `receive_admitted`.
     pub async fn receive(
         &self,
         account_id: &str,
@@ -113,30 +126,26 @@ impl Ingest {
         received_at: DateTime<Utc>,
         request_id: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        self.receive_as(account_id, body, received_at, request_id, false)
-            .await
+        self.receive_admitted(
+            account_id,
+            body,
+            received_at,
+            request_id,
+            Admission::default(),
+        )
+        .await
     }
 
-    /// A trial signal (the settings' test signal): as `receive`, but the account refuses it
-    /// unless it trades on paper (`AccountError::NotOnPaper`), nothing recorded then.
-    pub async fn receive_paper_only(
+    /// An alert as its caller admitted it: held to the user's quota by the account (see
+    /// `aggregates` quota.rs; spent: `AccountError::QuotaSpent`, nothing recorded) and, for a
+    /// trial, refused unless the account trades on paper (`AccountError::NotOnPaper`).
+    pub async fn receive_admitted(
         &self,
         account_id: &str,
         body: &[u8],
         received_at: DateTime<Utc>,
         request_id: Option<String>,
-    ) -> Result<Receipt, IngestError> {
-        self.receive_as(account_id, body, received_at, request_id, true)
-            .await
-    }
-
-    async fn receive_as(
-        &self,
-        account_id: &str,
-        body: &[u8],
-        received_at: DateTime<Utc>,
-        request_id: Option<String>,
-        paper_only: bool,
+        admission: Admission,
     ) -> Result<Receipt, IngestError> {
         let alert = payload::parse(body)?;
         let spec = self.markets.normalize(&alert.symbol)?;
@@ -196,7 +205,8 @@ impl Ingest {
             sent_at: alert.timestamp,
             max_lag_seconds,
             emergency_stop: emergency_stop.clone(),
-            paper_only,
+            paper_only: admission.paper_only,
+            quota: admission.quota,
             received_at,
         };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);

@@ -56,6 +56,7 @@ macro_rules! on_pool {
 
 pub(crate) use {on_pool, reading, writing};
 
+mod announcements;
 mod audit;
 mod audit_queries;
 pub(crate) mod bulk;
@@ -72,6 +73,7 @@ mod vault;
 
 use cqrs_es::persist::PersistenceError;
 
+pub use self::announcements::Announcements;
 pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
 pub use self::dydx_sends::{DydxSend, DydxSends};

@@ -32,6 +32,7 @@ mod reused_id;
 mod risk;
 mod saga;
 mod saga_failures;
+mod scale_out;
 mod schemathesis;
 mod secrets;
 mod service;

@@ -66,6 +66,7 @@ fn signal(key: &str) -> AccountCommand {
         max_lag_seconds: 60,
         emergency_stop: None,
         paper_only: false,
+        quota: None,
         received_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
     })
 }

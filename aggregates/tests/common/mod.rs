@@ -109,6 +109,7 @@ pub fn signal(
         max_lag_seconds: 30,
         emergency_stop: None,
         paper_only: false,
+        quota: None,
         received_at: at(received_at),
     }
 }

@@ -18,7 +18,7 @@ use crate::http::authenticated::Authenticated;
 use crate::http::error::{ApiError, ErrorBody, Result};
 use crate::http::webhook::ReceiptState;
 use crate::http::AppState;
-use crate::ingest::{IngestError, ReceiptStatus};
+use crate::ingest::{Admission, IngestError, ReceiptStatus};
 use crate::ledger::LedgerError;
 
 const TEST_MESSAGE: &str = "ledgerhook: this is a test notification. If you can read it, your \
@@ -161,7 +161,7 @@ pub async fn test_signal(
     if venue != Venue::Paper {
         return Err(not_on_paper(venue));
     }
-    crate::http::webhook::admit_alert(&state, &user)?;
+    let quota = crate::http::webhook::admit_alert(&state, &user)?;
     let mut alert = json!({
         "symbol": request.symbol,
         "side": request.action,
@@ -174,7 +174,16 @@ pub async fn test_signal(
     let request_id = crate::http::request_id::of(&headers).map(str::to_owned);
     let receipt = match state
         .ingest
-        .receive_paper_only(&user.user_id, &alert, received_at, request_id)
+        .receive_admitted(
+            &user.user_id,
+            &alert,
+            received_at,
+            request_id,
+            Admission {
+                quota: Some(quota),
+                paper_only: true,
+            },
+        )
         .await
     {
         Ok(receipt) => receipt,
