@@ -50,6 +50,8 @@ pub async fn ensure_installed() {
         &["install", "-y", "-qq", "chromium", "chromium-driver"][..],
     ] {
         let status = Command::new("apt-get")
+            // Another test may be installing too (libfaketime): wait for its lock.
+            .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()

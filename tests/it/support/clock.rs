@@ -27,11 +27,22 @@ fn libfaketime() -> PathBuf {
     FOUND
         .get_or_init(|| {
             find().or_else(|| {
-                let installed = std::process::Command::new("apt-get")
-                    .args(["install", "-y", "faketime"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status();
-                eprintln!("libfaketime missing; `apt-get install -y faketime`: {installed:?}");
+                // A fresh machine has no package lists yet; another test may be installing
+                // something too (the browser tests): wait for its lock rather than fail.
+                for args in [
+                    &["update", "-qq"][..],
+                    &["install", "-y", "-qq", "faketime"][..],
+                ] {
+                    let status = std::process::Command::new("apt-get")
+                        .args(["-o", "DPkg::Lock::Timeout=300"])
+                        .args(args)
+                        .env("DEBIAN_FRONTEND", "noninteractive")
+                        .status();
+                    eprintln!(
+                        "libfaketime missing; `apt-get {}`: {status:?}",
+                        args.join(" ")
+                    );
+                }
                 find()
             })
         })
