@@ -217,8 +217,10 @@ impl Ingest {
         let committed = tokio::spawn(async move {
             // Named by the sequence its first event takes: an id reused after its window is a
             // new signal with a new client order id, never the old one's.
-            let numbered =
-                |sequence| AccountCommand::ReceiveSignal(intent(signal_id_for(&account, sequence)));
+            let named = account.clone();
+            let numbered = move |sequence| {
+                AccountCommand::ReceiveSignal(intent(signal_id_for(&named, sequence)))
+            };
             ledger.execute_numbered(&account, numbered, &context).await
         })
         .await

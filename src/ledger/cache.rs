@@ -9,6 +9,8 @@ use tokio::sync::Mutex;
 
 use aggregates::TradingAccount;
 
+use super::Queued;
+
 /// An account's state as of `version` (the sequence of its last event; 0 before any).
 #[derive(Default)]
 pub struct LoadedAccount {
@@ -18,8 +20,36 @@ pub struct LoadedAccount {
     pub snapshot_version: usize,
 }
 
-/// `None` until the account is loaded, and again after a failed append whose outcome is unknown.
-pub type AccountSlot = Arc<Mutex<Option<LoadedAccount>>>;
+/// One account in memory: its state behind the lock commands take, and the commands waiting for
+/// it (decided together by whoever takes the lock next, see `Ledger::execute_numbered`).
+#[derive(Default)]
+pub struct Slot {
+    /// `None` until the account is loaded, and again after an append that did not land as
+    /// decided (its outcome unknown, or a conflict: the state it was decided on is stale).
+    pub account: Arc<Mutex<Option<LoadedAccount>>>,
+    waiting: SyncMutex<Vec<Queued>>,
+}
+
+impl Slot {
+    pub(super) fn enqueue(&self, command: Queued) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(command);
+    }
+
+    /// Every command waiting, oldest first.
+    pub(super) fn take_waiting(&self) -> Vec<Queued> {
+        std::mem::take(
+            &mut *self
+                .waiting
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+pub type AccountSlot = Arc<Slot>;
 
 pub struct AccountCache {
     slots: SyncMutex<HashMap<String, AccountSlot>>,

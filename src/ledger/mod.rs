@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{oneshot, OwnedMutexGuard};
 use tokio::task::JoinSet;
 
 use aggregates::{
@@ -77,6 +77,83 @@ pub enum LedgerError {
     /// The task carrying the command stopped before answering (a panic or a shutdown).
     #[error("the command's task stopped: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The batch deciding the command stopped before answering (a panic).
+    #[error("the account's batch of commands stopped before answering")]
+    Abandoned,
+    /// What failed a whole batch (its account could not be loaded), told to each command in it.
+    #[error(transparent)]
+    Shared(Arc<LedgerError>),
+}
+
+/// A command waiting for its account.
+pub(crate) struct Queued {
+    build: Box<dyn Fn(usize) -> AccountCommand + Send + Sync>,
+    context: EventContext,
+    answer: oneshot::Sender<Result<Committed, LedgerError>>,
+}
+
+/// What a batch decided: each command's answer should its events land, the events to append,
+/// the account's version after them, and the executions to count once they are committed.
+struct Decided {
+    outcomes: Vec<Result<Committed, LedgerError>>,
+    appended: Vec<cqrs_es::persist::SerializedEvent>,
+    version: usize,
+    executions: Vec<(&'static str, Option<chrono::DateTime<chrono::Utc>>)>,
+}
+
+/// Decides each command on the state the ones before it left, applying their events to
+/// `account` as it goes: the caller forgets the state if they do not land.
+fn decide_in_order(account_id: &str, account: &mut LoadedAccount, batch: &[Queued]) -> Decided {
+    let mut decided = Decided {
+        outcomes: Vec::with_capacity(batch.len()),
+        appended: Vec::new(),
+        version: account.version,
+        executions: Vec::new(),
+    };
+    for queued in batch {
+        let version = decided.version;
+        let outcome = account
+            .state
+            .decide((queued.build)(version + 1))
+            .map_err(LedgerError::from)
+            .and_then(|events| {
+                let serialized = encode(account_id, version + 1, &events, &queued.context)?;
+                Ok((events, serialized))
+            });
+        let (events, serialized) = match outcome {
+            Ok(decided_events) => decided_events,
+            Err(error) => {
+                decided.outcomes.push(Err(error));
+                continue;
+            }
+        };
+        decided
+            .executions
+            .extend(executions(&account.state, &events));
+        for event in &events {
+            account.state.apply(event.clone());
+        }
+        decided.version += events.len();
+        decided.appended.extend(serialized);
+        decided.outcomes.push(Ok(Committed {
+            version: decided.version,
+            events,
+        }));
+    }
+    decided
+}
+
+fn answer_each(batch: Vec<Queued>, outcomes: Vec<Result<Committed, LedgerError>>) {
+    for (queued, outcome) in batch.into_iter().zip(outcomes) {
+        // A caller that went away no longer needs its answer.
+        let _ = queued.answer.send(outcome);
+    }
+}
+
+fn answer_all(batch: Vec<Queued>, outcome: impl Fn(usize) -> Result<Committed, LedgerError>) {
+    for (n, queued) in batch.into_iter().enumerate() {
+        let _ = queued.answer.send(outcome(n));
+    }
 }
 
 /// What a command appended.
@@ -138,67 +215,94 @@ impl Ledger {
         command: AccountCommand,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
-        self.execute_numbered(account_id, |_| command.clone(), context)
+        self.execute_numbered(account_id, move |_| command.clone(), context)
             .await
     }
 
     /// Runs the command `build` makes from the sequence its first event will be stored at. It is
     /// called under the account's lock, again after every conflict, so what it derives from the
     /// sequence (a signal's id) is unique in the account for good: no two events share a sequence.
+    ///
+    /// Commands that arrive while the account is busy wait in its queue; whoever takes the lock
+    /// next decides them all, in arrival order, each on the state the ones before it left, and
+    /// appends them in one commit. One busy account thus pays one commit per batch, not per
+    /// command. The batch runs in a task of its own, so a caller that goes away never leaves one
+    /// half done.
     pub async fn execute_numbered(
         &self,
         account_id: &str,
-        build: impl Fn(usize) -> AccountCommand,
+        build: impl Fn(usize) -> AccountCommand + Send + Sync + 'static,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
-        let mut slot = self.locked_account(account_id).await?;
+        let slot = self.inner.accounts.slot(account_id);
+        let (answer, mut answered) = oneshot::channel();
+        slot.enqueue(Queued {
+            build: Box::new(build),
+            context: context.clone(),
+            answer,
+        });
+        let account = slot.account.clone().lock_owned().await;
+        // An earlier holder of the lock may have decided this command with its own.
+        if let Ok(result) = answered.try_recv() {
+            return result;
+        }
+        let batch = slot.take_waiting();
+        let ledger = self.clone();
+        let account_id = account_id.to_owned();
+        tokio::spawn(async move { ledger.decide_batch(&account_id, account, batch).await });
+        answered.await.unwrap_or(Err(LedgerError::Abandoned))
+    }
+
+    /// Decides `batch` in order on the account's state, appends what it decided in one commit,
+    /// and answers each command; after a conflict, reloads and decides them all again.
+    async fn decide_batch(
+        &self,
+        account_id: &str,
+        mut slot: OwnedMutexGuard<Option<LoadedAccount>>,
+        batch: Vec<Queued>,
+    ) {
         for attempt in 0..=MAX_CONFLICT_RETRIES {
-            let Some(account) = slot.as_mut() else {
-                break;
-            };
-            let events = account.state.decide(build(account.version + 1))?;
-            if events.is_empty() {
-                return Ok(Committed {
-                    version: account.version,
-                    events,
-                });
-            }
-            let serialized = encode(account_id, account.version + 1, &events, context)?;
-            match self.inner.committer.append(serialized).await {
-                Ok(()) => {
-                    observe_executions(&account.state, &events);
-                    for event in &events {
-                        account.state.apply(event.clone());
+            if slot.is_none() {
+                match self.load(account_id).await {
+                    Ok(loaded) => *slot = Some(loaded),
+                    Err(error) => {
+                        let error = Arc::new(error);
+                        return answer_all(batch, |_| Err(LedgerError::Shared(error.clone())));
                     }
-                    account.version += events.len();
+                }
+            }
+            let Some(account) = slot.as_mut() else {
+                return;
+            };
+            let decided = decide_in_order(account_id, account, &batch);
+            if decided.appended.is_empty() {
+                return answer_each(batch, decided.outcomes);
+            }
+            match self.inner.committer.append(decided.appended).await {
+                Ok(()) => {
+                    account.version = decided.version;
+                    for (outcome, received_at) in decided.executions {
+                        crate::telemetry::execution_recorded(outcome, received_at);
+                    }
                     self.snapshot_if_due(account_id, account);
-                    return Ok(Committed {
-                        version: account.version,
-                        events,
-                    });
+                    return answer_each(batch, decided.outcomes);
                 }
                 Err(CommitError::Conflict) => {
+                    // The state holds what did not land, decided on what was stale: reload.
+                    *slot = None;
                     let ceiling_ms = CONFLICT_BACKOFF_MS << attempt.min(6);
                     let pause_ms = rand::random_range(0..=ceiling_ms);
                     tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-                    let newer = self
-                        .inner
-                        .store
-                        .events()
-                        .load_account_after(account_id, account.version)
-                        .await?;
-                    self.fold(account, newer)?;
                 }
                 Err(error) => {
                     // The append may or may not have landed: forget the cached state.
                     *slot = None;
-                    return Err(error.into());
+                    return answer_all(batch, |_| Err(LedgerError::Commit(error.clone())));
                 }
             }
         }
-        Err(LedgerError::Contended)
+        answer_all(batch, |_| Err(LedgerError::Contended));
     }
-
     /// Where one signal of the account stands, if it still has work to do.
     pub async fn in_flight(
         &self,
@@ -319,7 +423,14 @@ impl Ledger {
         &self,
         account_id: &str,
     ) -> Result<OwnedMutexGuard<Option<LoadedAccount>>, LedgerError> {
-        let mut slot = self.inner.accounts.slot(account_id).lock_owned().await;
+        let mut slot = self
+            .inner
+            .accounts
+            .slot(account_id)
+            .account
+            .clone()
+            .lock_owned()
+            .await;
         if slot.is_none() {
             *slot = Some(self.load(account_id).await?);
         }
@@ -452,9 +563,13 @@ fn restore(snapshot: Snapshot) -> Option<LoadedAccount> {
     })
 }
 
-/// Counts the execution outcomes in `events` (committed, not yet applied): a fill's signal is
-/// still in flight in `before`, with the time its receipt was recorded.
-fn observe_executions(before: &aggregates::TradingAccount, events: &[AccountEvent]) {
+/// The execution outcomes in `events` (not yet applied), to count once committed: a fill's signal
+/// is still in flight in `before`, with the time its receipt was recorded.
+fn executions(
+    before: &aggregates::TradingAccount,
+    events: &[AccountEvent],
+) -> Vec<(&'static str, Option<chrono::DateTime<chrono::Utc>>)> {
+    let mut executions = Vec::new();
     for event in events {
         let Some(outcome) = crate::telemetry::execution_outcome(event) else {
             continue;
@@ -467,6 +582,7 @@ fn observe_executions(before: &aggregates::TradingAccount, events: &[AccountEven
                 .and_then(|in_flight| in_flight.approved_at),
             _ => None,
         };
-        crate::telemetry::execution_recorded(outcome, received_at);
+        executions.push((outcome, received_at));
     }
+    executions
 }

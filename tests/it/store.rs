@@ -409,6 +409,60 @@ async fn concurrent_commands_are_each_recorded_once(backend: Backend) {
 }
 on_both_stores!(concurrent_commands_are_each_recorded_once);
 
+/// A hundred signals for one account at once: each is recorded once, under its own sequence, and
+/// those that queued while the account was busy share a commit instead of taking one each.
+async fn commands_queued_for_one_account_share_a_commit(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let mut tasks = JoinSet::new();
+    let ledger = start_ledger(&store, &mut tasks);
+    ledger
+        .execute(
+            "busy",
+            AccountCommand::OpenAccount {
+                display_name: "t".into(),
+                limits: RiskLimits::default(),
+                opened_at: Utc::now(),
+            },
+            &context(),
+        )
+        .await
+        .expect("open");
+    let mut commits = ledger.committed();
+    let mut commands = JoinSet::new();
+    for i in 0..100 {
+        let ledger = ledger.clone();
+        commands.spawn(async move {
+            ledger
+                .execute("busy", signal(&format!("q{i}")), &context())
+                .await
+        });
+    }
+    let mut versions = Vec::new();
+    while let Some(result) = commands.join_next().await {
+        let committed = result.expect("task").expect("every command is recorded");
+        assert!(matches!(
+            committed.events.as_slice(),
+            [
+                AccountEvent::SignalReceived { .. },
+                AccountEvent::RiskApproved { .. }
+            ]
+        ));
+        versions.push(committed.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=100).map(|n| 1 + 2 * n).collect::<Vec<_>>());
+    let mut batches = 0;
+    let mut events = 0;
+    while events < 200 {
+        let batch = commits.recv().await.expect("every commit is published");
+        batches += 1;
+        events += batch.len();
+    }
+    assert!(batches <= 25, "{batches} commits for 100 queued commands");
+}
+on_both_stores!(commands_queued_for_one_account_share_a_commit);
+
 async fn the_paper_book_keeps_one_order_per_client_id(backend: Backend) {
     let test = TestStore::new(backend).await;
     let store = test.open().await;
