@@ -2,10 +2,13 @@
 //! after a standby's promotion.
 //!
 //! The pool connects to one server at a time: the first of the list, in order, that answers and
-//! suits `target_session_attrs`. A watcher keeps a connection of its own to that server and asks
-//! it every `CHECK_INTERVAL` whether it is still usable (alive, and writable or not in recovery as
-//! asked); once it is not, the watcher tries the servers in order every `SEARCH_INTERVAL` until
-//! one suits, then points the pool there (`Pool::set_connect_options`). Everything that connects
+//! suits `target_session_attrs`. A watcher keeps a connection of its own to that server, always
+//! busy with a query that sleeps `CHECK_INTERVAL` on the server and then says whether it still
+//! suits (writable, or not in recovery, as asked): a server that dies ends the query at once (its
+//! backends exit with the postmaster), one that is demoted is seen within the interval, one that
+//! stops answering within `PROBE_TIMEOUT` more. Once it does not suit, the watcher tries the
+//! servers in order every `SEARCH_INTERVAL` until one does, then points the pool there
+//! (`Pool::set_connect_options`). Everything that connects
 //! through the pool follows: request-time queries, the committer, the credential listener
 //! (`PgListener` over the pool) and the readers' leases (detached pool connections) once they
 //! find their connection lost. The pool refuses, as it opens it, any connection to a server that
@@ -22,11 +25,10 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
-use tokio::sync::Notify;
 
 use super::hosts::SessionAttrs;
 
-/// How often the watcher asks the server in use whether it still suits.
+/// How long the watcher's query sleeps on the server in use before asking whether it still suits.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a check or a connection attempt may take before the server counts as gone.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,8 +52,6 @@ pub(super) struct Failover {
     /// Milliseconds from `started` to the last move; 0 until one happens.
     moved_at_ms: AtomicU64,
     started: Instant,
-    /// Rung when the pool met a server that does not suit: check now rather than at the tick.
-    wake: Notify,
 }
 
 impl Failover {
@@ -62,7 +62,6 @@ impl Failover {
             current: AtomicUsize::new(0),
             moved_at_ms: AtomicU64::new(0),
             started: Instant::now(),
-            wake: Notify::new(),
         }
     }
 
@@ -115,17 +114,14 @@ impl Failover {
                 Box::pin(async move {
                     match unsuitable(connection, failover.attrs).await? {
                         None => Ok(()),
-                        Some(why) => {
-                            failover.wake.notify_one();
-                            Err(sqlx::Error::Configuration(
-                                format!(
-                                    "refused a connection: the server {why} \
+                        Some(why) => Err(sqlx::Error::Configuration(
+                            format!(
+                                "refused a connection: the server {why} \
                                      (target_session_attrs={})",
-                                    failover.attrs.as_str()
-                                )
-                                .into(),
-                            ))
-                        }
+                                failover.attrs.as_str()
+                            )
+                            .into(),
+                        )),
                     }
                 })
             })
@@ -141,7 +137,9 @@ impl Failover {
             return false;
         }
         let moved_at = self.started + Duration::from_millis(moved_at_ms);
-        Instant::now().checked_sub(meta.age).is_some_and(|opened| opened < moved_at)
+        Instant::now()
+            .checked_sub(meta.age)
+            .is_some_and(|opened| opened < moved_at)
     }
 
     /// Points the pool at server `index` from now on.
@@ -152,7 +150,8 @@ impl Failover {
         pool.set_connect_options(server.options.clone());
         self.current.store(index, Ordering::Release);
         let since_start = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.moved_at_ms.store(since_start.max(1), Ordering::Release);
+        self.moved_at_ms
+            .store(since_start.max(1), Ordering::Release);
     }
 
     fn current_address(&self) -> &str {
@@ -190,11 +189,8 @@ impl Failover {
     /// Returns why the server behind `sentinel` no longer suits, once it does not.
     async fn until_unusable(&self, sentinel: &mut PgConnection) -> String {
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(CHECK_INTERVAL) => {}
-                () = self.wake.notified() => {}
-            }
-            match tokio::time::timeout(PROBE_TIMEOUT, unsuitable(sentinel, self.attrs)).await {
+            let check = unsuitable_after(sentinel, self.attrs, CHECK_INTERVAL);
+            match tokio::time::timeout(CHECK_INTERVAL + PROBE_TIMEOUT, check).await {
                 Ok(Ok(None)) => {}
                 Ok(Ok(Some(why))) => return why,
                 Ok(Err(error)) => return super::connect_reason(&error),
@@ -221,7 +217,6 @@ impl Failover {
 }
 
 /// Why the server behind `connection` does not suit `attrs`, in words; `None` when it does.
-/// One round trip, also for `any`: it doubles as the watcher's liveness check.
 async fn unsuitable(
     connection: &mut PgConnection,
     attrs: SessionAttrs,
@@ -231,7 +226,27 @@ async fn unsuitable(
     )
     .fetch_one(connection)
     .await?;
-    Ok(match attrs {
+    Ok(verdict(attrs, in_recovery, read_only))
+}
+
+/// `unsuitable`, asked after sleeping `pause` on the server (the watcher's check).
+async fn unsuitable_after(
+    connection: &mut PgConnection,
+    attrs: SessionAttrs,
+    pause: Duration,
+) -> Result<Option<String>, sqlx::Error> {
+    let (in_recovery, read_only): (bool, bool) = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'
+           FROM pg_sleep($1)",
+    )
+    .bind(pause.as_secs_f64())
+    .fetch_one(connection)
+    .await?;
+    Ok(verdict(attrs, in_recovery, read_only))
+}
+
+fn verdict(attrs: SessionAttrs, in_recovery: bool, read_only: bool) -> Option<String> {
+    match attrs {
         SessionAttrs::ReadWrite if read_only && in_recovery => {
             Some("is read-only (a standby, in recovery)".to_owned())
         }
@@ -240,5 +255,43 @@ async fn unsuitable(
         }
         SessionAttrs::Primary if in_recovery => Some("is a standby (in recovery)".to_owned()),
         _ => None,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_write_refuses_any_read_only_server_and_primary_only_a_standby() {
+        use SessionAttrs::*;
+        let standby = (true, true);
+        let read_only_primary = (false, true);
+        let writable = (false, false);
+        let cases = [
+            (
+                ReadWrite,
+                standby,
+                Some("is read-only (a standby, in recovery)"),
+            ),
+            (
+                ReadWrite,
+                read_only_primary,
+                Some("is read-only (default_transaction_read_only is on)"),
+            ),
+            (ReadWrite, writable, None),
+            (Primary, standby, Some("is a standby (in recovery)")),
+            (Primary, read_only_primary, None),
+            (Primary, writable, None),
+            (Any, standby, None),
+            (Any, writable, None),
+        ];
+        for (attrs, (in_recovery, read_only), expected) in cases {
+            assert_eq!(
+                verdict(attrs, in_recovery, read_only).as_deref(),
+                expected,
+                "{attrs:?} in_recovery={in_recovery} read_only={read_only}"
+            );
+        }
+    }
 }

@@ -273,7 +273,9 @@ mod tests {
     #[test]
     fn sqlx_itself_does_not_read_a_host_list() {
         use std::str::FromStr;
-        assert!(sqlx::postgres::PgConnectOptions::from_str("postgres://u@a:5501,b:5502/l").is_err());
+        assert!(
+            sqlx::postgres::PgConnectOptions::from_str("postgres://u@a:5501,b:5502/l").is_err()
+        );
     }
 
     #[test]

@@ -283,7 +283,11 @@ async fn failover_to_a_promoted_synchronous_standby_loses_nothing_acknowledged()
         placements.iter().all(|(_, sent)| *sent == 1),
         "an order sent to the venue twice: {placements:?}"
     );
-    assert_eq!(placements.len(), submitted, "one booked order per submission");
+    assert_eq!(
+        placements.len(),
+        submitted,
+        "one booked order per submission"
+    );
 
     let readyz = format!("{}/readyz", service.base_url);
     within_patience("/readyz again", || async {

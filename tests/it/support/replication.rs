@@ -180,7 +180,10 @@ impl Tools {
         .map_err(|err| format!("could not create a temporary directory: {err}"))?;
         if let Some((uid, gid)) = self.owner {
             chown(dir.path(), uid, gid).map_err(|err| {
-                format!("could not give {} to {UNPRIVILEGED_USER}: {err}", dir.path().display())
+                format!(
+                    "could not give {} to {UNPRIVILEGED_USER}: {err}",
+                    dir.path().display()
+                )
             })?;
         }
         let watchdog = spawn_watchdog(
@@ -352,7 +355,9 @@ async fn wait_until_replayed(standby_url: &str, database: &str) -> Result<(), St
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!("the standby has not replayed {database} after 30 s"));
+            return Err(format!(
+                "the standby has not replayed {database} after 30 s"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
