@@ -172,7 +172,21 @@ async fn failover_to_a_promoted_synchronous_standby_loses_nothing_acknowledged()
     for i in 0..CLIENTS {
         users.push(create_user(&url, &format!("trader{i}")).await);
     }
-    let service = Service::start(&url, Options::default()).await;
+    let logs = tempfile::tempdir().expect("a directory for the service's log");
+    let log_file = logs.path().join("service.log");
+    let service = Service::start(
+        &url,
+        Options {
+            log_file: Some(log_file.clone()),
+            // What the service says about its connections, not every query at `debug`.
+            env: vec![(
+                "RUST_LOG".to_owned(),
+                "warn,ledgerhook::users::authenticator=debug".to_owned(),
+            )],
+            ..Options::default()
+        },
+    )
+    .await;
     let pid = service.pid();
 
     let load = Arc::new(Load::default());
@@ -293,6 +307,21 @@ async fn failover_to_a_promoted_synchronous_standby_loses_nothing_acknowledged()
     within_patience("/readyz again", || async {
         let response = service.client().get(&readyz).send().await.ok()?;
         response.status().is_success().then_some(())
+    })
+    .await;
+    // The pool moved by itself, and the credential listener came back on the new primary.
+    let log = std::fs::read_to_string(&log_file).expect("the service's log");
+    let moved = format!("server=\"127.0.0.1:{}\"", pair.standby.port);
+    assert!(
+        log.lines().any(
+            |line| line.contains("connections now go to this PostgreSQL server")
+                && line.contains(&moved)
+        ),
+        "{log}"
+    );
+    within_patience("the credential listener back", || async {
+        let log = std::fs::read_to_string(&log_file).ok()?;
+        (log.matches("listening for credential changes").count() >= 2).then_some(())
     })
     .await;
     service.stop().await;
