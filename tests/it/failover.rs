@@ -326,3 +326,37 @@ async fn failover_to_a_promoted_synchronous_standby_loses_nothing_acknowledged()
     .await;
     service.stop().await;
 }
+
+/// Start-up with no usable server says so at once, server by server, and never shows the
+/// password; a malformed list is named as such.
+#[tokio::test]
+async fn failover_url_with_no_server_answering_names_each_at_once() {
+    let url = "postgres://postgres:hunter2-never-printed@127.0.0.1:1,127.0.0.1:2/x\
+               ?target_session_attrs=read-write";
+    let started = Instant::now();
+    let output = cli_output(url, &["users", "create", "--name", "x"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot connect to PostgreSQL at 127.0.0.1:1,127.0.0.1:2: none suits \
+             target_session_attrs=read-write: 127.0.0.1:1: connection refused; \
+             127.0.0.1:2: connection refused"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+
+    let malformed = cli_output(
+        "postgres://u@a:1,b:x/d",
+        &["users", "create", "--name", "x"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert!(
+        !malformed.status.success()
+            && stderr.contains("the database URL's host b:x has a port that is not a number"),
+        "{stderr}"
+    );
+}
