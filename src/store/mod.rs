@@ -63,6 +63,8 @@ pub(crate) mod bulk;
 pub(crate) mod decode;
 mod dydx_sends;
 mod events;
+mod failover;
+mod hosts;
 mod postgres;
 mod readmodels;
 mod sign_in;
@@ -112,6 +114,9 @@ pub enum StoreError {
     MixedBatch,
     #[error("unsupported database url (expected postgres://... or sqlite://...)")]
     UnsupportedUrl,
+    /// A multi-host URL that cannot be read (`hosts.rs`).
+    #[error(transparent)]
+    HostList(#[from] hosts::HostsError),
     /// What failed, where and why, said at once (never the URL: it may hold a password).
     #[error("cannot connect to PostgreSQL at {address}: {reason}")]
     PostgresUnreachable { address: String, reason: String },

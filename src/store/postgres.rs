@@ -11,6 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::Connection;
 use sqlx::Row;
 
+use super::failover::{Failover, Server};
+use super::hosts::{self, HostList};
 use super::users::CREDENTIALS_CHANGED_CHANNEL;
 use super::{LogPosition, Result, StoreError};
 
@@ -24,6 +26,12 @@ const UNDEFINED_TABLE: &str = "42P01";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(5))
+}
 
 /// What the service's login could do to the audit trail's append-only guarantees: a superuser
 /// or an owner of the audit tables (or member of `ledgerhook_audit_owner`) can disable or drop
@@ -57,10 +65,33 @@ impl LoginPrivileges {
 pub struct PostgresStore {
     pool: PgPool,
     pub(super) events: Arc<PostgresEventRepository>,
+    /// With a multi-host URL: the task that moves the pool to the usable server (`failover.rs`),
+    /// stopped when the last clone of the store goes.
+    _watcher: Option<Arc<Watcher>>,
+}
+
+/// Aborts the failover watcher when dropped.
+struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl PostgresStore {
+    /// Connects to the server `url` names; with several (`host1:port1,host2:port2`) or a
+    /// `target_session_attrs`, to the first that suits, and follows the usable one from then on
+    /// (`hosts.rs`, `failover.rs`).
     pub async fn connect(url: &str) -> Result<Self> {
+        match hosts::parse(url)? {
+            None => Self::connect_one(url).await,
+            Some(list) => Self::connect_following(list).await,
+        }
+    }
+
+    /// One server, as given.
+    async fn connect_one(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
         let unreachable = |reason: String| StoreError::PostgresUnreachable {
             address: format!("{}:{}", options.get_host(), options.get_port()),
@@ -80,14 +111,59 @@ impl PostgresStore {
                 let _ = connection.close().await;
             }
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(5))
+        let pool = pool_options()
             .connect_with(options.clone())
             .await
             .map_err(|error| unreachable(super::connect_reason(&error)))?;
+        Ok(Self::over(pool, None))
+    }
+
+    /// The first server of `list` that suits, followed when it stops suiting.
+    async fn connect_following(list: HostList) -> Result<Self> {
+        let servers = list
+            .hosts
+            .iter()
+            .map(|host| {
+                Ok(Server {
+                    address: host.address.clone(),
+                    options: PgConnectOptions::from_str(&host.url)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let failover = Arc::new(Failover::new(servers, list.attrs));
+        // Said at once, per server, rather than as the pool's "timed out" later; a server that
+        // does not suit `target_session_attrs` is refused here, not at the first write.
+        let (index, sentinel) =
+            failover
+                .first_usable()
+                .await
+                .map_err(|reason| StoreError::PostgresUnreachable {
+                    address: list.addresses(),
+                    reason: format!(
+                        "none suits target_session_attrs={}: {reason}",
+                        list.attrs.as_str()
+                    ),
+                })?;
+        let options = PgConnectOptions::from_str(&list.hosts[index].url)?;
+        let pool = failover
+            .pool_options(pool_options())
+            .connect_with(options)
+            .await
+            .map_err(|error| StoreError::PostgresUnreachable {
+                address: list.hosts[index].address.clone(),
+                reason: super::connect_reason(&error),
+            })?;
+        let watcher = tokio::spawn(failover.watch(pool.clone(), index, sentinel));
+        Ok(Self::over(pool, Some(Arc::new(Watcher(watcher)))))
+    }
+
+    fn over(pool: PgPool, watcher: Option<Arc<Watcher>>) -> Self {
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(Self { pool, events })
+        Self {
+            pool,
+            events,
+            _watcher: watcher,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {

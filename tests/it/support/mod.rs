@@ -9,6 +9,7 @@ pub mod in_process;
 pub mod log;
 pub mod postgres;
 pub mod python_tools;
+pub mod replication;
 pub mod seed;
 pub mod service;
 pub mod sign_in;
