@@ -117,10 +117,7 @@ async fn a_fill_in_another_market_is_recorded_as_a_mismatch_and_halts_the_accoun
             },
             AccountEvent::TradingHalted {
                 by: AUTOMATIC_HALT_BY.to_owned(),
-                reason: format!(
-                    "the exchange reported a fill that is not order {}'s: {reason}",
-                    coid("s1")
-                ),
+                reason: format!("the exchange reported a fill that is not order lh-s1's: {reason}"),
                 at: at(REPORTED),
             },
         ]);

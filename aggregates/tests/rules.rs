@@ -162,6 +162,31 @@ fn a_position_reaching_its_notional_limit_exactly_is_approved_and_a_unit_more_is
     );
 }
 
+#[test]
+fn a_rejection_tells_the_trader_the_amounts_in_usd() {
+    let limits = limits("10000", "100000", "15000", &[]);
+    // 0.15 BTC at 60000: 9000 USD of today's 15000.
+    let history = after(
+        limits,
+        vec![
+            receive(&btc_buy("s1", "0.15")),
+            filled("s1", "60000", "0.15", "0", "2024-03-01T09:00:01Z"),
+        ],
+    );
+    let detail = |signal: &SignalIntent| match decide(&history, receive(signal)).as_slice() {
+        [_, AccountEvent::RiskRejected { detail, .. }] => detail.clone(),
+        other => panic!("expected a risk rejection, got {other:?}"),
+    };
+    assert_eq!(
+        detail(&btc_buy("s2", "0.2")),
+        "order notional 12000 USD exceeds the limit of 10000 USD"
+    );
+    assert_eq!(
+        detail(&btc_buy("s3", "0.11")),
+        "today's volume would be 15600 USD, above the limit of 15000 USD"
+    );
+}
+
 // ----------------------------------------------------------------------------------------------
 // Price deviation circuit breaker
 
