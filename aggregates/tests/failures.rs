@@ -396,8 +396,15 @@ fn a_failed_close_halts_the_account_and_leaves_the_position_as_booked() {
     assert_eq!(names(&events), ["CompensationFailed", "TradingHalted"]);
     assert_eq!(after.positions[&market("BTC-USD")].size, dec("1"));
     assert_eq!(
-        after.halt.as_ref().map(|h| h.by.as_str()),
-        Some(AUTOMATIC_HALT_BY)
+        after
+            .halt
+            .as_ref()
+            .map(|h| (h.by.as_str(), h.reason.as_str())),
+        Some((
+            AUTOMATIC_HALT_BY,
+            "the 1 BTC-USD position signal s1 opened could not be closed: \
+             exchange unavailable: connection refused"
+        ))
     );
     assert_eq!(
         after.in_flight[&sid("s1")].stage,
@@ -438,6 +445,10 @@ fn a_partial_close_is_booked_and_halts_the_account() {
         ["PositionCompensated", "PositionReduced", "TradingHalted"]
     );
     assert_eq!(after.positions[&market("BTC-USD")].size, dec("0.4"));
+    assert_eq!(
+        after.halt.map(|h| h.reason),
+        Some("only 0.6 of the 1 BTC-USD position signal s1 opened could be closed".to_owned())
+    );
 }
 
 #[test]
