@@ -192,4 +192,144 @@ mod tests {
         };
         assert_eq!(stop.decide(command), Err(EmergencyError::Unattributed));
     }
+
+    #[test]
+    fn engaging_or_releasing_without_a_reason_is_refused_whatever_the_state() {
+        let blank_reason = |engage: bool| {
+            let (by, reason, at) = ("ops-alice".to_owned(), "\t ".to_owned(), at());
+            if engage {
+                EmergencyCommand::Engage { by, reason, at }
+            } else {
+                EmergencyCommand::Release { by, reason, at }
+            }
+        };
+        let mut stop = EmergencyStop::default();
+        assert_eq!(
+            stop.decide(blank_reason(true)),
+            Err(EmergencyError::Unattributed)
+        );
+        run(&mut stop, engage());
+        assert_eq!(
+            stop.decide(blank_reason(false)),
+            Err(EmergencyError::Unattributed)
+        );
+        assert!(
+            stop.engaged.is_some(),
+            "a refused release leaves it engaged"
+        );
+    }
+
+    #[test]
+    fn the_engaged_stop_says_who_why_and_since_when_and_a_new_engagement_replaces_it() {
+        let mut stop = EmergencyStop::default();
+        run(&mut stop, engage());
+        assert_eq!(
+            stop.engaged,
+            Some(Halt {
+                by: "ops-alice".into(),
+                reason: "exchange outage".into(),
+                at: at(),
+            })
+        );
+        run(&mut stop, release());
+        let later = at() + chrono::Duration::hours(1);
+        let again = EmergencyCommand::Engage {
+            by: "ops-carol".into(),
+            reason: "venue halted BTC".into(),
+            at: later,
+        };
+        assert_eq!(
+            run(&mut stop, again),
+            vec![EmergencyEvent::EmergencyStopEngaged {
+                by: "ops-carol".into(),
+                reason: "venue halted BTC".into(),
+                at: later,
+            }]
+        );
+        assert_eq!(
+            stop.engaged.map(|halt| (halt.by, halt.at)),
+            Some(("ops-carol".into(), later))
+        );
+    }
+
+    /// The ledger stores the stop's events under these names and this version: renaming either
+    /// would make the stop's history read differently from what earlier releases wrote.
+    #[test]
+    fn the_stop_events_keep_their_stored_names_and_version() {
+        let engaged = EmergencyEvent::EmergencyStopEngaged {
+            by: "ops-alice".into(),
+            reason: "exchange outage".into(),
+            at: at(),
+        };
+        let released = EmergencyEvent::EmergencyStopReleased {
+            by: "ops-bob".into(),
+            reason: "exchange back".into(),
+            at: at(),
+        };
+        assert_eq!(engaged.event_type(), "EmergencyStopEngaged");
+        assert_eq!(released.event_type(), "EmergencyStopReleased");
+        assert_eq!(engaged.event_version(), "1.0");
+        assert_eq!(released.event_version(), "1.0");
+        assert_eq!(EmergencyStop::TYPE, "EmergencyStop");
+    }
+
+    // Through cqrs-es's own test framework: the `Aggregate` implementation handles and applies
+    // the commands exactly as `decide` and `evolve` do.
+    fn given(events: Vec<EmergencyEvent>) -> cqrs_es::test::AggregateTestExecutor<EmergencyStop> {
+        cqrs_es::test::TestFramework::<EmergencyStop>::with(()).given(events)
+    }
+
+    fn engaged_event() -> EmergencyEvent {
+        EmergencyEvent::EmergencyStopEngaged {
+            by: "ops-alice".into(),
+            reason: "exchange outage".into(),
+            at: at(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_aggregate_engages_a_released_stop_and_ignores_an_engaged_one() {
+        given(vec![])
+            .when_async(engage())
+            .await
+            .then_expect_events(vec![engaged_event()]);
+        given(vec![engaged_event()])
+            .when_async(engage())
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn the_aggregate_releases_only_what_its_history_engaged() {
+        given(vec![engaged_event()])
+            .when_async(release())
+            .await
+            .then_expect_events(vec![EmergencyEvent::EmergencyStopReleased {
+                by: "ops-bob".into(),
+                reason: "exchange back".into(),
+                at: at(),
+            }]);
+        let released = EmergencyEvent::EmergencyStopReleased {
+            by: "ops-bob".into(),
+            reason: "exchange back".into(),
+            at: at(),
+        };
+        given(vec![engaged_event(), released])
+            .when_async(release())
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn the_aggregate_refuses_an_unattributed_command() {
+        let command = EmergencyCommand::Release {
+            by: "".into(),
+            reason: "exchange back".into(),
+            at: at(),
+        };
+        given(vec![engaged_event()])
+            .when_async(command)
+            .await
+            .then_expect_error(EmergencyError::Unattributed);
+    }
 }

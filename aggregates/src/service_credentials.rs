@@ -92,3 +92,76 @@ impl DomainEvent for ServiceCredentialsEvent {
         SERVICE_CREDENTIALS_EVENT_VERSION.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AccountEvent;
+    use chrono::{DateTime, Utc};
+    use cqrs_es::test::TestFramework;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    fn access(by: &str, purpose: &str) -> CredentialAccess {
+        CredentialAccess {
+            field: "telegram_bot_token".into(),
+            purpose: purpose.into(),
+            by: by.into(),
+            key_version: 3,
+            at: at(),
+        }
+    }
+
+    fn recorded(access: &CredentialAccess) -> ServiceCredentialsEvent {
+        ServiceCredentialsEvent::CredentialAccessed {
+            field: access.field.clone(),
+            purpose: access.purpose.clone(),
+            by: access.by.clone(),
+            key_version: access.key_version,
+            at: access.at,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_access_is_recorded_with_what_why_who_and_key_version_even_a_repeated_one() {
+        let access = access("notifier", "send a fill notice");
+        TestFramework::<ServiceCredentials>::with(())
+            .given(vec![recorded(&access)])
+            .when_async(ServiceCredentialsCommand::RecordCredentialAccess(
+                access.clone(),
+            ))
+            .await
+            .then_expect_events(vec![recorded(&access)]);
+    }
+
+    #[tokio::test]
+    async fn an_access_without_who_or_why_is_refused() {
+        for (by, purpose) in [(" ", "send a fill notice"), ("notifier", "")] {
+            TestFramework::<ServiceCredentials>::with(())
+                .given_no_previous_events()
+                .when_async(ServiceCredentialsCommand::RecordCredentialAccess(access(
+                    by, purpose,
+                )))
+                .await
+                .then_expect_error(ServiceCredentialsError::Unattributed);
+        }
+    }
+
+    /// Compliance reads the service's accesses and the accounts' with one query: the stored
+    /// event has the account event's name and payload.
+    #[test]
+    fn a_service_access_is_stored_as_an_account_access_is() {
+        let access = access("notifier", "send a fill notice");
+        let service = recorded(&access);
+        let account = access.clone().into_event();
+        assert_eq!(service.event_type(), account.event_type());
+        assert_eq!(
+            serde_json::to_value(&service).ok(),
+            serde_json::to_value(&account).ok()
+        );
+        assert_eq!(service.event_version(), "1.0");
+        assert!(matches!(account, AccountEvent::CredentialAccessed { .. }));
+    }
+}

@@ -253,6 +253,20 @@ mod tests {
         }
     }
 
+    /// The venues' records name sides in either vocabulary, in any case.
+    #[test]
+    fn sides_parse_from_buy_sell_long_or_short() {
+        for (text, side) in [
+            ("buy", Side::Buy),
+            (" Long ", Side::Buy),
+            ("SELL", Side::Sell),
+            ("short", Side::Sell),
+        ] {
+            assert_eq!(Side::parse(text), Ok(side), "{text}");
+        }
+        assert_eq!(Side::parse("hold"), Err(ParseError::Side));
+    }
+
     #[test]
     fn quantities_are_strictly_positive() {
         assert!(Quantity::new(Decimal::new(1, 3)).is_ok());

@@ -381,6 +381,62 @@ fn only_what_the_signal_opened_is_closed() {
     assert_eq!(after.positions[&market("BTC-USD")].size, dec("1"));
 }
 
+/// Short 1 BTC, then signal `s1` buying `size` at 10,000 approved.
+fn short_one_then_buying(size: &str) -> Vec<AccountEvent> {
+    history([
+        open_command(RiskLimits::default()),
+        receive(&intent("s0", "BTC-USD", Side::Sell, "1", "10000", RECEIVED)),
+        filled_in("BTC-USD", Side::Sell, "s0", "10000", "1", "1", REPORTED),
+        receive(&intent("s1", "BTC-USD", Side::Buy, size, "10000", REPORTED)),
+    ])
+}
+
+#[test]
+fn an_unprotected_fill_that_flips_a_short_closes_only_the_long_it_opened() {
+    // Short 1, bought 3: long 2 is what this signal opened and left unprotected.
+    let (events, _) = decide(&short_one_then_buying("3"), unprotected("3"));
+    assert!(
+        matches!(
+            events.last(),
+            Some(AccountEvent::CompensationRequired { size, side: Side::Sell, .. }) if *size == qty("2")
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_unprotected_fill_that_only_closes_a_short_leaves_nothing_to_close() {
+    let (events, after) = decide(&short_one_then_buying("1"), unprotected("1"));
+    assert_eq!(
+        names(&events),
+        ["OrderSubmitted", "OrderFilled", "PositionClosed"]
+    );
+    assert!(after.positions[&market("BTC-USD")].is_flat());
+    assert_eq!(
+        after.in_flight[&sid("s1")].stage,
+        SignalStage::AwaitingNotification
+    );
+}
+
+#[test]
+fn a_close_reported_after_the_position_went_flat_is_not_booked() {
+    let mut history = buy_in_flight("1");
+    let (events, _) = decide(&history, unprotected("1"));
+    history.extend(events);
+    // Another signal sells the long before the compensating close is reported.
+    for command in [
+        receive(&intent("s2", "BTC-USD", Side::Sell, "1", "60000", REPORTED)),
+        filled_in("BTC-USD", Side::Sell, "s2", "60000", "1", "1", REPORTED),
+    ] {
+        let (events, _) = decide(&history, command);
+        history.extend(events);
+    }
+    assert!(replay(&history).positions[&market("BTC-USD")].is_flat());
+    let (events, after) = decide(&history, closed("1", "60000"));
+    assert_eq!(names(&events), ["CompensationFailed", "TradingHalted"]);
+    assert!(after.positions[&market("BTC-USD")].is_flat());
+}
+
 #[test]
 fn a_failed_close_halts_the_account_and_leaves_the_position_as_booked() {
     let mut history = buy_in_flight("1");
@@ -396,8 +452,15 @@ fn a_failed_close_halts_the_account_and_leaves_the_position_as_booked() {
     assert_eq!(names(&events), ["CompensationFailed", "TradingHalted"]);
     assert_eq!(after.positions[&market("BTC-USD")].size, dec("1"));
     assert_eq!(
-        after.halt.as_ref().map(|h| h.by.as_str()),
-        Some(AUTOMATIC_HALT_BY)
+        after
+            .halt
+            .as_ref()
+            .map(|h| (h.by.as_str(), h.reason.as_str())),
+        Some((
+            AUTOMATIC_HALT_BY,
+            "the 1 BTC-USD position signal s1 opened could not be closed: \
+             exchange unavailable: connection refused"
+        ))
     );
     assert_eq!(
         after.in_flight[&sid("s1")].stage,
@@ -438,6 +501,10 @@ fn a_partial_close_is_booked_and_halts_the_account() {
         ["PositionCompensated", "PositionReduced", "TradingHalted"]
     );
     assert_eq!(after.positions[&market("BTC-USD")].size, dec("0.4"));
+    assert_eq!(
+        after.halt.map(|h| h.reason),
+        Some("only 0.6 of the 1 BTC-USD position signal s1 opened could be closed".to_owned())
+    );
 }
 
 #[test]

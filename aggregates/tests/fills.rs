@@ -7,6 +7,7 @@ mod common;
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, Fill, NotificationOutcome, Position, Quantity,
     RejectionReason, RiskLimits, Side, SignalStage, TradingAccount, AUTOMATIC_HALT_BY,
+    MAX_FILL_PRICE,
 };
 use common::*;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
@@ -116,10 +117,7 @@ async fn a_fill_in_another_market_is_recorded_as_a_mismatch_and_halts_the_accoun
             },
             AccountEvent::TradingHalted {
                 by: AUTOMATIC_HALT_BY.to_owned(),
-                reason: format!(
-                    "the exchange reported a fill that is not order {}'s: {reason}",
-                    coid("s1")
-                ),
+                reason: format!("the exchange reported a fill that is not order lh-s1's: {reason}"),
                 at: at(REPORTED),
             },
         ]);
@@ -170,6 +168,26 @@ fn a_fill_of_at_most_what_is_left_is_booked() {
         names(&events),
         ["OrderSubmitted", "OrderFilled", "PositionOpened"]
     );
+}
+
+#[test]
+fn a_fill_at_the_highest_plausible_price_or_with_a_fee_of_its_whole_notional_is_booked() {
+    let booked = |size: &str, price: Decimal, fee: &str| {
+        let events = replay(&one_btc_in_flight())
+            .decide(reported(fill(
+                "BTC-USD",
+                Side::Buy,
+                dec(size),
+                price,
+                dec(fee),
+            )))
+            .unwrap();
+        names(&events)
+    };
+    let expected = ["OrderSubmitted", "OrderFilled", "PositionOpened"];
+    // The bounds are inclusive: only a price or a fee beyond them is a mismatch.
+    assert_eq!(booked("1", MAX_FILL_PRICE, "0"), expected);
+    assert_eq!(booked("1", dec("60000"), "60000"), expected);
 }
 
 #[test]

@@ -125,6 +125,68 @@ fn a_position_above_its_markets_size_limit_is_rejected_but_shrinking_it_is_not()
     );
 }
 
+#[test]
+fn flipping_to_the_same_size_on_the_other_side_is_not_growth_but_one_unit_more_is() {
+    // Long 1 BTC, held above a position limit tightened to 0.5 after it was bought.
+    let mut held = after(
+        generous(),
+        vec![
+            receive(&btc_buy("s1", "1")),
+            filled("s1", "60000", "1", "0", "2024-03-01T09:00:01Z"),
+        ],
+    );
+    held[0] = opened(with_sizes(generous(), &[], &[("BTC-USD", "0.5")]));
+    // Selling 2 leaves short 1: as large as now, not larger, so the limit does not apply.
+    assert_eq!(rejected_rule(&held, &btc_sell("s2", "2")), None);
+    assert_eq!(
+        rejected_rule(&held, &btc_sell("s3", "2.0001")).as_deref(),
+        Some(rule::MAX_POSITION_SIZE)
+    );
+}
+
+#[test]
+fn a_position_reaching_its_notional_limit_exactly_is_approved_and_a_unit_more_is_not() {
+    let limits = limits("100000", "60000", "1000000", &[]);
+    let history = after(
+        limits,
+        vec![
+            receive(&btc_buy("s1", "0.5")),
+            filled("s1", "60000", "0.5", "0", "2024-03-01T09:00:01Z"),
+        ],
+    );
+    // 0.5 held + 0.5 bought = 1 BTC at 60000: exactly the 60000 USD limit.
+    assert_eq!(rejected_rule(&history, &btc_buy("s2", "0.5")), None);
+    assert_eq!(
+        rejected_rule(&history, &btc_buy("s3", "0.5001")).as_deref(),
+        Some(rule::MAX_POSITION_NOTIONAL)
+    );
+}
+
+#[test]
+fn a_rejection_tells_the_trader_the_amounts_in_usd() {
+    let limits = limits("10000", "100000", "15000", &[]);
+    // 0.15 BTC at 60000: 9000 USD of today's 15000.
+    let history = after(
+        limits,
+        vec![
+            receive(&btc_buy("s1", "0.15")),
+            filled("s1", "60000", "0.15", "0", "2024-03-01T09:00:01Z"),
+        ],
+    );
+    let detail = |signal: &SignalIntent| match decide(&history, receive(signal)).as_slice() {
+        [_, AccountEvent::RiskRejected { detail, .. }] => detail.clone(),
+        other => panic!("expected a risk rejection, got {other:?}"),
+    };
+    assert_eq!(
+        detail(&btc_buy("s2", "0.2")),
+        "order notional 12000 USD exceeds the limit of 10000 USD"
+    );
+    assert_eq!(
+        detail(&btc_buy("s3", "0.11")),
+        "today's volume would be 15600 USD, above the limit of 15000 USD"
+    );
+}
+
 // ----------------------------------------------------------------------------------------------
 // Price deviation circuit breaker
 
@@ -262,6 +324,27 @@ fn a_sells_brackets_are_mirrored() {
             detail: "a sell's take-profit 66000 must be below the market price 60000".to_owned(),
         }
     );
+}
+
+#[test]
+fn a_bracket_at_the_market_price_itself_is_rejected_on_either_side() {
+    let history = after(generous(), vec![]);
+    // The market price is 60000: a bracket there would trigger the moment the order fills.
+    for (signal, take_profit, stop_loss) in [
+        (btc_buy("s1", "0.1"), "60000", "57000"),
+        (btc_buy("s2", "0.1"), "66000", "60000"),
+        (btc_sell("s3", "0.1"), "60000", "63000"),
+        (btc_sell("s4", "0.1"), "54000", "60000"),
+    ] {
+        let mut signal = signal;
+        signal.take_profit = Some(dec(take_profit));
+        signal.stop_loss = Some(dec(stop_loss));
+        assert_eq!(
+            rejected_rule(&history, &signal).as_deref(),
+            Some(rule::BRACKET_PRICES),
+            "take-profit {take_profit}, stop-loss {stop_loss}"
+        );
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

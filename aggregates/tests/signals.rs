@@ -214,6 +214,22 @@ fn a_key_is_remembered_until_the_expiry_its_signal_carries() {
     );
 }
 
+/// The account's state carries only the keys still live: one that has expired when a signal
+/// arrives is dropped from it then, so the state (cloned per command, snapshotted, shown by
+/// `replay`) does not keep a day of dead keys.
+#[test]
+fn a_key_leaves_the_state_when_a_signal_arrives_at_its_expiry_and_not_a_second_before() {
+    let mut first = btc_buy("s1", "0.1", "2024-03-01T09:00:00Z");
+    first.key_expires_at = at("2024-03-01T09:10:00Z");
+    let before = btc_buy("s2", "0.1", "2024-03-01T09:09:59Z");
+    let state = replay(&after(vec![receive(&first), receive(&before)]));
+    assert!(state.seen_keys.contains_key("key-s1"));
+    let at_expiry = btc_buy("s3", "0.1", "2024-03-01T09:10:00Z");
+    let state = replay(&after(vec![receive(&first), receive(&at_expiry)]));
+    assert!(!state.seen_keys.contains_key("key-s1"));
+    assert!(state.seen_keys.contains_key("key-s3"));
+}
+
 #[test]
 fn a_fingerprint_with_a_longer_configured_window_is_remembered_for_it() {
     let mut first = with_key(btc_buy("s1", "0.1", "2024-03-01T09:00:00Z"), "fp:abc");

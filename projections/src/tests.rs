@@ -460,3 +460,237 @@ fn partial_abandoned_and_compensated_signals_show_what_happened() {
     let volume: Decimal = models.daily_volume.values().map(|d| d.traded_usd).sum();
     assert_eq!(volume, dec("239"));
 }
+
+/// Where a signal stands after each of its events, as the trader's signal list shows it.
+fn stages(events: Vec<AccountEvent>) -> Vec<(String, String, Option<String>)> {
+    let envelopes = stream("a", events);
+    let mut rows = std::collections::BTreeMap::new();
+    envelopes
+        .iter()
+        .map(|envelope| {
+            crate::signals::apply(&mut rows, envelope);
+            let row: &crate::SignalRow = &rows[&("a".to_owned(), "s".to_owned())];
+            (row.status.clone(), row.outcome.clone(), row.detail.clone())
+        })
+        .collect()
+}
+
+fn approved(signal: &str) -> AccountEvent {
+    AccountEvent::RiskApproved {
+        signal_id: SignalId(signal.into()),
+        client_order_id: ClientOrderId(format!("lh-{signal}")),
+        market: market(),
+        side: Side::Buy,
+        size: qty("1"),
+        reduce_only: false,
+        order_type: aggregates::OrderType::Limit { price: dec("99") },
+        take_profit: None,
+        stop_loss: None,
+        notional_usd: UsdAmount::new(dec("100")),
+    }
+}
+
+fn submitted(signal: &str) -> AccountEvent {
+    AccountEvent::OrderSubmitted {
+        signal_id: SignalId(signal.into()),
+        client_order_id: ClientOrderId(format!("lh-{signal}")),
+        market: market(),
+        side: Side::Buy,
+        size: qty("1"),
+        submitted_at: at(1),
+    }
+}
+
+fn status(status: &str, outcome: &str, detail: Option<&str>) -> (String, String, Option<String>) {
+    (status.into(), outcome.into(), detail.map(str::to_owned))
+}
+
+#[test]
+fn a_resting_order_shows_each_stage_until_it_expires() {
+    let id = || SignalId("s".into());
+    let coid = || ClientOrderId("lh-s".into());
+    let stages = stages(vec![
+        received("s"),
+        approved("s"),
+        submitted("s"),
+        AccountEvent::OrderResting {
+            signal_id: id(),
+            client_order_id: coid(),
+            exchange_order_id: "x-s".into(),
+            good_til: at(3),
+            at: at(1),
+        },
+        // The notice that it rests leaves it resting.
+        AccountEvent::NotificationSent {
+            signal_id: id(),
+            channel: "log".into(),
+            at: at(1),
+        },
+        AccountEvent::OrderExpired {
+            signal_id: id(),
+            client_order_id: coid(),
+            exchange_order_id: "x-s".into(),
+            reason: "nothing filled by its good-til time".into(),
+            at: at(3),
+        },
+        AccountEvent::NotificationSent {
+            signal_id: id(),
+            channel: "log".into(),
+            at: at(3),
+        },
+    ]);
+    let resting = Some("on the book until 2026-03-01T03:00:00+00:00");
+    let expired = Some("nothing filled by its good-til time");
+    assert_eq!(
+        stages,
+        [
+            status("received", "received", None),
+            status("accepted", "accepted", None),
+            status("submitted", "accepted", None),
+            status("resting", "resting", resting),
+            status("resting", "resting", resting),
+            status("expired", "expired", expired),
+            status("notified", "expired", expired),
+        ]
+    );
+}
+
+#[test]
+fn a_cancelled_order_and_a_failed_compensation_show_why() {
+    let id = || SignalId("s".into());
+    let coid = || ClientOrderId("lh-s".into());
+    let cancelled = stages(vec![
+        received("s"),
+        approved("s"),
+        AccountEvent::OrderCancelled {
+            signal_id: id(),
+            client_order_id: coid(),
+            reason: "emergency stop engaged".into(),
+            at: at(1),
+        },
+    ]);
+    assert_eq!(
+        cancelled.last(),
+        Some(&status(
+            "cancelled",
+            "cancelled",
+            Some("emergency stop engaged")
+        ))
+    );
+    let compensation = stages(vec![
+        received("s"),
+        approved("s"),
+        submitted("s"),
+        filled("s", Side::Buy, "1", "100", "0.1", 1),
+        AccountEvent::CompensationRequired {
+            signal_id: id(),
+            client_order_id: ClientOrderId("lh-s-close".into()),
+            market: market(),
+            side: Side::Sell,
+            size: qty("1"),
+            reason: "the stop-loss was refused".into(),
+            at: at(1),
+        },
+        AccountEvent::CompensationFailed {
+            signal_id: id(),
+            client_order_id: ClientOrderId("lh-s-close".into()),
+            reason: "exchange down".into(),
+            at: at(2),
+        },
+    ]);
+    assert_eq!(
+        compensation[3..],
+        [
+            status("filled", "filled", None),
+            // The fill stands as the outcome while the close is under way.
+            status("compensating", "filled", Some("the stop-loss was refused")),
+            status(
+                "compensation_failed",
+                "compensation_failed",
+                Some("exchange down")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_signal_row_says_where_and_when_it_was_received() {
+    let models = ReadModels::fold(&stream("a", vec![received("s")]));
+    let row = &models.signals[&("a".to_owned(), "s".to_owned())];
+    assert_eq!(row.market.as_deref(), Some("BTC-USD"));
+    assert_eq!(row.received_at, Some(at(1)));
+    // A signal first seen at its approval (its receipt before the log's start) has its market.
+    let models = ReadModels::fold(&stream("a", vec![approved("s")]));
+    let row = &models.signals[&("a".to_owned(), "s".to_owned())];
+    assert_eq!(row.market.as_deref(), Some("BTC-USD"));
+    assert_eq!(row.received_at, None);
+    let models = ReadModels::fold(&stream("a", vec![submitted("s")]));
+    let row = &models.signals[&("a".to_owned(), "s".to_owned())];
+    assert_eq!(
+        (row.market.as_deref(), row.status.as_str()),
+        (Some("BTC-USD"), "submitted")
+    );
+}
+
+/// The catch-up runner loads only the rows a page's events read, and skips a projection a page
+/// does not touch; a rebuild compares one projection at a time.
+#[test]
+fn a_page_touches_and_reads_exactly_the_rows_its_events_fold_into() {
+    let events = stream(
+        "a",
+        vec![
+            received("s1"),
+            filled("s1", Side::Buy, "1", "100", "0.1", 1),
+            filled("s2", Side::Buy, "1", "101", "0.1", 1),
+            AccountEvent::PositionOpened {
+                signal_id: SignalId("s1".into()),
+                market: market(),
+                side: Side::Buy,
+                size: qty("2"),
+                entry_price: dec("100.5"),
+            },
+        ],
+    );
+    let touched = |envelope: &Envelope| {
+        Projection::ALL
+            .into_iter()
+            .filter(|p| ReadModels::touches(*p, envelope))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(touched(&events[0]), [Projection::Signals]);
+    assert_eq!(
+        touched(&events[1]),
+        [
+            Projection::Trades,
+            Projection::DailyVolume,
+            Projection::Signals
+        ]
+    );
+    assert_eq!(
+        touched(&events[3]),
+        [Projection::Positions, Projection::Signals]
+    );
+
+    let account_market = ("a".to_owned(), "BTC-USD".to_owned());
+    let day = (String::from("a"), at(1).date_naive());
+    let signal = |s: &str| ("a".to_owned(), s.to_owned());
+    let read = |projection| ReadModels::keys_read(projection, &events);
+    assert_eq!(read(Projection::Positions).positions, [account_market]);
+    assert_eq!(read(Projection::DailyVolume).daily_volume, [day]);
+    assert_eq!(
+        read(Projection::Signals).signals,
+        [signal("s1"), signal("s2")]
+    );
+    assert_eq!(read(Projection::Trades), crate::TouchedKeys::default());
+
+    let models = ReadModels::fold(&events);
+    for projection in Projection::ALL {
+        let only = models.only(projection);
+        let mut expected = ReadModels::default();
+        for envelope in &events {
+            expected.apply(projection, envelope);
+        }
+        assert_eq!(only, expected, "{}", projection.name());
+    }
+    assert_eq!(models.only(Projection::Trades).trades.len(), 2);
+}

@@ -383,6 +383,48 @@ mod tests {
         }
     }
 
+    /// `replay` reads a long history a page at a time: each page goes on from the state the
+    /// previous one ended in, and the last ends in the state of one fold over everything.
+    #[test]
+    fn a_history_read_in_pages_ends_in_the_state_of_one_fold() {
+        let events = [
+            opened(),
+            refused("s-1"),
+            halted(),
+            refused("s-2"),
+            resumed(),
+        ];
+        let mut first = Timeline::new(events[..2].iter().enumerate().map(|(i, e)| (i + 1, &(), e)));
+        assert_eq!(first.by_ref().count(), 2);
+        let mut second =
+            Timeline::new(events[2..].iter().enumerate().map(|(i, e)| (i + 3, &(), e)))
+                .from_state(first.into_state());
+        assert_eq!(second.by_ref().count(), 3);
+        let paged = second.into_state();
+        let mut whole = TradingAccount::default();
+        for event in &events {
+            whole.apply(event.clone());
+        }
+        assert_eq!(paged, whole);
+        assert!(paged.halt.is_none() && paged.profile.is_some());
+    }
+
+    #[test]
+    fn an_empty_selection_names_the_as_of_the_operator_gave() {
+        assert_eq!(
+            SelectionError::NothingAsOf(AsOf::Sequence(3)).to_string(),
+            "no event at or before --as-of sequence 3"
+        );
+        assert_eq!(
+            SelectionError::SignalLater {
+                signal: SignalId("s-2".into()),
+                as_of: AsOf::Time(at(5)),
+            }
+            .to_string(),
+            "signal s-2 has no event at or before --as-of 2026-01-01T00:05:00+00:00"
+        );
+    }
+
     #[test]
     fn without_a_selection_every_event_is_folded_and_shown() {
         let events = [opened(), refused("s-1")];
