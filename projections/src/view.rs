@@ -75,7 +75,8 @@ pub enum Extent {
 
 /// The account as a replay shows it (serialize it to print it). Field for field the
 /// `TradingAccount`, except `idempotency`, which stands for `seen_keys` and its expiry index, and
-/// the time of the last signal, which its `SignalReceived` payload shows.
+/// the times of the last signal and of the latest ones the quota counts (`recent_signals`), which
+/// their own payloads show.
 #[derive(Debug, Serialize)]
 pub struct StateView<'s> {
     pub profile: &'s Option<Profile>,
@@ -507,7 +508,7 @@ mod tests {
     }
 
     /// Every field of the account is in the view, but the idempotency memory (summarised) and the
-    /// last signal's time (in its payload). A field added to `TradingAccount` fails this test
+    /// signals' times (in their payloads). A field added to `TradingAccount` fails this test
     /// until the replay shows it.
     #[test]
     fn the_view_shows_every_field_of_the_account() {
@@ -522,7 +523,13 @@ mod tests {
         let mut expected =
             keys(serde_json::to_value(TradingAccount::default()).unwrap_or_default());
         expected.retain(|field| {
-            !["seen_keys", "key_expiry", "last_signal_at"].contains(&field.as_str())
+            ![
+                "seen_keys",
+                "key_expiry",
+                "last_signal_at",
+                "recent_signals",
+            ]
+            .contains(&field.as_str())
         });
         expected.push("idempotency".to_owned());
         expected.sort();
