@@ -87,7 +87,7 @@ impl ReceiptState {
         (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
-        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED, STORE_UNAVAILABLE: nothing was recorded, retry", body = ErrorBody),
     )
 )]
 pub async fn receive(
@@ -115,7 +115,7 @@ pub async fn receive(
         .authenticator
         .authenticate_token(&token)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let user = admitted(&state, client, presented, user)?;
     let body = readable(body)?;
     record(&state, &user, &body, &headers, received_at).await
@@ -146,7 +146,7 @@ pub async fn receive(
         (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
-        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED, STORE_UNAVAILABLE: nothing was recorded, retry", body = ErrorBody),
     )
 )]
 pub async fn receive_two_factor(
@@ -169,7 +169,7 @@ pub async fn receive_two_factor(
             .authenticator
             .authenticate_two_factor(&webhook_uuid, &secret)
             .await
-            .map_err(ApiError::internal)?,
+            .map_err(ApiError::store)?,
         None => None,
     };
     let user = admitted(&state, client, presented, user)?;

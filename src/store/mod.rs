@@ -67,6 +67,7 @@ mod readmodels;
 mod sign_in;
 mod sqlite;
 mod staff;
+mod unavailable;
 mod users;
 mod vault;
 

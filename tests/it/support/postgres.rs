@@ -50,9 +50,9 @@ const MODE_VAR: &str = "LEDGERHOOK_TEST_PG";
 /// The local server tried when `DATABASE_URL` is not a postgres URL.
 const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// The role `initdb` creates as superuser in the private cluster.
-const PRIVATE_SUPERUSER: &str = "postgres";
+pub(crate) const PRIVATE_SUPERUSER: &str = "postgres";
 /// The unprivileged user that runs the private cluster when we are root.
-const UNPRIVILEGED_USER: &str = "nobody";
+pub(crate) const UNPRIVILEGED_USER: &str = "nobody";
 
 const HOW_TO_GET_POSTGRES: &str = "PostgreSQL is needed for these tests. Do one of:\n  \
      - set DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/DB, for a role that may CREATE DATABASE;\n  \
@@ -529,7 +529,7 @@ fn start_private_cluster() -> Result<Server, String> {
 }
 
 /// The first directory (PATH first) that holds both `initdb` and `pg_ctl`.
-fn find_postgres_bin_dir() -> Option<PathBuf> {
+pub(crate) fn find_postgres_bin_dir() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect())
         .unwrap_or_default();
@@ -563,7 +563,7 @@ fn versioned_dirs(parent: &str, prefix: &str, sub: &str) -> Vec<PathBuf> {
     found.into_iter().map(|(_, dir)| dir).collect()
 }
 
-fn effective_uid() -> Option<u32> {
+pub(crate) fn effective_uid() -> Option<u32> {
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         // Uid:	real	effective	saved	filesystem
         if let Some(line) = status.lines().find(|line| line.starts_with("Uid:")) {
@@ -574,7 +574,7 @@ fn effective_uid() -> Option<u32> {
     String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }
 
-fn user_ids(user: &str) -> Result<(u32, u32), String> {
+pub(crate) fn user_ids(user: &str) -> Result<(u32, u32), String> {
     let id = |flag: &str| -> Result<u32, String> {
         let output = Command::new("id")
             .args([flag, user])
@@ -595,7 +595,7 @@ fn user_ids(user: &str) -> Result<(u32, u32), String> {
 }
 
 /// The command prefix that runs a program as `uid:gid`.
-fn unprivileged_wrapper(uid: u32, gid: u32) -> Result<Vec<String>, String> {
+pub(crate) fn unprivileged_wrapper(uid: u32, gid: u32) -> Result<Vec<String>, String> {
     if let Some(setpriv) = find_program("setpriv") {
         return Ok(vec![
             setpriv.to_string_lossy().into_owned(),
@@ -628,16 +628,16 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 #[cfg(unix)]
-fn chown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn chown(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
 }
 
 #[cfg(not(unix))]
-fn chown(_path: &Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
+pub(crate) fn chown(_path: &Path, _uid: u32, _gid: u32) -> std::io::Result<()> {
     Err(std::io::Error::other("not supported on this platform"))
 }
 
-fn command(wrapper: &[String], program: &Path) -> Command {
+pub(crate) fn command(wrapper: &[String], program: &Path) -> Command {
     match wrapper.split_first() {
         Some((first, rest)) => {
             let mut cmd = Command::new(first);
@@ -648,7 +648,7 @@ fn command(wrapper: &[String], program: &Path) -> Command {
     }
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+pub(crate) fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     let output: Output = cmd
         .stdin(Stdio::null())
         .output()
@@ -670,7 +670,7 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
 /// write end of which only we hold), then stops the cluster and removes its
 /// directory. It ignores INT/HUP/TERM, and runs in a process group of its
 /// own, so that it is not stopped before it has cleaned up.
-fn spawn_watchdog(
+pub(crate) fn spawn_watchdog(
     dir: &Path,
     wrapper: &[String],
     pg_ctl: &Path,
@@ -701,18 +701,18 @@ fn spawn_watchdog(
         .ok_or_else(|| "the cluster's watchdog has no stdin".to_owned())
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|err| format!("could not find a free port on 127.0.0.1: {err}"))
 }
 
-fn sh_quote(text: &str) -> String {
+pub(crate) fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn wait_until_accepting(url: &str) -> Result<(), String> {
+pub(crate) fn wait_until_accepting(url: &str) -> Result<(), String> {
     block_on_own_runtime(async {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -732,7 +732,7 @@ fn wait_until_accepting(url: &str) -> Result<(), String> {
     })?
 }
 
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     match std::fs::read_to_string(log) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
