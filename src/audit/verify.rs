@@ -223,7 +223,22 @@ impl<'a> Walk<'a> {
                 if let Some(problem) = check_row(row, &self.report) {
                     return Ok(Some(problem));
                 }
-                let Some(event) = events.next() else {
+                let event = match events.next() {
+                    Some(event) => Some(event),
+                    // A page of the log stops short at a hole (a rolled-back append's, or the
+                    // positions a PostgreSQL sequence skips when the server crashes): read on
+                    // from there before concluding that the log has ended.
+                    None => {
+                        events = self
+                            .store
+                            .events()
+                            .read_log(self.log_cursor, limit)
+                            .await?
+                            .into_iter();
+                        events.next()
+                    }
+                };
+                let Some(event) = event else {
                     return Ok(Some(Mismatch::at_row(
                         row,
                         "the row records no event: the ledger's log has no more events".to_owned(),

@@ -119,14 +119,18 @@ fn answered_by_the_rules(tally: &Tally) {
     );
 }
 
-fn summary(case: &str, store: &str, faults: usize, verdict: Verdict, recovered: Duration) {
+/// The case's line; after the counts the issue asks for, the refusals seen (503s, and requests
+/// nothing answered while the service was down).
+fn summary(case: &str, store: &str, faults: usize, verdict: Verdict, recovered: Duration, tally: &Tally) {
     println!(
         "faults case={case} store={store} faults_injected={faults} acknowledged={} lost={} \
-         duplicated={} recovered_in_ms={}",
+         duplicated={} recovered_in_ms={} refused_503={} unanswered={}",
         verdict.acknowledged,
         verdict.lost,
         verdict.duplicated,
-        recovered.as_millis()
+        recovered.as_millis(),
+        tally.refused.get(&503).copied().unwrap_or(0),
+        tally.unanswered
     );
 }
 
@@ -174,6 +178,7 @@ async fn kill_9_at_random_moments_under_load(backend: Backend) {
         scale.faults,
         verdict,
         recovered,
+        &tally,
     );
     service.stop().await;
 }
@@ -224,6 +229,7 @@ async fn postgres_restarted_under_load() {
         scale.faults,
         verdict,
         recovered,
+        &tally,
     );
     // The same process served throughout, and still shuts down cleanly.
     service.stop().await;
@@ -277,6 +283,7 @@ async fn sqlite_disk_full_and_read_only_under_load() {
         injected,
         verdict,
         recovered,
+        &tally,
     );
     service.stop().await;
     drop(store);
