@@ -12,9 +12,9 @@ use ledgerhook::exchange::dydx::{venue_ids, Leg};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
+use crate::support::eventually;
 use crate::support::invariants::{check, Venue};
 use crate::support::load::Acked;
-use crate::support::eventually;
 use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
@@ -143,7 +143,13 @@ impl Setup {
     /// The fault suite's invariants (support::invariants) after the case's signals, acknowledged
     /// at `sent`, each ended: nothing lost, nothing sent twice, read models equal to a rebuild,
     /// `audit verify` passing. Prints the suite's summary line for the case.
-    async fn invariants_hold(&self, case: &str, signals: &[(&User, String)], sent: Instant) {
+    async fn invariants_hold(
+        &self,
+        case: &str,
+        faults: usize,
+        signals: &[(&User, String)],
+        sent: Instant,
+    ) {
         let store = self.test.open().await;
         let acked: Vec<Acked> = signals
             .iter()
@@ -155,10 +161,13 @@ impl Setup {
                 at: sent,
             })
             .collect();
+        // Every account of the ledger: settling counts all their events.
         let mut accounts: Vec<String> = signals
             .iter()
             .map(|(user, _)| user.user_id.clone())
             .collect();
+        accounts.push(self.user.user_id.clone());
+        accounts.sort();
         accounts.dedup();
         let verdict = check(
             &self.test.url,
@@ -175,7 +184,7 @@ impl Setup {
         };
         // For a venue fault, recovery is the time from the acknowledgement to every signal's end.
         println!(
-            "faults case=venue_{case} store={store_name} faults_injected=1 acknowledged={} lost={} \
+            "faults case=venue_{case} store={store_name} faults_injected={faults} acknowledged={} lost={} \
              duplicated={} recovered_in_ms={}",
             verdict.acknowledged,
             verdict.lost,
@@ -209,7 +218,10 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         let alert = Alert::new(format!("{kind}-1")).size("0.01").json();
         let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
         assert_eq!(status, 200, "{kind}: {body}");
-        signals.push((user, body["signal_id"].as_str().unwrap_or_default().to_owned()));
+        signals.push((
+            user,
+            body["signal_id"].as_str().unwrap_or_default().to_owned(),
+        ));
         let types = eventually("the misreported fill to be refused and told", || async {
             let types = crate::support::event_types(&store, &user.user_id).await;
             let told = types.iter().any(|t| t == "NotificationSent");
@@ -230,7 +242,10 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         assert_eq!(status, 200, "{kind}: {answer}");
         assert_eq!(answer["status"], "rejected", "{kind}: {answer}");
         assert_eq!(answer["reason"], "halted", "{kind}: {answer}");
-        signals.push((user, answer["signal_id"].as_str().unwrap_or_default().to_owned()));
+        signals.push((
+            user,
+            answer["signal_id"].as_str().unwrap_or_default().to_owned(),
+        ));
         let positions = positions_of(&service, &user.api_key).await;
         assert_eq!(positions["positions"], json!([]), "{kind}: {positions}");
     }
@@ -243,7 +258,7 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         .await;
     assert_eq!(status, 200, "the service still serves: {health}");
     setup
-        .invariants_hold("misreported_fills", &signals, sent)
+        .invariants_hold("misreported_fills", kinds.len(), &signals, sent)
         .await;
     service.stop().await;
 }
@@ -325,7 +340,7 @@ async fn under(setup: Setup, faults: Value, deadline_seconds: u64) -> (Vec<Strin
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     setup
-        .invariants_hold(&case, &[(&setup.user, signal.clone())], sent)
+        .invariants_hold(&case, 1, &[(&setup.user, signal.clone())], sent)
         .await;
     let sends = setup.fake.sends_of(&signal).await;
     assert_eq!(
@@ -434,7 +449,7 @@ async fn dydx_venue_back_before_the_deadline_fills_once(backend: Backend) {
     assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
     assert_eq!(setup.fake.sends_of(&signal).await, 1);
     setup
-        .invariants_hold("back_before_deadline", &[(&setup.user, signal)], sent)
+        .invariants_hold("back_before_deadline", 1, &[(&setup.user, signal)], sent)
         .await;
     service.stop().await;
 }
@@ -479,6 +494,7 @@ async fn dydx_two_instances_one_killed_send_each_order_once() {
     setup
         .invariants_hold(
             "two_instances_one_killed",
+            1,
             &signals
                 .iter()
                 .map(|signal| (&setup.user, signal.clone()))

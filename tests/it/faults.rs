@@ -121,7 +121,14 @@ fn answered_by_the_rules(tally: &Tally) {
 
 /// The case's line; after the counts the issue asks for, the refusals seen (503s, and requests
 /// nothing answered while the service was down).
-fn summary(case: &str, store: &str, faults: usize, verdict: Verdict, recovered: Duration, tally: &Tally) {
+fn summary(
+    case: &str,
+    store: &str,
+    faults: usize,
+    verdict: Verdict,
+    recovered: Duration,
+    tally: &Tally,
+) {
     println!(
         "faults case={case} store={store} faults_injected={faults} acknowledged={} lost={} \
          duplicated={} recovered_in_ms={} refused_503={} unanswered={}",
@@ -255,7 +262,10 @@ async fn sqlite_disk_full_and_read_only_under_load() {
         flowing(&load, 10).await;
         let ballast = disk.fill();
         injected += 1;
-        println!("faults case=disk_full fault={round} ballast_bytes={}", ballast.bytes);
+        println!(
+            "faults case=disk_full fault={round} ballast_bytes={}",
+            ballast.bytes
+        );
         refused_meanwhile(&load, "the disk is full").await;
         tokio::time::sleep(pause(&mut rng, "disk_full", round, 100..1_000)).await;
         ballast.remove();
@@ -264,7 +274,10 @@ async fn sqlite_disk_full_and_read_only_under_load() {
         flowing(&load, 10).await;
         let read_only = disk.read_only(pid, &database);
         injected += 1;
-        println!("faults case=read_only fault={round} how={}", read_only.how());
+        println!(
+            "faults case=read_only fault={round} how={}",
+            read_only.how()
+        );
         refused_meanwhile(&load, "the store is read-only").await;
         tokio::time::sleep(pause(&mut rng, "read_only", round, 100..1_000)).await;
         read_only.writable_again();

@@ -25,7 +25,9 @@ impl Tmpfs {
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .output()
-            .unwrap_or_else(|error| panic!("the disk faults need `mount`, which did not run: {error}"));
+            .unwrap_or_else(|error| {
+                panic!("the disk faults need `mount`, which did not run: {error}")
+            });
         assert!(
             output.status.success(),
             "the disk faults need a small tmpfs of their own, and `mount -t tmpfs` failed ({}): {} \
@@ -85,15 +87,12 @@ impl Tmpfs {
             file.push(suffix);
             strace.arg("-P").arg(file);
         }
-        let child = strace
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "`mount -o remount,ro` is refused under a running service ({why}), and \
+        let child = strace.stdin(Stdio::null()).spawn().unwrap_or_else(|error| {
+            panic!(
+                "`mount -o remount,ro` is refused under a running service ({why}), and \
                      `strace`, which fails its writes instead, did not start: {error}"
-                )
-            });
+            )
+        });
         ReadOnly::Injected(child)
     }
 }

@@ -32,7 +32,7 @@ pub struct RestartableCluster {
 impl RestartableCluster {
     /// `initdb`, start on a free port, create the test's database. Panics saying why it could not.
     pub async fn start() -> Self {
-        let cluster = off_runtime(|| Self::start_blocking())
+        let cluster = off_runtime(Self::start_blocking)
             .await
             .unwrap_or_else(|error| panic!("a private PostgreSQL cluster: {error}"));
         let admin = cluster.url.replace("/ledgerhook", "/postgres");
@@ -136,9 +136,11 @@ impl RestartableCluster {
         pg_ctl.arg("-D").arg(&self.data).args(args);
         let log = self.log.clone();
         let what = format!("pg_ctl {}", args.join(" "));
-        off_runtime(move || run(pg_ctl, &what).map_err(|error| format!("{error}\n{}", log_tail(&log))))
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
+        off_runtime(move || {
+            run(pg_ctl, &what).map_err(|error| format!("{error}\n{}", log_tail(&log)))
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
     }
 }
 
