@@ -14,6 +14,11 @@ impl StoreError {
             Self::Persistence(PersistenceError::ConnectionError(error)) => error
                 .downcast_ref::<sqlx::Error>()
                 .is_none_or(sqlx_unavailable),
+            // The event repositories file a pool timeout or a server shutting down under
+            // "unknown": the sqlx error inside says which.
+            Self::Persistence(PersistenceError::UnknownError(error)) => error
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(sqlx_unavailable),
             Self::PostgresUnreachable { .. } | Self::SqliteUnopenable { .. } => true,
             _ => false,
         }
@@ -22,7 +27,9 @@ impl StoreError {
 
 fn sqlx_unavailable(error: &sqlx::Error) -> bool {
     match error {
+        // A protocol error leaves the connection unusable (sqlx closes it), like a lost one.
         sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -83,6 +90,11 @@ mod tests {
             value: "x".into(),
         };
         assert!(!decode.is_unavailable());
+        let through_the_repository =
+            PersistenceError::UnknownError(Box::new(sqlx::Error::PoolTimedOut));
+        assert!(StoreError::Persistence(through_the_repository).is_unavailable());
+        let not_sqlx = PersistenceError::UnknownError("a bug".into());
+        assert!(!StoreError::Persistence(not_sqlx).is_unavailable());
     }
 
     #[test]

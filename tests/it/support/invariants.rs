@@ -9,7 +9,7 @@ use ledgerhook::exchange::PaperBook;
 use ledgerhook::store::Store;
 
 use super::load::Acked;
-use super::service::cli;
+use super::service::cli_output;
 
 /// The events that end a signal's execution; a signal refused at the door (risk, halt) ends in
 /// its rejection instead.
@@ -97,11 +97,12 @@ pub async fn check(
 
     let (verified, report) = crate::audit::audit_verify(url, false).await;
     assert!(verified, "audit verify fails after the faults: {report}");
-    let rebuilt = cli(url, &["projections", "rebuild"]).await;
-    assert_eq!(
-        rebuilt.matches("equals the live rows").count(),
-        4,
-        "the read models differ from a rebuild: {rebuilt}"
+    let rebuild = cli_output(url, &["projections", "rebuild"]).await;
+    let rebuilt = String::from_utf8_lossy(&rebuild.stdout);
+    assert!(
+        rebuild.status.success() && rebuilt.matches("equals the live rows").count() == 4,
+        "the read models differ from a rebuild: {rebuilt}{}",
+        String::from_utf8_lossy(&rebuild.stderr)
     );
     Verdict {
         acknowledged: acked.len(),
