@@ -24,9 +24,21 @@ pub struct RestartableCluster {
     log: PathBuf,
     /// The server options of the first start, given again by `start_again`.
     options: String,
-    /// Declared before `_dir`: dropping it lets the watchdog stop the cluster and remove `_dir`.
+    /// Dropping it lets the watchdog stop the cluster (if `Drop` did not) and remove its
+    /// directory: the directory is the watchdog's to remove, after the stop, never before it
+    /// (a removed data directory leaves `pg_ctl stop` nothing to find, and the server running).
     _watchdog: ChildStdin,
-    _dir: tempfile::TempDir,
+}
+
+impl Drop for RestartableCluster {
+    /// Stops the server here and now, so no test leaves one running.
+    fn drop(&mut self) {
+        let mut stop = command(&self.wrapper, &self.pg_ctl);
+        stop.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"]);
+        let _ = run(stop, "pg_ctl stop");
+    }
 }
 
 impl RestartableCluster {
@@ -64,17 +76,19 @@ impl RestartableCluster {
         if let Some((uid, gid)) = owner {
             chown(dir.path(), uid, gid).map_err(|error| format!("chown: {error}"))?;
         }
-        let data = dir.path().join("data");
-        let log = dir.path().join("postgres.log");
+        // From here on the directory is the watchdog's to remove (see `_watchdog`).
+        let dir = dir.keep();
+        let data = dir.join("data");
+        let log = dir.as_path().join("postgres.log");
         let pg_ctl = bin.join("pg_ctl");
-        let watchdog = spawn_watchdog(dir.path(), &wrapper, &pg_ctl, &data)?;
+        let watchdog = spawn_watchdog(dir.as_path(), &wrapper, &pg_ctl, &data)?;
         let mut initdb = command(&wrapper, &bin.join("initdb"));
         initdb
             .arg("-D")
             .arg(&data)
             .args(["-U", PRIVATE_SUPERUSER, "--auth=trust", "--encoding=UTF8"])
             .args(["--no-locale", "--no-sync"])
-            .current_dir(dir.path());
+            .current_dir(dir.as_path());
         run(initdb, "initdb")?;
         let port = free_port()?;
         // synchronous_commit stays on (the server's default): an acknowledged commit must survive
@@ -82,7 +96,7 @@ impl RestartableCluster {
         // dying, never the machine: what was written to the OS survives that.
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            sh_quote(&dir.path().to_string_lossy())
+            sh_quote(&dir.as_path().to_string_lossy())
         );
         let mut start = command(&wrapper, &pg_ctl);
         start
@@ -93,7 +107,7 @@ impl RestartableCluster {
             .arg("-o")
             .arg(&options)
             .args(["-w", "-t", "60", "start"])
-            .current_dir(dir.path());
+            .current_dir(dir.as_path());
         run(start, "pg_ctl start").map_err(|error| format!("{error}\n{}", log_tail(&log)))?;
         let url = format!("postgres://{PRIVATE_SUPERUSER}@127.0.0.1:{port}/ledgerhook");
         wait_until_accepting(&url.replace("/ledgerhook", "/postgres"))?;
@@ -105,7 +119,6 @@ impl RestartableCluster {
             log,
             options,
             _watchdog: watchdog,
-            _dir: dir,
         })
     }
 
