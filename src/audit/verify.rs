@@ -217,25 +217,28 @@ impl<'a> Walk<'a> {
                 return Ok(None);
             }
             let limit = i64::try_from(page.len()).unwrap_or(PAGE_SIZE);
-            let mut events = Vec::new().into_iter();
+            let events = self.store.events().read_log(self.log_cursor, limit).await?;
+            let mut events = events.into_iter();
             for row in &page {
                 if let Some(problem) = check_row(row, &self.report) {
                     return Ok(Some(problem));
                 }
-                // A read stops short at a hole a rolled-back append left (common with several
-                // instances: each conflict is one) and passes it on the next read: only an
-                // empty read is the log's end.
-                let mut next = events.next();
-                if next.is_none() {
-                    events = self
-                        .store
-                        .events()
-                        .read_log(self.log_cursor, limit)
-                        .await?
-                        .into_iter();
-                    next = events.next();
-                }
-                let Some(event) = next else {
+                let event = match events.next() {
+                    Some(event) => Some(event),
+                    // A page of the log stops short at a hole (a rolled-back append's, or the
+                    // positions a PostgreSQL sequence skips when the server crashes): read on
+                    // from there before concluding that the log has ended.
+                    None => {
+                        events = self
+                            .store
+                            .events()
+                            .read_log(self.log_cursor, limit)
+                            .await?
+                            .into_iter();
+                        events.next()
+                    }
+                };
+                let Some(event) = event else {
                     return Ok(Some(Mismatch::at_row(
                         row,
                         "the row records no event: the ledger's log has no more events".to_owned(),

@@ -15,6 +15,7 @@ use crate::guard::{Refusal, RetryAfter};
 use crate::ingest::IngestError;
 use crate::ledger::LedgerError;
 use crate::markets::MarketError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -69,6 +70,27 @@ impl ApiError {
     /// The same answer for every credential failure, so a caller learns nothing from it.
     pub fn invalid_token() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid token")
+    }
+
+    /// The ledger's store cannot be reached or written just now (see `StoreError::is_unavailable`):
+    /// the caller may retry, and a retried alert is never recorded twice.
+    pub fn store_unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "the store is unavailable; request refused");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            "The ledger cannot record just now; the signal was not recorded, retry",
+        )
+        .with_retry_after(1)
+    }
+
+    /// A store error: 503 when the store is unavailable, else the service failed.
+    pub fn store(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::store_unavailable(error)
+        } else {
+            Self::internal(error)
+        }
     }
 
     /// The service failed: the detail goes to the log, the caller gets a generic message.
@@ -130,6 +152,9 @@ impl From<IngestError> for ApiError {
             })) => Self::from(Refusal::RateLimited(RetryAfter(Duration::from_millis(
                 u64::try_from(retry_after_ms).unwrap_or(0),
             )))),
+            IngestError::Ledger(error) if error.is_store_unavailable() => {
+                Self::store_unavailable(error)
+            }
             IngestError::Ledger(error) => Self::internal(error),
         }
     }

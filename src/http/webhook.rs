@@ -88,7 +88,7 @@ impl ReceiptState {
         (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
-        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED, STORE_UNAVAILABLE: nothing was recorded, retry", body = ErrorBody),
     )
 )]
 pub async fn receive(
@@ -116,7 +116,7 @@ pub async fn receive(
         .authenticator
         .authenticate_token(&token)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let (user, quota) = admitted(&state, client, presented, user)?;
     let body = readable(body)?;
     record(&state, &user, quota, &body, &headers, received_at).await
@@ -147,7 +147,7 @@ pub async fn receive(
         (status = 429, description = "RATE_LIMITED, LOCKED_OUT", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "INTERNAL_ERROR: nothing was recorded", body = ErrorBody),
-        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED: nothing was recorded, retry", body = ErrorBody),
+        (status = 503, description = "EXCHANGE_UNAVAILABLE, CONTENDED, STORE_UNAVAILABLE: nothing was recorded, retry", body = ErrorBody),
     )
 )]
 pub async fn receive_two_factor(
@@ -170,7 +170,7 @@ pub async fn receive_two_factor(
             .authenticator
             .authenticate_two_factor(&webhook_uuid, &secret)
             .await
-            .map_err(ApiError::internal)?,
+            .map_err(ApiError::store)?,
         None => None,
     };
     let (user, quota) = admitted(&state, client, presented, user)?;

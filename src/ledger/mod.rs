@@ -156,6 +156,18 @@ fn answer_all(batch: Vec<Queued>, outcome: impl Fn(usize) -> Result<Committed, L
     }
 }
 
+impl LedgerError {
+    /// The store could not be reached or written just now: nothing new is recorded for sure but
+    /// for a commit whose answer was lost, which a retry finds as a duplicate.
+    pub fn is_store_unavailable(&self) -> bool {
+        match self {
+            Self::Store(error) => error.is_unavailable(),
+            Self::Commit(CommitError::Failed(error)) => error.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
 /// What a command appended.
 #[derive(Debug, Clone)]
 pub struct Committed {

@@ -70,6 +70,7 @@ mod readmodels;
 mod sign_in;
 mod sqlite;
 mod staff;
+mod unavailable;
 mod users;
 mod vault;
 

@@ -64,6 +64,7 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .before_acquire(|connection, _| Box::pin(async move { Ok(usable(connection)) }))
             .connect_with(options.clone())
             .await
             .map_err(|error| unopenable(super::connect_reason(&error)))?;
@@ -144,6 +145,23 @@ impl SqliteStore {
     pub async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writer.lock().await
     }
+}
+
+/// Whether a connection taken from the pool may serve. One still inside a transaction is closed
+/// instead (SQLite then rolls back whatever it held): that is left behind when a write failed (the
+/// disk full or read-only, an I/O error) and the rollback after it failed too. Kept, it would hold
+/// SQLite's one write lock for good, every other write waiting on it, and its own later commits
+/// would only release savepoints inside that transaction: answered, never durable. Checked when
+/// taken rather than when handed back, where it costs nothing (the rollback of a transaction
+/// dropped on an error is still queued on the connection then; a connection taken again at once
+/// may be closed for it, which costs only a new connection).
+fn usable(connection: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    let stuck = connection.is_in_transaction();
+    if stuck {
+        tracing::warn!("a store connection left inside a failed transaction is closed");
+    }
+    !stuck
 }
 
 /// An exclusive OS lock on `file`, without waiting: `false` while another process holds it. Held

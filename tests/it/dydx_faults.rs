@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 use tokio::process::Child;
+use tokio::time::Instant;
 
 use aggregates::ClientOrderId;
 use ledgerhook::exchange::dydx::{venue_ids, Leg};
@@ -12,6 +13,8 @@ use ledgerhook::exchange::dydx::{venue_ids, Leg};
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
+use crate::support::invariants::{check, Venue};
+use crate::support::load::Acked;
 use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
 
@@ -137,6 +140,59 @@ impl Setup {
         .await
     }
 
+    /// The fault suite's invariants (support::invariants) after the case's signals, acknowledged
+    /// at `sent`, each ended: nothing lost, nothing sent twice, read models equal to a rebuild,
+    /// `audit verify` passing. Prints the suite's summary line for the case.
+    async fn invariants_hold(
+        &self,
+        case: &str,
+        faults: usize,
+        signals: &[(&User, String)],
+        sent: Instant,
+    ) {
+        let store = self.test.open().await;
+        let acked: Vec<Acked> = signals
+            .iter()
+            .map(|(user, signal_id)| Acked {
+                user_id: user.user_id.clone(),
+                signal_id: signal_id.clone(),
+                // Ended either way: executed, or refused (a halted account's next alert).
+                status: String::new(),
+                at: sent,
+            })
+            .collect();
+        // Every account of the ledger: settling counts all their events.
+        let mut accounts: Vec<String> = signals
+            .iter()
+            .map(|(user, _)| user.user_id.clone())
+            .collect();
+        accounts.push(self.user.user_id.clone());
+        accounts.sort();
+        accounts.dedup();
+        let verdict = check(
+            &self.test.url,
+            &store,
+            &accounts,
+            &acked,
+            Venue::FakeDydx(&self.fake.indexer),
+        )
+        .await;
+        let store_name = if self.test.url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        // For a venue fault, recovery is the time from the acknowledgement to every signal's end.
+        println!(
+            "faults case=venue_{case} store={store_name} faults_injected={faults} acknowledged={} lost={} \
+             duplicated={} recovered_in_ms={}",
+            verdict.acknowledged,
+            verdict.lost,
+            verdict.duplicated,
+            sent.elapsed().as_millis()
+        );
+    }
+
     async fn positions(&self, service: &Service) -> Value {
         positions_of(service, &self.user.api_key).await
     }
@@ -155,11 +211,17 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
     }
     let service = setup.serve(30).await;
     let store = setup.test.open().await;
+    let sent = Instant::now();
+    let mut signals = Vec::new();
     for (kind, user) in kinds.into_iter().zip(&users) {
         setup.fake.set_faults(json!({ "misreport": kind })).await;
         let alert = Alert::new(format!("{kind}-1")).size("0.01").json();
         let (status, body) = service.post_signal(&user.webhook_token, &alert).await;
         assert_eq!(status, 200, "{kind}: {body}");
+        signals.push((
+            user,
+            body["signal_id"].as_str().unwrap_or_default().to_owned(),
+        ));
         let types = eventually("the misreported fill to be refused and told", || async {
             let types = crate::support::event_types(&store, &user.user_id).await;
             let told = types.iter().any(|t| t == "NotificationSent");
@@ -180,6 +242,10 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         assert_eq!(status, 200, "{kind}: {answer}");
         assert_eq!(answer["status"], "rejected", "{kind}: {answer}");
         assert_eq!(answer["reason"], "halted", "{kind}: {answer}");
+        signals.push((
+            user,
+            answer["signal_id"].as_str().unwrap_or_default().to_owned(),
+        ));
         let positions = positions_of(&service, &user.api_key).await;
         assert_eq!(positions["positions"], json!([]), "{kind}: {positions}");
     }
@@ -191,6 +257,9 @@ async fn dydx_misreported_fills_are_refused_and_halt_the_account(backend: Backen
         )
         .await;
     assert_eq!(status, 200, "the service still serves: {health}");
+    setup
+        .invariants_hold("misreported_fills", kinds.len(), &signals, sent)
+        .await;
     service.stop().await;
 }
 on_both_stores!(dydx_misreported_fills_are_refused_and_halt_the_account);
@@ -259,11 +328,20 @@ async fn one_signal_under(
 
 async fn under(setup: Setup, faults: Value, deadline_seconds: u64) -> (Vec<String>, u64) {
     let service = setup.serve(deadline_seconds).await;
-    setup.fake.set_faults(faults).await;
+    setup.fake.set_faults(faults.clone()).await;
+    let sent = Instant::now();
     let signal = setup.signal(&service, "fault-1").await;
     let types = setup.final_events(1).await;
     // A venue that is down answers no control request either.
     setup.fake.set_faults(json!({})).await;
+    let case: String = faults
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    setup
+        .invariants_hold(&case, 1, &[(&setup.user, signal.clone())], sent)
+        .await;
     let sends = setup.fake.sends_of(&signal).await;
     assert_eq!(
         setup.fake.sends().await.len() as u64,
@@ -357,6 +435,7 @@ async fn dydx_venue_back_before_the_deadline_fills_once(backend: Backend) {
     };
     let service = Service::start(&setup.test.url, options).await;
     setup.fake.set_faults(json!({ "down": true })).await;
+    let sent = Instant::now();
     let signal = setup.signal(&service, "recover-1").await;
     // The saga's first failed attempt, as the service logs it: recovery comes after it.
     eventually("the saga to fail an attempt", || async {
@@ -369,6 +448,9 @@ async fn dydx_venue_back_before_the_deadline_fills_once(backend: Backend) {
     let types = setup.final_events(1).await;
     assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
     assert_eq!(setup.fake.sends_of(&signal).await, 1);
+    setup
+        .invariants_hold("back_before_deadline", 1, &[(&setup.user, signal)], sent)
+        .await;
     service.stop().await;
 }
 on_both_stores!(dydx_venue_back_before_the_deadline_fills_once);
@@ -387,6 +469,7 @@ async fn dydx_two_instances_one_killed_send_each_order_once() {
     // The first instance starts alone, so it is the one executing (it holds the saga's lease)
     // when it is killed; the second stands by, takes signals, and takes the saga over.
     let first = setup.serve(60).await;
+    let sent = Instant::now();
     let mut signals = Vec::new();
     for n in 0..SIGNALS / 2 {
         signals.push(setup.signal(&first, &format!("first-{n}")).await);
@@ -408,5 +491,16 @@ async fn dydx_two_instances_one_killed_send_each_order_once() {
         assert_eq!(setup.fake.sends_of(signal).await, 1, "{signal}: {types:?}");
     }
     assert_eq!(setup.fake.sends().await.len(), SIGNALS);
+    setup
+        .invariants_hold(
+            "two_instances_one_killed",
+            1,
+            &signals
+                .iter()
+                .map(|signal| (&setup.user, signal.clone()))
+                .collect::<Vec<_>>(),
+            sent,
+        )
+        .await;
     second.stop().await;
 }

@@ -16,6 +16,7 @@ mod dydx;
 mod dydx_faults;
 mod dydx_permissioned;
 mod failover;
+mod faults;
 mod fill_mismatch;
 mod global_order;
 mod halts;
