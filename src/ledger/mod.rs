@@ -163,6 +163,7 @@ impl LedgerError {
         match self {
             Self::Store(error) => error.is_unavailable(),
             Self::Commit(CommitError::Failed(error)) => error.is_unavailable(),
+            Self::Shared(error) => error.is_store_unavailable(),
             _ => false,
         }
     }

@@ -27,22 +27,7 @@ fn libfaketime() -> PathBuf {
     FOUND
         .get_or_init(|| {
             find().or_else(|| {
-                // A fresh machine has no package lists yet; another test may be installing
-                // something too (the browser tests): wait for its lock rather than fail.
-                for args in [
-                    &["update", "-qq"][..],
-                    &["install", "-y", "-qq", "faketime"][..],
-                ] {
-                    let status = std::process::Command::new("apt-get")
-                        .args(["-o", "DPkg::Lock::Timeout=300"])
-                        .args(args)
-                        .env("DEBIAN_FRONTEND", "noninteractive")
-                        .status();
-                    eprintln!(
-                        "libfaketime missing; `apt-get {}`: {status:?}",
-                        args.join(" ")
-                    );
-                }
+                super::apt_install("faketime");
                 find()
             })
         })

@@ -82,3 +82,23 @@ pub async fn event_types(store: &ledgerhook::store::Store, account: &str) -> Vec
         .map(|event| event.event_type)
         .collect()
 }
+
+/// Installs a Debian package a test needs and the machine lacks (as root; whether it worked is
+/// for the caller to find out). A fresh machine has no package lists yet, and another test may be
+/// installing something too: wait for its lock rather than fail.
+pub fn apt_install(package: &str) {
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", package][..],
+    ] {
+        let status = std::process::Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        eprintln!(
+            "{package} missing; `apt-get {}`: {status:?}",
+            args.join(" ")
+        );
+    }
+}
