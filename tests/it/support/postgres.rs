@@ -495,21 +495,12 @@ fn start_private_cluster() -> Result<Server, String> {
     let mut last_err = String::new();
     for _ in 0..3 {
         let port = free_port()?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            sh_quote(&dir.to_string_lossy())
+        let start = pg_ctl_start(
+            command(&wrapper, &pg_ctl),
+            (&data, &log, dir),
+            port,
+            "-c synchronous_commit=off",
         );
-        let mut start = command(&wrapper, &pg_ctl);
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .arg("-o")
-            .arg(&options)
-            .args(["-w", "-t", "60", "start"])
-            .current_dir(dir);
         match run(start, "pg_ctl start") {
             Ok(()) => {
                 let admin_url = format!("postgres://{PRIVATE_SUPERUSER}@127.0.0.1:{port}/postgres");
@@ -646,6 +637,33 @@ pub(crate) fn command(wrapper: &[String], program: &Path) -> Command {
         }
         None => Command::new(program),
     }
+}
+
+/// `pg_ctl start` of the cluster in `data` on 127.0.0.1:`port`, its socket in `dir`, logging to
+/// `log`, with `settings` (`-c name=value …`) beyond the throwaway defaults: nothing is fsynced,
+/// since a test cluster's faults are its processes dying, never the machine.
+pub(crate) fn pg_ctl_start(
+    pg_ctl: Command,
+    (data, log, dir): (&Path, &Path, &Path),
+    port: u16,
+    settings: &str,
+) -> Command {
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
+         {settings}",
+        sh_quote(&dir.to_string_lossy())
+    );
+    let mut start = pg_ctl;
+    start
+        .arg("-D")
+        .arg(data)
+        .arg("-l")
+        .arg(log)
+        .arg("-o")
+        .arg(options)
+        .args(["-w", "-t", "60", "start"])
+        .current_dir(dir);
+    start
 }
 
 pub(crate) fn run(mut cmd: Command, what: &str) -> Result<(), String> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use super::postgres::{
-    chown, command, effective_uid, find_postgres_bin_dir, free_port, log_tail, run, sh_quote,
+    chown, command, effective_uid, find_postgres_bin_dir, free_port, log_tail, pg_ctl_start, run,
     spawn_watchdog, unprivileged_wrapper, user_ids, wait_until_accepting, PRIVATE_SUPERUSER,
     UNPRIVILEGED_USER,
 };
@@ -208,21 +208,12 @@ impl Tools {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c full_page_writes=off {settings}",
-                sh_quote(&dir.path().to_string_lossy())
+            let start = pg_ctl_start(
+                self.command("pg_ctl"),
+                (&data, &log, dir.path()),
+                port,
+                settings,
             );
-            let mut start = self.command("pg_ctl");
-            start
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .arg("-o")
-                .arg(&options)
-                .args(["-w", "-t", "60", "start"])
-                .current_dir(dir.path());
             match run(start, "pg_ctl start") {
                 Ok(()) => {
                     return Ok(Cluster {
