@@ -39,17 +39,12 @@ impl Key {
 
     /// 32 lowercase hex digits: how a key travels to other instances (`Guard::peer_failure`).
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        hex::encode(self.0)
     }
 
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 32 || !hex.is_ascii() {
-            return None;
-        }
+    pub fn from_hex(digits: &str) -> Option<Self> {
         let mut key = [0_u8; 16];
-        for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
+        hex::decode_to_slice(digits, &mut key).ok()?;
         Some(Self(key))
     }
 

@@ -1,12 +1,12 @@
 //! The one error type of the HTTP layer. Every error leaves as `{"error","code","timestamp"}`;
 //! internal details are logged here and never returned.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use std::time::Duration;
 
 use aggregates::AccountError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -150,9 +150,10 @@ fn answer_each(batch: Vec<Queued>, outcomes: Vec<Result<Committed, LedgerError>>
     }
 }
 
-fn answer_all(batch: Vec<Queued>, outcome: impl Fn(usize) -> Result<Committed, LedgerError>) {
-    for (n, queued) in batch.into_iter().enumerate() {
-        let _ = queued.answer.send(outcome(n));
+/// The same outcome for every command of a batch that failed as one.
+fn answer_all(batch: Vec<Queued>, outcome: impl Fn() -> Result<Committed, LedgerError>) {
+    for queued in batch {
+        let _ = queued.answer.send(outcome());
     }
 }
 
@@ -280,7 +281,7 @@ impl Ledger {
                     Ok(loaded) => *slot = Some(loaded),
                     Err(error) => {
                         let error = Arc::new(error);
-                        return answer_all(batch, |_| Err(LedgerError::Shared(error.clone())));
+                        return answer_all(batch, || Err(LedgerError::Shared(error.clone())));
                     }
                 }
             }
@@ -310,11 +311,11 @@ impl Ledger {
                 Err(error) => {
                     // The append may or may not have landed: forget the cached state.
                     *slot = None;
-                    return answer_all(batch, |_| Err(LedgerError::Commit(error.clone())));
+                    return answer_all(batch, || Err(LedgerError::Commit(error.clone())));
                 }
             }
         }
-        answer_all(batch, |_| Err(LedgerError::Contended));
+        answer_all(batch, || Err(LedgerError::Contended));
     }
     /// Where one signal of the account stands, if it still has work to do.
     pub async fn in_flight(

@@ -207,19 +207,10 @@ async fn failures_heard(service: &Service) -> u64 {
         .unwrap_or(0)
 }
 
-async fn guess(service: &Service, victim: &User) -> Answer {
+async fn guess(service: &Service, victim: &User) -> (u16, serde_json::Value) {
     // The victim's public webhook uuid with a wrong secret: a stranger's guess.
-    Answer::of(
-        service
-            .client()
-            .post(format!(
-                "{}/webhooks/{}",
-                service.base_url, victim.webhook_uuid
-            ))
-            .header("content-type", "application/json")
-            .body(Alert::new("guess").secret(&"0".repeat(64)).json()),
-    )
-    .await
+    let body = Alert::new("guess").secret(&"0".repeat(64)).json();
+    service.post_two_factor(&victim.webhook_uuid, &body).await
 }
 
 /// Five wrong secrets lock (address, credential) out. Three at one instance and two at the other
@@ -230,49 +221,34 @@ async fn a_lockout_holds_across_instances_and_never_locks_the_owner_out() {
     let victim = create_user(&test.url, "victim").await;
     let [first, second] = two_instances(&test.url, Options::ingest_only()).await;
     for _ in 0..3 {
-        assert_eq!(guess(&first, &victim).await.status, 401);
+        assert_eq!(guess(&first, &victim).await.0, 401);
     }
     eventually(
         "the second instance to hear the first's failures",
         || async { (failures_heard(&second).await >= 3).then_some(()) },
     )
     .await;
-    assert_eq!(guess(&second, &victim).await.status, 401);
+    assert_eq!(guess(&second, &victim).await.0, 401);
     // The fifth failure in all locks (it is still answered 401); the next is refused.
-    assert_eq!(guess(&second, &victim).await.status, 401);
-    let locked = guess(&second, &victim).await;
-    assert_eq!(locked.status, 429, "{}", locked.json);
-    assert_eq!(locked.json["code"], "LOCKED_OUT");
+    assert_eq!(guess(&second, &victim).await.0, 401);
+    let (status, locked) = guess(&second, &victim).await;
+    assert_eq!(status, 429, "{locked}");
+    assert_eq!(locked["code"], "LOCKED_OUT");
     eventually(
         "the first instance to hear the second's failures",
         || async { (failures_heard(&first).await >= 2).then_some(()) },
     )
     .await;
-    let locked = guess(&first, &victim).await;
-    assert_eq!(locked.status, 429, "{}", locked.json);
-    assert_eq!(locked.json["code"], "LOCKED_OUT");
+    let (status, locked) = guess(&first, &victim).await;
+    assert_eq!(status, 429, "{locked}");
+    assert_eq!(locked["code"], "LOCKED_OUT");
 
     for (n, service) in [&first, &second].into_iter().enumerate() {
-        let owner = Answer::of(
-            service
-                .client()
-                .post(format!(
-                    "{}/webhooks/{}",
-                    service.base_url, victim.webhook_uuid
-                ))
-                .header("content-type", "application/json")
-                .body(
-                    Alert::new(format!("owner-{n}"))
-                        .secret(&victim.webhook_secret)
-                        .json(),
-                ),
-        )
-        .await;
-        assert_eq!(
-            owner.status, 200,
-            "the owner is never locked out: {}",
-            owner.json
-        );
+        let body = Alert::new(format!("owner-{n}"))
+            .secret(&victim.webhook_secret)
+            .json();
+        let (status, answer) = service.post_two_factor(&victim.webhook_uuid, &body).await;
+        assert_eq!(status, 200, "the owner is never locked out: {answer}");
     }
     first.stop().await;
     second.stop().await;

@@ -102,6 +102,18 @@ async fn execute_sql(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
     Ok(done)
 }
 
+async fn open_account(ledger: &Ledger, account: &str) {
+    let open = AccountCommand::OpenAccount {
+        display_name: "t".into(),
+        limits: RiskLimits::default(),
+        opened_at: Utc::now(),
+    };
+    ledger
+        .execute(account, open, &context())
+        .await
+        .expect("open");
+}
+
 fn start_ledger(store: &Store, tasks: &mut JoinSet<()>) -> Ledger {
     Ledger::start(
         store.clone(),
@@ -357,18 +369,7 @@ async fn concurrent_commands_are_each_recorded_once(backend: Backend) {
     let mut tasks = JoinSet::new();
     let first = start_ledger(&store, &mut tasks);
     let second = start_ledger(&store, &mut tasks);
-    first
-        .execute(
-            "acct",
-            AccountCommand::OpenAccount {
-                display_name: "t".into(),
-                limits: RiskLimits::default(),
-                opened_at: Utc::now(),
-            },
-            &context(),
-        )
-        .await
-        .expect("open");
+    open_account(&first, "acct").await;
     let mut commands = JoinSet::new();
     for i in 0..40 {
         let ledger = if i % 2 == 0 {
@@ -416,18 +417,7 @@ async fn commands_queued_for_one_account_share_a_commit(backend: Backend) {
     let store = test.open().await;
     let mut tasks = JoinSet::new();
     let ledger = start_ledger(&store, &mut tasks);
-    ledger
-        .execute(
-            "busy",
-            AccountCommand::OpenAccount {
-                display_name: "t".into(),
-                limits: RiskLimits::default(),
-                opened_at: Utc::now(),
-            },
-            &context(),
-        )
-        .await
-        .expect("open");
+    open_account(&ledger, "busy").await;
     let mut commits = ledger.committed();
     let mut commands = JoinSet::new();
     for i in 0..100 {
@@ -543,18 +533,7 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
     let store = test.open().await;
     let mut tasks = JoinSet::new();
     let writer = start_ledger(&store, &mut tasks);
-    writer
-        .execute(
-            "long",
-            AccountCommand::OpenAccount {
-                display_name: "t".into(),
-                limits: RiskLimits::default(),
-                opened_at: Utc::now(),
-            },
-            &context(),
-        )
-        .await
-        .expect("open");
+    open_account(&writer, "long").await;
     // Two events a signal: past the longest snapshot interval an account can draw (twice the
     // base) and into the next.
     let signals = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS * 3 / 2;
