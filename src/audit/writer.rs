@@ -36,6 +36,8 @@ pub const CHECKPOINT_NAME: &str = "audit";
 pub const ALERT_TARGET: &str = "ledgerhook::audit::alert";
 /// Events per page and transaction.
 const PAGE_SIZE: i64 = 512;
+/// How long events gather after a short page before the next is chained.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// How the trail is written: from configuration (`serve --audit-key`, `--audit-checkpoint-every`,
 /// `--audit-checkpoint-interval-seconds`).
@@ -348,6 +350,12 @@ impl CatchUpReader for AuditWriter {
 
     fn page_size(&self) -> i64 {
         PAGE_SIZE
+    }
+
+    /// Rows may wait this long to be chained: a page per ledger commit would cost a transaction
+    /// each, now flushed on PostgreSQL.
+    fn linger(&self) -> std::time::Duration {
+        LINGER
     }
 
     /// Loads the stored head and checks it against the one it last wrote: another head with the

@@ -65,6 +65,12 @@ pub trait CatchUpReader: Send + 'static {
     /// Its lease, checkpoint and status name.
     fn name(&self) -> &'static str;
     fn page_size(&self) -> i64;
+    /// How long to let events gather after a page shorter than `page_size` before reading the
+    /// next: under load, fewer and larger transactions, for readers whose output may lag a little
+    /// (read models, the audit trail; never the saga, which places orders).
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Reads from the store where it stands: at start, after a restart, after retaking its lease.
     async fn resume(&mut self) -> Result<LogPosition, ReaderError>;
     /// Applies a page (never empty) and records that it is past it; where to read next. Events it

@@ -61,12 +61,15 @@ pub async fn run<R: CatchUpReader>(
     let mut released_checked: Option<Instant> = None;
     let mut lease_checked = Instant::now();
     let mut store_failures = 0;
+    // A page failed because the lease's connection is gone: retake it before the next page.
+    let mut lease_lost = false;
     while !*cx.shutdown.borrow() {
         let lease_check_due = store_failures > 0 || lease_checked.elapsed() >= LEASE_CHECK_INTERVAL;
         if lease_check_due {
             lease_checked = Instant::now();
         }
-        if lease_check_due && !lease.is_held().await {
+        if lease_lost || (lease_check_due && !lease.is_held().await) {
+            lease_lost = false;
             tracing::warn!(reader = name, "lost its lease; waiting to take it again");
             let Some(renewed) = acquire_lease(&store, name, &mut cx.shutdown, &standing_by).await
             else {
@@ -108,14 +111,26 @@ pub async fn run<R: CatchUpReader>(
                 "fault injected: the {name} reader panics on its first page (--fault-panic-reader)"
             );
         }
+        let short_page = i64::try_from(page.len()).is_ok_and(|read| read < reader.page_size());
         match reader.apply(page).await {
             Ok(next) => {
                 after = next;
                 cx.registry.set_position(name, next);
+                let linger = reader.linger();
+                if short_page
+                    && !linger.is_zero()
+                    && wait_or_shutdown(&mut cx.shutdown, linger).await
+                {
+                    break;
+                }
             }
-            // Another instance took over and moved on: retake the lease and reload.
+            // The lease's connection died with the page's (a database restart), or another
+            // instance took over and moved on: retake the lease and reload where the reader
+            // stands, since what it committed last may not have survived.
             Err(error) if !lease.is_held().await => {
                 tracing::warn!(reader = name, %error, "page failed after the lease was lost");
+                lease_lost = true;
+                continue;
             }
             Err(error) if error.is_halt() => {
                 return halt(

@@ -29,6 +29,9 @@ pub const LEASE_NAME: &str = "projections";
 /// carry thousands of events, which is what makes a rebuild fast; a page is still small enough to
 /// hold in memory and to finish quickly at shutdown.
 pub const PAGE_SIZE: i64 = 4096;
+/// How long the live read models let events gather after a short page (`CatchUpReader::linger`):
+/// what a trader's page may lag behind, to save a transaction per ledger commit under load.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadSideError {
@@ -132,9 +135,19 @@ impl Runner {
         self.apply_read(checkpoints, page, true).await
     }
 
-    /// Applies a page read by someone else (the catch-up runtime), from the lowest checkpoint.
-    pub async fn apply_page(&mut self, page: Vec<LoggedEvent>) -> Result<Step, ReadSideError> {
+    /// Applies a page read by someone else (the catch-up runtime) from `after`, which must be
+    /// the lowest checkpoint. When the checkpoints stand elsewhere (a commit the runner saw
+    /// succeed did not survive a database crash: readers commit without waiting for the flush),
+    /// nothing is written and the caller reads again from `position()`.
+    pub async fn apply_page(
+        &mut self,
+        after: LogPosition,
+        page: Vec<LoggedEvent>,
+    ) -> Result<Step, ReadSideError> {
         let result = match self.checkpoints().await {
+            Ok(checkpoints) if checkpoints.values().min().copied().unwrap_or_default() != after => {
+                Ok(Step::Contended)
+            }
             Ok(checkpoints) => self.apply_read(checkpoints, page, false).await,
             Err(error) => Err(error),
         };
@@ -263,12 +276,23 @@ impl Runner {
 pub struct ReadSide {
     store: Store,
     runner: Runner,
+    /// Where it last told the runtime it stands: the position every page it is given follows.
+    told: LogPosition,
 }
 
 impl ReadSide {
     pub fn new(store: Store) -> Self {
         let runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
-        Self { store, runner }
+        Self {
+            store,
+            runner,
+            told: LogPosition::default(),
+        }
+    }
+
+    async fn tell_position(&mut self) -> Result<LogPosition, ReaderError> {
+        self.told = self.runner.position().await.map_err(reader_error)?;
+        Ok(self.told)
     }
 }
 
@@ -282,15 +306,22 @@ impl CatchUpReader for ReadSide {
         PAGE_SIZE
     }
 
+    fn linger(&self) -> std::time::Duration {
+        LINGER
+    }
+
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
         self.runner = Runner::new(self.store.clone(), TableSet::Live, &Projection::ALL);
-        Ok(self.runner.position().await.map_err(reader_error)?)
+        self.tell_position().await
     }
 
     /// Rows and checkpoints move in one transaction; after contention the checkpoints are re-read.
     async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
-        self.runner.apply_page(page).await.map_err(reader_error)?;
-        Ok(self.runner.position().await.map_err(reader_error)?)
+        self.runner
+            .apply_page(self.told, page)
+            .await
+            .map_err(reader_error)?;
+        self.tell_position().await
     }
 
     /// A released event is applied late, out of the log's order, to the projections it touches;

@@ -100,12 +100,11 @@ impl Audit<'_> {
     pub async fn append(&self, rows: &[AuditRow], name: &str, read_to: LogPosition) -> Result<()> {
         let save_checkpoint = super::events::save_checkpoint_sql(self.store);
         let set_role = self.set_writer_role();
-        let derived_commit = super::derived_commit_sql(self.store);
-        writing!(self.store, pool => {
+        // On PostgreSQL committed with the flush, unlike the other readers' writes: the writer
+        // chains its next page onto the head it remembers, and refuses (as foreign) a stored head
+        // that went back, as one lost in the server's crash would.
+        writing_derived!(self.store, pool => {
             let mut transaction = pool.begin().await?;
-            if let Some(derived) = derived_commit {
-                sqlx::query(derived).execute(&mut *transaction).await?;
-            }
             // The reader's checkpoint first, as the service's own role: the writer role has no
             // business with the other readers' checkpoints.
             sqlx::query(&save_checkpoint)

@@ -319,7 +319,7 @@ impl Events<'_> {
     pub async fn save_checkpoint(&self, name: &str, position: LogPosition) -> Result<()> {
         let sql = save_checkpoint_sql(self.store);
         let derived_commit = super::derived_commit_sql(self.store);
-        writing!(self.store, pool => {
+        writing_derived!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             if let Some(derived) = derived_commit {
                 sqlx::query(derived).execute(&mut *transaction).await?;

@@ -54,6 +54,28 @@ macro_rules! on_pool {
     };
 }
 
+/// Like `writing!`, for what readers derive from the ledger (their rows, checkpoints and the audit
+/// trail), which a crash of the whole machine may take back: the process dies with it and its
+/// readers resume from what survived. On SQLite `$body` gets the connection that commits without
+/// waiting for the flush (`synchronous=NORMAL`; a later flush of the shared WAL, by the next
+/// ledger append, keeps them in order); on PostgreSQL the store's pool, where the transaction
+/// decides (`derived_commit_sql`), because the server can crash while the service lives on.
+macro_rules! writing_derived {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Postgres(store) => {
+                let $pool = store.pool();
+                $body
+            }
+            $crate::store::Store::Sqlite(store) => {
+                let _turn = store.lock_writer().await;
+                let $pool = store.derived_pool();
+                $body
+            }
+        }
+    };
+}
+
 pub(crate) use {on_pool, reading, writing};
 
 mod announcements;
@@ -337,13 +359,14 @@ trait Dialect {
     ) -> Result<Vec<LogPosition>>;
 }
 
-/// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).
 /// The first statement of a reader's transaction on PostgreSQL: commit without waiting for the
 /// flush to disk. What readers write is derived from the ledger, in the transaction that moves
-/// their checkpoint: a crash can lose only whole recent transactions, which the reader then does
-/// again from its checkpoint. The ledger's own appends keep waiting for the flush (they are what
-/// an acknowledgement promises), as does the paper venue's book (a venue, not a fold).
-/// SQLite has one writer and no per-transaction setting: `None`.
+/// their checkpoint: a crash can lose only whole recent transactions, which the reader does again
+/// from its checkpoint — a running reader finds its checkpoint went back when its next
+/// compare-and-set fails (the read side) or does not depend on it (the saga). The ledger's own
+/// appends keep waiting for the flush (they are what an acknowledgement promises), as do the paper
+/// venue's book (a venue, not a fold) and the audit trail (its writer chains onto the head it
+/// remembers). SQLite has one writer and no per-transaction setting: `None`.
 fn derived_commit_sql(store: &Store) -> Option<&'static str> {
     match store {
         Store::Postgres(_) => Some("SET LOCAL synchronous_commit = off"),
@@ -351,6 +374,7 @@ fn derived_commit_sql(store: &Store) -> Option<&'static str> {
     }
 }
 
+/// The time of writing, in the column type the dialect keeps it in (SQLite: RFC 3339 text).
 fn now_sql(store: &Store) -> &'static str {
     match store {
         Store::Postgres(_) => "now()",

@@ -22,6 +22,10 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Readers' writes: one connection that commits without waiting for the flush (see
+    /// `writing_derived!`). The pool itself for an in-memory database, which no other connection
+    /// would see.
+    derived: SqlitePool,
     pub(super) events: Arc<SqliteEventRepository>,
     /// Writers of this process queue here, first come first served. SQLite has one write lock and
     /// settles contention by sleeping and retrying, which under load lets one writer lose for
@@ -68,9 +72,19 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        let derived = match file {
+            Some(_) => SqlitePoolOptions::new()
+                .max_connections(1)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(usable(connection)) }))
+                .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
+                .await
+                .map_err(|error| unopenable(super::connect_reason(&error)))?,
+            None => pool.clone(),
+        };
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
         Ok(Self {
             pool,
+            derived,
             events,
             writer: Arc::new(Mutex::new(())),
             file,
@@ -138,6 +152,10 @@ impl SqliteStore {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub fn derived_pool(&self) -> &SqlitePool {
+        &self.derived
     }
 
     /// Joins this process's queue of writers (see `writer`): every write of the store takes its

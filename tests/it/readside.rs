@@ -18,7 +18,7 @@ use aggregates::{
 };
 use cqrs_es::Aggregate;
 use ledgerhook::ledger::{decode, encode, EventContext};
-use ledgerhook::readside::Runner;
+use ledgerhook::readside::{Runner, Step};
 use ledgerhook::store::{LogPosition, Store, TableSet};
 use projections::{Envelope, Projection, ReadModels};
 
@@ -358,6 +358,52 @@ async fn two_runners_at_once_do_not_double_apply(backend: Backend) {
     assert_eq!(models.daily_volume.len(), 8);
 }
 on_both_stores!(two_runners_at_once_do_not_double_apply);
+
+/// Readers commit without waiting for the flush, so a database crash can take back the last pages
+/// a running reader saw commit. A page read from where the reader believed it stood then no longer
+/// follows its checkpoints: it is refused whole, and the reader goes back to where they really are
+/// instead of passing over the lost events.
+async fn a_page_after_checkpoints_that_went_back_is_refused(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let appended = append_history(&store, 2, 10).await;
+    let mut before_crash =
+        Runner::new(store.clone(), TableSet::Live, &Projection::ALL).with_page_size(20);
+    assert_eq!(
+        before_crash.step(None).await.expect("a page"),
+        Step::Applied(20)
+    );
+    let stood = before_crash.position().await.expect("checkpoints read");
+    // The crash took every page back: rows and checkpoints, together.
+    for projection in Projection::ALL {
+        store
+            .read_models()
+            .reset(TableSet::Live, projection)
+            .await
+            .expect("the projection resets");
+    }
+    let next_page = store
+        .events()
+        .read_log(stood, 20)
+        .await
+        .expect("the log reads");
+    let mut after_crash = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
+    assert_eq!(
+        after_crash
+            .apply_page(stood, next_page)
+            .await
+            .expect("the page is looked at"),
+        Step::Contended
+    );
+    assert_eq!(
+        after_crash.position().await.expect("checkpoints read"),
+        LogPosition::default(),
+        "the reader reads again from where its checkpoints stand"
+    );
+    catch_up_fully(&store, appended).await;
+    assert_live_equals_the_fold(&store).await;
+}
+on_both_stores!(a_page_after_checkpoints_that_went_back_is_refused);
 
 /// A projection with no checkpoint (a new one, or one reset) builds itself from the beginning.
 async fn a_new_projection_builds_itself_from_the_beginning(backend: Backend) {

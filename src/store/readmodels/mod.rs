@@ -189,7 +189,7 @@ impl ReadModelTables<'_> {
             statements.push((head, columns.pg_arrays, tail, cells));
         }
         let derived_commit = super::derived_commit_sql(self.store);
-        Ok(writing!(self.store, pool => {
+        Ok(writing_derived!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             if let Some(derived) = derived_commit {
                 sqlx::query(derived).execute(&mut *transaction).await?;
