@@ -17,10 +17,11 @@ use crate::ledger::{decode, EventContext, LedgerError};
 use crate::notify::messages::{self, OrderSummary};
 
 const ACTOR: &str = "execution";
-/// Lookups, placements and records in progress at once: enough for the group committer to batch
-/// a page's records into a few transactions, few enough to leave the store's connections to the
-/// webhook path.
-pub(super) const MAX_CONCURRENT_STEPS: usize = 16;
+/// Lookups, placements and records in progress at once: a busy page's records in one round,
+/// which the accounts' batching and the group committer turn into a few transactions. They work
+/// on cached accounts and the committer's connection; only an account not yet cached takes a
+/// store connection to load, as a webhook would.
+pub(super) const MAX_CONCURRENT_STEPS: usize = 256;
 /// Events read at a time when looking for those recorded with a conclusion (a command records a
 /// handful).
 const BESIDE_PAGE: i64 = 8;

@@ -276,20 +276,22 @@ impl Ledger {
         batch: Vec<Queued>,
     ) {
         for attempt in 0..=MAX_CONFLICT_RETRIES {
-            if slot.is_none() {
-                match self.load(account_id).await {
-                    Ok(loaded) => *slot = Some(loaded),
+            // Out of the slot while the batch is applied to it tentatively: a panic, or a commit
+            // that never answers, leaves the slot empty and the next command reloads, rather than
+            // deciding on events that never landed.
+            let mut account = match slot.take() {
+                Some(account) => account,
+                None => match self.load(account_id).await {
+                    Ok(loaded) => loaded,
                     Err(error) => {
                         let error = Arc::new(error);
                         return answer_all(batch, || Err(LedgerError::Shared(error.clone())));
                     }
-                }
-            }
-            let Some(account) = slot.as_mut() else {
-                return;
+                },
             };
-            let decided = decide_in_order(account_id, account, &batch);
+            let decided = decide_in_order(account_id, &mut account, &batch);
             if decided.appended.is_empty() {
+                *slot = Some(account);
                 return answer_each(batch, decided.outcomes);
             }
             match self.inner.committer.append(decided.appended).await {
@@ -298,19 +300,18 @@ impl Ledger {
                     for (outcome, received_at) in decided.executions {
                         crate::telemetry::execution_recorded(outcome, received_at);
                     }
-                    self.snapshot_if_due(account_id, account);
+                    self.snapshot_if_due(account_id, &mut account);
+                    *slot = Some(account);
                     return answer_each(batch, decided.outcomes);
                 }
+                // The state holds what did not land, decided on what was stale: reloaded.
                 Err(CommitError::Conflict) => {
-                    // The state holds what did not land, decided on what was stale: reload.
-                    *slot = None;
                     let ceiling_ms = CONFLICT_BACKOFF_MS << attempt.min(6);
                     let pause_ms = rand::random_range(0..=ceiling_ms);
                     tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
                 }
+                // The append may or may not have landed: the cached state is forgotten.
                 Err(error) => {
-                    // The append may or may not have landed: forget the cached state.
-                    *slot = None;
                     return answer_all(batch, || Err(LedgerError::Commit(error.clone())));
                 }
             }
