@@ -45,22 +45,14 @@ pub async fn ensure_installed() {
         root,
         "the browser tests need {CHROMIUM} and {CHROMEDRIVER}, and only root can install them: {how}"
     );
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", "chromium", "chromium-driver"][..],
-    ] {
-        let status = Command::new("apt-get")
-            // Another test may be installing too (libfaketime): wait for its lock.
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .await;
-        assert!(
-            status.is_ok_and(|status| status.success()),
-            "apt-get {args:?} failed while installing Chromium for the browser tests: {how}"
-        );
-    }
+    let installed =
+        tokio::task::spawn_blocking(|| super::apt_install(&["chromium", "chromium-driver"]))
+            .await
+            .unwrap_or(false);
+    assert!(
+        installed && Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+        "apt-get failed while installing Chromium for the browser tests: {how}"
+    );
 }
 
 /// One browser: chromedriver and the Chromium it started, ended when dropped.

@@ -27,7 +27,7 @@ fn libfaketime() -> PathBuf {
     FOUND
         .get_or_init(|| {
             find().or_else(|| {
-                super::apt_install("faketime");
+                super::apt_install(&["faketime"]);
                 find()
             })
         })

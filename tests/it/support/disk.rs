@@ -78,7 +78,7 @@ impl Tmpfs {
         const WRITES: &str = "write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,\
                               ftruncate,fallocate";
         if Command::new("strace").arg("-V").output().is_err() {
-            crate::support::apt_install("strace");
+            crate::support::apt_install(&["strace"]);
         }
         let mut strace = Command::new("strace");
         strace

@@ -83,22 +83,25 @@ pub async fn event_types(store: &ledgerhook::store::Store, account: &str) -> Vec
         .collect()
 }
 
-/// Installs a Debian package a test needs and the machine lacks (as root; whether it worked is
-/// for the caller to find out). A fresh machine has no package lists yet, and another test may be
-/// installing something too: wait for its lock rather than fail.
-pub fn apt_install(package: &str) {
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", package][..],
-    ] {
+/// Installs Debian packages a test needs and the machine lacks (as root); whether they work is for
+/// the caller to find out. A fresh machine has no package lists yet. Tests of this process install
+/// one at a time: `apt-get update` does not wait for another's lock on the lists, it fails.
+pub fn apt_install(packages: &[&str]) -> bool {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = APT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let install = [&["install", "-y", "-qq"][..], packages].concat();
+    [&["update", "-qq"][..], &install[..]].iter().all(|args| {
         let status = std::process::Command::new("apt-get")
             .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
+            .args(*args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status();
         eprintln!(
-            "{package} missing; `apt-get {}`: {status:?}",
+            "{packages:?} missing; `apt-get {}`: {status:?}",
             args.join(" ")
         );
-    }
+        status.is_ok_and(|status| status.success())
+    })
 }
