@@ -49,7 +49,7 @@ pub struct ReaderStatus {
     #[serde(skip)]
     pub position: Option<LogPosition>,
     pub checkpoint: Option<String>,
-    /// Events in the log after its checkpoint.
+    /// Log positions after its checkpoint: its events still to read, and any holes among them.
     pub lag_events: Option<i64>,
     /// Age of the oldest event it has not applied.
     pub lag_seconds: Option<i64>,
@@ -180,9 +180,24 @@ impl ReaderRegistry {
     }
 }
 
-/// How far `after` is behind the log: events after it, and the age of the first of them.
+/// How far `after` is behind the log: positions after it, and the age of the first event there.
 pub async fn lag_after(store: &Store, after: LogPosition) -> crate::store::Result<(i64, i64)> {
-    let events = store.events().count_after(after).await?;
+    let head = store.events().head().await?;
+    lag_behind(store, after, head).await
+}
+
+/// How far `after` is behind `head`. Measured from positions, not by counting rows: a count
+/// costs in proportion to the lag, so a reader far behind would slow the database the further it
+/// fell. A rolled-back append's hole counts as one; there are few.
+async fn lag_behind(
+    store: &Store,
+    after: LogPosition,
+    head: LogPosition,
+) -> crate::store::Result<(i64, i64)> {
+    let positions = head.global_seq.saturating_sub(after.global_seq).max(0);
+    if positions == 0 {
+        return Ok((0, 0));
+    }
     let next = store.events().read_log(after, 1).await?;
     let oldest = next
         .first()
@@ -190,7 +205,7 @@ pub async fn lag_after(store: &Store, after: LogPosition) -> crate::store::Resul
         .and_then(|at| at.as_str())
         .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
         .map(|at| (Utc::now() - at.with_timezone(&Utc)).num_seconds().max(0));
-    Ok((events, if events > 0 { oldest.unwrap_or(0) } else { 0 }))
+    Ok((positions, oldest.unwrap_or(0)))
 }
 
 /// Measures every running reader's lag and parked count every second until shutdown; logs a reader
@@ -208,10 +223,13 @@ pub async fn monitor_lag(
             .await
             .map(|counts| counts.into_iter().collect())
             .unwrap_or_default();
+        let head = store.events().head().await.ok();
         for status in registry.snapshot() {
             let reader = status.reader;
-            let measured = match (status.state, status.position) {
-                (ReaderState::Running, Some(position)) => lag_after(&store, position).await.ok(),
+            let measured = match (status.state, status.position, head) {
+                (ReaderState::Running, Some(position), Some(head)) => {
+                    lag_behind(&store, position, head).await.ok()
+                }
                 _ => None,
             };
             let parked = parked.get(reader).copied().unwrap_or(0);

@@ -555,6 +555,8 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
         maybe_more,
         tell,
     } = concluded;
+    // Taken first, whether or not anything is told, so what the saga kept before it goes too.
+    let kept = saga.recent.take(&account_id, origin.sequence);
     if tell == Tell::Resting {
         return notify_resting(saga, &account_id, signal_id).await;
     }
@@ -573,7 +575,6 @@ async fn notify(saga: &ExecutionSaga, concluded: Concluded) -> Result<(), Reader
     let mut events = vec![conclusion];
     events.extend(beside);
     let last_known = origin.sequence + events.len() - 1;
-    let kept = saga.recent.take(&account_id, origin.sequence);
     // Usually the account has nothing after what the page showed (the cached version says so
     // without a query); otherwise the rest of the conclusion's events are those this saga kept
     // when it recorded them, or else in the store.

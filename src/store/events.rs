@@ -238,6 +238,19 @@ impl Events<'_> {
             .await?))
     }
 
+    /// The last position in the log now (the default when it is empty): one index probe, however
+    /// far behind the caller is. Positions, not events: a rolled-back append's hole counts.
+    pub async fn head(&self) -> Result<LogPosition> {
+        let sql = match self.store {
+            Store::Postgres(_) => "SELECT COALESCE(max(global_seq), 0) FROM events",
+            Store::Sqlite(_) => "SELECT COALESCE(max(position), 0) FROM event_log",
+        };
+        let global_seq: i64 = reading!(self.store, pool => sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await?);
+        Ok(LogPosition { global_seq })
+    }
+
     /// The global order's position column and the rows it numbers. PostgreSQL numbers the
     /// `events` rows themselves (migration 0007); SQLite numbers them in `event_log`, filled by
     /// trigger. Read in plain position order: appends take their positions under one lock held

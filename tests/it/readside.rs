@@ -17,6 +17,7 @@ use aggregates::{
     TradingAccount, UsdAmount,
 };
 use cqrs_es::Aggregate;
+use ledgerhook::catchup::status::lag_after;
 use ledgerhook::ledger::{decode, encode, EventContext};
 use ledgerhook::readside::{Runner, Step};
 use ledgerhook::store::{LogPosition, Store, TableSet};
@@ -330,6 +331,29 @@ async fn catch_up_fully(store: &Store, appended: i64) {
     })
     .await;
 }
+
+/// A reader's lag is measured from the log's head, so it costs the same however far behind the
+/// reader is, and reads zero once the reader has caught up.
+async fn a_readers_lag_is_the_distance_to_the_head(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let empty = store.events().head().await.expect("head");
+    assert_eq!(empty, LogPosition::default());
+    let appended = append_history(&store, 3, 10).await;
+    let head = store.events().head().await.expect("head");
+    assert_eq!(head.global_seq, appended);
+    let (behind, _) = lag_after(&store, LogPosition::default())
+        .await
+        .expect("lag");
+    assert_eq!(behind, appended);
+    let halfway = LogPosition {
+        global_seq: appended / 2,
+    };
+    let (behind, _) = lag_after(&store, halfway).await.expect("lag");
+    assert_eq!(behind, appended - appended / 2);
+    assert_eq!(lag_after(&store, head).await.expect("lag"), (0, 0));
+}
+on_both_stores!(a_readers_lag_is_the_distance_to_the_head);
 
 /// Two runners over the same projections at once (another instance, a rebuild racing the
 /// service...): the checkpoint's compare-and-set lets one apply each page, never both.
