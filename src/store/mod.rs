@@ -12,10 +12,10 @@
 /// `$db`, when named, is the dialect's `sqlx::Database` (for a `QueryBuilder`).
 macro_rules! reading {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, _Db, false => $body)
+        $crate::store::on_pool!($store, $pool, _Db, false, pool => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, $db, false => $body)
+        $crate::store::on_pool!($store, $pool, $db, false, pool => $body)
     };
 }
 
@@ -23,15 +23,17 @@ macro_rules! reading {
 /// queue (`SqliteStore::lock_writer`). Every SQLite write of the service goes through here.
 macro_rules! writing {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, _Db, true => $body)
+        $crate::store::on_pool!($store, $pool, _Db, true, pool => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, $db, true => $body)
+        $crate::store::on_pool!($store, $pool, $db, true, pool => $body)
     };
 }
 
+/// What `reading!`, `writing!` and `writing_derived!` expand to: `$queue` takes the writer's turn on
+/// SQLite, and `$sqlite_pool` names which of the SQLite store's pools `$body` gets.
 macro_rules! on_pool {
-    ($store:expr, $pool:ident, $db:ident, $queue:literal => $body:expr) => {
+    ($store:expr, $pool:ident, $db:ident, $queue:literal, $sqlite_pool:ident => $body:expr) => {
         match $store {
             $crate::store::Store::Postgres(store) => {
                 #[allow(dead_code)]
@@ -47,7 +49,7 @@ macro_rules! on_pool {
                 } else {
                     None
                 };
-                let $pool = store.pool();
+                let $pool = store.$sqlite_pool();
                 $body
             }
         }
@@ -62,17 +64,7 @@ macro_rules! on_pool {
 /// decides (`derived_commit_sql`), because the server can crash while the service lives on.
 macro_rules! writing_derived {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Postgres(store) => {
-                let $pool = store.pool();
-                $body
-            }
-            $crate::store::Store::Sqlite(store) => {
-                let _turn = store.lock_writer().await;
-                let $pool = store.derived_pool();
-                $body
-            }
-        }
+        $crate::store::on_pool!($store, $pool, _Db, true, derived_pool => $body)
     };
 }
 
@@ -93,6 +85,7 @@ mod sign_in;
 mod sqlite;
 mod staff;
 mod unavailable;
+pub mod upkeep;
 mod users;
 mod vault;
 
@@ -241,6 +234,11 @@ impl Store {
     /// Wallets, sign-in nonces, staff passwords and sessions.
     pub fn sign_in(&self) -> SignIn<'_> {
         SignIn { store: self }
+    }
+
+    /// The planner's statistics and dead rows, where the server leaves them (PostgreSQL).
+    pub fn upkeep(&self) -> upkeep::Upkeep<'_> {
+        upkeep::Upkeep { store: self }
     }
 
     pub fn parked(&self) -> Parked<'_> {

@@ -16,6 +16,7 @@ use aggregates::{
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::exchange::{PaperBook, PaperOrder};
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
+use ledgerhook::store::upkeep::{UpkeepPass, TURN};
 use ledgerhook::store::{LogPosition, Store, StoreError};
 
 use crate::on_both_stores;
@@ -662,3 +663,84 @@ async fn corrupt_values_are_errors_not_defaults(backend: Backend) {
     }
 }
 on_both_stores!(corrupt_values_are_errors_not_defaults);
+
+fn paper_order(n: usize) -> PaperOrder {
+    PaperOrder {
+        client_order_id: format!("lh-{n}"),
+        account_id: format!("acct-{}", n % 20),
+        market: "BTC-USD".into(),
+        side: "buy".into(),
+        size: "0.01".into(),
+        price: "65032".into(),
+        fee: "0.325".into(),
+        exchange_order_id: format!("paper-lh-{n}"),
+        placed_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
+        status: "filled".into(),
+        good_til: None,
+    }
+}
+
+/// Tables that grow get statistics whether or not the server's autovacuum runs (it is off on the
+/// machine the soak found this on): without them each connection keeps the plans it made while
+/// the tables were empty, and reads the paper book whole for every lookup. Instances sharing the
+/// store take turns, and a pass with nothing due does nothing.
+async fn table_upkeep_gives_growing_tables_statistics(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let book = PaperBook::of(&store);
+    let orders: Vec<PaperOrder> = (0..3_000).map(paper_order).collect();
+    for chunk in orders.chunks(500) {
+        book.book_all(chunk).await.expect("books");
+    }
+    let Store::Postgres(postgres) = &store else {
+        let pass = store.upkeep().pass().await.expect("a pass");
+        assert_eq!(pass, UpkeepPass::default(), "SQLite keeps no statistics");
+        return;
+    };
+    let estimated_rows = || async {
+        let rows: f32 = sqlx::query_scalar(
+            "SELECT reltuples FROM pg_class WHERE oid = 'paper_orders'::regclass",
+        )
+        .fetch_one(postgres.pool())
+        .await
+        .expect("pg_class");
+        rows
+    };
+
+    // Another instance's pass holds the turn: this one waits for the next.
+    let mut other = postgres.pool().acquire().await.expect("a connection");
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1 || current_schema()))")
+        .bind(TURN)
+        .execute(&mut *other)
+        .await
+        .expect("the turn");
+    let pass = store.upkeep().pass().await.expect("a pass");
+    assert!(pass.skipped && pass.analyzed.is_empty(), "{pass:?}");
+    sqlx::query("SELECT pg_advisory_unlock(hashtext($1 || current_schema()))")
+        .bind(TURN)
+        .execute(&mut *other)
+        .await
+        .expect("the turn back");
+    drop(other);
+
+    // The writers' counts reach the statistics views within a second or so (and a server whose
+    // autovacuum runs may get there first).
+    eventually("a pass to analyze the paper book", || async {
+        store.upkeep().pass().await.expect("a pass");
+        (estimated_rows().await >= 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(estimated_rows().await, 3_000.0);
+    // Once the counts are in (a writer's may arrive after the analysis), nothing is due.
+    eventually("a pass with nothing due", || async {
+        let pass = store.upkeep().pass().await.expect("a pass");
+        (!pass.analyzed.contains(&"paper_orders".to_owned())).then_some(())
+    })
+    .await;
+    let found = book
+        .find_all(&["lh-7", "lh-2999", "lh-missing"])
+        .await
+        .expect("found");
+    assert_eq!(found.len(), 2);
+}
+on_both_stores!(table_upkeep_gives_growing_tables_statistics);
