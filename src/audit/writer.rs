@@ -388,7 +388,11 @@ impl CatchUpReader for AuditWriter {
     }
 
     /// Rows and checkpoint in one transaction; a head it did not write halts it (keeping the lease).
-    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+    async fn apply(
+        &mut self,
+        _after: LogPosition,
+        page: Vec<LoggedEvent>,
+    ) -> Result<LogPosition, ReaderError> {
         let current = match self.progress.take() {
             Some(current) => current,
             None => self.load_progress().await?,

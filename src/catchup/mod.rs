@@ -73,9 +73,14 @@ pub trait CatchUpReader: Send + 'static {
     }
     /// Reads from the store where it stands: at start, after a restart, after retaking its lease.
     async fn resume(&mut self) -> Result<LogPosition, ReaderError>;
-    /// Applies a page (never empty) and records that it is past it; where to read next. Events it
-    /// cannot decode are parked, not errors.
-    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError>;
+    /// Applies a page (never empty), read after `after` (where it last said it stands), and
+    /// records that it is past it; where to read next. Events it cannot decode are parked, not
+    /// errors.
+    async fn apply(
+        &mut self,
+        after: LogPosition,
+        page: Vec<LoggedEvent>,
+    ) -> Result<LogPosition, ReaderError>;
     /// Applies one released parked event again, out of order; the checkpoint does not move.
     async fn retry(&mut self, event: LoggedEvent) -> Result<Retried, ReaderError>;
     /// Called whenever it has caught up with the log (before waiting for more): timed work.

@@ -112,7 +112,7 @@ pub async fn run<R: CatchUpReader>(
             );
         }
         let short_page = i64::try_from(page.len()).is_ok_and(|read| read < reader.page_size());
-        match reader.apply(page).await {
+        match reader.apply(after, page).await {
             Ok(next) => {
                 after = next;
                 cx.registry.set_position(name, next);

@@ -327,7 +327,11 @@ impl CatchUpReader for ExecutionSaga {
     /// The checkpoint moves after whole pages (at most every `CHECKPOINT_INTERVAL` while busy):
     /// after a crash those pages are handled again, and every step first asks the account where
     /// the signal stands.
-    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+    async fn apply(
+        &mut self,
+        _after: LogPosition,
+        page: Vec<LoggedEvent>,
+    ) -> Result<LogPosition, ReaderError> {
         let Some(last) = page.last().map(|logged| logged.position) else {
             return self.resume().await;
         };

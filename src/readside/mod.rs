@@ -276,23 +276,12 @@ impl Runner {
 pub struct ReadSide {
     store: Store,
     runner: Runner,
-    /// Where it last told the runtime it stands: the position every page it is given follows.
-    told: LogPosition,
 }
 
 impl ReadSide {
     pub fn new(store: Store) -> Self {
         let runner = Runner::new(store.clone(), TableSet::Live, &Projection::ALL);
-        Self {
-            store,
-            runner,
-            told: LogPosition::default(),
-        }
-    }
-
-    async fn tell_position(&mut self) -> Result<LogPosition, ReaderError> {
-        self.told = self.runner.position().await.map_err(reader_error)?;
-        Ok(self.told)
+        Self { store, runner }
     }
 }
 
@@ -312,16 +301,20 @@ impl CatchUpReader for ReadSide {
 
     async fn resume(&mut self) -> Result<LogPosition, ReaderError> {
         self.runner = Runner::new(self.store.clone(), TableSet::Live, &Projection::ALL);
-        self.tell_position().await
+        self.runner.position().await.map_err(reader_error)
     }
 
     /// Rows and checkpoints move in one transaction; after contention the checkpoints are re-read.
-    async fn apply(&mut self, page: Vec<LoggedEvent>) -> Result<LogPosition, ReaderError> {
+    async fn apply(
+        &mut self,
+        after: LogPosition,
+        page: Vec<LoggedEvent>,
+    ) -> Result<LogPosition, ReaderError> {
         self.runner
-            .apply_page(self.told, page)
+            .apply_page(after, page)
             .await
             .map_err(reader_error)?;
-        self.tell_position().await
+        self.runner.position().await.map_err(reader_error)
     }
 
     /// A released event is applied late, out of the log's order, to the projections it touches;

@@ -141,11 +141,29 @@ fn summary(
     );
 }
 
-fn store_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    }
+/// How every case ends: the load flows once more and stops, its answers are held to the rules,
+/// the store is checked against the invariants, and the case's line is printed.
+async fn settle_and_report(
+    load: Load,
+    url: &str,
+    users: &[User],
+    case: &str,
+    faults: usize,
+    recovered: Duration,
+) {
+    flowing(&load, 10).await;
+    let tally = load.stop().await;
+    answered_by_the_rules(&tally);
+    let store = ledgerhook::app::open_store(url)
+        .await
+        .expect("the ledger opens");
+    let verdict = check(url, &store, &accounts(users), &tally.acked, Venue::Paper).await;
+    let store_kind = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    summary(case, store_kind, faults, verdict, recovered, &tally);
 }
 
 /// kill -9 of the serving instance at random moments under load, restarted each time on the same
@@ -167,26 +185,7 @@ async fn kill_9_at_random_moments_under_load(backend: Backend) {
         load.aim(&service.base_url);
         recovered = recovered.max(recovery(&load, killed).await);
     }
-    flowing(&load, 10).await;
-    let tally = load.stop().await;
-    answered_by_the_rules(&tally);
-    let store = test.open().await;
-    let verdict = check(
-        &test.url,
-        &store,
-        &accounts(&users),
-        &tally.acked,
-        Venue::Paper,
-    )
-    .await;
-    summary(
-        "kill_9",
-        store_name(backend),
-        scale.faults,
-        verdict,
-        recovered,
-        &tally,
-    );
+    settle_and_report(load, &test.url, &users, "kill_9", scale.faults, recovered).await;
     service.stop().await;
 }
 on_both_stores!(kill_9_at_random_moments_under_load);
@@ -216,28 +215,15 @@ async fn postgres_restarted_under_load() {
         }
         recovered = recovered.max(recovery(&load, Instant::now()).await);
     }
-    flowing(&load, 10).await;
-    let tally = load.stop().await;
-    answered_by_the_rules(&tally);
-    let store = ledgerhook::app::open_store(&cluster.url)
-        .await
-        .expect("the ledger opens");
-    let verdict = check(
+    settle_and_report(
+        load,
         &cluster.url,
-        &store,
-        &accounts(&users),
-        &tally.acked,
-        Venue::Paper,
+        &users,
+        "postgres_restart",
+        scale.faults,
+        recovered,
     )
     .await;
-    summary(
-        "postgres_restart",
-        "postgres",
-        scale.faults,
-        verdict,
-        recovered,
-        &tally,
-    );
     // The same process served throughout, and still shuts down cleanly.
     service.stop().await;
 }
@@ -283,23 +269,16 @@ async fn sqlite_disk_full_and_read_only_under_load() {
         read_only.writable_again();
         recovered = recovered.max(recovery(&load, Instant::now()).await);
     }
-    flowing(&load, 10).await;
-    let tally = load.stop().await;
-    answered_by_the_rules(&tally);
-    let store = ledgerhook::app::open_store(&url)
-        .await
-        .expect("the ledger opens");
-    let verdict = check(&url, &store, &accounts(&users), &tally.acked, Venue::Paper).await;
-    summary(
+    settle_and_report(
+        load,
+        &url,
+        &users,
         "disk_full_and_read_only",
-        "sqlite",
         injected,
-        verdict,
         recovered,
-        &tally,
-    );
+    )
+    .await;
     service.stop().await;
-    drop(store);
 }
 
 /// Waits until the load is refused (503) while a fault lasts: the fault reached the service.
