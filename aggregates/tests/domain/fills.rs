@@ -2,14 +2,12 @@
 //! numbers no market produces: it records `FillMismatch`, halts, folds nothing into a position,
 //! and never panics. The decision is the aggregate's, so it holds for every exchange.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, Fill, NotificationOutcome, Position, Quantity,
     RejectionReason, RiskLimits, Side, SignalStage, TradingAccount, AUTOMATIC_HALT_BY,
     MAX_FILL_PRICE,
 };
-use common::*;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use rust_decimal::Decimal;
 

@@ -1,11 +1,9 @@
 //! The user's signal quota as the account holds it: at most the quota's signals recorded in any
 //! window, whatever instance decided them, refusals recording nothing, resends still answered.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{AccountError, AccountEvent, SignalIntent, SignalQuota};
 use chrono::Duration;
-use common::*;
 
 const TWO_A_MINUTE: SignalQuota = SignalQuota {
     signals: 2,

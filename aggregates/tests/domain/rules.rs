@@ -2,15 +2,13 @@
 //! bracket sanity, reduce-only orders shrinking risk past every size limit, the automatic halt
 //! after repeated exchange failures, changing limits, and cancelling an approved order.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::*;
 use aggregates::{
     rule, AccountCommand, AccountError, AccountEvent, OrderType, RejectionReason, RiskLimits, Side,
     SignalIntent, SignalStage, TradingAccount, UsdAmount, AUTOMATIC_HALT_BY,
 };
-use common::*;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 
 fn given(events: Vec<AccountEvent>) -> AggregateTestExecutor<TradingAccount> {

@@ -5,10 +5,9 @@
 //! account halted, where is the signal in its life), so a sequence that "passes" because every
 //! command was refused cannot go unnoticed.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common::{at, dec, limits, market, open_command, replay};
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
     NotificationOutcome, OrderType, Quantity, RejectionReason, Side, SignalId, SignalIntent,
@@ -16,7 +15,6 @@ use aggregates::{
     FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use common::{at, dec, limits, market, open_command, replay};
 use cqrs_es::Aggregate;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -293,12 +291,16 @@ impl Sim {
             } => self.execute(target, outcome, *wrong_id),
             Op::Notify { target, sent } => self.notify(target, *sent),
             Op::Halt => {
-                let events = self.run(common::halt(&self.now.to_rfc3339())).unwrap();
+                let events = self
+                    .run(crate::common::halt(&self.now.to_rfc3339()))
+                    .unwrap();
                 assert_eq!(events.len(), usize::from(!self.halted), "{events:?}");
                 self.halted = true;
             }
             Op::Resume => {
-                let events = self.run(common::resume(&self.now.to_rfc3339())).unwrap();
+                let events = self
+                    .run(crate::common::resume(&self.now.to_rfc3339()))
+                    .unwrap();
                 assert_eq!(events.len(), usize::from(self.halted), "{events:?}");
                 self.halted = false;
             }
@@ -323,7 +325,7 @@ impl Sim {
                         at: self.now,
                     })
                     .unwrap();
-                assert_eq!(common::names(&events), ["RiskLimitsChanged"]);
+                assert_eq!(crate::common::names(&events), ["RiskLimitsChanged"]);
             }
         }
     }
@@ -981,7 +983,8 @@ impl Healing {
         self.count += 1;
         self.now += Duration::seconds(7);
         let id = format!("h{}", self.count);
-        let signal = common::signal(&id, "BTC-USD", instruction, "60000", &self.now.to_rfc3339());
+        let signal =
+            crate::common::signal(&id, "BTC-USD", instruction, "60000", &self.now.to_rfc3339());
         let exposure = self.state.exposure(&market("BTC-USD"));
         match self.run(AccountCommand::ReceiveSignal(signal)).as_slice() {
             [AccountEvent::SignalReceived { .. }, AccountEvent::RiskApproved {
@@ -998,7 +1001,7 @@ impl Healing {
                         after.is_zero() || after.is_sign_negative() == exposure.is_sign_negative()
                     );
                 }
-                Some(common::sid(&id))
+                Some(crate::common::sid(&id))
             }
             [AccountEvent::SignalRejected {
                 reason: RejectionReason::NoChange { .. },

@@ -3,16 +3,14 @@
 //! panics the account; a refused fill leaves every position as it was; and each position is
 //! always exactly the signed sum of the fills the account accepted.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{at, coid, dec, intent, limits, market, open_command, replay, sid};
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, Fill, Market, NotificationOutcome, Quantity,
     Side, TradingAccount, MAX_FILL_PRICE,
 };
 use chrono::{DateTime, Duration, Utc};
-use common::{at, coid, dec, intent, limits, market, open_command, replay, sid};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
@@ -184,7 +182,7 @@ impl Run {
         let ticker = MARKETS[trade.market];
         let order_size = Decimal::new(trade.units, trade.scale);
         let reference = dec(REFERENCE_PRICES[trade.reference]);
-        let received = self.run(common::receive(&intent(
+        let received = self.run(crate::common::receive(&intent(
             &id,
             ticker,
             side(trade.buy),

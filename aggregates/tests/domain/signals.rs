@@ -1,14 +1,12 @@
 //! How a signal is taken up: the decision order (duplicate, in flight, halt, emergency stop,
 //! staleness), how targets and closes resolve into one order, and what `SignalReceived` records.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountEvent, Halt, OrderType, RejectionReason, RiskLimits, Side, SignalIntent, SignalStage,
     TradeInstruction, TradingAccount,
 };
 use chrono::Duration;
-use common::*;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 
 fn given(events: Vec<AccountEvent>) -> AggregateTestExecutor<TradingAccount> {

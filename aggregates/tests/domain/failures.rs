@@ -3,14 +3,12 @@
 //! close of a position a fill left unprotected. Each is the aggregate's decision, so it holds for
 //! every exchange, and each is checked by replaying what it recorded.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountCommand, AccountEvent, ClientOrderId, CompensationReport, ExecutionReport, Fill,
     NotificationOutcome, Quantity, RiskLimits, Side, SignalStage, TradingAccount,
     AUTOMATIC_HALT_BY,
 };
-use common::*;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 

@@ -1,12 +1,10 @@
 //! Events stored by the 1.0 schema, as literal JSON, load as today's events.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     upcasters, AccountEvent, OrderType, RejectionReason, RiskLimits, Side, SignalStage,
     TradeInstruction, TradingAccount, EVENT_VERSION,
 };
-use common::*;
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde_json::{json, Value};

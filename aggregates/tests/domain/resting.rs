@@ -2,13 +2,11 @@
 //! it rests, told once, and ended once — filled, partially filled then expired, or expired with
 //! nothing — whatever reports arrive again (a restarted saga, a second watcher).
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountCommand, AccountEvent, ExecutionReport, Fill, NotificationOutcome, RiskLimits, Side,
     SignalStage, TradingAccount,
 };
-use common::*;
 use rust_decimal::Decimal;
 
 const RECEIVED: &str = "2024-03-01T09:00:00Z";

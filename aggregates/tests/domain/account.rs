@@ -1,15 +1,13 @@
 //! Behaviour of the `TradingAccount` aggregate, one command at a time, through cqrs-es's
 //! `TestFramework`: given a history, when a command arrives, then these events (or this error).
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill,
     NotificationOutcome, RejectionReason, RiskLimits, Side, SignalIntent, SignalStage,
     TradingAccount, UsdAmount, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::Duration;
-use common::*;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use rust_decimal::Decimal;
 

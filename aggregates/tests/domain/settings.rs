@@ -1,12 +1,10 @@
 //! The trader's settings as account events: who made each change is recorded, a change to what
 //! already holds records nothing, and settings never touch positions, signals or reservations.
 
-mod common;
-
+use crate::common::*;
 use aggregates::{
     AccountCommand, AccountError, AccountEvent, RiskLimits, SettingsChange, TradingAccount, Venue,
 };
-use common::*;
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 use proptest::prelude::*;

@@ -1,6 +1,5 @@
 //! Helpers shared by the aggregate's integration tests: terse constructors for values, commands and
 //! events, and a way to fold commands into a history without the async `TestFramework`.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 
