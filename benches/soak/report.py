@@ -3,7 +3,12 @@
 signal-to-fill p99 (upper bucket bound) over each minute, reader lags, and the server's RSS."""
 import re, sys, glob, os
 d = sys.argv[1] if len(sys.argv) > 1 else 'target/soak'
-rss = {int(l.split()[0]): (int(l.split()[1]), int(l.split()[2])) for l in open(os.path.join(d, 'rss')) if l.strip()}
+rss = {}
+for l in open(os.path.join(d, 'rss')):
+    f = [int(x) for x in l.split()]
+    if f:
+        # minute: (seconds, RSS KiB, server CPU ticks, PostgreSQL CPU ticks); older runs lack CPU
+        rss[f[0]] = (f[1], f[2], f[3] if len(f) > 3 else 0, f[4] if len(f) > 4 else 0)
 def parse(path):
     hist, gauges = {}, {}
     for line in open(path):
@@ -19,6 +24,8 @@ def parse(path):
             key = name[:-7]
             hist.setdefault(key, {})
             hist[key][le] = hist[key].get(le, 0) + value
+        elif name == 'ledgerhook_signals_total' and 'halted' in labels:
+            gauges['halted'] = value
         elif name.startswith('ledgerhook_reader_lag_events'):
             r = re.search(r'reader="([^"]+)"', labels)
             gauges[r.group(1) if r else labels] = value
@@ -34,14 +41,16 @@ def p99(prev, cur):
     return les[-1], total
 snaps = sorted(glob.glob(os.path.join(d, 'metrics.*')), key=lambda p: int(p.rsplit('.', 1)[1]))
 prev = None
-print('min  t_s   rss_MiB  acked  ack_p99<=s  fills  fill_p99<=s  reader lags (events)')
+print('min  t_s   rss_MiB  acked  ack_p99<=s  fills  fill_p99<=s  cpu_ms/signal(svc+pg)  lags (events), refused halted')
 for path in snaps:
     n = int(path.rsplit('.', 1)[1])
     hist, gauges = parse(path)
     if prev is not None:
         ack, acked = p99(prev.get('ledgerhook_webhook_ack_seconds', {}), hist.get('ledgerhook_webhook_ack_seconds', {1: 0}))
         fill, fills = p99(prev.get('ledgerhook_signal_to_fill_seconds', {}), hist.get('ledgerhook_signal_to_fill_seconds', {1: 0}))
-        t, kb = rss.get(n, (0, 0))
+        t, kb, svc, pg = rss.get(n, (0, 0, 0, 0))
+        _, _, svc0, pg0 = rss.get(n - 1, (0, 0, 0, 0))
+        cpu = f'{(svc - svc0) * 10 / acked:.2f}+{(pg - pg0) * 10 / acked:.2f}' if acked and svc else '-'
         lags = ' '.join(f'{k}={int(v)}' for k, v in sorted(gauges.items()))
-        print(f'{n:3d} {t:5d} {kb/1024:8.1f} {int(acked):6d} {ack!s:>11} {int(fills):6d} {fill!s:>12}  {lags}')
+        print(f'{n:3d} {t:5d} {kb/1024:8.1f} {int(acked):6d} {ack!s:>11} {int(fills):6d} {fill!s:>12}  {cpu:>21}  {lags}')
     prev = hist
