@@ -695,6 +695,7 @@ async fn table_upkeep_gives_growing_tables_statistics(backend: Backend) {
     let Store::Postgres(postgres) = &store else {
         let pass = store.upkeep().pass().await.expect("a pass");
         assert_eq!(pass, UpkeepPass::default(), "SQLite keeps no statistics");
+        one_accounts_orders_are_read_by_their_index(&store).await;
         return;
     };
     let estimated_rows = || async {
@@ -742,5 +743,38 @@ async fn table_upkeep_gives_growing_tables_statistics(backend: Backend) {
         .await
         .expect("found");
     assert_eq!(found.len(), 2);
+    one_accounts_orders_are_read_by_their_index(&store).await;
 }
 on_both_stores!(table_upkeep_gives_growing_tables_statistics);
+
+/// The paper venue's positions (reconciliation, for every account) read one account's orders,
+/// not the whole book: its cost must not grow with the other accounts' orders.
+async fn one_accounts_orders_are_read_by_their_index(store: &Store) {
+    let query = "SELECT * FROM paper_orders WHERE account_id = 'acct-1'
+                  ORDER BY placed_at, client_order_id";
+    let plan: Vec<String> = match store {
+        Store::Postgres(postgres) => sqlx::query_scalar(&format!("EXPLAIN {query}"))
+            .fetch_all(postgres.pool())
+            .await
+            .expect("a plan"),
+        Store::Sqlite(sqlite) => {
+            sqlx::query_as::<_, (i64, i64, i64, String)>(&format!("EXPLAIN QUERY PLAN {query}"))
+                .fetch_all(sqlite.pool())
+                .await
+                .expect("a plan")
+                .into_iter()
+                .map(|(_, _, _, detail)| detail)
+                .collect()
+        }
+    };
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("paper_orders_by_account")),
+        "{plan:?}"
+    );
+    let orders = PaperBook::of(store)
+        .of_account("acct-1")
+        .await
+        .expect("the account's orders");
+    assert_eq!(orders.len(), 150);
+}
