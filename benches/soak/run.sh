@@ -19,7 +19,8 @@ start=$(date +%s)
 n=0
 while kill -0 "$P" 2>/dev/null; do
   now=$(date +%s)
-  [ $((now - start)) -gt $((seconds + 30)) ] && break
+  # http_load follows its open loop with a closed one: stop before it.
+  [ $((now - start)) -gt "$seconds" ] && break
   rss=$(awk '/VmRSS/ {print $2}' /proc/$P/status)
   # CPU ticks (1/100 s) so far: the server's, and every PostgreSQL process's.
   svc=$(awk '{print $14 + $15}' /proc/$P/stat)
