@@ -472,3 +472,33 @@ impl DomainEvent for AccountEvent {
         EVENT_VERSION.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_of_a_signal_names_it_and_an_account_wide_one_does_not() {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        let released = AccountEvent::RiskReservationReleased {
+            signal_id: SignalId("s1".to_owned()),
+            notional_usd: UsdAmount::new(Decimal::ONE),
+        };
+        assert_eq!(released.signal_id().map(|id| id.0.as_str()), Some("s1"));
+        let rotated = AccountEvent::WebhookRotated {
+            by: "owner".to_owned(),
+            at,
+        };
+        assert_eq!(rotated.signal_id(), None);
+    }
+
+    #[test]
+    fn events_are_stored_under_the_current_version() {
+        let rotated = AccountEvent::WebhookRotated {
+            by: "owner".to_owned(),
+            at: chrono::DateTime::UNIX_EPOCH,
+        };
+        assert_eq!(rotated.event_version(), EVENT_VERSION);
+        assert_eq!(EVENT_VERSION, "2.0");
+    }
+}

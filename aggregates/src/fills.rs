@@ -75,6 +75,31 @@ pub(crate) fn problems_against(
 mod tests {
     use super::*;
 
+    fn fill_of(size: i64, price: i64) -> (Quantity, Fill) {
+        let size = Quantity::new(Decimal::from(size)).expect("positive");
+        let fill = Fill {
+            market: Market::parse("BTC-USD").expect("a market"),
+            side: Side::Buy,
+            price: Decimal::from(price),
+            size,
+            fee: Decimal::ZERO,
+        };
+        (size, fill)
+    }
+
+    #[test]
+    fn a_notional_is_taken_up_to_its_bound_and_not_past_it() {
+        let market = Market::parse("BTC-USD").expect("a market");
+        // 1e9 × 1e6 is the bound itself; 1e9 + 1 units at the same price is past it, though
+        // the price and the size are each within their own.
+        let (size, at_bound) = fill_of(1_000_000_000, 1_000_000);
+        assert!(problems_against(&market, Side::Buy, size, &at_bound).is_empty());
+        let (size, past) = fill_of(1_000_000_001, 1_000_000);
+        let problems = problems_against(&market, Side::Buy, size, &past);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("beyond any fill's"), "{problems:?}");
+    }
+
     #[test]
     fn the_bounds_are_what_they_say() {
         assert_eq!(MAX_FILL_PRICE, Decimal::from(1_000_000_000_000_i64));

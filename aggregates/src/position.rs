@@ -175,3 +175,18 @@ fn sign_of(value: Decimal) -> Decimal {
         Decimal::ONE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_difference_decimal_could_only_round_is_refused() {
+        let ten = Decimal::from(10);
+        let smallest = Decimal::new(1, 28);
+        // 10 - 1e-28 needs 29 digits: it rounds to 10, and 10 + 1e-28 rounds back to 10, so
+        // only the second check sees that nothing was taken away.
+        assert!(exact_sub(ten, smallest).is_err());
+        assert_eq!(exact_sub(ten, Decimal::ONE).ok(), Some(Decimal::from(9)));
+    }
+}

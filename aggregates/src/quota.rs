@@ -148,5 +148,13 @@ mod tests {
             window_seconds: 60,
         };
         assert_eq!(recent(&[0, 0, 0]).wait_for(none, at(0)), None);
+        // A window of nothing is no quota either, even for a quota held over a scaled window:
+        // a full memory of signals all at one instant must not be made to wait a millisecond.
+        let no_window = SignalQuota {
+            signals: 1_000,
+            window_seconds: 0,
+        };
+        let same_instant = recent(&[0; REMEMBERED]);
+        assert_eq!(same_instant.wait_for(no_window, at(0)), None);
     }
 }

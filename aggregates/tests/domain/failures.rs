@@ -489,6 +489,36 @@ fn a_close_that_is_not_the_close_is_a_failed_compensation() {
 }
 
 #[test]
+fn a_close_after_the_position_turned_around_is_a_failed_compensation() {
+    let mut history = buy_in_flight("0.1");
+    let (events, _) = decide(&history, unprotected("0.1"));
+    history.extend(events);
+    // Meanwhile another signal sells more than the position: it is now short 0.2.
+    for command in [
+        receive(&intent(
+            "s2",
+            "BTC-USD",
+            Side::Sell,
+            "0.3",
+            "60000",
+            REPORTED,
+        )),
+        filled_in("BTC-USD", Side::Sell, "s2", "60000", "0.3", "1", REPORTED),
+    ] {
+        let (events, _) = decide(&history, command);
+        history.extend(events);
+    }
+    assert_eq!(
+        replay(&history).positions[&market("BTC-USD")].size,
+        dec("-0.2")
+    );
+    // Selling now, even less than the close asked, would add to the short: not reduce-only.
+    let (events, after) = decide(&history, closed("0.05", "60000"));
+    assert_eq!(names(&events), ["CompensationFailed", "TradingHalted"]);
+    assert_eq!(after.positions[&market("BTC-USD")].size, dec("-0.2"));
+}
+
+#[test]
 fn a_partial_close_is_booked_and_halts_the_account() {
     let mut history = buy_in_flight("1");
     let (events, _) = decide(&history, unprotected("1"));

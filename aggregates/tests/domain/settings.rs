@@ -330,3 +330,27 @@ proptest! {
         prop_assert_eq!(&account, &replayed);
     }
 }
+
+#[test]
+fn the_account_answers_with_the_venue_and_default_size_it_chose() {
+    let fresh = replay(&history([open_command(RiskLimits::default())]));
+    assert_eq!((fresh.venue(), fresh.default_order_usd()), (None, None));
+    let chosen = replay(&history([
+        open_command(RiskLimits::default()),
+        choose(Venue::Dydx),
+        settings(RiskLimits::default(), Some("250")),
+    ]));
+    assert_eq!(chosen.venue(), Some(Venue::Dydx));
+    assert_eq!(chosen.default_order_usd(), Some(dec("250")));
+}
+
+#[test]
+fn a_venue_is_named_and_read_back_by_its_stored_name() {
+    for (venue, name) in [(Venue::Paper, "paper"), (Venue::Dydx, "dydx")] {
+        assert_eq!(venue.as_str(), name);
+        assert_eq!(venue.to_string(), name);
+        assert_eq!(Venue::parse(name), Some(venue));
+    }
+    assert_eq!(Venue::parse("binance"), None);
+    assert_eq!(Venue::parse("Paper"), None);
+}
