@@ -326,6 +326,7 @@ fn intent(account: &str, idempotency_key: String, side: Side, at: DateTime<Utc>)
         paper_only: false,
         quota: None,
         received_at: at,
+        earlier_use: None,
     }
 }
 

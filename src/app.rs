@@ -234,14 +234,12 @@ impl RunningApp {
             let projections = ReadSide::new(store.clone());
             readers.push(spawn_reader(projections, &cx, &config.supervisor));
         }
-        // Not awaited at shutdown: a VACUUM cut short is harmless.
-        if matches!(store, Store::Postgres(_)) {
-            tokio::spawn(crate::store::upkeep::run(
-                store.clone(),
-                crate::store::upkeep::UPKEEP_INTERVAL,
-                shutdown_requested.clone(),
-            ));
-        }
+        // Not awaited at shutdown: a VACUUM or a forgetting cut short is harmless.
+        tokio::spawn(crate::store::upkeep::run(
+            store.clone(),
+            crate::store::upkeep::UPKEEP_INTERVAL,
+            shutdown_requested.clone(),
+        ));
         tokio::spawn(status::monitor_lag(
             store.clone(),
             registry.clone(),

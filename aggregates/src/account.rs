@@ -1,7 +1,7 @@
 //! The `TradingAccount` aggregate: the state one user's events fold into, and the decisions its
 //! commands make on that state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -17,7 +17,7 @@ use crate::{
 
 /// The service's default for how long an alert's explicit id is remembered (each signal carries
 /// its own `key_expires_at`). It must cover TradingView's resends (3 × 5 s) with a wide margin,
-/// and bounds the state an account carries.
+/// and bounds the keys the store keeps for an account (`keys.rs`).
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
 /// Keys with this prefix are fingerprints of alerts that carried no id. Two identical alerts without
@@ -34,7 +34,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "9";
+pub const STATE_VERSION: &str = "10";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -69,10 +69,6 @@ pub enum AccountError {
 pub struct TradingAccount {
     pub profile: Option<Profile>,
     pub halt: Option<Halt>,
-    /// Idempotency keys seen inside the window, with the signal each produced.
-    pub seen_keys: BTreeMap<String, SeenKey>,
-    /// The same keys ordered by when they expire, so expired keys can be forgotten cheaply.
-    pub(crate) key_expiry: BTreeSet<(DateTime<Utc>, String)>,
     /// When the most recent signal arrived: the UTC day its approved volume counts toward.
     pub(crate) last_signal_at: Option<DateTime<Utc>>,
     /// When the latest signals arrived, for the user's quota (`quota.rs`).
@@ -468,28 +464,20 @@ impl TradingAccount {
                     default_order_usd: None,
                 });
             }
-            SignalReceived {
-                signal_id,
-                idempotency_key,
-                key_expires_at,
+            SignalReceived { received_at, .. } => {
+                self.signals_received += 1;
+                self.recent_signals.record(*received_at);
+                self.last_signal_at = Some(*received_at);
+            }
+            SignalRejected {
+                reason,
                 received_at,
                 ..
             } => {
                 self.signals_received += 1;
-                self.recent_signals.record(*received_at);
-                self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
-            }
-            SignalRejected {
-                signal_id,
-                idempotency_key,
-                key_expires_at,
-                reason,
-                received_at,
-            } => {
-                self.signals_received += 1;
                 if !matches!(reason, RejectionReason::Duplicate { .. }) {
                     self.recent_signals.record(*received_at);
-                    self.remember_key(idempotency_key, signal_id, *received_at, *key_expires_at);
+                    self.last_signal_at = Some(*received_at);
                 }
             }
             RiskApproved {
@@ -756,35 +744,5 @@ impl TradingAccount {
         self.last_signal_at
             .map(|at| at.date_naive())
             .unwrap_or_default()
-    }
-
-    fn remember_key(
-        &mut self,
-        key: &str,
-        signal_id: &SignalId,
-        received_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) {
-        self.last_signal_at = Some(received_at);
-        while let Some((expires_at, _)) = self.key_expiry.first() {
-            if *expires_at > received_at {
-                break;
-            }
-            if let Some((_, expired)) = self.key_expiry.pop_first() {
-                self.seen_keys.remove(&expired);
-            }
-        }
-        let previous = self.seen_keys.insert(
-            key.to_owned(),
-            SeenKey {
-                signal_id: signal_id.clone(),
-                expires_at,
-            },
-        );
-        if let Some(previous) = previous {
-            self.key_expiry
-                .remove(&(previous.expires_at, key.to_owned()));
-        }
-        self.key_expiry.insert((expires_at, key.to_owned()));
     }
 }

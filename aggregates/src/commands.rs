@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientOrderId, Halt, Market, Quantity, RiskLimits, SettingsChange, Side, SignalId, SignalQuota,
-    Venue,
+    ClientOrderId, Halt, Market, Quantity, RiskLimits, SeenKey, SettingsChange, Side, SignalId,
+    SignalQuota, Venue,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +163,11 @@ pub struct SignalIntent {
     #[serde(default)]
     pub quota: Option<SignalQuota>,
     pub received_at: DateTime<Utc>,
+    /// What the store remembers of `idempotency_key`: the signal that last used it, and until
+    /// when. The ledger looks it up under the account's lock, just before deciding; the account
+    /// itself keeps no keys (`keys.rs`).
+    #[serde(skip)]
+    pub earlier_use: Option<SeenKey>,
 }
 
 /// What the alert asks the account to do in its market.

@@ -45,9 +45,9 @@ impl TradingAccount {
                 received_at: intent.received_at,
             }])
         };
-        let seen = self
-            .seen_keys
-            .get(&intent.idempotency_key)
+        let seen = intent
+            .earlier_use
+            .as_ref()
             .filter(|seen| seen.expires_at > intent.received_at);
         if let Some(original) = seen {
             // A resend is the original signal again: recorded under its id, so every view of

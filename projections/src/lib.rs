@@ -25,7 +25,7 @@ pub use read_models::{Projection, ReadModels, TouchedKeys};
 pub use signals::{SignalEventRef, SignalKey, SignalRow};
 pub use timeline::{AsOf, AsOfError, Entry, Selection, SelectionError, Step, Timeline};
 pub use trades::{TradeKey, TradeRow};
-pub use view::{Entries, Extent, Idempotency, StateView, Touches};
+pub use view::{Entries, Extent, Folded, Idempotency, StateView, Touches};
 
 #[cfg(test)]
 mod tests;

@@ -5,13 +5,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use aggregates::{AccountEvent, SignalId, TradingAccount};
+use aggregates::{AccountEvent, SignalId};
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use serde_json::Value;
 
 use crate::diff::{diff, Change};
-use crate::view::{Extent, StateView, Touches};
+use crate::view::{Extent, Folded, StateView, Touches};
 
 /// One event, what it changed in the account's state and, when asked for, that whole state.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +30,7 @@ pub struct Step<'a, M> {
 /// account holds, so a replay is linear in the history.
 pub struct Timeline<'a, M, I> {
     events: I,
-    state: TradingAccount,
+    state: Folded,
     full_state: bool,
     /// Only the events it shows become steps; the others are folded silently.
     selection: Selection,
@@ -45,7 +44,7 @@ where
     pub fn new(events: impl IntoIterator<IntoIter = I>) -> Self {
         Self {
             events: events.into_iter(),
-            state: TradingAccount::default(),
+            state: Folded::default(),
             full_state: false,
             selection: Selection::default(),
             _meta: std::marker::PhantomData,
@@ -59,13 +58,13 @@ where
     }
 
     /// Goes on from `state`, the account after the events before these (a history read in pages).
-    pub fn from_state(mut self, state: TradingAccount) -> Self {
+    pub fn from_state(mut self, state: Folded) -> Self {
         self.state = state;
         self
     }
 
     /// The account after every event folded so far.
-    pub fn into_state(self) -> TradingAccount {
+    pub fn into_state(self) -> Folded {
         self.state
     }
 
@@ -83,7 +82,7 @@ where
     ) -> Result<Step<'a, M>, serde_json::Error> {
         let touches = Touches::of(event);
         let before = serde_json::to_value(StateView::new(&self.state, touches, Extent::Touched))?;
-        self.state.apply(event.clone());
+        self.state.apply(event);
         let after = serde_json::to_value(StateView::new(&self.state, touches, Extent::Touched))?;
         let state = if self.full_state {
             Some(serde_json::to_value(StateView::new(
@@ -115,7 +114,7 @@ where
         loop {
             let (sequence, meta, event) = self.events.next()?;
             if !self.selection.shows(event) {
-                self.state.apply(event.clone());
+                self.state.apply(event);
                 continue;
             }
             return Some(self.step(sequence, meta, event));
@@ -401,12 +400,12 @@ mod tests {
                 .from_state(first.into_state());
         assert_eq!(second.by_ref().count(), 3);
         let paged = second.into_state();
-        let mut whole = TradingAccount::default();
+        let mut whole = Folded::default();
         for event in &events {
-            whole.apply(event.clone());
+            whole.apply(event);
         }
         assert_eq!(paged, whole);
-        assert!(paged.halt.is_none() && paged.profile.is_some());
+        assert!(paged.account.halt.is_none() && paged.account.profile.is_some());
     }
 
     #[test]

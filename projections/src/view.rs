@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use aggregates::{
-    AccountEvent, DailyVolume, Drift, Halt, InFlight, Market, Position, Profile, SeenKey, SignalId,
-    TradingAccount, Venue,
+    AccountEvent, DailyVolume, Drift, Halt, InFlight, KeyMemory, Market, Position, Profile,
+    SeenKey, SignalId, TradingAccount, Venue,
 };
+use cqrs_es::Aggregate;
 use serde::{Serialize, Serializer};
 
 /// What one event can change in the keyed parts of the state: its signal's in-flight entry, its
@@ -73,8 +74,23 @@ pub enum Extent {
     Touched,
 }
 
+/// What a replay folds an account's events into: the account's state, and the memory of keys the
+/// ledger keeps beside it in the store (`aggregates::KeyMemory`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    pub account: TradingAccount,
+    pub keys: KeyMemory,
+}
+
+impl Folded {
+    pub fn apply(&mut self, event: &AccountEvent) {
+        self.keys.fold(event);
+        self.account.apply(event.clone());
+    }
+}
+
 /// The account as a replay shows it (serialize it to print it). Field for field the
-/// `TradingAccount`, except `idempotency`, which stands for `seen_keys` and its expiry index, and
+/// `TradingAccount`, plus `idempotency`, which summarises the memory of keys, less
 /// the times of the last signal and of the latest ones the quota counts (`recent_signals`), which
 /// their own payloads show.
 #[derive(Debug, Serialize)]
@@ -141,11 +157,12 @@ impl<K: Serialize, V: Serialize> Serialize for Entries<'_, K, V> {
 }
 
 impl<'s> StateView<'s> {
-    pub fn new(state: &'s TradingAccount, touches: Touches<'_>, extent: Extent) -> Self {
+    pub fn new(folded: &'s Folded, touches: Touches<'_>, extent: Extent) -> Self {
+        let state = &folded.account;
+        let seen_keys = folded.keys.entries();
         let TradingAccount {
             profile,
             halt,
-            seen_keys,
             in_flight,
             positions,
             daily_volume,
@@ -192,7 +209,6 @@ mod tests {
         UsdAmount,
     };
     use chrono::{DateTime, Duration, TimeZone, Utc};
-    use cqrs_es::Aggregate;
     use rust_decimal::Decimal;
     use serde_json::{json, Value};
 
@@ -434,7 +450,7 @@ mod tests {
         ]
     }
 
-    fn view(state: &TradingAccount, event: &AccountEvent, extent: Extent) -> Value {
+    fn view(state: &Folded, event: &AccountEvent, extent: Extent) -> Value {
         serde_json::to_value(StateView::new(state, Touches::of(event), extent))
             .unwrap_or_else(|error| panic!("a view is JSON: {error}"))
     }
@@ -443,26 +459,26 @@ mod tests {
     /// view: no event changes an entry it does not name.
     #[test]
     fn an_event_changes_only_the_entries_it_touches() {
-        let mut state = TradingAccount::default();
+        let mut state = Folded::default();
         for event in history() {
             let whole_before = view(&state, &event, Extent::Whole);
             let touched_before = view(&state, &event, Extent::Touched);
-            state.apply(event.clone());
+            state.apply(&event);
             let whole = diff(&whole_before, &view(&state, &event, Extent::Whole));
             let touched = diff(&touched_before, &view(&state, &event, Extent::Touched));
             assert_eq!(touched, whole, "{event:?}");
         }
         // The history ends with two positions and two signals in flight.
-        assert_eq!(state.positions.len(), 2);
-        assert_eq!(state.in_flight.len(), 2);
+        assert_eq!(state.account.positions.len(), 2);
+        assert_eq!(state.account.in_flight.len(), 2);
     }
 
     #[test]
     fn the_idempotency_memory_is_a_count_and_the_touched_key() {
-        let mut state = TradingAccount::default();
+        let mut state = Folded::default();
         let events = history();
         for event in &events[..4] {
-            state.apply(event.clone());
+            state.apply(event);
         }
         let whole = view(&state, &events[3], Extent::Whole);
         assert_eq!(
@@ -484,12 +500,12 @@ mod tests {
     #[test]
     fn remembering_a_key_is_one_added_entry_and_the_count() {
         let events = history();
-        let mut state = TradingAccount::default();
+        let mut state = Folded::default();
         for event in &events[..3] {
-            state.apply(event.clone());
+            state.apply(event);
         }
         let before = view(&state, &events[3], Extent::Touched);
-        state.apply(events[3].clone());
+        state.apply(&events[3]);
         let changes: Vec<String> = diff(&before, &view(&state, &events[3], Extent::Touched))
             .iter()
             .map(ToString::to_string)
@@ -522,20 +538,12 @@ mod tests {
         };
         let mut expected =
             keys(serde_json::to_value(TradingAccount::default()).unwrap_or_default());
-        expected.retain(|field| {
-            ![
-                "seen_keys",
-                "key_expiry",
-                "last_signal_at",
-                "recent_signals",
-            ]
-            .contains(&field.as_str())
-        });
+        expected.retain(|field| !["last_signal_at", "recent_signals"].contains(&field.as_str()));
         expected.push("idempotency".to_owned());
         expected.sort();
         let event = history().remove(0);
         assert_eq!(
-            keys(view(&TradingAccount::default(), &event, Extent::Whole)),
+            keys(view(&Folded::default(), &event, Extent::Whole)),
             expected
         );
     }

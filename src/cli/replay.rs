@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Write};
 use clap::Args;
 use serde::Serialize;
 
-use aggregates::{AccountEvent, SignalId, TradingAccount};
+use aggregates::{AccountEvent, SignalId};
 use projections::{AsOf, Change, ChangeKind, Entry, Selection, Step, Timeline};
 
 use super::GlobalArgs;
@@ -115,7 +115,7 @@ struct Replay<'a> {
     args: &'a ReplayArgs,
     selection: Selection,
     to_fold: usize,
-    state: TradingAccount,
+    state: projections::Folded,
     line: Vec<u8>,
 }
 
@@ -138,7 +138,7 @@ impl<'a> Replay<'a> {
             args,
             selection,
             to_fold,
-            state: TradingAccount::default(),
+            state: projections::Folded::default(),
             line: Vec::new(),
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use aggregates::{SignalId, TradingAccount};
+use aggregates::SignalId;
 use projections::{Selection, Timeline};
 
 use super::authenticated::Authenticated;
@@ -179,7 +179,7 @@ pub async fn story(
     };
     // One pass over the account's history, a page at a time: every event is folded, only the
     // signal's become steps. A signal of another account has none here: the same 404.
-    let mut folded = TradingAccount::default();
+    let mut folded = projections::Folded::default();
     let mut events = Vec::new();
     let mut after = 0;
     loop {

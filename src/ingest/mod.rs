@@ -208,6 +208,7 @@ impl Ingest {
             paper_only: admission.paper_only,
             quota: admission.quota,
             received_at,
+            earlier_use: None,
         };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);
         // The command runs in its own task: if the HTTP request is cancelled, the signal is still

@@ -11,7 +11,7 @@ use cqrs_es::persist::SerializedEvent;
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 
-use crate::store::{LoggedEvent, Store, StoreError};
+use crate::store::{LoggedEvent, SignalKey, Store, StoreError};
 
 /// Largest batch one transaction carries: bounds a transaction's size and the latency one slow
 /// batch adds to the requests queued behind it.
@@ -37,6 +37,8 @@ pub enum CommitError {
 
 struct Request {
     events: Vec<SerializedEvent>,
+    /// The idempotency keys the events put to use, written with them.
+    keys: Vec<SignalKey>,
     reply: oneshot::Sender<Result<(), CommitError>>,
 }
 
@@ -67,10 +69,18 @@ impl Committer {
         self.published.subscribe()
     }
 
-    pub async fn append(&self, events: Vec<SerializedEvent>) -> Result<(), CommitError> {
+    pub async fn append(
+        &self,
+        events: Vec<SerializedEvent>,
+        keys: Vec<SignalKey>,
+    ) -> Result<(), CommitError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Request { events, reply })
+            .send(Request {
+                events,
+                keys,
+                reply,
+            })
             .await
             .map_err(|_| CommitError::Closed)?;
         answer.await.map_err(|_| CommitError::Closed)?
@@ -114,31 +124,38 @@ impl Worker {
             }
             return;
         }
-        // The requests' events are moved into one append, not copied; each request remembers
-        // how many were its own, to be committed alone after a conflict.
+        // The requests' events and keys are moved into one append, not copied; each request
+        // remembers how many were its own, to be committed alone after a conflict.
         let mut events = Vec::new();
+        let mut keys = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         for request in batch {
-            replies.push((request.reply, request.events.len()));
+            replies.push((request.reply, request.events.len(), request.keys.len()));
             events.extend(request.events);
+            keys.extend(request.keys);
         }
-        match self.store.events().append(&events).await {
+        match self.store.events().append_remembering(&events, &keys).await {
             Ok(positions) => {
-                for (reply, _) in replies {
+                for (reply, _, _) in replies {
                     let _ = reply.send(Ok(()));
                 }
                 self.publish(events, positions);
             }
             Err(StoreError::Conflict) => {
                 let mut events = events.into_iter();
-                for (reply, count) in replies {
-                    let events = events.by_ref().take(count).collect();
-                    self.commit_alone(Request { events, reply }).await;
+                let mut keys = keys.into_iter();
+                for (reply, event_count, key_count) in replies {
+                    let request = Request {
+                        events: events.by_ref().take(event_count).collect(),
+                        keys: keys.by_ref().take(key_count).collect(),
+                        reply,
+                    };
+                    self.commit_alone(request).await;
                 }
             }
             Err(error) => {
                 let error = Arc::new(error);
-                for (reply, _) in replies {
+                for (reply, _, _) in replies {
                     let _ = reply.send(Err(CommitError::Failed(error.clone())));
                 }
             }
@@ -146,7 +163,12 @@ impl Worker {
     }
 
     async fn commit_alone(&self, request: Request) {
-        match self.store.events().append(&request.events).await {
+        let appended = self
+            .store
+            .events()
+            .append_remembering(&request.events, &request.keys)
+            .await;
+        match appended {
             Ok(positions) => {
                 let _ = request.reply.send(Ok(()));
                 self.publish(request.events, positions);

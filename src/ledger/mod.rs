@@ -3,12 +3,14 @@
 //! A command takes its account's lock, decides on the cached state (loaded once from the store),
 //! appends through the group committer, and only then updates the cache and returns. An append
 //! that conflicts with another process reloads the account's new events and decides again, a
-//! bounded number of times.
+//! bounded number of times. A signal is first told what the store remembers of its idempotency
+//! key (read under the lock); the keys its events use are written by the same append.
 
 mod cache;
 mod codec;
 mod committer;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cqrs_es::persist::EventUpcaster;
@@ -17,7 +19,7 @@ use tokio::sync::{oneshot, OwnedMutexGuard};
 use tokio::task::JoinSet;
 
 use aggregates::{
-    AccountCommand, AccountError, AccountEvent, Halt, InFlight, SignalId, SignalStage,
+    AccountCommand, AccountError, AccountEvent, Halt, InFlight, SeenKey, SignalId, SignalStage,
     STATE_VERSION,
 };
 
@@ -27,7 +29,7 @@ pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, Rec
 pub use self::committer::CommitError;
 pub use self::committer::CommittedBatch;
 use self::committer::Committer;
-use crate::store::{Snapshot, Store, StoreError};
+use crate::store::{SignalKey, Snapshot, Store, StoreError};
 
 /// A snapshot is stored once an account has this many events (up to twice this, see
 /// `snapshot_interval`) beyond its last one: a load then reads a bounded tail, whatever the length
@@ -88,6 +90,8 @@ pub enum LedgerError {
 /// A command waiting for its account.
 pub(crate) struct Queued {
     build: Box<dyn Fn(usize) -> AccountCommand + Send + Sync>,
+    /// The idempotency key of a signal, looked up in the store before the batch is decided.
+    key: Option<String>,
     context: EventContext,
     answer: oneshot::Sender<Result<Committed, LedgerError>>,
 }
@@ -97,24 +101,37 @@ pub(crate) struct Queued {
 struct Decided {
     outcomes: Vec<Result<Committed, LedgerError>>,
     appended: Vec<cqrs_es::persist::SerializedEvent>,
+    /// The keys the appended events put to use, by key (a key used twice keeps its last use).
+    keys: BTreeMap<String, SignalKey>,
     version: usize,
     executions: Vec<(&'static str, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 /// Decides each command on the state the ones before it left, applying their events to
-/// `account` as it goes: the caller forgets the state if they do not land.
-fn decide_in_order(account_id: &str, account: &mut LoadedAccount, batch: &[Queued]) -> Decided {
+/// `account` as it goes: the caller forgets the state if they do not land. `recalled` is what the
+/// store remembers of the batch's keys; the batch's own uses are added to it as they are decided.
+fn decide_in_order(
+    account_id: &str,
+    account: &mut LoadedAccount,
+    batch: &[Queued],
+    mut recalled: HashMap<String, SeenKey>,
+) -> Decided {
     let mut decided = Decided {
         outcomes: Vec::with_capacity(batch.len()),
         appended: Vec::new(),
+        keys: BTreeMap::new(),
         version: account.version,
         executions: Vec::new(),
     };
     for queued in batch {
         let version = decided.version;
+        let mut command = (queued.build)(version + 1);
+        if let AccountCommand::ReceiveSignal(intent) = &mut command {
+            intent.earlier_use = recalled.get(&intent.idempotency_key).cloned();
+        }
         let outcome = account
             .state
-            .decide((queued.build)(version + 1))
+            .decide(command)
             .map_err(LedgerError::from)
             .and_then(|events| {
                 let serialized = encode(account_id, version + 1, &events, &queued.context)?;
@@ -132,6 +149,20 @@ fn decide_in_order(account_id: &str, account: &mut LoadedAccount, batch: &[Queue
             .extend(executions(&account.state, &events));
         for event in &events {
             account.state.apply(event.clone());
+            if let Some(used) = event.remembered_key() {
+                let seen = SeenKey {
+                    signal_id: used.signal_id.clone(),
+                    expires_at: used.expires_at,
+                };
+                recalled.insert(used.key.clone(), seen);
+                let stored = SignalKey {
+                    account_id: account_id.to_owned(),
+                    key: used.key.clone(),
+                    signal_id: used.signal_id.0,
+                    expires_at: used.expires_at,
+                };
+                decided.keys.insert(used.key, stored);
+            }
         }
         decided.version += events.len();
         decided.appended.extend(serialized);
@@ -250,8 +281,13 @@ impl Ledger {
     ) -> Result<Committed, LedgerError> {
         let slot = self.inner.accounts.slot(account_id);
         let (answer, mut answered) = oneshot::channel();
+        let key = match build(0) {
+            AccountCommand::ReceiveSignal(intent) => Some(intent.idempotency_key),
+            _ => None,
+        };
         slot.enqueue(Queued {
             build: Box::new(build),
+            key,
             context: context.clone(),
             answer,
         });
@@ -289,12 +325,21 @@ impl Ledger {
                     }
                 },
             };
-            let decided = decide_in_order(account_id, &mut account, &batch);
+            let recalled = match self.recall_keys(account_id, &batch).await {
+                Ok(recalled) => recalled,
+                Err(error) => {
+                    // Forgotten, as after a failed load: the next command starts afresh.
+                    let error = Arc::new(error);
+                    return answer_all(batch, || Err(LedgerError::Shared(error.clone())));
+                }
+            };
+            let decided = decide_in_order(account_id, &mut account, &batch, recalled);
             if decided.appended.is_empty() {
                 *slot = Some(account);
                 return answer_each(batch, decided.outcomes);
             }
-            match self.inner.committer.append(decided.appended).await {
+            let keys = decided.keys.into_values().collect();
+            match self.inner.committer.append(decided.appended, keys).await {
                 Ok(()) => {
                     account.version = decided.version;
                     for (outcome, received_at) in decided.executions {
@@ -319,6 +364,25 @@ impl Ledger {
         answer_all(batch, || Err(LedgerError::Contended));
     }
     /// Where one signal of the account stands, if it still has work to do.
+    /// What the store remembers of the batch's idempotency keys. Read on every attempt: after a
+    /// conflict, another instance may have used one of them.
+    async fn recall_keys(
+        &self,
+        account_id: &str,
+        batch: &[Queued],
+    ) -> Result<HashMap<String, SeenKey>, LedgerError> {
+        let keys: Vec<String> = batch
+            .iter()
+            .filter_map(|queued| queued.key.clone())
+            .collect();
+        Ok(self
+            .inner
+            .store
+            .signal_keys()
+            .recall(account_id, &keys)
+            .await?)
+    }
+
     pub async fn in_flight(
         &self,
         account_id: &str,

@@ -9,7 +9,7 @@ use aggregates::{
     EmergencyStop, ServiceCredentials, TradingAccount, EMERGENCY_STOP_ID, SERVICE_OWNER_ID,
 };
 
-use super::{decode, now_sql, Dialect, Result, Store};
+use super::{decode, now_sql, Dialect, Result, SignalKey, Store};
 
 /// A place in the global order of all events: positions become visible in increasing order (see
 /// ARCHITECTURE.md, "Global order"), with holes where an append rolled back.
@@ -162,6 +162,16 @@ impl Events<'_> {
     /// position each event took, in order. Fails with `StoreError::Conflict` when any (account,
     /// sequence) already exists.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<LogPosition>> {
+        self.append_remembering(events, &[]).await
+    }
+
+    /// `append`, writing with the events the idempotency keys they put to use (`signal_keys.rs`):
+    /// a key is remembered exactly when its events land.
+    pub async fn append_remembering(
+        &self,
+        events: &[SerializedEvent],
+        keys: &[SignalKey],
+    ) -> Result<Vec<LogPosition>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -169,7 +179,7 @@ impl Events<'_> {
             .iter()
             .map(|event| decode::int("an event's sequence", event.sequence))
             .collect::<Result<Vec<i64>>>()?;
-        writing!(self.store, pool => pool.append_events(events, sequences).await)
+        writing!(self.store, pool => pool.append_events(events, sequences, keys).await)
     }
 
     /// Up to `limit` events after `after` in the global order. Never returns an event while an

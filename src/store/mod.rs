@@ -82,6 +82,7 @@ mod hosts;
 mod postgres;
 mod readmodels;
 mod sign_in;
+mod signal_keys;
 mod sqlite;
 mod staff;
 mod unavailable;
@@ -100,6 +101,7 @@ pub use self::postgres::LoginPrivileges;
 pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sign_in::{LiveSession, SessionSubject, SignIn, StaffPassword};
+pub use self::signal_keys::{SignalKey, SignalKeys, FORGET_AFTER, FORGET_BATCH};
 pub use self::sqlite::{ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
@@ -236,6 +238,11 @@ impl Store {
         SignIn { store: self }
     }
 
+    /// The idempotency keys each account has used, beside its events.
+    pub fn signal_keys(&self) -> SignalKeys<'_> {
+        SignalKeys { store: self }
+    }
+
     /// The planner's statistics and dead rows, where the server leaves them (PostgreSQL).
     pub fn upkeep(&self) -> upkeep::Upkeep<'_> {
         upkeep::Upkeep { store: self }
@@ -354,6 +361,7 @@ trait Dialect {
         &self,
         events: &[cqrs_es::persist::SerializedEvent],
         sequences: Vec<i64>,
+        keys: &[SignalKey],
     ) -> Result<Vec<LogPosition>>;
 }
 

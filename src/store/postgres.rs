@@ -14,13 +14,16 @@ use sqlx::Row;
 use super::failover::{Failover, Server};
 use super::hosts::{self, HostList};
 use super::users::CREDENTIALS_CHANGED_CHANNEL;
-use super::{LogPosition, Result, StoreError};
+use super::{LogPosition, Result, SignalKey, StoreError};
 
 /// Enough connections for the group committers, the execution saga and request-time reads
 /// without crowding a small server's default `max_connections` (100) when instances share it.
 const MAX_CONNECTIONS: u32 = 24;
 
 const UNIQUE_VIOLATION: &str = "23505";
+/// Two instances appending to one account with the same new key can wait on each other's rows;
+/// the server aborts one of them whole.
+const DEADLOCK_DETECTED: &str = "40P01";
 const UNDEFINED_TABLE: &str = "42P01";
 /// How long start-up waits for the server before saying it does not answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -340,8 +343,9 @@ impl super::Dialect for PgPool {
         &self,
         events: &[SerializedEvent],
         sequences: Vec<i64>,
+        keys: &[SignalKey],
     ) -> Result<Vec<LogPosition>> {
-        append(self, events, sequences).await
+        append(self, events, sequences, keys).await
     }
 }
 
@@ -349,13 +353,24 @@ async fn append(
     pool: &PgPool,
     events: &[SerializedEvent],
     sequences: Vec<i64>,
+    keys: &[SignalKey],
 ) -> Result<Vec<LogPosition>> {
     let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
     let payloads = column(|e| e.payload.to_string());
     let metadata = column(|e| e.metadata.to_string());
-    // The trigger `events_global_position` gives each row its position (migration 0007).
+    let key_column = |f: fn(&SignalKey) -> String| keys.iter().map(f).collect::<Vec<_>>();
+    let expiries: Vec<i64> = keys.iter().map(SignalKey::expires_at_ns).collect();
+    // One statement, so one round trip: the keys are remembered exactly when the events land.
+    // The trigger `events_global_position` gives each row its position (migration 0007). A key
+    // used again after its window takes the new signal's id and expiry.
     let result = sqlx::query_as::<_, (String, String, i64, i64)>(
-        "INSERT INTO events
+        "WITH remembered AS (
+             INSERT INTO signal_keys (account_id, idempotency_key, signal_id, expires_at_ns)
+             SELECT * FROM UNNEST($8::text[], $9::text[], $10::text[], $11::bigint[])
+             ON CONFLICT (account_id, idempotency_key) DO UPDATE
+                SET signal_id = EXCLUDED.signal_id, expires_at_ns = EXCLUDED.expires_at_ns
+         )
+         INSERT INTO events
              (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                               $6::text[]::json[], $7::text[]::json[])
@@ -368,11 +383,19 @@ async fn append(
     .bind(column(|e| e.event_version.clone()))
     .bind(payloads)
     .bind(metadata)
+    .bind(key_column(|k| k.account_id.clone()))
+    .bind(key_column(|k| k.key.clone()))
+    .bind(key_column(|k| k.signal_id.clone()))
+    .bind(expiries)
     .fetch_all(pool)
     .await;
     match result {
         Ok(rows) => positions_in_order(events, &sequences, rows),
-        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+        // Nothing of the statement landed: the caller reloads and decides again.
+        Err(sqlx::Error::Database(error))
+            if error.code().as_deref() == Some(UNIQUE_VIOLATION)
+                || error.code().as_deref() == Some(DEADLOCK_DETECTED) =>
+        {
             Err(StoreError::Conflict)
         }
         Err(error) => Err(error.into()),

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Mutex;
 
-use super::{LogPosition, Result, StoreError};
+use super::{LogPosition, Result, SignalKey, StoreError};
 
 /// Readers run in parallel under WAL; writers queue on SQLite's lock for at most this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -213,8 +213,9 @@ impl super::Dialect for SqlitePool {
         &self,
         events: &[SerializedEvent],
         sequences: Vec<i64>,
+        keys: &[SignalKey],
     ) -> Result<Vec<LogPosition>> {
-        append(self, events, sequences).await
+        append(self, events, sequences, keys).await
     }
 }
 
@@ -222,6 +223,7 @@ async fn append(
     pool: &SqlitePool,
     events: &[SerializedEvent],
     sequences: Vec<i64>,
+    keys: &[SignalKey],
 ) -> Result<Vec<LogPosition>> {
     let mut tx = pool.begin().await?;
     // 7 bound values a row: well under SQLite's 32,766 variables per statement.
@@ -248,6 +250,7 @@ async fn append(
             Err(error) => return Err(error.into()),
         }
     }
+    remember_keys(&mut tx, keys).await?;
     let last: i64 = sqlx::query_scalar("SELECT max(position) FROM event_log")
         .fetch_one(&mut *tx)
         .await?;
@@ -259,4 +262,26 @@ async fn append(
             .collect();
     positions.reverse();
     Ok(positions)
+}
+
+/// A key used again after its window takes the new signal's id and expiry.
+async fn remember_keys(tx: &mut sqlx::SqliteConnection, keys: &[SignalKey]) -> Result<()> {
+    // 4 bound values a row.
+    for chunk in keys.chunks(1_000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO signal_keys (account_id, idempotency_key, signal_id, expires_at_ns) ",
+        );
+        insert.push_values(chunk, |mut row, key| {
+            row.push_bind(&key.account_id)
+                .push_bind(&key.key)
+                .push_bind(&key.signal_id)
+                .push_bind(key.expires_at_ns());
+        });
+        insert.push(
+            " ON CONFLICT (account_id, idempotency_key) DO UPDATE \
+             SET signal_id = excluded.signal_id, expires_at_ns = excluded.expires_at_ns",
+        );
+        insert.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }

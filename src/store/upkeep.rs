@@ -1,5 +1,6 @@
-//! Table upkeep on PostgreSQL: statistics and dead rows, seen to by the service where the
-//! server's autovacuum does not (turned off, as on the machine the soak ran on, or behind).
+//! Table upkeep: expired idempotency keys forgotten (both stores), and on PostgreSQL statistics
+//! and dead rows, seen to by the service where the server's autovacuum does not (turned off, as
+//! on the machine the soak ran on, or behind).
 //!
 //! Without fresh statistics a connection keeps the generic plan it made for each prepared
 //! statement while the tables were nearly empty: a sequential scan, which then costs in
@@ -13,7 +14,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store};
+use super::{Result, Store, FORGET_AFTER, FORGET_BATCH};
 
 /// A table is analyzed once this many rows, plus `ANALYZE_FRACTION` of its rows, changed since.
 const ANALYZE_BASE: i64 = 100;
@@ -112,6 +113,27 @@ async fn due_work(connection: &mut sqlx::PgConnection) -> Result<UpkeepPass> {
 /// enough to be cheap to scan meanwhile.
 pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Batches of expired keys one turn forgets at most: a backlog (a service that was stopped for
+/// a day) is worked off over several turns, without holding SQLite's writer for long.
+const FORGET_BATCHES_PER_TURN: usize = 20;
+
+/// Forgets the keys that expired `FORGET_AFTER` before `now`, up to `FORGET_BATCHES_PER_TURN`
+/// batches; how many.
+pub async fn forget_expired_keys(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    let mut forgotten = 0;
+    for _ in 0..FORGET_BATCHES_PER_TURN {
+        let batch = store
+            .signal_keys()
+            .forget_expired(now - FORGET_AFTER)
+            .await?;
+        forgotten += batch;
+        if batch < FORGET_BATCH.unsigned_abs() {
+            break;
+        }
+    }
+    Ok(forgotten)
+}
+
 /// A pass every `every` until `shutdown` turns true. A failed pass is logged and tried again at
 /// the next turn: upkeep is never a reason to stop serving.
 pub async fn run(
@@ -123,6 +145,11 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match forget_expired_keys(&store, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::debug!(forgotten, "expired idempotency keys forgotten"),
+            Err(error) => tracing::warn!(%error, "expired keys not forgotten; trying again later"),
         }
         match store.upkeep().pass().await {
             Ok(pass) if !pass.analyzed.is_empty() => tracing::info!(

@@ -40,6 +40,7 @@ mod secrets;
 mod service;
 mod settings;
 mod sign_in;
+mod signal_keys;
 mod store;
 mod strangers;
 mod supervision;

@@ -24,7 +24,7 @@ use crate::support::eventually;
 use crate::support::log::whole_log;
 use crate::support::stores::{Backend, TestStore};
 
-fn context() -> EventContext {
+pub(crate) fn context() -> EventContext {
     EventContext::new("test", Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap())
 }
 
@@ -69,6 +69,7 @@ fn signal(key: &str) -> AccountCommand {
         paper_only: false,
         quota: None,
         received_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
+        earlier_use: None,
     })
 }
 
@@ -103,7 +104,7 @@ async fn execute_sql(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
     Ok(done)
 }
 
-async fn open_account(ledger: &Ledger, account: &str) {
+pub(crate) async fn open_account(ledger: &Ledger, account: &str) {
     let open = AccountCommand::OpenAccount {
         display_name: "t".into(),
         limits: RiskLimits::default(),
@@ -115,7 +116,7 @@ async fn open_account(ledger: &Ledger, account: &str) {
         .expect("open");
 }
 
-fn start_ledger(store: &Store, tasks: &mut JoinSet<()>) -> Ledger {
+pub(crate) fn start_ledger(store: &Store, tasks: &mut JoinSet<()>) -> Ledger {
     Ledger::start(
         store.clone(),
         LedgerOptions::for_store(store),

@@ -8,11 +8,30 @@ use aggregates::{
     TradingAccount, UsdAmount, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::Duration;
-use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use rust_decimal::Decimal;
 
-fn given(events: Vec<AccountEvent>) -> AggregateTestExecutor<TradingAccount> {
-    TestFramework::<TradingAccount>::with(()).given(events)
+fn given(events: Vec<AccountEvent>) -> Given {
+    Given(events)
+}
+
+/// `TestFramework`'s given/when, with a signal told what the history remembers of its key, as
+/// the ledger tells it.
+struct Given(Vec<AccountEvent>);
+
+impl Given {
+    async fn when_async(
+        self,
+        mut command: AccountCommand,
+    ) -> AggregateResultValidator<TradingAccount> {
+        if let AccountCommand::ReceiveSignal(intent) = &mut command {
+            *intent = recalling(&self.0, intent.clone());
+        }
+        TestFramework::<TradingAccount>::with(())
+            .given(self.0)
+            .when_async(command)
+            .await
+    }
 }
 
 /// An open account with the default (generous) limits.
@@ -171,7 +190,10 @@ async fn a_duplicate_reserves_nothing_and_starts_no_order() {
     assert_eq!(state.daily_volume.traded_usd, usd("30000"));
     assert_eq!(state.in_flight.len(), 1);
     assert!(!state.in_flight.contains_key(&resend.signal_id));
-    assert_eq!(state.seen_keys["key-s1"].signal_id, first.signal_id);
+    assert_eq!(
+        remembered_keys(&events).recall("key-s1").unwrap().signal_id,
+        first.signal_id
+    );
 }
 
 #[tokio::test]

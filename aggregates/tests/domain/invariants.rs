@@ -7,11 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::common::{at, dec, limits, market, open_command, replay};
+use crate::common::{at, dec, decide_as_ledger, limits, market, open_command, replay};
 use aggregates::{
-    AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, OrderType, Quantity, RejectionReason, Side, SignalId, SignalIntent,
-    SignalStage, TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
+    AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, KeyMemory,
+    Market, NotificationOutcome, OrderType, Quantity, RejectionReason, Side, SignalId,
+    SignalIntent, SignalStage, TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
     FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -208,6 +208,8 @@ fn moved(price: Decimal, bp: i64) -> Decimal {
 struct Sim {
     config: Config,
     state: TradingAccount,
+    /// The ledger's memory of keys (the store's table), which the account is told from.
+    store_keys: KeyMemory,
     events: Vec<AccountEvent>,
     now: DateTime<Utc>,
     /// Every key generated so far, for resends.
@@ -226,6 +228,7 @@ impl Sim {
         let mut sim = Self {
             config,
             state: TradingAccount::default(),
+            store_keys: KeyMemory::default(),
             events: Vec::new(),
             now: at(start),
             keys: Vec::new(),
@@ -241,11 +244,8 @@ impl Sim {
     }
 
     fn run(&mut self, command: AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
-        let result = self.state.decide(command);
+        let result = decide_as_ledger(&mut self.state, &mut self.store_keys, command);
         if let Ok(events) = &result {
-            for event in events {
-                self.state.apply(event.clone());
-            }
             self.events.extend(events.iter().cloned());
         }
         result
@@ -419,6 +419,7 @@ impl Sim {
             paper_only: false,
             quota: None,
             received_at: self.now,
+            earlier_use: None,
         };
         let original = self
             .remembered

@@ -57,7 +57,9 @@ fn a_resend_is_answered_as_a_duplicate_even_with_the_quota_spent() {
     ]);
     let mut resend = first.clone();
     resend.received_at += Duration::seconds(5);
-    let events = replay(&past).decide(receive(&resend)).expect("decided");
+    let events = replay(&past)
+        .decide(receive(&recalling(&past, resend.clone())))
+        .expect("decided");
     assert!(matches!(
         events.as_slice(),
         [AccountEvent::SignalRejected {

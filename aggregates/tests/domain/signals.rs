@@ -23,7 +23,9 @@ fn after(commands: Vec<aggregates::AccountCommand>) -> Vec<AccountEvent> {
 }
 
 fn decide(history: &[AccountEvent], intent: &SignalIntent) -> Vec<AccountEvent> {
-    replay(history).decide(receive(intent)).expect("decided")
+    replay(history)
+        .decide(receive(&recalling(history, intent.clone())))
+        .expect("decided")
 }
 
 fn btc_buy(id: &str, size: &str, when: &str) -> SignalIntent {
@@ -212,20 +214,50 @@ fn a_key_is_remembered_until_the_expiry_its_signal_carries() {
     );
 }
 
-/// The account's state carries only the keys still live: one that has expired when a signal
-/// arrives is dropped from it then, so the state (cloned per command, snapshotted, shown by
-/// `replay`) does not keep a day of dead keys.
+/// The memory of keys keeps only those still live: one that has expired when a signal arrives
+/// is dropped from it then, so a replay does not keep a day of dead keys.
 #[test]
-fn a_key_leaves_the_state_when_a_signal_arrives_at_its_expiry_and_not_a_second_before() {
+fn a_key_is_forgotten_when_a_signal_arrives_at_its_expiry_and_not_a_second_before() {
     let mut first = btc_buy("s1", "0.1", "2024-03-01T09:00:00Z");
     first.key_expires_at = at("2024-03-01T09:10:00Z");
     let before = btc_buy("s2", "0.1", "2024-03-01T09:09:59Z");
-    let state = replay(&after(vec![receive(&first), receive(&before)]));
-    assert!(state.seen_keys.contains_key("key-s1"));
+    let keys = remembered_keys(&after(vec![receive(&first), receive(&before)]));
+    assert!(keys.recall("key-s1").is_some());
     let at_expiry = btc_buy("s3", "0.1", "2024-03-01T09:10:00Z");
-    let state = replay(&after(vec![receive(&first), receive(&at_expiry)]));
-    assert!(!state.seen_keys.contains_key("key-s1"));
-    assert!(state.seen_keys.contains_key("key-s3"));
+    let keys = remembered_keys(&after(vec![receive(&first), receive(&at_expiry)]));
+    assert!(keys.recall("key-s1").is_none());
+    assert!(keys.recall("key-s3").is_some());
+    assert_eq!(keys.len(), 1);
+}
+
+/// The account's state keeps no keys at all: a day of them was most of what a busy account
+/// carried, cloned per command and written into every snapshot.
+#[test]
+fn the_accounts_state_does_not_grow_with_the_keys_it_has_used() {
+    // Signals that ask for nothing new: each is counted and its key used, none stays in flight.
+    let no_change = |n: usize| {
+        target(
+            &format!("s{n}"),
+            "BTC-USD",
+            "0",
+            "60000",
+            "2024-03-01T09:00:00Z",
+        )
+    };
+    let one = serde_json::to_string(&replay(&after(vec![receive(&no_change(0))]))).unwrap();
+    let signals = (1..=50).map(|n| {
+        let mut signal = no_change(n);
+        signal.idempotency_key = format!("a-much-longer-key-than-the-others-{n:040}");
+        receive(&signal)
+    });
+    let fifty = serde_json::to_string(&replay(&after(signals.collect()))).unwrap();
+    assert!(!fifty.contains("a-much-longer-key"), "{fifty}");
+    assert!(
+        fifty.len() < one.len() * 3,
+        "{} bytes after 1, {} after 50",
+        one.len(),
+        fifty.len()
+    );
 }
 
 #[test]
@@ -407,7 +439,13 @@ fn a_no_change_is_counted_and_its_key_remembered() {
     let history = after(vec![receive(&met)]);
     let state = replay(&history);
     assert_eq!(state.signals_received, 1);
-    assert_eq!(state.seen_keys["key-s1"].signal_id, sid("s1"));
+    assert_eq!(
+        remembered_keys(&history)
+            .recall("key-s1")
+            .unwrap()
+            .signal_id,
+        sid("s1")
+    );
     assert!(state.in_flight.is_empty());
 }
 

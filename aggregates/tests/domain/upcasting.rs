@@ -242,7 +242,10 @@ fn a_1_0_history_replays_into_an_account_with_the_order_in_flight() {
     assert_eq!(in_flight.size, qty("0.5"));
     assert!(!in_flight.reduce_only);
     assert_eq!(
-        state.seen_keys["key-s1"].expires_at,
+        remembered_keys(&history)
+            .recall("key-s1")
+            .unwrap()
+            .expires_at,
         at("2024-03-02T09:00:00Z")
     );
     // And it goes on deciding as a 2.0 account would: the same key is still a duplicate.
@@ -258,7 +261,10 @@ fn a_1_0_history_replays_into_an_account_with_the_order_in_flight() {
         "key-s1",
     );
     assert!(matches!(
-        state.decide(receive(&resend)).unwrap().as_slice(),
+        state
+            .decide(receive(&recalling(&history, resend.clone())))
+            .unwrap()
+            .as_slice(),
         [AccountEvent::SignalRejected {
             reason: RejectionReason::Duplicate { .. },
             ..

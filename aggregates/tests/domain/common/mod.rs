@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use aggregates::{
-    AccountCommand, AccountEvent, ClientOrderId, ExecutionReport, Fill, Market,
-    NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalId, SignalIntent,
+    AccountCommand, AccountError, AccountEvent, ClientOrderId, ExecutionReport, Fill, KeyMemory,
+    Market, NotificationOutcome, OrderType, Quantity, RiskLimits, Side, SignalId, SignalIntent,
     TradeInstruction, TradingAccount, UsdAmount, FINGERPRINT_KEY_PREFIX,
     FINGERPRINT_WINDOW_SECONDS, IDEMPOTENCY_WINDOW_HOURS,
 };
@@ -110,6 +110,7 @@ pub fn signal(
         paper_only: false,
         quota: None,
         received_at: at(received_at),
+        earlier_use: None,
     }
 }
 
@@ -316,20 +317,53 @@ pub fn replay<'a>(events: impl IntoIterator<Item = &'a AccountEvent>) -> Trading
 /// Panics on the first rejected command: it is for building the `given` of a test.
 pub fn history(commands: impl IntoIterator<Item = AccountCommand>) -> Vec<AccountEvent> {
     let mut state = TradingAccount::default();
+    let mut keys = KeyMemory::default();
     let mut all = Vec::new();
     for command in commands {
-        let events = state
-            .decide(command.clone())
+        let events = decide_as_ledger(&mut state, &mut keys, command.clone())
             .unwrap_or_else(|err| panic!("{command:?} was refused: {err}"));
-        for event in &events {
-            state.apply(event.clone());
-        }
         all.extend(events);
     }
     all
 }
 
+/// Decides `command` as the ledger does: a signal is first told what `keys` (the store's memory)
+/// remember of its key, and what it decided is applied to `state` and folded into `keys`.
+pub fn decide_as_ledger(
+    state: &mut TradingAccount,
+    keys: &mut KeyMemory,
+    mut command: AccountCommand,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    if let AccountCommand::ReceiveSignal(intent) = &mut command {
+        intent.earlier_use = keys.recall(&intent.idempotency_key).cloned();
+    }
+    let events = state.decide(command)?;
+    for event in &events {
+        state.apply(event.clone());
+        keys.fold(event);
+    }
+    Ok(events)
+}
+
+/// The keys `history` remembers, as the store would.
+pub fn remembered_keys(history: &[AccountEvent]) -> KeyMemory {
+    let mut keys = KeyMemory::default();
+    for event in history {
+        keys.fold(event);
+    }
+    keys
+}
+
 /// The names of `events`, in order.
 pub fn names(events: &[AccountEvent]) -> Vec<&'static str> {
     events.iter().map(AccountEvent::name).collect()
+}
+
+/// The signal as the ledger hands it to the account: told what `history` remembers of its key
+/// (the store's memory of keys, folded from the same events).
+pub fn recalling(history: &[AccountEvent], mut intent: SignalIntent) -> SignalIntent {
+    intent.earlier_use = remembered_keys(history)
+        .recall(&intent.idempotency_key)
+        .cloned();
+    intent
 }
