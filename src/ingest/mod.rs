@@ -211,21 +211,16 @@ impl Ingest {
             earlier_use: None,
         };
         let context = EventContext::new("webhook", received_at).with_request_id(request_id);
-        // The command runs in its own task: if the HTTP request is cancelled, the signal is still
-        // recorded whole rather than abandoned halfway through an append.
-        let ledger = self.ledger.clone();
-        let account = account_id.to_owned();
-        let committed = tokio::spawn(async move {
-            // Named by the sequence its first event takes: an id reused after its window is a
-            // new signal with a new client order id, never the old one's.
-            let named = account.clone();
-            let numbered = move |sequence| {
-                AccountCommand::ReceiveSignal(intent(signal_id_for(&named, sequence)))
-            };
-            ledger.execute_numbered(&account, numbered, &context).await
-        })
-        .await
-        .map_err(LedgerError::from)??;
+        // Named by the sequence its first event takes: an id reused after its window is a new
+        // signal with a new client order id, never the old one's. The ledger runs the command in
+        // a task of its own: a cancelled HTTP request still has its signal recorded whole.
+        let named = account_id.to_owned();
+        let numbered =
+            move |sequence| AccountCommand::ReceiveSignal(intent(signal_id_for(&named, sequence)));
+        let committed = self
+            .ledger
+            .execute_numbered(account_id, numbered, &context)
+            .await?;
         // A resend is recorded under its original's id, anything else under the new one.
         let signal_id = committed
             .events

@@ -271,8 +271,7 @@ impl Ledger {
     /// Commands that arrive while the account is busy wait in its queue; whoever takes the lock
     /// next decides them all, in arrival order, each on the state the ones before it left, and
     /// appends them in one commit. One busy account thus pays one commit per batch, not per
-    /// command. The batch runs in a task of its own, so a caller that goes away never leaves one
-    /// half done.
+    /// command.
     pub async fn execute_numbered(
         &self,
         account_id: &str,
@@ -280,7 +279,7 @@ impl Ledger {
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
         let slot = self.inner.accounts.slot(account_id);
-        let (answer, mut answered) = oneshot::channel();
+        let (answer, answered) = oneshot::channel();
         let key = match build(0) {
             AccountCommand::ReceiveSignal(intent) => Some(intent.idempotency_key),
             _ => None,
@@ -291,15 +290,19 @@ impl Ledger {
             context: context.clone(),
             answer,
         });
-        let account = slot.account.clone().lock_owned().await;
-        // An earlier holder of the lock may have decided this command with its own.
-        if let Ok(result) = answered.try_recv() {
-            return result;
-        }
-        let batch = slot.take_waiting();
+        // The wait for the lock and the batch run in a task of their own: a caller that goes
+        // away (a cancelled HTTP request) neither strands its command in the queue nor leaves a
+        // batch half done, and needs no task of its own around this call.
         let ledger = self.clone();
         let account_id = account_id.to_owned();
-        tokio::spawn(async move { ledger.decide_batch(&account_id, account, batch).await });
+        tokio::spawn(async move {
+            let account = slot.account.clone().lock_owned().await;
+            // An earlier holder of the lock may have decided this command with its own.
+            let batch = slot.take_waiting();
+            if !batch.is_empty() {
+                ledger.decide_batch(&account_id, account, batch).await;
+            }
+        });
         answered.await.unwrap_or(Err(LedgerError::Abandoned))
     }
 

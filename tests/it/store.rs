@@ -412,6 +412,40 @@ async fn concurrent_commands_are_each_recorded_once(backend: Backend) {
 }
 on_both_stores!(concurrent_commands_are_each_recorded_once);
 
+/// A caller that goes away before its answer (a cancelled HTTP request, a client that timed out)
+/// still has its command recorded whole, and once: the ledger runs it in a task of its own.
+async fn a_command_whose_caller_went_away_is_still_recorded_once(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let mut tasks = JoinSet::new();
+    let ledger = start_ledger(&store, &mut tasks);
+    open_account(&ledger, "acct").await;
+    // Polled once (the command queued, its task started), then dropped.
+    let by_test = context();
+    let command = ledger.execute("acct", signal("k1"), &by_test);
+    let left = tokio::time::timeout(std::time::Duration::ZERO, command).await;
+    assert!(left.is_err(), "the caller left before the answer");
+    let received = eventually("the abandoned caller's signal to be recorded", || async {
+        let history = ledger.history("acct").await.expect("history");
+        let received = history
+            .iter()
+            .filter(|r| matches!(r.event, AccountEvent::SignalReceived { .. }))
+            .count();
+        (received > 0).then_some(received)
+    })
+    .await;
+    assert_eq!(received, 1);
+    let resend = ledger
+        .execute("acct", signal("k1"), &context())
+        .await
+        .expect("recorded");
+    assert!(matches!(
+        resend.events.as_slice(),
+        [AccountEvent::SignalRejected { .. }]
+    ));
+}
+on_both_stores!(a_command_whose_caller_went_away_is_still_recorded_once);
+
 /// A hundred signals for one account at once: each is recorded once, under its own sequence, and
 /// those that queued while the account was busy share a commit instead of taking one each.
 async fn commands_queued_for_one_account_share_a_commit(backend: Backend) {
