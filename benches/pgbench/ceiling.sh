@@ -3,8 +3,10 @@
 # benches measure in the same session. Creates a scratch database with the real `events` table
 # (migration 0001), runs pgbench closed-loop for 10 s, drops it. With GLOBAL_ORDER=1 the table also
 # gets the global order of migrations 0007 and 0010 (each append takes the ledger-wide lock, shared,
-# until it commits), which shows what the trigger costs.
-#   [GLOBAL_ORDER=1] benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
+# until it commits), which shows what the trigger costs. With KEYS=1 each transaction also looks up
+# and writes an idempotency key (migration 0020; `ledger_two_rows_with_key.sql`), over a table that
+# already holds 250,000 keys, which shows what the key table costs the database.
+#   [GLOBAL_ORDER=1] [KEYS=1] benches/pgbench/ceiling.sh [CLIENTS=16] [SECONDS=10]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 clients="${1:-16}"
@@ -19,5 +21,13 @@ if [ "${GLOBAL_ORDER:-0}" = 1 ]; then
     psql -q "$url" -f "$here/../../migrations/postgres/0007_global_order.sql" >/dev/null
     psql -q "$url" -f "$here/../../migrations/postgres/0010_global_order_shared.sql" >/dev/null
 fi
-pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$here/ledger_two_rows.sql" "$url" 2>&1 |
+script="$here/ledger_two_rows.sql"
+if [ "${KEYS:-0}" = 1 ]; then
+    psql -q "$url" -f "$here/../../migrations/postgres/0020_signal_keys.sql" >/dev/null
+    psql -q "$url" -c "INSERT INTO signal_keys
+        SELECT 'acct-' || (n % 200), gen_random_uuid()::text, gen_random_uuid()::text,
+               1800000000000000000 FROM generate_series(1, 250000) AS n; ANALYZE signal_keys" >/dev/null
+    script="$here/ledger_two_rows_with_key.sql"
+fi
+pgbench -n -c "$clients" -j 2 -T "$seconds" -f "$script" "$url" 2>&1 |
     grep -E "^(number of transactions actually processed|latency average|tps)"
