@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use aggregates::TradingAccount;
 
+use super::known_keys::KnownKeys;
 use super::Queued;
 
 /// An account's state as of `version` (the sequence of its last event; 0 before any).
@@ -18,6 +19,8 @@ pub struct LoadedAccount {
     pub version: usize,
     /// The version of the newest snapshot known to be stored.
     pub snapshot_version: usize,
+    /// Hashes of the account's live idempotency keys, as of `version`.
+    pub known_keys: KnownKeys,
 }
 
 /// One account in memory: its state behind the lock commands take, and the commands waiting for

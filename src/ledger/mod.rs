@@ -9,6 +9,7 @@
 mod cache;
 mod codec;
 mod committer;
+mod known_keys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use self::codec::{decode, encode, encode_for, DecodeError, EventContext, Rec
 pub use self::committer::CommitError;
 pub use self::committer::CommittedBatch;
 use self::committer::Committer;
+use self::known_keys::KnownKeys;
 use crate::store::{SignalKey, Snapshot, Store, StoreError};
 
 /// A snapshot is stored once an account has this many events (up to twice this, see
@@ -328,7 +330,7 @@ impl Ledger {
                     }
                 },
             };
-            let recalled = match self.recall_keys(account_id, &batch).await {
+            let recalled = match self.recall_keys(account_id, &account, &batch).await {
                 Ok(recalled) => recalled,
                 Err(error) => {
                     // Forgotten, as after a failed load: the next command starts afresh.
@@ -341,10 +343,18 @@ impl Ledger {
                 *slot = Some(account);
                 return answer_each(batch, decided.outcomes);
             }
-            let keys = decided.keys.into_values().collect();
+            let keys: Vec<SignalKey> = decided.keys.into_values().collect();
+            let used: Vec<(String, chrono::DateTime<chrono::Utc>)> = keys
+                .iter()
+                .map(|key| (key.key.clone(), key.expires_at))
+                .collect();
             match self.inner.committer.append(decided.appended, keys).await {
                 Ok(()) => {
                     account.version = decided.version;
+                    for (key, expires_at) in &used {
+                        account.known_keys.insert(key, *expires_at);
+                    }
+                    account.known_keys.sweep(chrono::Utc::now());
                     for (outcome, received_at) in decided.executions {
                         crate::telemetry::execution_recorded(outcome, received_at);
                     }
@@ -366,17 +376,20 @@ impl Ledger {
         }
         answer_all(batch, || Err(LedgerError::Contended));
     }
-    /// Where one signal of the account stands, if it still has work to do.
-    /// What the store remembers of the batch's idempotency keys. Read on every attempt: after a
-    /// conflict, another instance may have used one of them.
+
+    /// What the store remembers of the batch's idempotency keys that the account may have used
+    /// (`known_keys.rs`): a key it has not used is new, and costs no query. Read on every
+    /// attempt: after a conflict, another instance may have used one of them.
     async fn recall_keys(
         &self,
         account_id: &str,
+        account: &LoadedAccount,
         batch: &[Queued],
     ) -> Result<HashMap<String, SeenKey>, LedgerError> {
         let keys: Vec<String> = batch
             .iter()
             .filter_map(|queued| queued.key.clone())
+            .filter(|key| account.known_keys.may_hold(key))
             .collect();
         Ok(self
             .inner
@@ -386,6 +399,7 @@ impl Ledger {
             .await?)
     }
 
+    /// Where one signal of the account stands, if it still has work to do.
     pub async fn in_flight(
         &self,
         account_id: &str,
@@ -536,7 +550,29 @@ impl Ledger {
             .load_account_after(account_id, account.version)
             .await?;
         self.fold(&mut account, stored)?;
+        self.load_known_keys(account_id, &mut account).await?;
         Ok(account)
+    }
+
+    /// Read after the events, so they hold at least every key of the version loaded.
+    async fn load_known_keys(
+        &self,
+        account_id: &str,
+        account: &mut LoadedAccount,
+    ) -> Result<(), LedgerError> {
+        let live = self
+            .inner
+            .store
+            .signal_keys()
+            .live(
+                account_id,
+                chrono::Utc::now() - chrono::Duration::seconds(known_keys::EXPIRY_MARGIN_SECONDS),
+            )
+            .await?;
+        for (key, expires_at) in live {
+            account.known_keys.insert(&key, expires_at);
+        }
+        Ok(())
     }
 
     /// Loads an account by replaying every event, ignoring snapshots.
@@ -544,6 +580,7 @@ impl Ledger {
         let mut account = LoadedAccount::default();
         let stored = self.inner.store.events().load_account(account_id).await?;
         self.fold(&mut account, stored)?;
+        self.load_known_keys(account_id, &mut account).await?;
         Ok(account)
     }
 
@@ -642,6 +679,7 @@ fn restore(snapshot: Snapshot) -> Option<LoadedAccount> {
         state,
         version: snapshot.version,
         snapshot_version: snapshot.version,
+        known_keys: KnownKeys::default(),
     })
 }
 

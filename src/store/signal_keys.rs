@@ -96,6 +96,27 @@ impl SignalKeys<'_> {
             .collect())
     }
 
+    /// The account's keys that expire after `after`, with their expiry (an account's load).
+    pub async fn live(
+        &self,
+        account_id: &str,
+        after: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let after_ns = after.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64)> = reading!(self.store, pool => sqlx::query_as(
+            "SELECT idempotency_key, expires_at_ns FROM signal_keys
+              WHERE account_id = $1 AND expires_at_ns > $2",
+        )
+        .bind(account_id)
+        .bind(after_ns)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(key, expires_at_ns)| (key, from_ns(expires_at_ns)))
+            .collect())
+    }
+
     /// Forgets up to `FORGET_BATCH` keys that expired before `before`, oldest first; how many.
     pub async fn forget_expired(&self, before: DateTime<Utc>) -> Result<u64> {
         let before_ns = before.timestamp_nanos_opt().unwrap_or(i64::MAX);
