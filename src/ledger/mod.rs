@@ -157,6 +157,8 @@ fn decide_in_order(
                     expires_at: used.expires_at,
                 };
                 recalled.insert(used.key.clone(), seen);
+                // Like the state, forgotten with the account if the append does not land.
+                account.known_keys.insert(&used.key, used.expires_at);
                 let stored = SignalKey {
                     account_id: account_id.to_owned(),
                     key: used.key.clone(),
@@ -343,17 +345,10 @@ impl Ledger {
                 *slot = Some(account);
                 return answer_each(batch, decided.outcomes);
             }
-            let keys: Vec<SignalKey> = decided.keys.into_values().collect();
-            let used: Vec<(String, chrono::DateTime<chrono::Utc>)> = keys
-                .iter()
-                .map(|key| (key.key.clone(), key.expires_at))
-                .collect();
+            let keys = decided.keys.into_values().collect();
             match self.inner.committer.append(decided.appended, keys).await {
                 Ok(()) => {
                     account.version = decided.version;
-                    for (key, expires_at) in &used {
-                        account.known_keys.insert(key, *expires_at);
-                    }
                     account.known_keys.sweep(chrono::Utc::now());
                     for (outcome, received_at) in decided.executions {
                         crate::telemetry::execution_recorded(outcome, received_at);

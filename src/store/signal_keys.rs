@@ -22,11 +22,15 @@ pub struct SignalKey {
 }
 
 impl SignalKey {
-    /// Nanoseconds since the epoch: exact, and compared the same way on both stores. A time past
-    /// 2262 (which no window reaches) is kept as the largest there is: never forgotten.
     pub(super) fn expires_at_ns(&self) -> i64 {
-        self.expires_at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        to_ns(self.expires_at)
     }
+}
+
+/// Nanoseconds since the epoch: exact, and compared the same way on both stores. A time past
+/// 2262 (which no window reaches) is kept as the largest there is: never forgotten.
+fn to_ns(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 fn from_ns(nanoseconds: i64) -> DateTime<Utc> {
@@ -102,13 +106,12 @@ impl SignalKeys<'_> {
         account_id: &str,
         after: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let after_ns = after.timestamp_nanos_opt().unwrap_or(i64::MAX);
         let rows: Vec<(String, i64)> = reading!(self.store, pool => sqlx::query_as(
             "SELECT idempotency_key, expires_at_ns FROM signal_keys
               WHERE account_id = $1 AND expires_at_ns > $2",
         )
         .bind(account_id)
-        .bind(after_ns)
+        .bind(to_ns(after))
         .fetch_all(pool)
         .await?);
         Ok(rows
@@ -119,14 +122,13 @@ impl SignalKeys<'_> {
 
     /// Forgets up to `FORGET_BATCH` keys that expired before `before`, oldest first; how many.
     pub async fn forget_expired(&self, before: DateTime<Utc>) -> Result<u64> {
-        let before_ns = before.timestamp_nanos_opt().unwrap_or(i64::MAX);
         let forgotten = writing!(self.store, pool => sqlx::query(
             "DELETE FROM signal_keys
               WHERE (account_id, idempotency_key) IN
                     (SELECT account_id, idempotency_key FROM signal_keys
                       WHERE expires_at_ns < $1 ORDER BY expires_at_ns LIMIT $2)",
         )
-        .bind(before_ns)
+        .bind(to_ns(before))
         .bind(FORGET_BATCH)
         .execute(pool)
         .await?
