@@ -191,6 +191,7 @@ impl Ingest {
             .max_lag_seconds
             .unwrap_or(self.config.default_max_lag_seconds);
         let emergency_stop = self.emergency.engaged();
+        let key = identity.idempotency_key.clone();
         let intent = move |signal_id| SignalIntent {
             signal_id,
             idempotency_key: identity.idempotency_key.clone(),
@@ -219,7 +220,7 @@ impl Ingest {
             move |sequence| AccountCommand::ReceiveSignal(intent(signal_id_for(&named, sequence)));
         let committed = self
             .ledger
-            .execute_numbered(account_id, numbered, &context)
+            .execute_numbered(account_id, Some(key), numbered, &context)
             .await?;
         // A resend is recorded under its original's id, anything else under the new one.
         let signal_id = committed

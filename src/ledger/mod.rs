@@ -264,13 +264,18 @@ impl Ledger {
         command: AccountCommand,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
-        self.execute_numbered(account_id, move |_| command.clone(), context)
+        let key = match &command {
+            AccountCommand::ReceiveSignal(intent) => Some(intent.idempotency_key.clone()),
+            _ => None,
+        };
+        self.execute_numbered(account_id, key, move |_| command.clone(), context)
             .await
     }
 
     /// Runs the command `build` makes from the sequence its first event will be stored at. It is
     /// called under the account's lock, again after every conflict, so what it derives from the
     /// sequence (a signal's id) is unique in the account for good: no two events share a sequence.
+    /// `key` is a signal's idempotency key, what the store is asked about before it is decided.
     ///
     /// Commands that arrive while the account is busy wait in its queue; whoever takes the lock
     /// next decides them all, in arrival order, each on the state the ones before it left, and
@@ -279,15 +284,12 @@ impl Ledger {
     pub async fn execute_numbered(
         &self,
         account_id: &str,
+        key: Option<String>,
         build: impl Fn(usize) -> AccountCommand + Send + Sync + 'static,
         context: &EventContext,
     ) -> Result<Committed, LedgerError> {
         let slot = self.inner.accounts.slot(account_id);
         let (answer, answered) = oneshot::channel();
-        let key = match build(0) {
-            AccountCommand::ReceiveSignal(intent) => Some(intent.idempotency_key),
-            _ => None,
-        };
         slot.enqueue(Queued {
             build: Box::new(build),
             key,

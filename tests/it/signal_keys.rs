@@ -19,7 +19,7 @@ use crate::on_both_stores;
 use crate::store::{context, open_account, start_ledger};
 use crate::support::stores::{Backend, TestStore};
 
-fn signal(
+pub(crate) fn signal(
     signal_id: &str,
     key: &str,
     received_at: DateTime<Utc>,

@@ -48,29 +48,14 @@ fn rows(account: &str, first: usize, events: &[AccountEvent]) -> Vec<SerializedE
     encode(account, first, events, &context()).expect("events encode")
 }
 
+/// A buy signal keyed `id:<key>`, received 2026-01-05 12:00 with a day's window.
 fn signal(key: &str) -> AccountCommand {
-    AccountCommand::ReceiveSignal(SignalIntent {
-        signal_id: SignalId(format!("sig-{key}")),
-        idempotency_key: format!("id:{key}"),
-        key_expires_at: Utc.with_ymd_and_hms(2026, 1, 6, 12, 0, 0).unwrap(),
-        market: Market::parse("BTC-USD").unwrap(),
-        instruction: TradeInstruction::Order {
-            side: Side::Buy,
-            size: Quantity::new(Decimal::from_str("0.001").unwrap()).unwrap(),
-        },
-        order_type: OrderType::Market,
-        take_profit: None,
-        stop_loss: None,
-        alert_price: None,
-        reference_price: Decimal::from(65_000),
-        sent_at: None,
-        max_lag_seconds: 60,
-        emergency_stop: None,
-        paper_only: false,
-        quota: None,
-        received_at: Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
-        earlier_use: None,
-    })
+    crate::signal_keys::signal(
+        &format!("sig-{key}"),
+        &format!("id:{key}"),
+        Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap(),
+        chrono::Duration::hours(24),
+    )
 }
 
 async fn read_all(store: &Store) -> Vec<(String, usize)> {
