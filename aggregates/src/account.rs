@@ -34,7 +34,7 @@ pub const NOTIFICATION_ATTEMPTS: u32 = 6;
 
 /// The shape of a serialized `TradingAccount` and of the fold that builds it. Bump it whenever a
 /// field or `evolve` changes, so stored snapshots written by older code are ignored.
-pub const STATE_VERSION: &str = "10";
+pub const STATE_VERSION: &str = "11";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {

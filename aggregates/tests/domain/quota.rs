@@ -103,3 +103,26 @@ fn no_quota_no_limit() {
     let past = generous_account(commands);
     assert_eq!(replay(&past).signals_received, 5);
 }
+
+#[test]
+fn a_burst_within_a_large_quota_is_recorded_whole_and_the_quota_still_holds() {
+    const THOUSAND_A_MINUTE: SignalQuota = SignalQuota {
+        signals: 1_000,
+        window_seconds: 60,
+    };
+    let burst = |n: usize| {
+        let mut intent = within_quota(&format!("s{n}"), "2024-03-01T08:30:00Z");
+        intent.quota = Some(THOUSAND_A_MINUTE);
+        intent.received_at += Duration::milliseconds(i64::try_from(n).expect("small"));
+        intent
+    };
+    // A strategy firing on many markets at once: 1,000 signals in a second, all within the quota
+    // (the account once held quotas above 100 to 100 in a tenth of their window).
+    let past = generous_account((0..1_000).map(|n| receive(&burst(n))).collect());
+    let account = replay(&past);
+    assert_eq!(account.signals_received, 1_000);
+    assert!(matches!(
+        account.decide(receive(&burst(1_000))),
+        Err(AccountError::QuotaSpent { retry_after_ms }) if retry_after_ms > 58_000
+    ));
+}
