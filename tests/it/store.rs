@@ -1,18 +1,13 @@
 //! One conformance suite, run against SQLite and PostgreSQL alike: what the ledger needs of a store.
 
 use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
 
 use chrono::{TimeZone, Utc};
 use cqrs_es::persist::{SemanticVersionEventUpcaster, SerializedEvent};
-use rust_decimal::Decimal;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use aggregates::{
-    upcasters, AccountCommand, AccountEvent, Market, OrderType, Quantity, RiskLimits, Side,
-    SignalId, SignalIntent, TradeInstruction,
-};
+use aggregates::{upcasters, AccountCommand, AccountEvent, RiskLimits};
 use ledgerhook::emergency::EmergencySwitch;
 use ledgerhook::exchange::{PaperBook, PaperOrder};
 use ledgerhook::ledger::{encode, EventContext, Ledger, LedgerError, LedgerOptions};
