@@ -18,6 +18,7 @@ mod dydx_permissioned;
 mod failover;
 mod faults;
 mod fill_mismatch;
+mod first_run;
 mod global_order;
 mod halts;
 mod hardening;
