@@ -332,6 +332,27 @@ impl Service {
     }
 }
 
+impl Drop for Service {
+    /// Under a coverage run (`LLVM_PROFILE_FILE` set) a service the test just drops gets SIGTERM
+    /// and a moment to exit, so that it writes its profile: a killed process writes none, and
+    /// every line it ran would count as never run. Otherwise `kill_on_drop` kills it at once.
+    fn drop(&mut self) {
+        if std::env::var_os("LLVM_PROFILE_FILE").is_none() {
+            return;
+        }
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// `ledgerhook serve` as the tests run it: on a port of the OS's choosing, stdout piped (for the
 /// `listening on` line), stderr to `log`.
 fn serve_command(database_url: &str, options: &Options, log: &ServiceLog) -> Command {
