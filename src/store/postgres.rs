@@ -361,7 +361,8 @@ async fn append(
     let key_column = |f: fn(&SignalKey) -> String| keys.iter().map(f).collect::<Vec<_>>();
     let expiries: Vec<i64> = keys.iter().map(SignalKey::expires_at_ns).collect();
     // One statement, so one round trip: the keys are remembered exactly when the events land.
-    // The trigger `events_global_position` gives each row its position (migration 0007). A key
+    // Each row takes its position from the column's default, under the lock the statement trigger
+    // `events_global_order_lock` took first (migrations 0010, 0021). A key
     // used again after its window takes the new signal's id and expiry.
     let result = sqlx::query_as::<_, (String, String, i64, i64)>(
         "WITH remembered AS (

@@ -130,6 +130,22 @@ async fn an_undecodable_event_is_parked_and_other_accounts_still_trade(backend: 
         .find(|status| status["name"] == "execution")
         .expect("status lists the execution saga");
     assert_eq!(execution["parked"], 1, "{statuses:?}");
+    // What an operator reads without --json says the same.
+    let text = cli(&test.url, &["projections", "status"]).await;
+    let saga = text
+        .lines()
+        .find(|line| line.starts_with("execution "))
+        .expect("a line for the saga");
+    assert!(saga.contains("  1 parked  running"), "{text}");
+    let text = cli(&test.url, &["projections", "parked"]).await;
+    let account = format!(" {}#", victim.user_id);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().all(|line| line.contains(&account)
+            && line.contains(" FromTheFuture v99 parked ")
+            && line.contains("[open]")),
+        "{text}"
+    );
 
     // Parked is visible, not a fault: the instance stays ready.
     let (status, ready) = service
