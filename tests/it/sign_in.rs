@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::answer::Answer;
-use crate::support::service::{cli, Options, Service};
+use crate::support::service::{cli, cli_with_input, Options, Service};
 use crate::support::sign_in::{
     ask_nonce, create_staff_with_login, staff_attempt, staff_sign_in, verify, wallet_sign_in,
     SignedIn, TestWallet,
@@ -335,6 +335,64 @@ async fn staff_sign_in_with_a_password_that_a_stranger_cannot_lock(backend: Back
     service.stop().await;
 }
 on_both_stores!(staff_sign_in_with_a_password_that_a_stranger_cannot_lock);
+
+/// `staff set-password`: a staff member made without a login gets one, a new password replaces
+/// the old, and a login another member has, an unknown staff id or a malformed login are refused
+/// with the reason and change nothing.
+async fn set_password_gives_a_login_and_replaces_the_password(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    create_staff_with_login(&test.url, "Carol", "compliance", "carol", PASSWORD).await;
+    let created = cli(
+        &test.url,
+        &[
+            "staff", "create", "--name", "Dan", "--role", "operator", "--json",
+        ],
+    )
+    .await;
+    let created: serde_json::Value = serde_json::from_str(created.trim()).expect("JSON");
+    let dan = created["staff_id"].as_str().expect("a staff id").to_owned();
+    let set_password = |staff_id: String, login: &'static str, password: &'static str| {
+        let url = test.url.clone();
+        async move {
+            let output = cli_with_input(
+                &url,
+                &["staff", "set-password", &staff_id, "--login", login],
+                password,
+            )
+            .await;
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (output.status.success(), stderr)
+        }
+    };
+    const FIRST: &str = "dan's first long password";
+    const SECOND: &str = "dan's second long password";
+    assert!(set_password(dan.clone(), "dan", FIRST).await.0);
+    let (done, why) = set_password(dan.clone(), "carol", SECOND).await;
+    assert!(
+        !done && why.contains("taken by another staff member"),
+        "{why}"
+    );
+    let (done, why) = set_password("staff-unknown".to_owned(), "erin", SECOND).await;
+    assert!(
+        !done && why.contains("no staff member staff-unknown"),
+        "{why}"
+    );
+    let (done, why) = set_password(dan.clone(), "Dan Smith", SECOND).await;
+    assert!(!done && why.contains("--login must be"), "{why}");
+
+    let service = Service::start(&test.url, Options::ingest_only()).await;
+    let session = staff_sign_in(&service, "dan", FIRST).await;
+    assert_eq!(session.body["role"], "operator");
+    // Carol kept her login: the refused change took nothing from her.
+    staff_sign_in(&service, "carol", PASSWORD).await;
+
+    assert!(set_password(dan.clone(), "dan", SECOND).await.0);
+    let old = staff_attempt(&service, service.client(), "dan", FIRST).await;
+    assert_eq!(old.status(), 401);
+    staff_sign_in(&service, "dan", SECOND).await;
+    service.stop().await;
+}
+on_both_stores!(set_password_gives_a_login_and_replaces_the_password);
 
 /// Strangers: one address asking for nonces is limited, and no one else is.
 async fn a_stranger_asking_for_nonces_limits_only_themselves(backend: Backend) {
