@@ -12,22 +12,18 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 clients="${1:-16}"
 seconds="${2:-10}"
-admin="${PGBENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-database="ledgerhook_pgbench_$$"
-psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
-trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null' EXIT
-url="${admin%/*}/$database"
-psql -q "$url" -f "$here/../../migrations/postgres/0001_ledger.sql" >/dev/null
+source "$here/scratch.sh"
+scratch_database ledgerhook_pgbench
+migrate 0001_ledger
 if [ "${GLOBAL_ORDER:-0}" = 1 ]; then
-    psql -q "$url" -f "$here/../../migrations/postgres/0007_global_order.sql" >/dev/null
-    psql -q "$url" -f "$here/../../migrations/postgres/0010_global_order_shared.sql" >/dev/null
+    migrate 0007_global_order 0010_global_order_shared
     if [ "${ROW_TRIGGER:-0}" != 1 ]; then
-        psql -q "$url" -f "$here/../../migrations/postgres/0021_global_order_per_statement.sql" >/dev/null
+        migrate 0021_global_order_per_statement
     fi
 fi
 script="$here/ledger_two_rows.sql"
 if [ "${KEYS:-0}" = 1 ]; then
-    psql -q "$url" -f "$here/../../migrations/postgres/0020_signal_keys.sql" >/dev/null
+    migrate 0020_signal_keys
     psql -q "$url" -c "INSERT INTO signal_keys
         SELECT 'acct-' || (n % 200), gen_random_uuid()::text, gen_random_uuid()::text,
                1800000000000000000 FROM generate_series(1, 250000) AS n; ANALYZE signal_keys" >/dev/null

@@ -9,14 +9,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 rows="${1:-200000}"
 batch="${2:-300}"
 rounds="${3:-3}"
-admin="${PGBENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-database="ledgerhook_rows_$$"
-psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
-trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null' EXIT
-url="${admin%/*}/$database"
-for migration in 0001_ledger 0007_global_order 0010_global_order_shared; do
-    psql -q "$url" -f "$here/../../migrations/postgres/$migration.sql" >/dev/null
-done
+source "$here/scratch.sh"
+scratch_database ledgerhook_rows
+migrate 0001_ledger 0007_global_order 0010_global_order_shared
 psql -q "$url" >/dev/null <<SQL
 -- 0010's row trigger, as it was before 0021.
 CREATE TABLE by_row (LIKE events INCLUDING DEFAULTS INCLUDING INDEXES);
