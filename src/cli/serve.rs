@@ -409,6 +409,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         vault_key_file: global.vault_key_file.clone(),
         dydx: args.dydx.config()?,
     };
+    let shutdown = listen_for_shutdown()?;
     let app = RunningApp::start(config).await?;
     tracing::info!(address = %app.address, store = app.store.kind(), "ledgerhook is serving");
     announce_address(app.address);
@@ -428,7 +429,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             print_demo(global, &demo, app.address);
         }
     }
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: finishing in-flight work");
     app.shutdown().await?;
     tracing::info!("stopped");
@@ -498,27 +499,27 @@ fn read_demo_user(path: &Path) -> Option<DemoUser> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGTERM or SIGINT, listened for from before the service starts: a supervisor that stops it
+/// the moment it announces itself gets a graceful shutdown, not the signal's default (death). A
+/// first-run test found that window, when the handlers were installed after the announcement.
+#[cfg(unix)]
+fn listen_for_shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
             _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn listen_for_shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[cfg(test)]
