@@ -291,3 +291,60 @@ async fn an_approved_signal_of_an_unreadable_account_is_parked_not_dropped(backe
     service.stop().await;
 }
 on_both_stores!(an_approved_signal_of_an_unreadable_account_is_parked_not_dropped);
+
+/// Neighbours: someone on the server ends the connections holding the readers' leases (an
+/// operator's `pg_terminate_backend`, a pooler dropping idle sessions). Each reader notices, takes
+/// its lease again and carries on: the next alert fills and reaches the trader's read model.
+#[tokio::test]
+async fn readers_whose_lease_connections_are_ended_take_them_again() {
+    let test = TestStore::new(Backend::Postgres).await;
+    let user = create_user(&test.url, "alice").await;
+    let service = Service::start(&test.url, Options::default()).await;
+    assert_an_alert_fills(&service, &user, "before-1").await;
+
+    let admin = sqlx::PgPool::connect(&test.url)
+        .await
+        .expect("PostgreSQL connects");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid)
+           FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
+                SELECT hashtextextended('ledgerhook:' || reader, 0)
+                  FROM unnest(ARRAY['execution', 'projections', 'audit']) AS reader)",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("the lease holders are found");
+    assert_eq!(ended, [true, true, true], "one lease per reader");
+
+    assert_an_alert_fills(&service, &user, "after-1").await;
+    let signals_url = format!("{}/api/signals", service.base_url);
+    eventually("the read model to show both signals", || async {
+        let request = service
+            .client()
+            .get(&signals_url)
+            .bearer_auth(&user.api_key);
+        let (status, signals) = service.send(request).await;
+        let count = signals["signals"].as_array().map(Vec::len);
+        (status == 200 && count == Some(2)).then_some(())
+    })
+    .await;
+    eventually("every reader to hold its lease again", || async {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
+                    SELECT hashtextextended('ledgerhook:' || reader, 0)
+                      FROM unnest(ARRAY['execution', 'projections', 'audit']) AS reader)",
+        )
+        .fetch_one(&admin)
+        .await
+        .expect("the locks are read");
+        (held == 3).then_some(())
+    })
+    .await;
+    service.stop().await;
+}
