@@ -22,7 +22,7 @@ use crate::catchup::parking::decode_or_park;
 use crate::catchup::{CatchUpReader, ReaderError, Retried};
 use crate::store::{LogPosition, LoggedEvent, PageOutcome, ProjectionWrite, Store, TableSet};
 
-pub use self::rebuild::{rebuild, status, ProjectionStatus, RebuildReport, Verdict};
+pub use self::rebuild::{rebuild, RebuildReport, Verdict};
 
 pub const LEASE_NAME: &str = "projections";
 /// Events read per page: large pages make one transaction (a handful of multi-row statements)

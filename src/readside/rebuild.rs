@@ -145,25 +145,3 @@ fn differing<K: Ord, V: PartialEq>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>) -> us
     };
     only_or_changed(a, b) + b.keys().filter(|key| !a.contains_key(key)).count()
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectionStatus {
-    pub projection: Projection,
-    pub checkpoint: LogPosition,
-    /// Events in the log after the checkpoint.
-    pub behind: i64,
-}
-
-/// Each live projection's checkpoint and how far behind the log's head it is.
-pub async fn status(store: &Store) -> Result<Vec<ProjectionStatus>, ReadSideError> {
-    let checkpoints = store.read_models().checkpoints(TableSet::Live).await?;
-    let mut statuses = Vec::new();
-    for (projection, checkpoint) in checkpoints {
-        statuses.push(ProjectionStatus {
-            projection,
-            checkpoint,
-            behind: store.events().count_after(checkpoint).await?,
-        });
-    }
-    Ok(statuses)
-}
