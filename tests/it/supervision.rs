@@ -292,6 +292,15 @@ async fn an_approved_signal_of_an_unreadable_account_is_parked_not_dropped(backe
 }
 on_both_stores!(an_approved_signal_of_an_unreadable_account_is_parked_not_dropped);
 
+/// The rows of `pg_locks` for the three readers' leases in the test's database: session advisory
+/// locks on `hashtextextended('ledgerhook:<reader>', 0)` (`PostgresStore::try_lease`).
+const LEASE_HOLDERS: &str = "FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
+           SELECT hashtextextended('ledgerhook:' || reader, 0)
+             FROM unnest(ARRAY['execution', 'projections', 'audit']) AS reader)";
+
 /// Neighbours: someone on the server ends the connections holding the readers' leases (an
 /// operator's `pg_terminate_backend`, a pooler dropping idle sessions). Each reader notices, takes
 /// its lease again and carries on: the next alert fills and reaches the trader's read model.
@@ -305,15 +314,9 @@ async fn readers_whose_lease_connections_are_ended_take_them_again() {
     let admin = sqlx::PgPool::connect(&test.url)
         .await
         .expect("PostgreSQL connects");
-    let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(l.pid)
-           FROM pg_locks l
-          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
-                SELECT hashtextextended('ledgerhook:' || reader, 0)
-                  FROM unnest(ARRAY['execution', 'projections', 'audit']) AS reader)",
-    )
+    let ended: Vec<bool> = sqlx::query_scalar(&format!(
+        "SELECT pg_terminate_backend(l.pid) {LEASE_HOLDERS}"
+    ))
     .fetch_all(&admin)
     .await
     .expect("the lease holders are found");
@@ -332,17 +335,10 @@ async fn readers_whose_lease_connections_are_ended_take_them_again() {
     })
     .await;
     eventually("every reader to hold its lease again", || async {
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks l
-              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
-                    SELECT hashtextextended('ledgerhook:' || reader, 0)
-                      FROM unnest(ARRAY['execution', 'projections', 'audit']) AS reader)",
-        )
-        .fetch_one(&admin)
-        .await
-        .expect("the locks are read");
+        let held: i64 = sqlx::query_scalar(&format!("SELECT count(*) {LEASE_HOLDERS}"))
+            .fetch_one(&admin)
+            .await
+            .expect("the locks are read");
         (held == 3).then_some(())
     })
     .await;
