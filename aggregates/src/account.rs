@@ -9,6 +9,7 @@ use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::in_flight::InFlightSignals;
 use crate::quota::RecentSignals;
 use crate::{
     AccountCommand, AccountEvent, ClientOrderId, Drift, Market, NotificationOutcome, OrderType,
@@ -75,7 +76,7 @@ pub struct TradingAccount {
     #[serde(default)]
     pub(crate) recent_signals: RecentSignals,
     /// Signals with work still to do, by id. Finished signals leave this map.
-    pub in_flight: BTreeMap<SignalId, InFlight>,
+    pub in_flight: InFlightSignals,
     pub positions: BTreeMap<Market, Position>,
     pub daily_volume: DailyVolume,
     pub signals_received: u64,
@@ -549,14 +550,14 @@ impl TradingAccount {
                 ..
             } => {
                 self.consecutive_failures = 0;
-                if let Some(in_flight) = self.in_flight.get_mut(signal_id) {
+                self.in_flight.update(signal_id, |in_flight| {
                     in_flight.stage = SignalStage::Resting;
                     in_flight.resting = Some(RestingOrder {
                         exchange_order_id: exchange_order_id.clone(),
                         good_til: *good_til,
                         told: false,
                     });
-                }
+                });
             }
             OrderExpired { signal_id, .. } => self.conclude(signal_id),
             // Never sent: says nothing about the exchange.
@@ -571,7 +572,7 @@ impl TradingAccount {
                 size,
                 ..
             } => {
-                if let Some(in_flight) = self.in_flight.get_mut(signal_id) {
+                self.in_flight.update(signal_id, |in_flight| {
                     in_flight.stage = SignalStage::AwaitingCompensation;
                     in_flight.compensation = Some(CompensationOrder {
                         client_order_id: client_order_id.clone(),
@@ -579,7 +580,7 @@ impl TradingAccount {
                         side: *side,
                         size: *size,
                     });
-                }
+                });
             }
             // The exchange answered the close: it is reachable.
             PositionCompensated { signal_id, .. } => {
@@ -702,41 +703,31 @@ impl TradingAccount {
     /// (and what a close must close, so it never closes what a compensation already will).
     pub fn exposure(&self, market: &Market) -> Decimal {
         let filled = self.positions.get(market).map_or(Decimal::ZERO, |p| p.size);
-        self.in_flight
-            .values()
-            .filter_map(|f| match f.stage {
-                SignalStage::AwaitingExecution | SignalStage::Resting if &f.market == market => {
-                    Some((f.side, f.size))
-                }
-                SignalStage::AwaitingCompensation => f
-                    .compensation
-                    .as_ref()
-                    .filter(|close| &close.market == market)
-                    .map(|close| (close.side, close.size)),
-                _ => None,
-            })
-            .fold(filled, |total, (side, size)| {
-                total.saturating_add(side.sign().saturating_mul(size.value()))
-            })
+        // Normalized: the same exposure reads the same however the signals came and went.
+        filled
+            .saturating_add(self.in_flight.pending_in(market))
+            .normalize()
     }
 
     /// Marks a resting signal's notice as told; false when the signal is not resting.
     fn mark_resting_told(&mut self, signal_id: &SignalId) -> bool {
-        match self.in_flight.get_mut(signal_id) {
-            Some(in_flight) if in_flight.stage == SignalStage::Resting => {
+        self.in_flight
+            .update(signal_id, |in_flight| {
+                if in_flight.stage != SignalStage::Resting {
+                    return false;
+                }
                 if let Some(resting) = &mut in_flight.resting {
                     resting.told = true;
                 }
                 true
-            }
-            _ => false,
-        }
+            })
+            .unwrap_or(false)
     }
 
     fn conclude(&mut self, signal_id: &SignalId) {
-        if let Some(in_flight) = self.in_flight.get_mut(signal_id) {
+        self.in_flight.update(signal_id, |in_flight| {
             in_flight.stage = SignalStage::AwaitingNotification;
-        }
+        });
     }
 
     /// The UTC day of the most recent signal: the day a risk approval's volume counts toward.

@@ -11,6 +11,7 @@ mod emergency;
 mod events;
 mod execution;
 mod fills;
+mod in_flight;
 mod keys;
 mod notices;
 mod position;
@@ -38,6 +39,7 @@ pub use emergency::{
 pub use events::{AccountEvent, RejectionReason, EVENT_VERSION};
 pub use execution::AUTOMATIC_HALT_BY;
 pub use fills::{MAX_FILL_NOTIONAL_USD, MAX_FILL_PRICE};
+pub use in_flight::InFlightSignals;
 pub use keys::{KeyMemory, RememberedKey};
 pub use notices::is_notice;
 pub use position::{Position, Unrepresentable};
