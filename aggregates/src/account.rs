@@ -709,6 +709,16 @@ impl TradingAccount {
             .normalize()
     }
 
+    /// How many entries the state holds in its collections: about what storing it costs.
+    pub fn entries(&self) -> usize {
+        self.in_flight.len()
+            + self.positions.len()
+            + self.drift.len()
+            + self.undelivered.len()
+            + self.undelivered_notices.len()
+            + self.recent_signals.len()
+    }
+
     /// Marks a resting signal's notice as told; false when the signal is not resting.
     fn mark_resting_told(&mut self, signal_id: &SignalId) -> bool {
         self.in_flight

@@ -55,6 +55,10 @@ impl SignalQuota {
 pub struct RecentSignals(VecDeque<DateTime<Utc>>);
 
 impl RecentSignals {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) fn record(&mut self, received_at: DateTime<Utc>) {
         if self.0.len() == REMEMBERED {
             self.0.pop_front();
