@@ -769,3 +769,290 @@ async fn dydx_a_reduce_only_close_never_trades_past_flat() {
     let positions = exchange.positions(ACCOUNT).await.expect("positions");
     assert!(positions.is_empty(), "flat: {positions:?}");
 }
+
+/// A market dYdX does not list is refused with a reason the trader can read, before anything is
+/// signed or sent.
+#[tokio::test]
+async fn dydx_an_order_in_a_market_dydx_does_not_list_is_rejected_unsent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("unlisted", "PEPE-USD", Side::Buy, "1000");
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    assert_eq!(
+        outcome,
+        OrderOutcome::Rejected {
+            reason: "PEPE-USD is not listed on dYdX".to_owned()
+        }
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// What the market's grid cannot express (a size under one step, a limit under one tick) is
+/// refused saying why; the node never sees it, since the chain would refuse it anyway.
+#[tokio::test]
+async fn dydx_a_size_under_one_step_or_a_limit_under_one_tick_is_rejected_unsent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let tiny = order("tiny", "BTC-USD", Side::Buy, "0.00005");
+    let mut penny = order("penny", "BTC-USD", Side::Buy, "0.01");
+    penny.order_type = OrderType::Limit {
+        price: decimal("0.5"),
+    };
+
+    let tiny = exchange.place_order(&tiny).await.expect("answered");
+    let penny = exchange.place_order(&penny).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = tiny else {
+        panic!("a size under the step is refused: {tiny:?}");
+    };
+    assert!(
+        reason.contains("below BTC-USD's step of 0.0001"),
+        "{reason}"
+    );
+    assert_eq!(
+        penny,
+        OrderOutcome::Rejected {
+            reason: "no valid price for BTC-USD on dYdX".to_owned()
+        }
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A limit at the oracle price is sent immediate-or-cancel (the price has reached it), but the
+/// book fills buys 2 bp above the oracle: nothing fills, and the trader reads that no liquidity
+/// was within the limit. A final answer, not a failure to retry.
+#[tokio::test]
+async fn dydx_an_ioc_limit_the_book_does_not_reach_is_rejected_as_nothing_filled() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("ioc-unfilled", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("65000"),
+    };
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = outcome else {
+        panic!("an unfilled IOC order is refused: {outcome:?}");
+    };
+    assert!(reason.contains("nothing filled"), "{reason}");
+    assert!(reason.contains("price limit 65000"), "{reason}");
+    let received = fake.received().await;
+    assert_eq!(received["orders"][0]["time_in_force"], "IOC", "{received}");
+    assert_eq!(fake.sends(&buy).await, 1);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert!(positions.is_empty(), "nothing traded: {positions:?}");
+}
+
+/// An account with no dYdX key: its order is refused saying so, and lookups answer as for an
+/// account that holds nothing there; its equity, which sizes orders, is an error (never zero),
+/// and a cancel cannot be signed.
+#[tokio::test]
+async fn dydx_an_account_without_a_key_is_refused_and_holds_nothing_there() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange_with(Arc::new(InMemoryCredentials::default()));
+    let buy = order("keyless", "ETH-USD", Side::Buy, "0.1");
+
+    let placed = exchange.place_order(&buy).await.expect("answered");
+
+    assert_eq!(
+        placed,
+        OrderOutcome::Rejected {
+            reason: "this account has no dYdX credentials".to_owned()
+        }
+    );
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    assert_eq!(exchange.order_status(&buy, "an-order-id").await, Ok(None));
+    assert_eq!(exchange.positions(ACCOUNT).await, Ok(Vec::new()));
+    assert_eq!(exchange.fills(ACCOUNT, None).await, Ok(Vec::new()));
+    let equity = exchange.account_equity(ACCOUNT).await;
+    assert!(
+        matches!(&equity, Err(ExchangeError::Unavailable(m)) if m.contains("no dYdX credentials")),
+        "{equity:?}"
+    );
+    let cancel = exchange.cancel_resting(&buy).await;
+    assert!(
+        matches!(&cancel, Err(ExchangeError::Unavailable(m)) if m.contains("no usable dYdX credentials")),
+        "{cancel:?}"
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A stored phrase that is not 24 valid words, or a permissioned key whose owner is not a dYdX
+/// address: nothing is sent, the error names the field to fix, and never quotes the phrase.
+#[tokio::test]
+async fn dydx_an_unreadable_stored_key_names_the_field_and_never_quotes_it() {
+    let fake = FakeVenues::start().await;
+    let credentials = InMemoryCredentials::default()
+        .with("garbled", "correct horse battery staple zebra", 0)
+        .with_permissioned("ownerless", "not-an-address", TEST_MNEMONIC, 1, 0);
+    let exchange = fake.exchange_with(Arc::new(credentials));
+    let mut garbled = order("garbled", "ETH-USD", Side::Buy, "0.1");
+    garbled.account_id = "garbled".to_owned();
+    let mut ownerless = order("ownerless", "ETH-USD", Side::Buy, "0.1");
+    ownerless.account_id = "ownerless".to_owned();
+
+    let garbled = exchange.place_order(&garbled).await;
+    let ownerless = exchange.place_order(&ownerless).await;
+
+    let Err(ExchangeError::Unavailable(message)) = garbled else {
+        panic!("an unreadable phrase cannot sign: {garbled:?}");
+    };
+    assert!(
+        message.contains("the stored dydx_mnemonic is not a valid 24-word phrase"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("zebra"),
+        "the phrase is never quoted: {message}"
+    );
+    let Err(ExchangeError::Unavailable(message)) = ownerless else {
+        panic!("an owner that is no address cannot be traded for: {ownerless:?}");
+    };
+    assert!(
+        message.contains("the stored dydx_owner_address is not a dYdX address"),
+        "{message}"
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A node slower than the adapter's deadline on every request, not only the broadcast: the
+/// order fails as unavailable before it is sent, and the retry once the node answers again
+/// sends it once.
+#[tokio::test]
+async fn dydx_a_node_that_never_answers_in_time_fails_the_order_unsent_and_the_retry_fills_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("node-slow", "ETH-USD", Side::Buy, "0.1");
+    // Slower than the adapter's 1 s request timeout.
+    fake.set_faults(json!({ "slow_ms": 1_500, "scope": "node" }))
+        .await;
+
+    let first = exchange.place_order(&buy).await;
+
+    let Err(ExchangeError::Unavailable(message)) = first else {
+        panic!("a silent node fails the attempt: {first:?}");
+    };
+    // The client's deadline and the adapter's are the same request timeout: either may end the
+    // first node request.
+    assert!(message.contains("dYdX node (latest block)"), "{message}");
+    assert!(
+        message.contains("timed out") || message.contains("no answer in time"),
+        "{message}"
+    );
+    assert_eq!(fake.sends(&buy).await, 0, "{}", fake.received().await);
+    fake.set_faults(json!({})).await;
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    assert!(matches!(placed, OrderOutcome::Filled { .. }), "{placed:?}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+/// The node took the order (CheckTx passed) but no block included it: once its last block and
+/// the Indexer's lag have passed it can never trade, so the adapter says so instead of waiting,
+/// and sending it again is safe. It fills once; the position is the one order's.
+#[tokio::test]
+async fn dydx_an_order_no_block_included_is_reported_expired_and_the_resend_fills_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("never-included", "ETH-USD", Side::Buy, "0.1");
+    fake.set_faults(json!({ "never_included": 1 })).await;
+
+    let first = exchange.place_order(&buy).await;
+
+    let Err(ExchangeError::Unavailable(message)) = first else {
+        panic!("an order that never traded is not an outcome: {first:?}");
+    };
+    assert!(
+        message.contains("the node took the order but it expired without being executed"),
+        "{message}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    let OrderOutcome::Filled { fill, .. } = placed else {
+        panic!("the resend fills: {placed:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.1"));
+    assert_eq!(fake.sends(&buy).await, 2);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions.len(), 1, "{positions:?}");
+    assert_eq!(positions[0].size, decimal("0.1"), "traded exactly once");
+}
+
+/// The resting watcher asks by the venue's order id, which the ledger recorded: an answer about
+/// another order (a record gone wrong) is refused rather than booked as this order's end, and an
+/// id the Indexer does not know is unavailable, not "gone".
+#[tokio::test]
+async fn dydx_order_status_refuses_an_answer_about_another_order() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let first = order("status-first", "ETH-USD", Side::Buy, "0.1");
+    let second = order("status-second", "ETH-USD", Side::Buy, "0.2");
+    let first_id = match exchange.place_order(&first).await.expect("placed") {
+        OrderOutcome::Filled {
+            exchange_order_id, ..
+        } => exchange_order_id,
+        other => panic!("{other:?}"),
+    };
+    let second_id = match exchange.place_order(&second).await.expect("placed") {
+        OrderOutcome::Filled {
+            exchange_order_id, ..
+        } => exchange_order_id,
+        other => panic!("{other:?}"),
+    };
+
+    let crossed = exchange.order_status(&second, &first_id).await;
+    let unknown = exchange.order_status(&second, "no-such-order").await;
+    let own = exchange.order_status(&second, &second_id).await;
+
+    assert!(
+        matches!(&crossed, Err(ExchangeError::Unavailable(m))
+            if m.contains("the Indexer answered with another order than the one asked")),
+        "{crossed:?}"
+    );
+    assert!(
+        matches!(&unknown, Err(ExchangeError::Unavailable(m)) if m.contains("Indexer (order)")),
+        "{unknown:?}"
+    );
+    let Ok(Some(OrderOutcome::Filled { fill, .. })) = own else {
+        panic!("its own id answers with its fill: {own:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.2"));
+}
+
+/// Asked by client id alone (the router's `find_order`), dYdX can only look up an order this
+/// process sent: one whose answer was lost is found filled; any other is an error saying why,
+/// never "not placed", which would let it be sent again.
+#[tokio::test]
+async fn dydx_a_lookup_by_client_id_alone_finds_only_an_order_this_process_sent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let sell = order("by-client-id", "ETH-USD", Side::Sell, "0.5");
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+
+    let found = exchange.find_order(&sell.client_order_id).await;
+    let stranger = exchange
+        .find_order(&ClientOrderId("lh-never-sent".to_owned()))
+        .await;
+
+    let Ok(Some(OrderOutcome::Filled { fill, .. })) = found else {
+        panic!("the order in flight is found: {found:?}");
+    };
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert!(
+        matches!(&stranger, Err(ExchangeError::Unavailable(m))
+            if m.contains("not one this process sent")),
+        "{stranger:?}"
+    );
+    assert_eq!(fake.sends(&sell).await, 1);
+}
