@@ -12,11 +12,11 @@ use ledgerhook::exchange::dydx::{venue_ids, Leg};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::eventually;
 use crate::support::invariants::{check, Venue};
 use crate::support::load::Acked;
 use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::{eventually, eventually_within};
 
 /// The official client's published example phrase (a public testnet wallet, no funds of ours).
 const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
@@ -504,3 +504,203 @@ async fn dydx_two_instances_one_killed_send_each_order_once() {
         .await;
     second.stop().await;
 }
+
+/// `size_percent` alone: the alert builder always names a size.
+fn percent_alert(id: &str, percent: &str) -> String {
+    json!({ "symbol": "BTC-USD", "side": "buy", "size_percent": percent, "id": id }).to_string()
+}
+
+/// A dYdX trader's alert sized as a percent of equity is sized from the subaccount's equity as
+/// the Indexer reports it (100,000 USDC on a fresh fake subaccount): 1% at 65,000 is at most
+/// 1,000 USD, 0.0153 BTC on the 0.0001 step, and that is what reaches the venue and fills.
+async fn a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(30).await;
+
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("pct-1", "1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let types = setup.final_events(1).await;
+
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    let orders = received["orders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(orders.len(), 1, "{received}");
+    assert_eq!(orders[0]["market"], "BTC-USD");
+    assert_eq!(orders[0]["size"], "0.0153", "{received}");
+    service.stop().await;
+}
+on_both_stores!(a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity);
+
+/// When a dYdX trader's equity cannot be read (no key to find the subaccount by, or the Indexer
+/// down) a percent-sized alert is answered 503 EXCHANGE_UNAVAILABLE, asking for a retry, and
+/// nothing is recorded; once the Indexer answers, the same alert is taken.
+async fn a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let keyless = create_user(&setup.test.url, "keyless").await;
+    let answer = cli(
+        &setup.test.url,
+        &["users", "venue", &keyless.user_id, "dydx"],
+    )
+    .await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    let service = setup.serve(30).await;
+    let store = setup.test.open().await;
+
+    let cases = [
+        (&keyless, json!({})),
+        (&setup.user, json!({ "down": true, "scope": "indexer" })),
+    ];
+    for (user, faults) in cases {
+        setup.fake.set_faults(faults.clone()).await;
+        let (status, body) = service
+            .post_signal(&user.webhook_token, &percent_alert("pct-unread", "1"))
+            .await;
+        assert_eq!(status, 503, "{faults}: {body}");
+        assert_eq!(body["code"], "EXCHANGE_UNAVAILABLE", "{faults}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("equity could not be read"), "{body}");
+        let types = crate::support::event_types(&store, &user.user_id).await;
+        assert_eq!(count(&types, "SignalReceived"), 0, "{faults}: {types:?}");
+    }
+
+    setup.fake.set_faults(json!({})).await;
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("pct-unread", "1"))
+        .await;
+    assert_eq!(status, 200, "taken once the Indexer answers: {body}");
+    service.stop().await;
+}
+on_both_stores!(a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503);
+
+/// A trader who chose dYdX, on a service started without dYdX: the order is refused saying the
+/// service is not configured for it (never placed on paper instead), and a percent-sized alert,
+/// whose equity only dYdX could give, is answered 503.
+async fn a_dydx_trader_on_a_service_without_dydx_is_refused_saying_why(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = Service::start(&setup.test.url, Options::default()).await;
+
+    setup.signal(&service, "no-dydx-1").await;
+    let replayed = eventually("the order to be refused", || async {
+        let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+        replayed
+            .iter()
+            .any(|line| line["event_type"] == "OrderRejected")
+            .then_some(replayed)
+    })
+    .await;
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("no-dydx-2", "1"))
+        .await;
+
+    let rejected = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("refused");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("which this service is not configured for"),
+        "{rejected}"
+    );
+    assert!(
+        !replayed
+            .iter()
+            .any(|line| line["event_type"] == "OrderFilled"),
+        "nothing traded on paper instead: {replayed:?}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "EXCHANGE_UNAVAILABLE", "{body}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_trader_on_a_service_without_dydx_is_refused_saying_why);
+
+/// A limit order the venue took while its answer was lost, and whose fate the Indexer cannot
+/// confirm before the signal's deadline (it trails by minutes): the signal is abandoned saying
+/// the order could not be confirmed, and the order is cancelled on the venue, so a price that
+/// crosses its limit later trades nothing for a signal the trader was told is over.
+async fn an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled_on_the_venue(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(3).await;
+    setup
+        .fake
+        .set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 600_000 }))
+        .await;
+    let alert = Alert::new("unconfirmed-limit")
+        .size("0.01")
+        .field("order_type", "limit")
+        .field("price", "64000")
+        .json();
+    let (status, body) = service.post_signal(&setup.user.webhook_token, &alert).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Each lookup waits out the adapter's 15 s for the Indexer to show the order: the retry's,
+    // then the last one's at the deadline.
+    let store = setup.test.open().await;
+    eventually_within(
+        "the signal to be abandoned",
+        std::time::Duration::from_secs(90),
+        || async {
+            let types = crate::support::event_types(&store, &setup.user.user_id).await;
+            (count(&types, "ExecutionAbandoned") == 1).then_some(())
+        },
+    )
+    .await;
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let abandoned = replayed
+        .iter()
+        .find(|line| line["event_type"] == "ExecutionAbandoned")
+        .expect("abandoned");
+    let reason = abandoned["payload"]["ExecutionAbandoned"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("could not be confirmed"), "{abandoned}");
+    setup.fake.set_faults(json!({})).await;
+    let response = setup
+        .fake
+        .http
+        .post(format!("{}/_fake/prices", setup.fake.indexer))
+        .json(&json!({ "BTC-USD": "63000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    assert_eq!(
+        received["orders"].as_array().map(Vec::len),
+        Some(1),
+        "{received}"
+    );
+    let address = received["orders"][0]["address"]
+        .as_str()
+        .unwrap_or_default();
+    let positions: Value = setup
+        .fake
+        .http
+        .get(format!(
+            "{}/v4/perpetualPositions?address={address}&subaccountNumber=0",
+            setup.fake.indexer
+        ))
+        .send()
+        .await
+        .expect("positions read")
+        .json()
+        .await
+        .expect("positions are JSON");
+    assert_eq!(
+        positions["positions"],
+        json!([]),
+        "cancelled, so never filled"
+    );
+    service.stop().await;
+}
+on_both_stores!(
+    an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled_on_the_venue
+);
