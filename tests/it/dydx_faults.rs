@@ -7,8 +7,11 @@ use serde_json::{json, Value};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use aggregates::ClientOrderId;
-use ledgerhook::exchange::dydx::{venue_ids, Leg};
+use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+use ledgerhook::exchange::dydx::{
+    venue_ids, DydxChain, DydxConfig, DydxExchange, InMemoryCredentials, Leg,
+};
+use ledgerhook::exchange::{Exchange, OrderOutcome, OrderRequest};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
@@ -704,3 +707,73 @@ async fn an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled
 on_both_stores!(
     an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled_on_the_venue
 );
+
+/// An order on the trader's dYdX subaccount that the service never sent (the trader trading by
+/// hand), placed with their key straight on the venue.
+async fn trade_behind_the_service(setup: &Setup, side: Side, id: &str) {
+    let config = DydxConfig::new(&setup.fake.indexer, &setup.fake.node, DydxChain::Testnet);
+    let credentials = InMemoryCredentials::default().with("by-hand", TEST_MNEMONIC, 0);
+    let exchange = DydxExchange::new(config, std::sync::Arc::new(credentials), None);
+    let order = OrderRequest {
+        account_id: "by-hand".to_owned(),
+        client_order_id: ClientOrderId(format!("by-hand-{id}")),
+        market: Market::parse("ETH-USD").expect("market"),
+        side,
+        size: Quantity::new(rust_decimal::Decimal::new(5, 1)).expect("size"),
+        reduce_only: false,
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+    };
+    let outcome = exchange.place_order(&order).await.expect("placed by hand");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+}
+
+/// The service's periodic check reads a dYdX trader's positions from the Indexer: a short the
+/// ledger never saw is recorded as a drift on dydx (venue -0.5, ledger 0), and cleared once the
+/// trader buys it back; the ledger's own positions stay untouched.
+async fn a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let mut options = setup.options(30);
+    options
+        .args
+        .extend(["--reconcile-interval-seconds".to_owned(), "1".to_owned()]);
+    let service = Service::start(&setup.test.url, options).await;
+    let store = setup.test.open().await;
+
+    trade_behind_the_service(&setup, Side::Sell, "1").await;
+    eventually("the periodic check to record the drift", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        types
+            .contains(&"PositionDriftDetected".to_owned())
+            .then_some(())
+    })
+    .await;
+    trade_behind_the_service(&setup, Side::Buy, "2").await;
+    eventually("the periodic check to clear the drift", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        types
+            .contains(&"PositionDriftCleared".to_owned())
+            .then_some(())
+    })
+    .await;
+
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let detected: Vec<&Value> = replayed
+        .iter()
+        .filter(|line| line["event_type"] == "PositionDriftDetected")
+        .collect();
+    assert_eq!(detected.len(), 1, "recorded once: {detected:?}");
+    let drift = &detected[0]["payload"]["PositionDriftDetected"];
+    assert_eq!(drift["venue"], "dydx", "{drift}");
+    assert_eq!(drift["market"], "ETH-USD", "{drift}");
+    assert_eq!(drift["venue_size"], "-0.5", "{drift}");
+    assert_eq!(drift["ledger_size"], "0", "{drift}");
+    let positions = setup.positions(&service).await;
+    assert_eq!(positions["positions"], json!([]), "{positions}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared);
