@@ -786,6 +786,12 @@ async fn dydx_an_order_in_a_market_dydx_does_not_list_is_rejected_unsent() {
             reason: "PEPE-USD is not listed on dYdX".to_owned()
         }
     );
+    // A halt's cancel of it has no order id to name on the chain either.
+    let cancel = exchange.cancel_resting(&buy).await;
+    assert!(
+        matches!(&cancel, Err(ExchangeError::Unavailable(m)) if m.contains("the market is not listed")),
+        "{cancel:?}"
+    );
     assert_eq!(fake.received().await["orders"], json!([]));
 }
 
@@ -1055,4 +1061,66 @@ async fn dydx_a_lookup_by_client_id_alone_finds_only_an_order_this_process_sent(
         "{stranger:?}"
     );
     assert_eq!(fake.sends(&sell).await, 1);
+}
+
+/// A take-profit under one tick cannot be placed: the entry stands and is reported filled, the
+/// stop-loss beside it is still placed, and nothing off the grid reaches the venue.
+#[tokio::test]
+async fn dydx_a_bracket_off_the_tick_grid_is_skipped_and_the_entry_and_other_bracket_stand() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut sell = order("bracket-off-grid", "BTC-USD", Side::Sell, "0.01");
+    sell.take_profit = Some(decimal("0.4"));
+    sell.stop_loss = Some(decimal("70000"));
+
+    let outcome = exchange.place_order(&sell).await.expect("placed");
+
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 2, "the entry and the stop-loss: {received}");
+    assert_eq!(orders[1]["flags"], 32, "conditional");
+    assert_eq!(orders[1]["condition_type"], 1, "a stop-loss");
+    assert_eq!(orders[1]["side"], "BUY");
+    assert_eq!(orders[1]["trigger_price"], "70000");
+}
+
+/// A short reads as a negative size (what reconciliation compares), and fills can be read for
+/// one market.
+#[tokio::test]
+async fn dydx_a_short_reads_as_a_negative_position_and_fills_filter_by_market() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let eth = order("short-eth", "ETH-USD", Side::Sell, "0.5");
+    let sol = order("long-sol", "SOL-USD", Side::Buy, "1");
+    for placed in [&eth, &sol] {
+        let outcome = exchange.place_order(placed).await.expect("placed");
+        assert!(
+            matches!(outcome, OrderOutcome::Filled { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    let held = Exchange::positions(&exchange, ACCOUNT)
+        .await
+        .expect("positions");
+    let eth_fills = exchange
+        .fills(ACCOUNT, Some(&eth.market))
+        .await
+        .expect("fills");
+
+    let expected: std::collections::BTreeMap<Market, Decimal> = [
+        (eth.market.clone(), decimal("-0.5")),
+        (sol.market.clone(), decimal("1")),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(held, expected);
+    assert_eq!(eth_fills.len(), 1, "{eth_fills:?}");
+    assert_eq!(eth_fills[0].market, eth.market);
+    assert_eq!(eth_fills[0].side, Side::Sell);
+    assert_eq!(eth_fills[0].size, decimal("0.5"));
 }
