@@ -285,7 +285,14 @@ pub enum Misreport {
     ZeroPrice,
     /// Fills at 79,228,162,514,264,337,593,543,950 (within a decimal's range, not any market's).
     AbsurdPrice,
+    /// Numbers no decimal holds (`OUT_OF_RANGE`), as a corrupted answer could carry: orders'
+    /// filled sizes, fills' sizes, positions' sizes and the subaccount's equity. The Indexer's
+    /// JSON writes them (`indexer.rs`); the book is untouched.
+    OutOfRange,
 }
+
+/// 10^40, beyond a 96-bit decimal: what `Misreport::OutOfRange` answers, as comlink's number text.
+pub const OUT_OF_RANGE: &str = "1e40";
 
 impl Misreport {
     /// The order as the misreporting Indexer shows it.
