@@ -1124,3 +1124,44 @@ async fn dydx_a_short_reads_as_a_negative_position_and_fills_filter_by_market() 
     assert_eq!(eth_fills[0].side, Side::Sell);
     assert_eq!(eth_fills[0].size, decimal("0.5"));
 }
+
+/// An Indexer answering numbers beyond any decimal's range (a corrupted answer): each read that
+/// meets one is an error naming what was out of range, never a number the service would book,
+/// size an order with, or take for "not placed". Once the answers are sound again, so are the
+/// reads.
+#[tokio::test]
+async fn dydx_numbers_beyond_any_decimals_range_from_the_indexer_are_errors_not_values() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("out-of-range", "ETH-USD", Side::Buy, "0.5");
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    assert!(matches!(placed, OrderOutcome::Filled { .. }), "{placed:?}");
+    fake.set_faults(json!({ "misreport": "out_of_range" }))
+        .await;
+
+    let positions = exchange.positions(ACCOUNT).await;
+    let equity = exchange.account_equity(ACCOUNT).await;
+    let fills = exchange.fills(ACCOUNT, None).await;
+    let found = exchange.find_placed(&buy).await;
+
+    let unavailable = |answer: Result<(), ExchangeError>, what: &str| {
+        assert!(
+            matches!(&answer, Err(ExchangeError::Unavailable(m)) if m.contains(what)),
+            "{what}: {answer:?}"
+        );
+    };
+    unavailable(positions.map(drop), "position: size out of range");
+    unavailable(equity.map(drop), "subaccount: equity out of range");
+    unavailable(fills.map(drop), "fill: size out of range");
+    unavailable(found.map(drop), "order: filled size out of range");
+    fake.set_faults(json!({})).await;
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions[0].size, decimal("0.5"));
+    assert_eq!(
+        exchange
+            .account_equity(ACCOUNT)
+            .await
+            .map(|equity| equity > Decimal::ZERO),
+        Ok(true)
+    );
+}

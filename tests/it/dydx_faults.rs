@@ -537,8 +537,8 @@ async fn a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity(bac
 }
 on_both_stores!(a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity);
 
-/// When a dYdX trader's equity cannot be read (no key to find the subaccount by, or the Indexer
-/// down) a percent-sized alert is answered 503 EXCHANGE_UNAVAILABLE, asking for a retry, and
+/// When a dYdX trader's equity cannot be read (no key to find the subaccount by, the Indexer
+/// down, or answering an equity beyond any decimal's range) a percent-sized alert is answered 503 EXCHANGE_UNAVAILABLE, asking for a retry, and
 /// nothing is recorded; once the Indexer answers, the same alert is taken.
 async fn a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503(backend: Backend) {
     let setup = Setup::new(backend).await;
@@ -555,6 +555,7 @@ async fn a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503(ba
     let cases = [
         (&keyless, json!({})),
         (&setup.user, json!({ "down": true, "scope": "indexer" })),
+        (&setup.user, json!({ "misreport": "out_of_range" })),
     ];
     for (user, faults) in cases {
         setup.fake.set_faults(faults.clone()).await;
