@@ -778,3 +778,55 @@ async fn a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared(
     service.stop().await;
 }
 on_both_stores!(a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared);
+
+/// A halt caught an approved order before any instance placed it, and the Indexer cannot say
+/// whether an earlier run sent it: the order is cancelled all the same, nothing reaches the
+/// venue, and the recorded reason says the venue could not confirm.
+async fn a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let ingest_only = Service::start(
+        &setup.test.url,
+        Options {
+            no_execution: true,
+            ..setup.options(30)
+        },
+    )
+    .await;
+    let signal = setup.signal(&ingest_only, "halted-unconfirmed").await;
+    ingest_only.stop().await;
+    crate::support::service::operator_cli(
+        &setup.test.url,
+        &["halt", &setup.user.user_id, "--reason", "margin call"],
+    )
+    .await;
+    setup
+        .fake
+        .set_faults(json!({ "down": true, "scope": "indexer" }))
+        .await;
+
+    let service = setup.serve(30).await;
+    let store = setup.test.open().await;
+    eventually("the approved order to be cancelled", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        (count(&types, "OrderCancelled") == 1).then_some(())
+    })
+    .await;
+    setup.fake.set_faults(json!({})).await;
+
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let cancelled = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderCancelled")
+        .expect("cancelled");
+    let reason = cancelled["payload"]["OrderCancelled"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("margin call"), "{cancelled}");
+    assert!(
+        reason.contains("whether the venue took it earlier could not be confirmed"),
+        "{cancelled}"
+    );
+    assert_eq!(setup.fake.sends_of(&signal).await, 0);
+    service.stop().await;
+}
+on_both_stores!(a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it);
