@@ -17,7 +17,9 @@ use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::invariants::{check, Venue};
 use crate::support::load::Acked;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
+use crate::support::service::{
+    cli, cli_output, create_user, credentials_set, Options, Service, User,
+};
 use crate::support::stores::{Backend, TestStore};
 use crate::support::{eventually, eventually_within};
 
@@ -830,3 +832,63 @@ async fn a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it(ba
     service.stop().await;
 }
 on_both_stores!(a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it);
+
+/// A service set up for mainnet but pointed at a testnet node signs over the wrong chain id: the
+/// node refuses the signature, and the trader's order is rejected with the node's words, which
+/// name the chain it serves; nothing trades. A slippage outside (0, 1) stops `serve` before it
+/// starts, saying so.
+async fn a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_chain(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let dydx = [
+        "serve",
+        "--dydx-indexer-url",
+        &setup.fake.indexer,
+        "--dydx-node-url",
+        &setup.fake.node,
+    ];
+    let refused = cli_output(
+        &setup.test.url,
+        &[&dydx[..], &["--dydx-slippage", "1.5"]].concat(),
+    )
+    .await;
+    assert!(!refused.status.success(), "serve refuses to start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--dydx-slippage must be between 0 and 1"),
+        "{stderr}"
+    );
+
+    let mut options = setup.options(30);
+    options
+        .args
+        .extend(["--dydx-chain-id".to_owned(), "mainnet".to_owned()]);
+    let service = Service::start(&setup.test.url, options).await;
+    let signal = setup.signal(&service, "wrong-chain-1").await;
+    let types = setup.final_events(1).await;
+
+    assert_eq!(count(&types, "OrderRejected"), 1, "{types:?}");
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let rejected = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("rejected");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("dYdX refused the order (code 4)"),
+        "{reason}"
+    );
+    assert!(reason.contains("chain-id (dydx-testnet-4)"), "{reason}");
+    assert_eq!(
+        setup.fake.sends_of(&signal).await,
+        1,
+        "the node saw it once"
+    );
+    let positions = setup.positions(&service).await;
+    assert_eq!(positions["positions"], json!([]), "{positions}");
+    service.stop().await;
+}
+on_both_stores!(a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_chain);
