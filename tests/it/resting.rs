@@ -531,3 +531,49 @@ async fn a_resting_order_whose_key_was_removed_stays_resting_until_the_key_is_ba
     service.stop().await;
 }
 on_both_stores!(a_resting_order_whose_key_was_removed_stays_resting_until_the_key_is_back);
+
+/// The Indexer down while a limit order rests and the price crosses its limit: the watcher
+/// cannot check it, records nothing and logs why; once the Indexer answers, the fill is found
+/// and booked, once.
+async fn a_resting_order_is_watched_through_an_indexer_outage_and_fills_once_it_answers(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let options = Options {
+        log_file: Some(log.clone()),
+        ..setup.options(3_600, &[])
+    };
+    let service = Service::start(&setup.test.url, options).await;
+    let signal = setup.limit_buy(&service, "indexer-down-1").await;
+    rests_and_is_told(&setup).await;
+
+    setup
+        .set_faults(json!({ "down": true, "scope": "indexer" }))
+        .await;
+    setup.set_price("63000").await;
+    eventually("the watcher to fail a check", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("resting order not checked").then_some(())
+    })
+    .await;
+    let store = setup.test.open().await;
+    let types = event_types(&store, &setup.user.user_id).await;
+    assert_eq!(
+        count(&types, "OrderFilled"),
+        0,
+        "nothing on a guess: {types:?}"
+    );
+
+    setup.set_faults(json!({})).await;
+    let types = setup
+        .events_once("the fill to be booked and told", |types| {
+            count(types, "OrderFilled") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "OrderSubmitted"), 1, "{types:?}");
+    assert_eq!(setup.received(&signal).await, (vec![64], 1));
+    service.stop().await;
+}
+on_both_stores!(a_resting_order_is_watched_through_an_indexer_outage_and_fills_once_it_answers);
