@@ -259,6 +259,10 @@ pub struct Faults {
     pub max_requests_per_second: Option<u32>,
     /// Orders and fills show on the Indexer this long after the node took them.
     pub indexer_lag_ms: u64,
+    /// Fills show this much later again than the orders they belong to: comlink learns an
+    /// order's filled total and its fills by different paths (vulcan's off-chain order updates,
+    /// ender's on-chain fills), so the total can lead.
+    pub fills_lag_ms: u64,
     /// The next N placements fail CheckTx with `reject_code` and `reject_log`.
     pub reject: u32,
     pub reject_code: Option<u32>,
@@ -858,7 +862,7 @@ fn accept(
             created_at_height: height,
             order_id: order.id.clone(),
             client_metadata: order.placement.client_metadata,
-            visible_at,
+            visible_at: visible_at + std::time::Duration::from_millis(state.faults.fills_lag_ms),
         });
         move_position(state, &order, fill_size, fill_price, now, height);
         order.total_filled = fill_size;
@@ -884,6 +888,7 @@ fn accept(
 fn settle(state: &mut State, height: u32) {
     let now = Utc::now();
     let lag = std::time::Duration::from_millis(state.faults.indexer_lag_ms);
+    let fills_lag = std::time::Duration::from_millis(state.faults.fills_lag_ms);
     for index in 0..state.orders.len() {
         let order = &state.orders[index];
         if order.placement.order_flags != FLAG_LONG_TERM || order.status != OrderStatus::Open {
@@ -932,7 +937,7 @@ fn settle(state: &mut State, height: u32) {
             created_at_height: height,
             order_id: order.id.clone(),
             client_metadata: order.placement.client_metadata,
-            visible_at: Instant::now() + lag,
+            visible_at: Instant::now() + lag + fills_lag,
         });
         move_position(state, &order, rest, fill_price, now, height);
         let resting = &mut state.orders[index];
