@@ -1165,3 +1165,67 @@ async fn dydx_numbers_beyond_any_decimals_range_from_the_indexer_are_errors_not_
         Ok(true)
     );
 }
+
+/// The Indexer shows an order's filled total before its fills: the adapter waits for the fills
+/// instead of reporting a fill it cannot price, and reports the fill at the book's price, once.
+#[tokio::test]
+async fn dydx_a_filled_total_shown_before_its_fills_is_waited_for_and_priced_right() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("fills-lag", "ETH-USD", Side::Buy, "0.5");
+    fake.set_faults(json!({ "fills_lag_ms": 1_000 })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("the fill, once its fills show: {outcome:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert_eq!(fill.price, decimal("3200.7"), "3,200 + 2 bp, on the tick");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+/// The same for a resting order that fills when the price crosses it: until its fills show, the
+/// watcher's question is answered "not indexed yet" (nothing recorded on a guess), then filled.
+#[tokio::test]
+async fn dydx_a_resting_order_filled_before_its_fills_show_is_not_indexed_yet_then_filled() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("rest-fills-lag", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("60000"),
+    };
+    let resting = exchange.place_order(&buy).await.expect("placed");
+    let OrderOutcome::Resting {
+        exchange_order_id, ..
+    } = resting
+    else {
+        panic!("a limit below the market rests: {resting:?}");
+    };
+    // Long enough that the first question surely comes before the fills show.
+    fake.set_faults(json!({ "fills_lag_ms": 5_000 })).await;
+    let response = fake
+        .http
+        .post(format!("{}/_fake/prices", fake.indexer))
+        .json(&json!({ "BTC-USD": "59000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+
+    let early = exchange.order_status(&buy, &exchange_order_id).await;
+    assert!(
+        matches!(&early, Err(ExchangeError::Unavailable(m)) if m.contains("not indexed yet")),
+        "{early:?}"
+    );
+    let ended = eventually("the fills to show", || async {
+        match exchange.order_status(&buy, &exchange_order_id).await {
+            Ok(Some(OrderOutcome::Filled { fill, .. })) => Some(fill),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(ended.size.value(), decimal("0.01"));
+    assert_eq!(ended.price, decimal("59012"));
+    assert_eq!(fake.sends(&buy).await, 1);
+}
