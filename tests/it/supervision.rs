@@ -344,3 +344,78 @@ async fn readers_whose_lease_connections_are_ended_take_them_again() {
     .await;
     service.stop().await;
 }
+
+/// An operator releases what the saga parked for an account whose history is still unreadable
+/// (its approval, and the undecodable event itself): the saga tries each again, cannot execute
+/// or read them, and parks them again, listed anew. Nothing is executed on a guess, and other
+/// accounts keep trading.
+async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let victim = create_user(&test.url, "victim").await;
+    let bystander = create_user(&test.url, "bystander").await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
+    let (status, body) = ingest_only
+        .post_signal(&victim.webhook_token, &alert("v-1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ingest_only.stop().await;
+    write_undecodable_event(&test, &victim.user_id).await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let parked = eventually("the saga to park the approval and the event", || async {
+        let parked: Vec<Value> = open_parked(&test.url)
+            .await
+            .into_iter()
+            .filter(|p| p["reader"] == "execution")
+            .collect();
+        (parked.len() == 2).then_some(parked)
+    })
+    .await;
+
+    for event in &parked {
+        let position = event["position"].as_str().expect("a parked position");
+        cli(
+            &test.url,
+            &["projections", "release", "execution", position],
+        )
+        .await;
+    }
+    eventually("both to be tried again and parked again", || async {
+        let again: Vec<Value> = open_parked(&test.url)
+            .await
+            .into_iter()
+            .filter(|p| p["reader"] == "execution")
+            .collect();
+        let anew = parked.iter().all(|before| {
+            again.iter().any(|after| {
+                after["position"] == before["position"]
+                    && after["decision"] == "open"
+                    && after["parked_at"] != before["parked_at"]
+            })
+        });
+        anew.then_some(())
+    })
+    .await;
+
+    let mut types: Vec<String> = parked
+        .iter()
+        .filter_map(|p| p["event_type"].as_str().map(str::to_owned))
+        .collect();
+    types.sort_unstable();
+    assert_eq!(types, ["FromTheFuture", "RiskApproved"], "{parked:?}");
+    let store = test.open().await;
+    let victims = crate::support::event_types(&store, &victim.user_id).await;
+    assert!(
+        !victims.iter().any(|t| t.starts_with("Order")),
+        "nothing executed for the victim: {victims:?}"
+    );
+    assert_an_alert_fills(&service, &bystander, "b-1").await;
+    // Still listed once the saga has moved on past them: parked, not settled.
+    let still: Vec<Value> = open_parked(&test.url)
+        .await
+        .into_iter()
+        .filter(|p| p["reader"] == "execution")
+        .collect();
+    assert_eq!(still.len(), 2, "{still:?}");
+    service.stop().await;
+}
+on_both_stores!(released_saga_events_of_a_still_unreadable_account_are_parked_again);
