@@ -419,3 +419,85 @@ async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(bac
     service.stop().await;
 }
 on_both_stores!(released_saga_events_of_a_still_unreadable_account_are_parked_again);
+
+/// An event both readers parked because this release cannot read its version, then repaired in
+/// the store by an operator (as a release that reads it would) and released for each: the read
+/// models apply it late (the trader's position shows), the saga finds nothing to do for it, and
+/// nothing is left parked.
+async fn a_repaired_and_released_event_is_applied_late_and_nothing_stays_parked(backend: Backend) {
+    use crate::support::tamper::{tamper, AppendOnly, Bind};
+
+    let test = TestStore::new(backend).await;
+    let trader = create_user(&test.url, "trader").await;
+    let store = test.open().await;
+    let sequence = store
+        .events()
+        .load_account(&trader.user_id)
+        .await
+        .expect("the account loads")
+        .len()
+        + 1;
+    let opened = aggregates::AccountEvent::PositionOpened {
+        signal_id: aggregates::SignalId("by-hand-1".to_owned()),
+        market: aggregates::Market::parse("ETH-USD").expect("market"),
+        side: aggregates::Side::Buy,
+        size: aggregates::Quantity::new(rust_decimal::Decimal::new(5, 1)).expect("size"),
+        entry_price: rust_decimal::Decimal::from(3_200),
+    };
+    let event = SerializedEvent {
+        aggregate_id: trader.user_id.clone(),
+        sequence,
+        aggregate_type: TradingAccount::TYPE.to_owned(),
+        event_type: "PositionOpened".to_owned(),
+        event_version: "99".to_owned(),
+        payload: serde_json::to_value(&opened).expect("the event serializes"),
+        metadata: json!({ "recorded_at": Utc::now().to_rfc3339(), "actor": "test" }),
+    };
+    store
+        .events()
+        .append(&[event])
+        .await
+        .expect("the raw event is appended");
+    let service = Service::start(&test.url, Options::default()).await;
+    let parked = eventually("both readers to park the event", || async {
+        let parked = open_parked(&test.url).await;
+        (parked.len() == 2).then_some(parked)
+    })
+    .await;
+
+    tamper(
+        &store,
+        AppendOnly::Events,
+        "UPDATE events SET event_version = $1 WHERE aggregate_id = $2 AND sequence = $3",
+        &[
+            Bind::Text(aggregates::EVENT_VERSION),
+            Bind::Text(&trader.user_id),
+            Bind::Integer(i64::try_from(sequence).expect("a small sequence")),
+        ],
+    )
+    .await;
+    for event in &parked {
+        let reader = event["reader"].as_str().expect("a reader");
+        let position = event["position"].as_str().expect("a parked position");
+        cli(&test.url, &["projections", "release", reader, position]).await;
+    }
+
+    let positions = eventually("the position to show", || async {
+        let request = service
+            .client()
+            .get(format!("{}/api/positions", service.base_url))
+            .bearer_auth(&trader.api_key);
+        let (status, body) = service.send(request).await;
+        let list = body["positions"].as_array().cloned().unwrap_or_default();
+        (status == 200 && !list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(positions[0]["market"], "ETH-USD", "{positions:?}");
+    assert_eq!(positions[0]["size"], "0.5", "{positions:?}");
+    eventually("nothing to stay parked", || async {
+        open_parked(&test.url).await.is_empty().then_some(())
+    })
+    .await;
+    service.stop().await;
+}
+on_both_stores!(a_repaired_and_released_event_is_applied_late_and_nothing_stays_parked);
