@@ -346,9 +346,9 @@ async fn readers_whose_lease_connections_are_ended_take_them_again() {
 }
 
 /// An operator releases what the saga parked for an account whose history is still unreadable
-/// (its approval, and the undecodable event itself): the saga tries each again, cannot execute
-/// or read them, and parks them again, listed anew. Nothing is executed on a guess, and other
-/// accounts keep trading.
+/// (its approval, the notice of a halt, and the undecodable event itself): the saga tries each
+/// again, cannot execute, tell or read them, and parks them again, listed anew. Nothing is
+/// executed or told on a guess, and other accounts keep trading.
 async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(backend: Backend) {
     let test = TestStore::new(backend).await;
     let victim = create_user(&test.url, "victim").await;
@@ -359,16 +359,24 @@ async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(bac
         .await;
     assert_eq!(status, 200, "{body}");
     ingest_only.stop().await;
+    crate::support::service::operator_cli(
+        &test.url,
+        &["halt", &victim.user_id, "--reason", "margin call"],
+    )
+    .await;
     write_undecodable_event(&test, &victim.user_id).await;
     let service = Service::start(&test.url, Options::default()).await;
-    let parked = eventually("the saga to park the approval and the event", || async {
-        let parked: Vec<Value> = open_parked(&test.url)
-            .await
-            .into_iter()
-            .filter(|p| p["reader"] == "execution")
-            .collect();
-        (parked.len() == 2).then_some(parked)
-    })
+    let parked = eventually(
+        "the saga to park the approval, the notice and the event",
+        || async {
+            let parked: Vec<Value> = open_parked(&test.url)
+                .await
+                .into_iter()
+                .filter(|p| p["reader"] == "execution")
+                .collect();
+            (parked.len() == 3).then_some(parked)
+        },
+    )
     .await;
 
     for event in &parked {
@@ -379,7 +387,7 @@ async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(bac
         )
         .await;
     }
-    eventually("both to be tried again and parked again", || async {
+    eventually("each to be tried again and parked again", || async {
         let again: Vec<Value> = open_parked(&test.url)
             .await
             .into_iter()
@@ -401,7 +409,11 @@ async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(bac
         .filter_map(|p| p["event_type"].as_str().map(str::to_owned))
         .collect();
     types.sort_unstable();
-    assert_eq!(types, ["FromTheFuture", "RiskApproved"], "{parked:?}");
+    assert_eq!(
+        types,
+        ["FromTheFuture", "RiskApproved", "TradingHalted"],
+        "{parked:?}"
+    );
     let store = test.open().await;
     let victims = crate::support::event_types(&store, &victim.user_id).await;
     assert!(
@@ -415,7 +427,7 @@ async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(bac
         .into_iter()
         .filter(|p| p["reader"] == "execution")
         .collect();
-    assert_eq!(still.len(), 2, "{still:?}");
+    assert_eq!(still.len(), 3, "{still:?}");
     service.stop().await;
 }
 on_both_stores!(released_saga_events_of_a_still_unreadable_account_are_parked_again);
