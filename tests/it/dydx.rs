@@ -1229,3 +1229,47 @@ async fn dydx_a_resting_order_filled_before_its_fills_show_is_not_indexed_yet_th
     assert_eq!(ended.price, decimal("59012"));
     assert_eq!(fake.sends(&buy).await, 1);
 }
+
+/// A send record this release cannot read (written by another release: a market it cannot
+/// parse, a side it does not know, a block out of range) stops the order with an error naming
+/// what is unreadable, rather than risk sending again an order that may still trade.
+async fn an_unreadable_send_record_stops_the_order_instead_of_risking_a_second_send(
+    backend: Backend,
+) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let exchange = fake.exchange_recording(credentials, Some(store.clone()));
+    let records = [
+        ("btc/usd", "buy", 1_000_000, "market"),
+        ("BTC-USD", "long-ish", 1_000_000, "side"),
+        ("BTC-USD", "buy", -1, "block"),
+    ];
+    for (n, (market, side, block, unreadable)) in records.into_iter().enumerate() {
+        let buy = order(&format!("unreadable-{n}"), "BTC-USD", Side::Buy, "0.01");
+        store
+            .dydx_sends()
+            .record(&ledgerhook::store::DydxSend {
+                client_order_id: buy.client_order_id.0.clone(),
+                account_id: ACCOUNT.to_owned(),
+                market: market.to_owned(),
+                side: side.to_owned(),
+                good_til_block: block,
+                good_til_time: None,
+                sent_at: Utc::now(),
+            })
+            .await
+            .expect("recorded");
+
+        let placed = exchange.place_order(&buy).await;
+
+        assert!(
+            matches!(&placed, Err(ExchangeError::Unavailable(m))
+                if m.contains(&format!("send record: unreadable {unreadable}"))),
+            "{unreadable}: {placed:?}"
+        );
+    }
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+on_both_stores!(an_unreadable_send_record_stops_the_order_instead_of_risking_a_second_send);
