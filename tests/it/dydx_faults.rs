@@ -892,3 +892,71 @@ async fn a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_
     service.stop().await;
 }
 on_both_stores!(a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_chain);
+
+/// The trader removes their dYdX key while their entry is in flight (sent, not yet shown by the
+/// Indexer): the entry's fill is booked all the same, but its take-profit can no longer be
+/// signed and is not placed; the service logs the position as unprotected and why.
+async fn a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_take_profit(
+    backend: Backend,
+) {
+    // Blocks of 1 s, as on dYdX: the Indexer's 3 s lag below is within the 5 blocks the adapter
+    // allows it, so the entry is waited for, not taken for expired.
+    let setup = Setup::with_blocks_of(backend, 1_000).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let service = Service::start(
+        &setup.test.url,
+        Options {
+            log_file: Some(log.clone()),
+            ..setup.options(30)
+        },
+    )
+    .await;
+    // The Indexer shows the entry 3 s after the node took it: the window to remove the key in.
+    setup
+        .fake
+        .set_faults(json!({ "indexer_lag_ms": 3_000 }))
+        .await;
+    let alert = Alert::new("key-gone-1")
+        .size("0.01")
+        .field("take_profit", "70000")
+        .json();
+    let (status, body) = service.post_signal(&setup.user.webhook_token, &alert).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the entry to reach the venue", || async {
+        (setup.fake.sends().await.len() == 1).then_some(())
+    })
+    .await;
+    let (status, cleared) = service
+        .send(
+            service
+                .client()
+                .delete(format!(
+                    "{}/api/settings/credentials/dydx_mnemonic",
+                    service.base_url
+                ))
+                .bearer_auth(&setup.user.api_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{cleared}");
+
+    let types = setup.final_events(1).await;
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    eventually("the unprotected position to be logged", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains("the position is unprotected")
+            && text.contains("the account's credentials are gone"))
+        .then_some(())
+    })
+    .await;
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    assert_eq!(
+        received["orders"].as_array().map(Vec::len),
+        Some(1),
+        "the entry only: {received}"
+    );
+    setup.fake.set_faults(json!({})).await;
+    service.stop().await;
+}
+on_both_stores!(a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_take_profit);
