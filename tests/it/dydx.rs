@@ -769,3 +769,507 @@ async fn dydx_a_reduce_only_close_never_trades_past_flat() {
     let positions = exchange.positions(ACCOUNT).await.expect("positions");
     assert!(positions.is_empty(), "flat: {positions:?}");
 }
+
+/// A market dYdX does not list is refused with a reason the trader can read, before anything is
+/// signed or sent.
+#[tokio::test]
+async fn dydx_an_order_in_a_market_dydx_does_not_list_is_rejected_unsent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("unlisted", "PEPE-USD", Side::Buy, "1000");
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    assert_eq!(
+        outcome,
+        OrderOutcome::Rejected {
+            reason: "PEPE-USD is not listed on dYdX".to_owned()
+        }
+    );
+    // A halt's cancel of it has no order id to name on the chain either.
+    let cancel = exchange.cancel_resting(&buy).await;
+    assert!(
+        matches!(&cancel, Err(ExchangeError::Unavailable(m)) if m.contains("the market is not listed")),
+        "{cancel:?}"
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// What the market's grid cannot express (a size under one step, a limit under one tick) is
+/// refused saying why; the node never sees it, since the chain would refuse it anyway.
+#[tokio::test]
+async fn dydx_a_size_under_one_step_or_a_limit_under_one_tick_is_rejected_unsent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let tiny = order("tiny", "BTC-USD", Side::Buy, "0.00005");
+    let mut penny = order("penny", "BTC-USD", Side::Buy, "0.01");
+    penny.order_type = OrderType::Limit {
+        price: decimal("0.5"),
+    };
+
+    let tiny = exchange.place_order(&tiny).await.expect("answered");
+    let penny = exchange.place_order(&penny).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = tiny else {
+        panic!("a size under the step is refused: {tiny:?}");
+    };
+    assert!(
+        reason.contains("below BTC-USD's step of 0.0001"),
+        "{reason}"
+    );
+    assert_eq!(
+        penny,
+        OrderOutcome::Rejected {
+            reason: "no valid price for BTC-USD on dYdX".to_owned()
+        }
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A limit at the oracle price is sent immediate-or-cancel (the price has reached it), but the
+/// book fills buys 2 bp above the oracle: nothing fills, and the trader reads that no liquidity
+/// was within the limit. A final answer, not a failure to retry.
+#[tokio::test]
+async fn dydx_an_ioc_limit_the_book_does_not_reach_is_rejected_as_nothing_filled() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("ioc-unfilled", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("65000"),
+    };
+
+    let outcome = exchange.place_order(&buy).await.expect("answered");
+
+    let OrderOutcome::Rejected { reason } = outcome else {
+        panic!("an unfilled IOC order is refused: {outcome:?}");
+    };
+    assert!(reason.contains("nothing filled"), "{reason}");
+    assert!(reason.contains("price limit 65000"), "{reason}");
+    let received = fake.received().await;
+    assert_eq!(received["orders"][0]["time_in_force"], "IOC", "{received}");
+    assert_eq!(fake.sends(&buy).await, 1);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert!(positions.is_empty(), "nothing traded: {positions:?}");
+}
+
+/// An account with no dYdX key: its order is refused saying so, and lookups answer as for an
+/// account that holds nothing there; its equity, which sizes orders, is an error (never zero),
+/// and a cancel cannot be signed.
+#[tokio::test]
+async fn dydx_an_account_without_a_key_is_refused_and_holds_nothing_there() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange_with(Arc::new(InMemoryCredentials::default()));
+    let buy = order("keyless", "ETH-USD", Side::Buy, "0.1");
+
+    let placed = exchange.place_order(&buy).await.expect("answered");
+
+    assert_eq!(
+        placed,
+        OrderOutcome::Rejected {
+            reason: "this account has no dYdX credentials".to_owned()
+        }
+    );
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    assert_eq!(exchange.order_status(&buy, "an-order-id").await, Ok(None));
+    assert_eq!(exchange.positions(ACCOUNT).await, Ok(Vec::new()));
+    assert_eq!(exchange.fills(ACCOUNT, None).await, Ok(Vec::new()));
+    let equity = exchange.account_equity(ACCOUNT).await;
+    assert!(
+        matches!(&equity, Err(ExchangeError::Unavailable(m)) if m.contains("no dYdX credentials")),
+        "{equity:?}"
+    );
+    let cancel = exchange.cancel_resting(&buy).await;
+    assert!(
+        matches!(&cancel, Err(ExchangeError::Unavailable(m)) if m.contains("no usable dYdX credentials")),
+        "{cancel:?}"
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A stored phrase that is not 24 valid words, or a permissioned key whose owner is not a dYdX
+/// address: nothing is sent, the error names the field to fix, and never quotes the phrase.
+#[tokio::test]
+async fn dydx_an_unreadable_stored_key_names_the_field_and_never_quotes_it() {
+    let fake = FakeVenues::start().await;
+    let credentials = InMemoryCredentials::default()
+        .with("garbled", "correct horse battery staple zebra", 0)
+        .with_permissioned("ownerless", "not-an-address", TEST_MNEMONIC, 1, 0);
+    let exchange = fake.exchange_with(Arc::new(credentials));
+    let mut garbled = order("garbled", "ETH-USD", Side::Buy, "0.1");
+    garbled.account_id = "garbled".to_owned();
+    let mut ownerless = order("ownerless", "ETH-USD", Side::Buy, "0.1");
+    ownerless.account_id = "ownerless".to_owned();
+
+    let garbled = exchange.place_order(&garbled).await;
+    let ownerless = exchange.place_order(&ownerless).await;
+
+    let Err(ExchangeError::Unavailable(message)) = garbled else {
+        panic!("an unreadable phrase cannot sign: {garbled:?}");
+    };
+    assert!(
+        message.contains("the stored dydx_mnemonic is not a valid 24-word phrase"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("zebra"),
+        "the phrase is never quoted: {message}"
+    );
+    let Err(ExchangeError::Unavailable(message)) = ownerless else {
+        panic!("an owner that is no address cannot be traded for: {ownerless:?}");
+    };
+    assert!(
+        message.contains("the stored dydx_owner_address is not a dYdX address"),
+        "{message}"
+    );
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+
+/// A node slower than the adapter's deadline on every request, not only the broadcast: the
+/// order fails as unavailable before it is sent, and the retry once the node answers again
+/// sends it once.
+#[tokio::test]
+async fn dydx_a_node_that_never_answers_in_time_fails_the_order_unsent_and_the_retry_fills_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("node-slow", "ETH-USD", Side::Buy, "0.1");
+    // Slower than the adapter's 1 s request timeout.
+    fake.set_faults(json!({ "slow_ms": 1_500, "scope": "node" }))
+        .await;
+
+    let first = exchange.place_order(&buy).await;
+
+    let Err(ExchangeError::Unavailable(message)) = first else {
+        panic!("a silent node fails the attempt: {first:?}");
+    };
+    // The client's deadline and the adapter's are the same request timeout: either may end the
+    // first node request.
+    assert!(message.contains("dYdX node (latest block)"), "{message}");
+    assert!(
+        message.contains("timed out") || message.contains("no answer in time"),
+        "{message}"
+    );
+    assert_eq!(fake.sends(&buy).await, 0, "{}", fake.received().await);
+    fake.set_faults(json!({})).await;
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    assert!(matches!(placed, OrderOutcome::Filled { .. }), "{placed:?}");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+/// The node took the order (CheckTx passed) but no block included it: once its last block and
+/// the Indexer's lag have passed it can never trade, so the adapter says so instead of waiting,
+/// and sending it again is safe. It fills once; the position is the one order's.
+#[tokio::test]
+async fn dydx_an_order_no_block_included_is_reported_expired_and_the_resend_fills_once() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("never-included", "ETH-USD", Side::Buy, "0.1");
+    fake.set_faults(json!({ "never_included": 1 })).await;
+
+    let first = exchange.place_order(&buy).await;
+
+    let Err(ExchangeError::Unavailable(message)) = first else {
+        panic!("an order that never traded is not an outcome: {first:?}");
+    };
+    assert!(
+        message.contains("the node took the order but it expired without being executed"),
+        "{message}"
+    );
+    assert_eq!(fake.sends(&buy).await, 1);
+    assert_eq!(exchange.find_placed(&buy).await, Ok(None));
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    let OrderOutcome::Filled { fill, .. } = placed else {
+        panic!("the resend fills: {placed:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.1"));
+    assert_eq!(fake.sends(&buy).await, 2);
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions.len(), 1, "{positions:?}");
+    assert_eq!(positions[0].size, decimal("0.1"), "traded exactly once");
+}
+
+/// The resting watcher asks by the venue's order id, which the ledger recorded: an answer about
+/// another order (a record gone wrong) is refused rather than booked as this order's end, and an
+/// id the Indexer does not know is unavailable, not "gone".
+#[tokio::test]
+async fn dydx_order_status_refuses_an_answer_about_another_order() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let first = order("status-first", "ETH-USD", Side::Buy, "0.1");
+    let second = order("status-second", "ETH-USD", Side::Buy, "0.2");
+    let first_id = match exchange.place_order(&first).await.expect("placed") {
+        OrderOutcome::Filled {
+            exchange_order_id, ..
+        } => exchange_order_id,
+        other => panic!("{other:?}"),
+    };
+    let second_id = match exchange.place_order(&second).await.expect("placed") {
+        OrderOutcome::Filled {
+            exchange_order_id, ..
+        } => exchange_order_id,
+        other => panic!("{other:?}"),
+    };
+
+    let crossed = exchange.order_status(&second, &first_id).await;
+    let unknown = exchange.order_status(&second, "no-such-order").await;
+    let own = exchange.order_status(&second, &second_id).await;
+
+    assert!(
+        matches!(&crossed, Err(ExchangeError::Unavailable(m))
+            if m.contains("the Indexer answered with another order than the one asked")),
+        "{crossed:?}"
+    );
+    assert!(
+        matches!(&unknown, Err(ExchangeError::Unavailable(m)) if m.contains("Indexer (order)")),
+        "{unknown:?}"
+    );
+    let Ok(Some(OrderOutcome::Filled { fill, .. })) = own else {
+        panic!("its own id answers with its fill: {own:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.2"));
+}
+
+/// Asked by client id alone (the router's `find_order`), dYdX can only look up an order this
+/// process sent: one whose answer was lost is found filled; any other is an error saying why,
+/// never "not placed", which would let it be sent again.
+#[tokio::test]
+async fn dydx_a_lookup_by_client_id_alone_finds_only_an_order_this_process_sent() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let sell = order("by-client-id", "ETH-USD", Side::Sell, "0.5");
+    fake.set_faults(json!({ "drop_response_after_accept": 1 }))
+        .await;
+    let first = exchange.place_order(&sell).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+
+    let found = exchange.find_order(&sell.client_order_id).await;
+    let stranger = exchange
+        .find_order(&ClientOrderId("lh-never-sent".to_owned()))
+        .await;
+
+    let Ok(Some(OrderOutcome::Filled { fill, .. })) = found else {
+        panic!("the order in flight is found: {found:?}");
+    };
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert!(
+        matches!(&stranger, Err(ExchangeError::Unavailable(m))
+            if m.contains("not one this process sent")),
+        "{stranger:?}"
+    );
+    assert_eq!(fake.sends(&sell).await, 1);
+}
+
+/// A take-profit under one tick cannot be placed: the entry stands and is reported filled, the
+/// stop-loss beside it is still placed, and nothing off the grid reaches the venue.
+#[tokio::test]
+async fn dydx_a_bracket_off_the_tick_grid_is_skipped_and_the_entry_and_other_bracket_stand() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut sell = order("bracket-off-grid", "BTC-USD", Side::Sell, "0.01");
+    sell.take_profit = Some(decimal("0.4"));
+    sell.stop_loss = Some(decimal("70000"));
+
+    let outcome = exchange.place_order(&sell).await.expect("placed");
+
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+    let received = fake.received().await;
+    let orders = received["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 2, "the entry and the stop-loss: {received}");
+    assert_eq!(orders[1]["flags"], 32, "conditional");
+    assert_eq!(orders[1]["condition_type"], 1, "a stop-loss");
+    assert_eq!(orders[1]["side"], "BUY");
+    assert_eq!(orders[1]["trigger_price"], "70000");
+}
+
+/// A short reads as a negative size (what reconciliation compares), and fills can be read for
+/// one market.
+#[tokio::test]
+async fn dydx_a_short_reads_as_a_negative_position_and_fills_filter_by_market() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let eth = order("short-eth", "ETH-USD", Side::Sell, "0.5");
+    let sol = order("long-sol", "SOL-USD", Side::Buy, "1");
+    for placed in [&eth, &sol] {
+        let outcome = exchange.place_order(placed).await.expect("placed");
+        assert!(
+            matches!(outcome, OrderOutcome::Filled { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    let held = Exchange::positions(&exchange, ACCOUNT)
+        .await
+        .expect("positions");
+    let eth_fills = exchange
+        .fills(ACCOUNT, Some(&eth.market))
+        .await
+        .expect("fills");
+
+    let expected: std::collections::BTreeMap<Market, Decimal> = [
+        (eth.market.clone(), decimal("-0.5")),
+        (sol.market.clone(), decimal("1")),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(held, expected);
+    assert_eq!(eth_fills.len(), 1, "{eth_fills:?}");
+    assert_eq!(eth_fills[0].market, eth.market);
+    assert_eq!(eth_fills[0].side, Side::Sell);
+    assert_eq!(eth_fills[0].size, decimal("0.5"));
+}
+
+/// An Indexer answering numbers beyond any decimal's range (a corrupted answer): each read that
+/// meets one is an error naming what was out of range, never a number the service would book,
+/// size an order with, or take for "not placed". Once the answers are sound again, so are the
+/// reads.
+#[tokio::test]
+async fn dydx_numbers_beyond_any_decimals_range_from_the_indexer_are_errors_not_values() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("out-of-range", "ETH-USD", Side::Buy, "0.5");
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    assert!(matches!(placed, OrderOutcome::Filled { .. }), "{placed:?}");
+    fake.set_faults(json!({ "misreport": "out_of_range" }))
+        .await;
+
+    let positions = exchange.positions(ACCOUNT).await;
+    let equity = exchange.account_equity(ACCOUNT).await;
+    let fills = exchange.fills(ACCOUNT, None).await;
+    let found = exchange.find_placed(&buy).await;
+
+    let unavailable = |answer: Result<(), ExchangeError>, what: &str| {
+        assert!(
+            matches!(&answer, Err(ExchangeError::Unavailable(m)) if m.contains(what)),
+            "{what}: {answer:?}"
+        );
+    };
+    unavailable(positions.map(drop), "position: size out of range");
+    unavailable(equity.map(drop), "subaccount: equity out of range");
+    unavailable(fills.map(drop), "fill: size out of range");
+    unavailable(found.map(drop), "order: filled size out of range");
+    fake.set_faults(json!({})).await;
+    let positions = exchange.positions(ACCOUNT).await.expect("positions");
+    assert_eq!(positions[0].size, decimal("0.5"));
+    assert_eq!(
+        exchange
+            .account_equity(ACCOUNT)
+            .await
+            .map(|equity| equity > Decimal::ZERO),
+        Ok(true)
+    );
+}
+
+/// The Indexer shows an order's filled total before its fills: the adapter waits for the fills
+/// instead of reporting a fill it cannot price, and reports the fill at the book's price, once.
+#[tokio::test]
+async fn dydx_a_filled_total_shown_before_its_fills_is_waited_for_and_priced_right() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let buy = order("fills-lag", "ETH-USD", Side::Buy, "0.5");
+    fake.set_faults(json!({ "fills_lag_ms": 1_000 })).await;
+
+    let outcome = exchange.place_order(&buy).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("the fill, once its fills show: {outcome:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.5"));
+    assert_eq!(fill.price, decimal("3200.7"), "3,200 + 2 bp, on the tick");
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+/// The same for a resting order that fills when the price crosses it: until its fills show, the
+/// watcher's question is answered "not indexed yet" (nothing recorded on a guess), then filled.
+#[tokio::test]
+async fn dydx_a_resting_order_filled_before_its_fills_show_is_not_indexed_yet_then_filled() {
+    let fake = FakeVenues::start().await;
+    let exchange = fake.exchange();
+    let mut buy = order("rest-fills-lag", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("60000"),
+    };
+    let resting = exchange.place_order(&buy).await.expect("placed");
+    let OrderOutcome::Resting {
+        exchange_order_id, ..
+    } = resting
+    else {
+        panic!("a limit below the market rests: {resting:?}");
+    };
+    // Long enough that the first question surely comes before the fills show.
+    fake.set_faults(json!({ "fills_lag_ms": 5_000 })).await;
+    let response = fake
+        .http
+        .post(format!("{}/_fake/prices", fake.indexer))
+        .json(&json!({ "BTC-USD": "59000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+
+    let early = exchange.order_status(&buy, &exchange_order_id).await;
+    assert!(
+        matches!(&early, Err(ExchangeError::Unavailable(m)) if m.contains("not indexed yet")),
+        "{early:?}"
+    );
+    let ended = eventually("the fills to show", || async {
+        match exchange.order_status(&buy, &exchange_order_id).await {
+            Ok(Some(OrderOutcome::Filled { fill, .. })) => Some(fill),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(ended.size.value(), decimal("0.01"));
+    assert_eq!(ended.price, decimal("59012"));
+    assert_eq!(fake.sends(&buy).await, 1);
+}
+
+/// A send record this release cannot read (written by another release: a market it cannot
+/// parse, a side it does not know, a block out of range) stops the order with an error naming
+/// what is unreadable, rather than risk sending again an order that may still trade.
+async fn an_unreadable_send_record_stops_the_order_instead_of_risking_a_second_send(
+    backend: Backend,
+) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let credentials = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let exchange = fake.exchange_recording(credentials, Some(store.clone()));
+    let records = [
+        ("btc/usd", "buy", 1_000_000, "market"),
+        ("BTC-USD", "long-ish", 1_000_000, "side"),
+        ("BTC-USD", "buy", -1, "block"),
+    ];
+    for (n, (market, side, block, unreadable)) in records.into_iter().enumerate() {
+        let buy = order(&format!("unreadable-{n}"), "BTC-USD", Side::Buy, "0.01");
+        store
+            .dydx_sends()
+            .record(&ledgerhook::store::DydxSend {
+                client_order_id: buy.client_order_id.0.clone(),
+                account_id: ACCOUNT.to_owned(),
+                market: market.to_owned(),
+                side: side.to_owned(),
+                good_til_block: block,
+                good_til_time: None,
+                sent_at: Utc::now(),
+            })
+            .await
+            .expect("recorded");
+
+        let placed = exchange.place_order(&buy).await;
+
+        assert!(
+            matches!(&placed, Err(ExchangeError::Unavailable(m))
+                if m.contains(&format!("send record: unreadable {unreadable}"))),
+            "{unreadable}: {placed:?}"
+        );
+    }
+    assert_eq!(fake.received().await["orders"], json!([]));
+}
+on_both_stores!(an_unreadable_send_record_stops_the_order_instead_of_risking_a_second_send);

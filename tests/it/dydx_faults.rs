@@ -7,16 +7,21 @@ use serde_json::{json, Value};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use aggregates::ClientOrderId;
-use ledgerhook::exchange::dydx::{venue_ids, Leg};
+use aggregates::{ClientOrderId, Market, OrderType, Quantity, Side};
+use ledgerhook::exchange::dydx::{
+    venue_ids, DydxChain, DydxConfig, DydxExchange, InMemoryCredentials, Leg,
+};
+use ledgerhook::exchange::{Exchange, OrderOutcome, OrderRequest};
 
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
-use crate::support::eventually;
 use crate::support::invariants::{check, Venue};
 use crate::support::load::Acked;
-use crate::support::service::{cli, create_user, credentials_set, Options, Service, User};
+use crate::support::service::{
+    cli, cli_output, create_user, credentials_set, Options, Service, User,
+};
 use crate::support::stores::{Backend, TestStore};
+use crate::support::{eventually, eventually_within};
 
 /// The official client's published example phrase (a public testnet wallet, no funds of ours).
 const TEST_MNEMONIC: &str = "mirror actor skill push coach wait confirm orchard lunch mobile \
@@ -504,3 +509,454 @@ async fn dydx_two_instances_one_killed_send_each_order_once() {
         .await;
     second.stop().await;
 }
+
+/// `size_percent` alone: the alert builder always names a size.
+fn percent_alert(id: &str, percent: &str) -> String {
+    json!({ "symbol": "BTC-USD", "side": "buy", "size_percent": percent, "id": id }).to_string()
+}
+
+/// A dYdX trader's alert sized as a percent of equity is sized from the subaccount's equity as
+/// the Indexer reports it (100,000 USDC on a fresh fake subaccount): 1% at 65,000 is at most
+/// 1,000 USD, 0.0153 BTC on the 0.0001 step, and that is what reaches the venue and fills.
+async fn a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(30).await;
+
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("pct-1", "1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let types = setup.final_events(1).await;
+
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    let orders = received["orders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(orders.len(), 1, "{received}");
+    assert_eq!(orders[0]["market"], "BTC-USD");
+    assert_eq!(orders[0]["size"], "0.0153", "{received}");
+    service.stop().await;
+}
+on_both_stores!(a_percent_of_equity_alert_is_sized_from_the_dydx_subaccounts_equity);
+
+/// When a dYdX trader's equity cannot be read (no key to find the subaccount by, the Indexer
+/// down, or answering an equity beyond any decimal's range) a percent-sized alert is answered 503 EXCHANGE_UNAVAILABLE, asking for a retry, and
+/// nothing is recorded; once the Indexer answers, the same alert is taken.
+async fn a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let keyless = create_user(&setup.test.url, "keyless").await;
+    let answer = cli(
+        &setup.test.url,
+        &["users", "venue", &keyless.user_id, "dydx"],
+    )
+    .await;
+    assert!(answer.contains("trades on dydx"), "{answer}");
+    let service = setup.serve(30).await;
+    let store = setup.test.open().await;
+
+    let cases = [
+        (&keyless, json!({})),
+        (&setup.user, json!({ "down": true, "scope": "indexer" })),
+        (&setup.user, json!({ "misreport": "out_of_range" })),
+    ];
+    for (user, faults) in cases {
+        setup.fake.set_faults(faults.clone()).await;
+        let (status, body) = service
+            .post_signal(&user.webhook_token, &percent_alert("pct-unread", "1"))
+            .await;
+        assert_eq!(status, 503, "{faults}: {body}");
+        assert_eq!(body["code"], "EXCHANGE_UNAVAILABLE", "{faults}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("equity could not be read"), "{body}");
+        let types = crate::support::event_types(&store, &user.user_id).await;
+        assert_eq!(count(&types, "SignalReceived"), 0, "{faults}: {types:?}");
+    }
+
+    setup.fake.set_faults(json!({})).await;
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("pct-unread", "1"))
+        .await;
+    assert_eq!(status, 200, "taken once the Indexer answers: {body}");
+    service.stop().await;
+}
+on_both_stores!(a_percent_alert_whose_dydx_equity_cannot_be_read_is_refused_with_503);
+
+/// A trader who chose dYdX, on a service started without dYdX: the order is refused saying the
+/// service is not configured for it (never placed on paper instead), and a percent-sized alert,
+/// whose equity only dYdX could give, is answered 503.
+async fn a_dydx_trader_on_a_service_without_dydx_is_refused_saying_why(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = Service::start(&setup.test.url, Options::default()).await;
+
+    setup.signal(&service, "no-dydx-1").await;
+    let replayed = eventually("the order to be refused", || async {
+        let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+        replayed
+            .iter()
+            .any(|line| line["event_type"] == "OrderRejected")
+            .then_some(replayed)
+    })
+    .await;
+    let (status, body) = service
+        .post_signal(&setup.user.webhook_token, &percent_alert("no-dydx-2", "1"))
+        .await;
+
+    let rejected = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("refused");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("which this service is not configured for"),
+        "{rejected}"
+    );
+    assert!(
+        !replayed
+            .iter()
+            .any(|line| line["event_type"] == "OrderFilled"),
+        "nothing traded on paper instead: {replayed:?}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "EXCHANGE_UNAVAILABLE", "{body}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_trader_on_a_service_without_dydx_is_refused_saying_why);
+
+/// A limit order the venue took while its answer was lost, and whose fate the Indexer cannot
+/// confirm before the signal's deadline (it trails by minutes): the signal is abandoned saying
+/// the order could not be confirmed, and the order is cancelled on the venue, so a price that
+/// crosses its limit later trades nothing for a signal the trader was told is over.
+async fn an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled_on_the_venue(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(3).await;
+    setup
+        .fake
+        .set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 600_000 }))
+        .await;
+    let alert = Alert::new("unconfirmed-limit")
+        .size("0.01")
+        .field("order_type", "limit")
+        .field("price", "64000")
+        .json();
+    let (status, body) = service.post_signal(&setup.user.webhook_token, &alert).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Each lookup waits out the adapter's 15 s for the Indexer to show the order: the retry's,
+    // then the last one's at the deadline.
+    let store = setup.test.open().await;
+    eventually_within(
+        "the signal to be abandoned",
+        std::time::Duration::from_secs(90),
+        || async {
+            let types = crate::support::event_types(&store, &setup.user.user_id).await;
+            (count(&types, "ExecutionAbandoned") == 1).then_some(())
+        },
+    )
+    .await;
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let abandoned = replayed
+        .iter()
+        .find(|line| line["event_type"] == "ExecutionAbandoned")
+        .expect("abandoned");
+    let reason = abandoned["payload"]["ExecutionAbandoned"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("could not be confirmed"), "{abandoned}");
+    setup.fake.set_faults(json!({})).await;
+    let response = setup
+        .fake
+        .http
+        .post(format!("{}/_fake/prices", setup.fake.indexer))
+        .json(&json!({ "BTC-USD": "63000" }))
+        .send()
+        .await
+        .expect("prices set");
+    assert!(response.status().is_success());
+
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    assert_eq!(
+        received["orders"].as_array().map(Vec::len),
+        Some(1),
+        "{received}"
+    );
+    let address = received["orders"][0]["address"]
+        .as_str()
+        .unwrap_or_default();
+    let positions: Value = setup
+        .fake
+        .http
+        .get(format!(
+            "{}/v4/perpetualPositions?address={address}&subaccountNumber=0",
+            setup.fake.indexer
+        ))
+        .send()
+        .await
+        .expect("positions read")
+        .json()
+        .await
+        .expect("positions are JSON");
+    assert_eq!(
+        positions["positions"],
+        json!([]),
+        "cancelled, so never filled"
+    );
+    service.stop().await;
+}
+on_both_stores!(
+    an_unconfirmed_limit_order_past_the_deadline_is_abandoned_and_cancelled_on_the_venue
+);
+
+/// An order on the trader's dYdX subaccount that the service never sent (the trader trading by
+/// hand), placed with their key straight on the venue.
+async fn trade_behind_the_service(setup: &Setup, side: Side, id: &str) {
+    let config = DydxConfig::new(&setup.fake.indexer, &setup.fake.node, DydxChain::Testnet);
+    let credentials = InMemoryCredentials::default().with("by-hand", TEST_MNEMONIC, 0);
+    let exchange = DydxExchange::new(config, std::sync::Arc::new(credentials), None);
+    let order = OrderRequest {
+        account_id: "by-hand".to_owned(),
+        client_order_id: ClientOrderId(format!("by-hand-{id}")),
+        market: Market::parse("ETH-USD").expect("market"),
+        side,
+        size: Quantity::new(rust_decimal::Decimal::new(5, 1)).expect("size"),
+        reduce_only: false,
+        order_type: OrderType::Market,
+        take_profit: None,
+        stop_loss: None,
+    };
+    let outcome = exchange.place_order(&order).await.expect("placed by hand");
+    assert!(
+        matches!(outcome, OrderOutcome::Filled { .. }),
+        "{outcome:?}"
+    );
+}
+
+/// The service's periodic check reads a dYdX trader's positions from the Indexer: a short the
+/// ledger never saw is recorded as a drift on dydx (venue -0.5, ledger 0), and cleared once the
+/// trader buys it back; the ledger's own positions stay untouched.
+async fn a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let mut options = setup.options(30);
+    options
+        .args
+        .extend(["--reconcile-interval-seconds".to_owned(), "1".to_owned()]);
+    let service = Service::start(&setup.test.url, options).await;
+    let store = setup.test.open().await;
+
+    trade_behind_the_service(&setup, Side::Sell, "1").await;
+    eventually("the periodic check to record the drift", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        types
+            .contains(&"PositionDriftDetected".to_owned())
+            .then_some(())
+    })
+    .await;
+    trade_behind_the_service(&setup, Side::Buy, "2").await;
+    eventually("the periodic check to clear the drift", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        types
+            .contains(&"PositionDriftCleared".to_owned())
+            .then_some(())
+    })
+    .await;
+
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let detected: Vec<&Value> = replayed
+        .iter()
+        .filter(|line| line["event_type"] == "PositionDriftDetected")
+        .collect();
+    assert_eq!(detected.len(), 1, "recorded once: {detected:?}");
+    let drift = &detected[0]["payload"]["PositionDriftDetected"];
+    assert_eq!(drift["venue"], "dydx", "{drift}");
+    assert_eq!(drift["market"], "ETH-USD", "{drift}");
+    assert_eq!(drift["venue_size"], "-0.5", "{drift}");
+    assert_eq!(drift["ledger_size"], "0", "{drift}");
+    let positions = setup.positions(&service).await;
+    assert_eq!(positions["positions"], json!([]), "{positions}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_trade_behind_the_services_back_is_found_as_a_drift_then_cleared);
+
+/// A halt caught an approved order before any instance placed it, and the Indexer cannot say
+/// whether an earlier run sent it: the order is cancelled all the same, nothing reaches the
+/// venue, and the recorded reason says the venue could not confirm.
+async fn a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let ingest_only = Service::start(
+        &setup.test.url,
+        Options {
+            no_execution: true,
+            ..setup.options(30)
+        },
+    )
+    .await;
+    let signal = setup.signal(&ingest_only, "halted-unconfirmed").await;
+    ingest_only.stop().await;
+    crate::support::service::operator_cli(
+        &setup.test.url,
+        &["halt", &setup.user.user_id, "--reason", "margin call"],
+    )
+    .await;
+    setup
+        .fake
+        .set_faults(json!({ "down": true, "scope": "indexer" }))
+        .await;
+
+    let service = setup.serve(30).await;
+    let store = setup.test.open().await;
+    eventually("the approved order to be cancelled", || async {
+        let types = crate::support::event_types(&store, &setup.user.user_id).await;
+        (count(&types, "OrderCancelled") == 1).then_some(())
+    })
+    .await;
+    setup.fake.set_faults(json!({})).await;
+
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let cancelled = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderCancelled")
+        .expect("cancelled");
+    let reason = cancelled["payload"]["OrderCancelled"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("margin call"), "{cancelled}");
+    assert!(
+        reason.contains("whether the venue took it earlier could not be confirmed"),
+        "{cancelled}"
+    );
+    assert_eq!(setup.fake.sends_of(&signal).await, 0);
+    service.stop().await;
+}
+on_both_stores!(a_halted_approval_is_cancelled_saying_the_venue_could_not_confirm_it);
+
+/// A service set up for mainnet but pointed at a testnet node signs over the wrong chain id: the
+/// node refuses the signature, and the trader's order is rejected with the node's words, which
+/// name the chain it serves; nothing trades. A slippage outside (0, 1) stops `serve` before it
+/// starts, saying so.
+async fn a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_chain(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let dydx = [
+        "serve",
+        "--dydx-indexer-url",
+        &setup.fake.indexer,
+        "--dydx-node-url",
+        &setup.fake.node,
+    ];
+    let refused = cli_output(
+        &setup.test.url,
+        &[&dydx[..], &["--dydx-slippage", "1.5"]].concat(),
+    )
+    .await;
+    assert!(!refused.status.success(), "serve refuses to start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--dydx-slippage must be between 0 and 1"),
+        "{stderr}"
+    );
+
+    let mut options = setup.options(30);
+    options
+        .args
+        .extend(["--dydx-chain-id".to_owned(), "mainnet".to_owned()]);
+    let service = Service::start(&setup.test.url, options).await;
+    let signal = setup.signal(&service, "wrong-chain-1").await;
+    let types = setup.final_events(1).await;
+
+    assert_eq!(count(&types, "OrderRejected"), 1, "{types:?}");
+    let replayed = crate::support::service::replay(&setup.test.url, &setup.user.user_id).await;
+    let rejected = replayed
+        .iter()
+        .find(|line| line["event_type"] == "OrderRejected")
+        .expect("rejected");
+    let reason = rejected["payload"]["OrderRejected"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("dYdX refused the order (code 4)"),
+        "{reason}"
+    );
+    assert!(reason.contains("chain-id (dydx-testnet-4)"), "{reason}");
+    assert_eq!(
+        setup.fake.sends_of(&signal).await,
+        1,
+        "the node saw it once"
+    );
+    let positions = setup.positions(&service).await;
+    assert_eq!(positions["positions"], json!([]), "{positions}");
+    service.stop().await;
+}
+on_both_stores!(a_service_signing_for_the_wrong_chain_has_its_order_refused_naming_the_chain);
+
+/// The trader removes their dYdX key while their entry is in flight (sent, not yet shown by the
+/// Indexer): the entry's fill is booked all the same, but its take-profit can no longer be
+/// signed and is not placed; the service logs the position as unprotected and why.
+async fn a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_take_profit(
+    backend: Backend,
+) {
+    // Blocks of 1 s, as on dYdX: the Indexer's 3 s lag below is within the 5 blocks the adapter
+    // allows it, so the entry is waited for, not taken for expired.
+    let setup = Setup::with_blocks_of(backend, 1_000).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let service = Service::start(
+        &setup.test.url,
+        Options {
+            log_file: Some(log.clone()),
+            ..setup.options(30)
+        },
+    )
+    .await;
+    // The Indexer shows the entry 3 s after the node took it: the window to remove the key in.
+    setup
+        .fake
+        .set_faults(json!({ "indexer_lag_ms": 3_000 }))
+        .await;
+    let alert = Alert::new("key-gone-1")
+        .size("0.01")
+        .field("take_profit", "70000")
+        .json();
+    let (status, body) = service.post_signal(&setup.user.webhook_token, &alert).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the entry to reach the venue", || async {
+        (setup.fake.sends().await.len() == 1).then_some(())
+    })
+    .await;
+    let (status, cleared) = service
+        .send(
+            service
+                .client()
+                .delete(format!(
+                    "{}/api/settings/credentials/dydx_mnemonic",
+                    service.base_url
+                ))
+                .bearer_auth(&setup.user.api_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{cleared}");
+
+    let types = setup.final_events(1).await;
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    eventually("the unprotected position to be logged", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains("the position is unprotected")
+            && text.contains("the account's credentials are gone"))
+        .then_some(())
+    })
+    .await;
+    let received =
+        crate::support::fake_venues::received_orders(&setup.fake.http, &setup.fake.indexer).await;
+    assert_eq!(
+        received["orders"].as_array().map(Vec::len),
+        Some(1),
+        "the entry only: {received}"
+    );
+    setup.fake.set_faults(json!({})).await;
+    service.stop().await;
+}
+on_both_stores!(a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_take_profit);

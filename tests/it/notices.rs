@@ -47,7 +47,11 @@ impl Setup {
 
     /// `serve` pointed at the fake, retrying a failed notice after a second.
     async fn serve(&self) -> Service {
-        let options = Options {
+        Service::start(&self.test.url, self.options()).await
+    }
+
+    fn options(&self) -> Options {
+        Options {
             args: vec![
                 "--telegram-api-url".to_owned(),
                 self.fake.telegram_url.clone(),
@@ -55,8 +59,7 @@ impl Setup {
                 "1".to_owned(),
             ],
             ..Options::default()
-        };
-        Service::start(&self.test.url, options).await
+        }
     }
 
     /// Runs `verb` (halt or resume) on the account as a new operator named `name`; returns who
@@ -351,3 +354,68 @@ async fn the_emergency_stop_and_its_release_are_told_once_each(backend: Backend)
     service.stop().await;
 }
 on_both_stores!(the_emergency_stop_and_its_release_are_told_once_each);
+
+/// A notice whose retry is pending when the account's history becomes unreadable (another
+/// release appended an event this one cannot read): the retry is held back and logged, never
+/// sent on a guess.
+async fn a_pending_notice_retry_for_an_unreadable_account_is_held_back_not_sent(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    setup
+        .fake
+        .telegram_faults(serde_json::json!({"down": true}))
+        .await;
+    let service = setup.serve().await;
+    setup
+        .operator("halt", "exchange incident", "ops-carol")
+        .await;
+    eventually("the notice recorded failed, to be retried", || async {
+        let events = setup.events().await;
+        events
+            .iter()
+            .any(|(_, name, payload)| {
+                name == "NoticeFailed" && !payload["NoticeFailed"]["retry_at"].is_null()
+            })
+            .then_some(())
+    })
+    .await;
+    service.stop().await;
+    let sequence = setup.events().await.len() + 1;
+    let unreadable = cqrs_es::persist::SerializedEvent {
+        aggregate_id: setup.account.clone(),
+        sequence,
+        aggregate_type: <aggregates::TradingAccount as cqrs_es::Aggregate>::TYPE.to_owned(),
+        event_type: "FromTheFuture".to_owned(),
+        event_version: "99".to_owned(),
+        payload: serde_json::json!({ "FromTheFuture": { "shape": "unknown to this release" } }),
+        metadata: serde_json::json!({ "recorded_at": chrono::Utc::now().to_rfc3339() }),
+    };
+    setup
+        .store
+        .events()
+        .append(&[unreadable])
+        .await
+        .expect("the raw event is appended");
+
+    setup.fake.telegram_faults(serde_json::json!({})).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let service = Service::start(
+        &setup.test.url,
+        Options {
+            log_file: Some(log.clone()),
+            ..setup.options()
+        },
+    )
+    .await;
+    eventually("the retry to be held back", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("notification retry not recorded")
+            .then_some(())
+    })
+    .await;
+
+    assert!(setup.texts().await.is_empty(), "nothing told on a guess");
+    assert!(setup.notices("NoticeSent").await.is_empty());
+    service.stop().await;
+}
+on_both_stores!(a_pending_notice_retry_for_an_unreadable_account_is_held_back_not_sent);

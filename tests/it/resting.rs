@@ -78,6 +78,10 @@ impl Setup {
     }
 
     async fn serve_with(&self, ttl_seconds: u64, extra: &[&str]) -> Service {
+        Service::start(&self.test.url, self.options(ttl_seconds, extra)).await
+    }
+
+    fn options(&self, ttl_seconds: u64, extra: &[&str]) -> Options {
         let args = [
             "--dydx-indexer-url",
             &self.indexer,
@@ -90,15 +94,25 @@ impl Setup {
             "--limit-order-ttl-seconds",
             &ttl_seconds.to_string(),
         ];
-        let options = Options {
+        Options {
             args: args
                 .iter()
                 .chain(extra)
                 .map(|arg| (*arg).to_owned())
                 .collect(),
             ..Options::default()
-        };
-        Service::start(&self.test.url, options).await
+        }
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_fake/faults", self.indexer))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults set");
+        assert!(response.status().is_success(), "faults refused: {faults}");
     }
 
     /// A limit buy of 0.01 BTC at 64,000 (the fake's oracle is at 65,000); its signal id.
@@ -405,3 +419,161 @@ async fn a_paper_limit_that_expires_gives_its_reservation_back(backend: Backend)
     service.stop().await;
 }
 on_both_stores!(a_paper_limit_that_expires_gives_its_reservation_back);
+
+/// A halt while the node is down: the cancel cannot be sent, so the order stays resting (nothing
+/// is recorded on a guess) and the service logs why; once the node answers, the watcher's next
+/// check cancels it, its reservation is given back and the trader told.
+async fn a_halt_while_the_node_is_down_cancels_the_resting_order_once_the_node_is_back(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let options = Options {
+        log_file: Some(log.clone()),
+        ..setup.options(3_600, &[])
+    };
+    let service = Service::start(&setup.test.url, options).await;
+    let signal = setup.limit_buy(&service, "halt-node-down-1").await;
+    rests_and_is_told(&setup).await;
+
+    setup
+        .set_faults(json!({ "down": true, "scope": "node" }))
+        .await;
+    let answer = operator_cli(
+        &setup.test.url,
+        &["halt", &setup.user.user_id, "--reason", "drill"],
+    )
+    .await;
+    assert!(answer.contains("halt"), "{answer}");
+    eventually("the watcher to fail to cancel", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("resting order not cancelled").then_some(())
+    })
+    .await;
+    let store = setup.test.open().await;
+    let types = event_types(&store, &setup.user.user_id).await;
+    assert_eq!(count(&types, "OrderExpired"), 0, "still resting: {types:?}");
+
+    setup.set_faults(json!({})).await;
+    let types = setup
+        .events_once("the cancelled order to be told", |types| {
+            count(types, "OrderExpired") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "RiskReservationReleased"), 1, "{types:?}");
+    // Off the book: the price crossing its limit fills nothing.
+    setup.set_price("63000").await;
+    let positions = setup.api(&service, "/api/positions").await;
+    assert_eq!(positions["positions"], json!([]));
+    assert_eq!(setup.received(&signal).await, (vec![64], 1));
+    service.stop().await;
+}
+on_both_stores!(a_halt_while_the_node_is_down_cancels_the_resting_order_once_the_node_is_back);
+
+/// The trader removes their dYdX key while a limit order rests, and the service restarts (its
+/// memory of the subaccount gone): the watcher cannot find the order, so the signal stays
+/// resting (no end recorded on a guess) and the service logs why. Once the key is back, the
+/// order that filled meanwhile is found and booked, once.
+async fn a_resting_order_whose_key_was_removed_stays_resting_until_the_key_is_back(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(3_600).await;
+    let signal = setup.limit_buy(&service, "keyless-rest-1").await;
+    rests_and_is_told(&setup).await;
+    let (status, cleared) = service
+        .send(
+            service
+                .client()
+                .delete(format!(
+                    "{}/api/settings/credentials/dydx_mnemonic",
+                    service.base_url
+                ))
+                .bearer_auth(&setup.user.api_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{cleared}");
+    service.stop().await;
+
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let options = Options {
+        log_file: Some(log.clone()),
+        ..setup.options(3_600, &[])
+    };
+    let service = Service::start(&setup.test.url, options).await;
+    setup.set_price("63000").await;
+    eventually("the watcher to miss the order", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("the venue does not list a resting order")
+            .then_some(())
+    })
+    .await;
+    let store = setup.test.open().await;
+    let types = event_types(&store, &setup.user.user_id).await;
+    assert_eq!(count(&types, "OrderFilled"), 0, "still resting: {types:?}");
+
+    credentials_set(
+        &setup.test.url,
+        &setup.user.user_id,
+        "dydx_mnemonic",
+        TEST_MNEMONIC,
+    )
+    .await;
+    let types = setup
+        .events_once("the fill to be booked", |types| {
+            count(types, "OrderFilled") == 1
+        })
+        .await;
+    assert_eq!(count(&types, "OrderSubmitted"), 1, "{types:?}");
+    assert_eq!(setup.received(&signal).await, (vec![64], 1));
+    service.stop().await;
+}
+on_both_stores!(a_resting_order_whose_key_was_removed_stays_resting_until_the_key_is_back);
+
+/// The Indexer down while a limit order rests and the price crosses its limit: the watcher
+/// cannot check it, records nothing and logs why; once the Indexer answers, the fill is found
+/// and booked, once.
+async fn a_resting_order_is_watched_through_an_indexer_outage_and_fills_once_it_answers(
+    backend: Backend,
+) {
+    let setup = Setup::new(backend).await;
+    let logs = tempfile::tempdir().expect("a directory for the log");
+    let log = logs.path().join("serve.log");
+    let options = Options {
+        log_file: Some(log.clone()),
+        ..setup.options(3_600, &[])
+    };
+    let service = Service::start(&setup.test.url, options).await;
+    let signal = setup.limit_buy(&service, "indexer-down-1").await;
+    rests_and_is_told(&setup).await;
+
+    setup
+        .set_faults(json!({ "down": true, "scope": "indexer" }))
+        .await;
+    setup.set_price("63000").await;
+    eventually("the watcher to fail a check", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("resting order not checked").then_some(())
+    })
+    .await;
+    let store = setup.test.open().await;
+    let types = event_types(&store, &setup.user.user_id).await;
+    assert_eq!(
+        count(&types, "OrderFilled"),
+        0,
+        "nothing on a guess: {types:?}"
+    );
+
+    setup.set_faults(json!({})).await;
+    let types = setup
+        .events_once("the fill to be booked and told", |types| {
+            count(types, "OrderFilled") == 1 && count(types, "NotificationSent") == 2
+        })
+        .await;
+    assert_eq!(count(&types, "OrderSubmitted"), 1, "{types:?}");
+    assert_eq!(setup.received(&signal).await, (vec![64], 1));
+    service.stop().await;
+}
+on_both_stores!(a_resting_order_is_watched_through_an_indexer_outage_and_fills_once_it_answers);

@@ -671,3 +671,69 @@ async fn a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation(backe
     resumed.stop().await;
 }
 on_both_stores!(a_halt_after_a_lost_placement_records_the_fill_not_a_cancellation);
+
+/// A signal approved while no instance executed, whose deadline passed before one could: it is
+/// abandoned without reaching the venue (a market order sent that late is another trade), its
+/// volume given back, and the trader's signal status says why.
+async fn an_approval_whose_deadline_passed_before_execution_is_abandoned_unsent(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = service::create_user(&test.url, "quentin").await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
+    let (status, body) = ingest_only
+        .post_signal(
+            &user.webhook_token,
+            &Alert::new("late-1").size("0.01").json(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let answered_at = Utc::now();
+    let signal_id = body["signal_id"].as_str().expect("a signal id").to_owned();
+    ingest_only.stop().await;
+    // Approved before the answer: one second after it, the 1 s deadline has surely passed.
+    eventually("the deadline to pass", || async {
+        (Utc::now() > answered_at + chrono::Duration::seconds(1)).then_some(())
+    })
+    .await;
+
+    let service = Service::start(
+        &test.url,
+        Options {
+            args: vec!["--order-deadline-seconds".to_owned(), "1".to_owned()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let store = test.open().await;
+    let events = eventually("the abandoned signal to be told", || async {
+        let events = event_types(&store, &user.user_id).await;
+        events
+            .iter()
+            .any(|e| e == "NotificationSent")
+            .then_some(events)
+    })
+    .await;
+
+    assert_eq!(
+        &events[events.len() - 3..],
+        [
+            "ExecutionAbandoned",
+            "RiskReservationReleased",
+            "NotificationSent"
+        ]
+    );
+    let signal = eventually("the signal's status to say abandoned", || async {
+        let path = format!("/api/signals/{signal_id}");
+        let (status, signal) = get(&service, &path, &user.api_key).await;
+        (status == 200 && signal["outcome"] == "abandoned").then_some(signal)
+    })
+    .await;
+    assert!(
+        signal
+            .to_string()
+            .contains("passed before the order was sent"),
+        "{signal}"
+    );
+    assert_eq!(PaperBook::of(&store).count().await.expect("count"), 0);
+    service.stop().await;
+}
+on_both_stores!(an_approval_whose_deadline_passed_before_execution_is_abandoned_unsent);

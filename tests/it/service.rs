@@ -375,3 +375,44 @@ async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
     service.stop().await;
 }
 on_both_stores!(graceful_shutdown_finishes_in_flight_requests);
+
+/// A paper trader's alert sized as a percent of equity is sized from the equity the service was
+/// started with (`--paper-equity-usd`): 5% of 20,000 USD at the paper price of 65,000 is at most
+/// 1,000 USD, 0.0153 BTC on the 0.0001 step, and that is what fills and shows as the position.
+async fn a_paper_percent_of_equity_alert_is_sized_from_the_configured_equity(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let user = create_user(&test.url, "paula").await;
+    let service = Service::start(
+        &test.url,
+        Options {
+            args: vec!["--paper-equity-usd".to_owned(), "20000".to_owned()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let alert = r#"{"symbol":"BTC-USD","side":"buy","size_percent":"5","id":"pct-paper-1"}"#;
+
+    let (status, body) = service.post_signal(&user.webhook_token, alert).await;
+
+    assert_eq!(status, 200, "{body}");
+    let store = test.open().await;
+    let events = wait_until_notified(&store, &user.user_id, 1).await;
+    assert_eq!(count(&events, "OrderFilled"), 1, "{events:?}");
+    // The read model follows the ledger.
+    let positions = eventually("the position to show", || async {
+        let (status, body) = service
+            .send(
+                service
+                    .client()
+                    .get(format!("{}/api/positions", service.base_url))
+                    .bearer_auth(&user.api_key),
+            )
+            .await;
+        let list = body["positions"].as_array().cloned().unwrap_or_default();
+        (status == 200 && !list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(positions[0]["size"], "0.0153", "{positions:?}");
+    service.stop().await;
+}
+on_both_stores!(a_paper_percent_of_equity_alert_is_sized_from_the_configured_equity);

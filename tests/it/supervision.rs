@@ -344,3 +344,174 @@ async fn readers_whose_lease_connections_are_ended_take_them_again() {
     .await;
     service.stop().await;
 }
+
+/// An operator releases what the saga parked for an account whose history is still unreadable
+/// (its approval, the notice of a halt, and the undecodable event itself): the saga tries each
+/// again, cannot execute, tell or read them, and parks them again, listed anew. Nothing is
+/// executed or told on a guess, and other accounts keep trading.
+async fn released_saga_events_of_a_still_unreadable_account_are_parked_again(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let victim = create_user(&test.url, "victim").await;
+    let bystander = create_user(&test.url, "bystander").await;
+    let ingest_only = Service::start(&test.url, Options::ingest_only()).await;
+    let (status, body) = ingest_only
+        .post_signal(&victim.webhook_token, &alert("v-1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ingest_only.stop().await;
+    crate::support::service::operator_cli(
+        &test.url,
+        &["halt", &victim.user_id, "--reason", "margin call"],
+    )
+    .await;
+    write_undecodable_event(&test, &victim.user_id).await;
+    let service = Service::start(&test.url, Options::default()).await;
+    let parked = eventually(
+        "the saga to park the approval, the notice and the event",
+        || async {
+            let parked: Vec<Value> = open_parked(&test.url)
+                .await
+                .into_iter()
+                .filter(|p| p["reader"] == "execution")
+                .collect();
+            (parked.len() == 3).then_some(parked)
+        },
+    )
+    .await;
+
+    for event in &parked {
+        let position = event["position"].as_str().expect("a parked position");
+        cli(
+            &test.url,
+            &["projections", "release", "execution", position],
+        )
+        .await;
+    }
+    eventually("each to be tried again and parked again", || async {
+        let again: Vec<Value> = open_parked(&test.url)
+            .await
+            .into_iter()
+            .filter(|p| p["reader"] == "execution")
+            .collect();
+        let anew = parked.iter().all(|before| {
+            again.iter().any(|after| {
+                after["position"] == before["position"]
+                    && after["decision"] == "open"
+                    && after["parked_at"] != before["parked_at"]
+            })
+        });
+        anew.then_some(())
+    })
+    .await;
+
+    let mut types: Vec<String> = parked
+        .iter()
+        .filter_map(|p| p["event_type"].as_str().map(str::to_owned))
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        ["FromTheFuture", "RiskApproved", "TradingHalted"],
+        "{parked:?}"
+    );
+    let store = test.open().await;
+    let victims = crate::support::event_types(&store, &victim.user_id).await;
+    assert!(
+        !victims
+            .iter()
+            .any(|t| t.starts_with("Order") || t == "NoticeSent"),
+        "nothing executed or told for the victim: {victims:?}"
+    );
+    assert_an_alert_fills(&service, &bystander, "b-1").await;
+    // Still listed once the saga has moved on past them: parked, not settled.
+    let still: Vec<Value> = open_parked(&test.url)
+        .await
+        .into_iter()
+        .filter(|p| p["reader"] == "execution")
+        .collect();
+    assert_eq!(still.len(), 3, "{still:?}");
+    service.stop().await;
+}
+on_both_stores!(released_saga_events_of_a_still_unreadable_account_are_parked_again);
+
+/// An event both readers parked because this release cannot read its version, then repaired in
+/// the store by an operator (as a release that reads it would) and released for each: the read
+/// models apply it late (the trader's position shows), the saga finds nothing to do for it, and
+/// nothing is left parked.
+async fn a_repaired_and_released_event_is_applied_late_and_nothing_stays_parked(backend: Backend) {
+    use crate::support::tamper::{tamper, AppendOnly, Bind};
+
+    let test = TestStore::new(backend).await;
+    let trader = create_user(&test.url, "trader").await;
+    let store = test.open().await;
+    let sequence = store
+        .events()
+        .load_account(&trader.user_id)
+        .await
+        .expect("the account loads")
+        .len()
+        + 1;
+    let opened = aggregates::AccountEvent::PositionOpened {
+        signal_id: aggregates::SignalId("by-hand-1".to_owned()),
+        market: aggregates::Market::parse("ETH-USD").expect("market"),
+        side: aggregates::Side::Buy,
+        size: aggregates::Quantity::new(rust_decimal::Decimal::new(5, 1)).expect("size"),
+        entry_price: rust_decimal::Decimal::from(3_200),
+    };
+    let event = SerializedEvent {
+        aggregate_id: trader.user_id.clone(),
+        sequence,
+        aggregate_type: TradingAccount::TYPE.to_owned(),
+        event_type: "PositionOpened".to_owned(),
+        event_version: "99".to_owned(),
+        payload: serde_json::to_value(&opened).expect("the event serializes"),
+        metadata: json!({ "recorded_at": Utc::now().to_rfc3339(), "actor": "test" }),
+    };
+    store
+        .events()
+        .append(&[event])
+        .await
+        .expect("the raw event is appended");
+    let service = Service::start(&test.url, Options::default()).await;
+    let parked = eventually("both readers to park the event", || async {
+        let parked = open_parked(&test.url).await;
+        (parked.len() == 2).then_some(parked)
+    })
+    .await;
+
+    tamper(
+        &store,
+        AppendOnly::Events,
+        "UPDATE events SET event_version = $1 WHERE aggregate_id = $2 AND sequence = $3",
+        &[
+            Bind::Text(aggregates::EVENT_VERSION),
+            Bind::Text(&trader.user_id),
+            Bind::Integer(i64::try_from(sequence).expect("a small sequence")),
+        ],
+    )
+    .await;
+    for event in &parked {
+        let reader = event["reader"].as_str().expect("a reader");
+        let position = event["position"].as_str().expect("a parked position");
+        cli(&test.url, &["projections", "release", reader, position]).await;
+    }
+
+    let positions = eventually("the position to show", || async {
+        let request = service
+            .client()
+            .get(format!("{}/api/positions", service.base_url))
+            .bearer_auth(&trader.api_key);
+        let (status, body) = service.send(request).await;
+        let list = body["positions"].as_array().cloned().unwrap_or_default();
+        (status == 200 && !list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(positions[0]["market"], "ETH-USD", "{positions:?}");
+    assert_eq!(positions[0]["size"], "0.5", "{positions:?}");
+    eventually("nothing to stay parked", || async {
+        open_parked(&test.url).await.is_empty().then_some(())
+    })
+    .await;
+    service.stop().await;
+}
+on_both_stores!(a_repaired_and_released_event_is_applied_late_and_nothing_stays_parked);

@@ -834,3 +834,78 @@ async fn keys_generate_prints_the_next_version() {
     let ring = Keyring::load(&keys).expect("the appended line is valid");
     assert_eq!(ring.versions(), vec![1, 3, 4]);
 }
+
+/// `keys rotate` meeting a value it cannot move (sealed under a version the key file lacks, or
+/// damaged) stops there with an error naming the owner, the field and why, quoting no value; the
+/// value is left as it was, and the service still shows the owner's webhook with the key file
+/// that opens it.
+async fn keys_rotate_stops_at_a_value_it_cannot_open_and_says_which(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let alice = create_user(&test.url, "alice").await;
+    let store = test.open().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let newer_only = dir.path().join("newer-only.keys");
+    write_key_file(&newer_only, &[2]);
+    let both = dir.path().join("both.keys");
+    key_file_with(&both, key_file(), &[1], &[2]);
+    let rotate = |keys: &Path| {
+        let keys = keys.display().to_string();
+        let url = test.url.clone();
+        async move { cli_output(&url, &["keys", "rotate", "--vault-key-file", &keys]).await }
+    };
+    // Alice's first row in the rotation's order (owner, then field).
+    let table = store.vault();
+    let first = table
+        .get(&alice.user_id, "webhook_secret")
+        .await
+        .expect("reads")
+        .expect("alice's secret is stored");
+
+    let missing = rotate(&newer_only).await;
+
+    assert!(!missing.status.success(), "the rotation stops");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "webhook_secret of {} was sealed under key version 1, which the vault key file does \
+             not hold (it has [2])",
+            alice.user_id
+        )),
+        "{stderr}"
+    );
+    let after = table
+        .get(&alice.user_id, "webhook_secret")
+        .await
+        .expect("reads")
+        .expect("still stored");
+    assert_eq!(after.key_version, 1, "left as it was");
+
+    // The same value, damaged: the rotation stops there and says so.
+    table
+        .put(&SealedSecret {
+            ciphertext: first.ciphertext[..5].to_vec(),
+            ..first.clone()
+        })
+        .await
+        .expect("written");
+    let damaged = rotate(&both).await;
+    assert!(!damaged.status.success(), "the rotation stops");
+    let stderr = String::from_utf8_lossy(&damaged.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "webhook_secret of {} cannot be opened",
+            alice.user_id
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&alice.webhook_secret), "{stderr}");
+
+    // Restored, everything opens under the shared key file: the rotation moved nothing.
+    table.put(&first).await.expect("written");
+    let service = Service::start(&test.url, Options::ingest_only()).await;
+    let (status, _, body) = config(&service, &alice.api_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(text(&body, "/webhook_url").ends_with(&alice.webhook_token));
+    service.stop().await;
+}
+on_both_stores!(keys_rotate_stops_at_a_value_it_cannot_open_and_says_which);

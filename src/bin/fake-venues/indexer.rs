@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::venue::{
-    FakeFill, FakeMarket, FakeOrder, FakePosition, RequestFault, Service, Venue, FLAG_CONDITIONAL,
+    FakeFill, FakeMarket, FakeOrder, FakePosition, Misreport, RequestFault, Service, Venue,
+    FLAG_CONDITIONAL, OUT_OF_RANGE,
 };
 
 /// Lists are cut to this many entries unless the request asks for fewer, as comlink's default.
@@ -146,6 +147,7 @@ async fn perpetual_positions(
         .positions(&query.address, query.subaccount_number)
         .iter()
         .map(|(ticker, position)| position_json(ticker, position, query.subaccount_number, &venue))
+        .map(|position| out_of_range(&venue, position, "size"))
         .filter(|position| {
             query
                 .status
@@ -193,6 +195,7 @@ async fn fills(State(venue): State<Arc<Venue>>, Query(query): Query<SubaccountQu
             Some(misreport) => fill_json(&misreport.fill(fill)),
             None => fill_json(fill),
         })
+        .map(|fill| out_of_range(&venue, fill, "size"))
         .collect();
     Json(json!({ "fills": fills })).into_response()
 }
@@ -258,10 +261,19 @@ async fn order(State(venue): State<Arc<Venue>>, Path(id): Path<String>) -> Respo
 
 /// The order as the Indexer shows it, misreported when that fault is set.
 fn shown_order_json(venue: &Venue, order: &FakeOrder) -> Value {
-    match venue.faults().misreport {
+    let shown = match venue.faults().misreport {
         Some(misreport) => order_json(&misreport.order(order)),
         None => order_json(order),
+    };
+    out_of_range(venue, shown, "totalFilled")
+}
+
+/// `field` of `shown` as a number no decimal holds, under `Misreport::OutOfRange`.
+fn out_of_range(venue: &Venue, mut shown: Value, field: &str) -> Value {
+    if venue.faults().misreport == Some(Misreport::OutOfRange) {
+        shown[field] = json!(OUT_OF_RANGE);
     }
+    shown
 }
 
 fn order_json(order: &FakeOrder) -> Value {
@@ -337,7 +349,10 @@ async fn subaccount(
             (oracle - position.entry_price) * position.size
         })
         .sum();
-    let equity = usdc + unrealized;
+    let equity = match venue.faults().misreport {
+        Some(Misreport::OutOfRange) => OUT_OF_RANGE.to_owned(),
+        _ => text(usdc + unrealized),
+    };
     let assets: HashMap<&str, Value> = HashMap::from([(
         "USDC",
         json!({
@@ -352,8 +367,8 @@ async fn subaccount(
         "subaccount": {
             "address": address,
             "subaccountNumber": number,
-            "equity": text(equity),
-            "freeCollateral": text(equity),
+            "equity": equity,
+            "freeCollateral": equity,
             "openPerpetualPositions": open,
             "assetPositions": assets,
             "marginEnabled": true,

@@ -247,6 +247,11 @@ pub struct Faults {
     pub rate_limited: u32,
     /// The next N order placements are accepted and recorded, then the call fails.
     pub drop_response_after_accept: u32,
+    /// The next N short-term orders pass CheckTx and are answered as accepted (code 0), but never
+    /// reach a block: a short-term order lives only in the validators' memory until its
+    /// GoodTilBlock, and one the proposers never include simply expires. The book, the Indexer
+    /// and the positions never show it.
+    pub never_included: u32,
     /// Orders fill this fraction of their size (rounded down to the step); the rest is cancelled.
     pub partial_fill: Option<Decimal>,
     /// Like a venue's rate limit: beyond this many requests (Indexer and node together) in any
@@ -254,6 +259,10 @@ pub struct Faults {
     pub max_requests_per_second: Option<u32>,
     /// Orders and fills show on the Indexer this long after the node took them.
     pub indexer_lag_ms: u64,
+    /// Fills show this much later again than the orders they belong to: comlink learns an
+    /// order's filled total and its fills by different paths (vulcan's off-chain order updates,
+    /// ender's on-chain fills), so the total can lead.
+    pub fills_lag_ms: u64,
     /// The next N placements fail CheckTx with `reject_code` and `reject_log`.
     pub reject: u32,
     pub reject_code: Option<u32>,
@@ -280,7 +289,14 @@ pub enum Misreport {
     ZeroPrice,
     /// Fills at 79,228,162,514,264,337,593,543,950 (within a decimal's range, not any market's).
     AbsurdPrice,
+    /// Numbers no decimal holds (`OUT_OF_RANGE`), as a corrupted answer could carry: orders'
+    /// filled sizes, fills' sizes, positions' sizes and the subaccount's equity. The Indexer's
+    /// JSON writes them (`indexer.rs`); the book is untouched.
+    OutOfRange,
 }
+
+/// 10^40, beyond a 96-bit decimal: what `Misreport::OutOfRange` answers, as comlink's number text.
+pub const OUT_OF_RANGE: &str = "1e40";
 
 impl Misreport {
     /// The order as the misreporting Indexer shows it.
@@ -586,6 +602,10 @@ impl Venue {
                 .entry(placement.address.clone())
                 .or_insert(0) += 1;
         }
+        if placement.order_flags == FLAG_SHORT_TERM && state.faults.never_included > 0 {
+            state.faults.never_included -= 1;
+            return PlaceAnswer::Accepted;
+        }
         let partial = state.faults.partial_fill;
         let visible_at =
             Instant::now() + std::time::Duration::from_millis(state.faults.indexer_lag_ms);
@@ -842,7 +862,7 @@ fn accept(
             created_at_height: height,
             order_id: order.id.clone(),
             client_metadata: order.placement.client_metadata,
-            visible_at,
+            visible_at: visible_at + std::time::Duration::from_millis(state.faults.fills_lag_ms),
         });
         move_position(state, &order, fill_size, fill_price, now, height);
         order.total_filled = fill_size;
@@ -868,6 +888,7 @@ fn accept(
 fn settle(state: &mut State, height: u32) {
     let now = Utc::now();
     let lag = std::time::Duration::from_millis(state.faults.indexer_lag_ms);
+    let fills_lag = std::time::Duration::from_millis(state.faults.fills_lag_ms);
     for index in 0..state.orders.len() {
         let order = &state.orders[index];
         if order.placement.order_flags != FLAG_LONG_TERM || order.status != OrderStatus::Open {
@@ -916,7 +937,7 @@ fn settle(state: &mut State, height: u32) {
             created_at_height: height,
             order_id: order.id.clone(),
             client_metadata: order.placement.client_metadata,
-            visible_at: Instant::now() + lag,
+            visible_at: Instant::now() + lag + fills_lag,
         });
         move_position(state, &order, rest, fill_price, now, height);
         let resting = &mut state.orders[index];

@@ -41,12 +41,26 @@ macro_rules! on_both_stores {
 
 /// Waits for `check` to return `Some`, polling an observable condition until `what` is true or
 /// the deadline passes (then the test fails, naming what it waited for).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    eventually_within(what, std::time::Duration::from_secs(30), check).await
+}
+
+/// `eventually` with a deadline of `within`, for what takes longer by design (a venue's own
+/// waits add up).
+pub async fn eventually_within<T, F, Fut>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(value) = check().await {
             return value;
