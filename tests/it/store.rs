@@ -550,25 +550,39 @@ async fn snapshots_load_to_the_same_state_as_a_full_replay(backend: Backend) {
     let mut tasks = JoinSet::new();
     let writer = start_ledger(&store, &mut tasks);
     open_account(&writer, "long").await;
-    // Two events a signal: past the longest snapshot interval an account can draw (twice the
-    // base) and into the next.
-    let signals = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS * 3 / 2;
+    // Two events a signal, each leaving its receipt and its order in flight in the state.
+    let signals = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS / 2;
     for n in 0..signals {
         writer
             .execute("long", signal(&format!("s{n}")), &context())
             .await
             .expect("signal");
     }
+    // A snapshot waits for twice the state's entries in events (and at least the account's
+    // interval): events that leave the state as it is carry the history past both.
+    let changes = ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS * 2;
+    for _ in 0..changes {
+        let change = AccountCommand::RecordCredentialChange {
+            field: "telegram_chat_id".to_owned(),
+            cleared: false,
+            by: "test".to_owned(),
+            at: Utc::now(),
+        };
+        writer
+            .execute("long", change, &context())
+            .await
+            .expect("change");
+    }
     let snapshot = eventually("a snapshot to be stored", || async {
         store.events().snapshot("long").await.expect("read")
     })
     .await;
-    assert!(snapshot.version >= ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS);
+    assert!(snapshot.version >= 2 * ledgerhook::ledger::SNAPSHOT_INTERVAL_EVENTS);
 
     let fresh = start_ledger(&store, &mut tasks);
     let from_snapshot = fresh.load("long").await.expect("load");
     let replayed = fresh.load_from_events("long").await.expect("replay");
-    assert_eq!(from_snapshot.version, 1 + 2 * signals);
+    assert_eq!(from_snapshot.version, 1 + 2 * signals + changes);
     assert_eq!(from_snapshot.version, replayed.version);
     assert_eq!(from_snapshot.state, replayed.state);
 
