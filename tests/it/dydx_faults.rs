@@ -960,3 +960,50 @@ async fn a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_t
     service.stop().await;
 }
 on_both_stores!(a_key_removed_while_the_entry_is_in_flight_books_the_fill_without_its_take_profit);
+
+/// The trader's dYdX wallet cannot change while an order sent from it may still be on the
+/// venue: after a lost answer the order is looked up on the wallet that sent it before it is sent
+/// again, and a new wallet would not show it. The change is refused with 409 and nothing is
+/// stored; once the order has filled, once, the same change is accepted.
+async fn a_dydx_wallet_change_waits_for_the_order_in_flight(backend: Backend) {
+    let setup = Setup::new(backend).await;
+    let service = setup.serve(30).await;
+    setup.fake.set_faults(json!({ "down": true })).await;
+    let signal = setup.signal(&service, "wallet-1").await;
+
+    let change = || async {
+        let request = service
+            .client()
+            .put(format!(
+                "{}/api/settings/credentials/dydx_mnemonic",
+                service.base_url
+            ))
+            .bearer_auth(&setup.user.api_key)
+            .json(&json!({ "value": TEST_MNEMONIC }));
+        service.send(request).await
+    };
+    let (status, refused) = change().await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["code"], "VENUE_BUSY", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|why| why.contains("dydx_mnemonic")),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("orchard"), "{refused}");
+
+    setup.fake.set_faults(json!({})).await;
+    let types = setup.final_events(1).await;
+    assert_eq!(count(&types, "OrderFilled"), 1, "{types:?}");
+    assert_eq!(setup.fake.sends_of(&signal).await, 1);
+    assert_eq!(count(&types, "CredentialChanged"), 0, "{types:?}");
+
+    let (status, accepted) = change().await;
+    assert_eq!(status, 200, "{accepted}");
+    let store = setup.test.open().await;
+    let types = crate::support::event_types(&store, &setup.user.user_id).await;
+    assert_eq!(count(&types, "CredentialChanged"), 1, "{types:?}");
+    service.stop().await;
+}
+on_both_stores!(a_dydx_wallet_change_waits_for_the_order_in_flight);
