@@ -78,14 +78,7 @@ impl FakeVenues {
     }
 
     async fn set_faults(&self, faults: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_fake/faults", self.indexer))
-            .json(&faults)
-            .send()
-            .await
-            .expect("faults set");
-        assert!(response.status().is_success(), "faults refused: {faults}");
+        crate::support::fake_venues::set_faults(&self.http, &self.indexer, &faults).await;
     }
 
     async fn received(&self) -> Value {

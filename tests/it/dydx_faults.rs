@@ -57,14 +57,7 @@ impl Fake {
     }
 
     async fn set_faults(&self, faults: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_fake/faults", self.indexer))
-            .json(&faults)
-            .send()
-            .await
-            .expect("faults set");
-        assert!(response.status().is_success(), "faults refused: {faults}");
+        crate::support::fake_venues::set_faults(&self.http, &self.indexer, &faults).await;
     }
 
     /// Client id → how many times the node received an order with it.

@@ -105,14 +105,7 @@ impl Setup {
     }
 
     async fn set_faults(&self, faults: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_fake/faults", self.indexer))
-            .json(&faults)
-            .send()
-            .await
-            .expect("faults set");
-        assert!(response.status().is_success(), "faults refused: {faults}");
+        crate::support::fake_venues::set_faults(&self.http, &self.indexer, &faults).await;
     }
 
     /// A limit buy of 0.01 BTC at 64,000 (the fake's oracle is at 65,000); its signal id.

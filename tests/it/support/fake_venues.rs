@@ -69,6 +69,17 @@ pub async fn received_orders(http: &reqwest::Client, indexer: &str) -> Value {
         .expect("orders are JSON")
 }
 
+/// Sets the fake dYdX's faults (`POST /_fake/faults`); `{}` lifts them all.
+pub async fn set_faults(http: &reqwest::Client, indexer: &str, faults: &Value) {
+    let response = http
+        .post(format!("{indexer}/_fake/faults"))
+        .json(faults)
+        .send()
+        .await
+        .expect("faults set");
+    assert!(response.status().is_success(), "faults refused: {faults}");
+}
+
 impl FakeVenues {
     pub async fn start() -> Self {
         let (child, addresses) = spawn(&[]).await;
