@@ -410,7 +410,6 @@ impl TradingAccount {
                 at,
             } => {
                 self.profile()?;
-                self.wallet_unchanged_while_busy(&field)?;
                 Ok(vec![AccountEvent::CredentialChanged {
                     field,
                     cleared,
@@ -708,22 +707,6 @@ impl TradingAccount {
         filled
             .saturating_add(self.in_flight.pending_in(market))
             .normalize()
-    }
-
-    /// A dYdX credential names the wallet and subaccount an order in flight was sent from: after a
-    /// lost answer the order is looked up there before it is sent again, so changing them before
-    /// it ends could send it twice. Other credentials (Telegram) change at any time.
-    fn wallet_unchanged_while_busy(&self, field: &str) -> Result<(), AccountError> {
-        let busy = self
-            .in_flight
-            .values()
-            .any(|signal| signal.stage != SignalStage::AwaitingNotification);
-        if field.starts_with("dydx_") && busy {
-            return Err(AccountError::VenueBusy(format!(
-                "orders are still in flight; change {field} once they end"
-            )));
-        }
-        Ok(())
     }
 
     /// How many entries the state holds in its collections: about what storing it costs.

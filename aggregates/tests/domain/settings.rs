@@ -250,46 +250,6 @@ fn credential_changes_name_the_field_and_change_no_state() {
     assert_eq!(account, opened_state);
 }
 
-#[test]
-fn a_dydx_credential_stays_while_an_order_is_in_flight_and_telegram_changes_at_any_time() {
-    let mut account = TradingAccount::default();
-    for event in history([
-        open_command(RiskLimits::default()),
-        AccountCommand::ReceiveSignal(intent(
-            "s-1",
-            "BTC-USD",
-            aggregates::Side::Buy,
-            "0.01",
-            "60000",
-            "2024-03-01T09:00:00Z",
-        )),
-    ]) {
-        account.apply(event);
-    }
-    let change = |field: &str| AccountCommand::RecordCredentialChange {
-        field: field.to_owned(),
-        cleared: false,
-        by: BY.to_owned(),
-        at: at("2024-03-01T09:00:01Z"),
-    };
-    for field in ["dydx_mnemonic", "dydx_subaccount", "dydx_owner_address"] {
-        let refused = account.decide(change(field));
-        assert!(
-            matches!(&refused, Err(AccountError::VenueBusy(why)) if why.contains(field)),
-            "{refused:?}"
-        );
-    }
-    assert!(account.decide(change("telegram_chat_id")).is_ok());
-    // Once the order has an outcome the wallet may change, though the trader is not yet told.
-    account.apply(AccountEvent::OrderRejected {
-        signal_id: sid("s-1"),
-        client_order_id: aggregates::ClientOrderId::for_signal(&sid("s-1")),
-        reason: "no liquidity".to_owned(),
-        at: at("2024-03-01T09:00:02Z"),
-    });
-    assert!(account.decide(change("dydx_mnemonic")).is_ok());
-}
-
 /// One settings command, drawn at random.
 fn command() -> impl Strategy<Value = AccountCommand> {
     prop_oneof![

@@ -84,7 +84,6 @@ fn value_of(body: std::result::Result<Bytes, BytesRejection>) -> Result<Zeroizin
         (status = 200, description = "The settings after the change", body = Settings),
         (status = 400, description = "INVALID_BODY", body = ErrorBody),
         (status = 404, description = "UNKNOWN_FIELD; NO_ACCOUNT", body = ErrorBody),
-        (status = 409, description = "VENUE_BUSY: a dYdX credential while orders are in flight; nothing changed", body = ErrorBody),
         (status = 422, description = "INVALID_CREDENTIAL: names the rule, never the value; INVALID_SETTING", body = ErrorBody),
         (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
         (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
@@ -129,7 +128,6 @@ pub async fn set_credential(
     responses(
         (status = 200, description = "The settings after the change", body = Settings),
         (status = 404, description = "UNKNOWN_FIELD; NO_ACCOUNT", body = ErrorBody),
-        (status = 409, description = "VENUE_BUSY: a dYdX credential while orders are in flight; nothing changed", body = ErrorBody),
         (status = 422, description = "INVALID_SETTING", body = ErrorBody),
         (status = 500, description = "INTERNAL_ERROR", body = ErrorBody),
         (status = 503, description = "CONTENDED: the account is busy; nothing changed, retry", body = ErrorBody),
