@@ -64,13 +64,8 @@ async fn first_run(dir: &Path) -> FirstRun {
 
 impl FirstRun {
     async fn stop(mut self) {
-        let pid = self.child.id().expect("still running").to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("it stops within 20 s of SIGTERM")
-            .expect("its exit status");
-        assert!(status.success(), "SIGTERM ends it cleanly, got {status}");
+        assert!(self.child.id().is_some(), "still running until stopped");
+        crate::support::service::stop_gracefully(&mut self.child).await;
     }
 }
 

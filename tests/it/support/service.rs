@@ -25,6 +25,21 @@ pub struct User {
     pub api_key: String,
 }
 
+/// SIGTERM to a `ledgerhook serve`, then its clean exit within 20 s (what a supervisor sends).
+pub async fn stop_gracefully(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the service stops within 20 s of SIGTERM")
+        .expect("the service's exit status");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
 /// Runs a CLI command against `database_url` and returns its stdout; it must succeed.
 pub async fn cli(database_url: &str, args: &[&str]) -> String {
     let output = cli_output(database_url, args).await;
@@ -309,17 +324,7 @@ impl Service {
 
     /// SIGTERM, then wait for a clean exit.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("the service stops within 20 s of SIGTERM")
-            .expect("the service's exit status");
-        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+        stop_gracefully(&mut self.child).await;
     }
 
     /// Waits for the process to die by itself (after an injected crash).
