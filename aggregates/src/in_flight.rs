@@ -72,8 +72,7 @@ impl InFlightSignals {
 
     fn subtract(&mut self, signal: &InFlight) {
         if let Some((market, size)) = contribution(signal) {
-            let market = market.clone();
-            self.take_out(&market, size);
+            self.take_out(market, size);
         }
     }
 
