@@ -81,6 +81,17 @@ impl FakeVenues {
         crate::support::fake_venues::set_faults(&self.http, &self.indexer, &faults).await;
     }
 
+    async fn set_price(&self, market: &str, price: &str) {
+        let response = self
+            .http
+            .post(format!("{}/_fake/prices", self.indexer))
+            .json(&json!({ market: price }))
+            .send()
+            .await
+            .expect("prices set");
+        assert!(response.status().is_success());
+    }
+
     async fn received(&self) -> Value {
         crate::support::fake_venues::received_orders(&self.http, &self.indexer).await
     }
@@ -487,6 +498,127 @@ async fn a_restarted_service_finds_its_resting_order_instead_of_sending_it_again
 }
 on_both_stores!(a_restarted_service_finds_its_resting_order_instead_of_sending_it_again);
 
+/// Another valid phrase (BIP-39's all-zero test vector): the wallet a trader changes to.
+const OTHER_MNEMONIC: &str = "abandon abandon abandon abandon abandon abandon abandon abandon \
+    abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon \
+    abandon abandon abandon abandon art";
+
+/// The account's position in `market` as the venue holds it for this wallet.
+async fn position_on(fake: &FakeVenues, mnemonic: &str, market: &str) -> Decimal {
+    let wallet = Arc::new(InMemoryCredentials::default().with(ACCOUNT, mnemonic, 0));
+    let positions = fake
+        .exchange_with(wallet)
+        .positions(ACCOUNT)
+        .await
+        .expect("positions");
+    positions
+        .into_iter()
+        .find(|position| position.market.to_string() == market)
+        .map_or(Decimal::ZERO, |position| position.size)
+}
+
+/// The order's answer is lost, the trader then changes their dYdX wallet, and the service
+/// restarts: the order is looked up on the wallet that sent it, found filled there, and not sent
+/// again from the new one.
+async fn a_wallet_changed_after_a_lost_answer_does_not_send_the_order_again(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let buy = order("wallet-changed", "BTC-USD", Side::Buy, "0.01");
+    fake.set_faults(json!({ "drop_response_after_accept": 1, "indexer_lag_ms": 900 }))
+        .await;
+    let old_wallet = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let before = fake.exchange_recording(old_wallet, Some(store.clone()));
+    let first = before.place_order(&buy).await;
+    assert!(
+        matches!(first, Err(ExchangeError::Unavailable(_))),
+        "{first:?}"
+    );
+    drop(before);
+
+    let new_wallet = Arc::new(InMemoryCredentials::default().with(ACCOUNT, OTHER_MNEMONIC, 0));
+    let after = fake.exchange_recording(new_wallet, Some(store));
+    let outcome = after.place_order(&buy).await.expect("placed");
+
+    let OrderOutcome::Filled { fill, .. } = outcome else {
+        panic!("the first send's fill, found where it was sent: {outcome:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.01"));
+    assert_eq!(fake.sends(&buy).await, 1, "sent once, from the old wallet");
+    assert_eq!(
+        position_on(&fake, TEST_MNEMONIC, "BTC-USD").await,
+        decimal("0.01")
+    );
+    assert_eq!(
+        position_on(&fake, OTHER_MNEMONIC, "BTC-USD").await,
+        Decimal::ZERO
+    );
+}
+on_both_stores!(a_wallet_changed_after_a_lost_answer_does_not_send_the_order_again);
+
+/// A limit order rests on the book from the old wallet when the trader changes wallets: the
+/// service still follows it there (its fill is learnt from the old wallet), and a cancel, which
+/// only the old wallet's key could sign, is refused with the reason instead of cancelling an
+/// order of the same id on the new wallet.
+async fn a_resting_order_is_followed_on_the_wallet_that_sent_it(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let mut buy = order("wallet-resting", "BTC-USD", Side::Buy, "0.01");
+    buy.order_type = OrderType::Limit {
+        price: decimal("60000"),
+    };
+    let old_wallet = Arc::new(InMemoryCredentials::default().with(ACCOUNT, TEST_MNEMONIC, 0));
+    let before = fake.exchange_recording(old_wallet, Some(store.clone()));
+    let OrderOutcome::Resting {
+        exchange_order_id, ..
+    } = before.place_order(&buy).await.expect("placed")
+    else {
+        panic!("a limit under the price rests");
+    };
+    drop(before);
+
+    let new_wallet = Arc::new(InMemoryCredentials::default().with(ACCOUNT, OTHER_MNEMONIC, 0));
+    let after = fake.exchange_recording(new_wallet, Some(store));
+    let cancel = after.cancel_resting(&buy).await;
+    let Err(ExchangeError::Unavailable(reason)) = cancel else {
+        panic!("the new key cannot cancel the old wallet's order: {cancel:?}");
+    };
+    assert!(
+        reason.contains("does not sign for"),
+        "the reason names why: {reason}"
+    );
+    let status = after
+        .order_status(&buy, &exchange_order_id)
+        .await
+        .expect("status");
+    assert!(
+        matches!(status, Some(OrderOutcome::Resting { .. })),
+        "still resting on the old wallet: {status:?}"
+    );
+
+    // The price falls through the limit: the order fills, on the old wallet.
+    fake.set_price("BTC-USD", "59000").await;
+    let filled = after
+        .order_status(&buy, &exchange_order_id)
+        .await
+        .expect("status");
+    let Some(OrderOutcome::Filled { fill, .. }) = filled else {
+        panic!("the crossed order filled, learnt from the old wallet: {filled:?}");
+    };
+    assert_eq!(fill.size.value(), decimal("0.01"));
+    assert_eq!(fake.sends(&buy).await, 1);
+    assert_eq!(
+        position_on(&fake, TEST_MNEMONIC, "BTC-USD").await,
+        decimal("0.01")
+    );
+    assert_eq!(
+        position_on(&fake, OTHER_MNEMONIC, "BTC-USD").await,
+        Decimal::ZERO
+    );
+}
+on_both_stores!(a_resting_order_is_followed_on_the_wallet_that_sent_it);
+
 #[tokio::test]
 async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {
     let fake = FakeVenues::start().await;
@@ -667,14 +799,7 @@ async fn dydx_limit_orders_fill_at_their_limit_or_rest_on_the_book_until_the_pri
     );
 
     // The price falls through the limit: the order fills at the taker price, once.
-    let response = fake
-        .http
-        .post(format!("{}/_fake/prices", fake.indexer))
-        .json(&json!({ "BTC-USD": "59000" }))
-        .send()
-        .await
-        .expect("prices set");
-    assert!(response.status().is_success());
+    fake.set_price("BTC-USD", "59000").await;
     let status = exchange
         .order_status(&far, &exchange_order_id)
         .await
@@ -725,14 +850,7 @@ async fn dydx_a_resting_order_that_expires_unfilled_says_so() {
 #[tokio::test]
 async fn dydx_a_reduce_only_close_never_trades_past_flat() {
     let fake = FakeVenues::start().await;
-    let response = fake
-        .http
-        .post(format!("{}/_fake/prices", fake.indexer))
-        .json(&json!({ "ETH-USD": "3000" }))
-        .send()
-        .await
-        .expect("prices set");
-    assert!(response.status().is_success());
+    fake.set_price("ETH-USD", "3000").await;
     let exchange = fake.exchange();
     let buy = order("open", "ETH-USD", Side::Buy, "1");
     let mut close = order("close", "ETH-USD", Side::Sell, "2");
@@ -1197,14 +1315,7 @@ async fn dydx_a_resting_order_filled_before_its_fills_show_is_not_indexed_yet_th
     };
     // Long enough that the first question surely comes before the fills show.
     fake.set_faults(json!({ "fills_lag_ms": 5_000 })).await;
-    let response = fake
-        .http
-        .post(format!("{}/_fake/prices", fake.indexer))
-        .json(&json!({ "BTC-USD": "59000" }))
-        .send()
-        .await
-        .expect("prices set");
-    assert!(response.status().is_success());
+    fake.set_price("BTC-USD", "59000").await;
 
     let early = exchange.order_status(&buy, &exchange_order_id).await;
     assert!(
@@ -1251,6 +1362,8 @@ async fn an_unreadable_send_record_stops_the_order_instead_of_risking_a_second_s
                 good_til_block: block,
                 good_til_time: None,
                 sent_at: Utc::now(),
+                address: None,
+                subaccount_number: None,
             })
             .await
             .expect("recorded");

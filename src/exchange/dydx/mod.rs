@@ -12,9 +12,10 @@
 //!   lookup on the Indexer's order list (there is no lookup by client id) finds an order sent
 //!   earlier. Every placement asks first; an order whose answer was lost is waited for until it
 //!   shows up or its last block (a long-term order's: its good-til time) has passed, after which
-//!   it can never execute, so it is never sent twice while it may still trade. Each send and its
-//!   last block or time are recorded in the store (`dydx_sends`) before the order leaves, so a
-//!   restarted service waits too.
+//!   it can never execute, so it is never sent twice while it may still trade. Each send, its
+//!   last block or time and the subaccount it went to are recorded in the store (`dydx_sends`)
+//!   before the order leaves, so a restarted service waits too, and looks on the wallet that sent
+//!   it even if the trader has changed wallets since (only that wallet's key may cancel it).
 //! - **Failures.** Anything that leaves the order's fate unknown is `Unavailable` (the saga asks
 //!   again before retrying); a CheckTx refusal is `Rejected`. Requests are paced per service with a
 //!   token bucket (`governor`), so bursts queue instead of meeting 429s.
@@ -47,7 +48,7 @@ use chrono::{Timelike, Utc};
 use dydx::indexer::{
     ApiOrderStatus, BestEffortOpenedStatus, IndexerClient, IndexerConfig, ListOrdersOpts,
     OrderExecution, OrderFlags, OrderResponseObject, OrderSide as IndexerSide, OrderStatus,
-    PerpetualPositionStatus, RestConfig, SockConfig, Subaccount, Ticker,
+    PerpetualPositionStatus, RestConfig, SockConfig, Subaccount, SubaccountNumber, Ticker,
 };
 use dydx::indexer::{GetFillsOpts, ListPerpetualMarketsOpts, ListPositionsOpts};
 use dydx::node::sequencer::Nonce;
@@ -207,6 +208,9 @@ struct InFlightOrder {
     market: Market,
     side: Side,
     last: LastMoment,
+    /// The subaccount it was sent to, where it is looked up whatever wallet the account holds
+    /// later. `None` only in a send recorded before the wallet was.
+    subaccount: Option<Subaccount>,
 }
 
 /// Until when a sent order may still execute (and so may still show up on the Indexer).
@@ -248,6 +252,20 @@ fn install_crypto_provider() {
         // panics on connect. Another component may have installed one already; either will do.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The order sits on a subaccount the account's current key cannot sign for (the trader changed
+/// wallets after it was sent).
+fn not_held_by_current_wallet(what: &str, holder: &Subaccount) -> ExchangeError {
+    unavailable(
+        what,
+        format!(
+            "the order is held by subaccount {} of {}, which the account's current dYdX key \
+             does not sign for",
+            holder.number.value(),
+            holder.address.as_ref()
+        ),
+    )
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> ExchangeError {
@@ -624,6 +642,18 @@ impl DydxExchange {
             return Ok(None);
         };
         let corrupt = |what: &str| unavailable("send record", format!("unreadable {what}"));
+        let subaccount = match (&send.address, send.subaccount_number) {
+            (Some(address), Some(number)) => {
+                let address = Address::from_str(address).map_err(|_| corrupt("address"))?;
+                let number = u32::try_from(number)
+                    .ok()
+                    .and_then(|number| SubaccountNumber::try_from(number).ok())
+                    .ok_or_else(|| corrupt("subaccount number"))?;
+                Some(Subaccount::new(address, number))
+            }
+            (None, None) => None,
+            _ => return Err(corrupt("wallet")),
+        };
         Ok(Some(InFlightOrder {
             account_id: send.account_id,
             market: Market::parse(&send.market).map_err(|_| corrupt("market"))?,
@@ -634,7 +664,21 @@ impl DydxExchange {
                     u32::try_from(send.good_til_block).map_err(|_| corrupt("block"))?,
                 ),
             },
+            subaccount,
         }))
+    }
+
+    /// The subaccount that holds this account's order: the one it was sent to when that is
+    /// recorded, else the account's current one.
+    async fn holding_subaccount(
+        &self,
+        order: &OrderRequest,
+    ) -> Result<Option<Subaccount>, ExchangeError> {
+        let sent = self.in_flight(&order.client_order_id).await?;
+        match sent.and_then(|sent| sent.subaccount) {
+            Some(subaccount) => Ok(Some(subaccount)),
+            None => self.subaccount_of(&order.account_id).await,
+        }
     }
 
     /// Remembers an order about to leave, durably when the service has a store: if that fails
@@ -659,6 +703,14 @@ impl DydxExchange {
                     LastMoment::Block(_) => None,
                 },
                 sent_at: Utc::now(),
+                address: order
+                    .subaccount
+                    .as_ref()
+                    .map(|subaccount| subaccount.address.as_ref().to_owned()),
+                subaccount_number: order
+                    .subaccount
+                    .as_ref()
+                    .map(|subaccount| i64::from(subaccount.number.value())),
             };
             store
                 .dydx_sends()
@@ -873,13 +925,20 @@ impl DydxExchange {
         }
     }
 
-    /// Looks the order up, waiting out one this process sent while it may still trade.
+    /// Looks the order up, waiting out one this process sent while it may still trade. A sent
+    /// order is looked up on the subaccount it was sent to: the trader may have changed wallets
+    /// since, and not finding it on the new one must not send it a second time.
     async fn find(&self, order: &OrderRequest) -> Result<Option<OrderOutcome>, ExchangeError> {
-        let Some(subaccount) = self.subaccount_of(&order.account_id).await? else {
-            return Ok(None);
-        };
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
         let sent = self.in_flight(&order.client_order_id).await?;
+        let sent_to = sent.as_ref().and_then(|sent| sent.subaccount.clone());
+        let subaccount = match sent_to {
+            Some(subaccount) => subaccount,
+            None => match self.subaccount_of(&order.account_id).await? {
+                Some(subaccount) => subaccount,
+                None => return Ok(None),
+            },
+        };
         let found = self
             .await_outcome(
                 &subaccount,
@@ -996,6 +1055,7 @@ impl DydxExchange {
                 market: order.market.clone(),
                 side: order.side,
                 last,
+                subaccount: Some(subaccount.clone()),
             },
         )
         .await?;
@@ -1045,7 +1105,7 @@ impl DydxExchange {
         if order.take_profit.is_none() && order.stop_loss.is_none() {
             return;
         }
-        let subaccount = self.subaccount_of(&order.account_id).await;
+        let subaccount = self.holding_subaccount(order).await;
         let params = self.market(&order.market).await;
         let (Ok(Some(subaccount)), Ok(Some(params))) = (subaccount, params) else {
             tracing::error!(
@@ -1153,6 +1213,9 @@ impl DydxExchange {
             return Err(unavailable("bracket", "the account's credentials are gone"));
         };
         let signing = signing_of(&key)?;
+        if &self.subaccount_for(&order.account_id, &signing, key.subaccount)? != subaccount {
+            return Err(not_held_by_current_wallet("bracket", subaccount));
+        }
         drop(key);
         let mut node = self.node().await?;
         let client = node
@@ -1383,6 +1446,12 @@ impl Exchange for DydxExchange {
         let signing = signing_of(&key)?;
         let subaccount = self.subaccount_for(&order.account_id, &signing, key.subaccount)?;
         drop(key);
+        // Only the wallet that holds the order can cancel it.
+        if let Some(sent_to) = self.holding_subaccount(order).await? {
+            if sent_to != subaccount {
+                return Err(not_held_by_current_wallet("cancel", &sent_to));
+            }
+        }
         let Some(params) = self.market(&order.market).await? else {
             return Err(unavailable("cancel", "the market is not listed"));
         };
@@ -1426,7 +1495,7 @@ impl Exchange for DydxExchange {
         order: &OrderRequest,
         exchange_order_id: &str,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        let Some(subaccount) = self.subaccount_of(&order.account_id).await? else {
+        let Some(subaccount) = self.holding_subaccount(order).await? else {
             return Ok(None);
         };
         let id = dydx::indexer::OrderId(exchange_order_id.to_owned());
