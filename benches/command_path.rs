@@ -15,6 +15,11 @@
 //!
 //! Cold iterations each use a newly seeded account; only the `execute` call is timed.
 //!
+//! - `decide/in_flight/{n}`: the domain's decision alone (`TradingAccount::decide` on a
+//!   `ReceiveSignal`, no store), on an account with `n` signals approved and not yet executed: a
+//!   busy account whose saga is behind. Pins that the decision does not grow with them (the
+//!   exposure it checks is kept per market, not summed per decision).
+//!
 //! "0 prior events" means an account holding only its `AccountOpened` event (a signal needs an
 //! open account). Prior events are whole signal lifecycles (received, approved, submitted, filled,
 //! position change, notified) produced by the real aggregate and appended directly to the store in
@@ -87,6 +92,7 @@ fn main() {
     // stores and exit.
     let leftovers = Leftovers::default();
     runtime.spawn(leftovers.clone().remove_when_interrupted());
+    bench_decide(&mut criterion);
     let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     for kind in stores.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         let target = match runtime.block_on(Target::open(kind, &leftovers)) {
@@ -100,6 +106,61 @@ fn main() {
         runtime.block_on(target.close(&leftovers));
     }
     criterion.final_summary();
+}
+
+/// Signals in flight on the account `decide` is measured on.
+const IN_FLIGHT: [usize; 3] = [0, 1_000, 10_000];
+
+fn bench_decide(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("decide");
+    for &pending in &IN_FLIGHT {
+        let state = with_signals_in_flight("decide", pending);
+        group.bench_function(BenchmarkId::new("in_flight", pending), |b| {
+            b.iter_batched(
+                || signal("decide").0,
+                |command| {
+                    let events = state.decide(command).expect("decided");
+                    assert!(matches!(
+                        events.as_slice(),
+                        [
+                            AccountEvent::SignalReceived { .. },
+                            AccountEvent::RiskApproved { .. }
+                        ]
+                    ));
+                    events
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// An open account with `pending` signals received and approved in the last hour, none executed.
+fn with_signals_in_flight(account: &str, pending: usize) -> TradingAccount {
+    let start = Utc::now() - TimeDelta::hours(1);
+    let mut state = TradingAccount::default();
+    let run = |state: &mut TradingAccount, command| {
+        for event in state.decide(command).expect("seed command refused") {
+            state.apply(event);
+        }
+    };
+    run(
+        &mut state,
+        AccountCommand::OpenAccount {
+            display_name: "bench".to_owned(),
+            limits: RiskLimits::default(),
+            opened_at: start,
+        },
+    );
+    for n in 0..pending {
+        let at = start + TimeDelta::milliseconds(n as i64);
+        let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
+        let intent = intent(account, format!("id:pending-{n}"), side, at);
+        run(&mut state, AccountCommand::ReceiveSignal(intent));
+    }
+    assert_eq!(state.in_flight.len(), pending);
+    state
 }
 
 fn bench_store(
