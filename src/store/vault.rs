@@ -107,6 +107,16 @@ impl VaultTable<'_> {
             .await?))
     }
 
+    /// Each field stored for `owner_id` with its nonce (nothing secret): every seal draws a fresh
+    /// nonce, so these change whenever a value is set, replaced, cleared or re-sealed.
+    pub async fn nonces_of(&self, owner_id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let sql = "SELECT field, nonce FROM vault_secrets WHERE owner_id = $1 ORDER BY field";
+        Ok(reading!(self.store, pool => sqlx::query_as(sql)
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// Up to `limit` rows sealed under a key older than `version`, after `after` in key order (a
     /// cursor, so that one pass visits each row once even while others change).
     pub async fn sealed_before(

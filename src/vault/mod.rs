@@ -193,6 +193,22 @@ impl Vault {
             .collect())
     }
 
+    /// A value that changes whenever any of `owner`'s `fields` is set, replaced, cleared or
+    /// re-sealed, so what was derived from the old values can be told stale. Nothing is
+    /// decrypted, so nothing is recorded.
+    pub async fn revision(&self, owner: &str, fields: &[Field]) -> Result<Vec<u8>, VaultError> {
+        let rows = self.inner.store.vault().nonces_of(owner).await?;
+        let mut revision = Vec::new();
+        for (field, nonce) in rows {
+            if fields.iter().any(|wanted| wanted.name() == field) {
+                revision.extend_from_slice(field.as_bytes());
+                revision.push(0);
+                revision.extend_from_slice(&nonce);
+            }
+        }
+        Ok(revision)
+    }
+
     /// The sealed row of `owner`'s `field` as stored (ciphertext: opening it needs the key), to
     /// put back if a change must be undone.
     pub async fn sealed(

@@ -27,6 +27,7 @@ use ledgerhook::markets::MarketList;
 use ledgerhook::notify::LogNotifier;
 use ledgerhook::store::Store;
 use ledgerhook::users::create_user;
+use ledgerhook::vault::Field;
 
 use crate::on_both_stores;
 use crate::support::eventually;
@@ -618,6 +619,79 @@ async fn a_resting_order_is_followed_on_the_wallet_that_sent_it(backend: Backend
     );
 }
 on_both_stores!(a_resting_order_is_followed_on_the_wallet_that_sent_it);
+
+/// The trader replaces their dYdX wallet in the vault after the adapter has used the old one:
+/// from the next lookup on, equity (what percent-sized alerts are sized from) and positions (what
+/// reconciliation compares) are the new wallet's. Asking whether the wallet changed reads only
+/// the vault's nonces: no reveal is recorded for it.
+async fn a_wallet_replaced_in_the_vault_is_the_one_read_from_then_on(backend: Backend) {
+    let fake = FakeVenues::start().await;
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let paper = PaperExchange::new(
+        store.clone(),
+        MarketList::default(),
+        PaperExchange::default_prices(),
+    );
+    let running =
+        InProcess::start(test, store.clone(), Arc::new(paper), Arc::new(LogNotifier)).await;
+    let trader = create_user(&running.ledger, &running.vault, "w", "test", Utc::now())
+        .await
+        .expect("user")
+        .user_id;
+    let vault = running.vault.clone();
+    vault
+        .seal(&trader, Field::DydxMnemonic, TEST_MNEMONIC)
+        .await
+        .expect("sealed");
+    let exchange = fake.exchange_recording(Arc::new(vault.clone()), Some(store.clone()));
+    let mut buy = order("vault-wallet", "BTC-USD", Side::Buy, "1");
+    buy.account_id = trader.clone();
+    let placed = exchange.place_order(&buy).await.expect("placed");
+    assert!(matches!(placed, OrderOutcome::Filled { .. }), "{placed:?}");
+    fake.set_price("BTC-USD", "75000").await;
+    let first_equity = exchange.account_equity(&trader).await.expect("equity");
+    assert!(
+        first_equity > decimal("109000"),
+        "1 BTC bought near 65,000 marked at 75,000: {first_equity}"
+    );
+    let reveals_before = reveals(&store, &trader).await;
+
+    vault
+        .seal(&trader, Field::DydxMnemonic, OTHER_MNEMONIC)
+        .await
+        .expect("sealed");
+    let equity = exchange.account_equity(&trader).await.expect("equity");
+    let positions = exchange.positions(&trader).await.expect("positions");
+    assert_eq!(
+        equity,
+        decimal("100000"),
+        "the new wallet's untouched collateral"
+    );
+    assert!(
+        positions.is_empty(),
+        "the new wallet holds nothing: {positions:?}"
+    );
+    assert_eq!(
+        reveals(&store, &trader).await,
+        reveals_before + 1,
+        "one reveal to derive the new subaccount, none to notice the change"
+    );
+    // Unchanged since: the subaccount is remembered, nothing more is revealed.
+    exchange.account_equity(&trader).await.expect("equity");
+    assert_eq!(reveals(&store, &trader).await, reveals_before + 1);
+    running.stop().await;
+}
+on_both_stores!(a_wallet_replaced_in_the_vault_is_the_one_read_from_then_on);
+
+/// How many secret reveals the account's ledger records.
+async fn reveals(store: &Store, account: &str) -> usize {
+    crate::support::event_types(store, account)
+        .await
+        .iter()
+        .filter(|kind| kind.as_str() == "CredentialAccessed")
+        .count()
+}
 
 #[tokio::test]
 async fn dydx_brackets_follow_a_fill_learnt_from_a_lookup_after_a_lost_answer() {

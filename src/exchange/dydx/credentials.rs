@@ -102,6 +102,13 @@ pub trait DydxCredentials: Send + Sync {
     ) -> Result<Option<(String, u32)>, CredentialError> {
         Ok(None)
     }
+
+    /// A value that changes whenever the account's dYdX wallet may have (any of its fields set,
+    /// replaced or cleared), so a subaccount derived from the old wallet is not used for the
+    /// new one. `None`: the keys do not change while the process runs. Reveals nothing.
+    async fn wallet_revision(&self, _account_id: &str) -> Result<Option<Vec<u8>>, CredentialError> {
+        Ok(None)
+    }
 }
 
 /// Keys held in process memory: for tests and local trials against the fake venues.
@@ -235,6 +242,21 @@ impl DydxCredentials for crate::vault::Vault {
         }
         let owner = vault.required(Field::DydxOwnerAddress).await?;
         Ok(Some((owner.to_string(), vault.subaccount().await?)))
+    }
+
+    async fn wallet_revision(&self, account_id: &str) -> Result<Option<Vec<u8>>, CredentialError> {
+        use crate::vault::Field;
+        const WALLET: [Field; 5] = [
+            Field::DydxMnemonic,
+            Field::DydxSubaccount,
+            Field::DydxOwnerAddress,
+            Field::DydxTradingMnemonic,
+            Field::DydxAuthenticatorId,
+        ];
+        self.revision(account_id, &WALLET)
+            .await
+            .map(Some)
+            .map_err(|error| CredentialError::Unavailable(error.to_string()))
     }
 }
 

@@ -193,13 +193,19 @@ struct Inner {
     /// paced anyway).
     node: tokio::sync::Mutex<Option<NodeClient>>,
     markets: MarketCache,
-    /// Accounts' public subaccount ids, so a lookup needs no secret.
-    subaccounts: Mutex<HashMap<String, Subaccount>>,
+    /// Accounts' public subaccount ids, so a lookup needs no secret, each with the wallet
+    /// revision it was derived under.
+    subaccounts: Mutex<HashMap<String, KnownSubaccount>>,
     /// Orders this process sent whose outcome it has not seen yet, with their last valid block.
     in_flight: Mutex<HashMap<ClientOrderId, InFlightOrder>>,
     sends: Option<Store>,
     indexer_pace: DefaultDirectRateLimiter,
     node_pace: DefaultDirectRateLimiter,
+}
+
+struct KnownSubaccount {
+    revision: Option<Vec<u8>>,
+    subaccount: Subaccount,
 }
 
 #[derive(Debug, Clone)]
@@ -507,37 +513,51 @@ impl DydxExchange {
         Ok(Some(params))
     }
 
-    /// The account's subaccount, from memory or derived once from its key.
+    /// The account's subaccount, from memory while its wallet is unchanged, else derived again
+    /// (from the owner's address for a permissioned key, needing no secret; else from the key).
     async fn subaccount_of(&self, account_id: &str) -> Result<Option<Subaccount>, ExchangeError> {
-        if let Some(known) = self.known_subaccount(account_id) {
+        let revision = self
+            .inner
+            .credentials
+            .wallet_revision(account_id)
+            .await
+            .map_err(|error| ExchangeError::Unavailable(error.to_string()))?;
+        if let Some(known) = self.known_subaccount(account_id, &revision) {
             return Ok(Some(known));
         }
-        match self.inner.credentials.public_subaccount(account_id).await {
-            Ok(Some((owner, number))) => {
-                let owner = owner_address(&owner)?;
-                return self
-                    .remember_subaccount(account_id, &owner, number)
-                    .map(Some);
+        let subaccount = match self.inner.credentials.public_subaccount(account_id).await {
+            Ok(Some((owner, number))) => subaccount_at(&owner_address(&owner)?, number)?,
+            Ok(None) => {
+                let KeyLookup::Key(key) = self.key_of(account_id).await? else {
+                    return Ok(None);
+                };
+                subaccount_for(&signing_of(&key)?, key.subaccount)?
             }
-            Ok(None) => {}
             Err(CredentialError::Unusable(_)) => return Ok(None),
             Err(error) => return Err(ExchangeError::Unavailable(error.to_string())),
-        }
-        let KeyLookup::Key(key) = self.key_of(account_id).await? else {
-            return Ok(None);
         };
-        let signing = signing_of(&key)?;
-        self.subaccount_for(account_id, &signing, key.subaccount)
-            .map(Some)
+        self.inner
+            .subaccounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(
+                account_id.to_owned(),
+                KnownSubaccount {
+                    revision,
+                    subaccount: subaccount.clone(),
+                },
+            );
+        Ok(Some(subaccount))
     }
 
-    fn known_subaccount(&self, account_id: &str) -> Option<Subaccount> {
+    fn known_subaccount(&self, account_id: &str, revision: &Option<Vec<u8>>) -> Option<Subaccount> {
         self.inner
             .subaccounts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(account_id)
-            .cloned()
+            .filter(|known| &known.revision == revision)
+            .map(|known| known.subaccount.clone())
     }
 
     async fn key_of(&self, account_id: &str) -> Result<KeyLookup, ExchangeError> {
@@ -549,42 +569,6 @@ impl DydxExchange {
             Err(CredentialError::Unusable(reason)) => Ok(KeyLookup::Refused(reason)),
             Err(error) => Err(ExchangeError::Unavailable(error.to_string())),
         }
-    }
-
-    /// The subaccount orders go to: the signer's own, or with a permissioned key the owner's.
-    fn subaccount_for(
-        &self,
-        account_id: &str,
-        signing: &Signing,
-        number: u32,
-    ) -> Result<Subaccount, ExchangeError> {
-        match &signing.permission {
-            Some((owner, _)) => self.remember_subaccount(account_id, owner, number),
-            None => {
-                let own = signing
-                    .wallet
-                    .account_offline(0)
-                    .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))?;
-                self.remember_subaccount(account_id, own.address(), number)
-            }
-        }
-    }
-
-    fn remember_subaccount(
-        &self,
-        account_id: &str,
-        address: &Address,
-        number: u32,
-    ) -> Result<Subaccount, ExchangeError> {
-        let subaccount = PublicAccount::new(address.clone())
-            .subaccount(number)
-            .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))?;
-        self.inner
-            .subaccounts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(account_id.to_owned(), subaccount.clone());
-        Ok(subaccount)
     }
 
     /// The account that signs, with the owner's authenticator selected for a permissioned key
@@ -960,7 +944,7 @@ impl DydxExchange {
         };
         // Deriving the wallet is deliberately slow (PBKDF2): once per placement.
         let signing = signing_of(&key)?;
-        let subaccount = self.subaccount_for(&order.account_id, &signing, key.subaccount)?;
+        let subaccount = subaccount_for(&signing, key.subaccount)?;
         let Some(params) = self.market(&order.market).await? else {
             return Ok(OrderOutcome::Rejected {
                 reason: format!("{} is not listed on dYdX", order.market),
@@ -1213,7 +1197,7 @@ impl DydxExchange {
             return Err(unavailable("bracket", "the account's credentials are gone"));
         };
         let signing = signing_of(&key)?;
-        if &self.subaccount_for(&order.account_id, &signing, key.subaccount)? != subaccount {
+        if &subaccount_for(&signing, key.subaccount)? != subaccount {
             return Err(not_held_by_current_wallet("bracket", subaccount));
         }
         drop(key);
@@ -1304,6 +1288,27 @@ async fn broadcast_for_owner(
         Some(owner),
     )?;
     client.broadcast_transaction(priced).await
+}
+
+/// The subaccount orders signed this way go to: the signer's own, or with a permissioned key the
+/// owner's.
+fn subaccount_for(signing: &Signing, number: u32) -> Result<Subaccount, ExchangeError> {
+    match &signing.permission {
+        Some((owner, _)) => subaccount_at(owner, number),
+        None => {
+            let own = signing
+                .wallet
+                .account_offline(0)
+                .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))?;
+            subaccount_at(own.address(), number)
+        }
+    }
+}
+
+fn subaccount_at(address: &Address, number: u32) -> Result<Subaccount, ExchangeError> {
+    PublicAccount::new(address.clone())
+        .subaccount(number)
+        .map_err(|_| unavailable("wallet", "cannot derive the subaccount"))
 }
 
 fn signing_of(key: &DydxKey) -> Result<Signing, ExchangeError> {
@@ -1444,7 +1449,7 @@ impl Exchange for DydxExchange {
             ));
         };
         let signing = signing_of(&key)?;
-        let subaccount = self.subaccount_for(&order.account_id, &signing, key.subaccount)?;
+        let subaccount = subaccount_for(&signing, key.subaccount)?;
         drop(key);
         // Only the wallet that holds the order can cancel it.
         if let Some(sent_to) = self.holding_subaccount(order).await? {
