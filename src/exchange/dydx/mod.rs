@@ -659,9 +659,17 @@ impl DydxExchange {
         order: &OrderRequest,
     ) -> Result<Option<Subaccount>, ExchangeError> {
         let sent = self.in_flight(&order.client_order_id).await?;
-        match sent.and_then(|sent| sent.subaccount) {
+        self.sent_or_current(&order.account_id, sent.as_ref()).await
+    }
+
+    async fn sent_or_current(
+        &self,
+        account_id: &str,
+        sent: Option<&InFlightOrder>,
+    ) -> Result<Option<Subaccount>, ExchangeError> {
+        match sent.and_then(|sent| sent.subaccount.clone()) {
             Some(subaccount) => Ok(Some(subaccount)),
-            None => self.subaccount_of(&order.account_id).await,
+            None => self.subaccount_of(account_id).await,
         }
     }
 
@@ -915,13 +923,11 @@ impl DydxExchange {
     async fn find(&self, order: &OrderRequest) -> Result<Option<OrderOutcome>, ExchangeError> {
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
         let sent = self.in_flight(&order.client_order_id).await?;
-        let sent_to = sent.as_ref().and_then(|sent| sent.subaccount.clone());
-        let subaccount = match sent_to {
-            Some(subaccount) => subaccount,
-            None => match self.subaccount_of(&order.account_id).await? {
-                Some(subaccount) => subaccount,
-                None => return Ok(None),
-            },
+        let Some(subaccount) = self
+            .sent_or_current(&order.account_id, sent.as_ref())
+            .await?
+        else {
+            return Ok(None);
         };
         let found = self
             .await_outcome(
@@ -1452,7 +1458,8 @@ impl Exchange for DydxExchange {
         let subaccount = subaccount_for(&signing, key.subaccount)?;
         drop(key);
         // Only the wallet that holds the order can cancel it.
-        if let Some(sent_to) = self.holding_subaccount(order).await? {
+        let sent = self.in_flight(&order.client_order_id).await?;
+        if let Some(sent_to) = sent.and_then(|sent| sent.subaccount) {
             if sent_to != subaccount {
                 return Err(not_held_by_current_wallet("cancel", &sent_to));
             }
