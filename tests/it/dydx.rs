@@ -518,6 +518,19 @@ async fn position_on(fake: &FakeVenues, mnemonic: &str, market: &str) -> Decimal
         .map_or(Decimal::ZERO, |position| position.size)
 }
 
+/// The order reached the venue once, and its 0.01 BTC is on the wallet that sent it only.
+async fn sent_once_and_held_by_the_old_wallet(fake: &FakeVenues, order: &OrderRequest) {
+    assert_eq!(fake.sends(order).await, 1, "sent once, from the old wallet");
+    assert_eq!(
+        position_on(fake, TEST_MNEMONIC, "BTC-USD").await,
+        decimal("0.01")
+    );
+    assert_eq!(
+        position_on(fake, OTHER_MNEMONIC, "BTC-USD").await,
+        Decimal::ZERO
+    );
+}
+
 /// The order's answer is lost, the trader then changes their dYdX wallet, and the service
 /// restarts: the order is looked up on the wallet that sent it, found filled there, and not sent
 /// again from the new one.
@@ -545,15 +558,7 @@ async fn a_wallet_changed_after_a_lost_answer_does_not_send_the_order_again(back
         panic!("the first send's fill, found where it was sent: {outcome:?}");
     };
     assert_eq!(fill.size.value(), decimal("0.01"));
-    assert_eq!(fake.sends(&buy).await, 1, "sent once, from the old wallet");
-    assert_eq!(
-        position_on(&fake, TEST_MNEMONIC, "BTC-USD").await,
-        decimal("0.01")
-    );
-    assert_eq!(
-        position_on(&fake, OTHER_MNEMONIC, "BTC-USD").await,
-        Decimal::ZERO
-    );
+    sent_once_and_held_by_the_old_wallet(&fake, &buy).await;
 }
 on_both_stores!(a_wallet_changed_after_a_lost_answer_does_not_send_the_order_again);
 
@@ -608,15 +613,7 @@ async fn a_resting_order_is_followed_on_the_wallet_that_sent_it(backend: Backend
         panic!("the crossed order filled, learnt from the old wallet: {filled:?}");
     };
     assert_eq!(fill.size.value(), decimal("0.01"));
-    assert_eq!(fake.sends(&buy).await, 1);
-    assert_eq!(
-        position_on(&fake, TEST_MNEMONIC, "BTC-USD").await,
-        decimal("0.01")
-    );
-    assert_eq!(
-        position_on(&fake, OTHER_MNEMONIC, "BTC-USD").await,
-        Decimal::ZERO
-    );
+    sent_once_and_held_by_the_old_wallet(&fake, &buy).await;
 }
 on_both_stores!(a_resting_order_is_followed_on_the_wallet_that_sent_it);
 
