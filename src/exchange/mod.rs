@@ -177,3 +177,105 @@ pub trait Exchange: Send + Sync {
         futures::future::join_all(orders.iter().map(|order| self.find_placed(order))).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An exchange with only what every exchange must have: it fills every order at 100 and
+    /// remembers it.
+    #[derive(Default)]
+    pub(super) struct Minimal {
+        filled: Mutex<BTreeMap<String, OrderOutcome>>,
+    }
+
+    #[async_trait]
+    impl Exchange for Minimal {
+        fn reference_price(&self, _: &Market) -> Option<Decimal> {
+            Some(Decimal::ONE_HUNDRED)
+        }
+
+        async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
+            let outcome = OrderOutcome::Filled {
+                exchange_order_id: format!("x-{}", order.client_order_id.0),
+                fill: Fill {
+                    market: order.market.clone(),
+                    side: order.side,
+                    price: Decimal::ONE_HUNDRED,
+                    size: order.size,
+                    fee: Decimal::ZERO,
+                },
+            };
+            let mut filled = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+            filled.insert(order.client_order_id.0.clone(), outcome.clone());
+            Ok(outcome)
+        }
+
+        fn venue(&self) -> &'static str {
+            "minimal"
+        }
+
+        async fn find_order(&self, id: &ClientOrderId) -> Found {
+            let filled = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(filled.get(&id.0).cloned())
+        }
+    }
+
+    pub(super) fn order(id: &str) -> OrderRequest {
+        OrderRequest {
+            account_id: "a".to_owned(),
+            client_order_id: ClientOrderId(id.to_owned()),
+            market: Market::parse("BTC-USD").expect("market"),
+            side: Side::Buy,
+            size: Quantity::new(Decimal::ONE).expect("size"),
+            reduce_only: false,
+            order_type: OrderType::Market,
+            take_profit: None,
+            stop_loss: None,
+        }
+    }
+
+    /// What the saga and the readers may rely on from any exchange: equity and positions it does
+    /// not report are refused as unavailable (a percent-sized alert is answered 503, not sized
+    /// from a guess), batches answer per order in order, and lookups all come from `find_order`.
+    #[tokio::test]
+    async fn an_exchange_with_only_the_required_methods_behaves_as_the_saga_expects() {
+        let exchange = Minimal::default();
+        let equity = exchange.account_equity("a").await;
+        assert!(
+            matches!(&equity, Err(ExchangeError::Unavailable(m)) if m.contains("equity")),
+            "{equity:?}"
+        );
+        let positions = exchange.positions("a").await;
+        assert!(
+            matches!(&positions, Err(ExchangeError::Unavailable(m)) if m.contains("positions")),
+            "{positions:?}"
+        );
+        assert_eq!(exchange.venue_for("a").await, Ok("minimal"));
+
+        let answers = exchange.place_orders(&[order("one"), order("two")]).await;
+        let ids: Vec<String> = answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(OrderOutcome::Filled {
+                    exchange_order_id, ..
+                }) => exchange_order_id,
+                other => panic!("filled: {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["x-one", "x-two"]);
+
+        let found = exchange.find_orders(&[order("two"), order("never")]).await;
+        assert!(matches!(found[0], Ok(Some(OrderOutcome::Filled { .. }))));
+        assert!(matches!(found[1], Ok(None)));
+        let status = exchange.order_status(&order("one"), "x-one").await;
+        assert!(matches!(status, Ok(Some(OrderOutcome::Filled { .. }))));
+        assert_eq!(exchange.cancel_resting(&order("one")).await, Ok(()));
+        assert_eq!(
+            ExchangeError::Unavailable(String::new()).kind(),
+            "unavailable"
+        );
+    }
+}

@@ -388,3 +388,84 @@ fn stored_venue(stored: Option<&str>) -> Result<Venue, ExchangeError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{order, Minimal};
+    use super::*;
+
+    /// Accounts named `p…` trade on paper, `d…` on dYdX; any other's venue cannot be read.
+    struct ByName;
+
+    #[async_trait]
+    impl VenueChoice for ByName {
+        async fn venue_of(&self, account_id: &str) -> Result<Venue, ExchangeError> {
+            match account_id.chars().next() {
+                Some('p') => Ok(Venue::Paper),
+                Some('d') => Ok(Venue::Dydx),
+                _ => Err(ExchangeError::Unavailable("venue setting: down".to_owned())),
+            }
+        }
+    }
+
+    fn of(account_id: &str, id: &str) -> OrderRequest {
+        OrderRequest {
+            account_id: account_id.to_owned(),
+            ..order(id)
+        }
+    }
+
+    /// A service without dYdX configured: a dYdX trader's order is refused with the reason,
+    /// never sent to paper instead, and nothing of theirs is looked up or cancelled anywhere.
+    #[tokio::test]
+    async fn a_dydx_trader_on_a_service_without_dydx_is_refused_not_traded_on_paper() {
+        let paper = Arc::new(Minimal::default());
+        let router = VenueRouter::new(paper.clone(), None, Arc::new(ByName));
+
+        let answers = router
+            .place_orders(&[of("p1", "paper-1"), of("d1", "dydx-1")])
+            .await;
+        assert!(matches!(answers[0], Ok(OrderOutcome::Filled { .. })));
+        assert!(
+            matches!(&answers[1], Ok(OrderOutcome::Rejected { reason }) if reason.contains("not configured")),
+            "{answers:?}"
+        );
+        assert_eq!(
+            paper.find_order(&ClientOrderId("dydx-1".into())).await,
+            Ok(None)
+        );
+
+        let refused = |answer: Result<_, ExchangeError>| matches!(answer, Err(ExchangeError::Unavailable(m)) if m.contains("not configured"));
+        assert!(refused(router.venue_for("d1").await.map(drop)));
+        assert!(refused(router.positions("d1").await.map(drop)));
+        assert!(refused(router.account_equity("d1").await.map(drop)));
+        let dydx_order = of("d1", "dydx-1");
+        assert_eq!(router.find_placed(&dydx_order).await, Ok(None));
+        assert_eq!(router.order_status(&dydx_order, "x").await, Ok(None));
+        assert_eq!(router.cancel_resting(&dydx_order).await, Ok(()));
+        assert_eq!(router.venue_for("p1").await, Ok("minimal"));
+    }
+
+    /// A page whose venues cannot be read is answered unavailable order by order, and none of
+    /// it is placed (the saga asks again later).
+    #[tokio::test]
+    async fn a_page_whose_venues_cannot_be_read_places_nothing() {
+        let paper = Arc::new(Minimal::default());
+        let router = VenueRouter::new(paper.clone(), None, Arc::new(ByName));
+        let answers = router
+            .place_orders(&[of("p1", "paper-2"), of("x1", "unknown-1")])
+            .await;
+        assert!(
+            answers
+                .iter()
+                .all(|answer| matches!(answer, Err(ExchangeError::Unavailable(_)))),
+            "{answers:?}"
+        );
+        assert_eq!(
+            router.find_order(&ClientOrderId("paper-2".into())).await,
+            Ok(None)
+        );
+        let found = router.find_orders(&[of("x1", "unknown-1")]).await;
+        assert!(matches!(found[0], Err(ExchangeError::Unavailable(_))));
+    }
+}

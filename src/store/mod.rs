@@ -411,3 +411,46 @@ pub use self::parked::{
     parse_position_label, position_label, reported_now, NewParkedEvent, Parked, ParkedDecision,
     ParkedEvent, ReaderRun,
 };
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    /// What an operator reads when the store cannot be opened: the cause in a few plain words,
+    /// the operating system's own text for anything else.
+    #[test]
+    fn a_store_that_cannot_be_opened_is_explained_in_plain_words() {
+        let cases = [
+            (ErrorKind::ConnectionRefused, "connection refused"),
+            (ErrorKind::ConnectionReset, "connection reset"),
+            (ErrorKind::TimedOut, "timed out"),
+            (ErrorKind::PermissionDenied, "permission denied"),
+            (ErrorKind::NotADirectory, "not a directory"),
+            (
+                ErrorKind::AlreadyExists,
+                "a file of that name is in the way",
+            ),
+        ];
+        for (kind, reason) in cases {
+            assert_eq!(io_reason(&Error::new(kind, "os text")), reason);
+            let sqlx = sqlx::Error::Io(Error::new(kind, "os text"));
+            assert_eq!(connect_reason(&sqlx), reason);
+        }
+        assert_eq!(io_reason(&Error::other("disk on fire")), "disk on fire");
+        assert!(connect_reason(&sqlx::Error::Tls("bad certificate".into())).contains("TLS failed"));
+        assert_eq!(
+            connect_reason(&sqlx::Error::PoolTimedOut),
+            sqlx::Error::PoolTimedOut.to_string()
+        );
+    }
+
+    #[test]
+    fn a_lost_optimistic_lock_is_a_conflict_to_retry() {
+        assert!(matches!(
+            StoreError::from(PersistenceError::OptimisticLockError),
+            StoreError::Conflict
+        ));
+    }
+}

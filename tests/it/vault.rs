@@ -909,3 +909,33 @@ async fn keys_rotate_stops_at_a_value_it_cannot_open_and_says_which(backend: Bac
     service.stop().await;
 }
 on_both_stores!(keys_rotate_stops_at_a_value_it_cannot_open_and_says_which);
+
+/// A value sealed under the wrong owner is refused before anything is stored, naming whose field
+/// it is: a trader's dYdX phrase under the service, the service's bot token under a trader. The
+/// vault printed into a log line shows its key versions, never a key.
+async fn a_value_under_the_wrong_owner_is_refused_and_not_stored(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let vault = crate::support::vault::sealing_vault(&store);
+    let cases = [
+        (SERVICE_OWNER_ID, Field::DydxMnemonic, "a user"),
+        ("trader-1", Field::TelegramBotToken, "the service"),
+    ];
+    for (owner, field, expected) in cases {
+        let refused = vault.seal(owner, field, "123456:secret-value").await;
+        let Err(error @ VaultError::WrongOwner { .. }) = refused else {
+            panic!("{field} under {owner}: {refused:?}");
+        };
+        let message = error.to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains("secret-value"), "{message}");
+        let held = store.vault().fields_of(owner).await.expect("reads");
+        assert!(held.is_empty(), "nothing stored for {owner}: {held:?}");
+    }
+    let printed = format!("{vault:?}");
+    assert!(printed.contains("versions: [1]"), "{printed}");
+    let key_line = std::fs::read_to_string(key_file()).expect("the key file reads");
+    let (_, key) = key_line.trim().split_once(':').expect("version:key");
+    assert!(!printed.contains(key), "{printed}");
+}
+on_both_stores!(a_value_under_the_wrong_owner_is_refused_and_not_stored);

@@ -335,3 +335,77 @@ impl VaultReads<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_printed_into_a_log_line_shows_no_phrase() {
+        let own = format!("{:?}", DydxKey::mnemonic("alpha bravo secretword", 2));
+        assert!(!own.contains("secretword"), "{own}");
+        assert!(
+            own.contains("<redacted>") && own.contains("subaccount: 2"),
+            "{own}"
+        );
+
+        let permissioned = DydxKey::permissioned("dydx1owner", "delta echo secretword", 7, 0);
+        let printed = format!("{permissioned:?}");
+        assert!(!printed.contains("secretword"), "{printed}");
+        assert!(
+            printed.contains("dydx1owner") && printed.contains("authenticator_id: 7"),
+            "the public parts help an operator: {printed}"
+        );
+    }
+
+    /// Credentials that hold keys only: every lookup goes through the key, and the wallet is
+    /// taken as fixed for the life of the process.
+    #[tokio::test]
+    async fn credentials_with_keys_only_publish_nothing_and_never_change() {
+        struct KeysOnly;
+        #[async_trait]
+        impl DydxCredentials for KeysOnly {
+            async fn wallet_for(&self, _: &str) -> Result<Option<DydxKey>, CredentialError> {
+                Ok(None)
+            }
+        }
+        assert!(matches!(KeysOnly.public_subaccount("a").await, Ok(None)));
+        assert!(matches!(KeysOnly.wallet_revision("a").await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn in_memory_credentials_publish_a_permissioned_owner_and_never_a_phrase() {
+        let credentials = InMemoryCredentials::default()
+            .with("own", "alpha bravo", 1)
+            .with_permissioned("delegated", "dydx1owner", "delta echo", 9, 3);
+        assert!(matches!(
+            credentials.public_subaccount("own").await,
+            Ok(None)
+        ));
+        assert_eq!(
+            credentials
+                .public_subaccount("delegated")
+                .await
+                .expect("known"),
+            Some(("dydx1owner".to_owned(), 3))
+        );
+        let key = credentials
+            .wallet_for("delegated")
+            .await
+            .expect("known")
+            .expect("held");
+        assert_eq!(key.subaccount, 3);
+        assert!(matches!(
+            key.signer,
+            Signer::Permissioned {
+                authenticator_id: 9,
+                ..
+            }
+        ));
+        assert!(credentials
+            .wallet_for("stranger")
+            .await
+            .expect("asked")
+            .is_none());
+    }
+}
