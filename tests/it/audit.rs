@@ -353,6 +353,13 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
             one_byte_off(target.signal_id.as_deref().unwrap_or("x1")),
             target.signal_id.clone().unwrap_or_default(),
         ),
+        // Empty is not NULL: a row that names no signal must say so the one way.
+        (
+            "signal_id emptied",
+            "signal_id = $1".into(),
+            String::new(),
+            target.signal_id.clone().unwrap_or_default(),
+        ),
         (
             "recorded_at",
             time_column.into(),
