@@ -47,3 +47,33 @@ impl FromRequestParts<AppState> for StaffAuthenticated {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::staff::StaffProof;
+
+    use super::*;
+
+    /// Behind the access layer's own check, a handler that asks for a role refuses a member of
+    /// the other role with the same 403, naming the role it is for.
+    #[test]
+    fn a_member_of_the_other_role_is_refused_naming_the_role() {
+        let operator = StaffMember {
+            staff_id: "staff-1".to_owned(),
+            display_name: "Olga".to_owned(),
+            role: StaffRole::Operator,
+            proof: StaffProof::ApiKey,
+        };
+        let refused = StaffAuthenticated(operator.clone()).require(StaffRole::Compliance);
+        let Err(error) = refused else {
+            panic!("an operator is not compliance staff");
+        };
+        assert_eq!(error.code(), "FORBIDDEN");
+        assert!(
+            format!("{error:?}").contains("for compliance staff"),
+            "{error:?}"
+        );
+        let allowed = StaffAuthenticated(operator.clone()).require(StaffRole::Operator);
+        assert_eq!(allowed.ok(), Some(operator));
+    }
+}

@@ -114,4 +114,26 @@ mod tests {
             assert!(!sqlite_unavailable(code), "{code}");
         }
     }
+
+    fn connection(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Persistence(PersistenceError::ConnectionError(Box::new(error)))
+    }
+
+    fn unknown(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Persistence(PersistenceError::UnknownError(Box::new(error)))
+    }
+
+    /// The event repositories wrap sqlx's errors: a lost connection or an exhausted pool inside
+    /// them is still "retry later" (503), while an unknown failure that is not the store's is
+    /// the service's own (500).
+    #[test]
+    fn store_errors_wrapped_by_the_event_repositories_keep_their_meaning() {
+        assert!(connection(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(connection(std::io::Error::other("socket gone")).is_unavailable());
+        assert!(!connection(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(unknown(sqlx::Error::PoolClosed).is_unavailable());
+        assert!(unknown(sqlx::Error::Protocol("garbled".into())).is_unavailable());
+        assert!(!unknown(std::io::Error::other("a bug")).is_unavailable());
+        assert!(!StoreError::Persistence(PersistenceError::OptimisticLockError).is_unavailable());
+    }
 }

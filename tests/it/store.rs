@@ -807,3 +807,38 @@ async fn one_accounts_orders_are_read_by_their_index(store: &Store) {
         .expect("the account's orders");
     assert_eq!(orders.len(), 150);
 }
+
+/// The venue of every account of a saga's page is read at once, the same on both stores: each
+/// user's stored choice, in the order asked (repeats included), and paper for an account that
+/// has no user row.
+async fn a_pages_venues_are_read_at_once_in_the_order_asked(backend: Backend) {
+    use ledgerhook::exchange::{StoredVenues, Venue, VenueChoice};
+    let test = TestStore::new(backend).await;
+    let on_dydx = crate::support::service::create_user(&test.url, "on dydx").await;
+    let on_paper = crate::support::service::create_user(&test.url, "on paper").await;
+    let store = test.open().await;
+    assert!(store
+        .credentials()
+        .set_venue(&on_dydx.user_id, "dydx")
+        .await
+        .expect("set"));
+    let asked = [
+        on_dydx.user_id.as_str(),
+        on_paper.user_id.as_str(),
+        "no-such-user",
+        on_dydx.user_id.as_str(),
+    ];
+    let venues = StoredVenues(store.clone())
+        .venues_of(&asked)
+        .await
+        .expect("read");
+    assert_eq!(
+        venues,
+        [Venue::Dydx, Venue::Paper, Venue::Paper, Venue::Dydx]
+    );
+    assert_eq!(
+        StoredVenues(store).venue_of(&on_dydx.user_id).await,
+        Ok(Venue::Dydx)
+    );
+}
+on_both_stores!(a_pages_venues_are_read_at_once_in_the_order_asked);

@@ -939,3 +939,66 @@ async fn a_value_under_the_wrong_owner_is_refused_and_not_stored(backend: Backen
     assert!(!printed.contains(key), "{printed}");
 }
 on_both_stores!(a_value_under_the_wrong_owner_is_refused_and_not_stored);
+
+/// A change the settings API must undo (its ledger record failed) puts back exactly the sealed
+/// row that was there, or removes the field when there was none; a sealed row printed into a
+/// log line shows its size, never its bytes.
+async fn an_undone_change_puts_back_exactly_what_was_there(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let vault = crate::support::vault::sealing_vault(&store);
+    let owner = "trader-1";
+    vault
+        .seal(owner, Field::TelegramChatId, "1001")
+        .await
+        .expect("sealed");
+    let before = vault
+        .sealed(owner, Field::TelegramChatId)
+        .await
+        .expect("reads")
+        .expect("held");
+    vault
+        .seal(owner, Field::TelegramChatId, "2002")
+        .await
+        .expect("sealed");
+    assert_ne!(
+        vault
+            .sealed(owner, Field::TelegramChatId)
+            .await
+            .expect("reads")
+            .as_ref(),
+        Some(&before)
+    );
+    vault
+        .restore(owner, Field::TelegramChatId, Some(&before))
+        .await
+        .expect("restored");
+    assert_eq!(
+        vault
+            .sealed(owner, Field::TelegramChatId)
+            .await
+            .expect("reads"),
+        Some(before.clone())
+    );
+
+    vault
+        .seal(owner, Field::DydxSubaccount, "3")
+        .await
+        .expect("sealed");
+    vault
+        .restore(owner, Field::DydxSubaccount, None)
+        .await
+        .expect("restored");
+    assert!(!vault
+        .holds(owner, Field::DydxSubaccount)
+        .await
+        .expect("reads"));
+
+    let printed = format!("{before:?}");
+    assert!(
+        printed.contains(&format!("ciphertext_bytes: {}", before.ciphertext.len())),
+        "{printed}"
+    );
+    assert!(!printed.contains("nonce"), "{printed}");
+}
+on_both_stores!(an_undone_change_puts_back_exactly_what_was_there);
