@@ -219,6 +219,13 @@ struct InFlightOrder {
     subaccount: Option<Subaccount>,
 }
 
+/// An order's outcome with the subaccount it was found on or sent to, where its brackets go:
+/// `None` when nothing was sent (refused before leaving).
+struct Located {
+    outcome: OrderOutcome,
+    subaccount: Option<Subaccount>,
+}
+
 /// Until when a sent order may still execute (and so may still show up on the Indexer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LastMoment {
@@ -653,7 +660,8 @@ impl DydxExchange {
     }
 
     /// The subaccount that holds this account's order: the one it was sent to when that is
-    /// recorded, else the account's current one.
+    /// recorded, else the account's current one. A placement knows it already (`Located`); this
+    /// is for an order looked up later.
     async fn holding_subaccount(
         &self,
         order: &OrderRequest,
@@ -920,7 +928,7 @@ impl DydxExchange {
     /// Looks the order up, waiting out one this process sent while it may still trade. A sent
     /// order is looked up on the subaccount it was sent to: the trader may have changed wallets
     /// since, and not finding it on the new one must not send it a second time.
-    async fn find(&self, order: &OrderRequest) -> Result<Option<OrderOutcome>, ExchangeError> {
+    async fn find(&self, order: &OrderRequest) -> Result<Option<Located>, ExchangeError> {
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
         let sent = self.in_flight(&order.client_order_id).await?;
         let Some(subaccount) = self
@@ -940,33 +948,40 @@ impl DydxExchange {
         if found.is_some() || sent.is_some() {
             self.forget(&order.client_order_id);
         }
-        Ok(found)
+        Ok(found.map(|outcome| Located {
+            outcome,
+            subaccount: Some(subaccount),
+        }))
     }
 
-    async fn place(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
+    async fn place(&self, order: &OrderRequest) -> Result<Located, ExchangeError> {
+        let unsent = |outcome| Located {
+            outcome,
+            subaccount: None,
+        };
         let key = match self.key_of(&order.account_id).await? {
             KeyLookup::Key(key) => key,
-            KeyLookup::Refused(reason) => return Ok(OrderOutcome::Rejected { reason }),
+            KeyLookup::Refused(reason) => return Ok(unsent(OrderOutcome::Rejected { reason })),
         };
         // Deriving the wallet is deliberately slow (PBKDF2): once per placement.
         let signing = signing_of(&key)?;
         let subaccount = subaccount_for(&signing, key.subaccount)?;
         let Some(params) = self.market(&order.market).await? else {
-            return Ok(OrderOutcome::Rejected {
+            return Ok(unsent(OrderOutcome::Rejected {
                 reason: format!("{} is not listed on dYdX", order.market),
-            });
+            }));
         };
         // A placement may follow a crash or a lost answer: the venue is asked first.
-        if let Some(outcome) = self.find(order).await? {
-            return Ok(outcome);
+        if let Some(found) = self.find(order).await? {
+            return Ok(found);
         }
         let Some(size) = params.quantize_size(order.size.value()) else {
-            return Ok(OrderOutcome::Rejected {
+            return Ok(unsent(OrderOutcome::Rejected {
                 reason: format!(
                     "size {} is below {}'s step of {}",
                     order.size, order.market, params.step_size
                 ),
-            });
+            }));
         };
         let price = match order.order_type {
             OrderType::Market => params.worst_price(order.side, self.inner.config.slippage),
@@ -982,9 +997,9 @@ impl DydxExchange {
             _ => false,
         };
         let Some(price) = price else {
-            return Ok(OrderOutcome::Rejected {
+            return Ok(unsent(OrderOutcome::Rejected {
                 reason: format!("no valid price for {} on dYdX", order.market),
-            });
+            }));
         };
         let ids = venue_ids(&order.client_order_id, Leg::Entry);
         drop(key);
@@ -1066,9 +1081,9 @@ impl DydxExchange {
                 message,
             }))) => {
                 self.forget(&order.client_order_id);
-                return Ok(OrderOutcome::Rejected {
+                return Ok(unsent(OrderOutcome::Rejected {
                     reason: format!("dYdX refused the order (code {code}): {message}"),
-                });
+                }));
             }
             // The order may have reached the chain: its fate is asked before any retry.
             Ok(Err(error)) => return Err(unavailable("node", error)),
@@ -1083,21 +1098,24 @@ impl DydxExchange {
                 "dYdX: the node took the order but it expired without being executed".to_owned(),
             )
         })?;
-        Ok(outcome)
+        Ok(Located {
+            outcome,
+            subaccount: Some(subaccount),
+        })
     }
 
     /// After a fill, however it was learnt (the placement's answer or a lookup), the order's
-    /// take-profit and stop-loss; each is placed once (looked up first).
-    async fn protect(&self, order: &OrderRequest, outcome: &OrderOutcome) {
-        let OrderOutcome::Filled { fill, .. } = outcome else {
+    /// take-profit and stop-loss, on the subaccount that holds the entry; each is placed once
+    /// (looked up first).
+    async fn protect(&self, order: &OrderRequest, located: &Located) {
+        let OrderOutcome::Filled { fill, .. } = &located.outcome else {
             return;
         };
         if order.take_profit.is_none() && order.stop_loss.is_none() {
             return;
         }
-        let subaccount = self.holding_subaccount(order).await;
         let params = self.market(&order.market).await;
-        let (Ok(Some(subaccount)), Ok(Some(params))) = (subaccount, params) else {
+        let (Some(subaccount), Ok(Some(params))) = (&located.subaccount, params) else {
             tracing::error!(
                 client_order_id = %order.client_order_id,
                 "dYdX bracket orders not placed (account or market unavailable); the position is \
@@ -1105,7 +1123,7 @@ impl DydxExchange {
             );
             return;
         };
-        self.attach_brackets(order, &subaccount, &params, fill.size.value())
+        self.attach_brackets(order, subaccount, &params, fill.size.value())
             .await;
     }
 
@@ -1390,9 +1408,9 @@ impl Exchange for DydxExchange {
     }
 
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, ExchangeError> {
-        let outcome = self.place(order).await?;
-        self.protect(order, &outcome).await;
-        Ok(outcome)
+        let placed = self.place(order).await?;
+        self.protect(order, &placed).await;
+        Ok(placed.outcome)
     }
 
     async fn account_equity(&self, account_id: &str) -> Result<Decimal, ExchangeError> {
@@ -1431,18 +1449,18 @@ impl Exchange for DydxExchange {
             take_profit: None,
             stop_loss: None,
         };
-        self.find(&order).await
+        Ok(self.find(&order).await?.map(|found| found.outcome))
     }
 
     async fn find_placed(
         &self,
         order: &OrderRequest,
     ) -> Result<Option<OrderOutcome>, ExchangeError> {
-        let found = self.find(order).await?;
-        if let Some(outcome) = &found {
-            self.protect(order, outcome).await;
-        }
-        Ok(found)
+        let Some(found) = self.find(order).await? else {
+            return Ok(None);
+        };
+        self.protect(order, &found).await;
+        Ok(Some(found.outcome))
     }
 
     /// A long-term cancel of the entry's order id; the chain ignores it for an order already
@@ -1533,7 +1551,11 @@ impl Exchange for DydxExchange {
             }
         };
         self.forget(&order.client_order_id);
-        self.protect(order, &outcome).await;
-        Ok(Some(outcome))
+        let located = Located {
+            outcome,
+            subaccount: Some(subaccount),
+        };
+        self.protect(order, &located).await;
+        Ok(Some(located.outcome))
     }
 }
