@@ -89,6 +89,7 @@ mod unavailable;
 pub mod upkeep;
 mod users;
 mod vault;
+mod wal;
 
 use cqrs_es::persist::PersistenceError;
 

@@ -51,6 +51,11 @@ impl SqliteStore {
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let file = (!in_memory).then(|| options.get_filename().to_path_buf());
+        // A file's checkpoints are the `wal` task's, not the commits' (see `wal`).
+        let options = match file {
+            Some(_) => options.pragma("wal_autocheckpoint", "0"),
+            None => options,
+        };
         let unopenable = |reason: String| StoreError::SqliteUnopenable {
             path: options.get_filename().display().to_string(),
             reason,
@@ -82,11 +87,20 @@ impl SqliteStore {
             None => pool.clone(),
         };
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
+        let writer = Arc::new(Mutex::new(()));
+        if let Some(file) = &file {
+            let checkpoints = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .map_err(|error| unopenable(super::connect_reason(&error)))?;
+            super::wal::spawn(Arc::downgrade(&writer), checkpoints, file.clone());
+        }
         Ok(Self {
             pool,
             derived,
             events,
-            writer: Arc::new(Mutex::new(())),
+            writer,
             file,
         })
     }

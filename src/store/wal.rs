@@ -1,0 +1,196 @@
+//! SQLite's WAL checkpoints, taken off the write path. By default SQLite checkpoints inside the
+//! commit that takes the WAL past 1,000 pages: that writer copies the WAL into the database file
+//! and flushes both, and this process's whole writer queue (`SqliteStore::writer`) waits behind
+//! it. Here every connection has automatic checkpoints off, and a task with a connection of its
+//! own checkpoints `PASSIVE` (beside writers and readers, waiting on neither). A WAL that still
+//! grows past `WAL_LIMIT` (readers kept it from being reused) is truncated in the writer's turn.
+
+use std::path::PathBuf;
+use std::sync::Weak;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::Mutex;
+
+/// How often the task checkpoints: the WAL holds at most this long's writes beyond what readers
+/// still need, a few megabytes at full load.
+const EVERY: Duration = Duration::from_millis(200);
+/// Past this the WAL is truncated while writers wait (as SQLite's own checkpoint would make them).
+const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Frames copied into the database file beside the writers.
+    Passive { wal_frames: i64, copied: i64 },
+    /// The WAL was past `WAL_LIMIT`: copied whole and truncated in the writer's turn.
+    Truncated,
+}
+
+/// Starts the checkpoints of the database at `file`; they stop once the store's writer queue
+/// (`writer`) is dropped with the last clone of the store.
+pub(super) fn spawn(writer: Weak<Mutex<()>>, connection: SqlitePool, file: PathBuf) {
+    let mut wal = file.into_os_string();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(writer) = writer.upgrade() else {
+                break;
+            };
+            if let Err(error) = pass(&writer, &connection, &wal, WAL_LIMIT).await {
+                tracing::warn!(%error, "SQLite checkpoint failed; retried shortly");
+            }
+        }
+        connection.close().await;
+    });
+}
+
+async fn pass(
+    writer: &Mutex<()>,
+    connection: &SqlitePool,
+    wal: &std::path::Path,
+    limit: u64,
+) -> Result<Pass, sqlx::Error> {
+    let size = tokio::fs::metadata(wal)
+        .await
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    if size > limit {
+        let _turn = writer.lock().await;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(connection)
+            .await?;
+        return Ok(Pass::Truncated);
+    }
+    // (busy, frames in the WAL, frames copied): busy only means another checkpoint ran.
+    let (_busy, wal_frames, copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(connection)
+            .await?;
+    Ok(Pass::Passive { wal_frames, copied })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    use super::*;
+
+    async fn database(dir: &tempfile::TempDir) -> (SqlitePool, SqlitePool, PathBuf) {
+        let file = dir.path().join("ledger.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
+        let writes = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE rows (body TEXT NOT NULL)")
+            .execute(&writes)
+            .await
+            .unwrap();
+        let mut wal = file.into_os_string();
+        wal.push("-wal");
+        (writes, checkpoints, PathBuf::from(wal))
+    }
+
+    async fn write_rows(pool: &SqlitePool, rows: usize) {
+        for _ in 0..rows {
+            sqlx::query("INSERT INTO rows (body) VALUES (?)")
+                .bind("x".repeat(3_000))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The point of the task: a checkpoint copies the WAL into the database file while this
+    /// process's writer queue is taken, instead of holding every writer up.
+    #[tokio::test]
+    async fn a_checkpoint_copies_the_wal_without_waiting_for_the_writers_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writes, checkpoints, wal) = database(&dir).await;
+        write_rows(&writes, 50).await;
+        let writer = Mutex::new(());
+        let _writer_busy = writer.lock().await;
+
+        let done = tokio::time::timeout(
+            Duration::from_secs(10),
+            pass(&writer, &checkpoints, &wal, WAL_LIMIT),
+        )
+        .await
+        .expect("the checkpoint waited for the writer's turn")
+        .unwrap();
+
+        let Pass::Passive { wal_frames, copied } = done else {
+            panic!("a small WAL is checkpointed beside the writers, got {done:?}");
+        };
+        assert!(wal_frames >= 50, "{wal_frames} frames in the WAL");
+        assert_eq!(copied, wal_frames, "every committed frame copied");
+    }
+
+    /// Frames a reader may still need stay in the WAL until it is done; the next pass copies them.
+    #[tokio::test]
+    async fn frames_a_reader_still_needs_are_copied_by_a_later_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writes, checkpoints, wal) = database(&dir).await;
+        write_rows(&writes, 5).await;
+        let mut reader = writes.begin().await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM rows")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+        write_rows(&writes, 5).await;
+        let writer = Mutex::new(());
+
+        let Pass::Passive { wal_frames, copied } =
+            pass(&writer, &checkpoints, &wal, WAL_LIMIT).await.unwrap()
+        else {
+            panic!("not truncated");
+        };
+        assert!(
+            copied < wal_frames,
+            "{copied} of {wal_frames}: the reader's snapshot kept"
+        );
+        reader.rollback().await.unwrap();
+        let Pass::Passive { wal_frames, copied } =
+            pass(&writer, &checkpoints, &wal, WAL_LIMIT).await.unwrap()
+        else {
+            panic!("not truncated");
+        };
+        assert_eq!(copied, wal_frames);
+    }
+
+    #[tokio::test]
+    async fn a_wal_past_its_limit_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writes, checkpoints, wal) = database(&dir).await;
+        write_rows(&writes, 20).await;
+        let before = std::fs::metadata(&wal).unwrap().len();
+        let writer = Mutex::new(());
+
+        let done = pass(&writer, &checkpoints, &wal, before - 1).await.unwrap();
+
+        assert_eq!(done, Pass::Truncated);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rows")
+            .fetch_one(&writes)
+            .await
+            .unwrap();
+        assert_eq!(rows, 20, "nothing lost by the truncation");
+    }
+}
