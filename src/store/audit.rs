@@ -153,7 +153,7 @@ impl Audit<'_> {
             "INSERT INTO audit_checkpoints (position, hash, at, signature)
              VALUES ($1, $2, $3{time}, $4)"
         );
-        let inserted = writing!(self.store, pool => {
+        let inserted = writing_derived_flushed!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             if let Some(set_role) = set_role {
                 sqlx::query(set_role).execute(&mut *transaction).await?;

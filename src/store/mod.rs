@@ -12,28 +12,29 @@
 /// `$db`, when named, is the dialect's `sqlx::Database` (for a `QueryBuilder`).
 macro_rules! reading {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, _Db, false, pool => $body)
+        $crate::store::on_pool!($store, $pool, _Db, None, pool => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, $db, false, pool => $body)
+        $crate::store::on_pool!($store, $pool, $db, None, pool => $body)
     };
 }
 
-/// Like `reading!`, for writes: on SQLite `$body` runs in its turn on this process's one writer
-/// queue (`SqliteStore::lock_writer`). Every SQLite write of the service goes through here.
+/// Like `reading!`, for writes to the ledger's own tables: on SQLite `$body` runs in its turn on
+/// this process's queue of the ledger file's writers (`SqliteStore::lock_writer`).
 macro_rules! writing {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, _Db, true, pool => $body)
+        $crate::store::on_pool!($store, $pool, _Db, Ledger, pool => $body)
     };
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, $db, true, pool => $body)
+        $crate::store::on_pool!($store, $pool, $db, Ledger, pool => $body)
     };
 }
 
-/// What `reading!`, `writing!` and `writing_derived!` expand to: `$queue` takes the writer's turn on
-/// SQLite, and `$sqlite_pool` names which of the SQLite store's pools `$body` gets.
+/// What `reading!`, `writing!` and `writing_derived!` expand to: `$queue` names the writer queue
+/// taken on SQLite (`WriterQueue`), and `$sqlite_pool` which of the SQLite store's pools `$body`
+/// gets.
 macro_rules! on_pool {
-    ($store:expr, $pool:ident, $db:ident, $queue:literal, $sqlite_pool:ident => $body:expr) => {
+    ($store:expr, $pool:ident, $db:ident, $queue:ident, $sqlite_pool:ident => $body:expr) => {
         match $store {
             $crate::store::Store::Postgres(store) => {
                 #[allow(dead_code)]
@@ -44,11 +45,7 @@ macro_rules! on_pool {
             $crate::store::Store::Sqlite(store) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
-                let _turn = if $queue {
-                    Some(store.lock_writer().await)
-                } else {
-                    None
-                };
+                let _turn = store.turn($crate::store::WriterQueue::$queue).await;
                 let $pool = store.$sqlite_pool();
                 $body
             }
@@ -58,13 +55,22 @@ macro_rules! on_pool {
 
 /// Like `writing!`, for what readers derive from the ledger (their rows, checkpoints and the audit
 /// trail), which a crash of the whole machine may take back: the process dies with it and its
-/// readers resume from what survived. On SQLite `$body` gets the connection that commits without
-/// waiting for the flush (`synchronous=NORMAL`; a later flush of the shared WAL, by the next
-/// ledger append, keeps them in order); on PostgreSQL the store's pool, where the transaction
-/// decides (`derived_commit_sql`), because the server can crash while the service lives on.
+/// readers resume from what survived. On SQLite these tables live in the derived file
+/// (`sqlite::derived_file`), whose writers queue apart from the ledger's; `$body` gets the
+/// connection that commits there without waiting for the flush (`synchronous=NORMAL`). On
+/// PostgreSQL the store's pool, where the transaction decides (`derived_commit_sql`), because the
+/// server can crash while the service lives on.
 macro_rules! writing_derived {
     ($store:expr, $pool:ident => $body:expr) => {
-        $crate::store::on_pool!($store, $pool, _Db, true, derived_pool => $body)
+        $crate::store::on_pool!($store, $pool, _Db, Derived, derived_pool => $body)
+    };
+}
+
+/// Like `writing_derived!`, for a derived record kept with the flush (an audit checkpoint): on
+/// SQLite in the derived file's turn, on a connection that flushes both files.
+macro_rules! writing_derived_flushed {
+    ($store:expr, $pool:ident => $body:expr) => {
+        $crate::store::on_pool!($store, $pool, _Db, Derived, pool => $body)
     };
 }
 
@@ -103,7 +109,8 @@ pub use self::postgres::{CredentialListener, PostgresStore};
 pub use self::readmodels::{PageOutcome, ProjectionWrite, ReadModelTables, TableSet, TradePage};
 pub use self::sign_in::{LiveSession, SessionSubject, SignIn, StaffPassword};
 pub use self::signal_keys::{SignalKey, SignalKeys, FORGET_AFTER, FORGET_BATCH};
-pub use self::sqlite::{ServiceLock, SqliteStore};
+pub(crate) use self::sqlite::WriterQueue;
+pub use self::sqlite::{derived_file, ServiceLock, SqliteStore};
 pub use self::staff::{ActiveStaff, ComplianceRead, NewStaff};
 pub use self::users::{
     ActiveUser, CredentialDigests, Credentials, NewUser, RateLimit, TwoFactorUser, UserProfile,

@@ -27,12 +27,24 @@ pub struct SqliteStore {
     /// would see.
     derived: SqlitePool,
     pub(super) events: Arc<SqliteEventRepository>,
-    /// Writers of this process queue here, first come first served. SQLite has one write lock and
-    /// settles contention by sleeping and retrying, which under load lets one writer lose for
-    /// seconds; queueing in-process keeps every write's wait proportional to the queue.
+    /// Writers of the ledger's file queue here, first come first served. SQLite has one write
+    /// lock per file and settles contention by sleeping and retrying, which under load lets one
+    /// writer lose for seconds; queueing in-process keeps every write's wait proportional to the
+    /// queue.
     writer: Arc<Mutex<()>>,
+    /// And writers of the derived file (`derived_file`) here: they never wait for the ledger's,
+    /// nor it for them. The same queue in memory, where both are one database.
+    derived_writer: Arc<Mutex<()>>,
     /// The database file; `None` in memory.
     file: Option<std::path::PathBuf>,
+}
+
+/// Which of the two files' writer queues a statement joins: none for a read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriterQueue {
+    None,
+    Ledger,
+    Derived,
 }
 
 /// Held by the one `serve` of an embedded store (see `SqliteStore::lock_for_service`).
@@ -71,37 +83,67 @@ impl SqliteStore {
                 })?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .before_acquire(|connection, _| Box::pin(async move { Ok(usable(connection)) }))
+        let derived_target: Arc<str> = match &file {
+            Some(file) => derived_file(file).display().to_string().into(),
+            None => format!(
+                "file:ledgerhook-derived-{}-{}?mode=memory&cache=shared",
+                std::process::id(),
+                IN_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+            .into(),
+        };
+        let connect = |max_connections: u32, derived_synchronous: &'static str| {
+            let derived_target = derived_target.clone();
+            SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(usable(connection)) }))
+                .after_connect(move |connection, _| {
+                    let derived_target = derived_target.clone();
+                    Box::pin(async move {
+                        attach_derived(connection, &derived_target, derived_synchronous).await
+                    })
+                })
+        };
+        let pool = connect(MAX_CONNECTIONS, "FULL")
             .connect_with(options.clone())
             .await
             .map_err(|error| unopenable(super::connect_reason(&error)))?;
-        let derived = match file {
-            Some(_) => SqlitePoolOptions::new()
-                .max_connections(1)
-                .before_acquire(|connection, _| Box::pin(async move { Ok(usable(connection)) }))
-                .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
-                .await
-                .map_err(|error| unopenable(super::connect_reason(&error)))?,
-            None => pool.clone(),
-        };
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
         let writer = Arc::new(Mutex::new(()));
-        if let Some(file) = &file {
-            let checkpoints = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await
-                .map_err(|error| unopenable(super::connect_reason(&error)))?;
-            super::wal::spawn(Arc::downgrade(&writer), checkpoints, file.clone());
-        }
+        let Some(file) = file else {
+            // In memory: one pool, which alone sees the database, and so one writer queue.
+            return Ok(Self {
+                derived: pool.clone(),
+                pool,
+                events,
+                derived_writer: writer.clone(),
+                writer,
+                file: None,
+            });
+        };
+        let derived = connect(1, "NORMAL")
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        let derived_writer = Arc::new(Mutex::new(()));
+        let checkpoints = connect(1, "FULL")
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        super::wal::spawn(
+            checkpoints,
+            [
+                super::wal::Database::new("main", &file, &writer),
+                super::wal::Database::new("derived", &derived_file(&file), &derived_writer),
+            ],
+        );
         Ok(Self {
             pool,
             derived,
             events,
             writer,
-            file,
+            derived_writer,
+            file: Some(file),
         })
     }
 
@@ -172,11 +214,60 @@ impl SqliteStore {
         &self.derived
     }
 
-    /// Joins this process's queue of writers (see `writer`): every write of the store takes its
-    /// turn here, and so must a write made outside it (a test seeding rows).
+    /// Joins this process's queue of the ledger file's writers (see `writer`): every write of the
+    /// store there takes its turn here, and so must a write made outside it (a test seeding rows).
     pub async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.writer.lock().await
     }
+
+    /// The queue of the derived file's writers (see `derived_writer`).
+    pub async fn lock_derived_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.derived_writer.lock().await
+    }
+
+    /// The turn a statement of `on_pool!` takes, by the file it writes.
+    pub(crate) async fn turn(&self, queue: WriterQueue) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match queue {
+            WriterQueue::None => None,
+            WriterQueue::Ledger => Some(self.lock_writer().await),
+            WriterQueue::Derived => Some(self.lock_derived_writer().await),
+        }
+    }
+}
+
+/// Tells apart the derived databases of in-memory stores in one process.
+static IN_MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The file beside `ledger` that holds what readers derive from it (migration 0021): the audit
+/// trail, the read models and the readers' checkpoints. `ledger.db` → `ledger.derived.db`.
+pub fn derived_file(ledger: &Path) -> std::path::PathBuf {
+    let stem = ledger.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match ledger.extension() {
+        Some(extension) => format!("{stem}.derived.{}", extension.to_string_lossy()),
+        None => format!("{stem}.derived"),
+    };
+    ledger.with_file_name(name)
+}
+
+/// Attaches the derived database to a new connection as `derived`: queries name its tables
+/// unqualified, and SQLite finds them there. `synchronous` is that connection's flush policy for
+/// it (the pool's own for the ledger is set by its options).
+async fn attach_derived(
+    connection: &mut sqlx::SqliteConnection,
+    target: &str,
+    synchronous: &'static str,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query("ATTACH DATABASE $1 AS derived")
+        .bind(target)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("PRAGMA derived.journal_mode = WAL")
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(&format!("PRAGMA derived.synchronous = {synchronous}"))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// Whether a connection taken from the pool may serve. One still inside a transaction is closed

@@ -1,12 +1,13 @@
 //! SQLite's WAL checkpoints, taken off the write path. By default SQLite checkpoints inside the
 //! commit that takes the WAL past 1,000 pages: that writer copies the WAL into the database file
-//! and flushes both, and this process's whole writer queue (`SqliteStore::writer`) waits behind
-//! it. Here every connection has automatic checkpoints off, and a task with a connection of its
-//! own checkpoints `PASSIVE` (beside writers and readers, waiting on neither). A WAL that still
-//! grows past `WAL_LIMIT` (readers kept it from being reused) is truncated in the writer's turn.
+//! and flushes both, and this process's queue of that file's writers (`SqliteStore::writer`)
+//! waits behind it. Here every connection has automatic checkpoints off, and a task with a
+//! connection of its own checkpoints each file (the ledger's and the derived one) `PASSIVE`,
+//! beside writers and readers and waiting on neither. A WAL that still grows past `WAL_LIMIT`
+//! (readers kept it from being reused) is truncated in its file's writers' turn.
 
-use std::path::PathBuf;
-use std::sync::Weak;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -27,22 +28,48 @@ enum Pass {
     Truncated,
 }
 
-/// Starts the checkpoints of the database at `file`; they stop once the store's writer queue
-/// (`writer`) is dropped with the last clone of the store.
-pub(super) fn spawn(writer: Weak<Mutex<()>>, connection: SqlitePool, file: PathBuf) {
-    let mut wal = file.into_os_string();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
+/// One file of the store, as the task checkpoints it: its schema name on the connection, its WAL
+/// and its writers' queue, held weakly so that the task ends with the store.
+pub(super) struct Database {
+    schema: &'static str,
+    wal: PathBuf,
+    writer: Weak<Mutex<()>>,
+}
+
+impl Database {
+    pub(super) fn new(schema: &'static str, file: &Path, writer: &Arc<Mutex<()>>) -> Self {
+        let mut wal = file.as_os_str().to_owned();
+        wal.push("-wal");
+        Self {
+            schema,
+            wal: PathBuf::from(wal),
+            writer: Arc::downgrade(writer),
+        }
+    }
+}
+
+/// Starts the checkpoints of `databases` on `connection` (which has them all attached); they stop
+/// once the store is dropped.
+pub(super) fn spawn<const N: usize>(connection: SqlitePool, databases: [Database; N]) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'store: loop {
             tick.tick().await;
-            let Some(writer) = writer.upgrade() else {
-                break;
-            };
-            if let Err(error) = pass(&writer, &connection, &wal, WAL_LIMIT).await {
-                tracing::warn!(%error, "SQLite checkpoint failed; retried shortly");
+            for database in &databases {
+                let Some(writer) = database.writer.upgrade() else {
+                    break 'store;
+                };
+                let done = pass(
+                    &writer,
+                    &connection,
+                    database.schema,
+                    &database.wal,
+                    WAL_LIMIT,
+                );
+                if let Err(error) = done.await {
+                    tracing::warn!(%error, schema = database.schema, "SQLite checkpoint failed; retried shortly");
+                }
             }
         }
         connection.close().await;
@@ -52,7 +79,8 @@ pub(super) fn spawn(writer: Weak<Mutex<()>>, connection: SqlitePool, file: PathB
 async fn pass(
     writer: &Mutex<()>,
     connection: &SqlitePool,
-    wal: &std::path::Path,
+    schema: &str,
+    wal: &Path,
     limit: u64,
 ) -> Result<Pass, sqlx::Error> {
     let size = tokio::fs::metadata(wal)
@@ -61,14 +89,14 @@ async fn pass(
         .unwrap_or(0);
     if size > limit {
         let _turn = writer.lock().await;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        sqlx::query(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"))
             .execute(connection)
             .await?;
         return Ok(Pass::Truncated);
     }
     // (busy, frames in the WAL, frames copied): busy only means another checkpoint ran.
     let (_busy, wal_frames, copied): (i64, i64, i64) =
-        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        sqlx::query_as(&format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)"))
             .fetch_one(connection)
             .await?;
     Ok(Pass::Passive { wal_frames, copied })
@@ -130,7 +158,7 @@ mod tests {
 
         let done = tokio::time::timeout(
             Duration::from_secs(10),
-            pass(&writer, &checkpoints, &wal, WAL_LIMIT),
+            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT),
         )
         .await
         .expect("the checkpoint waited for the writer's turn")
@@ -158,7 +186,9 @@ mod tests {
         let writer = Mutex::new(());
 
         let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, &wal, WAL_LIMIT).await.unwrap()
+            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT)
+                .await
+                .unwrap()
         else {
             panic!("not truncated");
         };
@@ -168,7 +198,9 @@ mod tests {
         );
         reader.rollback().await.unwrap();
         let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, &wal, WAL_LIMIT).await.unwrap()
+            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT)
+                .await
+                .unwrap()
         else {
             panic!("not truncated");
         };
@@ -183,7 +215,9 @@ mod tests {
         let before = std::fs::metadata(&wal).unwrap().len();
         let writer = Mutex::new(());
 
-        let done = pass(&writer, &checkpoints, &wal, before - 1).await.unwrap();
+        let done = pass(&writer, &checkpoints, "main", &wal, before - 1)
+            .await
+            .unwrap();
 
         assert_eq!(done, Pass::Truncated);
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);

@@ -218,10 +218,7 @@ async fn refused(url: &str, as_writer: bool, sql: &str) -> String {
             .await
             .map(|_| ())
     } else {
-        let path = url.trim_start_matches("sqlite://");
-        let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-            .await
-            .expect("connects");
+        let mut connection = crate::support::stores::raw_sqlite(url).await;
         sqlx::raw_sql(sql)
             .execute(&mut connection)
             .await

@@ -82,10 +82,7 @@ async fn insert_as_writer(url: &str, row: &AuditRow) {
             .await
             .expect("the writer role may insert");
     } else {
-        let path = url.trim_start_matches("sqlite://");
-        let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-            .await
-            .expect("connects");
+        let mut connection = crate::support::stores::raw_sqlite(url).await;
         let insert = insert_audit_row_sql(Dialect::Sqlite);
         bind_audit_row(sqlx::query(&insert), row)
             .execute(&mut connection)
@@ -113,10 +110,7 @@ async fn insert_checkpoint_as_writer(url: &str, position: i64, hash: &str) {
         .await
         .expect("the writer role may insert");
     } else {
-        let path = url.trim_start_matches("sqlite://");
-        let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-            .await
-            .expect("connects");
+        let mut connection = crate::support::stores::raw_sqlite(url).await;
         sqlx::query("INSERT INTO audit_checkpoints (position, hash, at) VALUES (?, ?, ?)")
             .bind(position)
             .bind(hash)

@@ -15,6 +15,7 @@ mod compliance;
 mod dydx;
 mod dydx_faults;
 mod dydx_permissioned;
+mod embedded_store;
 mod failover;
 mod faults;
 mod fill_mismatch;

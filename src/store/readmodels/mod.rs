@@ -244,7 +244,7 @@ impl ReadModelTables<'_> {
              ON CONFLICT (name) DO UPDATE SET global_seq = 0, updated_at = {}",
             super::now_sql(self.store)
         );
-        writing!(self.store, pool => {
+        writing_derived!(self.store, pool => {
             let mut transaction = pool.begin().await?;
             sqlx::query(&empty).execute(&mut *transaction).await?;
             sqlx::query(&restart)

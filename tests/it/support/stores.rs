@@ -47,3 +47,21 @@ impl TestStore {
             .expect("the test store opens and migrates")
     }
 }
+
+/// A connection of its own to the SQLite store at `url`, as someone with the files would open it:
+/// the ledger's file with the derived one (the audit trail, read models, checkpoints) attached
+/// under the name the store gives it, so that every table answers to its usual name.
+pub async fn raw_sqlite(url: &str) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let path = url.trim_start_matches("sqlite://");
+    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .expect("connects");
+    let derived = ledgerhook::store::derived_file(std::path::Path::new(path));
+    sqlx::query("ATTACH DATABASE $1 AS derived")
+        .bind(derived.display().to_string())
+        .execute(&mut connection)
+        .await
+        .expect("attaches the derived file");
+    connection
+}

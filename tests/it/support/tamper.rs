@@ -55,9 +55,10 @@ pub async fn tamper(store: &Store, table: AppendOnly, statement: &str, binds: &[
                 ),
                 AppendOnly::AuditLog => (
                     "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;",
-                    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                    // The audit trail lives in the derived file, attached as `derived`.
+                    "CREATE TRIGGER derived.audit_log_no_update BEFORE UPDATE ON audit_log
                      BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
-                     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+                     CREATE TRIGGER derived.audit_log_no_delete BEFORE DELETE ON audit_log
                      BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;",
                 ),
             };

@@ -1,0 +1,178 @@
+//! The embedded store's two files: the ledger's, and the derived one beside it (read models,
+//! readers' checkpoints, the audit trail), each with its own writer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cqrs_es::persist::SerializedEvent;
+use serde_json::json;
+use sqlx::{Connection, SqliteConnection};
+
+use ledgerhook::store::{derived_file, LogPosition, Store};
+
+use crate::support::stores::{Backend, TestStore};
+
+fn probe(account: &str) -> SerializedEvent {
+    SerializedEvent {
+        aggregate_id: account.to_owned(),
+        sequence: 1,
+        aggregate_type: "TradingAccount".to_owned(),
+        event_type: "Probe".to_owned(),
+        event_version: "1.0".to_owned(),
+        payload: json!({"Probe": {}}),
+        metadata: json!({}),
+    }
+}
+
+async fn tables_of(file: &Path) -> Vec<String> {
+    let mut connection = SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("opens the file alone");
+    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .fetch_all(&mut connection)
+        .await
+        .expect("lists its tables")
+}
+
+/// On SQLite what readers derive (read models, checkpoints, the audit trail) is written to a file
+/// of its own, with its own writer queue: the ledger's appends, which every acknowledgement waits
+/// for, go on while a reader's page holds that file, and the reader's write waits for it alone.
+/// (In one file, every append queued behind the readers' pages: an audit page takes 10 ms.)
+#[tokio::test]
+async fn sqlite_ledger_appends_do_not_wait_for_the_readers_writes() {
+    let test = TestStore::new(Backend::Sqlite).await;
+    let store = test.open().await;
+    let Store::Sqlite(sqlite) = &store else {
+        unreachable!("a SQLite test store")
+    };
+    // A reader's page in progress: its turn in the queue, and SQLite's lock on the derived file
+    // (taken on a connection of its own, as another process's would be).
+    let turn = sqlite.lock_derived_writer().await;
+    let path = test.url.trim_start_matches("sqlite://");
+    let derived = derived_file(Path::new(path));
+    let mut page = SqliteConnection::connect(&format!("sqlite://{}", derived.display()))
+        .await
+        .expect("opens the derived file");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut page)
+        .await
+        .expect("takes the derived file's write lock");
+
+    let appended = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.events().append(&[probe("derived-busy")]),
+    )
+    .await
+    .expect("the append waited for the readers' write")
+    .expect("appends");
+
+    let (reader, position) = (store.clone(), appended[0]);
+    let mut checkpoint =
+        tokio::spawn(async move { reader.events().save_checkpoint("probe", position).await });
+    let while_held = tokio::time::timeout(Duration::from_millis(300), &mut checkpoint).await;
+    assert!(
+        while_held.is_err(),
+        "a reader wrote while the derived file's queue was held"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut page)
+        .await
+        .expect("ends the page");
+    drop(turn);
+    checkpoint
+        .await
+        .expect("the checkpoint task")
+        .expect("the reader's write goes through once the page is done");
+    assert_eq!(
+        store.events().checkpoint("probe").await.expect("reads"),
+        position
+    );
+    assert_eq!(
+        store
+            .events()
+            .load_account("derived-busy")
+            .await
+            .expect("reads")
+            .len(),
+        1
+    );
+}
+
+/// A store written before migration 0021 kept everything in one file: opening it moves the
+/// derived tables, rows and all, into the derived file, and they keep their guards there.
+#[tokio::test]
+async fn a_one_file_store_moves_its_derived_tables_to_the_derived_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ledger = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}", ledger.display());
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&ledger)
+        .create_if_missing(true);
+    let old = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("opens the file as the last release did");
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 21)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&old).await.expect("migrations 0001-0020");
+    sqlx::raw_sql(
+        "INSERT INTO audit_log VALUES (1, 'alice', 'TradingAccount', 1, 'Probe', '1.0', NULL,
+             '2026-11-29T12:00:00.000000Z', '{}', '{}', 'genesis', 'h1');
+         INSERT INTO checkpoints (name, global_seq) VALUES ('audit', 1);
+         INSERT INTO positions VALUES ('alice', 'BTC-USD', '0.5', 'long', '100', '0', 1);",
+    )
+    .execute(&old)
+    .await
+    .expect("the old release's rows");
+    old.close().await;
+
+    let store = ledgerhook::app::open_store(&url)
+        .await
+        .expect("opens and migrates");
+
+    let derived = derived_file(&ledger);
+    let in_ledger = tables_of(&ledger).await;
+    let in_derived = tables_of(&derived).await;
+    for moved in [
+        "audit_log",
+        "audit_checkpoints",
+        "checkpoints",
+        "positions",
+        "signals",
+    ] {
+        assert!(
+            !in_ledger.contains(&moved.to_owned()),
+            "{moved} left in {in_ledger:?}"
+        );
+        assert!(
+            in_derived.contains(&moved.to_owned()),
+            "{moved} not in {in_derived:?}"
+        );
+    }
+    assert!(in_ledger.contains(&"events".to_owned()));
+    let chained = store.audit().read(0, 10).await.expect("reads the trail");
+    assert_eq!(
+        chained
+            .iter()
+            .map(|row| row.hash.as_str())
+            .collect::<Vec<_>>(),
+        ["h1"]
+    );
+    assert_eq!(
+        store.events().checkpoint("audit").await.expect("reads"),
+        LogPosition { global_seq: 1 }
+    );
+    let refused = sqlx::query("UPDATE audit_log SET hash = 'forged'")
+        .execute(match &store {
+            Store::Sqlite(sqlite) => sqlite.pool(),
+            Store::Postgres(_) => unreachable!("a SQLite store"),
+        })
+        .await
+        .expect_err("the trail stays append-only in its new file");
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+}
