@@ -65,7 +65,9 @@ impl SqliteStore {
         let file = (!in_memory).then(|| options.get_filename().to_path_buf());
         // A file's checkpoints are the `wal` task's, not the commits' (see `wal`).
         let options = match file {
-            Some(_) => options.pragma("wal_autocheckpoint", "0"),
+            Some(_) => options
+                .pragma("wal_autocheckpoint", "0")
+                .pragma("journal_size_limit", super::wal::WAL_FILE_LIMIT),
             None => options,
         };
         let unopenable = |reason: String| StoreError::SqliteUnopenable {
@@ -133,8 +135,8 @@ impl SqliteStore {
         super::wal::spawn(
             checkpoints,
             [
-                super::wal::Database::new("main", &file, &writer),
-                super::wal::Database::new("derived", &derived_file(&file), &derived_writer),
+                super::wal::Database::new("main", &writer),
+                super::wal::Database::new("derived", &derived_writer),
             ],
         );
         Ok(Self {
@@ -267,6 +269,12 @@ async fn attach_derived(
     sqlx::query(&format!("PRAGMA derived.synchronous = {synchronous}"))
         .execute(&mut *connection)
         .await?;
+    sqlx::query(&format!(
+        "PRAGMA derived.journal_size_limit = {}",
+        super::wal::WAL_FILE_LIMIT
+    ))
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 

@@ -3,46 +3,48 @@
 //! and flushes both, and this process's queue of that file's writers (`SqliteStore::writer`)
 //! waits behind it. Here every connection has automatic checkpoints off, and a task with a
 //! connection of its own checkpoints each file (the ledger's and the derived one) `PASSIVE`,
-//! beside writers and readers and waiting on neither. A WAL that still grows past `WAL_LIMIT`
-//! (readers kept it from being reused) is truncated in its file's writers' turn.
+//! beside writers and readers and waiting on neither.
+//!
+//! A WAL restarts from its beginning only when a writer finds it wholly copied, which under a
+//! steady stream of writes a checkpoint beside them never leaves it: it would grow without end
+//! (tens of megabytes a second at full load). So once `RESTART_FRAMES` are in use the few frames
+//! written since the passive pass are copied in the writers' turn (`RESTART`), and the next write
+//! starts the WAL over; `journal_size_limit` then cuts the file back.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
-/// How often the task checkpoints: the WAL holds at most this long's writes beyond what readers
-/// still need, a few megabytes at full load.
+/// How often the task checkpoints.
 const EVERY: Duration = Duration::from_millis(200);
-/// Past this the WAL is truncated while writers wait (as SQLite's own checkpoint would make them).
-const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+/// Frames in use (4 KiB pages) past which the WAL is started over: about 8 MB.
+const RESTART_FRAMES: i64 = 2_000;
+/// The size a restarted WAL file is cut back to (`PRAGMA journal_size_limit`), in bytes.
+pub(super) const WAL_FILE_LIMIT: &str = "16777216";
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
     /// Frames copied into the database file beside the writers.
     Passive { wal_frames: i64, copied: i64 },
-    /// The WAL was past `WAL_LIMIT`: copied whole and truncated in the writer's turn.
-    Truncated,
+    /// Past `RESTART_FRAMES`: the rest copied in the writers' turn; the next write starts the
+    /// WAL over.
+    Restarted,
 }
 
-/// One file of the store, as the task checkpoints it: its schema name on the connection, its WAL
-/// and its writers' queue, held weakly so that the task ends with the store.
+/// One file of the store, as the task checkpoints it: its schema name on the connection and its
+/// writers' queue, held weakly so that the task ends with the store.
 pub(super) struct Database {
     schema: &'static str,
-    wal: PathBuf,
     writer: Weak<Mutex<()>>,
 }
 
 impl Database {
-    pub(super) fn new(schema: &'static str, file: &Path, writer: &Arc<Mutex<()>>) -> Self {
-        let mut wal = file.as_os_str().to_owned();
-        wal.push("-wal");
+    pub(super) fn new(schema: &'static str, writer: &Arc<Mutex<()>>) -> Self {
         Self {
             schema,
-            wal: PathBuf::from(wal),
             writer: Arc::downgrade(writer),
         }
     }
@@ -60,15 +62,13 @@ pub(super) fn spawn<const N: usize>(connection: SqlitePool, databases: [Database
                 let Some(writer) = database.writer.upgrade() else {
                     break 'store;
                 };
-                let done = pass(
-                    &writer,
-                    &connection,
-                    database.schema,
-                    &database.wal,
-                    WAL_LIMIT,
-                );
+                let done = pass(&writer, &connection, database.schema, RESTART_FRAMES);
                 if let Err(error) = done.await {
-                    tracing::warn!(%error, schema = database.schema, "SQLite checkpoint failed; retried shortly");
+                    tracing::warn!(
+                        %error,
+                        schema = database.schema,
+                        "SQLite checkpoint failed; retried shortly"
+                    );
                 }
             }
         }
@@ -80,26 +80,26 @@ async fn pass(
     writer: &Mutex<()>,
     connection: &SqlitePool,
     schema: &str,
-    wal: &Path,
-    limit: u64,
+    restart_frames: i64,
 ) -> Result<Pass, sqlx::Error> {
-    let size = tokio::fs::metadata(wal)
-        .await
-        .map(|metadata| metadata.len())
-        .unwrap_or(0);
-    if size > limit {
-        let _turn = writer.lock().await;
-        sqlx::query(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"))
-            .execute(connection)
-            .await?;
-        return Ok(Pass::Truncated);
-    }
     // (busy, frames in the WAL, frames copied): busy only means another checkpoint ran.
     let (_busy, wal_frames, copied): (i64, i64, i64) =
         sqlx::query_as(&format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)"))
             .fetch_one(connection)
             .await?;
-    Ok(Pass::Passive { wal_frames, copied })
+    if wal_frames <= restart_frames {
+        return Ok(Pass::Passive { wal_frames, copied });
+    }
+    let _turn = writer.lock().await;
+    // Waits (the busy timeout) for readers of older frames; busy if some still read them.
+    let (busy, _, _): (i64, i64, i64) =
+        sqlx::query_as(&format!("PRAGMA {schema}.wal_checkpoint(RESTART)"))
+            .fetch_one(connection)
+            .await?;
+    Ok(match busy {
+        0 => Pass::Restarted,
+        _ => Pass::Passive { wal_frames, copied },
+    })
 }
 
 #[cfg(test)]
@@ -110,7 +110,7 @@ mod tests {
 
     use super::*;
 
-    async fn database(dir: &tempfile::TempDir) -> (SqlitePool, SqlitePool, PathBuf) {
+    async fn database(dir: &tempfile::TempDir) -> (SqlitePool, SqlitePool) {
         let file = dir.path().join("ledger.db");
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
             .unwrap()
@@ -131,9 +131,7 @@ mod tests {
             .execute(&writes)
             .await
             .unwrap();
-        let mut wal = file.into_os_string();
-        wal.push("-wal");
-        (writes, checkpoints, PathBuf::from(wal))
+        (writes, checkpoints)
     }
 
     async fn write_rows(pool: &SqlitePool, rows: usize) {
@@ -151,14 +149,14 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_copies_the_wal_without_waiting_for_the_writers_turn() {
         let dir = tempfile::tempdir().unwrap();
-        let (writes, checkpoints, wal) = database(&dir).await;
+        let (writes, checkpoints) = database(&dir).await;
         write_rows(&writes, 50).await;
         let writer = Mutex::new(());
         let _writer_busy = writer.lock().await;
 
         let done = tokio::time::timeout(
             Duration::from_secs(10),
-            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT),
+            pass(&writer, &checkpoints, "main", RESTART_FRAMES),
         )
         .await
         .expect("the checkpoint waited for the writer's turn")
@@ -175,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn frames_a_reader_still_needs_are_copied_by_a_later_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let (writes, checkpoints, wal) = database(&dir).await;
+        let (writes, checkpoints) = database(&dir).await;
         write_rows(&writes, 5).await;
         let mut reader = writes.begin().await.unwrap();
         let _: i64 = sqlx::query_scalar("SELECT count(*) FROM rows")
@@ -186,7 +184,7 @@ mod tests {
         let writer = Mutex::new(());
 
         let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT)
+            pass(&writer, &checkpoints, "main", RESTART_FRAMES)
                 .await
                 .unwrap()
         else {
@@ -198,7 +196,7 @@ mod tests {
         );
         reader.rollback().await.unwrap();
         let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, "main", &wal, WAL_LIMIT)
+            pass(&writer, &checkpoints, "main", RESTART_FRAMES)
                 .await
                 .unwrap()
         else {
@@ -207,24 +205,30 @@ mod tests {
         assert_eq!(copied, wal_frames);
     }
 
+    /// Under a steady stream of writes the WAL is never found wholly copied; past its limit it
+    /// is started over, and the next write begins at its start instead of growing it.
     #[tokio::test]
-    async fn a_wal_past_its_limit_is_truncated() {
+    async fn a_wal_long_in_use_is_started_over() {
         let dir = tempfile::tempdir().unwrap();
-        let (writes, checkpoints, wal) = database(&dir).await;
+        let (writes, checkpoints) = database(&dir).await;
         write_rows(&writes, 20).await;
-        let before = std::fs::metadata(&wal).unwrap().len();
         let writer = Mutex::new(());
 
-        let done = pass(&writer, &checkpoints, "main", &wal, before - 1)
-            .await
-            .unwrap();
+        let done = pass(&writer, &checkpoints, "main", 5).await.unwrap();
 
-        assert_eq!(done, Pass::Truncated);
-        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        assert_eq!(done, Pass::Restarted);
+        write_rows(&writes, 1).await;
+        let Pass::Passive { wal_frames, .. } = pass(&writer, &checkpoints, "main", RESTART_FRAMES)
+            .await
+            .unwrap()
+        else {
+            panic!("below the limit");
+        };
+        assert!(wal_frames <= 3, "the WAL went on from frame {wal_frames}");
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rows")
             .fetch_one(&writes)
             .await
             .unwrap();
-        assert_eq!(rows, 20, "nothing lost by the truncation");
+        assert_eq!(rows, 21, "nothing lost by starting over");
     }
 }
