@@ -2,7 +2,8 @@
 -- attaches it as `derived` to every connection; see src/store/sqlite.rs). SQLite has one write
 -- lock per file: with the audit trail, the read models and the readers' checkpoints in their own
 -- file, their pages no longer hold up the ledger's appends, and the two are written at once.
--- Nothing here is only here: every row is derived from the events, and rebuilt from them if lost.
+-- Apart from this migration no transaction writes both files: SQLite keeps a transaction in WAL
+-- mode atomic per file only.
 -- Names stay unqualified in queries: SQLite looks a table up in main, then in `derived`.
 
 CREATE TABLE derived.checkpoints
