@@ -188,7 +188,7 @@ mod tests {
                 .await
                 .unwrap()
         else {
-            panic!("not truncated");
+            panic!("below the limit: a passive pass");
         };
         assert!(
             copied < wal_frames,
@@ -200,7 +200,7 @@ mod tests {
                 .await
                 .unwrap()
         else {
-            panic!("not truncated");
+            panic!("below the limit: a passive pass");
         };
         assert_eq!(copied, wal_frames);
     }
