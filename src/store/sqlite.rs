@@ -58,7 +58,6 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -94,7 +93,8 @@ impl SqliteStore {
             )
             .into(),
         };
-        let connect = |max_connections: u32, derived_synchronous: &'static str| {
+        // One flush policy a pool, for both files its connections write.
+        let connect = async |max_connections: u32, synchronous: SqliteSynchronous| {
             let derived_target = derived_target.clone();
             SqlitePoolOptions::new()
                 .max_connections(max_connections)
@@ -102,14 +102,14 @@ impl SqliteStore {
                 .after_connect(move |connection, _| {
                     let derived_target = derived_target.clone();
                     Box::pin(async move {
-                        attach_derived(connection, &derived_target, derived_synchronous).await
+                        attach_derived(connection, &derived_target, synchronous).await
                     })
                 })
+                .connect_with(options.clone().synchronous(synchronous))
+                .await
+                .map_err(|error| unopenable(super::connect_reason(&error)))
         };
-        let pool = connect(MAX_CONNECTIONS, "FULL")
-            .connect_with(options.clone())
-            .await
-            .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        let pool = connect(MAX_CONNECTIONS, SqliteSynchronous::Full).await?;
         let events = Arc::new(SqliteEventRepository::new(pool.clone()));
         let writer = Arc::new(Mutex::new(()));
         let Some(file) = file else {
@@ -123,15 +123,9 @@ impl SqliteStore {
                 file: None,
             });
         };
-        let derived = connect(1, "NORMAL")
-            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        let derived = connect(1, SqliteSynchronous::Normal).await?;
         let derived_writer = Arc::new(Mutex::new(()));
-        let checkpoints = connect(1, "FULL")
-            .connect_with(options.clone())
-            .await
-            .map_err(|error| unopenable(super::connect_reason(&error)))?;
+        let checkpoints = connect(1, SqliteSynchronous::Full).await?;
         super::wal::spawn(
             checkpoints,
             [
@@ -252,12 +246,11 @@ pub fn derived_file(ledger: &Path) -> std::path::PathBuf {
 }
 
 /// Attaches the derived database to a new connection as `derived`: queries name its tables
-/// unqualified, and SQLite finds them there. `synchronous` is that connection's flush policy for
-/// it (the pool's own for the ledger is set by its options).
+/// unqualified, and SQLite finds them there. It flushes as the connection's own file does.
 async fn attach_derived(
     connection: &mut sqlx::SqliteConnection,
     target: &str,
-    synchronous: &'static str,
+    synchronous: SqliteSynchronous,
 ) -> std::result::Result<(), sqlx::Error> {
     sqlx::query("ATTACH DATABASE $1 AS derived")
         .bind(target)
@@ -266,9 +259,12 @@ async fn attach_derived(
     sqlx::query("PRAGMA derived.journal_mode = WAL")
         .execute(&mut *connection)
         .await?;
-    sqlx::query(&format!("PRAGMA derived.synchronous = {synchronous}"))
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(&format!(
+        "PRAGMA derived.synchronous = {}",
+        pragma_text(synchronous)
+    ))
+    .execute(&mut *connection)
+    .await?;
     sqlx::query(&format!(
         "PRAGMA derived.journal_size_limit = {}",
         super::wal::WAL_FILE_LIMIT
@@ -276,6 +272,16 @@ async fn attach_derived(
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// The pragma's word for a flush policy (sqlx keeps its own mapping private).
+fn pragma_text(synchronous: SqliteSynchronous) -> &'static str {
+    match synchronous {
+        SqliteSynchronous::Off => "OFF",
+        SqliteSynchronous::Normal => "NORMAL",
+        SqliteSynchronous::Full => "FULL",
+        SqliteSynchronous::Extra => "EXTRA",
+    }
 }
 
 /// Whether a connection taken from the pool may serve. One still inside a transaction is closed

@@ -144,6 +144,17 @@ mod tests {
         }
     }
 
+    /// A pass below the restart limit: the WAL's frames, and how many of them it copied.
+    async fn passive(writer: &Mutex<()>, checkpoints: &SqlitePool) -> (i64, i64) {
+        match pass(writer, checkpoints, "main", RESTART_FRAMES)
+            .await
+            .unwrap()
+        {
+            Pass::Passive { wal_frames, copied } => (wal_frames, copied),
+            restarted => panic!("below the limit, a passive pass; got {restarted:?}"),
+        }
+    }
+
     /// The point of the task: a checkpoint copies the WAL into the database file while this
     /// process's writer queue is taken, instead of holding every writer up.
     #[tokio::test]
@@ -154,17 +165,11 @@ mod tests {
         let writer = Mutex::new(());
         let _writer_busy = writer.lock().await;
 
-        let done = tokio::time::timeout(
-            Duration::from_secs(10),
-            pass(&writer, &checkpoints, "main", RESTART_FRAMES),
-        )
-        .await
-        .expect("the checkpoint waited for the writer's turn")
-        .unwrap();
+        let (wal_frames, copied) =
+            tokio::time::timeout(Duration::from_secs(10), passive(&writer, &checkpoints))
+                .await
+                .expect("the checkpoint waited for the writer's turn");
 
-        let Pass::Passive { wal_frames, copied } = done else {
-            panic!("a small WAL is checkpointed beside the writers, got {done:?}");
-        };
         assert!(wal_frames >= 50, "{wal_frames} frames in the WAL");
         assert_eq!(copied, wal_frames, "every committed frame copied");
     }
@@ -183,25 +188,13 @@ mod tests {
         write_rows(&writes, 5).await;
         let writer = Mutex::new(());
 
-        let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, "main", RESTART_FRAMES)
-                .await
-                .unwrap()
-        else {
-            panic!("below the limit: a passive pass");
-        };
+        let (wal_frames, copied) = passive(&writer, &checkpoints).await;
         assert!(
             copied < wal_frames,
             "{copied} of {wal_frames}: the reader's snapshot kept"
         );
         reader.rollback().await.unwrap();
-        let Pass::Passive { wal_frames, copied } =
-            pass(&writer, &checkpoints, "main", RESTART_FRAMES)
-                .await
-                .unwrap()
-        else {
-            panic!("below the limit: a passive pass");
-        };
+        let (wal_frames, copied) = passive(&writer, &checkpoints).await;
         assert_eq!(copied, wal_frames);
     }
 
@@ -218,12 +211,7 @@ mod tests {
 
         assert_eq!(done, Pass::Restarted);
         write_rows(&writes, 1).await;
-        let Pass::Passive { wal_frames, .. } = pass(&writer, &checkpoints, "main", RESTART_FRAMES)
-            .await
-            .unwrap()
-        else {
-            panic!("below the limit");
-        };
+        let (wal_frames, _) = passive(&writer, &checkpoints).await;
         assert!(wal_frames <= 3, "the WAL went on from frame {wal_frames}");
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rows")
             .fetch_one(&writes)

@@ -8,9 +8,9 @@ use cqrs_es::persist::SerializedEvent;
 use serde_json::json;
 use sqlx::{Connection, SqliteConnection};
 
-use ledgerhook::store::{derived_file, LogPosition, Store};
+use ledgerhook::store::{LogPosition, Store};
 
-use crate::support::stores::{Backend, TestStore};
+use crate::support::stores::{derived_path, Backend, TestStore};
 
 fn probe(account: &str) -> SerializedEvent {
     SerializedEvent {
@@ -48,8 +48,7 @@ async fn sqlite_ledger_appends_do_not_wait_for_the_readers_writes() {
     // A reader's page in progress: its turn in the queue, and SQLite's lock on the derived file
     // (taken on a connection of its own, as another process's would be).
     let turn = sqlite.lock_derived_writer().await;
-    let path = test.url.trim_start_matches("sqlite://");
-    let derived = derived_file(Path::new(path));
+    let derived = derived_path(&test.url);
     let mut page = SqliteConnection::connect(&format!("sqlite://{}", derived.display()))
         .await
         .expect("opens the derived file");
@@ -135,7 +134,7 @@ async fn a_one_file_store_moves_its_derived_tables_to_the_derived_file() {
         .await
         .expect("opens and migrates");
 
-    let derived = derived_file(&ledger);
+    let derived = derived_path(&url);
     let in_ledger = tables_of(&ledger).await;
     let in_derived = tables_of(&derived).await;
     for moved in [
@@ -175,4 +174,47 @@ async fn a_one_file_store_moves_its_derived_tables_to_the_derived_file() {
         .await
         .expect_err("the trail stays append-only in its new file");
     assert!(refused.to_string().contains("append-only"), "{refused}");
+}
+
+/// In memory (`sqlite::memory:`, what a quick trial or a test may open) the derived tables live in
+/// a shared in-memory database attached to every connection of the store, and of that store
+/// alone: two such stores in one process never see each other's read models.
+#[tokio::test]
+async fn an_in_memory_store_keeps_its_derived_tables_to_itself() {
+    let first = ledgerhook::app::open_store("sqlite::memory:")
+        .await
+        .expect("opens in memory");
+    let second = ledgerhook::app::open_store("sqlite::memory:")
+        .await
+        .expect("opens another in memory");
+    let appended = first
+        .events()
+        .append(&[probe("in-memory")])
+        .await
+        .expect("appends");
+    first
+        .events()
+        .save_checkpoint("probe", appended[0])
+        .await
+        .expect("a reader's checkpoint goes to the derived tables");
+    // Reads at once, so that several of the pool's connections serve them: each sees it.
+    let events = first.events();
+    let reads = (0..8).map(|_| events.checkpoint("probe"));
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(read.expect("reads"), appended[0]);
+    }
+    assert_eq!(
+        second.events().checkpoint("probe").await.expect("reads"),
+        LogPosition::default(),
+        "one in-memory store saw another's checkpoint"
+    );
+    let Store::Sqlite(sqlite) = &first else {
+        unreachable!("a SQLite store")
+    };
+    let schema: String =
+        sqlx::query_scalar("SELECT schema FROM pragma_table_list WHERE name = 'checkpoints'")
+            .fetch_one(sqlite.pool())
+            .await
+            .expect("finds the table");
+    assert_eq!(schema, "derived");
 }

@@ -53,15 +53,20 @@ impl TestStore {
 /// under the name the store gives it, so that every table answers to its usual name.
 pub async fn raw_sqlite(url: &str) -> sqlx::SqliteConnection {
     use sqlx::Connection;
-    let path = url.trim_start_matches("sqlite://");
-    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+    let mut connection = sqlx::SqliteConnection::connect(url)
         .await
         .expect("connects");
-    let derived = ledgerhook::store::derived_file(std::path::Path::new(path));
+    let derived = derived_path(url);
     sqlx::query("ATTACH DATABASE $1 AS derived")
         .bind(derived.display().to_string())
         .execute(&mut connection)
         .await
         .expect("attaches the derived file");
     connection
+}
+
+/// The derived file beside the SQLite store at `url` (`ledgerhook::store::derived_file`).
+pub fn derived_path(url: &str) -> std::path::PathBuf {
+    let ledger = url.trim_start_matches("sqlite://");
+    ledgerhook::store::derived_file(std::path::Path::new(ledger))
 }
