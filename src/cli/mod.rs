@@ -12,6 +12,7 @@ pub mod replay;
 mod serve;
 mod staff;
 mod staff_key;
+mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -121,6 +122,9 @@ pub enum Command {
     /// The vault's master keys: generate one, or re-encrypt everything under the newest.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The store itself: recreate an embedded store's lost derived file.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +216,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Reconcile(args)) => reconcile::run(&cli.global, args).await,
         Some(Command::Credentials(command)) => credentials::run(&cli.global, command).await,
         Some(Command::Keys(command)) => keys::run(&cli.global, command).await,
+        Some(Command::Store(command)) => store::run(&cli.global, command).await,
     }
 }
 

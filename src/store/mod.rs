@@ -81,6 +81,7 @@ mod audit;
 mod audit_queries;
 pub(crate) mod bulk;
 pub(crate) mod decode;
+mod derived;
 mod dydx_sends;
 mod events;
 mod failover;
@@ -102,6 +103,7 @@ use cqrs_es::persist::PersistenceError;
 pub use self::announcements::Announcements;
 pub use self::audit::{Audit, AuditCheckpoint, AuditRow, ChainHead, AUDIT_WRITER_ROLE};
 pub use self::audit_queries::{recorded_at_text, AuditFilter, MAX_AUDIT_PAGE};
+pub use self::derived::RecreatedDerivedFile;
 pub use self::dydx_sends::{DydxSend, DydxSends};
 pub use self::events::{Events, LogPosition, LoggedEvent, Snapshot};
 pub use self::postgres::LoginPrivileges;
@@ -157,6 +159,22 @@ pub enum StoreError {
         lock: String,
         holder: String,
     },
+    /// The embedded store's derived file is gone while its ledger needs one (`derived.rs`).
+    #[error("the SQLite store's derived file {path} is missing or empty: {remedy}")]
+    DerivedFileMissing { path: String, remedy: &'static str },
+    /// The derived file has read further than the ledger holds: not this ledger's (`derived.rs`).
+    #[error(
+        "the SQLite store's derived file {path} is ahead of its ledger (it has read to position \
+         {derived_head}, the ledger ends at {ledger_head}): {remedy}"
+    )]
+    DerivedFileAhead {
+        path: String,
+        derived_head: i64,
+        ledger_head: i64,
+        remedy: &'static str,
+    },
+    #[error("nothing to recreate: {why}")]
+    NothingToRecreate { why: String },
 }
 
 /// Why a connection failed, in a few words: the OS's reason, or the server's message.
@@ -306,7 +324,14 @@ impl Store {
 
     /// Applies pending migrations and checks the applied ones (`ledgerhook migrate`).
     pub async fn migrate(&self) -> Result<()> {
-        writing!(self, pool => pool.run_migrations().await)
+        if let Store::Sqlite(store) = self {
+            store.check_derived_file().await?;
+        }
+        writing!(self, pool => pool.run_migrations().await)?;
+        if let Store::Sqlite(store) = self {
+            store.check_derived_file().await?;
+        }
+        Ok(())
     }
 
     /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied

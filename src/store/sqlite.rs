@@ -206,6 +206,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The derived file (`derived_file`); `None` in memory.
+    pub fn derived_path(&self) -> Option<std::path::PathBuf> {
+        self.file.as_deref().map(derived_file)
+    }
+
     pub fn derived_pool(&self) -> &SqlitePool {
         &self.derived
     }
@@ -319,11 +324,15 @@ fn try_lock(_: &std::fs::File) -> std::io::Result<bool> {
     Ok(true)
 }
 
+pub(super) fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("migrations/sqlite")
+}
+
 /// One transaction for the whole batch; the trigger `events_global_order` numbers the rows
 /// in insertion order, and SQLite's single writer keeps one transaction's positions together.
 impl super::Dialect for SqlitePool {
     async fn run_migrations(&self) -> Result<()> {
-        sqlx::migrate!("migrations/sqlite").run(self).await?;
+        migrator().run(self).await?;
         Ok(())
     }
 

@@ -120,7 +120,9 @@ async fn a_one_file_store_moves_its_derived_tables_to_the_derived_file() {
         .into();
     before.run(&old).await.expect("migrations 0001-0020");
     sqlx::raw_sql(
-        "INSERT INTO audit_log VALUES (1, 'alice', 'TradingAccount', 1, 'Probe', '1.0', NULL,
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+             payload, metadata) VALUES ('TradingAccount', 'alice', 1, 'Probe', '1.0', '{}', '{}');
+         INSERT INTO audit_log VALUES (1, 'alice', 'TradingAccount', 1, 'Probe', '1.0', NULL,
              '2026-11-29T12:00:00.000000Z', '{}', '{}', 'genesis', 'h1');
          INSERT INTO checkpoints (name, global_seq) VALUES ('audit', 1);
          INSERT INTO positions VALUES ('alice', 'BTC-USD', '0.5', 'long', '100', '0', 1);",

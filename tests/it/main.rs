@@ -12,6 +12,7 @@ mod auth;
 mod browser;
 mod browser_pages;
 mod compliance;
+mod derived_file;
 mod dydx;
 mod dydx_faults;
 mod dydx_permissioned;
