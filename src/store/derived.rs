@@ -43,14 +43,15 @@ impl SqliteStore {
                 false => Ok(()),
             };
         }
-        let ledger_head: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM main.event_log")
-                .fetch_one(self.pool())
-                .await?;
-        // The readers' checkpoints: each commits with what its reader wrote (the audit writer's
-        // with its rows), so none can be behind what the file holds.
+        // The derived file first: a checkpoint names a position the ledger had committed, and
+        // the ledger only grows, so a head read after it is at least as far. Read the other way
+        // round, beside a running service, the readers may pass the head read a moment before.
         let derived_head: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(global_seq), 0) FROM derived.checkpoints")
+                .fetch_one(self.pool())
+                .await?;
+        let ledger_head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM main.event_log")
                 .fetch_one(self.pool())
                 .await?;
         if derived_head > ledger_head {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cqrs_es::persist::SerializedEvent;
 use serde_json::json;
 
 use ledgerhook::store::LogPosition;
@@ -15,6 +16,18 @@ use crate::support::invariants::{check, Venue};
 use crate::support::load::Load;
 use crate::support::service::{cli, cli_output, create_user, Options, Service};
 use crate::support::stores::{derived_path, Backend, TestStore};
+
+fn probe(account: &str, sequence: usize) -> SerializedEvent {
+    SerializedEvent {
+        aggregate_id: account.to_owned(),
+        sequence,
+        aggregate_type: "TradingAccount".to_owned(),
+        event_type: "Probe".to_owned(),
+        event_version: "1.0".to_owned(),
+        payload: json!({"Probe": {}}),
+        metadata: json!({}),
+    }
+}
 
 /// The derived file and the two files SQLite keeps beside it.
 fn remove_derived_file(url: &str) {
@@ -113,15 +126,7 @@ async fn a_derived_file_ahead_of_its_ledger_is_refused() {
     let ledger = Path::new(test.url.trim_start_matches("sqlite://")).to_path_buf();
     let backup = ledger.with_extension("backup");
     let store = test.open().await;
-    let event = |sequence| cqrs_es::persist::SerializedEvent {
-        aggregate_id: "ahead".to_owned(),
-        sequence,
-        aggregate_type: "TradingAccount".to_owned(),
-        event_type: "Probe".to_owned(),
-        event_version: "1.0".to_owned(),
-        payload: json!({"Probe": {}}),
-        metadata: json!({}),
-    };
+    let event = |sequence| probe("ahead", sequence);
     store.events().append(&[event(1)]).await.expect("appends");
     sqlx::query("VACUUM main INTO $1")
         .bind(backup.display().to_string())
@@ -161,4 +166,42 @@ async fn a_derived_file_ahead_of_its_ledger_is_refused() {
         "{refused}"
     );
     assert!(read_to[1] > LogPosition { global_seq: 1 });
+}
+
+/// Beside a running service (a `users create` while it serves, say) the check reads while events
+/// are appended and readers move their checkpoints past them: it never takes that for a derived
+/// file ahead of its ledger. (Reading the ledger's end before the checkpoints, it did: found by
+/// `http_load`, whose users are created beside the service.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_beside_a_running_service_never_refuses() {
+    let test = TestStore::new(Backend::Sqlite).await;
+    let service = test.open().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let busy = tokio::spawn(async move {
+        let mut sequence = 1;
+        while !*stopped.borrow() {
+            let appended = service
+                .events()
+                .append(&[probe("busy", sequence)])
+                .await
+                .expect("appends");
+            service
+                .events()
+                .save_checkpoint("execution", appended[0])
+                .await
+                .expect("a reader follows");
+            sequence += 1;
+        }
+        sequence
+    });
+    let beside = test.open().await;
+    for _ in 0..300 {
+        beside
+            .migrate()
+            .await
+            .expect("the check beside the service's writes");
+    }
+    stop.send_replace(true);
+    let appended = busy.await.expect("the writer");
+    assert!(appended > 10, "only {appended} appends beside the checks");
 }
