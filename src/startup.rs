@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 
-use crate::store::{ServiceLock, Store};
+use crate::store::{ServiceLock, Store, StoreError};
 
 /// The store a service runs on, and (SQLite) the lock that makes it the file's only service.
 pub struct ServiceStore {
@@ -38,8 +38,15 @@ pub async fn open_service_store(
             );
         }
     }
-    store.migrate_if_pending().await.context(
-        "the database needs migrations: run `ledgerhook migrate` as the database's owner login",
-    )?;
+    match store.migrate_if_pending().await {
+        // Said as it is: migrating would not help, and the error names what would.
+        Err(
+            out_of_step @ (StoreError::DerivedFileMissing { .. }
+            | StoreError::DerivedFileAhead { .. }),
+        ) => return Err(out_of_step.into()),
+        migrated => migrated.context(
+            "the database needs migrations: run `ledgerhook migrate` as the database's owner login",
+        )?,
+    }
     Ok(ServiceStore { store, lock })
 }

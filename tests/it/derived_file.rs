@@ -104,7 +104,9 @@ async fn a_lost_derived_file_stops_the_service_until_recreated_then_the_same_tra
     remove_derived_file(&url);
     let refused = refused_serve(&url).await;
     assert!(
-        refused.contains("derived file") && refused.contains("store recreate-derived"),
+        refused.contains("derived file")
+            && refused.contains("store recreate-derived")
+            && !refused.contains("needs migrations"),
         "{refused}"
     );
     let recreated = cli(&url, &["store", "recreate-derived"]).await;
