@@ -27,21 +27,22 @@ const REMEDY: &str = "restore both files from the same backup, or move the deriv
 
 impl SqliteStore {
     /// Refuses a derived file that is missing or ahead of the ledger (see the module). Run
-    /// before the migrations (one of them may change a derived table) and after them (they
-    /// create the derived file's tables on a new store).
+    /// before the migrations, one of which may change a derived table; once: after them there is
+    /// nothing new to refuse: on a new store they make the file, and on a store they move into
+    /// two files the readers' checkpoints come from the ledger's own file.
     pub(super) async fn check_derived_file(&self) -> Result<()> {
         let Some(path) = self.derived_path() else {
             return Ok(());
         };
         let path = path.display().to_string();
         if !has_derived_tables(self.pool()).await? {
-            return match applied_migration(self.pool()).await? >= DERIVED_FILE_MIGRATION {
-                true => Err(StoreError::DerivedFileMissing {
-                    path,
-                    remedy: REMEDY,
-                }),
-                false => Ok(()),
-            };
+            if applied_migration(self.pool()).await? < DERIVED_FILE_MIGRATION {
+                return Ok(());
+            }
+            return Err(StoreError::DerivedFileMissing {
+                path,
+                remedy: REMEDY,
+            });
         }
         // The derived file first: a checkpoint names a position the ledger had committed, and
         // the ledger only grows, so a head read after it is at least as far. Read the other way

@@ -327,11 +327,7 @@ impl Store {
         if let Store::Sqlite(store) = self {
             store.check_derived_file().await?;
         }
-        writing!(self, pool => pool.run_migrations().await)?;
-        if let Store::Sqlite(store) = self {
-            store.check_derived_file().await?;
-        }
-        Ok(())
+        writing!(self, pool => pool.run_migrations().await)
     }
 
     /// Like `migrate`, but on PostgreSQL issues no DDL when every migration is already applied
