@@ -366,7 +366,8 @@ fn check_event(row: &AuditRow, logged: &LoggedEvent) -> Option<Mismatch> {
         return Some(Mismatch::at_row(
             row,
             format!(
-                "the row does not record the event at this place in the ledger ({} {} #{}): a                  row without its event, or an event without its row",
+                "the row does not record the event at this place in the ledger ({} {} #{}): a \
+                 row without its event, or an event without its row",
                 event.aggregate_type, event.aggregate_id, event.sequence
             ),
         ));

@@ -428,6 +428,70 @@ async fn altering_any_row_or_byte_is_named_by_verify(backend: Backend) {
 }
 on_both_stores!(altering_any_row_or_byte_is_named_by_verify);
 
+/// The trail has no unique index on (aggregate_type, account_id, sequence) (migrations
+/// postgres/0023, sqlite/0022: it cost the insert and no query used it), so the database takes a
+/// row that chains an event a second time. `audit verify` must refuse it, even with every hash
+/// and link recomputed: the row does not record the ledger's event at its position.
+async fn an_event_chained_twice_is_named_by_verify(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let rows = audit_rows(&store).await;
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(ok, "{report}");
+    let [.., before_last, last] = rows.as_slice() else {
+        panic!("a trail of at least two rows: {rows:?}");
+    };
+    let copied = &rows[rows.len() / 2];
+    let mut twice = AuditRow {
+        position: last.position,
+        prev_hash: before_last.hash.clone(),
+        ..copied.clone()
+    };
+    twice.hash = ledgerhook::audit::chain::row_hash(&twice);
+    tamper(
+        &store,
+        AppendOnly::AuditLog,
+        "DELETE FROM audit_log WHERE position = $1",
+        &[Bind::Integer(last.position)],
+    )
+    .await;
+    reinsert(&store, &twice).await;
+    assert_eq!(
+        audit_rows(&store)
+            .await
+            .iter()
+            .filter(|row| (&row.account_id, row.sequence) == (&copied.account_id, copied.sequence))
+            .count(),
+        2,
+        "the database holds the event twice"
+    );
+
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(!ok, "an event chained twice is caught: {report}");
+    let mismatch = &report["first_mismatch"];
+    assert_eq!(mismatch["position"], last.position, "{report}");
+    assert!(
+        mismatch["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not record the event at this place"),
+        "{report}"
+    );
+    assert_eq!(report["rows"], last.position - 1, "{report}");
+
+    tamper(
+        &store,
+        AppendOnly::AuditLog,
+        "DELETE FROM audit_log WHERE position = $1",
+        &[Bind::Integer(last.position)],
+    )
+    .await;
+    reinsert(&store, last).await;
+    let (ok, report) = audit_verify(&test.url, true).await;
+    assert!(ok, "{report}");
+}
+on_both_stores!(an_event_chained_twice_is_named_by_verify);
+
 /// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
 pub(crate) async fn reinsert(store: &Store, row: &AuditRow) {
     let done = match store {

@@ -24,6 +24,20 @@ fn probe(account: &str) -> SerializedEvent {
     }
 }
 
+/// The embedded store's migrations up to, not including, `version`: a store as an older release
+/// left it.
+fn migrations_before(version: i64) -> sqlx::migrate::Migrator {
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before
+}
+
 async fn tables_of(file: &Path) -> Vec<String> {
     let mut connection = SqliteConnection::connect(&format!("sqlite://{}", file.display()))
         .await
@@ -110,15 +124,10 @@ async fn a_one_file_store_moves_its_derived_tables_to_the_derived_file() {
     let old = sqlx::SqlitePool::connect_with(options)
         .await
         .expect("opens the file as the last release did");
-    let mut before = sqlx::migrate!("./migrations/sqlite");
-    before.migrations = before
-        .migrations
-        .iter()
-        .filter(|migration| migration.version < 21)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    before.run(&old).await.expect("migrations 0001-0020");
+    migrations_before(21)
+        .run(&old)
+        .await
+        .expect("migrations 0001-0020");
     sqlx::raw_sql(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
              payload, metadata) VALUES ('TradingAccount', 'alice', 1, 'Probe', '1.0', '{}', '{}');
@@ -219,4 +228,89 @@ async fn an_in_memory_store_keeps_its_derived_tables_to_itself() {
             .await
             .expect("finds the table");
     assert_eq!(schema, "derived");
+}
+
+/// Migration 0022 makes the audit trail again without its UNIQUE (aggregate_type, account_id,
+/// sequence), which cost every insert and served no query: every row stays, in order, with the
+/// other indexes and the append-only guards. (`audit verify`, not the database, refuses an event
+/// chained twice: `audit::an_event_chained_twice_is_named_by_verify`.)
+#[tokio::test]
+async fn the_audit_trail_keeps_its_rows_and_guards_without_its_unique_index() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ledger = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}", ledger.display());
+    let mut old = SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&ledger)
+            .create_if_missing(true),
+    )
+    .await
+    .expect("opens the ledger's file as the last release did");
+    sqlx::query("ATTACH DATABASE ?1 AS derived")
+        .bind(derived_path(&url).display().to_string())
+        .execute(&mut old)
+        .await
+        .expect("attaches the derived file");
+    migrations_before(22)
+        .run(&mut old)
+        .await
+        .expect("migrations 0001-0021");
+    for position in 1..=3 {
+        sqlx::query(
+            "INSERT INTO audit_log VALUES (?1, 'alice', 'TradingAccount', ?1, 'Probe', '1.0', NULL,
+                 '2026-11-29T12:00:00.000000Z', '{}', '{}', 'prev', 'h' || ?1)",
+        )
+        .bind(position)
+        .execute(&mut old)
+        .await
+        .expect("the old release's rows");
+    }
+    old.close().await.expect("closes");
+
+    let store = ledgerhook::app::open_store(&url)
+        .await
+        .expect("opens and migrates");
+
+    let chained = store.audit().read(0, 10).await.expect("reads the trail");
+    let kept: Vec<(i64, &str)> = chained
+        .iter()
+        .map(|row| (row.position, row.hash.as_str()))
+        .collect();
+    assert_eq!(kept, [(1, "h1"), (2, "h2"), (3, "h3")]);
+    let Store::Sqlite(sqlite) = &store else {
+        unreachable!("a SQLite store")
+    };
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM derived.sqlite_master
+          WHERE type = 'index' AND tbl_name = 'audit_log' ORDER BY name",
+    )
+    .fetch_all(sqlite.pool())
+    .await
+    .expect("lists the indexes");
+    assert_eq!(
+        indexes,
+        [
+            "audit_log_account",
+            "audit_log_event_type",
+            "audit_log_recorded_at",
+            "audit_log_signal"
+        ]
+    );
+    for forbidden in [
+        "UPDATE audit_log SET hash = 'forged'",
+        "DELETE FROM audit_log",
+    ] {
+        let refused = sqlx::query(forbidden)
+            .execute(sqlite.pool())
+            .await
+            .expect_err("the trail stays append-only");
+        assert!(refused.to_string().contains("append-only"), "{refused}");
+    }
+    sqlx::query(
+        "INSERT INTO audit_log VALUES (4, 'alice', 'TradingAccount', 1, 'Probe', '1.0', NULL,
+             '2026-11-29T12:00:01.000000Z', '{}', '{}', 'h3', 'h4')",
+    )
+    .execute(sqlite.pool())
+    .await
+    .expect("a row naming an event already chained is the verifier's to refuse, not the table's");
 }
