@@ -79,6 +79,7 @@ pub(crate) use {on_pool, reading, writing};
 mod announcements;
 mod audit;
 mod audit_queries;
+mod audit_roles;
 pub(crate) mod bulk;
 pub(crate) mod decode;
 mod derived;

@@ -38,13 +38,16 @@ fn pool_options() -> PgPoolOptions {
 
 /// What the service's login could do to the audit trail's append-only guarantees: a superuser
 /// or an owner of the audit tables (or member of `ledgerhook_audit_owner`) can disable or drop
-/// their triggers; a role with CREATEROLE can grant itself the owner role.
+/// their triggers; a role with CREATEROLE can grant itself the owner role; the owner of their
+/// schema (the database's owner, for `public` since PostgreSQL 15) can drop the tables whole and
+/// make them again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginPrivileges {
     pub login: String,
     pub superuser: bool,
     pub create_role: bool,
     pub audit_owner: bool,
+    pub audit_schema_owner: bool,
 }
 
 impl LoginPrivileges {
@@ -56,6 +59,10 @@ impl LoginPrivileges {
             (
                 self.audit_owner,
                 "owns the audit tables (or is a member of ledgerhook_audit_owner)",
+            ),
+            (
+                self.audit_schema_owner,
+                "owns the audit tables' schema (it could drop them and make them again)",
             ),
         ]
         .into_iter()
@@ -209,7 +216,10 @@ impl PostgresStore {
                     EXISTS (SELECT 1 FROM pg_class c
                              WHERE c.oid IN (to_regclass('audit_log'),
                                              to_regclass('audit_checkpoints'))
-                               AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owns_audit
+                               AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owns_audit,
+                    EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE c.oid = to_regclass('audit_log')
+                               AND pg_has_role(current_user, n.nspowner, 'MEMBER')) AS owns_schema
                FROM pg_roles r WHERE r.rolname = current_user",
         )
         .fetch_one(&self.pool)
@@ -220,6 +230,7 @@ impl PostgresStore {
             create_role: row.try_get("rolcreaterole")?,
             audit_owner: row.try_get::<bool, _>("audit_owner")?
                 || row.try_get::<bool, _>("owns_audit")?,
+            audit_schema_owner: row.try_get("owns_schema")?,
         })
     }
 
@@ -335,6 +346,7 @@ fn positions_in_order(
 /// round trip each and dominated append time under load.
 impl super::Dialect for PgPool {
     async fn run_migrations(&self) -> Result<()> {
+        super::audit_roles::prepare(self).await?;
         MIGRATOR.run(self).await?;
         Ok(())
     }

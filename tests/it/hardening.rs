@@ -18,7 +18,9 @@ use ledgerhook::store::{AuditRow, ComplianceRead, NewStaff, Store};
 use crate::on_both_stores;
 use crate::support::alerts::Alert;
 use crate::support::eventually;
-use crate::support::service::{cli, create_user, operator_cli, Options, Service, BINARY};
+use crate::support::service::{
+    cli, cli_output, create_user, operator_cli, Options, Service, BINARY,
+};
 use crate::support::stores::{Backend, TestStore};
 
 /// `ledgerhook serve` that is expected to give up: (success, stderr, how long it took).
@@ -438,18 +440,26 @@ impl PlainLogin {
     /// Granted what `serve` needs on a migrated database, and the audit writer role: nothing on
     /// the audit tables of its own.
     async fn create(admin_url: &str) -> Self {
+        Self::with(admin_url, "lh_service", |name| {
+            vec![
+                format!("CREATE ROLE {name} LOGIN"),
+                format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {name}"),
+                format!("REVOKE ALL ON audit_log, audit_checkpoints FROM {name}"),
+                format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}"),
+                format!("GRANT ledgerhook_audit_writer TO {name}"),
+            ]
+        })
+        .await
+    }
+
+    /// A login named `{prefix}_<random>`, made by `statements` (run by the admin, in order).
+    async fn with(admin_url: &str, prefix: &str, statements: impl Fn(&str) -> Vec<String>) -> Self {
         let name = format!(
-            "lh_service_{}",
+            "{prefix}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let mut admin = PgConnection::connect(admin_url).await.expect("connects");
-        for statement in [
-            format!("CREATE ROLE {name} LOGIN"),
-            format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {name}"),
-            format!("REVOKE ALL ON audit_log, audit_checkpoints FROM {name}"),
-            format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}"),
-            format!("GRANT ledgerhook_audit_writer TO {name}"),
-        ] {
+        for statement in statements(&name) {
             sqlx::query(&statement)
                 .execute(&mut admin)
                 .await
@@ -480,7 +490,12 @@ impl Drop for PlainLogin {
                 let mut admin = PgConnection::connect(&admin_url)
                     .await
                     .map_err(|error| error.to_string())?;
-                for statement in [format!("DROP OWNED BY {name}"), format!("DROP ROLE {name}")] {
+                // REASSIGN first: a login may own the test database itself.
+                for statement in [
+                    format!("REASSIGN OWNED BY {name} TO CURRENT_USER"),
+                    format!("DROP OWNED BY {name}"),
+                    format!("DROP ROLE {name}"),
+                ] {
                     sqlx::query(&statement)
                         .execute(&mut admin)
                         .await
@@ -561,4 +576,154 @@ async fn a_plain_login_serves_and_cannot_undo_the_audit_trail() {
     service.stop().await;
     // The chain verifies, read as the plain login too (which runs no DDL on start).
     cli(&login.url, &["audit", "verify"]).await;
+}
+
+/// The audit trail's indexes, by name, with their access method.
+async fn audit_log_indexes(admin: &mut PgConnection) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT i.relname::text, am.amname::text FROM pg_index x
+           JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
+          WHERE x.indrelid = 'audit_log'::regclass ORDER BY 1",
+    )
+    .fetch_all(admin)
+    .await
+    .expect("reads the catalog")
+}
+
+/// Migration 0023's indexes: no unique (aggregate_type, account_id, sequence), BRIN for time.
+fn indexes_since_0023() -> Vec<(String, String)> {
+    [
+        ("audit_log_account", "btree"),
+        ("audit_log_event_type", "btree"),
+        ("audit_log_pkey", "btree"),
+        ("audit_log_recorded_at", "brin"),
+        ("audit_log_signal", "btree"),
+    ]
+    .map(|(name, method)| (name.to_owned(), method.to_owned()))
+    .to_vec()
+}
+
+async fn is_audit_owner(admin: &mut PgConnection, login: &str) -> bool {
+    sqlx::query_scalar("SELECT pg_has_role($1, 'ledgerhook_audit_owner', 'MEMBER')")
+        .bind(login)
+        .fetch_one(admin)
+        .await
+        .expect("reads the role")
+}
+
+fn database_of(url: &str) -> String {
+    let url = reqwest::Url::parse(url).expect("the test database URL parses");
+    url.path().trim_start_matches('/').to_owned()
+}
+
+/// README's production path: the database's owner, a login with CREATEROLE that is no
+/// superuser, migrates a new database, and keeps none of the audit owner's rights after.
+/// PostgreSQL 15 refused it at migration 0005 ("permission denied for schema public": the new
+/// owner of the audit tables could not create in the schema) until `store::audit_roles`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_owner_with_createrole_migrates_and_keeps_no_audit_rights() {
+    let test = TestStore::new(Backend::Postgres).await;
+    let database = database_of(&test.url);
+    let owner = PlainLogin::with(&test.url, "lh_owner", |name| {
+        vec![
+            format!("CREATE ROLE {name} LOGIN CREATEROLE"),
+            format!("ALTER DATABASE {database} OWNER TO {name}"),
+        ]
+    })
+    .await;
+
+    cli(&owner.url, &["migrate"]).await;
+    cli(&owner.url, &["migrate"]).await;
+
+    let mut admin = PgConnection::connect(&test.url).await.expect("connects");
+    assert!(!is_audit_owner(&mut admin, &owner.name).await);
+    assert_eq!(audit_log_indexes(&mut admin).await, indexes_since_0023());
+    let mut as_owner = PgConnection::connect(&owner.url).await.expect("connects");
+    for attempt in [
+        "ALTER TABLE audit_log DISABLE TRIGGER ALL",
+        "DROP TRIGGER audit_log_append_only ON audit_log",
+        "UPDATE audit_log SET hash = hash",
+        "SET ROLE ledgerhook_audit_owner",
+    ] {
+        let done = sqlx::query(attempt).execute(&mut as_owner).await;
+        assert!(
+            done.is_err(),
+            "{attempt} must be refused to the migrating login"
+        );
+    }
+    as_owner.close().await.expect("closes");
+
+    // It still owns the schema, and a schema's owner may drop what is in it, the trail whole
+    // included: `serve` refuses it, even without CREATEROLE.
+    sqlx::query(&format!("ALTER ROLE {} NOCREATEROLE", owner.name))
+        .execute(&mut admin)
+        .await
+        .expect("alters the login");
+    let (succeeded, stderr, _) = serve_expecting_exit(&owner.url, &[]).await;
+    assert!(!succeeded, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing to serve as PostgreSQL login {}",
+            owner.name
+        )) && stderr.contains("owns the audit tables' schema")
+            && !stderr.contains("CREATEROLE"),
+        "{stderr}"
+    );
+}
+
+/// An upgrade run by a login that cannot take the audit owner's role stops at migration 0023,
+/// says what it needs, and changes nothing; given CREATEROLE, the same command completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_index_migration_needs_the_owners_role_and_changes_nothing_without_it() {
+    let test = TestStore::new(Backend::Postgres).await;
+    cli(&test.url, &["migrate"]).await;
+    let mut admin = PgConnection::connect(&test.url).await.expect("connects");
+    // The trail as migration 0022 left it, as a deployment that has not upgraded holds it.
+    for statement in [
+        "ALTER TABLE audit_log ADD CONSTRAINT audit_log_aggregate_type_account_id_sequence_key \
+         UNIQUE (aggregate_type, account_id, sequence)",
+        "DROP INDEX audit_log_recorded_at",
+        "CREATE INDEX audit_log_recorded_at ON audit_log (recorded_at, position)",
+        "DELETE FROM _sqlx_migrations WHERE version = 23",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+    let before = audit_log_indexes(&mut admin).await;
+    assert_ne!(before, indexes_since_0023());
+    let database = database_of(&test.url);
+    let owner = PlainLogin::with(&test.url, "lh_owner", |name| {
+        vec![
+            format!("CREATE ROLE {name} LOGIN"),
+            format!("ALTER DATABASE {database} OWNER TO {name}"),
+            format!("GRANT ALL ON _sqlx_migrations TO {name}"),
+        ]
+    })
+    .await;
+
+    let refused = cli_output(&owner.url, &["migrate"]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("migration 0023 changes the audit trail's indexes")
+            && stderr.contains(&format!("login {} cannot take that role", owner.name))
+            && stderr.contains("CREATEROLE"),
+        "{stderr}"
+    );
+    assert_eq!(audit_log_indexes(&mut admin).await, before);
+    let recorded: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&mut admin)
+        .await
+        .expect("reads");
+    assert_eq!(recorded, 22);
+
+    sqlx::query(&format!("ALTER ROLE {} CREATEROLE", owner.name))
+        .execute(&mut admin)
+        .await
+        .expect("the DBA grants CREATEROLE");
+    cli(&owner.url, &["migrate"]).await;
+    assert_eq!(audit_log_indexes(&mut admin).await, indexes_since_0023());
+    assert!(!is_audit_owner(&mut admin, &owner.name).await);
 }
