@@ -133,6 +133,49 @@ async fn a_lost_derived_file_stops_the_service_until_recreated_then_the_same_tra
     );
 }
 
+/// The derived file deleted under a running service (which writes on into the file it has open):
+/// `store recreate-derived` refuses while the service runs, whose readers would go on writing the
+/// old file; once it stops, the store is refused, recreated, and served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreating_beside_a_running_service_is_refused() {
+    let test = TestStore::new(Backend::Sqlite).await;
+    let url = test.url.clone();
+    let user = create_user(&url, "beside").await;
+    let service = Service::start(&url, Options::default()).await;
+    let load = Load::start(&service.base_url, std::slice::from_ref(&user), 1, "beside");
+    eventually("10 alerts acknowledged", || async {
+        (load.acknowledged() >= 10).then_some(())
+    })
+    .await;
+
+    remove_derived_file(&url);
+    let refused = cli_output(&url, &["store", "recreate-derived"]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("already running"),
+        "{stderr}"
+    );
+    let tally = load.stop().await;
+    service.stop().await;
+
+    let refused = refused_serve(&url).await;
+    assert!(refused.contains("store recreate-derived"), "{refused}");
+    cli(&url, &["store", "recreate-derived"]).await;
+    let service = Service::start(&url, Options::default()).await;
+    let store = ledgerhook::app::open_store(&url).await.expect("opens");
+    let verdict = check(
+        &url,
+        &store,
+        std::slice::from_ref(&user.user_id),
+        &tally.acked,
+        Venue::Paper,
+    )
+    .await;
+    assert_eq!(verdict.duplicated, 0);
+    drop(store);
+    service.stop().await;
+}
+
 /// A derived file restored from a later backup than its ledger has read past the ledger's end:
 /// the readers would skip the positions the ledger gives its next events. Refused.
 #[tokio::test]
