@@ -448,14 +448,7 @@ async fn an_event_chained_twice_is_named_by_verify(backend: Backend) {
         ..copied.clone()
     };
     twice.hash = ledgerhook::audit::chain::row_hash(&twice);
-    tamper(
-        &store,
-        AppendOnly::AuditLog,
-        "DELETE FROM audit_log WHERE position = $1",
-        &[Bind::Integer(last.position)],
-    )
-    .await;
-    reinsert(&store, &twice).await;
+    replace_row(&store, &twice).await;
     assert_eq!(
         audit_rows(&store)
             .await
@@ -479,18 +472,23 @@ async fn an_event_chained_twice_is_named_by_verify(backend: Backend) {
     );
     assert_eq!(report["rows"], last.position - 1, "{report}");
 
-    tamper(
-        &store,
-        AppendOnly::AuditLog,
-        "DELETE FROM audit_log WHERE position = $1",
-        &[Bind::Integer(last.position)],
-    )
-    .await;
-    reinsert(&store, last).await;
+    replace_row(&store, last).await;
     let (ok, report) = audit_verify(&test.url, true).await;
     assert!(ok, "{report}");
 }
 on_both_stores!(an_event_chained_twice_is_named_by_verify);
+
+/// Puts `row` in place of the row at its position, as an attacker with raw access could.
+async fn replace_row(store: &Store, row: &AuditRow) {
+    tamper(
+        store,
+        AppendOnly::AuditLog,
+        "DELETE FROM audit_log WHERE position = $1",
+        &[Bind::Integer(row.position)],
+    )
+    .await;
+    reinsert(store, row).await;
+}
 
 /// Puts a deleted row back as it was (INSERT is what the trail allows anyway).
 pub(crate) async fn reinsert(store: &Store, row: &AuditRow) {
