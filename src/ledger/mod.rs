@@ -48,12 +48,15 @@ const CONFLICT_BACKOFF_MS: u64 = 2;
 pub struct LedgerOptions {
     pub cached_accounts: usize,
     pub committers: usize,
+    /// Idempotency-key hashes kept in memory per cached account (`known_keys::MAX_KEPT`).
+    pub known_keys_kept: usize,
 }
 
 impl LedgerOptions {
     pub fn for_store(store: &Store) -> Self {
         Self {
             cached_accounts: 50_000,
+            known_keys_kept: known_keys::MAX_KEPT,
             committers: match store {
                 Store::Postgres(_) => 4,
                 Store::Sqlite(_) => 1,
@@ -223,6 +226,7 @@ struct Inner {
     accounts: AccountCache,
     committer: Committer,
     upcasters: Vec<Box<dyn EventUpcaster>>,
+    known_keys_kept: usize,
 }
 
 impl Ledger {
@@ -240,6 +244,7 @@ impl Ledger {
                 accounts: AccountCache::new(options.cached_accounts),
                 committer,
                 upcasters,
+                known_keys_kept: options.known_keys_kept,
             }),
         }
     }
@@ -557,6 +562,7 @@ impl Ledger {
         account_id: &str,
         account: &mut LoadedAccount,
     ) -> Result<(), LedgerError> {
+        account.known_keys = KnownKeys::with_room(self.inner.known_keys_kept);
         let live = self
             .inner
             .store

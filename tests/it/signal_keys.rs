@@ -8,10 +8,10 @@ use rust_decimal::Decimal;
 use tokio::task::JoinSet;
 
 use aggregates::{
-    AccountCommand, AccountEvent, Market, OrderType, Quantity, RejectionReason, SeenKey, Side,
-    SignalId, SignalIntent, TradeInstruction,
+    upcasters, AccountCommand, AccountEvent, Market, OrderType, Quantity, RejectionReason, SeenKey,
+    Side, SignalId, SignalIntent, TradeInstruction,
 };
-use ledgerhook::ledger::{encode, Ledger};
+use ledgerhook::ledger::{encode, Ledger, LedgerOptions};
 use ledgerhook::store::upkeep::forget_expired_keys;
 use ledgerhook::store::{SignalKey, Store, FORGET_BATCH};
 
@@ -137,6 +137,40 @@ async fn a_keys_use_lands_with_its_events_and_is_forgotten_an_hour_after_its_win
     );
 }
 on_both_stores!(a_keys_use_lands_with_its_events_and_is_forgotten_an_hour_after_its_window);
+
+/// Scale: a busy account used more keys than its ledger keeps in memory (two here, 16,384 in
+/// the service). Every resend is still refused as the duplicate it is (the keys past the room
+/// are asked of the store), by this ledger and by one that loads the account afresh, and a new
+/// key is still received.
+async fn keys_past_the_memorys_room_are_still_refused_when_sent_again(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = test.open().await;
+    let mut tasks = JoinSet::new();
+    let options = LedgerOptions {
+        known_keys_kept: 2,
+        ..LedgerOptions::for_store(&store)
+    };
+    let ledger = Ledger::start(store.clone(), options.clone(), upcasters(), &mut tasks);
+    open_account(&ledger, "busy").await;
+    let t0 = Utc::now();
+    let window = Duration::hours(24);
+    let used = 6;
+    for n in 0..used {
+        let first = signal(&format!("s{n}"), &format!("k{n}"), t0, window);
+        assert_eq!(outcome(&ledger, "busy", first).await, "received", "k{n}");
+    }
+    let reloaded = Ledger::start(store.clone(), options, upcasters(), &mut tasks);
+    for (n, ledger) in (0..used).flat_map(|n| [(n, &ledger), (n, &reloaded)]) {
+        let resend = signal(&format!("r{n}"), &format!("k{n}"), t0, window);
+        assert_eq!(
+            outcome(ledger, "busy", resend).await,
+            format!("duplicate of s{n}")
+        );
+    }
+    let new = signal("s-new", "k-new", t0, window);
+    assert_eq!(outcome(&ledger, "busy", new).await, "received");
+}
+on_both_stores!(keys_past_the_memorys_room_are_still_refused_when_sent_again);
 
 /// Scale: a backlog of expired keys (a service stopped for a day) is forgotten in batches, and
 /// the live keys stay.
