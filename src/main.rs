@@ -4,6 +4,7 @@ use tracing_subscriber::EnvFilter;
 use ledgerhook::cli::{run, Cli};
 
 /// mimalloc rather than glibc's malloc: see the dependency's note in Cargo.toml.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
