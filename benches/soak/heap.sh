@@ -23,8 +23,9 @@ else
   cargo bench --bench http_load --no-run
 fi
 load=$(ls -t target/release/deps/http_load-* | grep -v '\.d$' | head -1)
-preload=$(ls /usr/lib/heaptrack/libheaptrack_preload.so /usr/lib/*/heaptrack/libheaptrack_preload.so 2>/dev/null | head -1)
-interpret=$(ls /usr/lib/heaptrack/libexec/heaptrack_interpret /usr/lib/*/heaptrack/libexec/heaptrack_interpret 2>/dev/null | head -1)
+first_file() { for f in "$@"; do [ -f "$f" ] && { echo "$f"; return; }; done; echo "heaptrack's $1 not found: apt-get install heaptrack" >&2; exit 1; }
+preload=$(first_file /usr/lib/heaptrack/libheaptrack_preload.so /usr/lib/*/heaptrack/libheaptrack_preload.so)
+interpret=$(first_file /usr/lib/heaptrack/libexec/heaptrack_interpret /usr/lib/*/heaptrack/libexec/heaptrack_interpret)
 dir=$(cd "$out" && pwd)
 # `serve` under the preload, as the very process http_load signals; the CLI's other commands plainly.
 cat > "$out/wrap.sh" <<WRAP
@@ -48,8 +49,11 @@ for _ in $(seq 1 240); do P=$(pgrep -f "ledgerhook-system-allocator serve" | hea
 addr=$(tr '\0' '\n' < "/proc/$P/environ" | grep ^LEDGERHOOK_LISTEN= | cut -d= -f2)
 start=$(date +%s)
 while kill -0 "$P" 2>/dev/null && [ $(($(date +%s) - start)) -le "$seconds" ]; do
-  lags=$(curl -s "http://$addr/metrics" | awk '/^ledgerhook_reader_lag_events/ {printf "%s ", $2}')
-  echo "$(($(date +%s) - start)) $(awk '/VmRSS/ {print $2}' "/proc/$P/status") $(awk '{print $14 + $15}' "/proc/$P/stat") $lags" >> "$out/rss"
+  # Sampling never stops the run: a server not answering yet, or gone, leaves its fields empty.
+  lags=$(curl -s "http://$addr/metrics" | awk '/^ledgerhook_reader_lag_events/ {printf "%s ", $2}' || true)
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$P/status" 2>/dev/null || true)
+  ticks=$(awk '{print $14 + $15}' "/proc/$P/stat" 2>/dev/null || true)
+  echo "$(($(date +%s) - start)) $rss $ticks $lags" >> "$out/rss"
   sleep 30
 done
 # Stopping the generator kills the server: what it still held then is heaptrack's "leaked".
