@@ -35,5 +35,7 @@ pub mod writer;
 
 pub use self::key::{AuditKey, WeakKey};
 pub use self::monitor::{LatestVerification, Verification};
-pub use self::verify::{verify, Mismatch, PublishedCheckpoint, VerifyOptions, VerifyReport};
+pub use self::verify::{
+    verify, verify_from, Mismatch, PublishedCheckpoint, Verified, VerifyOptions, VerifyReport,
+};
 pub use self::writer::{AuditConfig, AuditWriter};

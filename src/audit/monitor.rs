@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::catchup::wait_or_shutdown;
 use crate::store::Store;
 
-use super::verify::{verify, VerifyOptions, VerifyReport};
+use super::verify::{verify_from, Verified, VerifyOptions, VerifyReport};
 
 /// One finished verification.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -47,8 +47,9 @@ impl LatestVerification {
     }
 }
 
-/// Verifies the trail at once and then every `interval` until shutdown, publishing each report in
-/// `latest`. A store error keeps the previous report (and is logged).
+/// Verifies the whole trail at once, then every `interval` the rows added since (each pass goes
+/// on from the latest checkpoint the one before verified, `verify_from`), until shutdown,
+/// publishing each report in `latest`. A store error keeps the previous report (and is logged).
 pub async fn run(
     store: Store,
     options: VerifyOptions,
@@ -56,15 +57,17 @@ pub async fn run(
     latest: Arc<LatestVerification>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut walked: Option<Verified> = None;
     loop {
         let started_at = Utc::now();
         let verified = tokio::select! {
-            verified = verify(&store, &options) => Some(verified),
+            verified = verify_from(&store, &options, walked.as_ref()) => Some(verified),
             _ = shutdown.wait_for(|stop| *stop) => None,
         };
         match verified {
             None => return,
-            Some(Ok(report)) => {
+            Some(Ok((report, next))) => {
+                walked = next;
                 if let Some(mismatch) = &report.first_mismatch {
                     tracing::error!(
                         target: super::writer::ALERT_TARGET,

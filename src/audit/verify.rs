@@ -2,6 +2,15 @@
 //! recomputes every hash, checks the links, the density of positions and every checkpoint, checks
 //! each row against the event it records (the ledger's global order, walked alongside), and stops
 //! at the first row that does not match.
+//!
+//! A walk may go on from where an earlier one stood (`verify_from`, the background monitor's
+//! way): the cost of a pass is then the rows added since, not the whole history, which at 400
+//! signals/s grew by a gigabyte of reads every five minutes and stalled the saga each time
+//! (benches/README, twelfth session). It goes on from the latest checkpoint the earlier walk
+//! verified, with the hash it verified there: a forgery consistent enough to keep the chain
+//! linked must rewrite every row after it up to the head, so it changes the rows the pass walks
+//! or the hash it expects, and is found. An edit of an older row that leaves the chain broken is
+//! found only by a whole walk (`ledgerhook audit verify`, and every start of `serve`).
 
 use std::collections::VecDeque;
 
@@ -85,6 +94,9 @@ pub struct VerifyReport {
     pub published_verified: u64,
     /// Rows after the latest checkpoint when the walk began: not yet covered by one.
     pub unprotected_rows: u64,
+    /// The walk went on after this position, verified by an earlier walk of the same process
+    /// (its counts above include that walk's); 0 when it walked the whole trail.
+    pub walked_from: i64,
     pub first_mismatch: Option<Mismatch>,
 }
 
@@ -139,10 +151,28 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-/// Verifies the audit trail of `store` (see `VerifyOptions`). `Err` only when the store cannot be
-/// read; a damaged trail is an `Ok` report naming the first damaged row.
+/// Verifies the whole audit trail of `store` (see `VerifyOptions`). `Err` only when the store
+/// cannot be read; a damaged trail is an `Ok` report naming the first damaged row.
 pub async fn verify(store: &Store, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-    Walk::new(store, options).await?.run().await
+    Ok(verify_from(store, options, None).await?.0)
+}
+
+/// Verifies the trail after what an earlier walk verified (`None`: the whole trail), with the
+/// same options; also where the next walk may go on from.
+pub async fn verify_from(
+    store: &Store,
+    options: &VerifyOptions,
+    earlier: Option<&Verified>,
+) -> Result<(VerifyReport, Option<Verified>), StoreError> {
+    Walk::new(store, options, earlier).await?.run().await
+}
+
+/// Where a walk stood, every check passed, at the latest checkpoint it reached.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    report: VerifyReport,
+    /// The ledger's position of the event the row there records.
+    log_cursor: LogPosition,
 }
 
 /// One verification in progress: the chain, the ledger's log and the checkpoints, walked together.
@@ -159,50 +189,107 @@ struct Walk<'a> {
     /// The latest checkpoint when the walk began; rows after it are unprotected.
     protected_to: i64,
     now: DateTime<Utc>,
+    /// Where the next walk may go on from.
+    verified: Option<Verified>,
 }
 
 impl<'a> Walk<'a> {
-    async fn new(store: &'a Store, options: &'a VerifyOptions) -> Result<Walk<'a>, StoreError> {
+    async fn new(
+        store: &'a Store,
+        options: &'a VerifyOptions,
+        earlier: Option<&Verified>,
+    ) -> Result<Walk<'a>, StoreError> {
         // Read before the walk: the writer commits rows with its reader checkpoint and before
         // their checkpoints, so the walk must reach everything these name. A running writer may
         // add more meanwhile; that is checked next time.
         let chained_to = store.events().checkpoint(CHECKPOINT_NAME).await?;
         let protected_to = store.audit().last_checkpoint().await?;
-        let mut published = options.published.clone();
+        let (report, log_cursor) = match earlier {
+            Some(earlier) => (
+                VerifyReport {
+                    walked_from: earlier.report.head_position,
+                    ..earlier.report.clone()
+                },
+                earlier.log_cursor,
+            ),
+            None => (
+                VerifyReport {
+                    rows: 0,
+                    head_position: 0,
+                    head_hash: GENESIS_HASH.to_owned(),
+                    checkpoints: 0,
+                    signatures_verified: 0,
+                    signatures_unchecked: 0,
+                    published_verified: 0,
+                    unprotected_rows: 0,
+                    walked_from: 0,
+                    first_mismatch: None,
+                },
+                LogPosition::default(),
+            ),
+        };
+        // What the earlier walk checked is not checked again: the checkpoints and published
+        // copies at or before where it stood.
+        let mut published: Vec<_> = options
+            .published
+            .iter()
+            .filter(|p| p.position > report.head_position)
+            .cloned()
+            .collect();
         published.sort_by_key(|p| p.position);
         Ok(Walk {
             store,
             options,
-            report: VerifyReport {
-                rows: 0,
-                head_position: 0,
-                head_hash: GENESIS_HASH.to_owned(),
-                checkpoints: 0,
-                signatures_verified: 0,
-                signatures_unchecked: 0,
-                published_verified: 0,
-                unprotected_rows: 0,
-                first_mismatch: None,
-            },
             checkpoints: Checkpoints {
                 up_to: protected_to,
+                read_to: report.head_position,
                 ..Checkpoints::default()
             },
+            report,
             published: published.into(),
-            log_cursor: LogPosition::default(),
+            log_cursor,
             chained_to,
             protected_to,
             now: Utc::now(),
+            verified: earlier.cloned(),
         })
     }
 
-    async fn run(mut self) -> Result<VerifyReport, StoreError> {
-        if let Some(problem) = self.walk_rows().await? {
-            self.report.first_mismatch = Some(problem);
-            return Ok(self.report);
+    async fn run(mut self) -> Result<(VerifyReport, Option<Verified>), StoreError> {
+        let mut problem = self.check_where_it_goes_on().await?;
+        if problem.is_none() {
+            problem = self.walk_rows().await?;
         }
-        self.report.first_mismatch = self.check_end().await?;
-        Ok(self.report)
+        if problem.is_none() {
+            problem = self.check_end().await?;
+        }
+        self.report.first_mismatch = problem;
+        Ok((self.report, self.verified))
+    }
+
+    /// The row an earlier walk stood at must still carry the hash it verified there: a forgery
+    /// that keeps the chain linked from there or before up to the head changes it.
+    async fn check_where_it_goes_on(&self) -> Result<Option<Mismatch>, StoreError> {
+        let at = self.report.walked_from;
+        if at == 0 {
+            return Ok(None);
+        }
+        let row = self.store.audit().read(at - 1, 1).await?.into_iter().next();
+        Ok(match row {
+            Some(row) if row.position == at && row.hash == self.report.head_hash => None,
+            Some(row) if row.position == at => Some(Mismatch::at_row(
+                &row,
+                format!(
+                    "hash {} is not the {} an earlier verification found here: the chain was \
+                     rewritten from this row or before it",
+                    row.hash, self.report.head_hash
+                ),
+            )),
+            _ => Some(Mismatch::at_missing(
+                at,
+                "row is missing: an earlier verification found it here".to_owned(),
+            )),
+        })
     }
 
     /// The first problem among the rows, in chain order.
@@ -267,6 +354,14 @@ impl<'a> Walk<'a> {
                     {
                         return Ok(Some(problem));
                     }
+                }
+                // A later walk goes on from the latest checkpoint, not from the head: every walk
+                // counts the rows after it and checks how long the oldest has waited for one.
+                if row.position == self.protected_to {
+                    self.verified = Some(Verified {
+                        report: self.report.clone(),
+                        log_cursor: self.log_cursor,
+                    });
                 }
             }
         }

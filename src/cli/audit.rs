@@ -53,8 +53,8 @@ pub struct AuditArgs {
     /// Also record one this many seconds after the previous one when rows were added since.
     #[arg(long, env = "LEDGERHOOK_AUDIT_CHECKPOINT_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_checkpoint_interval_seconds: u32,
-    /// Verify the whole trail in the background this often; `GET /api/compliance/audit/verify`
-    /// serves the latest report.
+    /// Verify the trail in the background this often (the whole trail at start, then the rows
+    /// added since); `GET /api/compliance/audit/verify` serves the latest report.
     #[arg(long, env = "LEDGERHOOK_AUDIT_VERIFY_INTERVAL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_verify_interval_seconds: u32,
 }

@@ -9,6 +9,7 @@ use rand::Rng;
 use serde_json::Value;
 use sqlx::Connection;
 
+use ledgerhook::audit::{verify, verify_from, VerifyOptions, VerifyReport};
 use ledgerhook::store::{AuditRow, Store};
 
 use crate::on_both_stores;
@@ -477,6 +478,70 @@ async fn an_event_chained_twice_is_named_by_verify(backend: Backend) {
     assert!(ok, "{report}");
 }
 on_both_stores!(an_event_chained_twice_is_named_by_verify);
+
+/// The background monitor's passes go on from the latest checkpoint the pass before verified, so
+/// a pass costs the rows added since, not the history. It reports what a whole walk does, and a
+/// forgery that keeps the chain linked from an earlier row up to the head is still found there,
+/// by the hash the earlier pass verified.
+async fn a_walk_that_goes_on_reports_the_whole_trail_and_finds_a_linked_forgery(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let options = VerifyOptions::default();
+    let (whole, earlier) = verify_from(&store, &options, None).await.expect("reads");
+    assert!(whole.is_intact(), "{whole:?}");
+    assert_eq!(whole.walked_from, 0, "the first walk takes the whole trail");
+    let earlier = earlier.expect("a walk past a checkpoint says where to go on from");
+
+    let (goes_on, _) = verify_from(&store, &options, Some(&earlier))
+        .await
+        .expect("reads");
+    let resumed_at = goes_on.walked_from;
+    assert!(
+        resumed_at >= 2,
+        "a checkpoint past the first rows: {goes_on:?}"
+    );
+    assert_eq!(
+        VerifyReport {
+            walked_from: 0,
+            ..goes_on
+        },
+        verify(&store, &options).await.expect("reads"),
+        "the same report as a walk of the whole trail"
+    );
+
+    // Rewrite one row's payload before where the walk goes on, and every row after it with
+    // hashes that link: the chain is consistent again, but for the event it no longer matches.
+    let rows = audit_rows(&store).await;
+    let first = usize::try_from(resumed_at / 2).expect("a position");
+    let mut previous = rows[first - 1].hash.clone();
+    for (index, row) in rows.iter().enumerate().skip(first) {
+        let mut forged = AuditRow {
+            prev_hash: previous.clone(),
+            ..row.clone()
+        };
+        if index == first {
+            forged.payload = one_byte_off(&row.payload);
+        }
+        forged.hash = ledgerhook::audit::chain::row_hash(&forged);
+        previous = forged.hash.clone();
+        replace_row(&store, &forged).await;
+    }
+    let (found, _) = verify_from(&store, &options, Some(&earlier))
+        .await
+        .expect("reads");
+    let mismatch = found.first_mismatch.expect("the forgery is found");
+    assert_eq!(mismatch.position, resumed_at, "{mismatch}");
+    assert!(
+        mismatch
+            .problem
+            .contains("an earlier verification found here"),
+        "{mismatch}"
+    );
+    let whole = verify(&store, &options).await.expect("reads");
+    let mismatch = whole.first_mismatch.expect("a whole walk finds it too");
+    assert_eq!(mismatch.position, rows[first].position, "{mismatch}");
+}
+on_both_stores!(a_walk_that_goes_on_reports_the_whole_trail_and_finds_a_linked_forgery);
 
 /// Puts `row` in place of the row at its position, as an attacker with raw access could.
 async fn replace_row(store: &Store, row: &AuditRow) {
