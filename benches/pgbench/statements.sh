@@ -5,7 +5,8 @@
 # variables pass through (LOAD_MODE, LOAD_RATE, LOAD_USERS, ...); the release binary and the bench
 # must be built first (benches/README.md, "Reproduce").
 # STATEMENTS_EXPLAIN_MS=N also logs the plan (with buffers) of every statement slower than N ms, and
-# STATEMENTS_LOG=FILE keeps the server's log there.
+# STATEMENTS_LOG=FILE keeps the server's log there; STATEMENTS_ORDER=calls sorts by calls, not time.
+# STATEMENTS_INITDB_ARGS and STATEMENTS_SERVER_ARGS ("-c name=value ...") change the cluster.
 #   STATEMENTS_PORT=5499 LOAD_MODE=open-transaction LOAD_RATE=500 benches/pgbench/statements.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -32,10 +33,10 @@ if [ -n "${STATEMENTS_EXPLAIN_MS:-}" ]; then
     explain="-c auto_explain.log_min_duration=${STATEMENTS_EXPLAIN_MS}ms -c auto_explain.log_analyze=on \
         -c auto_explain.log_buffers=on -c auto_explain.log_timing=off"
 fi
-as_owner "$bin/initdb" -D "$cluster/data" -U postgres --auth=trust >/dev/null
+as_owner "$bin/initdb" -D "$cluster/data" -U postgres --auth=trust ${STATEMENTS_INITDB_ARGS:-} >/dev/null
 as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/log" -w start -o "-p $port -k $cluster \
     -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB \
-    -c shared_preload_libraries=$libraries -c pg_stat_statements.track=all $explain" >/dev/null
+    -c shared_preload_libraries=$libraries -c pg_stat_statements.track=all $explain ${STATEMENTS_SERVER_ARGS:-}" >/dev/null
 admin="postgres://postgres@127.0.0.1:$port/postgres"
 psql -q "$admin" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 
@@ -50,5 +51,7 @@ psql "$admin" -P pager=off -c "
            left(regexp_replace(query, '\s+', ' ', 'g'), 70) AS statement
       FROM pg_stat_statements
      WHERE query !~* '^(BEGIN|COMMIT|SET|RESET|SELECT \\\$1|CREATE|DROP|ALTER)'
-     ORDER BY total_exec_time DESC LIMIT ${STATEMENTS_TOP:-15}"
-psql "$admin" -At -c "SELECT 'all statements: ' || round(sum(total_exec_time)) || ' ms' FROM pg_stat_statements"
+     ORDER BY ${STATEMENTS_ORDER:-total_exec_time} DESC LIMIT ${STATEMENTS_TOP:-15}"
+psql "$admin" -At -c "SELECT 'all statements: ' || round(sum(total_exec_time)) || ' ms, ' || sum(calls) || ' calls' FROM pg_stat_statements"
+# Transactions: explicit ones end in COMMIT; every other statement outside one commits by itself.
+psql "$admin" -At -c "SELECT 'commits: ' || coalesce(sum(calls) FILTER (WHERE query ~* '^COMMIT'), 0) || ' explicit' FROM pg_stat_statements"
