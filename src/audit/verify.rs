@@ -5,12 +5,13 @@
 //!
 //! A walk may go on from where an earlier one stood (`verify_from`, the background monitor's
 //! way): the cost of a pass is then the rows added since, not the whole history, which at 400
-//! signals/s grew by a gigabyte of reads every five minutes and stalled the saga each time
-//! (benches/README, twelfth session). It goes on from the latest checkpoint the earlier walk
-//! verified, with the hash it verified there: a forgery consistent enough to keep the chain
-//! linked must rewrite every row after it up to the head, so it changes the rows the pass walks
-//! or the hash it expects, and is found. An edit of an older row that leaves the chain broken is
-//! found only by a whole walk (`ledgerhook audit verify`, and every start of `serve`).
+//! signals/s grows by 720,000 rows (and their events) every five minutes; the soak's saga
+//! stalled at such a walk (benches/README, twelfth session). It goes on from the latest
+//! checkpoint the earlier walk verified, with the hash it verified there: a forgery consistent
+//! enough to keep the chain linked must rewrite every row after it up to the head, so it
+//! changes the rows the pass walks or the hash it expects, and is found. An edit of an older row
+//! that leaves the chain broken is found only by a whole walk (`ledgerhook audit verify`, and
+//! every start of `serve`).
 
 use std::collections::VecDeque;
 
@@ -385,7 +386,8 @@ impl<'a> Walk<'a> {
             Mismatch::at_row(
                 row,
                 format!(
-                    "no signed checkpoint covers this row (recorded {}, more than {} s ago); the                      latest checkpoint is at position {}",
+                    "no signed checkpoint covers this row (recorded {}, more than {} s ago); the \
+                     latest checkpoint is at position {}",
                     row.recorded_at,
                     self.options.max_unprotected.num_seconds(),
                     self.protected_to
@@ -427,13 +429,15 @@ impl<'a> Walk<'a> {
             .await?
         {
             return Ok(missing(format!(
-                "row is missing: the chain ends at position {head} but a checkpoint records                  position {}",
+                "row is missing: the chain ends at position {head} but a checkpoint records \
+                 position {}",
                 checkpoint.position
             )));
         }
         if let Some(published) = self.published.front() {
             return Ok(missing(format!(
-                "row is missing: the chain ends at position {head} but the published checkpoint                  records position {}",
+                "row is missing: the chain ends at position {head} but the published checkpoint \
+                 records position {}",
                 published.position
             )));
         }
@@ -442,7 +446,8 @@ impl<'a> Walk<'a> {
         if let Some(event) = next.first().filter(|e| e.position <= self.chained_to) {
             let e = &event.event;
             return Ok(missing(format!(
-                "row is missing: the event {} {} #{} was chained (the audit writer read past it)                  but has no row",
+                "row is missing: the event {} {} #{} was chained (the audit writer read past it) \
+                 but has no row",
                 e.aggregate_type, e.aggregate_id, e.sequence
             )));
         }

@@ -208,6 +208,10 @@ async fn rows_without_a_signed_checkpoint_fail_verification_with_the_key(backend
         problem(&report).contains("no signed checkpoint covers this row"),
         "{report}"
     );
+    assert!(
+        problem(&report).contains("s ago); the latest checkpoint is at position"),
+        "one sentence, as compliance staff read it: {report}"
+    );
 }
 on_both_stores!(rows_without_a_signed_checkpoint_fail_verification_with_the_key);
 
