@@ -9,7 +9,8 @@
 //! - `verify` walks the trail a page at a time beside the ledger's global order (row k records the
 //!   k-th event: stream, sequence, type, payload, metadata) and names the first row that does not
 //!   match; `ledgerhook audit verify` runs it, and `serve` in the background (`monitor`), whose
-//!   latest report `GET /api/compliance/audit/verify` serves.
+//!   latest report `GET /api/compliance/audit/verify` serves; its walks are paced (`pace`) to a
+//!   quarter of the time, so that a long one does not starve the signals beside it.
 //! - Checkpoints of the head (every `--audit-checkpoint-every` rows, every
 //!   `--audit-checkpoint-interval-seconds` when rows were added, and at shutdown) go to the
 //!   append-only `audit_checkpoints` and to the log (the published copy `audit verify
@@ -30,11 +31,13 @@
 pub mod chain;
 pub mod key;
 pub mod monitor;
+pub mod pace;
 pub mod verify;
 pub mod writer;
 
 pub use self::key::{AuditKey, WeakKey};
 pub use self::monitor::{LatestVerification, Verification};
+pub use self::pace::Pace;
 pub use self::verify::{
     verify, verify_from, Mismatch, PublishedCheckpoint, Verified, VerifyOptions, VerifyReport,
 };

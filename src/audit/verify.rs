@@ -12,8 +12,12 @@
 //! changes the rows the pass walks or the hash it expects, and is found. An edit of an older row
 //! that leaves the chain broken is found only by a whole walk (`ledgerhook audit verify`, and
 //! every start of `serve`).
+//!
+//! A walk ends at the head the trail had when it began (rows added meanwhile are the next walk's):
+//! a paced walk (`VerifyOptions::pace`, the monitor's) that chased a busy head would never end.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -22,6 +26,7 @@ use crate::store::{AuditCheckpoint, AuditRow, LogPosition, LoggedEvent, Store, S
 
 use super::chain::{checkpoint_encoding, row_hash, GENESIS_HASH};
 use super::key::AuditKey;
+use super::pace::Pace;
 use super::writer::CHECKPOINT_NAME;
 
 const PAGE_SIZE: i64 = 1000;
@@ -40,6 +45,8 @@ pub struct VerifyOptions {
     /// Copies of checkpoints published outside the database: the chain must hold each.
     pub published: Vec<PublishedCheckpoint>,
     pub max_unprotected: chrono::Duration,
+    /// How hard the walk may press (full speed by default).
+    pub pace: Pace,
 }
 
 impl Default for VerifyOptions {
@@ -48,6 +55,7 @@ impl Default for VerifyOptions {
             key: None,
             published: Vec::new(),
             max_unprotected: DEFAULT_MAX_UNPROTECTED,
+            pace: Pace::FULL_SPEED,
         }
     }
 }
@@ -189,6 +197,8 @@ struct Walk<'a> {
     chained_to: LogPosition,
     /// The latest checkpoint when the walk began; rows after it are unprotected.
     protected_to: i64,
+    /// The chain's head when the walk began: where it ends.
+    walk_to: i64,
     now: DateTime<Utc>,
     /// Where the next walk may go on from.
     verified: Option<Verified>,
@@ -205,6 +215,8 @@ impl<'a> Walk<'a> {
         // add more meanwhile; that is checked next time.
         let chained_to = store.events().checkpoint(CHECKPOINT_NAME).await?;
         let protected_to = store.audit().last_checkpoint().await?;
+        // Read after both: every row they name is at or before it.
+        let walk_to = store.audit().head().await?.map_or(0, |head| head.position);
         let (report, log_cursor) = match earlier {
             Some(earlier) => (
                 VerifyReport {
@@ -251,6 +263,7 @@ impl<'a> Walk<'a> {
             log_cursor,
             chained_to,
             protected_to,
+            walk_to,
             now: Utc::now(),
             verified: earlier.cloned(),
         })
@@ -296,10 +309,15 @@ impl<'a> Walk<'a> {
     /// The first problem among the rows, in chain order.
     async fn walk_rows(&mut self) -> Result<Option<Mismatch>, StoreError> {
         loop {
+            let left = self.walk_to - self.report.head_position;
+            if left <= 0 {
+                return Ok(None);
+            }
+            let page_started = Instant::now();
             let page = self
                 .store
                 .audit()
-                .read(self.report.head_position, PAGE_SIZE)
+                .read(self.report.head_position, left.min(PAGE_SIZE))
                 .await?;
             if page.is_empty() {
                 return Ok(None);
@@ -365,6 +383,7 @@ impl<'a> Walk<'a> {
                     });
                 }
             }
+            self.options.pace.rest_since(page_started).await;
         }
     }
 

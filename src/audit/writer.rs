@@ -50,7 +50,7 @@ pub struct AuditConfig {
     /// ... and this long after the previous one when rows were added since, so that few rows stay
     /// unprotected for long whatever the traffic.
     pub checkpoint_interval: Duration,
-    /// How often `serve` verifies the whole trail in the background (`audit::monitor`).
+    /// How often `serve` verifies the trail in the background (`audit::monitor`).
     pub verify_interval: Duration,
 }
 
@@ -64,6 +64,7 @@ impl AuditConfig {
             key: self.key.clone(),
             published: Vec::new(),
             max_unprotected: interval.max(super::verify::DEFAULT_MAX_UNPROTECTED),
+            pace: super::monitor::PACE,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::app::open_store;
 use std::time::Duration;
 
 use crate::audit::verify::DEFAULT_MAX_UNPROTECTED;
-use crate::audit::{verify, AuditConfig, AuditKey, PublishedCheckpoint, VerifyOptions};
+use crate::audit::{verify, AuditConfig, AuditKey, Pace, PublishedCheckpoint, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -96,6 +96,7 @@ pub async fn run(global: &GlobalArgs, command: AuditCommand) -> anyhow::Result<(
         max_unprotected: chrono::Duration::seconds(
             i64::try_from(args.max_unprotected_seconds).unwrap_or(i64::MAX),
         ),
+        pace: Pace::FULL_SPEED,
     };
     let report = verify(&store, &options).await?;
     if args.json {

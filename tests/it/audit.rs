@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::Value;
 use sqlx::Connection;
 
-use ledgerhook::audit::{verify, verify_from, VerifyOptions, VerifyReport};
+use ledgerhook::audit::{verify, verify_from, Pace, VerifyOptions, VerifyReport};
 use ledgerhook::store::{AuditRow, Store};
 
 use crate::on_both_stores;
@@ -542,6 +542,40 @@ async fn a_walk_that_goes_on_reports_the_whole_trail_and_finds_a_linked_forgery(
     assert_eq!(mismatch.position, rows[first].position, "{mismatch}");
 }
 on_both_stores!(a_walk_that_goes_on_reports_the_whole_trail_and_finds_a_linked_forgery);
+
+/// The background walks rest after each page (`audit::monitor::PACE`) so that a long one does not
+/// starve the signals beside it; resting changes when a walk ends, not what it finds.
+async fn a_paced_walk_reports_what_a_walk_at_full_speed_does(backend: Backend) {
+    let test = TestStore::new(backend).await;
+    let store = trail_of_signals(&test).await;
+    let full_speed = verify(&store, &VerifyOptions::default())
+        .await
+        .expect("reads");
+    assert!(full_speed.is_intact(), "{full_speed:?}");
+    let paced = VerifyOptions {
+        pace: ledgerhook::audit::monitor::PACE,
+        ..VerifyOptions::default()
+    };
+    assert_ne!(paced.pace, Pace::FULL_SPEED, "the monitor rests");
+    assert_eq!(verify(&store, &paced).await.expect("reads"), full_speed);
+
+    let row = audit_rows(&store).await[2].clone();
+    replace_row(
+        &store,
+        &AuditRow {
+            payload: one_byte_off(&row.payload),
+            ..row.clone()
+        },
+    )
+    .await;
+    let mismatch = verify(&store, &paced)
+        .await
+        .expect("reads")
+        .first_mismatch
+        .expect("a paced walk finds a changed byte");
+    assert_eq!(mismatch.position, row.position, "{mismatch}");
+}
+on_both_stores!(a_paced_walk_reports_what_a_walk_at_full_speed_does);
 
 /// Puts `row` in place of the row at its position, as an attacker with raw access could.
 async fn replace_row(store: &Store, row: &AuditRow) {
