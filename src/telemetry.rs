@@ -28,6 +28,7 @@ pub const POOL_MAX_CONNECTIONS: &str = "ledgerhook_db_pool_max_connections";
 pub const CREDENTIAL_QUERIES: &str = "ledgerhook_credential_queries_total";
 pub const SIGN_INS: &str = "ledgerhook_sign_ins_total";
 pub const PEER_FAILURES: &str = "ledgerhook_peer_auth_failures_total";
+pub const SQLITE_WAL_RESTART_SECONDS: &str = "ledgerhook_sqlite_wal_restart_seconds";
 
 /// Acknowledgements are expected in milliseconds (TradingView gives up after 3 s).
 const ACK_BUCKETS: &[f64] = &[
@@ -56,6 +57,12 @@ pub fn install() -> PrometheusHandle {
                     builder.set_buckets_for_metric(
                         Matcher::Full(SIGNAL_TO_FILL_SECONDS.into()),
                         FILL_BUCKETS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(SQLITE_WAL_RESTART_SECONDS.into()),
+                        ACK_BUCKETS,
                     )
                 });
             let recorder = match builder {
@@ -97,6 +104,11 @@ fn describe() {
         SIGNAL_TO_FILL_SECONDS,
         Unit::Seconds,
         "Time from a signal's receipt being recorded to its fill being recorded."
+    );
+    describe_histogram!(
+        SQLITE_WAL_RESTART_SECONDS,
+        Unit::Seconds,
+        "How long each restart of an embedded store's WAL held its writers' turn (every write waits meanwhile)."
     );
     describe_gauge!(
         READER_RUNNING,

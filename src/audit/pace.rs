@@ -49,7 +49,10 @@ mod tests {
     fn a_paced_walk_rests_in_proportion_to_its_work() {
         let busy = Duration::from_millis(40);
         assert_eq!(Pace::FULL_SPEED.rest_after(busy), Duration::ZERO);
-        assert_eq!(Pace::resting(3).rest_after(busy), Duration::from_millis(120));
+        assert_eq!(
+            Pace::resting(3).rest_after(busy),
+            Duration::from_millis(120)
+        );
         assert_eq!(
             Pace::resting(u32::MAX).rest_after(Duration::MAX),
             Duration::MAX,
