@@ -35,12 +35,6 @@ impl Pace {
     }
 }
 
-impl Default for Pace {
-    fn default() -> Self {
-        Self::FULL_SPEED
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
